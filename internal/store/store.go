@@ -1,0 +1,58 @@
+// Package store defines the persistence Nimbus needs: revisioned key-value
+// buckets for metadata and a content-addressed blob store for code packages.
+// internal/store/nats implements both on NATS JetStream, embedded or remote;
+// callers see only these interfaces.
+package store
+
+import (
+	"context"
+	"io"
+)
+
+// Entry is a value and the revision it was written at.
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+}
+
+// KV is a bucket of keys with revisioned values. Keys are non-empty strings
+// of letters, digits and the characters "-_=.", as NATS KV allows.
+type KV interface {
+	// Get returns the current entry. Errors: nimbus.ErrNotFound.
+	Get(ctx context.Context, key string) (Entry, error)
+	// Create writes a key that must not exist. Errors: nimbus.ErrConflict.
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Update writes a key whose current revision must be rev.
+	// Errors: nimbus.ErrPreconditionFailed when it is not (or the key is gone).
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+	// Put writes a key unconditionally.
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	// Delete removes a key. Errors: nimbus.ErrNotFound.
+	Delete(ctx context.Context, key string) error
+	// Keys lists the keys, sorted.
+	Keys(ctx context.Context) ([]string, error)
+}
+
+// Blobs is a content-addressed blob store. A blob's name is the lowercase hex
+// SHA-256 of its content.
+type Blobs interface {
+	// Put stores the content read from r and returns its digest and size.
+	// Storing a blob that exists already is not an error.
+	Put(ctx context.Context, r io.Reader) (digest string, size int64, err error)
+	// Get opens a blob. Errors: nimbus.ErrNotFound.
+	Get(ctx context.Context, digest string) (io.ReadCloser, error)
+	// Delete removes a blob. Errors: nimbus.ErrNotFound.
+	Delete(ctx context.Context, digest string) error
+}
+
+// Store is the set of buckets Nimbus uses.
+type Store interface {
+	// KV opens (creating it if needed) the named bucket.
+	KV(ctx context.Context, bucket string) (KV, error)
+	// Blobs returns the code package store.
+	Blobs() Blobs
+	// Close releases connections and, for an embedded server, shuts it
+	// down after flushing.
+	Close() error
+}

@@ -1,0 +1,124 @@
+// Package nimbus holds Nimbus's domain types and the sentinel errors shared by
+// its parts. It does no I/O: the store, the engine, the API and the CLI all
+// speak in these types, and the interfaces between them live beside their
+// consumers (internal/store, internal/sandbox).
+package nimbus
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Parts wrap them with %w; the API maps them to Lambda's
+// error types in one place (internal/api/errors.go).
+var (
+	// ErrNotFound: the named resource does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the resource exists already, or is in a state that
+	// forbids the operation.
+	ErrConflict = errors.New("conflict")
+	// ErrPreconditionFailed: an optimistic-concurrency check failed (a stale
+	// RevisionId).
+	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrInvalid: a request parameter is invalid.
+	ErrInvalid = errors.New("invalid parameter")
+	// ErrTooLarge: a request or response is over a size limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrThrottled: no capacity to run the request now.
+	ErrThrottled = errors.New("throttled")
+	// ErrTimeout: the function ran past its timeout.
+	ErrTimeout = errors.New("timed out")
+)
+
+// Invalidf returns an error that wraps ErrInvalid with a message meant for
+// the user.
+func Invalidf(format string, args ...any) error {
+	return &UserError{Kind: ErrInvalid, Msg: fmt.Sprintf(format, args...)}
+}
+
+// UserError is an error whose message is safe to show to the API caller.
+type UserError struct {
+	Kind error // one of the sentinels
+	Msg  string
+}
+
+func (e *UserError) Error() string { return e.Msg }
+func (e *UserError) Unwrap() error { return e.Kind }
+
+// Errorf returns a UserError of the given kind.
+func Errorf(kind error, format string, args ...any) error {
+	return &UserError{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Function states, as Lambda names them.
+const (
+	StatePending  = "Pending"
+	StateActive   = "Active"
+	StateFailed   = "Failed"
+	StateInactive = "Inactive"
+
+	UpdateInProgress = "InProgress"
+	UpdateSuccessful = "Successful"
+	UpdateFailed     = "Failed"
+)
+
+// Limits on function configuration, as Lambda has them.
+const (
+	MinMemoryMB = 128
+	MaxMemoryMB = 10240
+	MinTimeout  = 1
+	MaxTimeout  = 900
+	// DefaultMemoryMB and DefaultTimeout are Lambda's defaults.
+	DefaultMemoryMB = 128
+	DefaultTimeout  = 3
+)
+
+// Function is a function's stored configuration: what CreateFunction and
+// UpdateFunction* write and GetFunction reads.
+type Function struct {
+	Name         string            `json:"name"`
+	Runtime      string            `json:"runtime"`
+	Handler      string            `json:"handler,omitempty"`
+	Description  string            `json:"description,omitempty"`
+	MemoryMB     int               `json:"memoryMB"`
+	Timeout      int               `json:"timeout"` // seconds
+	Environment  map[string]string `json:"environment,omitempty"`
+	CodeSHA256   string            `json:"codeSha256"` // hex digest of the zip; Lambda shows it base64
+	CodeSize     int64             `json:"codeSize"`
+	LastModified time.Time         `json:"lastModified"`
+	// RevisionID changes on every write; updates that name a stale one fail.
+	RevisionID       string `json:"revisionId"`
+	State            string `json:"state"`
+	StateReason      string `json:"stateReason,omitempty"`
+	StateReasonCode  string `json:"stateReasonCode,omitempty"`
+	LastUpdateStatus string `json:"lastUpdateStatus"`
+	// ReservedConcurrency caps the function's concurrent instances
+	// (PutFunctionConcurrency); nil means unreserved.
+	ReservedConcurrency *int `json:"reservedConcurrency,omitempty"`
+	// ProvisionedConcurrency is the number of warm instances kept ready.
+	ProvisionedConcurrency int `json:"provisionedConcurrency,omitempty"`
+	// HTTPConcurrency is how many requests one instance of an HTTP function
+	// takes at once.
+	HTTPConcurrency int `json:"httpConcurrency,omitempty"`
+	// IdleTimeout overrides the node's instance idle timeout when non-zero.
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
+}
+
+// Version identifies what an instance runs: instances are pooled per
+// function name and version, so a code or configuration change sends new
+// requests to new instances.
+func (f *Function) Version() string { return f.RevisionID }
+
+// FunctionError is an error raised by the user's function (as opposed to the
+// platform): it becomes X-Amz-Function-Error and Lambda's error payload.
+type FunctionError struct {
+	Type       string   `json:"errorType"`
+	Message    string   `json:"errorMessage"`
+	StackTrace []string `json:"stackTrace,omitempty"`
+	// Unhandled is true when the runtime or the platform raised it (crash,
+	// timeout, out of memory) rather than the handler returning an error.
+	Unhandled bool `json:"-"`
+}
+
+func (e *FunctionError) Error() string { return e.Type + ": " + e.Message }
