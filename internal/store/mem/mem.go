@@ -1,0 +1,211 @@
+// Package mem is an in-memory store.Store for tests and fuzzing: the same
+// semantics as internal/store/nats, checked by the same conformance suite,
+// with nothing persisted.
+package mem
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/store"
+)
+
+// Store holds buckets in memory.
+type Store struct {
+	mu    sync.Mutex
+	kvs   map[string]*KV
+	blobs *Blobs
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store { return &Store{kvs: make(map[string]*KV), blobs: NewBlobs()} }
+
+// KV returns the named bucket, creating it if needed.
+func (s *Store) KV(_ context.Context, bucket string) (store.KV, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kv := s.kvs[bucket]
+	if kv == nil {
+		kv = NewKV()
+		s.kvs[bucket] = kv
+	}
+	return kv, nil
+}
+
+// Blobs returns the blob store.
+func (s *Store) Blobs() store.Blobs { return s.blobs }
+
+// Close does nothing.
+func (s *Store) Close() error { return nil }
+
+var keyRE = regexp.MustCompile(`^[-_=\.a-zA-Z0-9]+$`)
+
+func checkKey(key string) error {
+	if !keyRE.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return nimbus.Errorf(nimbus.ErrInvalid, "invalid key %q", key)
+	}
+	return nil
+}
+
+// KV is an in-memory bucket.
+type KV struct {
+	mu   sync.Mutex
+	seq  uint64
+	data map[string]store.Entry
+}
+
+var _ store.KV = (*KV)(nil)
+
+// NewKV returns an empty bucket.
+func NewKV() *KV { return &KV{data: make(map[string]store.Entry)} }
+
+// Get implements store.KV.
+func (kv *KV) Get(_ context.Context, key string) (store.Entry, error) {
+	if err := checkKey(key); err != nil {
+		return store.Entry{}, err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	e, ok := kv.data[key]
+	if !ok {
+		return store.Entry{}, nimbus.ErrNotFound
+	}
+	e.Value = bytes.Clone(e.Value)
+	return e, nil
+}
+
+func (kv *KV) putLocked(key string, value []byte) uint64 {
+	kv.seq++
+	kv.data[key] = store.Entry{Key: key, Value: bytes.Clone(value), Revision: kv.seq}
+	return kv.seq
+}
+
+// Create implements store.KV.
+func (kv *KV) Create(_ context.Context, key string, value []byte) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if _, ok := kv.data[key]; ok {
+		return 0, nimbus.ErrConflict
+	}
+	return kv.putLocked(key, value), nil
+}
+
+// Update implements store.KV.
+func (kv *KV) Update(_ context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if e, ok := kv.data[key]; !ok || e.Revision != rev {
+		return 0, nimbus.ErrPreconditionFailed
+	}
+	return kv.putLocked(key, value), nil
+}
+
+// Put implements store.KV.
+func (kv *KV) Put(_ context.Context, key string, value []byte) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.putLocked(key, value), nil
+}
+
+// Delete implements store.KV.
+func (kv *KV) Delete(_ context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if _, ok := kv.data[key]; !ok {
+		return nimbus.ErrNotFound
+	}
+	delete(kv.data, key)
+	return nil
+}
+
+// Keys implements store.KV.
+func (kv *KV) Keys(context.Context) ([]string, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	keys := make([]string, 0, len(kv.data))
+	for k := range kv.data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// Blobs is an in-memory content-addressed blob store.
+type Blobs struct {
+	mu   sync.Mutex
+	data map[string][]byte
+}
+
+var _ store.Blobs = (*Blobs)(nil)
+
+// NewBlobs returns an empty blob store.
+func NewBlobs() *Blobs { return &Blobs{data: make(map[string][]byte)} }
+
+var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Put implements store.Blobs.
+func (b *Blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return "", 0, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", 0, err
+	}
+	sum := sha256.Sum256(data)
+	d := hex.EncodeToString(sum[:])
+	b.mu.Lock()
+	b.data[d] = data
+	b.mu.Unlock()
+	return d, int64(len(data)), nil
+}
+
+// Get implements store.Blobs.
+func (b *Blobs) Get(_ context.Context, digest string) (io.ReadCloser, error) {
+	if !digestRE.MatchString(digest) {
+		return nil, nimbus.Errorf(nimbus.ErrInvalid, "invalid digest %q", digest)
+	}
+	b.mu.Lock()
+	data, ok := b.data[digest]
+	b.mu.Unlock()
+	if !ok {
+		return nil, nimbus.ErrNotFound
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// Delete implements store.Blobs.
+func (b *Blobs) Delete(_ context.Context, digest string) error {
+	if !digestRE.MatchString(digest) {
+		return nimbus.Errorf(nimbus.ErrInvalid, "invalid digest %q", digest)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.data[digest]; !ok {
+		return nimbus.ErrNotFound
+	}
+	delete(b.data, digest)
+	return nil
+}

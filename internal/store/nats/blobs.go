@@ -1,0 +1,135 @@
+package nats
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/store"
+)
+
+// blobReadTimeout bounds reading a blob when Get's ctx has no deadline
+// (JetStream would otherwise allow only its 5 s request timeout, too short
+// to stream a large package to a slow client).
+const blobReadTimeout = 10 * time.Minute
+
+// checkDigest reports whether d is a lowercase hex SHA-256, with an error
+// wrapping nimbus.ErrInvalid.
+func checkDigest(d string) error {
+	if len(d) != sha256.Size*2 {
+		return nimbus.Invalidf("invalid digest %q: want %d lowercase hex digits", d, sha256.Size*2)
+	}
+	for _, c := range []byte(d) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return nimbus.Invalidf("invalid digest %q: want %d lowercase hex digits", d, sha256.Size*2)
+		}
+	}
+	return nil
+}
+
+// blobs is a store.Blobs on a JetStream object store: the object name is
+// the blob's digest.
+type blobs struct {
+	obs jetstream.ObjectStore
+}
+
+var _ store.Blobs = (*blobs)(nil)
+
+// Put spools r to a temporary file while hashing it, then stores it under
+// its digest unless a blob with that digest exists already. Errors: those
+// of r and of the store.
+func (b *blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
+	f, err := os.CreateTemp("", "nimbus-blob-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("blob put: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+
+	h := sha256.New()
+	size, err := io.Copy(io.MultiWriter(f, h), r)
+	if err != nil {
+		return "", 0, fmt.Errorf("blob put: read: %w", err)
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+
+	_, err = b.obs.GetInfo(ctx, digest)
+	if err == nil {
+		return digest, size, nil // content-addressed: it is the same blob
+	}
+	if !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
+	}
+	if _, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: digest}, f); err != nil {
+		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
+	}
+	return digest, size, nil
+}
+
+// Get opens a blob for reading. The content streams from the server while
+// it is read: reading must end before ctx is done (or within
+// blobReadTimeout if ctx has no deadline), and a read returns an error if
+// the content does not match its digest. Errors: nimbus.ErrNotFound,
+// nimbus.ErrInvalid for a bad digest.
+func (b *blobs) Get(ctx context.Context, digest string) (io.ReadCloser, error) {
+	if err := checkDigest(digest); err != nil {
+		return nil, err
+	}
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, blobReadTimeout)
+	}
+	res, err := b.obs.Get(ctx, digest)
+	if err != nil {
+		cancel()
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil, fmt.Errorf("blob get %s: %w", digest, nimbus.ErrNotFound)
+		}
+		return nil, fmt.Errorf("blob get %s: %w", digest, err)
+	}
+	return &blobReader{ObjectResult: res, cancel: cancel}, nil
+}
+
+// blobReader releases Get's context when closed.
+type blobReader struct {
+	jetstream.ObjectResult
+	cancel context.CancelFunc
+}
+
+func (r *blobReader) Close() error {
+	err := r.ObjectResult.Close()
+	r.cancel()
+	return err
+}
+
+// Delete removes a blob. Errors: nimbus.ErrNotFound, nimbus.ErrInvalid for
+// a bad digest.
+func (b *blobs) Delete(ctx context.Context, digest string) error {
+	if err := checkDigest(digest); err != nil {
+		return err
+	}
+	// The object store "deletes" a deleted object again without error;
+	// check that it exists first.
+	_, err := b.obs.GetInfo(ctx, digest)
+	if err == nil {
+		err = b.obs.Delete(ctx, digest)
+	}
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("blob delete %s: %w", digest, nimbus.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("blob delete %s: %w", digest, err)
+	}
+	return nil
+}

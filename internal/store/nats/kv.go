@@ -1,0 +1,158 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/store"
+)
+
+// validKey matches the keys store.KV allows: the NATS KV key characters
+// without "/" (which store.KV does not promise).
+var validKey = regexp.MustCompile(`^[-_=.a-zA-Z0-9]+$`)
+
+// checkKey reports whether key is a valid key, with an error wrapping
+// nimbus.ErrInvalid. Keys are NATS subject tokens joined by ".", so a key
+// may not start or end with "." or hold "..".
+func checkKey(key string) error {
+	if !validKey.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return nimbus.Invalidf("invalid key %q: use letters, digits and \"-_=.\", with no leading, trailing or double \".\"", key)
+	}
+	return nil
+}
+
+// kv is a store.KV on a JetStream key-value bucket with history 1. A delete
+// leaves a delete marker as the key's only message, so the value is gone,
+// the key is not listed, and Create may write the key again.
+type kv struct {
+	kv jetstream.KeyValue
+}
+
+var _ store.KV = (*kv)(nil)
+
+// Get returns the current entry. Errors: nimbus.ErrNotFound,
+// nimbus.ErrInvalid for a bad key.
+func (k *kv) Get(ctx context.Context, key string) (store.Entry, error) {
+	if err := checkKey(key); err != nil {
+		return store.Entry{}, err
+	}
+	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return store.Entry{}, fmt.Errorf("kv get %q: %w", key, nimbus.ErrNotFound)
+	}
+	if err != nil {
+		return store.Entry{}, fmt.Errorf("kv get %q: %w", key, err)
+	}
+	return store.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+}
+
+// Create writes a key that must not exist (or was deleted). Errors:
+// nimbus.ErrConflict, nimbus.ErrInvalid for a bad key.
+func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	rev, err := k.kv.Create(ctx, key, value)
+	if isWrongRevision(err) {
+		return 0, fmt.Errorf("kv create %q: %w", key, nimbus.ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kv create %q: %w", key, err)
+	}
+	return rev, nil
+}
+
+// Update writes a key whose current revision is rev. Errors:
+// nimbus.ErrPreconditionFailed when it is not, or the key does not exist
+// (rev 0 always fails); nimbus.ErrInvalid for a bad key.
+func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		// JetStream reads an expected revision of 0 as "must not exist".
+		return 0, fmt.Errorf("kv update %q: revision 0: %w", key, nimbus.ErrPreconditionFailed)
+	}
+	next, err := k.kv.Update(ctx, key, value, rev)
+	if isWrongRevision(err) {
+		return 0, fmt.Errorf("kv update %q: %w", key, nimbus.ErrPreconditionFailed)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kv update %q: %w", key, err)
+	}
+	return next, nil
+}
+
+// Put writes a key unconditionally. Errors: nimbus.ErrInvalid for a bad key.
+func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	rev, err := k.kv.Put(ctx, key, value)
+	if err != nil {
+		return 0, fmt.Errorf("kv put %q: %w", key, err)
+	}
+	return rev, nil
+}
+
+// Delete removes a key. Errors: nimbus.ErrNotFound, nimbus.ErrInvalid for a
+// bad key.
+func (k *kv) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	// JetStream writes a delete marker whether or not the key exists; tie
+	// the marker to the revision seen so that a concurrent write is not
+	// hidden and a concurrent delete reports ErrNotFound.
+	for {
+		e, err := k.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("kv delete %q: %w", key, nimbus.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("kv delete %q: %w", key, err)
+		}
+		err = k.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		if !isWrongRevision(err) {
+			if err != nil {
+				return fmt.Errorf("kv delete %q: %w", key, err)
+			}
+			return nil
+		}
+		// The key changed since the Get: look again.
+	}
+}
+
+// Keys lists the keys, sorted, without deleted ones.
+func (k *kv) Keys(ctx context.Context) ([]string, error) {
+	keys, err := k.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv keys: %w", err)
+	}
+	return keys, nil // sorted and deduplicated by jetstream
+}
+
+// isWrongRevision reports whether err is JetStream's "wrong last sequence"
+// answer to a conditional write (code 10071, or 10164 on replicated
+// streams), however the client wrapped it.
+func isWrongRevision(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
