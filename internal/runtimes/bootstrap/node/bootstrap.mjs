@@ -1,0 +1,413 @@
+// Nimbus's Node.js runtime: the AWS Lambda Runtime API loop for nodejsNN.x.
+//
+// Started as `node bootstrap.mjs` with the standard Lambda environment
+// (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT, ...). Node 18 or later,
+// no dependencies. Handlers may be CommonJS or ES modules, async, or
+// callback style (event, context, callback), as on Lambda.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const API_PREFIX = '/2018-06-01/runtime';
+const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const THIS_FILE = fileURLToPath(import.meta.url);
+
+// Fault is an error the runtime reports with a Lambda error type of its own.
+class Fault extends Error {
+  constructor(errorType, message, stack) {
+    super(message);
+    this.errorType = errorType;
+    this.faultStack = stack || [];
+  }
+}
+
+// RuntimeClient talks to the Runtime API over one kept connection.
+class RuntimeClient {
+  constructor(addr) {
+    const i = addr.lastIndexOf(':');
+    this.host = addr.slice(0, i) || '127.0.0.1';
+    this.port = Number(addr.slice(i + 1));
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  request(method, p, body, headers) {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: this.host, port: this.port, method, path: API_PREFIX + p, agent: this.agent, headers: headers || {} },
+        (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  async next() {
+    const r = await this.request('GET', '/invocation/next');
+    if (r.status !== 200) {
+      throw new Error(`GET /invocation/next: status ${r.status}: ${r.body.toString('utf8', 0, 200)}`);
+    }
+    return r;
+  }
+
+  async post(p, body, headers) {
+    const buf = Buffer.from(body);
+    const r = await this.request('POST', p, buf, { ...headers, 'Content-Length': buf.length });
+    if (r.status !== 202) {
+      console.error(`[WARN] POST ${p}: status ${r.status}: ${r.body.toString('utf8')}`);
+    }
+    return r.status;
+  }
+
+  response(requestId, payload) {
+    return this.post(`/invocation/${requestId}/response`, payload, { 'Content-Type': 'application/json' });
+  }
+
+  error(requestId, doc) {
+    return this.post(`/invocation/${requestId}/error`, JSON.stringify(doc), errorHeaders(doc));
+  }
+
+  initError(doc) {
+    return this.post('/init/error', JSON.stringify(doc), errorHeaders(doc));
+  }
+}
+
+function errorHeaders(doc) {
+  return { 'Content-Type': 'application/json', [ERROR_TYPE_HEADER]: doc.errorType };
+}
+
+// errorDoc is Lambda's error document for a thrown or passed error.
+function errorDoc(err) {
+  if (err instanceof Fault) {
+    return { errorType: err.errorType, errorMessage: err.message, stackTrace: err.faultStack };
+  }
+  if (err instanceof Error) {
+    const stack = typeof err.stack === 'string' ? err.stack.split('\n') : [];
+    return { errorType: err.name || 'Error', errorMessage: err.message, stackTrace: stack };
+  }
+  let message;
+  try {
+    message = typeof err === 'object' && err !== null ? JSON.stringify(err) : String(err);
+  } catch {
+    message = String(err);
+  }
+  return { errorType: typeof err, errorMessage: message, stackTrace: [] };
+}
+
+// splitHandler splits "dir/file.a.b" into ["dir/", "file", "a.b"].
+function splitHandler(handler) {
+  const base = path.basename(handler);
+  const root = handler.slice(0, handler.length - base.length);
+  const m = /^([^.]+)\.(.+)$/.exec(base);
+  if (!m) {
+    throw new Fault('Runtime.MalformedHandlerName', `Bad handler '${handler}'`);
+  }
+  return [root, m[1], m[2]];
+}
+
+// isModuleScope reports whether the nearest package.json above dir says
+// "type": "module".
+function isModuleScope(dir) {
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj)) {
+      try {
+        return JSON.parse(fs.readFileSync(pj, 'utf8')).type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) {
+      return false;
+    }
+    dir = parent;
+  }
+}
+
+async function importFile(file) {
+  return import(pathToFileURL(file).href);
+}
+
+// loadFile loads a module file the way Node would for its extension and
+// package scope.
+async function loadFile(file, ext) {
+  if (ext === '.mjs' || (ext === '.js' && isModuleScope(path.dirname(file)))) {
+    return importFile(file);
+  }
+  const require = createRequire(file);
+  try {
+    return require(file);
+  } catch (err) {
+    if (err && err.code === 'ERR_REQUIRE_ESM') {
+      return importFile(file);
+    }
+    throw err;
+  }
+}
+
+async function loadModule(taskRoot, moduleRoot, name) {
+  const base = path.resolve(taskRoot, moduleRoot, name);
+  for (const ext of ['.js', '.mjs', '.cjs']) {
+    if (fs.existsSync(base + ext)) {
+      return loadFile(base + ext, ext);
+    }
+  }
+  // A package or directory name, resolved as require() would.
+  const require = createRequire(path.join(taskRoot, moduleRoot, 'index.js'));
+  let resolved;
+  try {
+    resolved = require.resolve(name.startsWith('.') ? name : `./${name}`);
+  } catch {
+    try {
+      resolved = require.resolve(name);
+    } catch {
+      throw new Fault('Runtime.ImportModuleError', `Error: Cannot find module '${name}'`);
+    }
+  }
+  return loadFile(resolved, path.extname(resolved));
+}
+
+function isNotFound(err) {
+  return err && (err.code === 'MODULE_NOT_FOUND' || err.code === 'ERR_MODULE_NOT_FOUND');
+}
+
+// loadHandler imports the handler's module and returns its function, or
+// throws a Fault (or the user's own error, thrown while loading).
+async function loadHandler(handler, taskRoot) {
+  const [moduleRoot, name, handlerPath] = splitHandler(handler);
+  let mod;
+  try {
+    mod = await loadModule(taskRoot, moduleRoot, name);
+  } catch (err) {
+    if (err instanceof Fault) {
+      throw err;
+    }
+    if (err instanceof SyntaxError) {
+      throw new Fault('Runtime.UserCodeSyntaxError', `${err.name}: ${err.message}`, splitStack(err));
+    }
+    if (isNotFound(err)) {
+      throw new Fault('Runtime.ImportModuleError', `${err.name}: ${err.message}`, splitStack(err));
+    }
+    throw err;
+  }
+  let fn = mod;
+  for (const key of handlerPath.split('.')) {
+    fn = fn == null ? undefined : fn[key];
+  }
+  if (fn === undefined && mod && mod.default) {
+    // A CommonJS module loaded with import(): its exports are the default.
+    fn = mod.default;
+    for (const key of handlerPath.split('.')) {
+      fn = fn == null ? undefined : fn[key];
+    }
+  }
+  if (fn === undefined) {
+    throw new Fault('Runtime.HandlerNotFound', `${moduleRoot}${name}.${handlerPath} is undefined or not exported`);
+  }
+  if (typeof fn !== 'function') {
+    throw new Fault('Runtime.HandlerNotFound', `${moduleRoot}${name}.${handlerPath} is not a function`);
+  }
+  return fn;
+}
+
+function splitStack(err) {
+  return typeof err.stack === 'string' ? err.stack.split('\n') : [];
+}
+
+function parseJSONHeader(v) {
+  if (!v) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(v);
+  } catch {
+    return undefined;
+  }
+}
+
+// makeContext builds the context object handlers receive.
+function makeContext(headers) {
+  const env = process.env;
+  const deadline = Number(headers['lambda-runtime-deadline-ms'] || 0);
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    awsRequestId: headers['lambda-runtime-aws-request-id'],
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseJSONHeader(headers['lambda-runtime-client-context']),
+    identity: parseJSONHeader(headers['lambda-runtime-cognito-identity']),
+    getRemainingTimeInMillis() {
+      return Math.max(deadline - Date.now(), 0);
+    },
+  };
+}
+
+// run calls the handler and resolves with {error} or {value}, whichever of
+// its returned promise, callback or context.done/succeed/fail comes first.
+//
+// Like Lambda, an answer through the callback waits for the event loop to go
+// empty when context.callbackWaitsForEmptyEventLoop is true, and a handler
+// that neither returns a promise nor calls back answers null once the loop
+// is empty. 'beforeExit' tells: the runtime's own idle kept-alive socket is
+// unreferenced by Node's agent, so it does not keep the loop busy.
+function run(fn, event, context) {
+  return new Promise((resolve) => {
+    const waiting = [];
+    const onEmptyLoop = (f) => {
+      waiting.push(f);
+      process.once('beforeExit', f);
+    };
+    let settled = false;
+    const finish = (outcome) => {
+      if (settled) {
+        return;
+      }
+      settled = true;
+      for (const f of waiting) {
+        process.removeListener('beforeExit', f);
+      }
+      resolve(outcome);
+    };
+    let answered = false;
+    const callback = (err, value) => {
+      if (answered) {
+        return;
+      }
+      answered = true;
+      const outcome = err !== undefined && err !== null ? { error: err } : { value };
+      if (context.callbackWaitsForEmptyEventLoop) {
+        onEmptyLoop(() => finish(outcome));
+      } else {
+        finish(outcome);
+      }
+    };
+    context.done = callback;
+    context.succeed = (value) => callback(null, value);
+    context.fail = (err) => callback(err === undefined || err === null ? 'handled' : err);
+    let result;
+    try {
+      result = fn(event, context, callback);
+    } catch (err) {
+      finish({ error: err });
+      return;
+    }
+    if (result && typeof result.then === 'function') {
+      result.then(
+        (value) => finish({ value }),
+        (err) => finish({ error: err === undefined || err === null ? new Error('handler rejected') : err }),
+      );
+    } else {
+      onEmptyLoop(() => {
+        if (!answered) {
+          answered = true;
+          finish({ value: null });
+        }
+      });
+    }
+  });
+}
+
+function serialize(value) {
+  let s;
+  try {
+    s = JSON.stringify(value === undefined ? null : value);
+  } catch (err) {
+    throw new Fault('Runtime.MarshalError', `Unable to stringify response body: ${err.message}`);
+  }
+  return s === undefined ? 'null' : s;
+}
+
+let current = null; // request id of the invocation running, for crash reports
+
+async function handle(client, fn, r) {
+  const requestId = r.headers['lambda-runtime-aws-request-id'] || '';
+  const traceId = r.headers['lambda-runtime-trace-id'];
+  if (traceId) {
+    process.env._X_AMZN_TRACE_ID = traceId;
+  } else {
+    delete process.env._X_AMZN_TRACE_ID;
+  }
+  current = requestId;
+  let outcome;
+  try {
+    let event;
+    try {
+      event = r.body.length ? JSON.parse(r.body.toString('utf8')) : {};
+    } catch (err) {
+      throw new Fault('Runtime.UnmarshalError', `Unable to parse input as JSON: ${err.message}`);
+    }
+    outcome = await run(fn, event, makeContext(r.headers));
+    if (!('error' in outcome)) {
+      outcome.payload = serialize(outcome.value);
+    }
+  } catch (err) {
+    outcome = { error: err };
+  }
+  current = null;
+  if ('error' in outcome) {
+    const doc = errorDoc(outcome.error);
+    console.error(`[ERROR] ${doc.errorType}: ${doc.errorMessage}`);
+    await client.error(requestId, doc);
+  } else {
+    await client.response(requestId, outcome.payload);
+  }
+}
+
+// crash reports an error that escaped the handler and exits.
+async function crash(client, doc) {
+  console.error(`[ERROR] ${doc.errorType}: ${doc.errorMessage}`);
+  try {
+    if (current !== null) {
+      await client.error(current, doc);
+    } else if (!initDone) {
+      await client.initError(doc);
+    }
+  } finally {
+    process.exit(129);
+  }
+}
+
+let initDone = false;
+
+async function main() {
+  process.env.LAMBDA_RUNTIME_DIR = path.dirname(THIS_FILE);
+  const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  const client = new RuntimeClient(process.env.AWS_LAMBDA_RUNTIME_API || '');
+  process.on('uncaughtException', (err) => crash(client, errorDoc(err)));
+  process.on('unhandledRejection', (reason) => {
+    const doc = errorDoc(reason);
+    crash(client, { ...doc, errorType: 'Runtime.UnhandledPromiseRejection', errorMessage: `${doc.errorType}: ${doc.errorMessage}` });
+  });
+  let fn;
+  try {
+    fn = await loadHandler(process.env._HANDLER || '', taskRoot);
+  } catch (err) {
+    const doc = errorDoc(err);
+    console.error(`[ERROR] ${doc.errorType}: ${doc.errorMessage}`);
+    await client.initError(doc);
+    process.exit(1);
+  }
+  initDone = true;
+  for (;;) {
+    const r = await client.next();
+    await handle(client, fn, r);
+  }
+}
+
+// Not a top-level await: the event loop must be able to go empty (see run).
+main().catch((err) => {
+  console.error(`[ERROR] runtime: ${err && err.stack ? err.stack : err}`);
+  process.exit(1);
+});

@@ -1,0 +1,185 @@
+package runtimes
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+// Paths of the bootstraps under the directory Install wrote.
+const (
+	pythonBootstrap = "python/bootstrap.py"
+	nodeBootstrap   = "node/bootstrap.mjs"
+)
+
+// Command returns how to start an instance of rt for a function whose code is
+// in codeDir, with the bootstraps installed (by Install) in bootstrapDir.
+// args includes args[0].
+//
+//   - provided.* and http: codeDir/bootstrap, which must be an executable
+//     file (an http bootstrap serves HTTP on $PORT rather than calling the
+//     Runtime API);
+//   - python: Interp -u bootstrapDir/python/bootstrap.py;
+//   - node: Interp bootstrapDir/node/bootstrap.mjs.
+//
+// Errors: an error wrapping nimbus.ErrInvalid (a *nimbus.UserError with
+// Lambda's "Couldn't find valid bootstrap(s): [path]") when the function's
+// bootstrap is missing or not executable, or when rt is of no known kind;
+// another error when the runtime's own bootstrap is not installed.
+func Command(rt Runtime, codeDir, bootstrapDir string) (path string, args []string, err error) {
+	switch rt.Kind {
+	case KindProvided, KindHTTP:
+		p := filepath.Join(codeDir, "bootstrap")
+		if !isExecutable(p) {
+			return "", nil, nimbus.Invalidf("Couldn't find valid bootstrap(s): [%s]", p)
+		}
+		return p, []string{p}, nil
+	case KindPython:
+		script, err := installed(rt, bootstrapDir, pythonBootstrap)
+		if err != nil {
+			return "", nil, err
+		}
+		return rt.Interp, []string{rt.Interp, "-u", script}, nil
+	case KindNode:
+		script, err := installed(rt, bootstrapDir, nodeBootstrap)
+		if err != nil {
+			return "", nil, err
+		}
+		return rt.Interp, []string{rt.Interp, script}, nil
+	default:
+		return "", nil, nimbus.Invalidf("Runtime %s is of unknown kind %q", rt.ID, rt.Kind)
+	}
+}
+
+// isExecutable reports whether p (symbolic links followed) is a file with an
+// execute bit.
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// installed returns the path of a bootstrap under bootstrapDir, checking that
+// it is there and that rt has an interpreter.
+func installed(rt Runtime, bootstrapDir, rel string) (string, error) {
+	if rt.Interp == "" {
+		return "", fmt.Errorf("runtime %s: no interpreter", rt.ID)
+	}
+	p := filepath.Join(bootstrapDir, filepath.FromSlash(rel))
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("runtime %s bootstrap (runtimes.Install not run?): %w", rt.ID, err)
+	}
+	return p, nil
+}
+
+// reserved are the variables Lambda sets and a function may not override.
+// Unlike Lambda, Nimbus lets functions set AWS credentials
+// (AWS_ACCESS_KEY_ID and co.): it has no execution role to supply them.
+var reserved = map[string]bool{
+	"_HANDLER":                        true,
+	"_X_AMZN_TRACE_ID":                true,
+	"AWS_DEFAULT_REGION":              true,
+	"AWS_REGION":                      true,
+	"AWS_EXECUTION_ENV":               true,
+	"AWS_LAMBDA_FUNCTION_NAME":        true,
+	"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": true,
+	"AWS_LAMBDA_FUNCTION_VERSION":     true,
+	"AWS_LAMBDA_INITIALIZATION_TYPE":  true,
+	"AWS_LAMBDA_LOG_GROUP_NAME":       true,
+	"AWS_LAMBDA_LOG_STREAM_NAME":      true,
+	"AWS_LAMBDA_RUNTIME_API":          true,
+	"LAMBDA_TASK_ROOT":                true,
+	"LAMBDA_RUNTIME_DIR":              true,
+}
+
+// IsReserved reports whether name is a variable Lambda reserves: a function's
+// own value for it is ignored by Env (and CreateFunction should refuse it).
+func IsReserved(name string) bool { return reserved[name] }
+
+// DefaultRegion is the region an instance sees when the node has none set.
+const DefaultRegion = "us-east-1"
+
+// defaultPath is the PATH of instances.
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+// Env returns the environment, as "K=V" sorted by key, of an instance of fn
+// on runtime rt whose Runtime API is at apiAddr and whose code is in codeDir.
+// It is Lambda's standard environment with the function's own variables
+// merged in: they may override LANG, PATH, TZ, LD_LIBRARY_PATH, PYTHONPATH and
+// NODE_PATH, but not the reserved variables (see IsReserved), whose values
+// they set are dropped. LAMBDA_RUNTIME_DIR is codeDir; the Python and Node
+// bootstraps set it to their own directory. An empty region means
+// DefaultRegion.
+func Env(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region string) []string {
+	env := map[string]string{
+		"LANG":            "en_US.UTF-8",
+		"PATH":            defaultPath,
+		"TZ":              ":UTC",
+		"LD_LIBRARY_PATH": codeDir + ":" + filepath.Join(codeDir, "lib"),
+	}
+	switch rt.Kind {
+	case KindPython:
+		env["PYTHONPATH"] = codeDir
+	case KindNode:
+		env["NODE_PATH"] = filepath.Join(codeDir, "node_modules") + ":" + codeDir
+	}
+	for k, v := range fn.Environment {
+		if !reserved[k] {
+			env[k] = v
+		}
+	}
+	for k, v := range reservedEnv(fn, rt, apiAddr, codeDir, region) {
+		env[k] = v
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k + "=" + env[k]
+	}
+	return out
+}
+
+// reservedEnv returns the reserved variables of an instance.
+func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region string) map[string]string {
+	if region == "" {
+		region = DefaultRegion
+	}
+	memory := fn.MemoryMB
+	if memory == 0 {
+		memory = nimbus.DefaultMemoryMB
+	}
+	const version = "$LATEST"
+	return map[string]string{
+		"_HANDLER":                        fn.Handler,
+		"AWS_REGION":                      region,
+		"AWS_DEFAULT_REGION":              region,
+		"AWS_EXECUTION_ENV":               "AWS_Lambda_" + rt.ID,
+		"AWS_LAMBDA_FUNCTION_NAME":        fn.Name,
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.Itoa(memory),
+		"AWS_LAMBDA_FUNCTION_VERSION":     version,
+		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
+		"AWS_LAMBDA_LOG_GROUP_NAME":       "/aws/lambda/" + fn.Name,
+		"AWS_LAMBDA_LOG_STREAM_NAME":      logStream(version),
+		"AWS_LAMBDA_RUNTIME_API":          apiAddr,
+		"LAMBDA_TASK_ROOT":                codeDir,
+		"LAMBDA_RUNTIME_DIR":              codeDir,
+	}
+}
+
+// logStream returns a log stream name as Lambda makes them:
+// "2006/01/02/[$LATEST]" and 32 hex digits.
+func logStream(version string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails
+	return time.Now().UTC().Format("2006/01/02") + "/[" + version + "]" + hex.EncodeToString(b[:])
+}

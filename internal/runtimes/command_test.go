@@ -1,0 +1,272 @@
+package runtimes
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
+)
+
+// buildGoFn builds internal/runtimeapi/testdata/gofn, a function made with
+// aws-lambda-go, as dir/bootstrap.
+func buildGoFn(t *testing.T, dir string) {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go tool is needed to build the test function: %v", err)
+	}
+	cmd := exec.CommandContext(t.Context(), goBin, "build", "-o", filepath.Join(dir, "bootstrap"), "../runtimeapi/testdata/gofn")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build gofn: %v\n%s", err, out)
+	}
+}
+
+func TestProvided(t *testing.T) {
+	code := t.TempDir()
+	buildGoFn(t, code)
+	for _, id := range []string{"provided.al2023", "provided.al2"} {
+		t.Run(id, func(t *testing.T) {
+			rt, ok := NewSet(discovered()).Lookup(id)
+			if !ok {
+				t.Fatalf("%s not discovered", id)
+			}
+			in := start(t, rt, code, "bootstrap.handler", nil)
+			var got struct {
+				Echo         json.RawMessage `json:"echo"`
+				FunctionName string          `json:"functionName"`
+				MemoryMB     int             `json:"memoryMB"`
+				Handler      string          `json:"handler"`
+			}
+			if err := json.Unmarshal([]byte(in.invokeJSON(t, `{"echo":"hi"}`)), &got); err != nil {
+				t.Fatal(err)
+			}
+			if string(got.Echo) != `"hi"` || got.FunctionName != "fn" || got.MemoryMB != 256 || got.Handler != "bootstrap.handler" {
+				t.Errorf("reply = %+v, want echo \"hi\" from fn (256 MB, handler bootstrap.handler)", got)
+			}
+			res := in.invoke(t, runtimeapi.Invocation{Payload: []byte(`{"fail":"boom"}`)})
+			checkError(t, res.Err, errorCase{typ: "errorString", message: "boom"})
+		})
+	}
+}
+
+func TestCommand(t *testing.T) {
+	bootDir := t.TempDir()
+	if err := Install(bootDir); err != nil {
+		t.Fatal(err)
+	}
+	code := t.TempDir()
+	exe := filepath.Join(code, "bootstrap")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	py := Runtime{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"}
+	node := Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}
+	tests := []struct {
+		name     string
+		rt       Runtime
+		bootDir  string
+		wantPath string
+		wantArgs []string
+	}{
+		{"provided.al2023", Runtime{ID: "provided.al2023", Kind: KindProvided}, bootDir, exe, []string{exe}},
+		{"provided.al2", Runtime{ID: "provided.al2", Kind: KindProvided}, bootDir, exe, []string{exe}},
+		{"http", Runtime{ID: "http", Kind: KindHTTP}, bootDir, exe, []string{exe}},
+		{"python", py, bootDir, py.Interp, []string{py.Interp, "-u", filepath.Join(bootDir, "python", "bootstrap.py")}},
+		{"node", node, bootDir, node.Interp, []string{node.Interp, filepath.Join(bootDir, "node", "bootstrap.mjs")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path, args, err := Command(tt.rt, code, tt.bootDir)
+			if err != nil {
+				t.Fatalf("Command: %v", err)
+			}
+			if path != tt.wantPath || !slices.Equal(args, tt.wantArgs) {
+				t.Errorf("Command = %s %q, want %s %q", path, args, tt.wantPath, tt.wantArgs)
+			}
+		})
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	provided := Runtime{ID: "provided.al2023", Kind: KindProvided}
+	tests := []struct {
+		name        string
+		rt          Runtime
+		setup       func(t *testing.T, code string) // makes codeDir/bootstrap
+		noBoot      bool                            // the runtimes' bootstraps are not installed
+		wantInvalid bool
+	}{
+		{name: "missing bootstrap", rt: provided, setup: func(*testing.T, string) {}, wantInvalid: true},
+		{name: "missing bootstrap (http)", rt: Runtime{ID: "http", Kind: KindHTTP}, setup: func(*testing.T, string) {}, wantInvalid: true},
+		{name: "not executable", rt: provided, setup: func(t *testing.T, code string) {
+			mustWrite(t, filepath.Join(code, "bootstrap"), 0o644)
+		}, wantInvalid: true},
+		{name: "a directory", rt: provided, setup: func(t *testing.T, code string) {
+			if err := os.Mkdir(filepath.Join(code, "bootstrap"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, wantInvalid: true},
+		{name: "dangling symlink", rt: provided, setup: func(t *testing.T, code string) {
+			if err := os.Symlink(filepath.Join(code, "nowhere"), filepath.Join(code, "bootstrap")); err != nil {
+				t.Fatal(err)
+			}
+		}, wantInvalid: true},
+		{name: "unknown kind", rt: Runtime{ID: "java21", Kind: "java"}, setup: func(*testing.T, string) {}, wantInvalid: true},
+		{name: "python not installed", rt: Runtime{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"},
+			setup: func(*testing.T, string) {}, noBoot: true},
+		{name: "node without interpreter", rt: Runtime{ID: "nodejs20.x", Kind: KindNode},
+			setup: func(*testing.T, string) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code := t.TempDir()
+			tt.setup(t, code)
+			bootDir := t.TempDir()
+			if !tt.noBoot {
+				if err := Install(bootDir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, _, err := Command(tt.rt, code, bootDir)
+			if err == nil {
+				t.Fatal("Command succeeded, want an error")
+			}
+			if got := errors.Is(err, nimbus.ErrInvalid); got != tt.wantInvalid {
+				t.Errorf("errors.Is(%v, ErrInvalid) = %v, want %v", err, got, tt.wantInvalid)
+			}
+			if tt.rt.Kind == KindProvided || tt.rt.Kind == KindHTTP {
+				want := "Couldn't find valid bootstrap(s): [" + filepath.Join(code, "bootstrap") + "]"
+				if err.Error() != want {
+					t.Errorf("error = %q, want %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, p string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func envMap(t *testing.T, env []string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			t.Fatalf("env entry %q has no =", kv)
+		}
+		if _, dup := m[k]; dup {
+			t.Fatalf("env has %s twice", k)
+		}
+		m[k] = v
+	}
+	return m
+}
+
+func TestEnv(t *testing.T) {
+	fn := &nimbus.Function{
+		Name: "orders", Handler: "app.handler", MemoryMB: 512,
+		Environment: map[string]string{
+			"TABLE":                       "orders",
+			"AWS_LAMBDA_RUNTIME_API":      "evil:1",
+			"AWS_REGION":                  "mars-1",
+			"_HANDLER":                    "other.handler",
+			"LAMBDA_TASK_ROOT":            "/elsewhere",
+			"AWS_LAMBDA_FUNCTION_VERSION": "7",
+			"TZ":                          "Europe/Paris",
+			"LANG":                        "fr_FR.UTF-8",
+			"AWS_ACCESS_KEY_ID":           "AKIAEXAMPLE",
+		},
+	}
+	py := Runtime{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"}
+	got := envMap(t, Env(fn, py, "127.0.0.1:9001", "/srv/code", "eu-west-3"))
+	want := map[string]string{
+		"AWS_LAMBDA_FUNCTION_NAME":        "orders",
+		"AWS_LAMBDA_FUNCTION_VERSION":     "$LATEST",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+		"AWS_LAMBDA_RUNTIME_API":          "127.0.0.1:9001",
+		"_HANDLER":                        "app.handler",
+		"LAMBDA_TASK_ROOT":                "/srv/code",
+		"AWS_REGION":                      "eu-west-3",
+		"AWS_DEFAULT_REGION":              "eu-west-3",
+		"AWS_EXECUTION_ENV":               "AWS_Lambda_python3.11",
+		"AWS_LAMBDA_LOG_GROUP_NAME":       "/aws/lambda/orders",
+		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
+		"PYTHONPATH":                      "/srv/code",
+		"PATH":                            "/usr/local/bin:/usr/bin:/bin",
+		// The function's own variables, including overrides of unreserved ones.
+		"TABLE":             "orders",
+		"TZ":                "Europe/Paris",
+		"LANG":              "fr_FR.UTF-8",
+		"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s = %q, want %q", k, got[k], w)
+		}
+	}
+	for _, k := range []string{"LAMBDA_RUNTIME_DIR", "LD_LIBRARY_PATH", "AWS_LAMBDA_LOG_STREAM_NAME"} {
+		if got[k] == "" {
+			t.Errorf("%s not set", k)
+		}
+	}
+	if _, ok := got["NODE_PATH"]; ok {
+		t.Error("NODE_PATH set for a python runtime")
+	}
+}
+
+func TestEnvDefaults(t *testing.T) {
+	fn := &nimbus.Function{Name: "f"}
+	node := Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}
+	got := envMap(t, Env(fn, node, "127.0.0.1:1", "/code", ""))
+	want := map[string]string{
+		"AWS_REGION":                      DefaultRegion,
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+		"TZ":                              ":UTC",
+		"LANG":                            "en_US.UTF-8",
+		"AWS_EXECUTION_ENV":               "AWS_Lambda_nodejs20.x",
+		"_HANDLER":                        "",
+	}
+	for k, w := range want {
+		if v, ok := got[k]; !ok || v != w {
+			t.Errorf("%s = %q (set %v), want %q", k, v, ok, w)
+		}
+	}
+	if !strings.Contains(got["NODE_PATH"], "/code") {
+		t.Errorf("NODE_PATH = %q, want it to include the code directory", got["NODE_PATH"])
+	}
+	if _, ok := got["PYTHONPATH"]; ok {
+		t.Error("PYTHONPATH set for a node runtime")
+	}
+	// Each instance gets its own log stream.
+	other := envMap(t, Env(fn, node, "127.0.0.1:1", "/code", ""))
+	if got["AWS_LAMBDA_LOG_STREAM_NAME"] == other["AWS_LAMBDA_LOG_STREAM_NAME"] {
+		t.Errorf("two instances share log stream %q", got["AWS_LAMBDA_LOG_STREAM_NAME"])
+	}
+}
+
+func TestIsReserved(t *testing.T) {
+	tests := map[string]bool{
+		"AWS_LAMBDA_RUNTIME_API": true, "_HANDLER": true, "AWS_REGION": true, "LAMBDA_TASK_ROOT": true,
+		"_X_AMZN_TRACE_ID": true, "TZ": false, "PATH": false, "MY_VAR": false, "aws_region": false,
+	}
+	for name, want := range tests {
+		if got := IsReserved(name); got != want {
+			t.Errorf("IsReserved(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

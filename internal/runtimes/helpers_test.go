@@ -1,0 +1,236 @@
+package runtimes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var discardLog = slog.New(slog.DiscardHandler)
+
+// discovered is what Discover finds on this host, asked once per test binary.
+var discovered = sync.OnceValue(func() []Runtime { return Discover(discardLog) })
+
+// runtimeOf returns the first discovered runtime of kind.
+func runtimeOf(t *testing.T, kind string) Runtime {
+	t.Helper()
+	for _, rt := range discovered() {
+		if rt.Kind == kind {
+			return rt
+		}
+	}
+	t.Fatalf("no %s runtime on this host: %+v", kind, discovered())
+	return Runtime{}
+}
+
+// writeFiles writes files (path -> content) into a new code directory.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is a function instance run by a test against its own Runtime API
+// server.
+type instance struct {
+	srv  *runtimeapi.Server
+	out  syncBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+// start runs an instance of rt for the code in codeDir, exactly as the
+// engine would: Install, Command, Env.
+func start(t *testing.T, rt Runtime, codeDir, handler string, userEnv map[string]string) *instance {
+	t.Helper()
+	bootDir := filepath.Join(t.TempDir(), "runtimes")
+	if err := Install(bootDir); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	srv, err := runtimeapi.Listen(discardLog)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	path, args, err := Command(rt, codeDir, bootDir)
+	if err != nil {
+		_ = srv.Close()
+		t.Fatalf("Command: %v", err)
+	}
+	fn := &nimbus.Function{Name: "fn", Handler: handler, MemoryMB: 256, Environment: userEnv}
+	in := &instance{srv: srv, done: make(chan struct{})}
+	cmd := &exec.Cmd{Path: path, Args: args, Env: Env(fn, rt, srv.Addr(), codeDir, "eu-west-1"),
+		Dir: codeDir, Stdout: &in.out, Stderr: &in.out}
+	if err := cmd.Start(); err != nil {
+		_ = srv.Close()
+		t.Fatalf("start %s: %v", path, err)
+	}
+	go func() {
+		in.err = cmd.Wait()
+		close(in.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-in.done
+		_ = srv.Close()
+		if t.Failed() {
+			t.Logf("instance output:\n%s", in.out.String())
+		}
+	})
+	return in
+}
+
+// invoke sends one invocation and returns the runtime's answer.
+func (in *instance) invoke(t *testing.T, inv runtimeapi.Invocation) runtimeapi.Result {
+	t.Helper()
+	if inv.RequestID == "" {
+		inv.RequestID = "req-" + strings.ReplaceAll(t.Name(), "/", "-")
+	}
+	if inv.Deadline.IsZero() {
+		inv.Deadline = time.Now().Add(30 * time.Second)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a crashed instance ends the wait
+		select {
+		case <-in.done:
+			cancel()
+		case <-stop:
+		}
+	}()
+	res, err := in.srv.Invoke(ctx, inv)
+	if err != nil {
+		select {
+		case <-in.done:
+			t.Fatalf("Invoke: %v (instance exited: %v)", err, in.err)
+		default:
+			t.Fatalf("Invoke: %v", err)
+		}
+	}
+	return res
+}
+
+// invokeJSON invokes with payload and returns the response payload, failing
+// the test on a function error.
+func (in *instance) invokeJSON(t *testing.T, payload string) string {
+	t.Helper()
+	res := in.invoke(t, runtimeapi.Invocation{Payload: []byte(payload)})
+	if res.Err != nil {
+		t.Fatalf("function error: %+v", res.Err)
+	}
+	return string(res.Payload)
+}
+
+// initError waits for the instance to report an init error and exit.
+func (in *instance) initError(t *testing.T) *nimbus.FunctionError {
+	t.Helper()
+	select {
+	case <-in.srv.InitFailed():
+	case <-in.srv.Ready():
+		t.Fatal("runtime became ready, want an init error")
+	case <-in.done:
+		t.Fatalf("runtime exited (%v) without an init error", in.err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no init error")
+	}
+	select {
+	case <-in.done:
+		if in.err == nil {
+			t.Error("runtime exited 0 after its init error, want non-zero")
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("runtime did not exit after its init error")
+	}
+	return in.srv.InitErr()
+}
+
+// waitOutput waits for the instance's output to contain s.
+func (in *instance) waitOutput(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(in.out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output %q does not contain %q", in.out.String(), s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// errorCase is an expected function error.
+type errorCase struct {
+	typ     string
+	message string // exact, or a prefix when prefix is set
+	prefix  bool
+}
+
+func checkError(t *testing.T, got *nimbus.FunctionError, want errorCase) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("no function error, want %s", want.typ)
+	}
+	okMsg := got.Message == want.message || (want.prefix && strings.HasPrefix(got.Message, want.message))
+	if got.Type != want.typ || !okMsg {
+		t.Errorf("error = %s: %q, want %s: %q", got.Type, got.Message, want.typ, want.message)
+	}
+}
+
+// checkOversized checks that a response over 6 MiB fails the invocation
+// with ErrTooLarge and that the instance then serves the next one.
+func checkOversized(t *testing.T, in *instance) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	_, err := in.srv.Invoke(ctx, runtimeapi.Invocation{RequestID: "big", Deadline: time.Now().Add(time.Minute),
+		Payload: []byte(`{"size": 7000000}`)})
+	if !errors.Is(err, nimbus.ErrTooLarge) {
+		t.Fatalf("oversized Invoke error = %v, want ErrTooLarge", err)
+	}
+	if got := in.invokeJSON(t, `{"size": 3}`); got != `"xxx"` {
+		t.Errorf("next payload = %s, want \"xxx\"", got)
+	}
+}
