@@ -27,6 +27,10 @@ type Spec struct {
 	// CodeDir is the function's unpacked code, shared read-only between
 	// instances. The instance starts with it as working directory.
 	CodeDir string
+	// ReadOnlyPaths are further host paths the instance needs to read
+	// (e.g. the runtime bootstraps); like CodeDir they stay visible, read-only,
+	// at the same path, even under a hidden path or the private /tmp.
+	ReadOnlyPaths []string
 	// MemoryMB is the memory limit; CPU share is proportional to it.
 	MemoryMB int
 	// PidsMax caps the processes and threads the instance may create.

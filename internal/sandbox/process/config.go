@@ -1,0 +1,131 @@
+// Package process is Nimbus's first sandbox backend: each function instance
+// is a host process.
+//
+// Start re-executes the running binary (os.Executable) as a small init helper,
+// the way runc does. The helper is created in new pid, mount, IPC and UTS
+// namespaces where the host allows them, waits until the parent has placed it
+// in the instance's cgroups, prepares its view of the file system, drops to
+// the instance's own unprivileged uid and execs the function. Every binary
+// that uses this package must therefore call MaybeInit first thing in main
+// (and in TestMain).
+//
+// Isolation, when running as root on a host with cgroups and namespaces:
+//
+//   - cgroups (v1 or v2): a memory limit without swap, CPU weight
+//     proportional to memory (no hard quota), a pids limit; an OOM kill is
+//     reported as sandbox.ErrOutOfMemory and Kill reaches every process;
+//   - a pid namespace: the function is pid 1 of its own namespace and sees
+//     only its own processes in /proc. As with `docker run` without --init,
+//     it reaps its orphans or they stay zombies, a signal it sends itself
+//     without a handler is ignored, and when it exits everything it
+//     started is killed;
+//   - a mount namespace: a private tmpfs of Spec.TmpMB on /tmp and on
+//     /dev/shm (their pages count toward the memory limit, as tmpfs pages
+//     do), every Config.HidePaths entry (and Config.Root) covered by an
+//     empty read-only tmpfs, Spec.CodeDir and Spec.ReadOnlyPaths bound
+//     back read-only at their own paths (a mount point is made for them if
+//     they were covered);
+//   - a uid and gid of its own, from a range (Config.UID + slot), so
+//     instances cannot signal or ptrace each other, and no_new_privs so
+//     set-uid binaries on the host cannot raise them.
+//
+// Without namespaces (not root, or forbidden by the host), /tmp is a
+// directory under Config.Root that TMPDIR names, with no size limit, and
+// HidePaths are not hidden. Without cgroups there are no limits, an OOM kill
+// is not recognised and Kill finds processes that left the process group by
+// their uid. Without root an instance has no uid of its own, and such
+// processes escape Kill. New logs what is missing once and Describe says it.
+//
+// Other world-writable host directories (/var/tmp, for one) stay shared
+// between instances; per-instance uids keep them from touching each other's
+// files there, but uids are recycled.
+package process
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+)
+
+// Defaults.
+const (
+	// DefaultUID and DefaultGID are the first uid and gid of the
+	// per-instance range. The ids need no /etc/passwd entry; pick a range no
+	// other user or container on the host uses, and give every Nimbus node
+	// sharing a host a range of its own.
+	DefaultUID = 1_000_000
+	DefaultGID = 1_000_000
+	// DefaultMaxInstances is the size of the id range, and so the most
+	// instances that may run at once.
+	DefaultMaxInstances = 4096
+	// DefaultPidsMax applies when Spec.PidsMax is 0.
+	DefaultPidsMax = 1024
+	// DefaultTmpMB applies when Spec.TmpMB is 0 (Lambda's default ephemeral
+	// storage).
+	DefaultTmpMB = 512
+)
+
+// Config configures a Backend.
+type Config struct {
+	// Root is the host directory for per-instance state (the /tmp
+	// directories when there is no mount namespace). Required. Instances
+	// never see it.
+	Root string
+	// HidePaths are host directories instances must not see (Nimbus's data
+	// directory, the code cache root). Each Spec.CodeDir stays visible,
+	// read-only, even under one of them, and so do Spec.ReadOnlyPaths; the
+	// program (Spec.Path) must be in one of those or outside HidePaths.
+	// Hiding needs a mount namespace.
+	HidePaths []string
+	// UID and GID are the first of the per-instance ids used when running as
+	// root: an instance in slot n runs as UID+n, GID+n. 0 means DefaultUID
+	// and DefaultGID.
+	UID, GID int
+	// MaxInstances is the size of the id range; 0 means DefaultMaxInstances.
+	MaxInstances int
+	// Logger receives warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults validates cfg and fills in its defaults. Paths become absolute
+// and clean.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Root == "" {
+		return cfg, fmt.Errorf("process: Config.Root is required")
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return cfg, fmt.Errorf("process: Config.Root: %w", err)
+	}
+	cfg.Root = root
+	hide := make([]string, 0, len(cfg.HidePaths))
+	for _, p := range cfg.HidePaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			return cfg, fmt.Errorf("process: Config.HidePaths: %q is not an absolute path below /", p)
+		}
+		hide = append(hide, filepath.Clean(p))
+	}
+	cfg.HidePaths = hide
+	if cfg.UID == 0 {
+		cfg.UID = DefaultUID
+	}
+	if cfg.GID == 0 {
+		cfg.GID = DefaultGID
+	}
+	if cfg.MaxInstances == 0 {
+		cfg.MaxInstances = DefaultMaxInstances
+	}
+	const maxID = 1<<31 - 1
+	switch {
+	case cfg.MaxInstances < 0 || cfg.MaxInstances > 1<<20:
+		return cfg, fmt.Errorf("process: Config.MaxInstances %d is out of range", cfg.MaxInstances)
+	case cfg.UID < 0 || cfg.UID > maxID-cfg.MaxInstances:
+		return cfg, fmt.Errorf("process: Config.UID %d is out of range", cfg.UID)
+	case cfg.GID < 0 || cfg.GID > maxID-cfg.MaxInstances:
+		return cfg, fmt.Errorf("process: Config.GID %d is out of range", cfg.GID)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}

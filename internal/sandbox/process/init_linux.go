@@ -1,0 +1,359 @@
+package process
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initEnv marks a process started as the init helper; the helper's
+// environment holds nothing else (the function's comes in initConfig).
+const initEnv = "_NIMBUS_SANDBOX_INIT"
+
+// initArg0 is the helper's argv[0], as ps shows it until it execs.
+const initArg0 = "nimbus-sandbox-init"
+
+// The helper's extra descriptors (exec.Cmd.ExtraFiles).
+const (
+	configFD = 3 // read: the initConfig as JSON, sent once the helper is in its cgroups
+	statusFD = 4 // write: an initError if setting up fails; closed by a successful exec
+)
+
+// hideSize is the size of the empty tmpfs that hides a path.
+const hideSize = "16k"
+
+// initCalled records that MaybeInit ran and returned, so that this binary
+// can serve as the init helper.
+var initCalled atomic.Bool
+
+// initConfig tells the helper what to set up and run.
+type initConfig struct {
+	Path string   `json:"path"`
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+	Dir  string   `json:"dir"`
+	// ReadOnly are further paths to keep visible read-only, like Dir.
+	ReadOnly []string `json:"readOnly,omitempty"`
+	Hostname string   `json:"hostname,omitempty"`
+	TmpMB    int      `json:"tmpMB"`
+	// Mount: the helper is in a mount namespace of its own; set up /tmp,
+	// /dev/shm, the hidden paths and Dir.
+	Mount bool     `json:"mount"`
+	Hide  []string `json:"hide,omitempty"`
+	// Proc: mount a /proc for the helper's pid namespace.
+	Proc bool `json:"proc"`
+	// Drop: change to UID and GID (the helper runs as root).
+	Drop bool `json:"drop"`
+	UID  int  `json:"uid"`
+	GID  int  `json:"gid"`
+	// Probe: set everything up, then exit 0 instead of exec.
+	Probe bool `json:"probe,omitempty"`
+}
+
+// initError is what the helper reports when setting up fails.
+type initError struct {
+	Op    string `json:"op"`
+	Errno int    `json:"errno,omitempty"`
+	Msg   string `json:"msg,omitempty"`
+}
+
+// err turns the report back into an error that errors.Is matches against
+// the errno (and so against fs.ErrPermission, fs.ErrNotExist).
+func (e *initError) err() error {
+	if e.Errno != 0 {
+		return fmt.Errorf("%s: %w", e.Op, syscall.Errno(e.Errno))
+	}
+	return errors.New(e.Op + ": " + e.Msg)
+}
+
+// opError is a failed step of the helper.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
+
+func op(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &opError{name, err}
+}
+
+// MaybeInit must be called first thing in main (and in TestMain of packages
+// that start instances). When the process was started by Backend.Start as
+// the sandbox's init helper, it sets up the sandbox and execs the function,
+// never returning; otherwise it returns at once.
+func MaybeInit() {
+	if os.Getenv(initEnv) != "1" {
+		initCalled.Store(true)
+		return
+	}
+	// no_new_privs, the parent-death signal and execve belong to one thread.
+	runtime.LockOSThread()
+	// syscall.Exit, not os.Exit: the helper has nothing to flush, and a
+	// race-enabled binary would linger a second in os.Exit.
+	if err := runInit(); err != nil {
+		reportInit(err)
+		syscall.Exit(1)
+	}
+	syscall.Exit(0)
+}
+
+// reportInit sends err to the parent through statusFD.
+func reportInit(err error) {
+	ie := initError{Op: "init", Msg: err.Error()}
+	var oe *opError
+	if errors.As(err, &oe) {
+		ie.Op, ie.Msg = oe.op, oe.err.Error()
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		ie.Errno = int(errno)
+	}
+	data, _ := json.Marshal(ie)
+	f := os.NewFile(statusFD, "status")
+	_, _ = f.Write(data)
+	_ = f.Close()
+}
+
+// runInit is the helper: it reads its initConfig, sets up the sandbox and
+// execs the function. It returns only on failure, or after a probe.
+func runInit() error {
+	f := os.NewFile(configFD, "config")
+	data, err := io.ReadAll(f)
+	_ = f.Close()
+	if err != nil {
+		return op("read config", err)
+	}
+	var cfg initConfig
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return op("read config", err)
+	}
+	// Nothing but the function's stdio may survive the exec; a successful
+	// exec closes statusFD, which tells the parent.
+	unix.CloseOnExec(statusFD)
+	_ = unix.CloseRange(statusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if cfg.Mount {
+		if err := setupMounts(&cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return op("set hostname", err)
+		}
+	}
+	if err := dropPrivileges(&cfg); err != nil {
+		return err
+	}
+	if cfg.Probe {
+		return nil
+	}
+	if err := os.Chdir(cfg.Dir); err != nil {
+		return op("chdir "+cfg.Dir, errors.Unwrap(err))
+	}
+	return op("exec "+cfg.Path, syscall.Exec(cfg.Path, cfg.Args, cfg.Env))
+}
+
+// dropPrivileges changes to the instance's uid and gid (syscall's setters
+// change every thread), forbids gaining privileges through set-uid binaries
+// and re-arms the parent-death signal, which a change of credentials clears.
+func dropPrivileges(cfg *initConfig) error {
+	if cfg.Drop {
+		if err := syscall.Setgroups(nil); err != nil {
+			return op("setgroups", err)
+		}
+		if err := syscall.Setgid(cfg.GID); err != nil {
+			return op("setgid", err)
+		}
+		if err := syscall.Setuid(cfg.UID); err != nil {
+			return op("setuid", err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return op("set no_new_privs", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return op("set parent-death signal", err)
+	}
+	return nil
+}
+
+// setupMounts prepares the helper's mount namespace: nothing propagates to
+// the host; /tmp and /dev/shm are private tmpfs; each hidden path is covered
+// by an empty read-only tmpfs; the code directory is bound back read-only at
+// its own path, and so is each further read-only path; /proc shows the
+// helper's pid namespace.
+func setupMounts(cfg *initConfig) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return op("make mounts private", err)
+	}
+	// Hold the paths to keep before anything covers them.
+	keep, err := openKept(append([]string{cfg.Dir}, cfg.ReadOnly...))
+	defer func() {
+		for _, k := range keep {
+			_ = unix.Close(k.fd)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	if cfg.Drop {
+		uid, gid = cfg.UID, cfg.GID
+	}
+	opts := fmt.Sprintf("size=%dm,mode=0700,uid=%d,gid=%d", cfg.TmpMB, uid, gid)
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return op("mount /tmp", err)
+	}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		opts := fmt.Sprintf("size=%dm,mode=1777", cfg.TmpMB)
+		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+			return op("mount /dev/shm", err)
+		}
+	}
+	hidden, err := hide(cfg.Hide)
+	if err != nil {
+		return err
+	}
+	for _, k := range keep {
+		if err := bindReadOnly(k); err != nil {
+			return err
+		}
+	}
+	for _, p := range hidden {
+		const ro = unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+		if err := unix.Mount("", p, "", ro, ""); err != nil {
+			return op("remount "+p+" read-only", err)
+		}
+	}
+	if cfg.Proc {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return op("mount /proc", err)
+		}
+	}
+	return nil
+}
+
+// hide covers each existing directory of paths with an empty tmpfs, writable
+// until the caller remounts it read-only, and returns the covered paths.
+// Paths inside one already covered (or no longer visible) are skipped.
+func hide(paths []string) ([]string, error) {
+	paths = slices.Clone(paths)
+	slices.SortFunc(paths, func(a, b string) int { return len(a) - len(b) })
+	var hidden []string
+	for _, p := range paths {
+		if slices.ContainsFunc(hidden, func(h string) bool { return within(p, h) }) {
+			continue
+		}
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			continue
+		}
+		opts := "size=" + hideSize + ",mode=0755"
+		if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+			return nil, op("hide "+p, err)
+		}
+		hidden = append(hidden, p)
+	}
+	return hidden, nil
+}
+
+// kept is a path that stays visible, read-only: the code directory or one
+// of Spec.ReadOnlyPaths.
+type kept struct {
+	path string
+	fd   int // O_PATH
+	dir  bool
+}
+
+// openKept opens each path, parents first (so that a child's bind mount is
+// not covered by its parent's), skipping duplicates.
+func openKept(paths []string) ([]kept, error) {
+	paths = slices.Clone(paths)
+	slices.SortFunc(paths, func(a, b string) int { return cmp.Or(len(a)-len(b), strings.Compare(a, b)) })
+	paths = slices.Compact(paths)
+	var keep []kept
+	for _, p := range paths {
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return keep, op("open "+p, err)
+		}
+		keep = append(keep, kept{path: p, fd: fd})
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return keep, op("stat "+p, err)
+		}
+		keep[len(keep)-1].dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
+	return keep, nil
+}
+
+// bindReadOnly binds k back at its path, read-only, first making a mount
+// point if a covering tmpfs hides it.
+func bindReadOnly(k kept) error {
+	if _, err := os.Stat(k.path); errors.Is(err, fs.ErrNotExist) {
+		if err := makeMountPoint(k.path, k.dir); err != nil {
+			return op("make mount point "+k.path, err)
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(k.fd, &st); err != nil {
+		return op("statfs "+k.path, err)
+	}
+	src := fmt.Sprintf("/proc/self/fd/%d", k.fd)
+	if err := unix.Mount(src, k.path, "", unix.MS_BIND, ""); err != nil {
+		return op("bind "+k.path, err)
+	}
+	// Keep the restrictions of the source mount; add read-only, nosuid, nodev.
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+	for _, f := range [][2]uintptr{
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f[0] != 0 {
+			flags |= f[1]
+		}
+	}
+	if err := unix.Mount("", k.path, "", flags, ""); err != nil {
+		return op("remount "+k.path+" read-only", err)
+	}
+	return nil
+}
+
+// makeMountPoint creates path, a directory or an empty file, and its
+// parents.
+func makeMountPoint(path string, dir bool) error {
+	if dir {
+		return os.MkdirAll(path, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// within reports whether path p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}

@@ -1,0 +1,387 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// outputGrace is how long an exited instance's output may keep flowing
+// (from processes no kill could reach) before its pipes are closed.
+const outputGrace = 2 * time.Second
+
+// instance is a started instance: the helper's process, which became the
+// function by exec, and what was made for it.
+type instance struct {
+	b        *Backend
+	spec     sandbox.Spec
+	slot     int
+	uid, gid int
+	dir      string  // Root/<id>, when there is no mount namespace
+	cg       *cgroup // nil without cgroups
+	h        *helper
+	copiers  sync.WaitGroup
+	readers  []*os.File // read ends of the output pipes
+	done     chan struct{}
+
+	mu     sync.Mutex
+	exited bool // the function has exited; Kill has nothing left to do
+	err    error
+	peak   int64 // MaxMemoryBytes once the cgroup is gone
+	cgGone bool
+}
+
+// start prepares the instance, starts its helper and waits for the exec.
+// On failure it undoes everything and releases the slot.
+func (i *instance) start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			i.abort()
+		}
+	}()
+	env := i.spec.Env
+	if !i.b.mountNS() {
+		tmp, err := i.makeTmp()
+		if err != nil {
+			return fmt.Errorf("create tmp dir: %w", err)
+		}
+		env = withEnv(env, "TMPDIR", tmp)
+	}
+	if i.b.cg != nil {
+		lim := limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax}
+		if i.cg, err = i.b.cg.create(i.b.cgroupName(i.spec.ID), lim); err != nil {
+			return fmt.Errorf("create cgroup: %w", err)
+		}
+	}
+	stdout, stderr, childEnds, err := i.outputs()
+	if err == nil {
+		i.h, err = i.b.spawn(stdout, stderr)
+	}
+	for _, f := range childEnds { // the helper has its copies
+		_ = f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("start init helper: %w", err)
+	}
+	if i.cg != nil {
+		if err := i.cg.add(i.h.cmd.Process.Pid); err != nil {
+			return fmt.Errorf("join cgroup: %w", err)
+		}
+	}
+	ic := i.b.initConfig(i.spec, i.slot)
+	ic.Env = env
+	if err := i.h.run(ctx, ic); err != nil {
+		return err
+	}
+	go i.reap()
+	return nil
+}
+
+// abort undoes a failed start.
+func (i *instance) abort() {
+	if i.h != nil {
+		i.h.kill()
+		i.killRest()
+		_ = i.h.cmd.Wait()
+	}
+	i.waitOutput()
+	i.cleanup()
+}
+
+// makeTmp creates Root/<id>/tmp, private to the instance's uid.
+func (i *instance) makeTmp() (string, error) {
+	i.dir = filepath.Join(i.b.cfg.Root, i.spec.ID)
+	tmp := filepath.Join(i.dir, "tmp")
+	if err := os.RemoveAll(i.dir); err != nil { // left by a crash
+		return "", err
+	}
+	if err := os.Mkdir(i.dir, 0o711); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", err
+	}
+	if i.b.root {
+		if err := os.Chown(tmp, i.uid, i.gid); err != nil {
+			return "", err
+		}
+	}
+	return tmp, nil
+}
+
+// withEnv returns env with key set to value.
+func withEnv(env []string, key, value string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}
+
+// outputs returns the files the helper gets as stdout and stderr: the
+// spec's own when they are *os.File (or nil for nil), else pipes that
+// copier goroutines drain into the spec's writers. One writer given for
+// both gets one pipe, so it is never written concurrently. childEnds are
+// to be closed once the helper has started.
+func (i *instance) outputs() (stdout, stderr *os.File, childEnds []*os.File, err error) {
+	stdout, err = i.output(i.spec.Stdout, &childEnds)
+	if err != nil {
+		return nil, nil, childEnds, err
+	}
+	if sameWriter(i.spec.Stdout, i.spec.Stderr) {
+		return stdout, stdout, childEnds, nil
+	}
+	stderr, err = i.output(i.spec.Stderr, &childEnds)
+	return stdout, stderr, childEnds, err
+}
+
+// output returns the child's file for w.
+func (i *instance) output(w io.Writer, childEnds *[]*os.File) (*os.File, error) {
+	switch f := w.(type) {
+	case nil:
+		return nil, nil
+	case *os.File:
+		return f, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	*childEnds = append(*childEnds, pw)
+	i.readers = append(i.readers, r)
+	i.copiers.Add(1)
+	go func() {
+		defer i.copiers.Done()
+		if _, err := io.Copy(w, r); err != nil {
+			_, _ = io.Copy(io.Discard, r) // a failing writer must not block the function
+		}
+	}()
+	return pw, nil
+}
+
+// sameWriter reports whether a and b are the same writer.
+func sameWriter(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
+}
+
+// waitOutput waits for the copiers to drain the output pipes, closing them
+// after outputGrace, and closes them.
+func (i *instance) waitOutput() {
+	drained := make(chan struct{})
+	go func() {
+		i.copiers.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(outputGrace):
+		i.b.log.Warn("instance output still open after exit; closing it", logInstance, i.spec.ID)
+		for _, r := range i.readers {
+			_ = r.Close()
+		}
+		<-drained
+	}
+	for _, r := range i.readers {
+		_ = r.Close()
+	}
+}
+
+// reap waits for the function to exit, kills whatever it left, collects
+// the exit reason and releases the instance's resources.
+func (i *instance) reap() {
+	pid := i.h.cmd.Process.Pid
+	waitExited(pid)
+	i.mu.Lock()
+	i.exited = true
+	i.mu.Unlock()
+	// The function is a zombie until Wait: its pid and process group cannot
+	// be reused while the rest is killed.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	i.killRest()
+	err := i.reason(i.h.cmd.Wait())
+	i.waitOutput()
+	i.cleanup()
+	i.mu.Lock()
+	i.err = err
+	i.mu.Unlock()
+	close(i.done)
+}
+
+// waitExited waits until process pid has exited, without reaping it.
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// killRest kills the processes the function left behind, until none is
+// left: through the cgroup, or by uid without one.
+func (i *instance) killRest() {
+	switch {
+	case i.cg != nil:
+		if !i.cg.killAll() {
+			i.b.log.Warn("instance processes survive kill", logInstance, i.spec.ID)
+		}
+	case i.b.root:
+		deadline := time.Now().Add(drainTimeout)
+		for killUID(i.uid) && time.Now().Before(deadline) {
+			time.Sleep(drainPoll)
+		}
+	}
+}
+
+// reason turns the function's exit into Err's value.
+func (i *instance) reason(waitErr error) error {
+	var ee *exec.ExitError
+	if waitErr == nil {
+		return nil
+	}
+	if !errors.As(waitErr, &ee) {
+		return fmt.Errorf("wait: %w", waitErr)
+	}
+	ws, _ := ee.Sys().(syscall.WaitStatus)
+	if i.cg != nil && i.cg.oomKilled(ws.Signaled() && ws.Signal() == syscall.SIGKILL) {
+		return fmt.Errorf("%w (limit %d MB)", sandbox.ErrOutOfMemory, i.spec.MemoryMB)
+	}
+	return ee
+}
+
+// cleanup removes the cgroup and the tmp dir and frees the slot.
+func (i *instance) cleanup() {
+	if i.cg != nil {
+		peak := i.cg.peak()
+		i.mu.Lock()
+		i.peak, i.cgGone = peak, true
+		i.mu.Unlock()
+		if err := i.cg.remove(); err != nil {
+			i.b.log.Warn("remove instance cgroup", logInstance, i.spec.ID, logError, err)
+		}
+	}
+	if i.dir != "" {
+		if err := os.RemoveAll(i.dir); err != nil {
+			i.b.log.Warn("remove instance dir", logInstance, i.spec.ID, logError, err)
+		}
+	}
+	i.b.release(i.slot, i.spec.ID)
+}
+
+// Done is closed when the instance has exited, everything it started is
+// dead and its resources are released.
+func (i *instance) Done() <-chan struct{} { return i.done }
+
+// Err is the exit reason once Done is closed: nil for exit status 0, an
+// error wrapping sandbox.ErrOutOfMemory if the kernel killed a process of
+// the instance for exceeding the memory limit, else an *exec.ExitError
+// ("exit status 3", "signal: killed").
+func (i *instance) Err() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.err
+}
+
+// Kill sends SIGKILL to every process of the instance. It is safe to call
+// more than once and after exit; it does not wait for Done.
+func (i *instance) Kill() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.exited {
+		return
+	}
+	// The function has not been reaped: its pid and group are still its own.
+	pid := i.h.cmd.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = i.h.cmd.Process.Kill() // with a pid namespace, this kills it all
+	switch {
+	case i.cg != nil:
+		i.cg.signal()
+	case i.b.root:
+		killUID(i.uid)
+	}
+}
+
+// MaxMemoryBytes reports the peak memory of the instance's cgroup (0
+// without a memory cgroup).
+func (i *instance) MaxMemoryBytes() int64 {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.cg == nil || i.cgGone {
+		return i.peak
+	}
+	return i.cg.peak()
+}
+
+// TmpDir is the host path of the instance's /tmp. With a mount namespace it
+// is reached through /proc/<pid>/root and valid only until Done is closed.
+func (i *instance) TmpDir() string {
+	if i.b.mountNS() {
+		return fmt.Sprintf("/proc/%d/root/tmp", i.h.cmd.Process.Pid)
+	}
+	return filepath.Join(i.dir, "tmp")
+}
+
+// killUID sends SIGKILL to every live process whose real, effective or saved
+// uid is uid, and reports whether it found any.
+func killUID(uid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	found := false
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil || !statusMatches(string(status), uid) {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		found = true
+	}
+	return found
+}
+
+// statusMatches reports whether a /proc/<pid>/status describes a live (not
+// zombie) process with uid among its real, effective and saved uids.
+func statusMatches(status string, uid int) bool {
+	live, match := true, false
+	for line := range strings.Lines(status) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		f := strings.Fields(v)
+		switch {
+		case k == "State" && len(f) > 0:
+			live = f[0] != "Z" && f[0] != "X"
+		case k == "Uid" && len(f) >= 3:
+			for _, s := range f[:3] {
+				if n, err := strconv.Atoi(s); err == nil && n == uid {
+					match = true
+				}
+			}
+		}
+	}
+	return live && match
+}
