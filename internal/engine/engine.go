@@ -1,0 +1,378 @@
+// Package engine turns invocations into running functions. It keeps a pool of
+// instances per function version: a cold start on demand, warm reuse,
+// scale-out while every instance is busy (bounded per function and per
+// node), a bounded wait queue in front of each pool, idle instances stopped
+// after a timeout, a minimum of warm instances kept, and draining of old
+// versions after an update. Instances are started through a sandbox.Backend
+// and speak the Lambda Runtime API (internal/runtimeapi) or, for HTTP
+// functions, plain HTTP.
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/runtimes"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+)
+
+// Log attribute keys.
+const (
+	keyFunction = "function"
+	keyInstance = "instance"
+	keyRequest  = "request_id"
+)
+
+// CodeCache gives the directory of a code digest on this node.
+type CodeCache interface {
+	Ensure(ctx context.Context, hexDigest string) (dir string, err error)
+}
+
+// Config wires an Engine.
+type Config struct {
+	Sandbox      sandbox.Backend
+	Code         CodeCache
+	Runtimes     []runtimes.Runtime
+	BootstrapDir string // where runtimes.Install put the bootstraps
+	Logs         *LogStore
+	Region       string
+	Account      string
+	// MaxInstances caps instances on this node, all functions together.
+	MaxInstances int
+	// IdleTimeout stops instances unused this long (a function may override it).
+	IdleTimeout time.Duration
+	// QueueDepth bounds the requests waiting per function; QueueTimeout is
+	// how long one may wait for an instance before it gets a 429.
+	QueueDepth   int
+	QueueTimeout time.Duration
+	// InitTimeout bounds an instance's start (Lambda's init phase: 10 s).
+	InitTimeout time.Duration
+	// ReapInterval is how often idle instances are looked for; 0 disables
+	// the background reaper (tests call Reap).
+	ReapInterval time.Duration
+	// Now is the clock; tests inject one.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Validate fills defaults and checks the config.
+func (c *Config) validate() error {
+	if c.Sandbox == nil || c.Code == nil {
+		return errors.New("engine: Sandbox and Code are required")
+	}
+	if c.Logs == nil {
+		c.Logs = NewLogStore(0)
+	}
+	if c.MaxInstances <= 0 {
+		c.MaxInstances = 1000
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.QueueDepth <= 0 {
+		c.QueueDepth = 1000
+	}
+	if c.QueueTimeout <= 0 {
+		c.QueueTimeout = 10 * time.Second
+	}
+	if c.InitTimeout <= 0 {
+		c.InitTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Account == "" {
+		c.Account = "000000000000"
+	}
+	return nil
+}
+
+// Engine runs invocations.
+type Engine struct {
+	cfg      Config
+	log      *slog.Logger
+	runtimes map[string]runtimes.Runtime
+
+	mu        sync.Mutex
+	pools     map[string]*pool // current pool per function name
+	draining  map[*pool]struct{}
+	instances int // on this node, all pools, including starting ones
+	closed    bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns an Engine. Run starts its background reaper.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		runtimes: make(map[string]runtimes.Runtime),
+		pools:    make(map[string]*pool),
+		draining: make(map[*pool]struct{}),
+	}
+	for _, rt := range cfg.Runtimes {
+		e.runtimes[rt.ID] = rt
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+// Request is one invocation.
+type Request struct {
+	RequestID     string
+	Payload       []byte
+	ClientContext string
+	TraceID       string
+	// HTTP, when set, is forwarded as is to an HTTP function.
+	HTTP *HTTPRequest
+}
+
+// Result is an invocation's outcome.
+type Result struct {
+	Payload []byte
+	// Err is set when the function failed (its own error, a crash, a
+	// timeout): the API answers 200 with X-Amz-Function-Error.
+	Err *nimbus.FunctionError
+	// LogTail holds the end (at most 4 KB) of this invocation's log.
+	LogTail []byte
+	// HTTP is the response of an HTTP function.
+	HTTP *HTTPResponse
+}
+
+// Invoke runs req on fn, starting an instance if none is free. Errors:
+// nimbus.ErrThrottled (no capacity within the queue timeout), nimbus.ErrNotFound
+// (code missing), nimbus.ErrConflict (engine closed), ctx errors.
+func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req Request) (Result, error) {
+	p, err := e.pool(fn)
+	if err != nil {
+		return Result{}, err
+	}
+	inst, err := p.acquire(ctx, fn)
+	if err != nil {
+		var f *initFailure
+		if errors.As(err, &f) {
+			return Result{Err: f.fe, LogTail: f.logTail()}, nil
+		}
+		return Result{}, err
+	}
+	res, broken := inst.invoke(ctx, req)
+	p.release(inst, broken)
+	return res, nil
+}
+
+// Warm reports how many instances of the function's current version are
+// running.
+func (e *Engine) Warm(name string) int {
+	e.mu.Lock()
+	p := e.pools[name]
+	e.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.all)
+}
+
+// Stats describes a pool, for tests and the API.
+type Stats struct {
+	Instances, Idle, Starting, Waiting int
+}
+
+// Stats returns the current pool's figures for a function.
+func (e *Engine) Stats(name string) Stats {
+	e.mu.Lock()
+	p := e.pools[name]
+	e.mu.Unlock()
+	if p == nil {
+		return Stats{}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idle := 0
+	for inst := range p.all {
+		if inst.inflight == 0 {
+			idle++
+		}
+	}
+	return Stats{Instances: len(p.all), Idle: idle, Starting: p.starting, Waiting: p.waiters.Len()}
+}
+
+// versionKey identifies what instances run: everything that changes how an
+// instance starts. Concurrency settings are not part of it.
+func versionKey(fn *nimbus.Function) string {
+	h := sha256.New()
+	env := make([]string, 0, len(fn.Environment))
+	for k, v := range fn.Environment {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler, fn.MemoryMB, fn.Timeout, strings.Join(env, "\x00"))
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// pool returns the pool of fn's current version, replacing (and draining)
+// one of an older version.
+func (e *Engine) pool(fn *nimbus.Function) (*pool, error) {
+	key := versionKey(fn)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, nimbus.Errorf(nimbus.ErrConflict, "Nimbus is shutting down")
+	}
+	p := e.pools[fn.Name]
+	if p != nil && p.key == key {
+		return p, nil
+	}
+	rt, ok := e.runtimes[fn.Runtime]
+	if !ok {
+		return nil, nimbus.Invalidf("The runtime %s of function %s is not offered by this node", fn.Runtime, fn.Name)
+	}
+	if p != nil {
+		e.drainLocked(p)
+	}
+	p = newPool(e, fn, key, rt)
+	e.pools[fn.Name] = p
+	return p, nil
+}
+
+// drainLocked retires p: no new requests; its instances stop once idle.
+func (e *Engine) drainLocked(p *pool) {
+	delete(e.pools, p.name)
+	e.draining[p] = struct{}{}
+	go p.drain()
+}
+
+// Refresh tells the engine that a function changed or was deleted (fn nil):
+// an older version's instances drain, and warm instances are started for a
+// provisioned minimum.
+func (e *Engine) Refresh(name string, fn *nimbus.Function) {
+	if fn == nil || fn.State == nimbus.StateFailed {
+		e.mu.Lock()
+		if p := e.pools[name]; p != nil {
+			e.drainLocked(p)
+		}
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Lock()
+	p := e.pools[name]
+	stale := p != nil && p.key != versionKey(fn)
+	e.mu.Unlock()
+	if !stale && fn.ProvisionedConcurrency == 0 {
+		if p != nil {
+			p.mu.Lock()
+			p.setLimits(fn)
+			p.mu.Unlock()
+		}
+		return
+	}
+	p, err := e.pool(fn)
+	if err != nil {
+		e.log.Warn("refresh pool", keyFunction, name, "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.setLimits(fn)
+	p.ensureMinLocked()
+	p.mu.Unlock()
+}
+
+// reserveSlot takes a node-wide instance slot.
+func (e *Engine) reserveSlot() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.instances >= e.cfg.MaxInstances || e.closed {
+		return false
+	}
+	e.instances++
+	return true
+}
+
+func (e *Engine) releaseSlot() {
+	e.mu.Lock()
+	e.instances--
+	e.mu.Unlock()
+}
+
+// Run reaps idle instances every ReapInterval until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.cfg.ReapInterval <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(e.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			e.Reap()
+		}
+	}
+}
+
+// Reap stops instances idle past their timeout (keeping the provisioned
+// minimum) and forgets emptied draining pools.
+func (e *Engine) Reap() {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	for p := range e.draining {
+		pools = append(pools, p)
+	}
+	e.mu.Unlock()
+	for _, p := range pools {
+		if p.reap(now) {
+			e.mu.Lock()
+			delete(e.draining, p)
+			e.mu.Unlock()
+		}
+	}
+}
+
+// Close stops every instance and waits for them to exit.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closed = true
+	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	for p := range e.draining {
+		pools = append(pools, p)
+	}
+	e.pools = map[string]*pool{}
+	e.draining = map[*pool]struct{}{}
+	e.mu.Unlock()
+	e.cancel()
+	for _, p := range pools {
+		p.stopAll()
+	}
+	e.wg.Wait()
+}

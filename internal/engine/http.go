@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+// maxPayload is Lambda's synchronous request and response limit.
+const maxPayload = 6 << 20
+
+// HTTPRequest is a request forwarded as is to an HTTP function.
+type HTTPRequest struct {
+	Method   string
+	Path     string // with the query string
+	Header   http.Header
+	Body     []byte
+	RemoteIP string
+}
+
+// HTTPResponse is an HTTP function's answer.
+type HTTPResponse struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// httpTarget is the port an HTTP function's instance serves on.
+type httpTarget struct {
+	addr   string
+	client *http.Client
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func newHTTPTarget(port int) *httpTarget {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &httpTarget{addr: addr, client: &http.Client{Transport: tr}}
+}
+
+// waitReady polls until the port accepts connections, the instance exits
+// or ctx ends.
+func (t *httpTarget) waitReady(ctx context.Context, exited <-chan struct{}, exitErr func(string) *nimbus.FunctionError) error {
+	delay := 200 * time.Microsecond
+	for {
+		c, err := net.DialTimeout("tcp", t.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return exitErr("")
+		case <-ctx.Done():
+			return &nimbus.FunctionError{Type: "Runtime.InitTimeout", Unhandled: true,
+				Message: "The HTTP function did not listen on $PORT within the init timeout"}
+		case <-time.After(delay):
+			delay = min(2*delay, 20*time.Millisecond)
+		}
+	}
+}
+
+// forward sends req to the instance. An Invoke (no HTTP request) becomes a
+// POST of the payload to "/".
+func (t *httpTarget) forward(ctx context.Context, req Request) (Result, error) {
+	hr := req.HTTP
+	if hr == nil {
+		hr = &HTTPRequest{Method: http.MethodPost, Path: "/", Body: req.Payload,
+			Header: http.Header{"Content-Type": {"application/json"}}}
+	}
+	out, err := http.NewRequestWithContext(ctx, hr.Method, "http://"+t.addr+hr.Path, bytes.NewReader(hr.Body))
+	if err != nil {
+		return Result{}, nimbus.Invalidf("bad request for HTTP function: %v", err)
+	}
+	for k, v := range hr.Header {
+		out.Header[k] = v
+	}
+	out.Header.Set("X-Amz-Request-Id", req.RequestID)
+	resp, err := t.client.Do(out)
+	if err != nil {
+		return Result{}, fmt.Errorf("forward to HTTP function: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPayload+1))
+	if err != nil {
+		return Result{}, fmt.Errorf("read HTTP function response: %w", err)
+	}
+	if len(body) > maxPayload {
+		return Result{}, nimbus.ErrTooLarge
+	}
+	return Result{Payload: body, HTTP: &HTTPResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}}, nil
+}
+
+func (t *httpTarget) close() { t.client.CloseIdleConnections() }

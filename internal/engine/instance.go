@@ -1,0 +1,304 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
+	"github.com/nimbus-serverless/nimbus/internal/runtimes"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+)
+
+// Instance resource limits beyond memory.
+const (
+	pidsMax = 1024
+	tmpMB   = ephemeralMB
+	// ephemeralMB is the size of an instance's /tmp, as Lambda's default.
+	ephemeralMB = 512
+)
+
+// instance is one running copy of a function version.
+type instance struct {
+	id   string
+	pool *pool
+	fn   *nimbus.Function // the configuration it was started with
+	sb   sandbox.Instance
+	rapi *runtimeapi.Server // Runtime-API functions
+	http *httpTarget        // HTTP functions
+	out  *output
+
+	ctx    context.Context // ends when the instance exits
+	cancel context.CancelFunc
+
+	initDuration time.Duration
+	initReported atomic.Bool // Init Duration goes on the first REPORT only
+
+	// Guarded by pool.mu.
+	inflight int
+	inFree   bool
+	retiring bool
+	lastUsed time.Time
+}
+
+func newID(name string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+// startInstance starts an instance of p's version and waits until it is
+// ready for its first request. Init failures come back as
+// *nimbus.FunctionError.
+func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function) (*instance, error) {
+	rt := p.rt
+	began := time.Now()
+	codeDir, err := e.cfg.Code.Ensure(ctx, fn.CodeSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("prepare code: %w", err)
+	}
+	path, args, err := runtimes.Command(rt, codeDir, e.cfg.BootstrapDir)
+	if err != nil {
+		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true}}
+	}
+	inst := &instance{id: newID(fn.Name), pool: p, fn: fn}
+	inst.ctx, inst.cancel = context.WithCancel(context.Background())
+	apiAddr := ""
+	var extraEnv []string
+	if rt.Kind == runtimes.KindHTTP {
+		port, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("pick port: %w", err)
+		}
+		inst.http = newHTTPTarget(port)
+		extraEnv = append(extraEnv, "PORT="+strconv.Itoa(port))
+	} else {
+		inst.rapi, err = runtimeapi.Listen(e.log.With(keyFunction, fn.Name, keyInstance, inst.id))
+		if err != nil {
+			return nil, fmt.Errorf("runtime api: %w", err)
+		}
+		apiAddr = inst.rapi.Addr()
+	}
+	inst.out, err = newOutput(e.cfg.Logs, fn.Name)
+	if err != nil {
+		inst.close()
+		return nil, err
+	}
+	env := append(runtimes.Env(fn, rt, apiAddr, codeDir, e.cfg.Region), extraEnv...)
+	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
+		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir,
+		ReadOnlyPaths: []string{e.cfg.BootstrapDir},
+		MemoryMB:      fn.MemoryMB, PidsMax: pidsMax, TmpMB: tmpMB,
+		Stdout: inst.out.w, Stderr: inst.out.w,
+	})
+	inst.out.closeWriter()
+	if err != nil {
+		inst.close()
+		return nil, fmt.Errorf("start instance: %w", err)
+	}
+	go func() {
+		<-inst.sb.Done()
+		inst.cancel()
+	}()
+	if err := inst.waitReady(ctx); err != nil {
+		inst.sb.Kill()
+		<-inst.sb.Done()
+		inst.out.drain()
+		var fe *nimbus.FunctionError
+		if errors.As(err, &fe) {
+			inst.out.close()
+			err = &initFailure{fe: fe, tail: inst.out.takeTail()}
+		}
+		inst.close()
+		return nil, err
+	}
+	inst.initDuration = time.Since(began)
+	e.log.Debug("instance started", keyFunction, fn.Name, keyInstance, inst.id, "init", inst.initDuration)
+	return inst, nil
+}
+
+// initFailure is a function whose instance could not start: the error and
+// what the instance printed before it failed.
+type initFailure struct {
+	fe   *nimbus.FunctionError
+	tail []byte
+}
+
+func (f *initFailure) Error() string { return "init: " + f.fe.Error() }
+
+// logTail is what the caller of a failed init sees as its log.
+func (f *initFailure) logTail() []byte {
+	b, _ := json.Marshal(f.fe)
+	out := append(append([]byte(nil), f.tail...), "INIT_REPORT Status: error Error Type: "...)
+	out = append(out, f.fe.Type...)
+	out = append(out, '\n')
+	out = append(out, b...)
+	if over := len(out) - tailBytes; over > 0 {
+		out = out[over:]
+	}
+	return append(out, '\n')
+}
+
+// waitReady waits for the runtime's first /next (or, for an HTTP function,
+// for its port to accept connections).
+func (inst *instance) waitReady(ctx context.Context) error {
+	if inst.http != nil {
+		return inst.http.waitReady(ctx, inst.sb.Done(), inst.exitError)
+	}
+	select {
+	case <-inst.rapi.Ready():
+		return nil
+	case <-inst.rapi.InitFailed():
+		fe := *inst.rapi.InitErr()
+		fe.Unhandled = true
+		return &fe
+	case <-inst.sb.Done():
+		// The runtime may have posted /init/error just before exiting.
+		select {
+		case <-inst.rapi.InitFailed():
+			fe := *inst.rapi.InitErr()
+			fe.Unhandled = true
+			return &fe
+		default:
+		}
+		return inst.exitError("")
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &nimbus.FunctionError{Type: "Runtime.InitTimeout", Unhandled: true,
+				Message: "The function did not finish its initialization within the init timeout"}
+		}
+		return ctx.Err()
+	}
+}
+
+// exitError describes an instance that exited on its own.
+func (inst *instance) exitError(requestID string) *nimbus.FunctionError {
+	prefix := ""
+	if requestID != "" {
+		prefix = "RequestId: " + requestID + " Error: "
+	}
+	err := inst.sb.Err()
+	if errors.Is(err, sandbox.ErrOutOfMemory) {
+		return &nimbus.FunctionError{Type: "Runtime.OutOfMemory", Unhandled: true,
+			Message: fmt.Sprintf("%sRuntime exited with error: out of memory (limit %d MB)", prefix, inst.fn.MemoryMB)}
+	}
+	reason := "exit status 0"
+	if err != nil {
+		reason = err.Error()
+	}
+	return &nimbus.FunctionError{Type: "Runtime.ExitError", Unhandled: true,
+		Message: prefix + "Runtime exited with error: " + reason}
+}
+
+// invoke runs one request. broken reports that the instance must not be
+// reused (it crashed, timed out or was abandoned mid-request).
+func (inst *instance) invoke(ctx context.Context, req Request) (res Result, broken bool) {
+	p := inst.pool
+	fn := inst.fn
+	started := time.Now()
+	deadline := started.Add(time.Duration(fn.Timeout) * time.Second)
+	ictx, cancel := context.WithDeadline(ctx, deadline)
+	stop := context.AfterFunc(inst.ctx, cancel)
+	inst.out.begin(req.RequestID)
+
+	var err error
+	if inst.http != nil {
+		res, err = inst.http.forward(ictx, req)
+	} else {
+		var r runtimeapi.Result
+		r, err = inst.rapi.Invoke(ictx, runtimeapi.Invocation{
+			RequestID: req.RequestID, Payload: req.Payload, Deadline: deadline,
+			FunctionARN: "arn:aws:lambda:" + p.e.cfg.Region + ":" + p.e.cfg.Account + ":function:" + fn.Name,
+			TraceID:     req.TraceID, ClientContext: req.ClientContext,
+		})
+		res.Payload, res.Err = r.Payload, r.Err
+		if r.Err != nil {
+			r.Err.Unhandled = true
+		}
+	}
+	stop()
+	cancel()
+	if err != nil {
+		res, broken = inst.failure(ctx, req.RequestID, deadline, err)
+	}
+	duration := time.Since(started)
+	if broken {
+		inst.sb.Kill()
+		<-inst.sb.Done()
+	}
+	inst.out.drain()
+	res.LogTail = inst.out.end(req.RequestID, inst.report(duration))
+	return res, broken
+}
+
+// failure turns an invoke error into the caller's result.
+func (inst *instance) failure(ctx context.Context, requestID string, deadline time.Time, err error) (Result, bool) {
+	fn := inst.fn
+	select {
+	case <-inst.sb.Done():
+		return Result{Err: inst.exitError(requestID)}, true
+	default:
+	}
+	switch {
+	case errors.Is(err, nimbus.ErrTooLarge):
+		// Runtimes usually exit when their response is refused: replace
+		// the instance rather than hand it the next request.
+		return Result{Err: &nimbus.FunctionError{Type: "Function.ResponseSizeTooLarge", Unhandled: true,
+			Message: "Response payload size exceeded maximum allowed payload size (6291456 bytes)."}}, true
+	case ctx.Err() == nil && !time.Now().Before(deadline):
+		msg := fmt.Sprintf("RequestId: %s Error: Task timed out after %d.00 seconds", requestID, fn.Timeout)
+		inst.out.line(requestID, time.Now().UTC().Format("2006-01-02T15:04:05.000Z")+" "+requestID+" Task timed out after "+strconv.Itoa(fn.Timeout)+".00 seconds")
+		return Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout", Message: msg, Unhandled: true}}, true
+	case ctx.Err() != nil:
+		// The caller went away mid-request; the function may still be
+		// running, so this instance cannot take another request.
+		return Result{Err: &nimbus.FunctionError{Type: "Runtime.Abandoned", Message: "the caller cancelled the request", Unhandled: true}}, true
+	}
+	return Result{Err: &nimbus.FunctionError{Type: "Runtime.ProtocolError", Unhandled: true,
+		Message: "RequestId: " + requestID + " Error: " + err.Error()}}, true
+}
+
+// report builds the REPORT line's fields.
+func (inst *instance) report(d time.Duration) string {
+	ms := float64(d.Microseconds()) / 1000
+	billed := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 || billed == 0 {
+		billed++
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Duration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
+		ms, billed, inst.fn.MemoryMB, (inst.sb.MaxMemoryBytes()+(1<<20)-1)>>20)
+	if inst.initReported.CompareAndSwap(false, true) {
+		fmt.Fprintf(&b, "\tInit Duration: %.2f ms", float64(inst.initDuration.Microseconds())/1000)
+	}
+	return b.String()
+}
+
+// stop kills the instance; watch cleans up after it exits.
+func (inst *instance) stop() {
+	if inst.sb != nil {
+		inst.sb.Kill()
+	}
+}
+
+// close releases the instance's servers and pipes.
+func (inst *instance) close() {
+	if inst.rapi != nil {
+		_ = inst.rapi.Close()
+	}
+	if inst.http != nil {
+		inst.http.close()
+	}
+	if inst.out != nil {
+		inst.out.close()
+	}
+	inst.cancel()
+}

@@ -1,0 +1,63 @@
+// Command behave is a test function built with aws-lambda-go whose payload
+// says how to misbehave.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+)
+
+type event struct {
+	SleepMS    int    `json:"sleep_ms"`
+	Exit       *int   `json:"exit"`
+	PrintBytes int    `json:"print_bytes"`
+	BigResp    int    `json:"big_response"`
+	Error      string `json:"error"`
+	Echo       any    `json:"echo"`
+	Alloc      int    `json:"alloc_mb"`
+}
+
+var version = os.Getenv("VERSION")
+
+func handle(ctx context.Context, e event) (any, error) {
+	fmt.Fprintf(os.Stderr, "handling in pid %d\n", os.Getpid())
+	if e.PrintBytes > 0 {
+		line := strings.Repeat("x", 99) + "\n"
+		for n := 0; n < e.PrintBytes; n += len(line) {
+			os.Stdout.WriteString(line)
+		}
+		fmt.Println("last line")
+	}
+	if e.SleepMS > 0 {
+		time.Sleep(time.Duration(e.SleepMS) * time.Millisecond)
+	}
+	if e.Exit != nil {
+		os.Exit(*e.Exit)
+	}
+	if e.Alloc > 0 {
+		b := make([][]byte, 0)
+		for i := 0; i < e.Alloc; i++ {
+			chunk := make([]byte, 1<<20)
+			for j := range chunk {
+				chunk[j] = byte(j)
+			}
+			b = append(b, chunk)
+		}
+		return len(b), nil
+	}
+	if e.Error != "" {
+		return nil, errors.New(e.Error)
+	}
+	if e.BigResp > 0 {
+		return strings.Repeat("y", e.BigResp), nil
+	}
+	return map[string]any{"echo": e.Echo, "pid": os.Getpid(), "version": version}, nil
+}
+
+func main() { lambda.Start(handle) }
