@@ -21,8 +21,12 @@ var (
 	// ErrPreconditionFailed: an optimistic-concurrency check failed (a stale
 	// RevisionId).
 	ErrPreconditionFailed = errors.New("precondition failed")
-	// ErrInvalid: a request parameter is invalid.
+	// ErrInvalid: a request parameter is invalid (Lambda's
+	// InvalidParameterValueException).
 	ErrInvalid = errors.New("invalid parameter")
+	// ErrValidation: a field breaks a declared constraint such as a length,
+	// pattern or range (Lambda's ValidationException).
+	ErrValidation = errors.New("validation failed")
 	// ErrTooLarge: a request or response is over a size limit.
 	ErrTooLarge = errors.New("too large")
 	// ErrThrottled: no capacity to run the request now.
@@ -80,6 +84,7 @@ type Function struct {
 	Name         string            `json:"name"`
 	Runtime      string            `json:"runtime"`
 	Handler      string            `json:"handler,omitempty"`
+	Role         string            `json:"role,omitempty"`
 	Description  string            `json:"description,omitempty"`
 	MemoryMB     int               `json:"memoryMB"`
 	Timeout      int               `json:"timeout"` // seconds

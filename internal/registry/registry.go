@@ -25,7 +25,10 @@ import (
 
 // Preparer makes a code package ready to run on this node.
 type Preparer interface {
+	// Prepare unpacks zip, whose digest is hexDigest.
 	Prepare(ctx context.Context, hexDigest string, zip []byte) (dir string, err error)
+	// Ensure unpacks a stored package if this node lacks it.
+	Ensure(ctx context.Context, hexDigest string) (dir string, err error)
 }
 
 // Config wires a Registry.
@@ -185,12 +188,36 @@ func (r *Registry) putCode(ctx context.Context, fn *nimbus.Function, zip []byte)
 	return nil
 }
 
-// prepare unpacks the code in the background and records the outcome.
+// Resume finishes the preparations a previous run left Pending or
+// InProgress (it was stopped before they ended).
+func (r *Registry) Resume(ctx context.Context) error {
+	fns, err := r.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, fn := range fns {
+		if fn.State == nimbus.StatePending || fn.LastUpdateStatus == nimbus.UpdateInProgress {
+			r.prepare(fn.Name, fn.CodeSHA256, nil)
+		}
+	}
+	return nil
+}
+
+// prepare unpacks the code (zip, or when nil the stored package) in the
+// background and records the outcome.
 func (r *Registry) prepare(name, digest string, zip []byte) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		_, err := r.cfg.Code.Prepare(r.ctx, digest, zip)
+		var err error
+		if zip != nil {
+			_, err = r.cfg.Code.Prepare(r.ctx, digest, zip)
+		} else {
+			_, err = r.cfg.Code.Ensure(r.ctx, digest)
+		}
+		if r.ctx.Err() != nil {
+			return // closing: the next start prepares it on demand
+		}
 		if err != nil {
 			r.log.Error("prepare code", "function", name, "digest", digest, "err", err)
 		}

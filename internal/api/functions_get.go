@@ -1,0 +1,130 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+type getFunctionResponse struct {
+	Configuration functionConfiguration
+	Code          struct {
+		RepositoryType string
+		Location       string
+	}
+	Concurrency *concurrency `json:",omitempty"`
+	Tags        map[string]string
+}
+
+type concurrency struct {
+	ReservedConcurrentExecutions *int `json:"ReservedConcurrentExecutions,omitempty"`
+}
+
+func (s *Server) functionsGet(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	resp := getFunctionResponse{Configuration: s.configuration(fn), Tags: map[string]string{}}
+	resp.Code.RepositoryType = "S3"
+	resp.Code.Location = "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
+	if fn.ReservedConcurrency != nil {
+		resp.Concurrency = &concurrency{ReservedConcurrentExecutions: fn.ReservedConcurrency}
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) functionsGetConfiguration(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.configuration(fn))
+}
+
+// codeDownload serves a function's zip package (GetFunction's Code.Location).
+func (s *Server) codeDownload(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	rc, err := s.reg.Code(r.Context(), fn.CodeSHA256)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Length", strconv.FormatInt(fn.CodeSize, 10))
+	_, err = io.Copy(w, rc)
+	if err != nil {
+		s.log.Warn("send code", "function", fn.Name, "err", err)
+	}
+	return nil
+}
+
+type listFunctionsResponse struct {
+	Functions  []functionConfiguration
+	NextMarker *string `json:",omitempty"`
+}
+
+// maxListItems is Lambda's page size cap for ListFunctions.
+const maxListItems = 10000
+
+func (s *Server) functionsList(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	maxItems := 50
+	if v := q.Get("MaxItems"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListItems {
+			return nimbus.Errorf(nimbus.ErrValidation,
+				"1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and %d", v, maxListItems)
+		}
+		maxItems = n
+	}
+	fns, err := s.reg.List(r.Context())
+	if err != nil {
+		return err
+	}
+	start := 0
+	if m := q.Get("Marker"); m != "" {
+		start = -1
+		for i, fn := range fns {
+			if fn.Name > m {
+				start = i
+				break
+			}
+		}
+		if start < 0 {
+			start = len(fns)
+		}
+		if !validMarker(m) {
+			return nimbus.Invalidf("Marker %q is not a marker returned by ListFunctions", m)
+		}
+	}
+	resp := listFunctionsResponse{Functions: []functionConfiguration{}}
+	end := min(start+maxItems, len(fns))
+	for _, fn := range fns[start:end] {
+		resp.Functions = append(resp.Functions, s.configuration(fn))
+	}
+	if end < len(fns) {
+		next := fns[end-1].Name
+		resp.NextMarker = &next
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// validMarker: markers are function names (the last one of the page).
+func validMarker(m string) bool {
+	for _, c := range m {
+		if !(c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return len(m) <= 64
+}
+
+func (s *Server) runtimesList(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string][]string{"Runtimes": s.reg.Runtimes()})
+}

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/engine"
+)
+
+// Invoker runs functions (the engine).
+type Invoker interface {
+	Invoke(ctx context.Context, fn *nimbus.Function, req engine.Request) (engine.Result, error)
+	// Warm reports the running instances of a function.
+	Warm(name string) int
+}
+
+// Invoke limits, as Lambda's.
+const (
+	maxInvokePayload    = 6 << 20
+	maxClientContextB64 = 3583
+)
+
+func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	switch t := r.Header.Get("X-Amz-Invocation-Type"); t {
+	case "", "RequestResponse":
+	case "DryRun":
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case "Event":
+		return nimbus.Invalidf("InvocationType Event (asynchronous invocation) is not available yet: Nimbus's Async Service is not built. Use RequestResponse.")
+	default:
+		return nimbus.Errorf(nimbus.ErrValidation,
+			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]", t)
+	}
+	logType := r.Header.Get("X-Amz-Log-Type")
+	if logType != "" && logType != "None" && logType != "Tail" {
+		return nimbus.Errorf(nimbus.ErrValidation,
+			"1 validation error detected: Value '%s' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]", logType)
+	}
+	if fn.State == nimbus.StateFailed {
+		return nimbus.Errorf(nimbus.ErrConflict,
+			"The operation cannot be performed at this time. The function is currently in the following state: Failed. %s", fn.StateReason)
+	}
+	clientContext, err := decodeClientContext(r.Header.Get("X-Amz-Client-Context"))
+	if err != nil {
+		return err
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInvokePayload))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return newError(http.StatusRequestEntityTooLarge, errTooLarge,
+				"Request must be smaller than 6291456 bytes for the InvokeFunction operation")
+		}
+		return newError(http.StatusBadRequest, errInvalidContent, "Could not read the request body: "+err.Error())
+	}
+	if len(payload) == 0 {
+		payload = []byte("{}")
+	} else if !json.Valid(payload) {
+		return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: the payload must be valid JSON")
+	}
+	if s.cfg.Invoker == nil {
+		return newError(http.StatusInternalServerError, errService, "this node runs no engine")
+	}
+	reqID := uuid.NewString()
+	res, err := s.cfg.Invoker.Invoke(r.Context(), fn, engine.Request{
+		RequestID: reqID, Payload: payload, ClientContext: clientContext, TraceID: traceID(r),
+	})
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-Amzn-RequestId", reqID)
+	h.Set("X-Amz-Executed-Version", "$LATEST")
+	if logType == "Tail" {
+		h.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(res.LogTail))
+	}
+	body := res.Payload
+	if res.Err != nil {
+		h.Set("X-Amz-Function-Error", "Unhandled")
+		body, _ = json.Marshal(res.Err)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// decodeClientContext checks X-Amz-Client-Context (base64 of a JSON object)
+// and returns the JSON the runtime receives.
+func decodeClientContext(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if len(v) > maxClientContextB64 {
+		return "", nimbus.Invalidf("Client context must be at most %d bytes of base64", maxClientContextB64)
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || !json.Valid(b) {
+		return "", newError(http.StatusBadRequest, errInvalidContent, "Client context must be a valid Base64-encoded JSON object.")
+	}
+	return string(b), nil
+}
+
+// traceID passes on the caller's X-Amzn-Trace-Id or makes an X-Ray-style one.
+func traceID(r *http.Request) string {
+	if t := r.Header.Get("X-Amzn-Trace-Id"); t != "" {
+		return t
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("Root=1-%08x-%s;Sampled=0", time.Now().Unix(), hex.EncodeToString(b[:]))
+}

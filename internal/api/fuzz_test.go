@@ -1,0 +1,83 @@
+package api_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/store/mem"
+)
+
+// newMemServer is an API server over an in-memory store, for fuzzing.
+func newMemServer(tb testing.TB, dir string) http.Handler {
+	tb.Helper()
+	st := mem.New()
+	kv, _ := st.KV(tb.Context(), "functions")
+	lim := codepkg.DefaultLimits()
+	lim.MaxZipped = 1 << 20
+	cache, err := codepkg.NewCache(dir, st.Blobs(), lim, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	reg := registry.New(registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "provided.al2023"}, Limits: lim})
+	tb.Cleanup(reg.Close)
+	return api.New(api.Config{Registry: reg, Invoker: echoInvoker{}, MaxCodeBody: 2 << 20})
+}
+
+// echoInvoker answers every invoke with its payload.
+type echoInvoker struct{}
+
+func (echoInvoker) Invoke(_ context.Context, _ *nimbus.Function, req engine.Request) (engine.Result, error) {
+	return engine.Result{Payload: req.Payload}, nil
+}
+
+func (echoInvoker) Warm(string) int { return 0 }
+
+// FuzzFunctionRequests sends arbitrary bodies to the API's parsers: every
+// answer is a success or a Lambda-shaped client error, never a 5xx or a
+// crash.
+func FuzzFunctionRequests(f *testing.F) {
+	zip := base64.StdEncoding.EncodeToString(pyZip(f))
+	f.Add("POST", "/2015-03-31/functions", `{"FunctionName":"f","Runtime":"python3.11","Handler":"app.handler","Code":{"ZipFile":"`+zip+`"}}`)
+	f.Add("POST", "/2015-03-31/functions", `{"FunctionName":"f","MemorySize":"x"}`)
+	f.Add("PUT", "/2015-03-31/functions/f/configuration", `{"MemorySize":256,"Environment":{"Variables":{"A1":"b"}}}`)
+	f.Add("PUT", "/2015-03-31/functions/f/code", `{"ZipFile":"`+zip+`","RevisionId":"x"}`)
+	f.Add("PUT", "/2017-10-31/functions/f/concurrency", `{"ReservedConcurrentExecutions":-1}`)
+	f.Add("GET", "/2015-03-31/functions/?MaxItems=0&Marker=%00", ``)
+	f.Add("POST", "/2015-03-31/functions/f/invocations", `{"a":1}`)
+	h := newMemServer(f, f.TempDir())
+	f.Fuzz(func(t *testing.T, method, path, body string) {
+		switch method {
+		case "GET", "PUT", "POST", "DELETE":
+		default:
+			return
+		}
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#") {
+			return
+		}
+		req, err := http.NewRequest(method, "http://nimbus"+path, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q: status %d: %s", method, path, body, rec.Code, rec.Body)
+		}
+		if rec.Code >= 400 {
+			var eb map[string]any
+			if json.Unmarshal(rec.Body.Bytes(), &eb) != nil || eb["message"] == nil || rec.Header().Get("X-Amzn-ErrorType") == "" {
+				t.Fatalf("%s %s: error %d is not Lambda-shaped: %s", method, path, rec.Code, rec.Body)
+			}
+		}
+	})
+}

@@ -1,0 +1,196 @@
+// Package api serves Nimbus's HTTP API: the AWS Lambda dialect under
+// /2015-03-31/ (and Lambda's other dated prefixes) and Nimbus's own API under
+// /nimbus/v1/. Handlers decode and validate requests and call the registry and
+// the engine; errors go through one mapper (errors.go) into Lambda's shape.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
+)
+
+// Config wires a Server.
+type Config struct {
+	Registry *registry.Registry
+	// Invoker runs functions; nil answers invokes with an error.
+	Invoker Invoker
+	// Logs holds functions' recent logs.
+	Logs    *engine.LogStore
+	Region  string // e.g. us-east-1
+	Account string // 12 digits, used in ARNs
+	// MaxCodeBody caps a request carrying a code package (base64 in JSON).
+	MaxCodeBody int64
+	// Authenticator checks a request's credentials; nil accepts every
+	// request (SigV4-signed or not).
+	Authenticator func(*http.Request) error
+	Logger        *slog.Logger
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg Config
+	reg *registry.Registry
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// maxConfigBody caps requests that carry no code.
+const maxConfigBody = 1 << 20
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Account == "" {
+		cfg.Account = "000000000000"
+	}
+	if cfg.MaxCodeBody == 0 {
+		cfg.MaxCodeBody = 70 << 20
+	}
+	s := &Server{cfg: cfg, reg: cfg.Registry, log: cfg.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	const fns = "/2015-03-31/functions"
+	s.handle("POST "+fns, s.functionsCreate)
+	s.handle("POST "+fns+"/{$}", s.functionsCreate)
+	s.handle("GET "+fns, s.functionsList)
+	s.handle("GET "+fns+"/{$}", s.functionsList)
+	s.handle("GET "+fns+"/{name}", s.functionsGet)
+	s.handle("GET "+fns+"/{name}/configuration", s.functionsGetConfiguration)
+	s.handle("PUT "+fns+"/{name}/code", s.functionsUpdateCode)
+	s.handle("PUT "+fns+"/{name}/configuration", s.functionsUpdateConfiguration)
+	s.handle("DELETE "+fns+"/{name}", s.functionsDelete)
+	s.handle("POST "+fns+"/{name}/invocations", s.functionsInvoke)
+	s.handle("PUT /2017-10-31/functions/{name}/concurrency", s.concurrencyPut)
+	s.handle("DELETE /2017-10-31/functions/{name}/concurrency", s.concurrencyDelete)
+	s.handle("GET /2019-09-30/functions/{name}/concurrency", s.concurrencyGet)
+	s.handle("PUT /2019-09-30/functions/{name}/provisioned-concurrency", s.provisionedPut)
+	s.handle("GET /2019-09-30/functions/{name}/provisioned-concurrency", s.provisionedGet)
+	s.handle("DELETE /2019-09-30/functions/{name}/provisioned-concurrency", s.provisionedDelete)
+	s.handle("GET /nimbus/v1/functions/{name}/code", s.codeDownload)
+	s.handle("GET /nimbus/v1/functions/{name}/logs", s.functionsLogs)
+	s.handle("GET /nimbus/v1/runtimes", s.runtimesList)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, s.log, newError(http.StatusNotFound, errUnknownOperation,
+			"Unknown operation: "+r.Method+" "+r.URL.Path))
+	})
+}
+
+// handlerFunc is an API handler that returns its error.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Authenticator != nil {
+			if err := s.cfg.Authenticator(r); err != nil {
+				writeError(w, s.log, err)
+				return
+			}
+		}
+		if err := h(w, r); err != nil {
+			writeError(w, s.log, err)
+		}
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// decode reads a JSON body of at most limit bytes into v.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return newError(http.StatusRequestEntityTooLarge, errTooLarge,
+				"Request must be smaller than "+itoa(limit)+" bytes for this operation")
+		}
+		if errors.Is(err, io.EOF) {
+			return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: the body is empty")
+		}
+		return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: "+describeJSONError(err))
+	}
+	if dec.More() {
+		return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return "field " + te.Field + " must be of type " + jsonKind(te.Type.Kind().String()) + ", not " + te.Value
+		}
+		return "the body must be a JSON object, not " + te.Value
+	}
+	if strings.Contains(err.Error(), "base64") {
+		return "a field has invalid base64 data: " + err.Error()
+	}
+	return err.Error()
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "int32":
+		return "integer"
+	case "map", "struct":
+		return "object"
+	case "slice":
+		return "array or base64 string"
+	}
+	return k
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// writeJSON writes v with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// functionName parses the {name} path value (a name or an ARN).
+func functionName(r *http.Request) (string, error) {
+	return registry.ParseName(r.PathValue("name"))
+}
+
+// getFunction parses the name and loads the function.
+func (s *Server) getFunction(ctx context.Context, r *http.Request) (*nimbus.Function, error) {
+	name, err := functionName(r)
+	if err != nil {
+		return nil, err
+	}
+	if q := r.URL.Query().Get("Qualifier"); q != "" && q != "$LATEST" {
+		return nil, nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s (Nimbus serves only the $LATEST version so far)", s.arn(name), q)
+	}
+	fn, err := s.reg.Get(ctx, name)
+	if errors.Is(err, nimbus.ErrNotFound) {
+		return nil, nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", s.arn(name))
+	}
+	return fn, err
+}

@@ -1,0 +1,330 @@
+// Package node assembles one Nimbus process: the store (embedded NATS
+// JetStream or a remote cluster), the code cache, the function registry, the
+// execution engine and the HTTP API. `nimbus serve` and the end-to-end tests
+// both start Nimbus through it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/runtimes"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/store"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
+)
+
+// Config is everything `nimbus serve` can set.
+type Config struct {
+	Addr       string // HTTP API address
+	DataDir    string
+	NATSURL    string // remote NATS instead of the embedded server
+	NATSListen string // expose the embedded NATS on this address
+	NATSPrefix string // bucket-name prefix in a shared NATS
+	Region     string
+	Account    string
+
+	MaxInstances  int
+	IdleTimeout   time.Duration
+	QueueDepth    int
+	QueueTimeout  time.Duration
+	MaxZipped     int64
+	MaxUnzipped   int64
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
+}
+
+// DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
+// users can traverse) and $XDG_DATA_HOME/nimbus (~/.local/share/nimbus)
+// otherwise.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/nimbus"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "nimbus")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "nimbus")
+	}
+	return filepath.Join(home, ".local", "share", "nimbus")
+}
+
+// Defaults returns a Config with every default filled in.
+func Defaults() Config {
+	lim := codepkg.DefaultLimits()
+	return Config{
+		Addr:          "127.0.0.1:9000",
+		DataDir:       DefaultDataDir(),
+		NATSPrefix:    "nimbus",
+		Region:        "us-east-1",
+		Account:       "000000000000",
+		MaxInstances:  1000,
+		IdleTimeout:   10 * time.Minute,
+		QueueDepth:    1000,
+		QueueTimeout:  10 * time.Second,
+		MaxZipped:     lim.MaxZipped,
+		MaxUnzipped:   lim.MaxUnzipped,
+		ShutdownGrace: 30 * time.Second,
+	}
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("--addr must not be empty")
+	case c.DataDir == "":
+		return errors.New("--data-dir must not be empty")
+	case c.MaxInstances < 1:
+		return fmt.Errorf("--max-instances must be at least 1, not %d", c.MaxInstances)
+	case c.IdleTimeout <= 0:
+		return fmt.Errorf("--instance-idle-timeout must be positive, not %s", c.IdleTimeout)
+	case c.QueueDepth < 0:
+		return fmt.Errorf("--queue-depth must not be negative, not %d", c.QueueDepth)
+	case c.QueueTimeout <= 0:
+		return fmt.Errorf("--queue-timeout must be positive, not %s", c.QueueTimeout)
+	case c.MaxZipped < 1 || c.MaxUnzipped < 1:
+		return errors.New("--max-code-size and --max-unzipped-size must be positive")
+	case len(c.Account) != 12:
+		return fmt.Errorf("--account must be 12 digits, not %q", c.Account)
+	}
+	return nil
+}
+
+// Node is a running Nimbus process.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	registry *registry.Registry
+	engine   *engine.Engine
+	api      *api.Server
+	http     *http.Server
+	ln       net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Open builds every part and listens on cfg.Addr; Serve starts answering.
+func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := checkTraversable(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			n.closeParts()
+		}
+	}()
+	n.store, err = natsstore.Open(ctx, natsstore.Config{
+		DataDir: cfg.DataDir, URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Listen: cfg.NATSListen, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	kv, err := n.store.KV(ctx, "functions")
+	if err != nil {
+		return nil, fmt.Errorf("open functions bucket: %w", err)
+	}
+	lim := codepkg.DefaultLimits()
+	lim.MaxZipped, lim.MaxUnzipped = cfg.MaxZipped, cfg.MaxUnzipped
+	cache, err := codepkg.NewCache(filepath.Join(cfg.DataDir, "code"), n.store.Blobs(), lim, log)
+	if err != nil {
+		return nil, fmt.Errorf("code cache: %w", err)
+	}
+	rts := runtimes.Discover(log)
+	bootDir := filepath.Join(cfg.DataDir, "runtimes")
+	if err := runtimes.Install(bootDir); err != nil {
+		return nil, fmt.Errorf("install bootstraps: %w", err)
+	}
+	sb, err := process.New(process.Config{
+		Root: filepath.Join(cfg.DataDir, "instances"),
+		// Instances see their own code and the (read-only) bootstraps,
+		// never the store, other functions' code or other instances.
+		HidePaths: []string{
+			filepath.Join(cfg.DataDir, "jetstream"),
+			filepath.Join(cfg.DataDir, "code"),
+			filepath.Join(cfg.DataDir, "instances"),
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	log.Info("sandbox", "isolation", sb.Describe())
+	ids := make([]string, len(rts))
+	for i, rt := range rts {
+		ids[i] = rt.ID
+	}
+	n.registry = registry.New(registry.Config{
+		KV: kv, Blobs: n.store.Blobs(), Code: cache, Runtimes: ids, Limits: lim, Logger: log,
+	})
+	logs := engine.NewLogStore(0)
+	n.engine, err = engine.New(engine.Config{
+		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
+		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances,
+		IdleTimeout: cfg.IdleTimeout, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
+		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.registry.OnChange(func(name string) {
+		fn, err := n.registry.Get(context.Background(), name)
+		if err != nil {
+			fn = nil
+		}
+		n.engine.Refresh(name, fn)
+	})
+	n.api = api.New(api.Config{
+		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
+		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
+	})
+	n.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		_ = n.engine.Run(bg)
+	}()
+	if err := n.registry.Resume(ctx); err != nil {
+		log.Warn("resume preparations", "err", err)
+	}
+	n.warmProvisioned(ctx)
+	n.pruneCode(ctx, cache)
+	return n, nil
+}
+
+// checkTraversable makes sure unprivileged function users can reach the
+// code under dir: when Nimbus runs as root, instances run as other users.
+func checkTraversable(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("--data-dir %s: functions run as unprivileged users and cannot reach their code, because %s is not searchable by others (chmod o+x %s, or choose a data dir such as /var/lib/nimbus)", dir, d, d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
+
+// warmProvisioned starts the warm minimum of functions that have one.
+func (n *Node) warmProvisioned(ctx context.Context) {
+	fns, err := n.registry.List(ctx)
+	if err != nil {
+		n.log.Warn("list functions", "err", err)
+		return
+	}
+	for _, fn := range fns {
+		if fn.ProvisionedConcurrency > 0 {
+			n.engine.Refresh(fn.Name, fn)
+		}
+	}
+}
+
+// pruneCode removes unpacked code no function uses.
+func (n *Node) pruneCode(ctx context.Context, cache *codepkg.Cache) {
+	inUse, err := n.registry.CodeInUse(ctx)
+	if err != nil {
+		n.log.Warn("list code in use", "err", err)
+		return
+	}
+	if removed, err := cache.Prune(inUse); err != nil {
+		n.log.Warn("prune code cache", "err", err)
+	} else if removed > 0 {
+		n.log.Info("pruned code cache", "removed", removed)
+	}
+}
+
+// Addr is the address the API listens on.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// Engine is the node's engine (for tests).
+func (n *Node) Engine() *engine.Engine { return n.engine }
+
+// Serve answers requests until Shutdown; it returns nil after a shutdown.
+func (n *Node) Serve() error {
+	err := n.http.Serve(n.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting requests, lets in-flight ones finish within the
+// grace period (or ctx), then stops instances and closes the store.
+func (n *Node) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
+	defer cancel()
+	err := n.http.Shutdown(ctx)
+	if err != nil {
+		n.log.Warn("shutdown: requests still running after the grace period", "err", err)
+		_ = n.http.Close()
+	}
+	n.closeParts()
+	return err
+}
+
+func (n *Node) closeParts() {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.engine != nil {
+		n.engine.Close()
+	}
+	if n.registry != nil {
+		n.registry.Close()
+	}
+	if n.ln != nil && n.http == nil {
+		n.ln.Close()
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			n.log.Warn("close store", "err", err)
+		}
+	}
+}

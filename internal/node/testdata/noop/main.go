@@ -1,0 +1,31 @@
+// Command noop is the benchmarks' Go function, built with aws-lambda-go. It
+// answers its event at once, or after sleep_ms milliseconds. Run as
+// "bootstrap -exit" it exits before starting the runtime client: the
+// cold-start baseline, the cost of exec'ing the binary.
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+)
+
+type event struct {
+	SleepMS int `json:"sleep_ms"`
+}
+
+func handle(ctx context.Context, e event) (event, error) {
+	if e.SleepMS > 0 {
+		time.Sleep(time.Duration(e.SleepMS) * time.Millisecond)
+	}
+	return e, nil
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-exit" {
+		return
+	}
+	lambda.Start(handle)
+}
