@@ -309,6 +309,23 @@ func TestInvokeLimitsAndFaults(t *testing.T) {
 		}
 		_, _ = c.DeleteFunctionConcurrency(t.Context(), &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String("echo")})
 	})
+	t.Run("bootstrap not executable", func(t *testing.T) {
+		deploy(t, c, fixture{name: "noexec", runtime: "provided.al2023", zip: zipFiles(t, map[string]string{"bootstrap": "#!/bin/sh\n"})})
+		wantFunctionError(t, invoke(t, c, "noexec", `{}`), "Runtime.InvalidEntrypoint", "bootstrap")
+	})
+	t.Run("fork bomb", func(t *testing.T) {
+		bomb := "#!/bin/sh\nbomb() { bomb | bomb & }\nbomb\nsleep 30\n"
+		deploy(t, c, fixture{name: "bomb", runtime: "provided.al2023", timeout: 2,
+			zip: zipExec(t, map[string][]byte{"bootstrap": []byte(bomb)}, "bootstrap")})
+		out := invoke(t, c, "bomb", `{}`)
+		if out.FunctionError == nil {
+			t.Fatalf("fork bomb answered %s", out.Payload)
+		}
+		// Nimbus and its other functions are unharmed.
+		if out := invoke(t, c, "echo", `{"after":"bomb"}`); out.FunctionError != nil {
+			t.Errorf("after the fork bomb: %s", out.Payload)
+		}
+	})
 	t.Run("delete while running", func(t *testing.T) {
 		deploy(t, c, fixture{name: "doomed", runtime: "python3.11", handler: "app.sleep", zip: py, timeout: 10})
 		done := make(chan *lambda.InvokeOutput, 1)

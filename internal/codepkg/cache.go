@@ -46,6 +46,11 @@ type Cache struct {
 	lim   Limits
 	log   *slog.Logger
 	group singleflight.Group
+	// fills counts the unpacks under way, which outlive their callers;
+	// Close waits for it to reach zero.
+	fillMu   sync.Mutex
+	fills    int
+	fillDone *sync.Cond
 
 	mu   sync.Mutex
 	busy map[string]int // digests being prepared; Prune leaves them alone
@@ -78,7 +83,9 @@ func NewCache(root string, blobs store.Blobs, lim Limits, log *slog.Logger) (*Ca
 			}
 		}
 	}
-	return &Cache{root: root, blobs: blobs, lim: lim, log: log, busy: make(map[string]int)}, nil
+	c := &Cache{root: root, blobs: blobs, lim: lim, log: log, busy: make(map[string]int)}
+	c.fillDone = sync.NewCond(&c.fillMu)
+	return c, nil
 }
 
 // Prepare makes sure the code package zip, whose SHA-256 is hexDigest, is
@@ -148,6 +155,16 @@ func (c *Cache) fill(ctx context.Context, digest string, get func(context.Contex
 		return "", err
 	}
 	ch := c.group.DoChan(digest, func() (any, error) {
+		c.fillMu.Lock()
+		c.fills++
+		c.fillMu.Unlock()
+		defer func() {
+			c.fillMu.Lock()
+			if c.fills--; c.fills == 0 {
+				c.fillDone.Broadcast()
+			}
+			c.fillMu.Unlock()
+		}()
 		c.setBusy(digest, 1)
 		defer c.setBusy(digest, -1)
 		if ok, err := isDir(dir); err != nil || ok {
@@ -177,6 +194,16 @@ func (c *Cache) fill(ctx context.Context, digest string, get func(context.Contex
 			return "", res.Err
 		}
 		return dir, nil
+	}
+}
+
+// Close waits for the unpacks under way to finish, so that nothing writes
+// into the cache after it returns.
+func (c *Cache) Close() {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	for c.fills > 0 {
+		c.fillDone.Wait()
 	}
 }
 

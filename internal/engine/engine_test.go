@@ -544,7 +544,10 @@ func TestLogStore(t *testing.T) {
 	ch, cancel := h.e.cfg.Logs.Follow("behave")
 	defer cancel()
 	h.ok(t, h.fn, `{}`)
-	recs := h.e.cfg.Logs.Read("behave", 0)
+	recs := h.e.cfg.Logs.Read("behave", -1)
+	if got := h.e.cfg.Logs.Read("behave", 0); len(got) != 0 {
+		t.Errorf("Read(limit 0) = %d records, want none", len(got))
+	}
 	if len(recs) < 4 {
 		t.Fatalf("log has %d records, want START, output, END, REPORT", len(recs))
 	}

@@ -82,8 +82,8 @@ func (s *LogStore) Append(rec LogRecord) {
 	}
 }
 
-// Read returns up to limit of a function's most recent records (0: all),
-// oldest first.
+// Read returns up to limit of a function's most recent records (a negative
+// limit: all), oldest first.
 func (s *LogStore) Read(fn string, limit int) []LogRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -92,7 +92,7 @@ func (s *LogStore) Read(fn string, limit int) []LogRecord {
 		return nil
 	}
 	recs := l.recs
-	if limit > 0 && len(recs) > limit {
+	if limit >= 0 && len(recs) > limit {
 		recs = recs[len(recs)-limit:]
 	}
 	return append([]LogRecord(nil), recs...)

@@ -111,6 +111,7 @@ type Node struct {
 	log      *slog.Logger
 	store    store.Store
 	registry *registry.Registry
+	cache    *codepkg.Cache
 	engine   *engine.Engine
 	api      *api.Server
 	http     *http.Server
@@ -121,7 +122,7 @@ type Node struct {
 }
 
 // Open builds every part and listens on cfg.Addr; Serve starts answering.
-func Open(ctx context.Context, cfg Config) (n *Node, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := checkTraversable(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			n.closeParts()
@@ -157,6 +158,7 @@ func Open(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("code cache: %w", err)
 	}
+	n.cache = cache
 	rts := runtimes.Discover(log)
 	bootDir := filepath.Join(cfg.DataDir, "runtimes")
 	if err := runtimes.Install(bootDir); err != nil {
@@ -318,6 +320,9 @@ func (n *Node) closeParts() {
 	}
 	if n.registry != nil {
 		n.registry.Close()
+	}
+	if n.cache != nil {
+		n.cache.Close()
 	}
 	if n.ln != nil && n.http == nil {
 		n.ln.Close()

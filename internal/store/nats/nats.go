@@ -375,7 +375,9 @@ type serverLogger struct {
 	fatal string
 }
 
-func (g *serverLogger) Noticef(format string, v ...any) { g.log(slog.LevelInfo, format, v) }
+// Noticef carries the server's start-up banner and routine notices: debug level,
+// so that `nimbus serve` prints its own few lines.
+func (g *serverLogger) Noticef(format string, v ...any) { g.log(slog.LevelDebug, format, v) }
 func (g *serverLogger) Warnf(format string, v ...any)   { g.log(slog.LevelWarn, format, v) }
 func (g *serverLogger) Errorf(format string, v ...any)  { g.log(slog.LevelError, format, v) }
 func (g *serverLogger) Debugf(format string, v ...any)  { g.log(slog.LevelDebug, format, v) }

@@ -349,26 +349,37 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestServerLogs checks that the embedded server logs through Config.Logger.
+// TestServerLogs checks that the embedded server logs through Config.Logger:
+// its banner and notices at debug level, nothing at info.
 func TestServerLogs(t *testing.T) {
 	checkLeaks(t)
-	var buf syncBuffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	got := buf.String()
-	for _, want := range []string{`msg="Starting nats-server"`, "component=nats-server", "level=INFO"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("log does not contain %s; log:\n%s", want, got)
+	for _, tt := range []struct {
+		level      slog.Level
+		want, dont []string
+	}{
+		{slog.LevelDebug, []string{`msg="Starting nats-server"`, "component=nats-server", "level=DEBUG"}, nil},
+		{slog.LevelInfo, nil, []string{"nats-server"}},
+	} {
+		var buf syncBuffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level}))
+		s, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: t.TempDir(), Logger: log})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
 		}
-	}
-	if strings.Contains(got, "level=DEBUG") {
-		t.Errorf("debug records logged at info level; log:\n%s", got)
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		got := buf.String()
+		for _, want := range tt.want {
+			if !strings.Contains(got, want) {
+				t.Errorf("level %s: log does not contain %s; log:\n%s", tt.level, want, got)
+			}
+		}
+		for _, dont := range tt.dont {
+			if strings.Contains(got, dont) {
+				t.Errorf("level %s: log contains %s; log:\n%s", tt.level, dont, got)
+			}
+		}
 	}
 }
 

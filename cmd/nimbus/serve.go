@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nimbus-serverless/nimbus/internal/node"
+)
+
+func newServeCmd() *cobra.Command {
+	cfg := node.Defaults()
+	var logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a Nimbus node (API, engine and, by default, an embedded store)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			return serve(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "address of the HTTP API")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for all state: store, code cache, instance scratch (env NIMBUS_DATA_DIR)")
+	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS cluster (JetStream enabled) instead of the embedded server")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "", "also serve the embedded NATS on this host:port (off by default)")
+	f.StringVar(&cfg.NATSPrefix, "nats-prefix", cfg.NATSPrefix, "prefix of Nimbus's bucket names in NATS")
+	f.StringVar(&cfg.Region, "region", cfg.Region, "region shown in ARNs and given to functions")
+	f.StringVar(&cfg.Account, "account", cfg.Account, "12-digit account id shown in ARNs")
+	f.IntVar(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "most instances on this node, all functions together")
+	f.DurationVar(&cfg.IdleTimeout, "instance-idle-timeout", cfg.IdleTimeout, "stop an instance unused for this long")
+	f.IntVar(&cfg.QueueDepth, "queue-depth", cfg.QueueDepth, "most requests waiting for an instance, per function")
+	f.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "how long a request may wait for an instance before a 429")
+	f.Int64Var(&cfg.MaxZipped, "max-code-size", cfg.MaxZipped, "largest zipped code package, bytes")
+	f.Int64Var(&cfg.MaxUnzipped, "max-unzipped-size", cfg.MaxUnzipped, "largest unzipped code package, bytes")
+	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight requests may finish on SIGINT/SIGTERM")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {
+		cfg.DataDir = d
+	}
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+// serve runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
+func serve(ctx context.Context, cfg node.Config) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("nimbus is serving", "addr", "http://"+n.Addr(), "data_dir", cfg.DataDir)
+	errc := make(chan error, 1)
+	go func() { errc <- n.Serve() }()
+	select {
+	case err := <-errc:
+		_ = n.Shutdown(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills the process at once
+	cfg.Logger.Info("shutting down: finishing in-flight requests", "grace", cfg.ShutdownGrace)
+	if err := n.Shutdown(context.Background()); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	cfg.Logger.Info("stopped")
+	return <-errc
+}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// nimbusBin is the nimbus binary built for these tests.
+var nimbusBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nimbus-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	nimbusBin = filepath.Join(dir, "nimbus")
+	out, err := exec.Command("go", "build", "-o", nimbusBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build nimbus: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// dataDir is a fresh data directory that unprivileged function users can
+// traverse (t.TempDir's are private).
+func dataDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	for _, p := range []string{d, filepath.Dir(d)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// server is a `nimbus serve` child process.
+type server struct {
+	cmd  *exec.Cmd
+	addr string
+	logs *bytes.Buffer
+	done chan error
+}
+
+func startServer(t *testing.T, dataDir string, extra ...string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--shutdown-grace", "10s"}, extra...)
+	cmd := exec.Command(nimbusBin, args...)
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, addr: addr, logs: logs, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return s
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("nimbus serve exited: %v\n%s", err, logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("nimbus serve did not answer on %s\n%s", addr, logs)
+	return nil
+}
+
+func (s *server) client() *lambda.Client {
+	return lambda.New(lambda.Options{
+		BaseEndpoint: aws.String("http://" + s.addr),
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+	})
+}
+
+func pyPackage(t *testing.T, src string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("app.py")
+	_, _ = w.Write([]byte(src))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func create(t *testing.T, c *lambda.Client, name, src string) {
+	t.Helper()
+	_, err := c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Runtime: types.RuntimePython311, Role: aws.String("r"),
+		Handler: aws.String("app.handler"), Timeout: aws.Int32(30), Code: &types.FunctionCode{ZipFile: pyPackage(t, src)},
+	})
+	if err != nil {
+		t.Fatalf("CreateFunction: %v", err)
+	}
+}
+
+func TestServeStateSurvivesSIGKILL(t *testing.T) {
+	dir := dataDir(t)
+	s := startServer(t, dir)
+	c := s.client()
+	for i := range 3 {
+		create(t, c, fmt.Sprintf("keep-%d", i), "def handler(e, c):\n    return e\n")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	s.done <- nil
+
+	s2 := startServer(t, dir)
+	c2 := s2.client()
+	out, err := c2.ListFunctions(t.Context(), &lambda.ListFunctionsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Functions) != 3 {
+		t.Fatalf("after SIGKILL and restart: %d functions, want 3", len(out.Functions))
+	}
+	resp, err := c2.Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("keep-1"), Payload: []byte(`{"k":1}`)})
+	if err != nil {
+		t.Fatalf("Invoke after restart: %v", err)
+	}
+	if resp.FunctionError != nil || string(resp.Payload) != `{"k": 1}` {
+		t.Errorf("Invoke after restart = %q (error %v)", resp.Payload, aws.ToString(resp.FunctionError))
+	}
+}
+
+func TestServeGracefulShutdown(t *testing.T) {
+	s := startServer(t, dataDir(t))
+	c := s.client()
+	create(t, c, "slow", "import time\ndef handler(e, c):\n    time.sleep(1)\n    return 'done'\n")
+	type result struct {
+		out *lambda.InvokeOutput
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		out, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("slow")})
+		res <- result{out, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // let the request reach the function
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Errorf("in-flight invoke during shutdown: %v", r.err)
+	} else if string(r.out.Payload) != `"done"` {
+		t.Errorf("in-flight invoke during shutdown = %s", r.out.Payload)
+	}
+	select {
+	case err := <-s.done:
+		s.done <- err
+		if err != nil {
+			t.Errorf("nimbus serve exit: %v\n%s", err, s.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("nimbus serve did not exit after SIGTERM")
+	}
+	if !strings.Contains(s.logs.String(), "stopped") {
+		t.Errorf("no clean stop in the log:\n%s", s.logs)
+	}
+}
+
+// TestServeRemoteNATS runs Nimbus against the NATS server on this machine
+// instead of the embedded one: state lives there across restarts.
+func TestServeRemoteNATS(t *testing.T) {
+	const url = "nats://127.0.0.1:4222"
+	c, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second)
+	if err != nil {
+		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("NATS at %s is required: %v", url, err)
+		}
+		t.Skipf("no NATS at %s (%v); set NIMBUS_REQUIRE_SERVICES=1 to make this a failure", url, err)
+	}
+	c.Close()
+	prefix := fmt.Sprintf("nimbustest_%d", time.Now().UnixNano())
+	s := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
+	create(t, s.client(), "remote", "def handler(e, c):\n    return 'remote'\n")
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	<-s.done
+	s.done <- nil
+
+	// A new node with an empty data dir finds the function in NATS.
+	s2 := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
+	resp, err := s2.client().Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("remote")})
+	if err != nil {
+		t.Fatalf("Invoke on a second node: %v", err)
+	}
+	if string(resp.Payload) != `"remote"` {
+		t.Fatalf("Invoke on a second node = %s", resp.Payload)
+	}
+	_, _ = s2.client().DeleteFunction(t.Context(), &lambda.DeleteFunctionInput{FunctionName: aws.String("remote")})
+	cleanupNATS(t, prefix)
+}
+
+func TestServeBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--log-format", "xml"}, "--log-format must be text or json"},
+		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
+		{[]string{"serve", "--max-instances", "0"}, "--max-instances"},
+		{[]string{"serve", "--addr", "256.0.0.1:99999", "--data-dir", dataDir(t)}, "listen"},
+		{[]string{"serve", "--nope"}, "unknown flag"},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(nimbusBin, tt.args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("nimbus %v: err %v, want exit 1", tt.args, err)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if !strings.Contains(lines[len(lines)-1], tt.want) || !strings.HasPrefix(lines[len(lines)-1], "nimbus: ") {
+			t.Errorf("nimbus %v: stderr %q, want a last line 'nimbus: ...%s...'", tt.args, stderr.String(), tt.want)
+		}
+	}
+}
+
+// cleanupNATS deletes the test's buckets (their streams) from the shared
+// NATS server.
+func cleanupNATS(t *testing.T, prefix string) {
+	t.Helper()
+	nc, err := nats.Connect("nats://127.0.0.1:4222")
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	names := js.StreamNames(t.Context())
+	for name := range names.Name() {
+		if strings.Contains(name, prefix) {
+			if err := js.DeleteStream(t.Context(), name); err != nil {
+				t.Errorf("cleanup stream %s: %v", name, err)
+			}
+		}
+	}
+}

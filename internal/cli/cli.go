@@ -1,0 +1,132 @@
+// Package cli is the client side of the nimbus command: deploy, ls, get, rm,
+// invoke, logs and runtimes. The commands talk to a Nimbus node over its HTTP
+// API: Lambda's REST dialect through the AWS SDK's Lambda client, and Nimbus's
+// own /nimbus/v1 endpoints (logs, runtimes) through net/http.
+//
+// Every command writes to cmd.OutOrStdout() and cmd.ErrOrStderr(): results
+// to the first, progress and function logs to the second.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Defaults of the persistent flags.
+const (
+	// DefaultEndpoint is where `nimbus serve` listens by default.
+	DefaultEndpoint = "http://127.0.0.1:9000"
+	// EndpointEnv names the environment variable that overrides
+	// DefaultEndpoint.
+	EndpointEnv   = "NIMBUS_ENDPOINT"
+	defaultRegion = "us-east-1"
+)
+
+// Output formats.
+const (
+	formatTable = "table"
+	formatJSON  = "json"
+)
+
+// globals holds the persistent flags and the settings every command shares.
+type globals struct {
+	endpoint string
+	output   outputFlag
+	region   string
+
+	// waitTimeout bounds how long deploy waits for a function to be ready;
+	// pollInterval is the longest pause between two polls; deploy says it
+	// is waiting once it has waited announceAfter.
+	waitTimeout   time.Duration
+	pollInterval  time.Duration
+	announceAfter time.Duration
+}
+
+// AddCommands adds the client commands (deploy, ls, get, rm, invoke, logs,
+// runtimes) to root, and the persistent flags they share: --endpoint
+// (default $NIMBUS_ENDPOINT, else DefaultEndpoint), -o/--output (table or
+// json) and --region (default $AWS_REGION, else us-east-1).
+func AddCommands(root *cobra.Command) {
+	addCommands(root, &globals{waitTimeout: 60 * time.Second, pollInterval: time.Second, announceAfter: time.Second})
+}
+
+// addCommands is AddCommands with g's wait settings (tests shorten them).
+func addCommands(root *cobra.Command, g *globals) {
+	g.output = formatTable
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.endpoint, "endpoint", envOr(EndpointEnv, DefaultEndpoint),
+		"URL of the Nimbus API (env "+EndpointEnv+")")
+	pf.VarP(&g.output, "output", "o", "output format: table or json")
+	pf.StringVar(&g.region, "region", envOr("AWS_REGION", defaultRegion),
+		"region the client signs requests for (env AWS_REGION)")
+	root.AddCommand(
+		newDeployCmd(g),
+		newLsCmd(g),
+		newGetCmd(g),
+		newRmCmd(g),
+		newInvokeCmd(g),
+		newLogsCmd(g),
+		newRuntimesCmd(g),
+	)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// outputFlag is the -o flag; Set refuses formats other than table and json.
+type outputFlag string
+
+func (o *outputFlag) String() string { return string(*o) }
+func (o *outputFlag) Type() string   { return "format" }
+
+func (o *outputFlag) Set(v string) error {
+	switch v {
+	case formatTable, formatJSON:
+		*o = outputFlag(v)
+		return nil
+	}
+	return fmt.Errorf("must be table or json, not %q", v)
+}
+
+func (g *globals) json() bool { return g.output == formatJSON }
+
+// run builds the API client for a command's RunE, and turns "connection
+// refused" into a hint to start the server.
+func (g *globals) run(fn func(cmd *cobra.Command, c *client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		endpoint, err := checkEndpoint(g.endpoint)
+		if err != nil {
+			return err
+		}
+		if g.region == "" {
+			return errors.New("--region must not be empty")
+		}
+		c := newClient(endpoint, g.region)
+		defer c.close()
+		err = fn(cmd, c, args)
+		if isConnRefused(err) {
+			return &unreachableError{endpoint: endpoint, err: err}
+		}
+		return err
+	}
+}
+
+// checkEndpoint validates --endpoint and returns it without a trailing slash.
+func checkEndpoint(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("invalid --endpoint %q: want an http or https URL such as %s", v, DefaultEndpoint)
+	}
+	return strings.TrimRight(v, "/"), nil
+}

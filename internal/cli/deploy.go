@@ -1,0 +1,336 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/smithy-go"
+	"github.com/spf13/cobra"
+)
+
+// deployFlags are deploy's flags.
+type deployFlags struct {
+	file            string
+	runtime         string
+	handler         string
+	code            string
+	description     string
+	timeout         string
+	memory          int
+	env             []string
+	httpConcurrency int
+}
+
+// functionFlags are the flags that describe one function, which a manifest
+// replaces.
+var functionFlags = []string{"runtime", "handler", "code", "memory", "timeout", "env", "description", "http-concurrency"}
+
+func newDeployCmd(g *globals) *cobra.Command {
+	var f deployFlags
+	cmd := &cobra.Command{
+		Use:   "deploy NAME --runtime RUNTIME --handler HANDLER --code DIR|ZIP | deploy -f MANIFEST",
+		Short: "Create or update functions",
+		Long: `Deploy creates a function, or updates it when it exists, and waits until it is
+ready to run. Deploy is declarative: the function ends up as the command
+describes it, and settings left out take their defaults (memory 128 MB,
+timeout 3s, no description, no environment), also when updating.
+
+--code is a directory, zipped on the fly, or a .zip file, sent as it is.
+With -f, deploy reads a manifest of one or more functions (docs/manifest.md)
+and checks every entry before deploying any.`,
+		Example: `  nimbus deploy hello --runtime python3.11 --handler app.handler --code ./hello
+  nimbus deploy hello --runtime python3.11 --handler app.handler --code hello.zip \
+      --memory 256 --timeout 30s --env GREETING=hi
+  nimbus deploy -f nimbus.yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: g.run(func(cmd *cobra.Command, c *client, args []string) error {
+			specs, err := f.specs(cmd, args)
+			if err != nil {
+				return err
+			}
+			return g.deploy(cmd, c, specs, f.file != "")
+		}),
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.file, "file", "f", "", "deploy the functions a manifest describes")
+	fl.StringVar(&f.runtime, "runtime", "", "runtime, such as python3.11 (list them with: nimbus runtimes)")
+	fl.StringVar(&f.handler, "handler", "", "handler, such as app.handler (not needed by provided runtimes)")
+	fl.StringVar(&f.code, "code", "", "the code: a directory or a .zip file")
+	fl.IntVar(&f.memory, "memory", 0, "memory in MB, 128 to 10240 (default 128)")
+	fl.StringVar(&f.timeout, "timeout", "", "timeout: seconds (30) or a duration (30s, 2m), at most 15m (default 3s)")
+	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	fl.StringVar(&f.description, "description", "", "description, at most 256 characters")
+	fl.IntVar(&f.httpConcurrency, "http-concurrency", 0, "requests one instance of an HTTP function takes at once")
+	return cmd
+}
+
+// specs returns the functions to deploy, from the manifest or the flags, all
+// checked.
+func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, error) {
+	if f.file != "" {
+		return f.manifestSpecs(cmd, args)
+	}
+	if len(args) == 0 {
+		return nil, errors.New("deploy needs the function's NAME, or -f MANIFEST")
+	}
+	s := functionSpec{
+		Name: args[0], Runtime: f.runtime, Handler: f.handler, Code: f.code,
+		Description: f.description, MemoryMB: f.memory, HTTPConcurrency: f.httpConcurrency,
+	}
+	if cmd.Flags().Changed("memory") && f.memory == 0 {
+		return nil, errors.New("memory must be 128 to 10240 MB, not 0")
+	}
+	if cmd.Flags().Changed("http-concurrency") && f.httpConcurrency == 0 {
+		return nil, errors.New("http-concurrency must be 1 to 1000, not 0")
+	}
+	if cmd.Flags().Changed("timeout") {
+		t, err := parseTimeout(f.timeout)
+		if err != nil {
+			return nil, err
+		}
+		s.Timeout = t
+	}
+	env, err := parseEnv(f.env)
+	if err != nil {
+		return nil, err
+	}
+	s.Environment = env
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkCode(s.Code); err != nil {
+		return nil, err
+	}
+	return []functionSpec{s}, nil
+}
+
+func (f *deployFlags) manifestSpecs(cmd *cobra.Command, args []string) ([]functionSpec, error) {
+	if len(args) > 0 {
+		return nil, fmt.Errorf("give either a NAME (%s) or -f MANIFEST, not both", args[0])
+	}
+	for _, name := range functionFlags {
+		if cmd.Flags().Changed(name) {
+			return nil, fmt.Errorf("--%s cannot be used with -f: the manifest describes the functions", name)
+		}
+	}
+	data, err := os.ReadFile(f.file)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	specs, err := parseManifest(data, filepath.Dir(f.file))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.file, err)
+	}
+	var errs []error
+	for _, s := range specs {
+		if err := checkCode(s.Code); err != nil {
+			errs = append(errs, fmt.Errorf("%s: function %q: %w", f.file, s.Name, err))
+		}
+	}
+	return specs, errors.Join(errs...)
+}
+
+// deploy deploys specs one after the other, stopping at the first failure,
+// and prints them: one in detail, or from a manifest as a list.
+func (g *globals) deploy(cmd *cobra.Command, c *client, specs []functionSpec, fromManifest bool) error {
+	var progress io.Writer
+	if !g.json() {
+		progress = cmd.ErrOrStderr()
+		c.upload.w = progress
+	}
+	views := make([]functionView, 0, len(specs))
+	for i := range specs {
+		v, err := g.deployOne(cmd.Context(), c, &specs[i], progress)
+		if err != nil {
+			return fmt.Errorf("deploy %s: %w", specs[i].Name, err)
+		}
+		views = append(views, v)
+	}
+	out := cmd.OutOrStdout()
+	switch {
+	case fromManifest && g.json():
+		return writeJSON(out, views)
+	case fromManifest:
+		return writeFunctionTable(out, views)
+	case g.json():
+		return writeJSON(out, views[0])
+	}
+	return writeFunctionDetail(out, views[0])
+}
+
+// deployOne creates the function, or updates it when it exists, and waits
+// until it is ready. progress, when not nil, gets a line on what happened.
+func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, progress io.Writer) (functionView, error) {
+	zip, err := packageCode(s.Code)
+	if err != nil {
+		return functionView{}, err
+	}
+	// Ask first rather than upload the code twice; a function created
+	// meanwhile makes the create fail with a conflict, and is updated.
+	exists, err := c.exists(ctx, s.Name)
+	if err != nil {
+		return functionView{}, err
+	}
+	if !exists {
+		err = c.createFunction(ctx, s, zip)
+		exists = isErrorCode(err, "ResourceConflictException")
+	}
+	verb := "Created"
+	if exists {
+		verb = "Updated"
+		err = g.updateFunction(ctx, c, s, zip, progress)
+	}
+	if err != nil {
+		return functionView{}, err
+	}
+	v, err := g.waitReady(ctx, c, s.Name, progress)
+	if err != nil {
+		return functionView{}, err
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "%s function %s (%s of code).\n", verb, s.Name, humanBytes(int64(len(zip))))
+	}
+	return v, nil
+}
+
+// exists reports whether the function exists.
+func (c *client) exists(ctx context.Context, name string) (bool, error) {
+	_, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)})
+	if isErrorCode(err, "ResourceNotFoundException") {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (c *client) createFunction(ctx context.Context, s *functionSpec, zip []byte) error {
+	in := &lambda.CreateFunctionInput{
+		FunctionName: aws.String(s.Name),
+		Runtime:      types.Runtime(s.Runtime),
+		Handler:      optString(s.Handler),
+		Description:  optString(s.Description),
+		MemorySize:   aws.Int32(s.memory()),
+		Timeout:      aws.Int32(s.timeout()),
+		Code:         &types.FunctionCode{ZipFile: zip},
+	}
+	if len(s.Environment) > 0 {
+		in.Environment = &types.Environment{Variables: s.Environment}
+	}
+	_, err := c.lambda.CreateFunction(ctx, in, s.extensions(withoutValidation)...)
+	return err
+}
+
+// updateFunction updates the code, waits for that update, then sets the
+// whole configuration, guarded by the revision the code update made.
+func (g *globals) updateFunction(ctx context.Context, c *client, s *functionSpec, zip []byte, progress io.Writer) error {
+	_, err := c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
+		FunctionName: aws.String(s.Name),
+		ZipFile:      zip,
+	})
+	if err != nil {
+		return err
+	}
+	v, err := g.waitReady(ctx, c, s.Name, progress)
+	if err != nil {
+		return err
+	}
+	env := s.Environment
+	if env == nil {
+		env = map[string]string{} // clears the variables the function had
+	}
+	_, err = c.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: aws.String(s.Name),
+		Runtime:      types.Runtime(s.Runtime),
+		Handler:      optString(s.Handler),
+		Description:  aws.String(s.Description),
+		MemorySize:   aws.Int32(s.memory()),
+		Timeout:      aws.Int32(s.timeout()),
+		Environment:  &types.Environment{Variables: env},
+		RevisionId:   optString(v.RevisionId),
+	}, s.extensions()...)
+	return err
+}
+
+// extensions adds Nimbus's fields to a create or update request.
+func (s *functionSpec) extensions(opts ...func(*lambda.Options)) []func(*lambda.Options) {
+	if s.HTTPConcurrency > 0 {
+		opts = append(opts, withBodyFields(map[string]any{"NimbusHttpConcurrency": s.HTTPConcurrency}))
+	}
+	return opts
+}
+
+// waitReady polls the function until it is Active with no update in
+// progress, for at most g.waitTimeout. A failed state or update is an error
+// with its reason.
+func (g *globals) waitReady(ctx context.Context, c *client, name string, progress io.Writer) (functionView, error) {
+	start := time.Now()
+	delay := 50 * time.Millisecond
+	announced := false
+	for {
+		out, err := c.lambda.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)})
+		if err != nil {
+			return functionView{}, err
+		}
+		fc := out.Configuration
+		if fc == nil {
+			return functionView{}, errors.New("the server answered GetFunction without a configuration")
+		}
+		switch {
+		case fc.State == types.StateFailed:
+			return functionView{}, fmt.Errorf("function %s failed: %s", name, reason(fc.StateReason))
+		case fc.LastUpdateStatus == types.LastUpdateStatusFailed:
+			r := fc.LastUpdateStatusReason
+			if r == nil {
+				r = fc.StateReason
+			}
+			return functionView{}, fmt.Errorf("update of %s failed: %s", name, reason(r))
+		case fc.State == types.StateActive && fc.LastUpdateStatus != types.LastUpdateStatusInProgress:
+			v := viewOf(fc)
+			if out.Concurrency != nil {
+				v.ReservedConcurrentExecutions = out.Concurrency.ReservedConcurrentExecutions
+			}
+			return v, nil
+		}
+		if time.Since(start) >= g.waitTimeout {
+			return functionView{}, fmt.Errorf("function %s is not ready after %s: state %s, last update %s",
+				name, g.waitTimeout, dash(string(fc.State)), dash(string(fc.LastUpdateStatus)))
+		}
+		if !announced && progress != nil && time.Since(start) >= g.announceAfter {
+			fmt.Fprintf(progress, "Waiting for %s to be ready (state %s)...\n", name, dash(string(fc.State)))
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return functionView{}, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, g.pollInterval)
+	}
+}
+
+func reason(r *string) string {
+	if r == nil || *r == "" {
+		return "no reason given"
+	}
+	return *r
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// isErrorCode reports whether err is an API error of the given type.
+func isErrorCode(err error, code string) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == code
+}

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+// functionView is a function as the CLI prints it with -o json: the fields
+// of Lambda's FunctionConfiguration that Nimbus fills, under Lambda's names.
+type functionView struct {
+	FunctionName                 string
+	FunctionArn                  string `json:",omitempty"`
+	Runtime                      string
+	Handler                      string `json:",omitempty"`
+	Description                  string `json:",omitempty"`
+	MemorySize                   int32
+	Timeout                      int32
+	CodeSize                     int64
+	CodeSha256                   string
+	LastModified                 string
+	RevisionId                   string
+	State                        string
+	StateReason                  string `json:",omitempty"`
+	LastUpdateStatus             string
+	LastUpdateStatusReason       string   `json:",omitempty"`
+	Environment                  *envView `json:",omitempty"`
+	ReservedConcurrentExecutions *int32   `json:",omitempty"`
+}
+
+type envView struct {
+	Variables map[string]string
+}
+
+func viewOf(fc *types.FunctionConfiguration) functionView {
+	v := functionView{
+		FunctionName:           aws.ToString(fc.FunctionName),
+		FunctionArn:            aws.ToString(fc.FunctionArn),
+		Runtime:                string(fc.Runtime),
+		Handler:                aws.ToString(fc.Handler),
+		Description:            aws.ToString(fc.Description),
+		MemorySize:             aws.ToInt32(fc.MemorySize),
+		Timeout:                aws.ToInt32(fc.Timeout),
+		CodeSize:               fc.CodeSize,
+		CodeSha256:             aws.ToString(fc.CodeSha256),
+		LastModified:           aws.ToString(fc.LastModified),
+		RevisionId:             aws.ToString(fc.RevisionId),
+		State:                  string(fc.State),
+		StateReason:            aws.ToString(fc.StateReason),
+		LastUpdateStatus:       string(fc.LastUpdateStatus),
+		LastUpdateStatusReason: aws.ToString(fc.LastUpdateStatusReason),
+	}
+	if fc.Environment != nil && len(fc.Environment.Variables) > 0 {
+		v.Environment = &envView{Variables: fc.Environment.Variables}
+	}
+	return v
+}
+
+// writeJSON writes v indented, with a final newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// writeFunctionTable writes one row per function.
+func writeFunctionTable(w io.Writer, fns []functionView) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tRUNTIME\tMEMORY\tTIMEOUT\tSTATE\tLAST-MODIFIED")
+	for _, f := range fns {
+		fmt.Fprintf(tw, "%s\t%s\t%dMB\t%ds\t%s\t%s\n",
+			f.FunctionName, dash(f.Runtime), f.MemorySize, f.Timeout, f.state(), dash(displayTime(f.LastModified)))
+	}
+	return tw.Flush()
+}
+
+// writeFunctionDetail writes one function as "Field: value" lines.
+func writeFunctionDetail(w io.Writer, f functionView) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Name", f.FunctionName)
+	if f.FunctionArn != "" {
+		row("ARN", f.FunctionArn)
+	}
+	row("Runtime", dash(f.Runtime))
+	row("Handler", dash(f.Handler))
+	if f.Description != "" {
+		row("Description", f.Description)
+	}
+	row("Memory", strconv.Itoa(int(f.MemorySize))+"MB")
+	row("Timeout", strconv.Itoa(int(f.Timeout))+"s")
+	row("State", f.state())
+	if f.StateReason != "" {
+		row("State reason", f.StateReason)
+	}
+	if f.LastUpdateStatusReason != "" {
+		row("Update reason", f.LastUpdateStatusReason)
+	}
+	row("Code size", humanBytes(f.CodeSize))
+	row("Code SHA-256", dash(f.CodeSha256))
+	row("Last modified", dash(displayTime(f.LastModified)))
+	row("Revision", dash(f.RevisionId))
+	if f.ReservedConcurrentExecutions != nil {
+		row("Reserved concurrency", strconv.Itoa(int(*f.ReservedConcurrentExecutions)))
+	}
+	if f.Environment != nil {
+		for i, k := range sortedKeys(f.Environment.Variables) {
+			label := ""
+			if i == 0 {
+				label = "Environment:"
+			}
+			fmt.Fprintf(tw, "%s\t%s=%s\n", label, k, f.Environment.Variables[k])
+		}
+	}
+	return tw.Flush()
+}
+
+// state is the STATE column: the function's state, or its update's when one
+// is running or failed.
+func (f *functionView) state() string {
+	switch f.LastUpdateStatus {
+	case nimbus.UpdateInProgress:
+		return "Updating"
+	case nimbus.UpdateFailed:
+		return "UpdateFailed"
+	}
+	return dash(f.State)
+}
+
+// lambdaTime is the format of Lambda's LastModified.
+const lambdaTime = "2006-01-02T15:04:05.000-0700"
+
+// displayTime shows Lambda's LastModified as RFC 3339 in UTC, to the second.
+func displayTime(v string) string {
+	t, err := time.Parse(lambdaTime, v)
+	if err != nil {
+		return v
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
