@@ -32,6 +32,9 @@ type createFunctionRequest struct {
 	// HTTPConcurrency is a Nimbus extension: requests one instance of an
 	// HTTP function takes at once.
 	HTTPConcurrency *int `json:"NimbusHttpConcurrency"`
+	// IdleTimeoutSeconds is a Nimbus extension: this function's instance
+	// idle timeout (0: the node's).
+	IdleTimeoutSeconds *int `json:"NimbusIdleTimeoutSeconds"`
 }
 
 func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
@@ -49,7 +52,7 @@ func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 	in := registry.FunctionInput{
 		Name: name, Runtime: req.Runtime, Handler: req.Handler, Role: req.Role,
 		Description: req.Description, MemoryMB: req.MemorySize, Timeout: req.Timeout,
-		HTTPConcurrency: req.HTTPConcurrency,
+		HTTPConcurrency: req.HTTPConcurrency, IdleTimeoutSeconds: req.IdleTimeoutSeconds,
 	}
 	if req.Environment != nil {
 		in.Environment = &req.Environment.Variables

@@ -183,6 +183,32 @@ func TestListFunctionsPaging(t *testing.T) {
 	}
 }
 
+// TestNimbusExtensions: Nimbus's own configuration fields round-trip
+// beside Lambda's.
+func TestNimbusExtensions(t *testing.T) {
+	n := nodetest.Start(t, nil)
+	createPy(t, client(n), "ext", pyZip(t))
+	url := nodetest.Endpoint(n) + "/2015-03-31/functions/ext/configuration"
+	if status, typ, msg := rawCall(t, http.MethodPut, url, `{"NimbusIdleTimeoutSeconds":120,"NimbusHttpConcurrency":4}`); status != 200 {
+		t.Fatalf("update: %d %s %s", status, typ, msg)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct{ NimbusIdleTimeoutSeconds, NimbusHttpConcurrency int }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.NimbusIdleTimeoutSeconds != 120 || got.NimbusHttpConcurrency != 4 {
+		t.Errorf("configuration = %+v, want idle 120 s and HTTP concurrency 4", got)
+	}
+	if status, typ, _ := rawCall(t, http.MethodPut, url, `{"NimbusIdleTimeoutSeconds":-5}`); status != 400 || typ != "ValidationException" {
+		t.Errorf("negative idle timeout: %d %s, want 400 ValidationException", status, typ)
+	}
+}
+
 func TestConcurrencyConfig(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	c := client(n)

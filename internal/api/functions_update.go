@@ -48,6 +48,9 @@ type updateConfigurationRequest struct {
 	Layers          []string
 	RevisionId      string
 	HTTPConcurrency *int `json:"NimbusHttpConcurrency"`
+	// IdleTimeoutSeconds is a Nimbus extension: this function's instance
+	// idle timeout (0: the node's).
+	IdleTimeoutSeconds *int `json:"NimbusIdleTimeoutSeconds"`
 }
 
 func (s *Server) functionsUpdateConfiguration(w http.ResponseWriter, r *http.Request) error {
@@ -65,7 +68,7 @@ func (s *Server) functionsUpdateConfiguration(w http.ResponseWriter, r *http.Req
 	in := registry.FunctionInput{
 		Name: name, Runtime: req.Runtime, Handler: req.Handler, Role: req.Role,
 		Description: req.Description, MemoryMB: req.MemorySize, Timeout: req.Timeout,
-		HTTPConcurrency: req.HTTPConcurrency,
+		HTTPConcurrency: req.HTTPConcurrency, IdleTimeoutSeconds: req.IdleTimeoutSeconds,
 	}
 	if req.Environment != nil {
 		vars := req.Environment.Variables

@@ -38,6 +38,9 @@ type functionConfiguration struct {
 	Architectures              []string          `json:"Architectures"`
 	EphemeralStorage           map[string]int    `json:"EphemeralStorage"`
 	LoggingConfig              map[string]string `json:"LoggingConfig"`
+	// Nimbus's extensions; Lambda clients ignore them.
+	NimbusHttpConcurrency    int `json:"NimbusHttpConcurrency,omitempty"`
+	NimbusIdleTimeoutSeconds int `json:"NimbusIdleTimeoutSeconds,omitempty"`
 }
 
 type environment struct {
@@ -80,6 +83,9 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 		Architectures:    []string{"x86_64"},
 		EphemeralStorage: map[string]int{"Size": ephemeralMB},
 		LoggingConfig:    map[string]string{"LogFormat": "Text", "LogGroup": "/aws/lambda/" + fn.Name},
+
+		NimbusHttpConcurrency:    fn.HTTPConcurrency,
+		NimbusIdleTimeoutSeconds: int(fn.IdleTimeout / time.Second),
 	}
 	if fn.LastUpdateStatus == nimbus.UpdateFailed {
 		c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = fn.StateReason, fn.StateReasonCode

@@ -27,11 +27,12 @@ type deployFlags struct {
 	memory          int
 	env             []string
 	httpConcurrency int
+	idleTimeout     string
 }
 
 // functionFlags are the flags that describe one function, which a manifest
 // replaces.
-var functionFlags = []string{"runtime", "handler", "code", "memory", "timeout", "env", "description", "http-concurrency"}
+var functionFlags = []string{"runtime", "handler", "code", "memory", "timeout", "env", "description", "http-concurrency", "idle-timeout"}
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var f deployFlags
@@ -69,6 +70,7 @@ and checks every entry before deploying any.`,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	fl.StringVar(&f.description, "description", "", "description, at most 256 characters")
 	fl.IntVar(&f.httpConcurrency, "http-concurrency", 0, "requests one instance of an HTTP function takes at once")
+	fl.StringVar(&f.idleTimeout, "idle-timeout", "", "stop this function's instances after this long unused (default: the node's --instance-idle-timeout)")
 	return cmd
 }
 
@@ -90,6 +92,13 @@ func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, 
 	}
 	if cmd.Flags().Changed("http-concurrency") && f.httpConcurrency == 0 {
 		return nil, errors.New("http-concurrency must be 1 to 1000, not 0")
+	}
+	if cmd.Flags().Changed("idle-timeout") {
+		secs, err := parseIdleTimeout(f.idleTimeout)
+		if err != nil {
+			return nil, err
+		}
+		s.IdleTimeout = secs
 	}
 	if cmd.Flags().Changed("timeout") {
 		t, err := parseTimeout(f.timeout)
@@ -260,8 +269,15 @@ func (g *globals) updateFunction(ctx context.Context, c *client, s *functionSpec
 
 // extensions adds Nimbus's fields to a create or update request.
 func (s *functionSpec) extensions(opts ...func(*lambda.Options)) []func(*lambda.Options) {
+	fields := map[string]any{}
 	if s.HTTPConcurrency > 0 {
-		opts = append(opts, withBodyFields(map[string]any{"NimbusHttpConcurrency": s.HTTPConcurrency}))
+		fields["NimbusHttpConcurrency"] = s.HTTPConcurrency
+	}
+	if s.IdleTimeout > 0 {
+		fields["NimbusIdleTimeoutSeconds"] = s.IdleTimeout
+	}
+	if len(fields) > 0 {
+		opts = append(opts, withBodyFields(fields))
 	}
 	return opts
 }

@@ -27,6 +27,20 @@ type manifestFunction struct {
 	Description     string            `yaml:"description"`
 	Environment     map[string]string `yaml:"environment"`
 	HTTPConcurrency int               `yaml:"httpConcurrency"`
+	IdleTimeout     manifestIdle      `yaml:"idleTimeout"`
+}
+
+// manifestIdle is an instance idle timeout, written as a duration ("10m").
+type manifestIdle int
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (t *manifestIdle) UnmarshalYAML(n *yaml.Node) error {
+	s, err := parseIdleTimeout(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return typeErrorf("line %d: idleTimeout must be a whole-second duration from 1s to 24h (e.g. 10m)", n.Line)
+	}
+	*t = manifestIdle(s)
+	return nil
 }
 
 // manifestTimeout is a timeout in seconds, written as 30, "30s" or "2m".
@@ -120,6 +134,7 @@ func (f *manifestFunction) spec(dir string) functionSpec {
 		Timeout:         int(f.Timeout),
 		Environment:     f.Environment,
 		HTTPConcurrency: f.HTTPConcurrency,
+		IdleTimeout:     int(f.IdleTimeout),
 	}
 }
 

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"gopkg.in/yaml.v3"
+
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -141,4 +143,28 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestManifestIdleTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		value   string
+		want    int
+		wantErr bool
+	}{
+		{"10m", 600, false},
+		{"1s", 1, false},
+		{"24h", 86400, false},
+		{"0s", 0, true},
+		{"25h", 0, true},
+		{"1.5s", 0, true},
+		{"soon", 0, true},
+	} {
+		var m struct {
+			IdleTimeout manifestIdle `yaml:"idleTimeout"`
+		}
+		err := yaml.Unmarshal([]byte("idleTimeout: "+tt.value), &m)
+		if (err != nil) != tt.wantErr || int(m.IdleTimeout) != tt.want {
+			t.Errorf("idleTimeout %s = %d, %v; want %d (error %v)", tt.value, m.IdleTimeout, err, tt.want, tt.wantErr)
+		}
+	}
 }

@@ -33,6 +33,8 @@ type functionSpec struct {
 	// HTTPConcurrency is sent only when set; an update leaves it alone
 	// otherwise.
 	HTTPConcurrency int
+	// IdleTimeout (seconds) is sent only when set, likewise.
+	IdleTimeout int
 }
 
 var (
@@ -151,6 +153,16 @@ func parseTimeout(v string) (int, error) {
 	}
 	if d < nimbus.MinTimeout*time.Second || d > nimbus.MaxTimeout*time.Second {
 		return 0, fmt.Errorf("timeout must be %ds to %ds (15m), not %s", nimbus.MinTimeout, nimbus.MaxTimeout, v)
+	}
+	return int(d / time.Second), nil
+}
+
+// parseIdleTimeout reads an instance idle timeout: whole seconds from 1s to
+// 24h, as a duration.
+func parseIdleTimeout(v string) (int, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Second || d > 24*time.Hour || d%time.Second != 0 {
+		return 0, fmt.Errorf("idle-timeout must be whole seconds from 1s to 24h, not %q", v)
 	}
 	return int(d / time.Second), nil
 }

@@ -195,6 +195,28 @@ func (e *Engine) Warm(name string) int {
 	return len(p.all)
 }
 
+// CodeInUse adds to inUse the code digests that this node's pools and
+// instances (including draining ones) run, so that the code cache keeps them.
+func (e *Engine) CodeInUse(inUse map[string]bool) {
+	e.mu.Lock()
+	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	for p := range e.draining {
+		pools = append(pools, p)
+	}
+	e.mu.Unlock()
+	for _, p := range pools {
+		p.mu.Lock()
+		inUse[p.fn.CodeSHA256] = true
+		for inst := range p.all {
+			inUse[inst.fn.CodeSHA256] = true
+		}
+		p.mu.Unlock()
+	}
+}
+
 // Stats describes a pool, for tests and the API.
 type Stats struct {
 	Instances, Idle, Starting, Waiting int

@@ -569,3 +569,13 @@ func TestLogStore(t *testing.T) {
 		t.Error("follower got nothing")
 	}
 }
+
+func TestCodeInUse(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ok(t, h.fn, `{}`)
+	inUse := map[string]bool{}
+	h.e.CodeInUse(inUse)
+	if !inUse[goodDigest] || len(inUse) != 1 {
+		t.Errorf("CodeInUse = %v, want just the running function's digest", inUse)
+	}
+}

@@ -214,10 +214,14 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		_ = n.engine.Run(bg)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.pruneLoop(bg, cache)
 	}()
 	if err := n.registry.Resume(ctx); err != nil {
 		log.Warn("resume preparations", "err", err)
@@ -267,13 +271,31 @@ func (n *Node) warmProvisioned(ctx context.Context) {
 	}
 }
 
-// pruneCode removes unpacked code no function uses.
+// pruneInterval is how often unused unpacked code is removed.
+const pruneInterval = 5 * time.Minute
+
+func (n *Node) pruneLoop(ctx context.Context, cache *codepkg.Cache) {
+	t := time.NewTicker(pruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.pruneCode(ctx, cache)
+		}
+	}
+}
+
+// pruneCode removes unpacked code that no function and no running instance
+// uses.
 func (n *Node) pruneCode(ctx context.Context, cache *codepkg.Cache) {
 	inUse, err := n.registry.CodeInUse(ctx)
 	if err != nil {
 		n.log.Warn("list code in use", "err", err)
 		return
 	}
+	n.engine.CodeInUse(inUse)
 	if removed, err := cache.Prune(inUse); err != nil {
 		n.log.Warn("prune code cache", "err", err)
 	} else if removed > 0 {

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -24,7 +25,13 @@ type FunctionInput struct {
 	// HTTPConcurrency is how many requests one instance of an HTTP function
 	// takes at once.
 	HTTPConcurrency *int
+	// IdleTimeoutSeconds overrides the node's instance idle timeout; 0
+	// restores the node's.
+	IdleTimeoutSeconds *int
 }
+
+// maxIdleTimeout caps a function's own instance idle timeout (a day).
+const maxIdleTimeout = 86400
 
 var (
 	nameRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
@@ -140,6 +147,12 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 			return validationf("httpConcurrency", c, "Member must have value between 1 and 1000")
 		}
 		fn.HTTPConcurrency = *in.HTTPConcurrency
+	}
+	if in.IdleTimeoutSeconds != nil {
+		if s := *in.IdleTimeoutSeconds; s < 0 || s > maxIdleTimeout {
+			return validationf("idleTimeoutSeconds", s, fmt.Sprintf("Member must have value between 0 and %d", maxIdleTimeout))
+		}
+		fn.IdleTimeout = time.Duration(*in.IdleTimeoutSeconds) * time.Second
 	}
 	if fn.Runtime != "" && !strings.HasPrefix(fn.Runtime, "provided") && fn.Runtime != "http" && fn.Handler == "" {
 		return nimbus.Invalidf("Handler is required for runtime %s", fn.Runtime)

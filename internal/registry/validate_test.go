@@ -76,6 +76,9 @@ func TestApplyValidation(t *testing.T) {
 		{"env too big", FunctionInput{Environment: env(map[string]string{"BIG": strings.Repeat("x", 5000)})}, nimbus.ErrInvalid},
 		{"description too long", FunctionInput{Description: str(strings.Repeat("d", 257))}, nimbus.ErrValidation},
 		{"http concurrency", FunctionInput{HTTPConcurrency: ptr(0)}, nimbus.ErrValidation},
+		{"idle timeout", FunctionInput{IdleTimeoutSeconds: ptr(600)}, nil},
+		{"idle timeout negative", FunctionInput{IdleTimeoutSeconds: ptr(-1)}, nimbus.ErrValidation},
+		{"idle timeout too long", FunctionInput{IdleTimeoutSeconds: ptr(86401)}, nimbus.ErrValidation},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
