@@ -47,6 +47,8 @@ type Registry struct {
 	cfg Config
 	log *slog.Logger
 
+	cache *fnCache
+
 	mu        sync.Mutex
 	listeners []func(name string)
 	wg        sync.WaitGroup // background preparations
@@ -63,7 +65,13 @@ func New(cfg Config) *Registry {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, cache: newFnCache()}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.watch(ctx)
+	}()
+	return r
 }
 
 // Close waits for background preparations to end.
@@ -92,16 +100,32 @@ func (r *Registry) changed(name string) {
 	}
 }
 
-// Get returns a function. Errors: nimbus.ErrNotFound.
+// Get returns a function, from memory when it can. The result is shared:
+// callers must not modify it. Errors: nimbus.ErrNotFound.
 func (r *Registry) Get(ctx context.Context, name string) (*nimbus.Function, error) {
-	fn, _, err := r.get(ctx, name)
+	fn, found, epoch := r.cache.get(name)
+	if found {
+		if fn == nil {
+			return nil, notFound(name)
+		}
+		return fn, nil
+	}
+	fn, rev, err := r.get(ctx, name)
+	if err == nil {
+		r.cache.fill(name, fn, rev, epoch)
+	}
 	return fn, err
 }
 
+func notFound(name string) error {
+	return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", name)
+}
+
+// get reads a function from the store.
 func (r *Registry) get(ctx context.Context, name string) (*nimbus.Function, uint64, error) {
 	e, err := r.cfg.KV.Get(ctx, name)
 	if errors.Is(err, nimbus.ErrNotFound) {
-		return nil, 0, nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", name)
+		return nil, 0, notFound(name)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("get function: %w", err)
@@ -164,12 +188,14 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	if err != nil {
 		return nil, fmt.Errorf("encode function: %w", err)
 	}
-	if _, err := r.cfg.KV.Create(ctx, fn.Name, b); err != nil {
+	rev, err := r.cfg.KV.Create(ctx, fn.Name, b)
+	if err != nil {
 		if errors.Is(err, nimbus.ErrConflict) {
 			return nil, nimbus.Errorf(nimbus.ErrConflict, "Function already exist: %s", fn.Name)
 		}
 		return nil, fmt.Errorf("store function: %w", err)
 	}
+	r.cache.wrote(fn.Name, fn, rev)
 	r.changed(fn.Name)
 	r.prepare(fn.Name, fn.CodeSHA256, zip)
 	return fn, nil
@@ -272,13 +298,14 @@ func (r *Registry) modify(ctx context.Context, name, revisionID string, change f
 		if err != nil {
 			return nil, fmt.Errorf("encode function: %w", err)
 		}
-		_, err = r.cfg.KV.Update(ctx, name, b, rev)
+		newRev, err := r.cfg.KV.Update(ctx, name, b, rev)
 		if errors.Is(err, nimbus.ErrPreconditionFailed) {
 			continue // written meanwhile: read again
 		}
 		if err != nil {
 			return nil, fmt.Errorf("store function: %w", err)
 		}
+		r.cache.wrote(name, fn, newRev)
 		r.changed(name)
 		return fn, nil
 	}
@@ -350,10 +377,11 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	if err := r.cfg.KV.Delete(ctx, name); err != nil {
 		if errors.Is(err, nimbus.ErrNotFound) {
-			return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", name)
+			return notFound(name)
 		}
 		return fmt.Errorf("delete function: %w", err)
 	}
+	r.cache.deletedLocally(name)
 	r.changed(name)
 	inUse, err := r.CodeInUse(ctx)
 	if err != nil {

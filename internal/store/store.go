@@ -14,6 +14,8 @@ type Entry struct {
 	Key      string
 	Value    []byte
 	Revision uint64
+	// Deleted marks a deletion (in a Watch stream only).
+	Deleted bool
 }
 
 // KV is a bucket of keys with revisioned values. Keys are non-empty strings
@@ -32,6 +34,10 @@ type KV interface {
 	Delete(ctx context.Context, key string) error
 	// Keys lists the keys, sorted.
 	Keys(ctx context.Context) ([]string, error)
+	// Watch streams every change made to the bucket after it was called
+	// (writes, and deletions with Deleted set), in revision order per key,
+	// until ctx ends; then the channel is closed.
+	Watch(ctx context.Context) (<-chan Entry, error)
 }
 
 // Blobs is a content-addressed blob store. A blob's name is the lowercase hex

@@ -59,15 +59,79 @@ func checkKey(key string) error {
 
 // KV is an in-memory bucket.
 type KV struct {
-	mu   sync.Mutex
-	seq  uint64
-	data map[string]store.Entry
+	mu       sync.Mutex
+	seq      uint64
+	data     map[string]store.Entry
+	watchers map[*watcher]struct{}
+}
+
+// watcher feeds one Watch channel in order, without blocking writers.
+type watcher struct {
+	mu    sync.Mutex
+	queue []store.Entry
+	wake  chan struct{}
+}
+
+func (w *watcher) push(e store.Entry) {
+	w.mu.Lock()
+	w.queue = append(w.queue, e)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) run(ctx context.Context, out chan<- store.Entry) {
+	defer close(out)
+	for {
+		w.mu.Lock()
+		q := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		for _, e := range q {
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-w.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Watch implements store.KV.
+func (kv *KV) Watch(ctx context.Context) (<-chan store.Entry, error) {
+	w := &watcher{wake: make(chan struct{}, 1)}
+	kv.mu.Lock()
+	kv.watchers[w] = struct{}{}
+	kv.mu.Unlock()
+	out := make(chan store.Entry)
+	go func() {
+		w.run(ctx, out)
+		kv.mu.Lock()
+		delete(kv.watchers, w)
+		kv.mu.Unlock()
+	}()
+	return out, nil
+}
+
+func (kv *KV) notifyLocked(e store.Entry) {
+	for w := range kv.watchers {
+		w.push(e)
+	}
 }
 
 var _ store.KV = (*KV)(nil)
 
 // NewKV returns an empty bucket.
-func NewKV() *KV { return &KV{data: make(map[string]store.Entry)} }
+func NewKV() *KV {
+	return &KV{data: make(map[string]store.Entry), watchers: make(map[*watcher]struct{})}
+}
 
 // Get implements store.KV.
 func (kv *KV) Get(_ context.Context, key string) (store.Entry, error) {
@@ -86,7 +150,9 @@ func (kv *KV) Get(_ context.Context, key string) (store.Entry, error) {
 
 func (kv *KV) putLocked(key string, value []byte) uint64 {
 	kv.seq++
-	kv.data[key] = store.Entry{Key: key, Value: bytes.Clone(value), Revision: kv.seq}
+	e := store.Entry{Key: key, Value: bytes.Clone(value), Revision: kv.seq}
+	kv.data[key] = e
+	kv.notifyLocked(e)
 	return kv.seq
 }
 
@@ -137,6 +203,8 @@ func (kv *KV) Delete(_ context.Context, key string) error {
 		return nimbus.ErrNotFound
 	}
 	delete(kv.data, key)
+	kv.seq++
+	kv.notifyLocked(store.Entry{Key: key, Revision: kv.seq, Deleted: true})
 	return nil
 }
 

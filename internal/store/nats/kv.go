@@ -144,6 +144,41 @@ func (k *kv) Keys(ctx context.Context) ([]string, error) {
 // isWrongRevision reports whether err is JetStream's "wrong last sequence"
 // answer to a conditional write (code 10071, or 10164 on replicated
 // streams), however the client wrapped it.
+// Watch implements store.KV.
+func (k *kv) Watch(ctx context.Context) (<-chan store.Entry, error) {
+	w, err := k.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("kv watch: %w", err)
+	}
+	out := make(chan store.Entry, 64)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			var e jetstream.KeyValueEntry
+			var ok bool
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok = <-w.Updates():
+			}
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue // the end of initial values (none with UpdatesOnly)
+			}
+			se := store.Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Deleted: e.Operation() != jetstream.KeyValuePut}
+			select {
+			case out <- se:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
 func isWrongRevision(err error) bool {
 	if err == nil {
 		return false

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/store"
@@ -45,6 +46,7 @@ func TestKV(t *testing.T, open func(t *testing.T) store.KV) {
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"ConcurrentCreateAfterDelete", testConcurrentCreateAfterDelete},
 		{"ConcurrentUpdate", testConcurrentUpdate},
+		{"Watch", testWatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -311,6 +313,51 @@ func testBadKeys(t *testing.T, kv store.KV) {
 }
 
 // race runs fn(i) for i in [0, n) at once and returns the errors.
+func testWatch(t *testing.T, kv store.KV) {
+	ctx, cancel := context.WithCancel(t.Context())
+	mustCreate(t, kv, "before", "x") // not seen: the watch starts later
+	ch, err := kv.Watch(ctx)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	r1 := mustCreate(t, kv, "a", "1")
+	r2, err := kv.Update(t.Context(), "a", []byte("2"), r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	r4, err := kv.Put(t.Context(), "b", []byte("3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Entry{
+		{Key: "a", Value: []byte("1"), Revision: r1},
+		{Key: "a", Value: []byte("2"), Revision: r2},
+		{Key: "a", Deleted: true},
+		{Key: "b", Value: []byte("3"), Revision: r4},
+	}
+	var last uint64
+	for i, w := range want {
+		select {
+		case got := <-ch:
+			if got.Key != w.Key || got.Deleted != w.Deleted || !w.Deleted && (string(got.Value) != string(w.Value) || got.Revision != w.Revision) {
+				t.Errorf("change %d = %+v, want %+v", i, got, w)
+			}
+			if got.Revision <= last {
+				t.Errorf("change %d: revision %d after %d", i, got.Revision, last)
+			}
+			last = got.Revision
+		case <-time.After(5 * time.Second):
+			t.Fatalf("change %d (%+v) never came", i, w)
+		}
+	}
+	cancel()
+	for range ch { // the channel closes once ctx ends
+	}
+}
+
 func race(n int, fn func(i int) error) []error {
 	errs := make([]error, n)
 	start := make(chan struct{})
