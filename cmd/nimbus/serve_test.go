@@ -20,8 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 )
 
 // nimbusBin is the nimbus binary built for these tests.
@@ -214,16 +214,8 @@ func TestServeGracefulShutdown(t *testing.T) {
 // TestServeRemoteNATS runs Nimbus against the NATS server on this machine
 // instead of the embedded one: state lives there across restarts.
 func TestServeRemoteNATS(t *testing.T) {
-	const url = "nats://127.0.0.1:4222"
-	c, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second)
-	if err != nil {
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("NATS at %s is required: %v", url, err)
-		}
-		t.Skipf("no NATS at %s (%v); set NIMBUS_REQUIRE_SERVICES=1 to make this a failure", url, err)
-	}
-	c.Close()
-	prefix := fmt.Sprintf("nimbustest_%d", time.Now().UnixNano())
+	const url = nodetest.SharedNATS
+	prefix := nodetest.SharedNATSPrefix(t)
 	s := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
 	create(t, s.client(), "remote", "def handler(e, c):\n    return 'remote'\n")
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
@@ -239,8 +231,6 @@ func TestServeRemoteNATS(t *testing.T) {
 	if string(resp.Payload) != `"remote"` {
 		t.Fatalf("Invoke on a second node = %s", resp.Payload)
 	}
-	_, _ = s2.client().DeleteFunction(t.Context(), &lambda.DeleteFunctionInput{FunctionName: aws.String("remote")})
-	cleanupNATS(t, prefix)
 }
 
 func TestServeBadFlags(t *testing.T) {
@@ -266,31 +256,6 @@ func TestServeBadFlags(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 		if !strings.Contains(lines[len(lines)-1], tt.want) || !strings.HasPrefix(lines[len(lines)-1], "nimbus: ") {
 			t.Errorf("nimbus %v: stderr %q, want a last line 'nimbus: ...%s...'", tt.args, stderr.String(), tt.want)
-		}
-	}
-}
-
-// cleanupNATS deletes the test's buckets (their streams) from the shared
-// NATS server.
-func cleanupNATS(t *testing.T, prefix string) {
-	t.Helper()
-	nc, err := nats.Connect("nats://127.0.0.1:4222")
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	names := js.StreamNames(t.Context())
-	for name := range names.Name() {
-		if strings.Contains(name, prefix) {
-			if err := js.DeleteStream(t.Context(), name); err != nil {
-				t.Errorf("cleanup stream %s: %v", name, err)
-			}
 		}
 	}
 }
