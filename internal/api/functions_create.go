@@ -7,16 +7,50 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
+// configurationFields are the fields CreateFunction and
+// UpdateFunctionConfiguration share.
+type configurationFields struct {
+	Runtime     *string
+	Role        *string
+	Handler     *string
+	Description *string
+	Timeout     *int
+	MemorySize  *int
+	Environment *struct {
+		Variables map[string]string
+	}
+	Layers []string
+	// HTTPConcurrency is a Nimbus extension: requests one instance of an
+	// HTTP function takes at once.
+	HTTPConcurrency *int `json:"NimbusHttpConcurrency"`
+	// IdleTimeoutSeconds is a Nimbus extension: this function's instance
+	// idle timeout (0: the node's).
+	IdleTimeoutSeconds *int `json:"NimbusIdleTimeoutSeconds"`
+}
+
+// input is the registry's view of the fields; an Environment without
+// Variables clears them.
+func (f *configurationFields) input(name string) registry.FunctionInput {
+	in := registry.FunctionInput{
+		Name: name, Runtime: f.Runtime, Handler: f.Handler, Role: f.Role,
+		Description: f.Description, MemoryMB: f.MemorySize, Timeout: f.Timeout,
+		HTTPConcurrency: f.HTTPConcurrency, IdleTimeoutSeconds: f.IdleTimeoutSeconds,
+	}
+	if f.Environment != nil {
+		vars := f.Environment.Variables
+		if vars == nil {
+			vars = map[string]string{}
+		}
+		in.Environment = &vars
+	}
+	return in
+}
+
 // createFunctionRequest is CreateFunction's body; fields Nimbus does not
 // support are decoded only to be refused clearly.
 type createFunctionRequest struct {
+	configurationFields
 	FunctionName string
-	Runtime      *string
-	Role         *string
-	Handler      *string
-	Description  *string
-	Timeout      *int
-	MemorySize   *int
 	PackageType  string
 	Code         struct {
 		ZipFile  []byte
@@ -24,17 +58,7 @@ type createFunctionRequest struct {
 		S3Key    string
 		ImageUri string
 	}
-	Environment *struct {
-		Variables map[string]string
-	}
-	Layers        []string
 	Architectures []string
-	// HTTPConcurrency is a Nimbus extension: requests one instance of an
-	// HTTP function takes at once.
-	HTTPConcurrency *int `json:"NimbusHttpConcurrency"`
-	// IdleTimeoutSeconds is a Nimbus extension: this function's instance
-	// idle timeout (0: the node's).
-	IdleTimeoutSeconds *int `json:"NimbusIdleTimeoutSeconds"`
 }
 
 func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
@@ -49,15 +73,7 @@ func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	in := registry.FunctionInput{
-		Name: name, Runtime: req.Runtime, Handler: req.Handler, Role: req.Role,
-		Description: req.Description, MemoryMB: req.MemorySize, Timeout: req.Timeout,
-		HTTPConcurrency: req.HTTPConcurrency, IdleTimeoutSeconds: req.IdleTimeoutSeconds,
-	}
-	if req.Environment != nil {
-		in.Environment = &req.Environment.Variables
-	}
-	fn, err := s.reg.Create(r.Context(), in, req.Code.ZipFile)
+	fn, err := s.reg.Create(r.Context(), req.input(name), req.Code.ZipFile)
 	if err != nil {
 		return err
 	}

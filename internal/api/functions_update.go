@@ -2,8 +2,6 @@ package api
 
 import (
 	"net/http"
-
-	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 type updateCodeRequest struct {
@@ -36,21 +34,8 @@ func (s *Server) functionsUpdateCode(w http.ResponseWriter, r *http.Request) err
 }
 
 type updateConfigurationRequest struct {
-	Runtime     *string
-	Role        *string
-	Handler     *string
-	Description *string
-	Timeout     *int
-	MemorySize  *int
-	Environment *struct {
-		Variables map[string]string
-	}
-	Layers          []string
-	RevisionId      string
-	HTTPConcurrency *int `json:"NimbusHttpConcurrency"`
-	// IdleTimeoutSeconds is a Nimbus extension: this function's instance
-	// idle timeout (0: the node's).
-	IdleTimeoutSeconds *int `json:"NimbusIdleTimeoutSeconds"`
+	configurationFields
+	RevisionId string
 }
 
 func (s *Server) functionsUpdateConfiguration(w http.ResponseWriter, r *http.Request) error {
@@ -65,19 +50,7 @@ func (s *Server) functionsUpdateConfiguration(w http.ResponseWriter, r *http.Req
 	if err := checkUnsupported("", "", "", req.Layers, nil); err != nil {
 		return err
 	}
-	in := registry.FunctionInput{
-		Name: name, Runtime: req.Runtime, Handler: req.Handler, Role: req.Role,
-		Description: req.Description, MemoryMB: req.MemorySize, Timeout: req.Timeout,
-		HTTPConcurrency: req.HTTPConcurrency, IdleTimeoutSeconds: req.IdleTimeoutSeconds,
-	}
-	if req.Environment != nil {
-		vars := req.Environment.Variables
-		if vars == nil {
-			vars = map[string]string{}
-		}
-		in.Environment = &vars
-	}
-	fn, err := s.reg.UpdateConfig(r.Context(), name, in, req.RevisionId)
+	fn, err := s.reg.UpdateConfig(r.Context(), name, req.input(name), req.RevisionId)
 	if err != nil {
 		return err
 	}

@@ -198,15 +198,7 @@ func (e *Engine) Warm(name string) int {
 // CodeInUse adds to inUse the code digests that this node's pools and
 // instances (including draining ones) run, so that the code cache keeps them.
 func (e *Engine) CodeInUse(inUse map[string]bool) {
-	e.mu.Lock()
-	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	for p := range e.draining {
-		pools = append(pools, p)
-	}
-	e.mu.Unlock()
+	pools := e.allPools()
 	for _, p := range pools {
 		p.mu.Lock()
 		inUse[p.fn.CodeSHA256] = true
@@ -215,6 +207,20 @@ func (e *Engine) CodeInUse(inUse map[string]bool) {
 		}
 		p.mu.Unlock()
 	}
+}
+
+// allPools returns the current and the draining pools.
+func (e *Engine) allPools() []*pool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	for p := range e.draining {
+		pools = append(pools, p)
+	}
+	return pools
 }
 
 // Stats describes a pool, for tests and the API.
@@ -360,15 +366,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // minimum) and forgets emptied draining pools.
 func (e *Engine) Reap() {
 	now := e.cfg.Now()
-	e.mu.Lock()
-	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	for p := range e.draining {
-		pools = append(pools, p)
-	}
-	e.mu.Unlock()
+	pools := e.allPools()
 	for _, p := range pools {
 		if p.reap(now) {
 			e.mu.Lock()
@@ -380,15 +378,9 @@ func (e *Engine) Reap() {
 
 // Close stops every instance and waits for them to exit.
 func (e *Engine) Close() {
+	pools := e.allPools()
 	e.mu.Lock()
 	e.closed = true
-	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	for p := range e.draining {
-		pools = append(pools, p)
-	}
 	e.pools = map[string]*pool{}
 	e.draining = map[*pool]struct{}{}
 	e.mu.Unlock()
