@@ -4,6 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -113,4 +115,36 @@ func testZip(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestCreateConflictKeepsNoCode: a duplicate create stores no package, and a
+// deleted function's package goes with it.
+func TestCreateConflictKeepsNoCode(t *testing.T) {
+	blobs := mem.NewBlobs()
+	r := newTestRegistry(t, mem.NewKV(), blobs)
+	rt, h := "python3.11", "app.handler"
+	first := testZip(t)
+	fn, err := r.Create(t.Context(), FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("other.py")
+	_, _ = w.Write([]byte("x = 2\n"))
+	_ = zw.Close()
+	_, err = r.Create(t.Context(), FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, buf.Bytes())
+	if !errors.Is(err, nimbus.ErrConflict) {
+		t.Fatalf("duplicate create: %v, want ErrConflict", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	if _, err := blobs.Get(t.Context(), hex.EncodeToString(sum[:])); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("the duplicate's package was stored: %v", err)
+	}
+	if err := r.Delete(t.Context(), "f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blobs.Get(t.Context(), fn.CodeSHA256); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("a deleted function's package is still stored: %v", err)
+	}
 }

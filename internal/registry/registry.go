@@ -176,6 +176,9 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	if len(zip) == 0 {
 		return nil, nimbus.Invalidf("Code.ZipFile is required: Nimbus accepts zip packages uploaded in the request")
 	}
+	if _, err := r.Get(ctx, fn.Name); err == nil {
+		return nil, exists(fn.Name) // before storing a package for nothing
+	}
 	if err := r.putCode(ctx, fn, zip); err != nil {
 		return nil, err
 	}
@@ -190,8 +193,9 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	}
 	rev, err := r.cfg.KV.Create(ctx, fn.Name, b)
 	if err != nil {
+		r.dropUnusedCode(ctx, fn.CodeSHA256)
 		if errors.Is(err, nimbus.ErrConflict) {
-			return nil, nimbus.Errorf(nimbus.ErrConflict, "Function already exist: %s", fn.Name)
+			return nil, exists(fn.Name)
 		}
 		return nil, fmt.Errorf("store function: %w", err)
 	}
@@ -199,6 +203,26 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	r.changed(fn.Name)
 	r.prepare(fn.Name, fn.CodeSHA256, zip)
 	return fn, nil
+}
+
+func exists(name string) error {
+	return nimbus.Errorf(nimbus.ErrConflict, "Function already exist: %s", name)
+}
+
+// dropUnusedCode deletes a stored package that no function uses (after a
+// create that did not happen, or a delete).
+func (r *Registry) dropUnusedCode(ctx context.Context, digest string) {
+	inUse, err := r.CodeInUse(ctx)
+	if err != nil {
+		r.log.Warn("list code in use", "err", err)
+		return
+	}
+	if inUse[digest] {
+		return
+	}
+	if err := r.cfg.Blobs.Delete(ctx, digest); err != nil && !errors.Is(err, nimbus.ErrNotFound) {
+		r.log.Warn("delete code blob", "digest", digest, "err", err)
+	}
 }
 
 // putCode validates a zip package and stores it in the blob store.
@@ -383,16 +407,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	r.cache.deletedLocally(name)
 	r.changed(name)
-	inUse, err := r.CodeInUse(ctx)
-	if err != nil {
-		r.log.Warn("list code in use", "err", err)
-		return nil
-	}
-	if !inUse[fn.CodeSHA256] {
-		if err := r.cfg.Blobs.Delete(ctx, fn.CodeSHA256); err != nil && !errors.Is(err, nimbus.ErrNotFound) {
-			r.log.Warn("delete code blob", "digest", fn.CodeSHA256, "err", err)
-		}
-	}
+	r.dropUnusedCode(ctx, fn.CodeSHA256)
 	return nil
 }
 
