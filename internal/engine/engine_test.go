@@ -125,15 +125,15 @@ const (
 	behaveRuntime = "provided.al2023"
 )
 
+var testRuntimes = []runtimes.Runtime{{ID: behaveRuntime, Kind: runtimes.KindProvided}}
+
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
 	h := &harness{sb: &execBackend{}, clock: &clock{now: time.Unix(1_700_000_000, 0)}}
 	cfg := Config{
-		Sandbox: h.sb,
-		Code:    dirCache{dirs: map[string]string{goodDigest: behaveDir, noBootDigest: t.TempDir()}},
-		Runtimes: []runtimes.Runtime{
-			{ID: behaveRuntime, Kind: runtimes.KindProvided},
-		},
+		Sandbox:      h.sb,
+		Code:         dirCache{dirs: map[string]string{goodDigest: behaveDir, noBootDigest: t.TempDir()}},
+		Runtimes:     testRuntimes,
 		BootstrapDir: t.TempDir(),
 		IdleTimeout:  time.Minute,
 		QueueTimeout: 5 * time.Second,
