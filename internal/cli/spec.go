@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 // functionSpec is one function as deploy describes it, from flags or from a
@@ -36,11 +36,6 @@ type functionSpec struct {
 	// IdleTimeout (seconds) is sent only when set, likewise.
 	IdleTimeout int
 }
-
-var (
-	nameRE   = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
-	envKeyRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]+$`)
-)
 
 // maxDescription is Lambda's limit on a description, in characters.
 const maxDescription = 256
@@ -97,7 +92,7 @@ func (s *functionSpec) problems() []error {
 
 // validateName checks a function name as Lambda does.
 func validateName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !registry.ValidName(name) {
 		if name == "" {
 			return errors.New("name is required")
 		}
@@ -107,7 +102,7 @@ func validateName(name string) error {
 }
 
 func validateEnvKey(k string) error {
-	if !envKeyRE.MatchString(k) {
+	if !registry.ValidEnvKey(k) {
 		return fmt.Errorf("environment variable name %q is invalid: it must start with a letter and have at least two letters, digits or underscores", k)
 	}
 	return nil
@@ -115,9 +110,7 @@ func validateEnvKey(k string) error {
 
 // needsHandler: custom runtimes (provided*) and HTTP functions run their
 // own executable; every other runtime needs a handler.
-func needsHandler(runtime string) bool {
-	return runtime != "" && !strings.HasPrefix(runtime, "provided") && runtime != "http"
-}
+func needsHandler(runtime string) bool { return registry.NeedsHandler(runtime) }
 
 // memory and timeout return the values deploy sends.
 func (s *functionSpec) memory() int32 {

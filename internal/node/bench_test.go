@@ -16,6 +16,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +40,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
@@ -85,6 +89,21 @@ var noopBinary = sync.OnceValues(func() ([]byte, error) {
 	return os.ReadFile(bin)
 })
 
+// writeNoop writes the no-op Go function's binary to a temporary file and
+// returns its path.
+func writeNoop(b *testing.B) string {
+	b.Helper()
+	bin, err := noopBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "bootstrap")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
 // function is a function to deploy.
 type function struct {
 	name, runtime, handler string
@@ -100,7 +119,9 @@ func goFunction(b *testing.B, name string) function {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return function{name: name, runtime: "provided.al2023", files: map[string][]byte{"bootstrap": bin}, exec: "bootstrap"}
+	// A long timeout: a benchmark on a loaded machine should be slow,
+	// not fail.
+	return function{name: name, runtime: "provided.al2023", files: map[string][]byte{"bootstrap": bin}, exec: "bootstrap", timeout: 30}
 }
 
 func zipOf(b *testing.B, f function) []byte {
@@ -347,7 +368,8 @@ func warm(b *testing.B, hc *http.Client, url string, body []byte, conns, rounds 
 func BenchmarkWarmInvoke(b *testing.B) {
 	echoURL := startEcho(b)
 	n := nodetest.Start(b, nil)
-	invokeURL := deploy(b, n, lambdaClient(n), goFunction(b, "noop"))
+	c := lambdaClient(n)
+	invokeURL := deploy(b, n, c, goFunction(b, "noop"))
 	body := []byte(`{"sleep_ms":0}`)
 	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"nimbus", invokeURL}}
 
@@ -382,6 +404,60 @@ func BenchmarkWarmInvoke(b *testing.B) {
 			benchParallel(b, hc, t.url, body)
 		})
 	}
+	// Not a target: the engine alone, without the HTTP API and the
+	// registry read, to tell where the time goes.
+	b.Run("serial/engine-direct", func(b *testing.B) {
+		fn := engineFunction(b, c, "noop")
+		var ids atomic.Int64
+		invoke := func() {
+			id := "bench-" + strconv.FormatInt(ids.Add(1), 10)
+			res, err := n.Engine().Invoke(b.Context(), fn, engine.Request{RequestID: id, Payload: body})
+			if err != nil || res.Err != nil {
+				b.Fatalf("engine invoke: %v, function error %v", err, res.Err)
+			}
+		}
+		before := n.Engine().Stats("noop").Instances
+		for range 50 {
+			invoke()
+		}
+		// A function unlike the registry's would have replaced the API's
+		// pool with a new one of a single instance.
+		if got := n.Engine().Stats("noop").Instances; before > 1 && got != before {
+			b.Fatalf("engine-direct runs in a pool of %d instances, want the API's pool of %d", got, before)
+		}
+		lat := make([]time.Duration, 0, 1024)
+		for b.Loop() {
+			began := time.Now()
+			invoke()
+			lat = append(lat, time.Since(began))
+		}
+		reportLatency(b, lat, "us")
+		b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "req/s")
+	})
+}
+
+// engineFunction builds the function the registry holds from its
+// configuration, for calling the engine directly.
+func engineFunction(b *testing.B, c *lambda.Client, name string) *nimbus.Function {
+	b.Helper()
+	out, err := c.GetFunctionConfiguration(b.Context(), &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
+	if err != nil {
+		b.Fatalf("GetFunctionConfiguration %s: %v", name, err)
+	}
+	sum, err := base64.StdEncoding.DecodeString(aws.ToString(out.CodeSha256))
+	if err != nil {
+		b.Fatalf("CodeSha256 %q: %v", aws.ToString(out.CodeSha256), err)
+	}
+	fn := &nimbus.Function{
+		Name: name, Runtime: string(out.Runtime), Handler: aws.ToString(out.Handler),
+		MemoryMB: int(aws.ToInt32(out.MemorySize)), Timeout: int(aws.ToInt32(out.Timeout)),
+		CodeSHA256: hex.EncodeToString(sum), RevisionID: aws.ToString(out.RevisionId),
+		State: string(out.State), LastUpdateStatus: string(out.LastUpdateStatus),
+	}
+	if out.Environment != nil {
+		fn.Environment = out.Environment.Variables
+	}
+	return fn
 }
 
 // benchParallel sends b.N requests from parallelClients clients.
@@ -439,14 +515,7 @@ func BenchmarkColdStart(b *testing.B) {
 			rts[rt.Kind] = rt
 		}
 	}
-	bin, err := noopBinary()
-	if err != nil {
-		b.Fatal(err)
-	}
-	goBin := filepath.Join(b.TempDir(), "bootstrap")
-	if err := os.WriteFile(goBin, bin, 0o755); err != nil {
-		b.Fatal(err)
-	}
+	goBin := writeNoop(b)
 	self, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
@@ -458,10 +527,10 @@ func BenchmarkColdStart(b *testing.B) {
 		env  []string
 	}{
 		{name: "go", fn: goFunction(b, "cold-go"), base: []string{goBin, "-exit"}},
-		{name: "python", fn: function{name: "cold-python", runtime: rts[runtimes.KindPython].ID, handler: "app.handler",
+		{name: "python", fn: function{name: "cold-python", runtime: rts[runtimes.KindPython].ID, handler: "app.handler", timeout: 30,
 			files: map[string][]byte{"app.py": []byte("def handler(event, context):\n    return event\n")}},
 			base: []string{rts[runtimes.KindPython].Interp, "-c", "pass"}},
-		{name: "node", fn: function{name: "cold-node", runtime: rts[runtimes.KindNode].ID, handler: "index.handler",
+		{name: "node", fn: function{name: "cold-node", runtime: rts[runtimes.KindNode].ID, handler: "index.handler", timeout: 30,
 			files: map[string][]byte{"index.js": []byte("exports.handler = async (event) => event;\n")}},
 			base: []string{rts[runtimes.KindNode].Interp, "-e", "0"}},
 		// Not a target: what every instance's sandbox helper (this binary,
@@ -522,27 +591,51 @@ func BenchmarkColdStart(b *testing.B) {
 // BenchmarkScaleOut sends a burst of 100 concurrent invokes to a cold Go
 // function that sleeps 2 s, and measures how long until 100 instances are
 // running (ms-to-100) and until all answers are in, less the sleep
-// (ms-all-answered). Target: 100 instances within 1 s.
+// (ms-all-answered). Target: 100 instances within 1 s. The baseline execs
+// the same binary 100 times at once and waits for all to exit.
 func BenchmarkScaleOut(b *testing.B) {
+	goBin := writeNoop(b)
+	b.Run("exec", func(b *testing.B) {
+		var took []time.Duration
+		for b.Loop() {
+			began := time.Now()
+			errs := make([]error, burstSize)
+			var wg sync.WaitGroup
+			for i := range burstSize {
+				wg.Go(func() {
+					cmd := exec.Command(goBin, "-exit")
+					cmd.Env = baseEnv
+					errs[i] = cmd.Run()
+				})
+			}
+			wg.Wait()
+			took = append(took, time.Since(began))
+			if err := errors.Join(errs...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(percentile(took, 0.5))/float64(time.Millisecond), "ms-all-exited")
+	})
 	n := nodetest.Start(b, func(cfg *node.Config) { cfg.MaxInstances = 2 * burstSize })
 	c := lambdaClient(n)
 	fn := goFunction(b, "burst")
-	fn.timeout = 30
 	url := deploy(b, n, c, fn)
-	hc := httpClient(b, burstSize)
-	body := []byte(fmt.Sprintf(`{"sleep_ms":%d}`, burstSleep.Milliseconds()))
-	var toAll, toAnswered []time.Duration
-	for b.Loop() {
-		b.StopTimer()
-		newVersion(b, c, fn.name)
-		b.StartTimer()
-		all, answered := burst(b, n, hc, url, body)
-		toAll = append(toAll, all)
-		toAnswered = append(toAnswered, answered-burstSleep)
-	}
-	b.ReportMetric(float64(percentile(toAll, 0.5))/float64(time.Millisecond), "ms-to-100")
-	b.ReportMetric(float64(slices.Max(toAll))/float64(time.Millisecond), "max-ms-to-100")
-	b.ReportMetric(float64(percentile(toAnswered, 0.5))/float64(time.Millisecond), "ms-all-answered")
+	b.Run("nimbus", func(b *testing.B) {
+		hc := httpClient(b, burstSize)
+		body := []byte(fmt.Sprintf(`{"sleep_ms":%d}`, burstSleep.Milliseconds()))
+		var toAll, toAnswered []time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			newVersion(b, c, fn.name)
+			b.StartTimer()
+			all, answered := burst(b, n, hc, url, body)
+			toAll = append(toAll, all)
+			toAnswered = append(toAnswered, answered-burstSleep)
+		}
+		b.ReportMetric(float64(percentile(toAll, 0.5))/float64(time.Millisecond), "ms-to-100")
+		b.ReportMetric(float64(slices.Max(toAll))/float64(time.Millisecond), "max-ms-to-100")
+		b.ReportMetric(float64(percentile(toAnswered, 0.5))/float64(time.Millisecond), "ms-all-answered")
+	})
 }
 
 // burst sends burstSize invokes at once and returns when burstSize

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -33,11 +34,30 @@ type FunctionInput struct {
 // maxIdleTimeout caps a function's own instance idle timeout (a day).
 const maxIdleTimeout = 86400
 
+// The patterns are compiled on first use: every process start (every
+// sandboxed instance re-executes the binary) would pay for them otherwise.
 var (
-	nameRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
-	handlerRE = regexp.MustCompile(`^[^\s]{1,128}$`)
-	envKeyRE  = regexp.MustCompile(`^[a-zA-Z]([a-zA-Z0-9_])+$`)
+	nameRE    = lazyRE(`^[a-zA-Z0-9_-]{1,64}$`)
+	handlerRE = lazyRE(`^[^\s]{1,128}$`)
+	envKeyRE  = lazyRE(`^[a-zA-Z]([a-zA-Z0-9_])+$`)
+	arnRE     = lazyRE(`^(?:arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(?:-gov)?-[a-z]+-\d:)?(?:\d{12}:)?(?:function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$`)
 )
+
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
+
+// ValidName reports whether name is a valid bare function name.
+func ValidName(name string) bool { return nameRE().MatchString(name) }
+
+// ValidEnvKey reports whether k is a valid environment variable name.
+func ValidEnvKey(k string) bool { return envKeyRE().MatchString(k) }
+
+// NeedsHandler reports whether functions of runtime need a handler: custom
+// runtimes (provided*) and HTTP functions run their own executable.
+func NeedsHandler(runtime string) bool {
+	return runtime != "" && !strings.HasPrefix(runtime, "provided") && runtime != "http"
+}
 
 // maxEnvSize is Lambda's limit on the total size of environment variables.
 const maxEnvSize = 4096
@@ -59,7 +79,7 @@ func validationf(field string, value any, constraint string) error {
 
 // ValidateName checks a bare function name as Lambda does.
 func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !ValidName(name) {
 		if n := utf8.RuneCountInString(name); n < 1 || n > 64 {
 			return validationf("functionName", name, "Member must have length less than or equal to 64 and greater than or equal to 1")
 		}
@@ -67,8 +87,6 @@ func ValidateName(name string) error {
 	}
 	return nil
 }
-
-var arnRE = regexp.MustCompile(`^(?:arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(?:-gov)?-[a-z]+-\d:)?(?:\d{12}:)?(?:function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$`)
 
 // ParseName accepts a function name, a partial ARN (123456789012:function:
 // name) or a full ARN, each with an optional qualifier, as Lambda does, and
@@ -78,7 +96,7 @@ func ParseName(s string) (string, error) {
 	if len(s) > 170 || s == "" {
 		return "", validationf("functionName", s, "Member must have length less than or equal to 170 and greater than or equal to 1")
 	}
-	m := arnRE.FindStringSubmatch(s)
+	m := arnRE().FindStringSubmatch(s)
 	if m == nil {
 		return "", validationf("functionName", s,
 			`Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?`)
@@ -102,7 +120,7 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 		fn.Runtime = *in.Runtime
 	}
 	if in.Handler != nil {
-		if !handlerRE.MatchString(*in.Handler) {
+		if !handlerRE().MatchString(*in.Handler) {
 			return validationf("handler", *in.Handler, `Member must satisfy regular expression pattern: [^\s]+ and have length less than or equal to 128`)
 		}
 		fn.Handler = *in.Handler
@@ -154,7 +172,7 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 		}
 		fn.IdleTimeout = time.Duration(*in.IdleTimeoutSeconds) * time.Second
 	}
-	if fn.Runtime != "" && !strings.HasPrefix(fn.Runtime, "provided") && fn.Runtime != "http" && fn.Handler == "" {
+	if NeedsHandler(fn.Runtime) && fn.Handler == "" {
 		return nimbus.Invalidf("Handler is required for runtime %s", fn.Runtime)
 	}
 	return nil
@@ -163,7 +181,7 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 func validateEnv(env map[string]string) error {
 	size := 0
 	for k, v := range env {
-		if !envKeyRE.MatchString(k) {
+		if !ValidEnvKey(k) {
 			return nimbus.Invalidf("Environment variable name %q is invalid: it must start with a letter and contain only letters, digits and underscores, at least two characters", k)
 		}
 		if slices.Contains(reservedEnv, k) {

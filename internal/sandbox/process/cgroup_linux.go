@@ -368,6 +368,10 @@ func (cg *cgroups) has(c string) bool { return slices.Contains(cg.enabled, c) }
 type cgroup struct {
 	cg   *cgroups
 	dirs map[string]string
+	// peakFile stays open: the peak is read on every invocation (for its
+	// REPORT line), and pread on an open file is a third of open+read+close.
+	peakFile *os.File
+	peakBuf  [32]byte
 }
 
 // create makes the cgroup named name with limits lim.
@@ -517,17 +521,32 @@ func (g *cgroup) peak() int64 {
 	if !g.cg.has(ctlMemory) {
 		return 0
 	}
-	name := "memory.max_usage_in_bytes"
-	if g.cg.version == 2 {
-		name = "memory.peak" // Linux 5.19
+	if g.peakFile == nil {
+		name := "memory.max_usage_in_bytes"
+		if g.cg.version == 2 {
+			name = "memory.peak" // Linux 5.19
+		}
+		f, err := os.Open(g.file(name))
+		if err != nil {
+			return 0
+		}
+		g.peakFile = f
 	}
-	n, _ := readInt(g.file(name))
-	return n
+	n, err := g.peakFile.ReadAt(g.peakBuf[:], 0)
+	if n == 0 && err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseInt(strings.TrimSpace(string(g.peakBuf[:n])), 10, 64)
+	return v
 }
 
 // remove removes the cgroup's directories, retrying while the last
 // processes drain.
 func (g *cgroup) remove() error {
+	if g.peakFile != nil {
+		g.peakFile.Close()
+		g.peakFile = nil
+	}
 	var errs []error
 	for _, dir := range g.dirs {
 		deadline := time.Now().Add(drainTimeout)

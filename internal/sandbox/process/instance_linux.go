@@ -272,9 +272,8 @@ func (i *instance) reason(waitErr error) error {
 // cleanup removes the cgroup and the tmp dir and frees the slot.
 func (i *instance) cleanup() {
 	if i.cg != nil {
-		peak := i.cg.peak()
-		i.mu.Lock()
-		i.peak, i.cgGone = peak, true
+		i.mu.Lock() // peak reads through a shared file handle
+		i.peak, i.cgGone = i.cg.peak(), true
 		i.mu.Unlock()
 		if err := i.cg.remove(); err != nil {
 			i.b.log.Warn("remove instance cgroup", logInstance, i.spec.ID, logError, err)
