@@ -321,6 +321,47 @@ func startEcho(b *testing.B) string {
 	return "http://" + ln.Addr().String() + "/"
 }
 
+// startEchoProcess runs the same echo server as a process of its own (the
+// test function's binary in -echo mode): the fair baseline for a function,
+// which also answers from another process.
+func startEchoProcess(b *testing.B) string {
+	b.Helper()
+	bin, err := noopBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	path := filepath.Join(dir, "echo")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(path, "-echo", addr)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("echo process did not listen on %s", addr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return "http://" + addr + "/"
+}
+
 // percentile returns the p-th percentile (0 < p <= 1) of ds, by the
 // nearest-rank method.
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -366,12 +407,12 @@ func warm(b *testing.B, hc *http.Client, url string, body []byte, conns, rounds 
 // at most 100 us above the echo server's; parallel throughput at least half
 // of the echo server's.
 func BenchmarkWarmInvoke(b *testing.B) {
-	echoURL := startEcho(b)
+	echoURL, echoProcURL := startEcho(b), startEchoProcess(b)
 	n := nodetest.Start(b, nil)
 	c := lambdaClient(n)
 	invokeURL := deploy(b, n, c, goFunction(b, "noop"))
 	body := []byte(`{"sleep_ms":0}`)
-	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"nimbus", invokeURL}}
+	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"echo-process", echoProcURL}, {"nimbus", invokeURL}}
 
 	for _, t := range targets {
 		b.Run("serial/"+t.name, func(b *testing.B) {

@@ -1,11 +1,15 @@
 // Command noop is the benchmarks' Go function, built with aws-lambda-go. It
 // answers its event at once, or after sleep_ms milliseconds. Run as
 // "bootstrap -exit" it exits before starting the runtime client: the
-// cold-start baseline, the cost of exec'ing the binary.
+// cold-start baseline, the cost of exec'ing the binary. Run as
+// "bootstrap -echo ADDR" it is a plain net/http echo server on ADDR: the
+// warm-invoke baseline in a process of its own, as the function is.
 package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -25,6 +29,13 @@ func handle(ctx context.Context, e event) (event, error) {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-exit" {
+		return
+	}
+	if len(os.Args) > 2 && os.Args[1] == "-echo" {
+		_ = http.ListenAndServe(os.Args[2], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			_, _ = w.Write(body)
+		}))
 		return
 	}
 	lambda.Start(handle)
