@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 )
 
 // FunctionInput is the configuration a create or update sets. Nil fields are
@@ -62,14 +63,6 @@ func NeedsHandler(runtime string) bool {
 // maxEnvSize is Lambda's limit on the total size of environment variables.
 const maxEnvSize = 4096
 
-// reservedEnv are variables Lambda does not let a function set.
-var reservedEnv = []string{
-	"_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-	"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-	"AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-	"AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-	"AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-}
 
 // validationf builds Lambda's ValidationException message for one field.
 func validationf(field string, value any, constraint string) error {
@@ -184,7 +177,7 @@ func validateEnv(env map[string]string) error {
 		if !ValidEnvKey(k) {
 			return nimbus.Invalidf("Environment variable name %q is invalid: it must start with a letter and contain only letters, digits and underscores, at least two characters", k)
 		}
-		if slices.Contains(reservedEnv, k) {
+		if runtimes.IsReserved(k) {
 			return nimbus.Invalidf("Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: %s", k)
 		}
 		size += len(k) + len(v)
