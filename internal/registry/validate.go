@@ -63,7 +63,6 @@ func NeedsHandler(runtime string) bool {
 // maxEnvSize is Lambda's limit on the total size of environment variables.
 const maxEnvSize = 4096
 
-
 // validationf builds Lambda's ValidationException message for one field.
 func validationf(field string, value any, constraint string) error {
 	return nimbus.Errorf(nimbus.ErrValidation,
