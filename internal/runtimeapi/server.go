@@ -83,6 +83,9 @@ type Server struct {
 	initFailed chan struct{} // closed on /init/error
 	serveDone  chan struct{} // closed when hs.Serve returns
 	readyOnce  sync.Once
+	admitOnce  sync.Once
+	admitSet   chan struct{} // closed by Admit
+	admitUID   int           // who may connect (negative: anyone); set before admitSet closes
 	closeOnce  sync.Once
 	closeErr   error
 
@@ -93,9 +96,20 @@ type Server struct {
 	isClosed bool
 }
 
-// Listen starts a server on a free port of 127.0.0.1. The caller must Close
-// it.
+// Listen starts a server on a free port of 127.0.0.1 that anyone may
+// connect to. The caller must Close it.
 func Listen(log *slog.Logger) (*Server, error) {
+	s, err := ListenPending(log)
+	if err != nil {
+		return nil, err
+	}
+	s.Admit(-1)
+	return s, nil
+}
+
+// ListenPending is Listen for an instance whose user is not known yet:
+// connections wait until Admit says who may connect.
+func ListenPending(log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -108,6 +122,7 @@ func Listen(log *slog.Logger) (*Server, error) {
 		ready:      make(chan struct{}),
 		initFailed: make(chan struct{}),
 		serveDone:  make(chan struct{}),
+		admitSet:   make(chan struct{}),
 	}
 	s.hs = &http.Server{
 		Handler: http.HandlerFunc(s.route),
@@ -119,7 +134,7 @@ func Listen(log *slog.Logger) (*Server, error) {
 	}
 	go func() {
 		defer close(s.serveDone)
-		_ = s.hs.Serve(ln) // returns http.ErrServerClosed after Close
+		_ = s.hs.Serve(admitListener{Listener: ln, s: s}) // http.ErrServerClosed after Close
 	}()
 	return s, nil
 }
