@@ -3,20 +3,30 @@
 Started as `python3.x -u bootstrap.py` with the standard Lambda environment
 (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT, ...). Standard library
 only; Python 3.8 or later.
+
+Cold starts pay for every import made here, so the runtime imports only what
+it needs before the user's module: the C _socket module (not socket, which
+pulls in enum and selectors) under a small HTTP/1.1 client of its own (not
+http.client, which pulls in email, ssl and urllib), and json. traceback is
+imported on the first error, and decimal only ever comes from the user's code.
+`python3 -X importtime bootstrap.py` shows what a change costs.
 """
 
-import decimal
-import http.client
-import importlib
+import _socket
 import json
 import os
 import sys
 import time
-import traceback
 
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 THIS_FILE = os.path.abspath(__file__)
+
+MAX_HEAD = 1 << 20  # bound on a response's status line and headers
+RECV_SIZE = 1 << 16
+SMALL_BODY = 1 << 16  # bodies up to this size go out in one send with the head
+URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Fault(Exception):
@@ -29,56 +39,305 @@ class Fault(Exception):
         self.stack = stack or []
 
 
+class ProtocolError(Exception):
+    """The Runtime API answered with something that is not HTTP/1.x."""
+
+
+class Disconnected(ConnectionError):
+    """The Runtime API closed the connection before its answer was complete."""
+
+
 class RuntimeClient:
-    """Talks to the Runtime API over one kept connection."""
+    """A minimal HTTP/1.1 client of the Runtime API over one kept-alive TCP
+    connection: requests with Content-Length bodies; responses with bodies by
+    Content-Length, chunked transfer encoding or up to the end of the
+    connection; header names compared in lower case."""
 
     def __init__(self, addr):
+        self.addr = addr
         host, _, port = addr.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):  # [::1]:9001
+            host = host[1:-1]
         self.host = host or "127.0.0.1"
         self.port = int(port)
-        self.conn = None
+        self.sock = None
+        self.buf = bytearray()  # received and not yet parsed
+        self.ever_connected = False
 
-    def request(self, method, path, body=None, headers=None):
-        for attempt in (0, 1):
-            if self.conn is None:
-                # No timeout: /invocation/next is a long poll.
-                self.conn = http.client.HTTPConnection(self.host, self.port)
+    def close(self):
+        if self.sock is not None:
             try:
-                self.conn.request(method, API_PREFIX + path, body=body, headers=headers or {})
-                resp = self.conn.getresponse()
-                return resp.status, resp.headers, resp.read()
-            except (http.client.HTTPException, OSError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+        self.buf = bytearray()
+
+    def addresses(self):
+        """(family, sockaddr) to try, without a resolver for IP literals."""
+        for family in (_socket.AF_INET, _socket.AF_INET6):
+            try:
+                _socket.inet_pton(family, self.host)
+            except (OSError, ValueError):
+                continue
+            return [(family, (self.host, self.port))]
+        infos = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
+        return [(info[0], info[4]) for info in infos]
+
+    def connect(self):
+        err = None
+        for family, sockaddr in self.addresses():
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
+            try:
+                # Blocking, whatever socket.setdefaulttimeout the user's code
+                # set: /invocation/next is a long poll.
+                sock.settimeout(None)
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                sock.connect(sockaddr)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            self.sock = sock
+            self.ever_connected = True
+            return
+        raise err or OSError("no address for %s" % self.addr)
+
+    def request(self, method, path, body=None, headers=()):
+        """Sends a request and returns (status, headers, body) of its
+        response, headers keyed by lower-case name. A failure on a connection
+        that served earlier requests (the server may have closed it while it
+        was idle) is retried once on a new connection.
+
+        Raises OSError (ConnectionError when the server dropped the
+        connection) or ProtocolError."""
+        lines = ["%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method, API_PREFIX, path, self.addr)]
+        if body is not None:
+            lines.append("Content-Length: %d\r\n" % len(body))
+        for name, value in headers:
+            lines.append("%s: %s\r\n" % (name, value))
+        lines.append("\r\n")
+        head = "".join(lines).encode("utf-8")
+        for attempt in (0, 1):
+            fresh = self.sock is None
+            if fresh:
+                self.connect()
+            try:
+                if body is None:
+                    self.sock.sendall(head)
+                elif len(body) <= SMALL_BODY:
+                    self.sock.sendall(head + body)
+                else:
+                    self.sock.sendall(head)
+                    self.sock.sendall(body)
+                return self.read_response()
+            except (OSError, ProtocolError):
+                self.close()
+                if fresh or attempt:
                     raise
-        raise RuntimeError("unreachable")
+        raise AssertionError("unreachable")
+
+    def fill(self):
+        """Reads more of the response into the buffer."""
+        data = self.sock.recv(RECV_SIZE)
+        if not data:
+            raise Disconnected("Runtime API closed the connection")
+        self.buf += data
+
+    def read_line(self):
+        """The next line, without its line ending."""
+        start = 0
+        while True:
+            i = self.buf.find(b"\n", start)
+            if i >= 0:
+                break
+            if len(self.buf) > MAX_HEAD:
+                raise ProtocolError("line too long")
+            start = len(self.buf)
+            self.fill()
+        line = bytes(self.buf[:i])
+        del self.buf[: i + 1]
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def read_head(self):
+        """The next response's status and headers, and whether the connection
+        must close after it."""
+        buf = self.buf
+        start = 0
+        while True:
+            # Tolerate stray line ends between responses and bare LF line ends.
+            if buf[:1] in (b"\r", b"\n"):
+                while buf[:1] in (b"\r", b"\n"):
+                    del buf[:1]
+                start = 0
+            i = buf.find(b"\n\r\n", start)
+            j = buf.find(b"\n\n", start)
+            if i >= 0 and (j < 0 or i < j):
+                end, skip = i, 3
+                break
+            if j >= 0:
+                end, skip = j, 2
+                break
+            if len(buf) > MAX_HEAD:
+                raise ProtocolError("response head over %d bytes" % MAX_HEAD)
+            start = max(len(buf) - 2, 0)
+            self.fill()
+        # Header values are UTF-8 (request ids, client context JSON); bytes
+        # that are not survive as surrogate escapes.
+        lines = bytes(buf[:end]).decode("utf-8", "surrogateescape").split("\n")
+        del buf[: end + skip]
+        status_line = lines[0].rstrip("\r")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ProtocolError("bad status line %r" % status_line[:200])
+        status = int(parts[1])
+        headers = {}
+        last = None
+        for line in lines[1:]:
+            line = line.rstrip("\r")
+            if line[:1] in (" ", "\t") and last is not None:  # obsolete line folding
+                headers[last] = (headers[last] + " " + line.strip()).strip()
+                continue
+            name, sep, value = line.partition(":")
+            name = name.strip().lower()
+            if not sep or not name:
+                raise ProtocolError("bad header line %r" % line[:200])
+            value = value.strip()
+            if name not in headers:
+                headers[name] = value
+            elif name in ("content-length", "transfer-encoding", "connection"):
+                headers[name] += ", " + value
+            last = name
+        tokens = [t.strip().lower() for t in headers.get("connection", "").split(",")]
+        close = "close" in tokens or (parts[0] == "HTTP/1.0" and "keep-alive" not in tokens)
+        return status, headers, close
+
+    def read_response(self):
+        while True:
+            status, headers, close = self.read_head()
+            if not 100 <= status < 200 or status == 101:
+                break  # an interim 1xx answer precedes the real one
+        if status in (204, 304) or 100 <= status < 200:
+            body = b""
+        else:
+            te = headers.get("transfer-encoding")
+            cl = headers.get("content-length")
+            if te is not None:
+                codings = [t.strip().lower() for t in te.split(",") if t.strip()]
+                if codings == ["chunked"]:
+                    body = self.read_chunked()
+                elif codings and codings[-1] == "chunked":
+                    raise ProtocolError("unsupported transfer encoding %r" % te)
+                else:
+                    body, close = self.read_to_end(), True
+            elif cl is not None:
+                values = set(v.strip() for v in cl.split(","))
+                value = values.pop()
+                if values or not value.isdigit() or not value.isascii():
+                    raise ProtocolError("bad Content-Length %r" % cl)
+                body = self.read_exact(int(value))
+            else:
+                body, close = self.read_to_end(), True
+        if close:
+            self.close()
+        return status, headers, body
+
+    def read_exact(self, n):
+        buf = self.buf
+        if len(buf) >= n:
+            body = bytes(buf[:n])
+            del buf[:n]
+            return body
+        body = bytearray(n)
+        have = len(buf)
+        body[:have] = buf
+        del buf[:]
+        with memoryview(body) as view:
+            while have < n:
+                got = self.sock.recv_into(view[have:])
+                if not got:
+                    raise Disconnected("Runtime API closed the connection in a body")
+                have += got
+        return body
+
+    def read_chunked(self):
+        chunks = []
+        while True:
+            size = self.read_line().split(b";", 1)[0].strip()
+            if not size or not HEX_DIGITS.issuperset(size):
+                raise ProtocolError("bad chunk size %r" % size[:40])
+            n = int(size, 16)
+            if n == 0:
+                break
+            chunks.append(self.read_exact(n))
+            if self.read_line():
+                raise ProtocolError("chunk not followed by a line end")
+        while self.read_line():  # trailers
+            pass
+        return b"".join(chunks)
+
+    def read_to_end(self):
+        chunks = [bytes(self.buf)]
+        del self.buf[:]
+        while True:
+            data = self.sock.recv(RECV_SIZE)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
 
     def next(self):
+        """Waits for the next invocation: returns (headers, body).
+
+        Raises OSError (ConnectionError when the server dropped the
+        connection, as it does when it closes), ProtocolError or, on a
+        status other than 200, RuntimeError."""
         status, headers, body = self.request("GET", "/invocation/next")
         if status != 200:
-            raise RuntimeError("GET /invocation/next: status %d: %r" % (status, body[:200]))
+            raise RuntimeError("GET /invocation/next: status %d: %r" % (status, bytes(body[:200])))
         return headers, body
 
     def post(self, path, body, headers):
-        status, _, resp = self.request("POST", path, body=body, headers=headers)
+        """Posts body, logging rather than raising when it fails: the next
+        /invocation/next tells whether the server is still there."""
+        try:
+            status, _, resp = self.request("POST", path, body, headers)
+        except (OSError, ProtocolError) as e:
+            log("[WARN] POST %s: %s" % (path, e))
+            return None
         if status != 202:
-            log("[WARN] POST %s: status %d: %s" % (path, status, resp.decode("utf-8", "replace")))
+            log("[WARN] POST %s: status %d: %s" % (path, status, bytes(resp).decode("utf-8", "replace")))
         return status
 
     def response(self, request_id, payload):
-        return self.post("/invocation/%s/response" % request_id, payload, {"Content-Type": "application/json"})
+        return self.post("/invocation/%s/response" % quote(request_id), payload, JSON_HEADERS)
 
     def error(self, request_id, doc):
-        return self.post("/invocation/%s/error" % request_id, *error_request(doc))
+        return self.post("/invocation/%s/error" % quote(request_id), *error_request(doc))
 
     def init_error(self, doc):
         return self.post("/init/error", *error_request(doc))
 
 
+JSON_HEADERS = (("Content-Type", "application/json"),)
+
+
+def quote(s):
+    """s percent-encoded for a URL path segment."""
+    if URL_SAFE.issuperset(s):
+        return s
+    return "".join(c if c in URL_SAFE else "".join("%%%02X" % b for b in c.encode("utf-8", "surrogateescape")) for c in s)
+
+
+def header_value(s):
+    """s as a header value: printable ASCII, anything else replaced."""
+    if s.isascii() and s.isprintable():
+        return s
+    return "".join(c if " " <= c <= "~" else "?" for c in s)
+
+
 def error_request(doc):
     body = json.dumps(doc).encode("utf-8")
-    return body, {"Content-Type": "application/json", ERROR_TYPE_HEADER: doc["errorType"]}
+    return body, JSON_HEADERS + ((ERROR_TYPE_HEADER, header_value(doc["errorType"])),)
 
 
 def log(msg):
@@ -88,6 +347,8 @@ def log(msg):
 
 def user_frames(tb):
     """The traceback's frames without the runtime's own."""
+    import traceback
+
     frames = traceback.extract_tb(tb)
     for i, frame in enumerate(frames):
         if os.path.abspath(frame.filename) != THIS_FILE:
@@ -99,6 +360,8 @@ def error_doc(exc):
     """Lambda's error document for an exception."""
     if isinstance(exc, Fault):
         return {"errorMessage": exc.message, "errorType": exc.error_type, "requestId": "", "stackTrace": exc.stack}
+    import traceback
+
     return {
         "errorMessage": str(exc),
         "errorType": type(exc).__name__,
@@ -119,7 +382,8 @@ def load_handler(handler):
     if modpath.split(".")[0] in sys.builtin_module_names:
         raise Fault("Runtime.BuiltInModuleConflict", "Cannot use built-in module %s as a handler module" % modname)
     try:
-        module = importlib.import_module(modpath)
+        __import__(modpath)  # importlib.import_module without importing importlib
+        module = sys.modules[modpath]
     except ImportError as e:
         raise Fault("Runtime.ImportModuleError", "Unable to import module '%s': %s" % (modname, e))
     except SyntaxError as e:
@@ -205,15 +469,17 @@ class LambdaContext:
 
 
 def json_default(obj):
-    if isinstance(obj, decimal.Decimal):
+    # A Decimal can only come from a user's code that imported decimal.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(obj, decimal.Decimal):
         return int(obj) if obj == obj.to_integral_value() else float(obj)
     raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
 
 
 def handle(client, func, headers, body):
     """Runs one invocation and posts its answer."""
-    request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
-    trace_id = headers.get("Lambda-Runtime-Trace-Id")
+    request_id = headers.get("lambda-runtime-aws-request-id", "")
+    trace_id = headers.get("lambda-runtime-trace-id")
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
     else:
@@ -221,10 +487,10 @@ def handle(client, func, headers, body):
     try:
         context = LambdaContext(
             request_id,
-            headers.get("Lambda-Runtime-Invoked-Function-Arn"),
-            int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
-            parse_client_context(headers.get("Lambda-Runtime-Client-Context")),
-            parse_identity(headers.get("Lambda-Runtime-Cognito-Identity")),
+            headers.get("lambda-runtime-invoked-function-arn"),
+            int(headers.get("lambda-runtime-deadline-ms") or 0),
+            parse_client_context(headers.get("lambda-runtime-client-context")),
+            parse_identity(headers.get("lambda-runtime-cognito-identity")),
         )
         try:
             event = json.loads(body) if body else {}
@@ -256,11 +522,16 @@ def main():
         doc = error_doc(exc)
         log("[ERROR] %s: %s" % (doc["errorType"], doc["errorMessage"]))
         client.init_error(doc)
-        sys.exit(1)
+        return 1
     while True:
-        headers, body = client.next()
+        try:
+            headers, body = client.next()
+        except ConnectionError:
+            if client.ever_connected:
+                return 0  # the server closed: the instance is being stopped
+            raise
         handle(client, func, headers, body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
