@@ -49,6 +49,9 @@ type Backend interface {
 	// Describe says in one line which isolation features are in force on
 	// this host (for the start-up log).
 	Describe() string
+	// Close releases what the backend keeps ready for future instances
+	// (running instances are left alone). Start may still be called.
+	Close() error
 }
 
 // Instance is a started instance.
@@ -66,4 +69,7 @@ type Instance interface {
 	MaxMemoryBytes() int64
 	// TmpDir is the host path of the instance's writable /tmp.
 	TmpDir() string
+	// UID is the user the instance runs as, or -1 when it runs as
+	// Nimbus's own user (then it cannot be told apart by user).
+	UID() int
 }

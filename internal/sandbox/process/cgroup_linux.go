@@ -436,6 +436,21 @@ func (g *cgroup) setLimits(lim limits) error {
 	return nil
 }
 
+// assign sets the limits of a pre-started helper's cgroup (created with no
+// limits) for the instance it is given and, on v1, restarts the peak memory
+// count from the helper's current use, so that MaxMemoryBytes is the
+// instance's. (v2's memory.peak cannot be reset for every reader; there the
+// peak includes the idle helper's few MB.)
+func (g *cgroup) assign(lim limits) error {
+	if err := g.setLimits(lim); err != nil {
+		return err
+	}
+	if g.cg.version == 1 && g.cg.has(ctlMemory) {
+		return writeFile(g.file("memory.max_usage_in_bytes"), "0")
+	}
+	return nil
+}
+
 // file returns the path of a controller file ("memory.max", "pids.max"),
 // in the hierarchy of its controller on v1.
 func (g *cgroup) file(name string) string {

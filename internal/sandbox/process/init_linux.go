@@ -2,6 +2,7 @@ package process
 
 import (
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,11 +26,29 @@ const initEnv = "_NIMBUS_SANDBOX_INIT"
 // initArg0 is the helper's argv[0], as ps shows it until it execs.
 const initArg0 = "nimbus-sandbox-init"
 
-// The helper's extra descriptors (exec.Cmd.ExtraFiles).
+// ctlFD is the helper's end of its control socket (exec.Cmd.ExtraFiles).
+// Messages from the parent are framed JSON (see readMsg); the exchange:
+//
+//	parent: prepareConfig, at once
+//	helper: readyByte once prepared (or an initError, then exit)
+//	parent: initConfig, with the stdio files (SCM_RIGHTS)
+//	helper: ackByte, then an initError if setting up fails; a successful
+//	        exec closes the socket (close-on-exec), which the parent sees
+//	        as end of file
+const ctlFD = 3
+
+// Bytes the helper sends to mark its progress.
 const (
-	configFD = 3 // read: the initConfig as JSON, sent once the helper is in its cgroups
-	statusFD = 4 // write: an initError if setting up fails; closed by a successful exec
+	readyByte = '+' // prepared; waiting for its initConfig
+	ackByte   = '.' // has its initConfig; nothing is set up for it yet
 )
+
+// maxFDs is the most files an initConfig comes with (stdout and stderr).
+const maxFDs = 2
+
+// maxMsg bounds a message on the control socket (the kernel allows an exec
+// a few MB of arguments and environment).
+const maxMsg = 64 << 20
 
 // hideSize is the size of the empty tmpfs that hides a path.
 const hideSize = "16k"
@@ -37,6 +56,16 @@ const hideSize = "16k"
 // initCalled records that MaybeInit ran and returned, so that this binary
 // can serve as the init helper.
 var initCalled atomic.Bool
+
+// prepareConfig tells the helper what it can do before it knows its
+// instance.
+type prepareConfig struct {
+	// Mount: the helper is in a mount namespace of its own; stop mounts
+	// from propagating to the host.
+	Mount bool `json:"mount"`
+	// Proc: mount a /proc for the helper's pid namespace.
+	Proc bool `json:"proc"`
+}
 
 // initConfig tells the helper what to set up and run.
 type initConfig struct {
@@ -52,8 +81,10 @@ type initConfig struct {
 	// /dev/shm, the hidden paths and Dir.
 	Mount bool     `json:"mount"`
 	Hide  []string `json:"hide,omitempty"`
-	// Proc: mount a /proc for the helper's pid namespace.
-	Proc bool `json:"proc"`
+	// Stdio are the indexes, among the files that came with the config, of
+	// the function's stdout and stderr; -1 keeps the helper's own
+	// (/dev/null, unless the parent gave another at start).
+	Stdio [2]int `json:"stdio"`
 	// Drop: change to UID and GID (the helper runs as root).
 	Drop bool `json:"drop"`
 	UID  int  `json:"uid"`
@@ -114,7 +145,7 @@ func MaybeInit() {
 	syscall.Exit(0)
 }
 
-// reportInit sends err to the parent through statusFD.
+// reportInit sends err to the parent through ctlFD.
 func reportInit(err error) {
 	ie := initError{Op: "init", Msg: err.Error()}
 	var oe *opError
@@ -126,28 +157,38 @@ func reportInit(err error) {
 		ie.Errno = int(errno)
 	}
 	data, _ := json.Marshal(ie)
-	f := os.NewFile(statusFD, "status")
-	_, _ = f.Write(data)
-	_ = f.Close()
+	_ = writeAll(ctlFD, data)
 }
 
-// runInit is the helper: it reads its initConfig, sets up the sandbox and
-// execs the function. It returns only on failure, or after a probe.
+// runInit is the helper: it prepares what does not depend on the instance,
+// waits for its initConfig, sets up the sandbox and execs the function. It
+// returns only on failure, or after a probe.
 func runInit() error {
-	f := os.NewFile(configFD, "config")
-	data, err := io.ReadAll(f)
-	_ = f.Close()
+	var prep prepareConfig
+	if _, err := readMsg(ctlFD, &prep); err != nil {
+		return op("read config", err)
+	}
+	if err := prepare(&prep); err != nil {
+		return err
+	}
+	if err := writeAll(ctlFD, []byte{readyByte}); err != nil {
+		return op("report ready", err)
+	}
+	var cfg initConfig
+	fds, err := readMsg(ctlFD, &cfg)
 	if err != nil {
 		return op("read config", err)
 	}
-	var cfg initConfig
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return op("read config", err)
+	if err := writeAll(ctlFD, []byte{ackByte}); err != nil {
+		return op("acknowledge config", err)
+	}
+	if err := setStdio(cfg.Stdio, fds); err != nil {
+		return err
 	}
 	// Nothing but the function's stdio may survive the exec; a successful
-	// exec closes statusFD, which tells the parent.
-	unix.CloseOnExec(statusFD)
-	_ = unix.CloseRange(statusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	// exec closes ctlFD, which tells the parent.
+	unix.CloseOnExec(ctlFD)
+	_ = unix.CloseRange(ctlFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	if cfg.Mount {
 		if err := setupMounts(&cfg); err != nil {
 			return err
@@ -170,19 +211,138 @@ func runInit() error {
 	return op("exec "+cfg.Path, syscall.Exec(cfg.Path, cfg.Args, cfg.Env))
 }
 
-// dropPrivileges changes to the instance's uid and gid (syscall's setters
-// change every thread), forbids gaining privileges through set-uid binaries
-// and re-arms the parent-death signal, which a change of credentials clears.
+// prepare does what needs no initConfig: it stops mounts from propagating
+// to the host and mounts the pid namespace's /proc.
+func prepare(prep *prepareConfig) error {
+	if prep.Mount {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return op("make mounts private", err)
+		}
+	}
+	if prep.Mount && prep.Proc {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return op("mount /proc", err)
+		}
+	}
+	return nil
+}
+
+// setStdio makes the files that came with the config (close-on-exec) the
+// helper's stdout and stderr as stdio says.
+func setStdio(stdio [2]int, fds []int) error {
+	for k, idx := range stdio {
+		if idx < 0 {
+			continue
+		}
+		if idx >= len(fds) {
+			return op("set stdio", fmt.Errorf("file %d of %d", idx, len(fds)))
+		}
+		if err := unix.Dup3(fds[idx], k+1, 0); err != nil {
+			return op("set stdio", err)
+		}
+	}
+	return nil
+}
+
+// readMsg reads the next message from the control socket fd into v and
+// returns the descriptors that came with it (close-on-exec). A message is
+// its JSON's length (4 bytes, big-endian) and the JSON; reading exactly
+// that much keeps the next message's descriptors out of this one's.
+func readMsg(fd int, v any) ([]int, error) {
+	var hdr [4]byte
+	fds, err := readFull(fd, hdr[:], nil)
+	if err != nil {
+		return fds, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxMsg {
+		return fds, fmt.Errorf("message of %d bytes", n)
+	}
+	data := make([]byte, n)
+	if fds, err = readFull(fd, data, fds); err != nil {
+		return fds, err
+	}
+	return fds, json.Unmarshal(data, v)
+}
+
+// readFull fills buf from fd, appending the descriptors that come with
+// the data to fds.
+func readFull(fd int, buf []byte, fds []int) ([]int, error) {
+	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
+	for len(buf) > 0 {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fds, err
+		}
+		if oobn > 0 {
+			got, err := parseRights(oob[:oobn])
+			fds = append(fds, got...)
+			if err != nil {
+				return fds, err
+			}
+		}
+		if n == 0 {
+			return fds, io.ErrUnexpectedEOF
+		}
+		buf = buf[n:]
+	}
+	return fds, nil
+}
+
+// parseRights returns the descriptors of SCM_RIGHTS control messages.
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue // not SCM_RIGHTS
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+// writeAll writes data to fd.
+func writeAll(fd int, data []byte) error {
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// dropPrivileges changes to the instance's uid and gid, forbids gaining
+// privileges through set-uid binaries and re-arms the parent-death signal,
+// which a change of credentials clears. All of it applies to the calling
+// thread only, which MaybeInit locked and which execs the function: the
+// exec ends the runtime's other threads. (syscall.Setuid and its kin
+// change every thread, signalling each in turn: a quarter of a millisecond
+// on the start path.)
 func dropPrivileges(cfg *initConfig) error {
 	if cfg.Drop {
-		if err := syscall.Setgroups(nil); err != nil {
-			return op("setgroups", err)
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+			return op("setgroups", e)
 		}
-		if err := syscall.Setgid(cfg.GID); err != nil {
-			return op("setgid", err)
+		gid := uintptr(cfg.GID)
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, gid, gid, gid); e != 0 {
+			return op("setgid", e)
 		}
-		if err := syscall.Setuid(cfg.UID); err != nil {
-			return op("setuid", err)
+		uid := uintptr(cfg.UID)
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
+			return op("setuid", e)
 		}
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -194,15 +354,11 @@ func dropPrivileges(cfg *initConfig) error {
 	return nil
 }
 
-// setupMounts prepares the helper's mount namespace: nothing propagates to
-// the host; /tmp and /dev/shm are private tmpfs; each hidden path is covered
+// setupMounts prepares the helper's mount namespace, made private by
+// prepare: /tmp and /dev/shm are private tmpfs; each hidden path is covered
 // by an empty read-only tmpfs; the code directory is bound back read-only at
-// its own path, and so is each further read-only path; /proc shows the
-// helper's pid namespace.
+// its own path, and so is each further read-only path.
 func setupMounts(cfg *initConfig) error {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return op("make mounts private", err)
-	}
 	// Hold the paths to keep before anything covers them.
 	keep, err := openKept(append([]string{cfg.Dir}, cfg.ReadOnly...))
 	defer func() {
@@ -240,11 +396,6 @@ func setupMounts(cfg *initConfig) error {
 		const ro = unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 		if err := unix.Mount("", p, "", ro, ""); err != nil {
 			return op("remount "+p+" read-only", err)
-		}
-	}
-	if cfg.Proc {
-		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-			return op("mount /proc", err)
 		}
 	}
 	return nil

@@ -44,50 +44,91 @@ type instance struct {
 	cgGone bool
 }
 
-// start prepares the instance, starts its helper and waits for the exec.
-// On failure it undoes everything and releases the slot.
+// start prepares the instance, gives it a pre-started helper (or starts
+// one) and waits for the exec. On failure it undoes everything and releases
+// the slot.
 func (i *instance) start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			i.abort()
 		}
 	}()
-	env := i.spec.Env
+	ic := i.b.initConfig(i.spec, i.slot)
 	if !i.b.mountNS() {
 		tmp, err := i.makeTmp()
 		if err != nil {
 			return fmt.Errorf("create tmp dir: %w", err)
 		}
-		env = withEnv(env, "TMPDIR", tmp)
-	}
-	if i.b.cg != nil {
-		lim := limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax}
-		if i.cg, err = i.b.cg.create(i.b.cgroupName(i.spec.ID), lim); err != nil {
-			return fmt.Errorf("create cgroup: %w", err)
-		}
+		ic.Env = withEnv(ic.Env, "TMPDIR", tmp)
 	}
 	stdout, stderr, childEnds, err := i.outputs()
-	if err == nil {
-		i.h, err = i.b.spawn(stdout, stderr)
-	}
-	for _, f := range childEnds { // the helper has its copies
-		_ = f.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("start init helper: %w", err)
-	}
-	if i.cg != nil {
-		if err := i.cg.add(i.h.cmd.Process.Pid); err != nil {
-			return fmt.Errorf("join cgroup: %w", err)
+	defer func() {
+		for _, f := range childEnds { // the helper has its copies
+			_ = f.Close()
 		}
+	}()
+	if err != nil {
+		return fmt.Errorf("create output pipes: %w", err)
 	}
-	ic := i.b.initConfig(i.spec, i.slot)
-	ic.Env = env
-	if err := i.h.run(ctx, ic); err != nil {
+	files := stdioFiles(ic, stdout, stderr)
+	lim := limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax}
+	if h := i.b.take(); h != nil {
+		err := i.startPooled(ctx, h, lim, ic, files)
+		if err == nil || !errors.Is(err, errLost) || ctx.Err() != nil {
+			return err
+		}
+		// It died while idle (or could not prepare): start one as if there
+		// were no pool.
+		i.b.log.Warn("pre-started sandbox helper failed; starting another", logInstance, i.spec.ID, logError, err)
+		if derr := h.destroy(); derr != nil {
+			i.b.log.Warn("discard sandbox helper", logError, derr)
+		}
+		i.h, i.cg = nil, nil
+	}
+	if i.h, err = i.b.newHelper(i.b.cgroupName(i.spec.ID), lim); err != nil {
+		return err
+	}
+	i.cg = i.h.cg
+	if err := i.h.run(ctx, ic, files); err != nil {
 		return err
 	}
 	go i.reap()
 	return nil
+}
+
+// startPooled gives the instance h, taken from the pool, with its cgroup
+// set to lim. An error wrapping errLost means h died before it had ic;
+// the caller may try another helper (i.h and i.cg are left set for abort).
+func (i *instance) startPooled(ctx context.Context, h *helper, lim limits, ic *initConfig, files []*os.File) error {
+	i.h, i.cg = h, h.cg
+	if i.cg != nil {
+		if err := i.cg.assign(lim); err != nil {
+			return fmt.Errorf("set cgroup limits: %w", err)
+		}
+	}
+	if err := h.run(ctx, ic, files); err != nil {
+		return err
+	}
+	go i.reap()
+	return nil
+}
+
+// stdioFiles returns the files to send the helper for stdout and stderr
+// (nil: /dev/null) and sets ic.Stdio to match.
+func stdioFiles(ic *initConfig, stdout, stderr *os.File) []*os.File {
+	var files []*os.File
+	for k, f := range []*os.File{stdout, stderr} {
+		ic.Stdio[k] = -1
+		switch {
+		case f == nil:
+		case k == 1 && f == stdout:
+			ic.Stdio[1] = ic.Stdio[0]
+		default:
+			ic.Stdio[k] = len(files)
+			files = append(files, f)
+		}
+	}
+	return files
 }
 
 // abort undoes a failed start.
@@ -330,6 +371,14 @@ func (i *instance) MaxMemoryBytes() int64 {
 		return i.peak
 	}
 	return i.cg.peak()
+}
+
+// UID implements sandbox.Instance.
+func (i *instance) UID() int {
+	if !i.b.root {
+		return -1
+	}
+	return i.uid
 }
 
 // TmpDir is the host path of the instance's /tmp. With a mount namespace it

@@ -3,14 +3,17 @@ package process
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // Log attribute keys.
@@ -60,6 +64,8 @@ type Backend struct {
 	slots []bool // in use, by slot
 	next  int    // where the search for a free slot starts
 	ids   map[string]bool
+
+	pool pool
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -69,7 +75,8 @@ var _ sandbox.Backend = (*Backend)(nil)
 // and runs the init helper once. What is missing is logged once as a
 // warning and shown by Describe; it is not an error. New fails if cfg is
 // invalid, Root cannot be created, MaybeInit was not called in main, or the
-// helper does not work even without namespaces.
+// helper does not work even without namespaces. New starts filling the pool
+// of pre-started helpers in the background; Close stops it.
 func New(cfg Config) (*Backend, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -104,6 +111,10 @@ func New(cfg Config) (*Backend, error) {
 	if len(b.missing) > 0 {
 		b.log.Warn("sandbox isolation is incomplete", "missing", strings.Join(b.missing, "; "))
 	}
+	b.pool.size = cfg.PoolSize
+	b.pool.mu.Lock()
+	b.fillLocked()
+	b.pool.mu.Unlock()
 	return b, nil
 }
 
@@ -181,7 +192,7 @@ func (b *Backend) probeRun() error {
 		_, _ = io.Copy(io.Discard, r)
 		close(copied)
 	}()
-	h, err := b.spawn(nil, w)
+	h, err := b.spawn(w)
 	_ = w.Close()
 	if err == nil {
 		if g != nil {
@@ -189,7 +200,10 @@ func (b *Backend) probeRun() error {
 				b.disableCgroups(err)
 			}
 		}
-		err = h.run(ctx, b.probeConfig())
+		err = h.run(ctx, b.probeConfig(), nil)
+		if err != nil {
+			h.kill()
+		}
 		if werr := h.cmd.Wait(); err == nil && werr != nil {
 			err = fmt.Errorf("%w: %s", werr, bytes.TrimSpace(stderr.Bytes()))
 		}
@@ -209,6 +223,7 @@ func (b *Backend) probeRun() error {
 func (b *Backend) probeConfig() *initConfig {
 	ic := b.initConfig(sandbox.Spec{ID: "probe", CodeDir: b.cfg.Root, TmpMB: 1}, 0)
 	ic.Probe = true
+	ic.Stdio = [2]int{-1, -1}
 	return ic
 }
 
@@ -219,7 +234,8 @@ func (b *Backend) disableCgroups(err error) {
 }
 
 // cgroupName names an instance's cgroup, unique on the host: other
-// processes may use the same instance ids.
+// processes may use the same instance ids. An instance given a pre-started
+// helper keeps the helper's cgroup, named for the pool ("~pool7").
 func (b *Backend) cgroupName(id string) string {
 	return fmt.Sprintf("nimbus.%d.%s", os.Getpid(), id)
 }
@@ -258,7 +274,8 @@ func (b *Backend) Describe() string {
 func (b *Backend) mountNS() bool { return b.flags&syscall.CLONE_NEWNS != 0 }
 
 // Start starts an instance of spec and returns once its program is running
-// (exec succeeded). Errors: nimbus.ErrInvalid for a bad spec (wrapped in a
+// (exec succeeded). It gives the instance a pre-started helper if one is
+// idle, else starts one. Errors: nimbus.ErrInvalid for a bad spec (wrapped in a
 // *nimbus.UserError), nimbus.ErrConflict if an instance with spec.ID is
 // running, nimbus.ErrThrottled if every uid slot is in use, ctx's error if
 // ctx ends first. A program that cannot be executed gives an error naming
@@ -381,7 +398,6 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 		ReadOnly: spec.ReadOnlyPaths,
 		TmpMB:    spec.TmpMB,
 		Mount:    b.mountNS(),
-		Proc:     b.mountNS() && b.flags&syscall.CLONE_NEWPID != 0,
 		Drop:     b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
 	}
 	if ic.Mount {
@@ -393,78 +409,179 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 	return ic
 }
 
+// errLost marks a helper that died before it had its initConfig: the
+// instance can be given another.
+var errLost = errors.New("init helper failed before taking its config")
+
 // helper is an init helper process, started and waiting for its config.
 type helper struct {
-	cmd    *exec.Cmd
-	config *os.File // write end: the initConfig
-	status *os.File // read end: an initError, or EOF once the helper execs
+	cmd *exec.Cmd
+	ctl *net.UnixConn // this end of the control socket (see ctlFD)
+	cg  *cgroup       // the cgroup it was placed in; nil without cgroups
+	// pooled: it came from the pool of pre-started helpers.
+	pooled bool
 }
 
 // spawn starts the helper in the namespaces in force, in a process group of
-// its own, killed if this process dies. stdout and stderr may be nil
-// (/dev/null).
-func (b *Backend) spawn(stdout, stderr *os.File) (*helper, error) {
-	cr, cw, err := os.Pipe()
+// its own, killed if this process dies, and sends it its prepareConfig.
+// stderr may be nil (/dev/null) until the helper gets the function's.
+func (b *Backend) spawn(stderr *os.File) (*helper, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	sr, sw, err := os.Pipe()
+	child := os.NewFile(uintptr(fds[1]), "init-ctl")
+	defer child.Close() // the helper has its copy
+	own := os.NewFile(uintptr(fds[0]), "init-ctl")
+	conn, err := net.FileConn(own)
+	_ = own.Close()
 	if err != nil {
-		_, _ = cr.Close(), cw.Close()
-		return nil, err
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	cmd := &exec.Cmd{
 		Path:       b.exe,
 		Args:       []string{initArg0},
 		Env:        []string{initEnv + "=1"},
-		ExtraFiles: []*os.File{cr, sw},
+		ExtraFiles: []*os.File{child},
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid:    true,
 			Pdeathsig:  syscall.SIGKILL,
 			Cloneflags: b.flags,
 		},
 	}
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
 	if stderr != nil {
 		cmd.Stderr = stderr
 	}
-	err = cmd.Start()
-	_, _ = cr.Close(), sw.Close()
-	if err != nil {
-		_, _ = cw.Close(), sr.Close()
+	if err := cmd.Start(); err != nil {
+		_ = conn.Close()
 		return nil, err
 	}
-	return &helper{cmd: cmd, config: cw, status: sr}, nil
+	h := &helper{cmd: cmd, ctl: conn.(*net.UnixConn)}
+	prep := prepareConfig{Mount: b.mountNS(), Proc: b.mountNS() && b.flags&syscall.CLONE_NEWPID != 0}
+	if err := h.send(prep, nil); err != nil {
+		return nil, errors.Join(fmt.Errorf("send config: %w", err), h.destroy())
+	}
+	return h, nil
 }
 
-// run sends the helper ic and waits until it has exec'd the function (or,
-// in probe mode, exited), failed, or ctx ended (then it kills the helper).
-func (h *helper) run(ctx context.Context, ic *initConfig) error {
-	data, err := json.Marshal(ic)
+// newHelper spawns a helper and places it in a new cgroup named name, with
+// limits lim (when cgroups are in force).
+func (b *Backend) newHelper(name string, lim limits) (*helper, error) {
+	var g *cgroup
+	if b.cg != nil {
+		var err error
+		if g, err = b.cg.create(name, lim); err != nil {
+			return nil, fmt.Errorf("create cgroup: %w", err)
+		}
+	}
+	h, err := b.spawn(nil)
+	if err != nil {
+		if g != nil {
+			err = errors.Join(err, g.remove())
+		}
+		return nil, fmt.Errorf("start init helper: %w", err)
+	}
+	h.cg = g
+	if g != nil {
+		if err := g.add(h.cmd.Process.Pid); err != nil {
+			return nil, errors.Join(fmt.Errorf("join cgroup: %w", err), h.destroy())
+		}
+	}
+	return h, nil
+}
+
+// run waits until the helper is prepared, sends it ic with files (which
+// ic.Stdio refers to) and waits until it has exec'd the function (or, in
+// probe mode, exited), failed, or ctx ended; then it closes the control
+// socket. The caller kills the helper on failure. An error wrapping errLost
+// means the helper never acted on ic: it died, or failed to prepare, before
+// it acknowledged it.
+func (h *helper) run(ctx context.Context, ic *initConfig, files []*os.File) error {
+	stop := context.AfterFunc(ctx, func() { _ = h.ctl.SetDeadline(time.Unix(1, 0)) })
+	err := h.exchange(ic, files)
+	stop()
+	_ = h.ctl.Close()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// exchange is run's conversation with the helper (see ctlFD).
+func (h *helper) exchange(ic *initConfig, files []*os.File) error {
+	if err := h.expect(readyByte); err != nil {
+		return lost(err)
+	}
+	if err := h.send(ic, files); err != nil {
+		return lost(fmt.Errorf("send config: %w", err))
+	}
+	if err := h.expect(ackByte); err != nil {
+		return lost(err)
+	}
+	status, err := io.ReadAll(h.ctl)
+	return helperResult(status, err)
+}
+
+// send sends the helper v, framed as readMsg reads it, with files.
+func (h *helper) send(v any, files []*os.File) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	result := make(chan error, 1)
-	go func() {
-		_, werr := h.config.Write(data)
-		_ = h.config.Close()
-		status, rerr := io.ReadAll(h.status)
-		_ = h.status.Close()
-		result <- helperResult(status, errors.Join(werr, rerr))
-	}()
-	select {
-	case err := <-result:
-		return err
-	case <-ctx.Done():
-		h.kill()
-		<-result
-		return ctx.Err()
+	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(data)), uint32(len(data)))
+	msg = append(msg, data...)
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for k, f := range files {
+			fds[k] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	n, _, err := h.ctl.WriteMsgUnix(msg, oob, nil)
+	for _, f := range files {
+		runtime.KeepAlive(f)
+	}
+	if err == nil && n < len(msg) { // larger than the socket buffer
+		_, err = h.ctl.Write(msg[n:])
+	}
+	return err
+}
+
+// expect reads the helper's next progress byte, want. A failure report
+// instead is returned as an error, and so is the end of the stream
+// (errLost).
+func (h *helper) expect(want byte) error {
+	var b [1]byte
+	n, err := h.ctl.Read(b[:])
+	switch {
+	case n == 1 && b[0] == want:
+		return nil
+	case n == 1:
+		rest, err := io.ReadAll(h.ctl)
+		if err := helperResult(append(b[:], rest...), err); err != nil {
+			return err
+		}
+		return fmt.Errorf("init helper: unexpected %q", b[0])
+	case err == io.EOF:
+		return errLost
+	default:
+		return fmt.Errorf("talk to init helper: %w", err)
 	}
 }
 
-// helperResult interprets what the helper wrote to its status pipe.
+// lost marks err as the failure of a helper that never acted on its
+// initConfig.
+func lost(err error) error {
+	if errors.Is(err, errLost) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errLost, err)
+}
+
+// helperResult interprets what the helper wrote to its control socket
+// after a progress byte: an initError, or nothing (end of stream) once it
+// has exec'd the function.
 func helperResult(status []byte, ioErr error) error {
 	if len(status) > 0 {
 		var ie initError
@@ -484,4 +601,16 @@ func helperResult(status []byte, ioErr error) error {
 func (h *helper) kill() {
 	_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
 	_ = h.cmd.Process.Kill()
+}
+
+// destroy kills and reaps a helper that runs no instance, closes its
+// control socket (if run has not) and removes its cgroup.
+func (h *helper) destroy() error {
+	h.kill()
+	_ = h.cmd.Wait()
+	_ = h.ctl.Close()
+	if h.cg != nil {
+		return h.cg.remove()
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,9 @@ import (
 
 func TestMain(m *testing.M) {
 	MaybeInit()
+	if root := os.Getenv(fakeNodeEnv); root != "" {
+		fakeNode(root)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -35,38 +39,94 @@ const python = "/usr/bin/python3"
 var testEnv = []string{"PATH=/usr/bin:/bin"}
 
 // newBackend returns a Backend for cfg, with Root in a fresh host directory
-// unless cfg names one.
+// unless cfg names one, closed when the test ends.
 func newBackend(t *testing.T, cfg Config) *Backend {
+	return newAdjusted(t, cfg, nil)
+}
+
+// newAdjusted is newBackend with adjust, if not nil, changing the Backend
+// before its pool starts (so that the pool's helpers are made as adjusted).
+func newAdjusted(t testing.TB, cfg Config, adjust func(*Backend)) *Backend {
 	t.Helper()
 	if cfg.Root == "" {
 		cfg.Root = hostDir(t)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	full, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatalf("Config: %v", err)
+	}
+	cfg.PoolSize = -1
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	if adjust != nil {
+		adjust(b)
+	}
+	b.pool.mu.Lock()
+	b.pool.size = full.PoolSize
+	b.fillLocked()
+	b.pool.mu.Unlock()
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return b
 }
 
 // withoutNamespaces returns a Backend that does not use namespaces.
 func withoutNamespaces(t *testing.T, cfg Config) *Backend {
-	b := newBackend(t, cfg)
-	b.flags = 0
-	return b
+	return newAdjusted(t, cfg, func(b *Backend) { b.flags = 0 })
 }
 
 // withoutCgroups returns a Backend that uses neither namespaces nor
 // cgroups.
 func withoutCgroups(t *testing.T, cfg Config) *Backend {
-	b := withoutNamespaces(t, cfg)
-	b.cg = nil
-	return b
+	return newAdjusted(t, cfg, func(b *Backend) { b.flags, b.cg = 0, nil })
+}
+
+// withoutPool returns a Backend that starts a helper for each instance.
+func withoutPool(t *testing.T, cfg Config) *Backend {
+	cfg.PoolSize = -1
+	return newBackend(t, cfg)
+}
+
+// idleCount returns the number of idle helpers in b's pool.
+func idleCount(b *Backend) int {
+	b.pool.mu.Lock()
+	defer b.pool.mu.Unlock()
+	return len(b.pool.idle)
+}
+
+// idlePids returns the pids of the idle helpers in b's pool.
+func idlePids(b *Backend) []int {
+	b.pool.mu.Lock()
+	defer b.pool.mu.Unlock()
+	var pids []int
+	for _, h := range b.pool.idle {
+		pids = append(pids, h.cmd.Process.Pid)
+	}
+	return pids
+}
+
+// startPooled waits for an idle helper in b's pool, starts spec and checks
+// that the instance was given that helper.
+func startPooled(t *testing.T, b *Backend, spec sandbox.Spec) *instance {
+	t.Helper()
+	waitFor(t, "an idle helper", func() bool { return idleCount(b) > 0 })
+	idle := idlePids(b)
+	inst := start(t, b, spec)
+	if pid := inst.h.cmd.Process.Pid; !inst.h.pooled || !slices.Contains(idle, pid) {
+		t.Errorf("instance %s: helper %d, pooled %v; want one of the idle helpers %v", spec.ID, pid, inst.h.pooled, idle)
+	}
+	return inst
 }
 
 // hostDir returns a new directory every uid can traverse, outside /tmp
 // (which instances with a mount namespace do not see).
-func hostDir(t *testing.T) string {
+func hostDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/tmp", "nimbus-sandbox-test-")
 	if err != nil {
@@ -157,7 +217,7 @@ func run(t *testing.T, b *Backend, script string) (string, error) {
 }
 
 // waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -240,7 +300,7 @@ func TestNewNeedsMaybeInit(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
-	b := newBackend(t, Config{UID: 2_000_000, MaxInstances: 10})
+	b := withoutPool(t, Config{UID: 2_000_000, MaxInstances: 10})
 	got := b.Describe()
 	want := []string{"process sandbox"}
 	if b.cg != nil {
@@ -276,12 +336,12 @@ func TestIdentity(t *testing.T) {
 	requireFlag(t, b, syscall.CLONE_NEWUTS, "uts")
 
 	var outA buffer
-	a := start(t, b, sh(t, "echo ready; exec sleep 60", &outA))
+	a := startPooled(t, b, sh(t, "echo ready; exec sleep 60", &outA))
 	waitFor(t, "first instance", func() bool { return strings.Contains(outA.String(), "ready") })
 
 	var out buffer
 	spec := sh(t, `id -u; id -g; id -G; echo $$; ls /proc | grep -c '^[0-9]'; hostname`, &out)
-	inst := start(t, b, spec)
+	inst := startPooled(t, b, spec)
 	wait(t, inst)
 	if err := inst.Err(); err != nil {
 		t.Fatalf("Err() = %v; output %q", err, out.String())
@@ -346,6 +406,18 @@ func TestIO(t *testing.T) {
 			t.Errorf("file output = %q, want %q", got, want)
 		}
 	})
+	t.Run("environment larger than the socket buffer", func(t *testing.T) {
+		var out buffer
+		spec := sh(t, `echo ${#A} ${#B} ${#C} ${#D}`, &out)
+		for _, k := range "ABCD" {
+			spec.Env = append(spec.Env, string(k)+"="+strings.Repeat("x", 100_000))
+		}
+		inst := start(t, b, spec)
+		wait(t, inst)
+		if got, want := out.String(), "100000 100000 100000 100000\n"; got != want || inst.Err() != nil {
+			t.Errorf("output %q, Err() %v; want %q", got, inst.Err(), want)
+		}
+	})
 	t.Run("failing writer", func(t *testing.T) {
 		spec := sh(t, "head -c 1000000 /dev/zero; echo done >&2", nil)
 		spec.Stdout = failingWriter{}
@@ -367,6 +439,7 @@ func TestExitStatus(t *testing.T) {
 	backends := map[string]*Backend{
 		"namespaces":    newBackend(t, Config{}),
 		"no namespaces": withoutNamespaces(t, Config{}),
+		"no pool":       withoutPool(t, Config{}),
 	}
 	tests := []struct {
 		name       string
@@ -470,7 +543,7 @@ func TestLimits(t *testing.T) {
 	requireController(t, b, ctlMemory)
 	spec := sh(t, "exec sleep 60", nil)
 	spec.MemoryMB, spec.PidsMax = 64, 50
-	inst := start(t, b, spec)
+	inst := startPooled(t, b, spec)
 	want := map[string]string{}
 	if b.cg.version == 1 {
 		want["memory.limit_in_bytes"] = "67108864"
@@ -541,7 +614,7 @@ func TestOutOfMemory(t *testing.T) {
 			var out buffer
 			spec := sh(t, fmt.Sprintf(`exec %s -c "b = b'x' * (%d << 20); print(len(b))"`, python, tt.allocMB), &out)
 			spec.MemoryMB = tt.memoryMB
-			inst := start(t, b, spec)
+			inst := startPooled(t, b, spec)
 			wait(t, inst)
 			err := inst.Err()
 			if got := errors.Is(err, sandbox.ErrOutOfMemory); got != tt.wantOOM {
@@ -599,7 +672,7 @@ func TestTmp(t *testing.T) {
 		spec := sh(t, `head -c 500000 /dev/zero > /tmp/small && echo small-ok
 head -c 2000000 /dev/zero > /tmp/big`, &out)
 		spec.TmpMB = 1
-		inst := start(t, b, spec)
+		inst := startPooled(t, b, spec)
 		wait(t, inst)
 		if !strings.Contains(out.String(), "small-ok") || !strings.Contains(out.String(), "No space left on device") {
 			t.Errorf("output %q: want the small write to succeed and the big one to fail with ENOSPC", out.String())
@@ -610,7 +683,7 @@ head -c 2000000 /dev/zero > /tmp/big`, &out)
 	})
 	t.Run("private", func(t *testing.T) {
 		var outA buffer
-		a := start(t, b, sh(t, "echo a > /tmp/a-marker; echo ready; exec sleep 60", &outA))
+		a := startPooled(t, b, sh(t, "echo a > /tmp/a-marker; echo ready; exec sleep 60", &outA))
 		waitFor(t, "ready", func() bool { return strings.Contains(outA.String(), "ready") })
 		if data, err := os.ReadFile(filepath.Join(a.TmpDir(), "a-marker")); err != nil || string(data) != "a\n" {
 			t.Errorf("host read of TmpDir()/a-marker = %q, %v; want %q", data, err, "a\n")
@@ -701,7 +774,7 @@ echo "rt:$(ls -A DATA/rt)"
 ls -A ROOT > /tmp/root.txt && echo "root:$(tr '\n' ' ' < /tmp/root.txt)"
 `), &out)
 	spec.CodeDir, spec.ReadOnlyPaths = codeDir, readOnly
-	inst := start(t, b, spec)
+	inst := startPooled(t, b, spec)
 	wait(t, inst)
 	got := out.String()
 	for _, want := range []string{
@@ -720,7 +793,7 @@ ls -A ROOT > /tmp/root.txt && echo "root:$(tr '\n' ' ' < /tmp/root.txt)"
 	}
 	// A program outside CodeDir, under a hidden path, kept by ReadOnlyPaths.
 	var bootOut buffer
-	boot := start(t, b, sandbox.Spec{
+	boot := startPooled(t, b, sandbox.Spec{
 		ID: "boot", Path: bootstrap, Args: []string{"bootstrap", "arg"}, Env: testEnv,
 		CodeDir: codeDir, ReadOnlyPaths: []string{bootstrap}, Stdout: &bootOut,
 	})
@@ -765,7 +838,13 @@ func TestSignalOtherInstance(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	b := newBackend(t, Config{MaxInstances: 2})
+	backends := []struct {
+		name string
+		b    *Backend
+	}{
+		{"pool", newBackend(t, Config{MaxInstances: 2})},
+		{"no pool", withoutPool(t, Config{MaxInstances: 2})},
+	}
 	codeDir := hostDir(t)
 	notExec := filepath.Join(codeDir, "bootstrap")
 	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
@@ -804,48 +883,67 @@ func TestStartErrors(t *testing.T) {
 		{"negative memory", nil, sandbox.Spec{Path: "/bin/true", MemoryMB: -1}, false, nimbus.ErrInvalid, "negative"},
 		{"NUL in env", nil, sandbox.Spec{Path: "/bin/true", Env: []string{"A=\x00"}}, false, nimbus.ErrInvalid, "NUL"},
 	}
-	for n, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.rootOnly {
-				requireRoot(t, b)
-			}
-			spec := tt.spec
-			switch spec.ID {
-			case "":
-				spec.ID = fmt.Sprintf("bad%d", n)
-			case "-":
-				spec.ID = ""
-			}
-			if spec.CodeDir == "" {
-				spec.CodeDir = codeDir
-			}
-			ctx := tt.ctx
-			if ctx == nil {
-				ctx = t.Context()
-			}
-			inst, err := b.Start(ctx, spec)
-			if err == nil {
-				inst.Kill()
-				<-inst.Done()
-				t.Fatalf("Start succeeded, want an error")
-			}
-			if !errors.Is(err, tt.wantIs) || !strings.Contains(err.Error(), tt.wantMsg) {
-				t.Errorf("Start: %v; want one matching %v and containing %q", err, tt.wantIs, tt.wantMsg)
-			}
-			if b.cg != nil {
-				for _, parent := range b.cg.parents {
-					if _, err := os.Stat(filepath.Join(parent, b.cgroupName(spec.ID))); !errors.Is(err, fs.ErrNotExist) && spec.ID != "" {
-						t.Errorf("cgroup of the failed instance: stat error %v, want it removed", err)
+	for _, be := range backends {
+		b := be.b
+		for n, tt := range tests {
+			t.Run(be.name+"/"+tt.name, func(t *testing.T) {
+				if tt.rootOnly {
+					requireRoot(t, b)
+				}
+				spec := tt.spec
+				switch spec.ID {
+				case "":
+					spec.ID = fmt.Sprintf("bad%d", n)
+				case "-":
+					spec.ID = ""
+				}
+				if spec.CodeDir == "" {
+					spec.CodeDir = codeDir
+				}
+				ctx := tt.ctx
+				if ctx == nil {
+					ctx = t.Context()
+				}
+				// Errors of the helper's stage come from a pooled one.
+				helperStage := tt.wantIs != nimbus.ErrInvalid && tt.wantIs != context.Canceled
+				var idle []int
+				if b.pool.size > 0 {
+					waitFor(t, "an idle helper", func() bool { return idleCount(b) > 0 })
+					idle = idlePids(b)
+				}
+				inst, err := b.Start(ctx, spec)
+				if err == nil {
+					inst.Kill()
+					<-inst.Done()
+					t.Fatalf("Start succeeded, want an error")
+				}
+				if taken := len(idle) > 0 && !slices.Contains(idlePids(b), idle[0]); taken != (helperStage && len(idle) > 0) {
+					t.Errorf("idle helper %v taken: %v, want %v", idle, taken, helperStage)
+				}
+				if !errors.Is(err, tt.wantIs) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Errorf("Start: %v; want one matching %v and containing %q", err, tt.wantIs, tt.wantMsg)
+				}
+				if b.cg != nil {
+					for _, parent := range b.cg.parents {
+						if _, err := os.Stat(filepath.Join(parent, b.cgroupName(spec.ID))); !errors.Is(err, fs.ErrNotExist) && spec.ID != "" {
+							t.Errorf("cgroup of the failed instance: stat error %v, want it removed", err)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
+		b.mu.Lock()
+		inUse := len(b.ids)
+		b.mu.Unlock()
+		if inUse != 0 {
+			t.Errorf("%s: %d instance ids still reserved after failed starts", be.name, inUse)
+		}
 	}
-	b.mu.Lock()
-	inUse := len(b.ids)
-	b.mu.Unlock()
-	if inUse != 0 {
-		t.Errorf("%d instance ids still reserved after failed starts", inUse)
+	// What is left is the pool's idle helpers' cgroups.
+	pool := backends[0].b
+	settle(t, pool)
+	if got, want := ownCgroups(t, pool), idleCgroups(pool); !slices.Equal(got, want) {
+		t.Errorf("cgroups after failed starts: %v, want only the idle helpers' %v", got, want)
 	}
 }
 
@@ -945,9 +1043,8 @@ func unifiedOnly(t *testing.T) *cgroups {
 
 func TestCgroupV2Kill(t *testing.T) {
 	cg := unifiedOnly(t)
-	b := withoutNamespaces(t, Config{})
+	b := newAdjusted(t, Config{}, func(b *Backend) { b.flags, b.cg = 0, cg })
 	requireRoot(t, b)
-	b.cg = cg
 	var out buffer
 	inst := start(t, b, sh(t, "setsid sleep 86405 & (setsid sleep 86406 &); echo ready; exec sleep 86407", &out))
 	waitFor(t, "3 processes", func() bool { return len(inst.cg.procs()) >= 3 })

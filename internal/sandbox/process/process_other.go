@@ -30,3 +30,6 @@ func (b *Backend) Describe() string { return "process sandbox: unavailable (need
 func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	return nil, errUnsupported
 }
+
+// Close does nothing off Linux.
+func (b *Backend) Close() error { return nil }

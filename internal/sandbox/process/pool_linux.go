@@ -1,0 +1,124 @@
+package process
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// poolSeq numbers the cgroups of pre-started helpers, for every Backend of
+// the process: cgroup names are host-wide.
+var poolSeq atomic.Int64
+
+// pool holds pre-started helpers: executed, in new namespaces and in a
+// cgroup of their own, with their prepareConfig sent. Start takes one and
+// sets its cgroup's limits instead of paying for the helper's exec and
+// start-up and for the cgroup move, which on a host with cgroup v1 (or v2
+// without favordynmods) waits for an RCU grace period, several
+// milliseconds. A helper is taken whether or not it has reported ready: one
+// still starting is further along than a new one.
+type pool struct {
+	size int // helpers to keep; 0 disables the pool
+
+	mu      sync.Mutex
+	idle    []*helper // oldest first
+	filling bool      // a fill goroutine runs
+	closed  bool
+	wg      sync.WaitGroup // the fill goroutine
+}
+
+// take returns an idle helper, or nil if there is none, and has the pool
+// refilled. The helper may have died while idle: Start finds out when it
+// sends the helper its config (errLost).
+func (b *Backend) take() *helper {
+	p := &b.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 {
+		b.fillLocked()
+		return nil
+	}
+	h := p.idle[0]
+	p.idle = slices.Delete(p.idle, 0, 1)
+	h.pooled = true
+	b.fillLocked()
+	return h
+}
+
+// fillLocked starts the fill goroutine unless it runs, the pool is full or
+// closed. p.mu must be held.
+func (b *Backend) fillLocked() {
+	p := &b.pool
+	if p.closed || p.filling || len(p.idle) >= p.size {
+		return
+	}
+	p.filling = true
+	p.wg.Add(1)
+	go b.fill()
+}
+
+// fill starts helpers until the pool is full or closed. It stops at the
+// first failure (logged): the next take tries again, so a host that refuses
+// new processes is not hammered.
+func (b *Backend) fill() {
+	p := &b.pool
+	defer p.wg.Done()
+	for {
+		p.mu.Lock()
+		if p.closed || len(p.idle) >= p.size {
+			p.filling = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		// '~' cannot occur in an instance id, so the name is never an
+		// instance's; sweep removes it like one.
+		name := b.cgroupName("~pool" + strconv.FormatInt(poolSeq.Add(1), 10))
+
+		h, err := b.newHelper(name, limits{})
+
+		p.mu.Lock()
+		closed := p.closed
+		if err == nil && !closed {
+			p.idle = append(p.idle, h)
+			p.mu.Unlock()
+			continue
+		}
+		p.filling = false
+		p.mu.Unlock()
+		if err != nil {
+			b.log.Warn("pre-start sandbox helper", logError, err)
+		} else if err := h.destroy(); err != nil {
+			b.log.Warn("discard sandbox helper", logError, err)
+		}
+		return
+	}
+}
+
+// Close kills the idle pre-started helpers, removes their cgroups and
+// stops refilling the pool; it waits for a helper being started. Running
+// instances are not affected, and Start still works, starting a helper for
+// each instance as it would without a pool. Call Close when the Backend is
+// no longer needed (the node: when it shuts down); idle helpers otherwise
+// wait until this process exits, and die with it. Close is safe to call
+// more than once; it returns the errors of removing the cgroups.
+func (b *Backend) Close() error {
+	p := &b.pool
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	var errs []error
+	for _, h := range idle {
+		errs = append(errs, h.destroy())
+	}
+	p.wg.Wait()
+	return errors.Join(errs...)
+}
