@@ -389,4 +389,7 @@ func (e *Engine) Close() {
 		p.stopAll()
 	}
 	e.wg.Wait()
+	if err := e.cfg.Sandbox.Close(); err != nil {
+		e.log.Warn("close sandbox", "err", err)
+	}
 }

@@ -51,6 +51,7 @@ type execBackend struct {
 var _ sandbox.Backend = (*execBackend)(nil)
 
 func (b *execBackend) Describe() string { return "exec (test)" }
+func (b *execBackend) Close() error     { return nil }
 
 func (b *execBackend) Start(_ context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	b.starts.Add(1)
@@ -83,6 +84,7 @@ func (i *execInstance) Err() error            { return i.err }
 func (i *execInstance) Kill()                 { _ = syscall.Kill(-i.cmd.Process.Pid, syscall.SIGKILL) }
 func (i *execInstance) MaxMemoryBytes() int64 { return 0 }
 func (i *execInstance) TmpDir() string        { return os.TempDir() }
+func (i *execInstance) UID() int              { return -1 }
 
 // dirCache maps every digest to one directory.
 type dirCache struct{ dirs map[string]string }

@@ -81,7 +81,9 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		inst.http = newHTTPTarget(port)
 		extraEnv = append(extraEnv, "PORT="+strconv.Itoa(port))
 	} else {
-		inst.rapi, err = runtimeapi.Listen(e.log.With(keyFunction, fn.Name, keyInstance, inst.id))
+		// Connections wait until the instance's user is known (Admit,
+		// below): only that user may reach this instance's Runtime API.
+		inst.rapi, err = runtimeapi.ListenPending(e.log.With(keyFunction, fn.Name, keyInstance, inst.id))
 		if err != nil {
 			return nil, fmt.Errorf("runtime api: %w", err)
 		}
@@ -103,6 +105,9 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	if err != nil {
 		inst.close()
 		return nil, fmt.Errorf("start instance: %w", err)
+	}
+	if inst.rapi != nil {
+		inst.rapi.Admit(inst.sb.UID())
 	}
 	go func() {
 		<-inst.sb.Done()

@@ -242,11 +242,18 @@ func children() (int, error) {
 		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
 		s := string(stat)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == self {
+		if len(f) > 1 && f[1] == self && !isIdleHelper(e.Name()) {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// isIdleHelper reports whether pid is one of the sandbox's pre-started
+// helpers waiting for an instance (they are children too).
+func isIdleHelper(pid string) bool {
+	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+	return err == nil && bytes.HasPrefix(cmdline, []byte("nimbus-sandbox-init\x00"))
 }
 
 // waitChildren waits until this process has want children.
