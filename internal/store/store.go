@@ -34,9 +34,11 @@ type KV interface {
 	Delete(ctx context.Context, key string) error
 	// Keys lists the keys, sorted.
 	Keys(ctx context.Context) ([]string, error)
-	// Watch streams every change made to the bucket after it was called
-	// (writes, and deletions with Deleted set), in revision order per key,
-	// until ctx ends; then the channel is closed.
+	// Watch streams the changes made to the bucket after it was called
+	// (writes, and deletions with Deleted set), in revision order, until ctx
+	// ends; then the channel is closed. A change may be skipped when a later
+	// change of the same key supersedes it before delivery, but the latest
+	// change of every key is always delivered.
 	Watch(ctx context.Context) (<-chan Entry, error)
 }
 
