@@ -241,6 +241,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--log-format", "xml"}, "--log-format must be text or json"},
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--max-instances", "0"}, "--max-instances"},
+		{[]string{"serve", "--prestarted-helpers", "-1"}, "--prestarted-helpers"},
 		{[]string{"serve", "--addr", "256.0.0.1:99999", "--data-dir", dataDir(t)}, "listen"},
 		{[]string{"serve", "--nope"}, "unknown flag"},
 	}

@@ -36,14 +36,17 @@ type Config struct {
 	Region     string
 	Account    string
 
-	MaxInstances  int
-	IdleTimeout   time.Duration
-	QueueDepth    int
-	QueueTimeout  time.Duration
-	MaxZipped     int64
-	MaxUnzipped   int64
-	ShutdownGrace time.Duration
-	Logger        *slog.Logger
+	MaxInstances int
+	// PrestartedHelpers is how many sandbox helpers are kept started and
+	// waiting, to take their start off cold starts (0: none).
+	PrestartedHelpers int
+	IdleTimeout       time.Duration
+	QueueDepth        int
+	QueueTimeout      time.Duration
+	MaxZipped         int64
+	MaxUnzipped       int64
+	ShutdownGrace     time.Duration
+	Logger            *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -67,18 +70,20 @@ func DefaultDataDir() string {
 func Defaults() Config {
 	lim := codepkg.DefaultLimits()
 	return Config{
-		Addr:          "127.0.0.1:9000",
-		DataDir:       DefaultDataDir(),
-		NATSPrefix:    "nimbus",
-		Region:        "us-east-1",
-		Account:       "000000000000",
-		MaxInstances:  1000,
-		IdleTimeout:   10 * time.Minute,
-		QueueDepth:    1000,
-		QueueTimeout:  10 * time.Second,
-		MaxZipped:     lim.MaxZipped,
-		MaxUnzipped:   lim.MaxUnzipped,
-		ShutdownGrace: 30 * time.Second,
+		Addr:         "127.0.0.1:9000",
+		DataDir:      DefaultDataDir(),
+		NATSPrefix:   "nimbus",
+		Region:       "us-east-1",
+		Account:      "000000000000",
+		MaxInstances: 1000,
+
+		PrestartedHelpers: process.DefaultPoolSize,
+		IdleTimeout:       10 * time.Minute,
+		QueueDepth:        1000,
+		QueueTimeout:      10 * time.Second,
+		MaxZipped:         lim.MaxZipped,
+		MaxUnzipped:       lim.MaxUnzipped,
+		ShutdownGrace:     30 * time.Second,
 	}
 }
 
@@ -91,6 +96,8 @@ func (c *Config) Validate() error {
 		return errors.New("--data-dir must not be empty")
 	case c.MaxInstances < 1:
 		return fmt.Errorf("--max-instances must be at least 1, not %d", c.MaxInstances)
+	case c.PrestartedHelpers < 0 || c.PrestartedHelpers > 64:
+		return fmt.Errorf("--prestarted-helpers must be 0 to 64, not %d", c.PrestartedHelpers)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("--instance-idle-timeout must be positive, not %s", c.IdleTimeout)
 	case c.QueueDepth < 0:
@@ -173,7 +180,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			filepath.Join(cfg.DataDir, "code"),
 			filepath.Join(cfg.DataDir, "instances"),
 		},
-		Logger: log,
+		PoolSize: poolSize(cfg.PrestartedHelpers),
+		Logger:   log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -253,6 +261,14 @@ func checkTraversable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// poolSize maps "0 helpers" to the sandbox's "no pool" (its 0 is the default).
+func poolSize(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
