@@ -234,3 +234,34 @@ func checkOversized(t *testing.T, in *instance) {
 		t.Errorf("next payload = %s, want \"xxx\"", got)
 	}
 }
+
+// invokeCase is one function and event with the answer it must give.
+type invokeCase struct {
+	name    string
+	files   map[string]string
+	handler string
+	event   string
+	want    string     // response payload, when no error
+	wantErr *errorCase // function error
+}
+
+// runInvokeCases runs each case on a fresh instance of rt.
+func runInvokeCases(t *testing.T, rt Runtime, tests []invokeCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := start(t, rt, writeFiles(t, tt.files), tt.handler, nil)
+			res := in.invoke(t, runtimeapi.Invocation{Payload: []byte(tt.event)})
+			if tt.wantErr != nil {
+				checkError(t, res.Err, *tt.wantErr)
+				return
+			}
+			if res.Err != nil {
+				t.Fatalf("function error: %+v", res.Err)
+			}
+			if got := string(res.Payload); got != tt.want {
+				t.Errorf("payload = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

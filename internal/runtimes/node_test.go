@@ -12,14 +12,7 @@ import (
 
 func TestNodeInvoke(t *testing.T) {
 	node := runtimeOf(t, KindNode)
-	tests := []struct {
-		name    string
-		files   map[string]string
-		handler string
-		event   string
-		want    string     // response payload, when no error
-		wantErr *errorCase // function error
-	}{
+	tests := []invokeCase{
 		{
 			name:    "CommonJS async",
 			files:   map[string]string{"index.js": "exports.handler = async (event) => ({ got: event });\n"},
@@ -112,22 +105,7 @@ func TestNodeInvoke(t *testing.T) {
 			wantErr: &errorCase{typ: "Runtime.MarshalError", message: "Unable to stringify response body: ", prefix: true},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := start(t, node, writeFiles(t, tt.files), tt.handler, nil)
-			res := in.invoke(t, runtimeapi.Invocation{Payload: []byte(tt.event)})
-			if tt.wantErr != nil {
-				checkError(t, res.Err, *tt.wantErr)
-				return
-			}
-			if res.Err != nil {
-				t.Fatalf("function error: %+v", res.Err)
-			}
-			if got := string(res.Payload); got != tt.want {
-				t.Errorf("payload = %s, want %s", got, tt.want)
-			}
-		})
-	}
+	runInvokeCases(t, node, tests)
 }
 
 func TestNodeStackTrace(t *testing.T) {

@@ -23,14 +23,7 @@ import (
 
 func TestPythonInvoke(t *testing.T) {
 	py := runtimeOf(t, KindPython)
-	tests := []struct {
-		name    string
-		files   map[string]string
-		handler string
-		event   string
-		want    string     // response payload, when no error
-		wantErr *errorCase // function error
-	}{
+	tests := []invokeCase{
 		{
 			name:    "echo",
 			files:   map[string]string{"app.py": "def handler(event, context):\n    return {'got': event}\n"},
@@ -85,22 +78,7 @@ func TestPythonInvoke(t *testing.T) {
 			wantErr: &errorCase{typ: "Runtime.UnmarshalError", message: "Unable to unmarshal input: ", prefix: true},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := start(t, py, writeFiles(t, tt.files), tt.handler, nil)
-			res := in.invoke(t, runtimeapi.Invocation{Payload: []byte(tt.event)})
-			if tt.wantErr != nil {
-				checkError(t, res.Err, *tt.wantErr)
-				return
-			}
-			if res.Err != nil {
-				t.Fatalf("function error: %+v", res.Err)
-			}
-			if got := string(res.Payload); got != tt.want {
-				t.Errorf("payload = %s, want %s", got, tt.want)
-			}
-		})
-	}
+	runInvokeCases(t, py, tests)
 }
 
 func TestPythonStackTrace(t *testing.T) {
