@@ -350,3 +350,56 @@ func TestInvokeLimitsAndFaults(t *testing.T) {
 		}
 	})
 }
+
+const slowHTTPServer = `import http.server, os, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(0.5)
+        out = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+`
+
+// TestHTTPFunctionConcurrency: one instance of an HTTP function takes
+// NimbusHttpConcurrency requests at once; a Runtime-API function takes one.
+func TestHTTPFunctionConcurrency(t *testing.T) {
+	n := nodetest.Start(t, nil)
+	c := client(n)
+	deploy(t, c, fixture{name: "web", runtime: "http", timeout: 10, zip: zipExec(t, map[string][]byte{
+		"bootstrap": []byte("#!/bin/sh\nexec /usr/bin/python3 server.py\n"),
+		"server.py": []byte(slowHTTPServer),
+	}, "bootstrap")})
+	url := nodetest.Endpoint(n) + "/2015-03-31/functions/web/configuration"
+	if status, typ, msg := rawCall(t, http.MethodPut, url, `{"NimbusHttpConcurrency":4}`); status != 200 {
+		t.Fatalf("set HTTP concurrency: %d %s %s", status, typ, msg)
+	}
+	invoke(t, c, "web", `{}`) // one warm instance
+	pids := make(chan string, 4)
+	for range 4 {
+		go func() {
+			out, err := c.Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("web"), Payload: []byte(`{}`)})
+			if err != nil {
+				t.Errorf("invoke: %v", err)
+				pids <- ""
+				return
+			}
+			pids <- string(out.Payload)
+		}()
+	}
+	distinct := map[string]bool{}
+	for range 4 {
+		distinct[<-pids] = true
+	}
+	if len(distinct) != 1 {
+		t.Errorf("4 concurrent requests ran in %d instances (%v), want 1 taking all 4", len(distinct), distinct)
+	}
+	if got := n.Engine().Stats("web").Instances; got != 1 {
+		t.Errorf("instances = %d, want 1", got)
+	}
+}
