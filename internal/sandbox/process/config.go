@@ -145,7 +145,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.PoolSize > maxPoolSize:
 		return cfg, fmt.Errorf("process: Config.PoolSize %d is above %d", cfg.PoolSize, maxPoolSize)
 	}
-	const maxID = 1<<31 - 1
+
 	switch {
 	case cfg.MaxInstances < 0 || cfg.MaxInstances > 1<<20:
 		return cfg, fmt.Errorf("process: Config.MaxInstances %d is out of range", cfg.MaxInstances)
@@ -159,3 +159,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	return cfg, nil
 }
+
+// maxID is the largest uid or gid the backend hands out.
+const maxID = 1<<31 - 1

@@ -98,9 +98,10 @@ func (b *Backend) fill() {
 }
 
 // Close kills the idle pre-started helpers, removes their cgroups and
-// stops refilling the pool; it waits for a helper being started. Running
-// instances are not affected, and Start still works, starting a helper for
-// each instance as it would without a pool. Call Close when the Backend is
+// stops refilling the pool; it waits for a helper being started. It also
+// gives up the backend's claim on its uid range, so call it once the
+// instances are gone (the engine does); Start still works afterwards,
+// without a pool, but another backend may then take the same uids. Call Close when the Backend is
 // no longer needed (the node: when it shuts down); idle helpers otherwise
 // wait until this process exits, and die with it. Close is safe to call
 // more than once; it returns the errors of removing the cgroups.
@@ -120,5 +121,6 @@ func (b *Backend) Close() error {
 		errs = append(errs, h.destroy())
 	}
 	p.wg.Wait()
+	b.releaseIDs()
 	return errors.Join(errs...)
 }

@@ -66,6 +66,20 @@ type Backend struct {
 	ids   map[string]bool
 
 	pool pool
+
+	// idLock holds this backend's claim on its uid range (see claimIDs)
+	// until Close.
+	idLock *os.File
+}
+
+// releaseIDs gives up the claim on the uid range.
+func (b *Backend) releaseIDs() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.idLock != nil {
+		b.idLock.Close()
+		b.idLock = nil
+	}
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -96,16 +110,24 @@ func New(cfg Config) (*Backend, error) {
 	if err := os.Chmod(cfg.Root, 0o711); err != nil {
 		return nil, fmt.Errorf("process: create root: %w", err)
 	}
+	var idLock *os.File
+	if os.Geteuid() == 0 {
+		if idLock, err = claimIDs(&cfg); err != nil {
+			return nil, fmt.Errorf("process: %w", err)
+		}
+	}
 	b := &Backend{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		exe:   exe,
-		hide:  append(append([]string(nil), cfg.HidePaths...), cfg.Root),
-		root:  os.Geteuid() == 0,
-		slots: make([]bool, cfg.MaxInstances),
-		ids:   make(map[string]bool),
+		idLock: idLock,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		exe:    exe,
+		hide:   append(append([]string(nil), cfg.HidePaths...), cfg.Root),
+		root:   os.Geteuid() == 0,
+		slots:  make([]bool, cfg.MaxInstances),
+		ids:    make(map[string]bool),
 	}
 	if err := b.probe(); err != nil {
+		b.releaseIDs()
 		return nil, fmt.Errorf("process: %w", err)
 	}
 	if len(b.missing) > 0 {
