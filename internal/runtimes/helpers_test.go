@@ -265,3 +265,44 @@ func runInvokeCases(t *testing.T, rt Runtime, tests []invokeCase) {
 		})
 	}
 }
+
+// checkWarmReuse invokes a function three times on one instance: its code
+// (which prints "init-once" when loaded and "hello from invocation N" and
+// returns a call count) must be loaded once and keep its state.
+func checkWarmReuse(t *testing.T, rt Runtime, code, handler string) {
+	t.Helper()
+	in := start(t, rt, code, handler, nil)
+	for i, want := range []string{"1", "2", "3"} {
+		if got := in.invokeJSON(t, `{}`); got != want {
+			t.Errorf("invocation %d = %s, want %s", i, got, want)
+		}
+	}
+	in.waitOutput(t, "hello from invocation 3")
+	if n := strings.Count(in.out.String(), "init-once"); n != 1 {
+		t.Errorf("code loaded %d times, want once", n)
+	}
+}
+
+// initErrorCase is a function whose instance must fail its init.
+type initErrorCase struct {
+	name    string
+	files   map[string]string
+	handler string
+	want    errorCase
+}
+
+// runInitErrorCases starts each case and checks the init error it posts,
+// which is always unhandled.
+func runInitErrorCases(t *testing.T, rt Runtime, tests []initErrorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := start(t, rt, writeFiles(t, tt.files), tt.handler, nil)
+			fe := in.initError(t)
+			checkError(t, fe, tt.want)
+			if !fe.Unhandled {
+				t.Errorf("init error Unhandled = false, want true")
+			}
+		})
+	}
+}

@@ -225,26 +225,12 @@ func TestNodeWarmAndOutput(t *testing.T) {
 let count = 0;
 exports.handler = async () => { count++; console.log('hello from invocation', count); return count; };
 `})
-	in := start(t, runtimeOf(t, KindNode), code, "index.handler", nil)
-	for i, want := range []string{"1", "2", "3"} {
-		if got := in.invokeJSON(t, `{}`); got != want {
-			t.Errorf("invocation %d = %s, want %s", i, got, want)
-		}
-	}
-	in.waitOutput(t, "hello from invocation 3")
-	if n := strings.Count(in.out.String(), "init-once"); n != 1 {
-		t.Errorf("module loaded %d times, want once", n)
-	}
+	checkWarmReuse(t, runtimeOf(t, KindNode), code, "index.handler")
 }
 
 func TestNodeInitErrors(t *testing.T) {
 	node := runtimeOf(t, KindNode)
-	tests := []struct {
-		name    string
-		files   map[string]string
-		handler string
-		want    errorCase
-	}{
+	tests := []initErrorCase{
 		{
 			name: "module not found", handler: "nosuch.handler",
 			want: errorCase{typ: "Runtime.ImportModuleError", message: "Error: Cannot find module 'nosuch'"},
@@ -285,12 +271,7 @@ func TestNodeInitErrors(t *testing.T) {
 			want:  errorCase{typ: "Error", message: "no config"},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := start(t, node, writeFiles(t, tt.files), tt.handler, nil)
-			checkError(t, in.initError(t), tt.want)
-		})
-	}
+	runInitErrorCases(t, node, tests)
 }
 
 func TestNodeUncaughtException(t *testing.T) {

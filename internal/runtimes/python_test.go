@@ -173,26 +173,12 @@ def handler(event, context):
     print("hello from invocation", count)
     return count
 `})
-	in := start(t, runtimeOf(t, KindPython), code, "app.handler", nil)
-	for i, want := range []string{"1", "2", "3"} {
-		if got := in.invokeJSON(t, `{}`); got != want {
-			t.Errorf("invocation %d = %s, want %s", i, got, want)
-		}
-	}
-	in.waitOutput(t, "hello from invocation 3")
-	if n := strings.Count(in.out.String(), "init-once"); n != 1 {
-		t.Errorf("module imported %d times, want once", n)
-	}
+	checkWarmReuse(t, runtimeOf(t, KindPython), code, "app.handler")
 }
 
 func TestPythonInitErrors(t *testing.T) {
 	py := runtimeOf(t, KindPython)
-	tests := []struct {
-		name    string
-		files   map[string]string
-		handler string
-		want    errorCase
-	}{
+	tests := []initErrorCase{
 		{
 			name: "module not found", handler: "nosuch.handler",
 			want: errorCase{typ: "Runtime.ImportModuleError", message: "Unable to import module 'nosuch': No module named 'nosuch'"},
@@ -236,16 +222,7 @@ func TestPythonInitErrors(t *testing.T) {
 			want:  errorCase{typ: "Runtime.ImportModuleError", message: "Unable to import module 'bootstrap': No module named 'bootstrap'"},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := start(t, py, writeFiles(t, tt.files), tt.handler, nil)
-			fe := in.initError(t)
-			checkError(t, fe, tt.want)
-			if !fe.Unhandled {
-				t.Errorf("init error Unhandled = false, want true")
-			}
-		})
-	}
+	runInitErrorCases(t, py, tests)
 }
 
 func TestPythonOversizedResponse(t *testing.T) {
