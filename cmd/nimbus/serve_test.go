@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -122,14 +121,7 @@ func (s *server) client() *lambda.Client {
 
 func pyPackage(t *testing.T, src string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("app.py")
-	_, _ = w.Write([]byte(src))
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return nodetest.Zip(t, map[string]string{"app.py": src})
 }
 
 func create(t *testing.T, c *lambda.Client, name, src string) {

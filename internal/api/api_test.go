@@ -1,8 +1,6 @@
 package api_test
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -35,29 +33,9 @@ func client(n *node.Node) *lambda.Client {
 	})
 }
 
-// zipFiles builds a zip archive of name -> content.
-func zipFiles(t testing.TB, files map[string]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for name, body := range files {
-		w, err := zw.Create(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 const pyEcho = "def handler(event, context):\n    return {'echo': event}\n"
 
-func pyZip(t testing.TB) []byte { return zipFiles(t, map[string]string{"app.py": pyEcho}) }
+func pyZip(t testing.TB) []byte { return nodetest.Zip(t, map[string]string{"app.py": pyEcho}) }
 
 func createPy(t *testing.T, c *lambda.Client, name string, zip []byte) *lambda.CreateFunctionOutput {
 	t.Helper()
@@ -101,31 +79,4 @@ func waitActive(t *testing.T, c *lambda.Client, name string) *lambda.GetFunction
 func lambdaSHA(b []byte) string {
 	sum := sha256.Sum256(b)
 	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-// zipWithModes builds a zip of name -> content; names in exec get mode 0755.
-func zipWithModes(t testing.TB, files map[string][]byte, exec []string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for name, body := range files {
-		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
-		h.SetMode(0o644)
-		for _, e := range exec {
-			if e == name {
-				h.SetMode(0o755)
-			}
-		}
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

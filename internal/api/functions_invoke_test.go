@@ -36,12 +36,6 @@ var goBootstrap = sync.OnceValues(func() ([]byte, error) {
 	return os.ReadFile(bin)
 })
 
-// zipExec builds a zip whose named entries are executable.
-func zipExec(t *testing.T, files map[string][]byte, exec ...string) []byte {
-	t.Helper()
-	return zipWithModes(t, files, exec)
-}
-
 type fixture struct {
 	name, runtime, handler string
 	zip                    []byte
@@ -129,7 +123,7 @@ def write_code(event, context):
 func TestInvokeRuntimes(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	c := client(n)
-	py := zipFiles(t, map[string]string{"app.py": pyFunctions})
+	py := nodetest.Zip(t, map[string]string{"app.py": pyFunctions})
 	goBin, err := goBootstrap()
 	if err != nil {
 		t.Fatalf("build Go function: %v", err)
@@ -138,20 +132,20 @@ func TestInvokeRuntimes(t *testing.T) {
 		{name: "py-echo", runtime: "python3.11", handler: "app.echo", zip: py, timeout: 30},
 		{name: "py-fail", runtime: "python3.11", handler: "app.fail", zip: py},
 		{name: "py-missing", runtime: "python3.11", handler: "nomodule.handler", zip: py},
-		{name: "node-cjs", runtime: "nodejs20.x", handler: "index.handler", zip: zipFiles(t, map[string]string{
+		{name: "node-cjs", runtime: "nodejs20.x", handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
 			"index.js": "exports.handler = async (event, context) => { console.log('hi from node'); return {cjs: event.n * 2, id: context.awsRequestId}; };",
 		})},
-		{name: "node-esm", runtime: "nodejs20.x", handler: "index.handler", zip: zipFiles(t, map[string]string{
+		{name: "node-esm", runtime: "nodejs20.x", handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
 			"index.mjs": "export const handler = async (event) => ({esm: event.n + 1});",
 		})},
-		{name: "node-callback", runtime: "nodejs20.x", handler: "cb.handler", zip: zipFiles(t, map[string]string{
+		{name: "node-callback", runtime: "nodejs20.x", handler: "cb.handler", zip: nodetest.Zip(t, map[string]string{
 			"cb.js": "exports.handler = (event, context, callback) => { callback(null, {cb: true}); };",
 		})},
-		{name: "node-throw", runtime: "nodejs20.x", handler: "t.handler", zip: zipFiles(t, map[string]string{
+		{name: "node-throw", runtime: "nodejs20.x", handler: "t.handler", zip: nodetest.Zip(t, map[string]string{
 			"t.js": "exports.handler = async () => { throw new TypeError('nope'); };",
 		})},
-		{name: "go-fn", runtime: "provided.al2023", zip: zipExec(t, map[string][]byte{"bootstrap": goBin}, "bootstrap")},
-		{name: "http-fn", runtime: "http", zip: zipExec(t, map[string][]byte{
+		{name: "go-fn", runtime: "provided.al2023", zip: nodetest.Zip(t, map[string][]byte{"bootstrap": goBin}, "bootstrap")},
+		{name: "http-fn", runtime: "http", zip: nodetest.Zip(t, map[string][]byte{
 			"bootstrap": []byte("#!/bin/sh\nexec /usr/bin/python3 server.py\n"),
 			"server.py": []byte(httpServer),
 		}, "bootstrap")},
@@ -242,7 +236,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 func TestInvokeLimitsAndFaults(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	c := client(n)
-	py := zipFiles(t, map[string]string{"app.py": pyFunctions})
+	py := nodetest.Zip(t, map[string]string{"app.py": pyFunctions})
 	deploy(t, c, fixture{name: "sleepy", runtime: "python3.11", handler: "app.sleep", zip: py, timeout: 1})
 	deploy(t, c, fixture{name: "hog", runtime: "python3.11", handler: "app.hog", zip: py, memory: 128, timeout: 30})
 	deploy(t, c, fixture{name: "writer", runtime: "python3.11", handler: "app.write_code", zip: py})
@@ -310,13 +304,13 @@ func TestInvokeLimitsAndFaults(t *testing.T) {
 		_, _ = c.DeleteFunctionConcurrency(t.Context(), &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String("echo")})
 	})
 	t.Run("bootstrap not executable", func(t *testing.T) {
-		deploy(t, c, fixture{name: "noexec", runtime: "provided.al2023", zip: zipFiles(t, map[string]string{"bootstrap": "#!/bin/sh\n"})})
+		deploy(t, c, fixture{name: "noexec", runtime: "provided.al2023", zip: nodetest.Zip(t, map[string]string{"bootstrap": "#!/bin/sh\n"})})
 		wantFunctionError(t, invoke(t, c, "noexec", `{}`), "Runtime.InvalidEntrypoint", "bootstrap")
 	})
 	t.Run("fork bomb", func(t *testing.T) {
 		bomb := "#!/bin/sh\nbomb() { bomb | bomb & }\nbomb\nsleep 30\n"
 		deploy(t, c, fixture{name: "bomb", runtime: "provided.al2023", timeout: 2,
-			zip: zipExec(t, map[string][]byte{"bootstrap": []byte(bomb)}, "bootstrap")})
+			zip: nodetest.Zip(t, map[string][]byte{"bootstrap": []byte(bomb)}, "bootstrap")})
 		out := invoke(t, c, "bomb", `{}`)
 		if out.FunctionError == nil {
 			t.Fatalf("fork bomb answered %s", out.Payload)
@@ -371,7 +365,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 func TestHTTPFunctionConcurrency(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	c := client(n)
-	deploy(t, c, fixture{name: "web", runtime: "http", timeout: 10, zip: zipExec(t, map[string][]byte{
+	deploy(t, c, fixture{name: "web", runtime: "http", timeout: 10, zip: nodetest.Zip(t, map[string][]byte{
 		"bootstrap": []byte("#!/bin/sh\nexec /usr/bin/python3 server.py\n"),
 		"server.py": []byte(slowHTTPServer),
 	}, "bootstrap")})

@@ -107,7 +107,7 @@ func TestFunctionLifecycle(t *testing.T) {
 	}
 
 	// Code update.
-	zip2 := zipFiles(t, map[string]string{"app.py": pyEcho + "# v2\n"})
+	zip2 := nodetest.Zip(t, map[string]string{"app.py": pyEcho + "# v2\n"})
 	code, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("hello"), ZipFile: zip2})
 	if err != nil {
 		t.Fatalf("UpdateFunctionCode: %v", err)
@@ -266,7 +266,7 @@ func TestCreateFunctionBadInput(t *testing.T) {
 	n := nodetest.Start(t, func(c *node.Config) { c.MaxZipped = 64 << 10 })
 	base := nodetest.Endpoint(n) + "/2015-03-31/functions"
 	good := pyZip(t)
-	slip := zipFiles(t, map[string]string{"../evil.py": "x = 1\n"})
+	slip := nodetest.Zip(t, map[string]string{"../evil.py": "x = 1\n"})
 	corrupt := append([]byte(nil), good...)
 	copy(corrupt[len(corrupt)/3:], strings.Repeat("\xff", 40))
 	big := make([]byte, 200<<10)

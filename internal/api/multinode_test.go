@@ -23,14 +23,14 @@ func TestTwoNodes(t *testing.T) {
 	ca, cb := client(a), client(b)
 
 	deploy(t, ca, fixture{name: "shared", runtime: "python3.11", handler: "app.handler",
-		zip: zipFiles(t, map[string]string{"app.py": "def handler(e, c):\n    return 'v1'\n"})})
+		zip: nodetest.Zip(t, map[string]string{"app.py": "def handler(e, c):\n    return 'v1'\n"})})
 	waitActive(t, ca, "shared")
 	if out := invoke(t, cb, "shared", `{}`); string(out.Payload) != `"v1"` {
 		t.Fatalf("node B ran %s (%s), want v1", out.Payload, aws.ToString(out.FunctionError))
 	}
 	if _, err := ca.UpdateFunctionCode(t.Context(), &lambda.UpdateFunctionCodeInput{
 		FunctionName: aws.String("shared"),
-		ZipFile:      zipFiles(t, map[string]string{"app.py": "def handler(e, c):\n    return 'v2'\n"}),
+		ZipFile:      nodetest.Zip(t, map[string]string{"app.py": "def handler(e, c):\n    return 'v2'\n"}),
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ package node_test
 //   - BenchmarkScaleOut: 0 to 100 instances of a Go function in one burst.
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -126,26 +125,7 @@ func goFunction(b *testing.B, name string) function {
 
 func zipOf(b *testing.B, f function) []byte {
 	b.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for name, body := range f.files {
-		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
-		h.SetMode(0o644)
-		if name == f.exec {
-			h.SetMode(0o755)
-		}
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := w.Write(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return buf.Bytes()
+	return nodetest.Zip(b, f.files, f.exec)
 }
 
 func lambdaClient(n *node.Node) *lambda.Client {
