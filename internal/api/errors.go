@@ -14,18 +14,16 @@ import (
 
 // Lambda's error types.
 const (
-	errInvalidParameter  = "InvalidParameterValueException"
-	errInvalidContent    = "InvalidRequestContentException"
-	errValidation        = "ValidationException"
-	errNotFound          = "ResourceNotFoundException"
-	errConflict          = "ResourceConflictException"
-	errPrecondition      = "PreconditionFailedException"
-	errTooLarge          = "RequestTooLargeException"
-	errTooManyRequests   = "TooManyRequestsException"
-	errService           = "ServiceException"
-	errUnknownOperation  = "UnknownOperationException"
-	errUnsupportedMedia  = "UnsupportedMediaTypeException"
-	errNotImplementedYet = "InvalidParameterValueException"
+	errInvalidParameter = "InvalidParameterValueException"
+	errInvalidContent   = "InvalidRequestContentException"
+	errValidation       = "ValidationException"
+	errNotFound         = "ResourceNotFoundException"
+	errConflict         = "ResourceConflictException"
+	errPrecondition     = "PreconditionFailedException"
+	errTooLarge         = "RequestTooLargeException"
+	errTooManyRequests  = "TooManyRequestsException"
+	errService          = "ServiceException"
+	errUnknownOperation = "UnknownOperationException"
 )
 
 // apiError is an error with a Lambda error type and status.

@@ -361,7 +361,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 `
 
 // TestHTTPFunctionConcurrency: one instance of an HTTP function takes
-// NimbusHttpConcurrency requests at once; a Runtime-API function takes one.
+// NimbusHttpConcurrency requests at once (a Runtime-API instance takes one:
+// the engine's TestScaleOut).
 func TestHTTPFunctionConcurrency(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	c := client(n)

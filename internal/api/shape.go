@@ -99,6 +99,3 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 func (s *Server) arn(name string) string {
 	return "arn:aws:lambda:" + s.cfg.Region + ":" + s.cfg.Account + ":function:" + name
 }
-
-// formatTime is used by tests to parse LastModified.
-func parseLambdaTime(v string) (time.Time, error) { return time.Parse(lambdaTime, v) }

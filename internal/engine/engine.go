@@ -305,18 +305,12 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 		return
 	}
 	e.mu.Lock()
-	p := e.pools[name]
-	stale := p != nil && p.key != versionKey(fn)
+	running := e.pools[name] != nil
 	e.mu.Unlock()
-	if !stale && fn.ProvisionedConcurrency == 0 {
-		if p != nil {
-			p.mu.Lock()
-			p.setLimits(fn)
-			p.mu.Unlock()
-		}
-		return
+	if !running && fn.ProvisionedConcurrency == 0 {
+		return // nothing runs and nothing is to be kept warm
 	}
-	p, err := e.pool(fn)
+	p, err := e.pool(fn) // the current version's pool; an older one drains
 	if err != nil {
 		e.log.Warn("refresh pool", keyFunction, name, "err", err)
 		return

@@ -260,7 +260,7 @@ func (inst *instance) failure(ctx context.Context, requestID string, deadline ti
 			Message: "Response payload size exceeded maximum allowed payload size (6291456 bytes)."}}, true
 	case ctx.Err() == nil && !time.Now().Before(deadline):
 		msg := fmt.Sprintf("RequestId: %s Error: Task timed out after %d.00 seconds", requestID, fn.Timeout)
-		inst.out.line(requestID, time.Now().UTC().Format("2006-01-02T15:04:05.000Z")+" "+requestID+" Task timed out after "+strconv.Itoa(fn.Timeout)+".00 seconds")
+		inst.out.line(time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + requestID + " Task timed out after " + strconv.Itoa(fn.Timeout) + ".00 seconds")
 		return Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout", Message: msg, Unhandled: true}}, true
 	case ctx.Err() != nil:
 		// The caller went away mid-request; the function may still be

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -203,7 +204,7 @@ func (o *output) drain() {
 
 func (o *output) consumeLocked(b []byte) {
 	for len(b) > 0 {
-		i := indexByte(b, '\n')
+		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
 			o.partial = append(o.partial, b...)
 			if len(o.partial) >= maxLineBytes {
@@ -220,15 +221,6 @@ func (o *output) consumeLocked(b []byte) {
 		}
 		b = b[i+1:]
 	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func (o *output) flushLocked() {
@@ -261,8 +253,8 @@ func (o *output) begin(requestID string) {
 	o.emitLocked("START RequestId: " + requestID + " Version: $LATEST")
 }
 
-// line adds a platform line to the request's log.
-func (o *output) line(requestID, text string) {
+// line adds a platform line to the current request's log.
+func (o *output) line(text string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.emitLocked(text)

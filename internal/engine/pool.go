@@ -171,7 +171,7 @@ func (p *pool) takeFreeLocked() *instance {
 // limits allow, in parallel. A draining pool still serves the requests that
 // were already waiting in it.
 func (p *pool) scaleLocked() {
-	need := p.waiters.Len()*1 - p.starting*p.perInstance
+	need := p.waiters.Len() - p.starting*p.perInstance
 	for need > 0 && len(p.all)+p.starting < p.maxInst && p.e.reserveSlot() {
 		p.starting++
 		need -= p.perInstance
