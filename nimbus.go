@@ -108,6 +108,11 @@ type Function struct {
 	HTTPConcurrency int `json:"httpConcurrency,omitempty"`
 	// IdleTimeout overrides the node's instance idle timeout when non-zero.
 	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
+	// EventInvoke is the asynchronous invocation configuration (nil: the
+	// defaults).
+	EventInvoke *EventInvokeConfig `json:"eventInvoke,omitempty"`
+	// Triggers connect event sources to the function.
+	Triggers []Trigger `json:"triggers,omitempty"`
 }
 
 // Version identifies what an instance runs: instances are pooled per

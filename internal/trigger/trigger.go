@@ -1,0 +1,83 @@
+// Package trigger connects event sources to functions. A Source (one package
+// per technology: trigger/kafka, trigger/rabbitmq, trigger/nats, trigger/mqtt,
+// trigger/redis, trigger/timer) takes messages from its broker and hands them
+// to a Sink in batches; the Sink turns a batch into CloudEvents, invokes the
+// function, retries failures with back-off, sends what keeps failing to the
+// trigger's failure destination and only then returns, so a source
+// acknowledges a message only after its invocation succeeded or it was
+// dead-lettered: a crash loses nothing.
+package trigger
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+)
+
+// Message is one message taken from a source.
+type Message struct {
+	// ID is unique within the source (the CloudEvent's id), e.g.
+	// "<partition>-<offset>" or the broker's message id.
+	ID string
+	// Source is the CloudEvent's source, e.g. "kafka://127.0.0.1:9092/orders".
+	Source string
+	// Type is the CloudEvent's type, e.g. "com.nimbus.kafka.message".
+	Type string
+	// Subject is the CloudEvent's subject (a topic, routing key or object key).
+	Subject string
+	Time    time.Time
+	// Key orders delivery: messages with the same non-empty key (a
+	// partition, a message key) are delivered in the order taken.
+	Key string
+	// DataContentType describes Data ("application/json" when it is JSON;
+	// other data is carried base64-encoded as data_base64).
+	DataContentType string
+	Data            []byte
+	// Extensions are extra CloudEvents attributes (lowercase alphanumeric
+	// names), e.g. {"partition": 3, "offset": 1234}.
+	Extensions map[string]any
+}
+
+// Sink delivers batches to a trigger's function.
+type Sink interface {
+	// Deliver returns nil once every message of the batch has a final
+	// outcome: it succeeded, or it failed past the retry limit and was sent
+	// to the failure destination. Then the source acknowledges (commits)
+	// the whole batch. It returns an error when it could not finish (ctx
+	// ended, the node is shutting down, the failure destination is down):
+	// the source must not acknowledge, so the messages are delivered again.
+	// Deliver blocks while the function is saturated: that is the source's
+	// signal to stop pulling.
+	Deliver(ctx context.Context, batch []Message) error
+}
+
+// Options are the settings every message source honours.
+type Options struct {
+	// BatchSize is the most messages per batch (>= 1).
+	BatchSize int
+	// BatchWindow is how long to wait for a batch to fill (0: deliver what
+	// is there at once).
+	BatchWindow time.Duration
+	// Concurrency is the most batches in flight at once; batches of one key
+	// or partition are never in flight together.
+	Concurrency int
+	// Group names the consumer group / durable / queue the nodes of one
+	// deployment share for this trigger, so each message goes to one node.
+	Group  string
+	Status *Status
+	Logger *slog.Logger
+}
+
+// Source takes messages from one broker for one trigger.
+type Source interface {
+	// Run consumes until ctx ends, reconnecting after broker restarts and
+	// lost connections (reporting them in opts.Status), and returns nil
+	// then. It returns an error only for a configuration the broker refuses
+	// for good.
+	Run(ctx context.Context, sink Sink, opts Options) error
+}
+
+// Factory decodes and validates a trigger type's Config and returns its
+// Source. Errors are user errors (nimbus.Invalidf) naming the bad field.
+type Factory func(config json.RawMessage) (Source, error)

@@ -1,0 +1,40 @@
+package nimbus
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Trigger types.
+const (
+	TriggerHTTP     = "http"
+	TriggerTimer    = "timer"
+	TriggerKafka    = "kafka"
+	TriggerRabbitMQ = "rabbitmq"
+	TriggerNATS     = "nats"
+	TriggerMQTT     = "mqtt"
+	TriggerRedis    = "redis"
+	TriggerS3       = "s3"
+)
+
+// Trigger connects an event source to a function. It is stored with its
+// function (Function.Triggers) and goes away with it.
+type Trigger struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Enabled bool   `json:"enabled"`
+	// Config holds the type's own settings; the type's package decodes and
+	// validates it (e.g. trigger/kafka.Config).
+	Config json.RawMessage `json:"config,omitempty"`
+	// Batching, for message triggers: at most BatchSize messages, gathered
+	// for at most BatchWindow (0: deliver at once).
+	BatchSize   int           `json:"batchSize,omitempty"`
+	BatchWindow time.Duration `json:"batchWindow,omitempty"`
+	// MaxRetries bounds how often a failed message is retried before it goes
+	// to FailureDestination (a destination as in EventInvokeConfig, or the
+	// source's own dead-letter queue/topic where its Config names one).
+	MaxRetries         int       `json:"maxRetries,omitempty"`
+	FailureDestination string    `json:"failureDestination,omitempty"`
+	Created            time.Time `json:"created"`
+	LastModified       time.Time `json:"lastModified"`
+}
