@@ -32,7 +32,13 @@ type Config struct {
 	// Authenticator checks a request's credentials; nil accepts every
 	// request (SigV4-signed or not).
 	Authenticator func(*http.Request) error
-	Logger        *slog.Logger
+	// Async is the Async Service (asynchronous invokes, tasks, dead
+	// letters); nil answers those requests with an error.
+	Async AsyncService
+	// Triggers manages functions' triggers; nil answers those requests
+	// with an error.
+	Triggers TriggerService
+	Logger   *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -86,6 +92,9 @@ func (s *Server) routes() {
 	s.handle("GET /nimbus/v1/functions/{name}/code", s.codeDownload)
 	s.handle("GET /nimbus/v1/functions/{name}/logs", s.functionsLogs)
 	s.handle("GET /nimbus/v1/runtimes", s.runtimesList)
+	s.asyncRoutes()
+	s.triggerRoutes()
+	s.urlRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})

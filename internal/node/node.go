@@ -121,6 +121,8 @@ type Node struct {
 	cache    *codepkg.Cache
 	engine   *engine.Engine
 	api      *api.Server
+	async    asyncParts   // async.go
+	triggers triggerParts // triggers.go
 	http     *http.Server
 	ln       net.Listener
 
@@ -211,9 +213,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.engine.Refresh(name, fn)
 	})
+	if err := n.openAsync(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.openTriggers(ctx); err != nil {
+		return nil, err
+	}
 	n.api = api.New(api.Config{
 		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
+		Async: n.asyncAPI(), Triggers: n.triggerAPI(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -353,6 +362,8 @@ func (n *Node) closeParts() {
 		n.cancel()
 	}
 	n.wg.Wait()
+	n.closeTriggers()
+	n.closeAsync()
 	if n.engine != nil {
 		n.engine.Close()
 	}

@@ -1,0 +1,4 @@
+package api
+
+// urlRoutes serves function URLs (HTTP triggers).
+func (s *Server) urlRoutes() {}
