@@ -95,6 +95,7 @@ func (s *Server) routes() {
 	s.asyncRoutes()
 	s.triggerRoutes()
 	s.urlRoutes()
+	s.s3Routes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
