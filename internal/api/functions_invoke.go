@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 )
 
@@ -37,13 +38,14 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	isAsync := false
 	switch t := r.Header.Get("X-Amz-Invocation-Type"); t {
 	case "", "RequestResponse":
 	case "DryRun":
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case "Event":
-		return nimbus.Invalidf("InvocationType Event (asynchronous invocation) is not available yet: Nimbus's Async Service is not built. Use RequestResponse.")
+		isAsync = true
 	default:
 		return nimbus.Errorf(nimbus.ErrValidation,
 			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]", t)
@@ -75,6 +77,9 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	} else if !json.Valid(payload) {
 		return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: the payload must be valid JSON")
 	}
+	if isAsync {
+		return s.invokeAsync(w, r, fn, payload)
+	}
 	if s.cfg.Invoker == nil {
 		return newError(http.StatusInternalServerError, errService, "this node runs no engine")
 	}
@@ -100,6 +105,30 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+	return nil
+}
+
+// invokeAsync stores an event with the Async Service and answers 202 once it
+// is durable. X-Nimbus-Task-Id (or Function Compute's x-fc-async-task-id)
+// makes the submission idempotent.
+func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, fn *nimbus.Function, payload []byte) error {
+	as, err := s.asyncService()
+	if err != nil {
+		return err
+	}
+	taskID := r.Header.Get("X-Nimbus-Task-Id")
+	if taskID == "" {
+		taskID = r.Header.Get("X-Fc-Async-Task-Id")
+	}
+	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TaskID: taskID, TraceID: traceID(r)})
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-Amzn-RequestId", id)
+	h.Set("X-Nimbus-Task-Id", id)
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
@@ -43,10 +44,21 @@ type Config struct {
 	IdleTimeout       time.Duration
 	QueueDepth        int
 	QueueTimeout      time.Duration
-	MaxZipped         int64
-	MaxUnzipped       int64
-	ShutdownGrace     time.Duration
-	Logger            *slog.Logger
+	// The Async Service: the largest event, how long task records and
+	// dead letters are kept, how many events run at once on this node, and
+	// how long an event batch may go without a heartbeat before another
+	// node takes it over.
+	AsyncMaxPayload  int
+	AsyncRetention   time.Duration
+	AsyncConcurrency int
+	AsyncAckWait     time.Duration
+	// AsyncRetryBase is the first retry's back-off (tests shorten it; 0:
+	// the service's default, 1 s).
+	AsyncRetryBase time.Duration
+	MaxZipped      int64
+	MaxUnzipped    int64
+	ShutdownGrace  time.Duration
+	Logger         *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -81,6 +93,10 @@ func Defaults() Config {
 		IdleTimeout:       10 * time.Minute,
 		QueueDepth:        1000,
 		QueueTimeout:      10 * time.Second,
+		AsyncMaxPayload:   async.DefaultMaxPayload,
+		AsyncRetention:    async.DefaultRetention,
+		AsyncConcurrency:  async.DefaultConcurrency,
+		AsyncAckWait:      async.DefaultAckWait,
 		MaxZipped:         lim.MaxZipped,
 		MaxUnzipped:       lim.MaxUnzipped,
 		ShutdownGrace:     30 * time.Second,
@@ -104,6 +120,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--queue-depth must not be negative, not %d", c.QueueDepth)
 	case c.QueueTimeout <= 0:
 		return fmt.Errorf("--queue-timeout must be positive, not %s", c.QueueTimeout)
+	case c.AsyncMaxPayload < 1 || c.AsyncMaxPayload > 6<<20:
+		return fmt.Errorf("--async-max-payload must be 1 to %d bytes, not %d", 6<<20, c.AsyncMaxPayload)
+	case c.AsyncRetention < time.Minute:
+		return fmt.Errorf("--async-retention must be at least 1m, not %s", c.AsyncRetention)
+	case c.AsyncConcurrency < 1:
+		return fmt.Errorf("--async-concurrency must be at least 1, not %d", c.AsyncConcurrency)
+	case c.AsyncAckWait < time.Second:
+		return fmt.Errorf("--async-ack-wait must be at least 1s, not %s", c.AsyncAckWait)
 	case c.MaxZipped < 1 || c.MaxUnzipped < 1:
 		return errors.New("--max-code-size and --max-unzipped-size must be positive")
 	case len(c.Account) != 12:

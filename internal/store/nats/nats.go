@@ -224,6 +224,8 @@ func startServer(ctx context.Context, cfg Config, log *slog.Logger) (*server.Ser
 		DontListen: cfg.Listen == "",
 		NoSigs:     true,
 		NoLog:      true,
+		// Room for a 1 MB async event and its envelope in one message.
+		MaxPayload: 8 << 20,
 	}
 	if cfg.Listen != "" {
 		host, port, err := splitListen(cfg.Listen)
