@@ -1,6 +1,9 @@
 package nimbus
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Asynchronous invocation limits. Lambda allows 0-2 retries and 60 s - 6 h of
 // event age; Nimbus allows up to 8 retries and 7 days, as Function Compute
@@ -21,7 +24,7 @@ type EventInvokeConfig struct {
 	MaximumRetryAttempts *int `json:"maximumRetryAttempts,omitempty"`
 	// MaximumEventAgeInSeconds: an older event is not run (again) and goes
 	// to the failure destination (nil: the default, 6 h).
-	MaximumEventAgeInSeconds *int `json:"maximumEventAgeInSeconds,omitempty"`
+	MaximumEventAgeInSeconds *int   `json:"maximumEventAgeInSeconds,omitempty"`
 	OnSuccess                string `json:"onSuccess,omitempty"` // destination, see ParseDestination
 	OnFailure                string `json:"onFailure,omitempty"`
 	// DestinationSecret signs webhook deliveries (HMAC-SHA256).
@@ -91,4 +94,20 @@ type Task struct {
 	// Destination is where the outcome was sent and how that went.
 	Destination       string `json:"destination,omitempty"`
 	DestinationStatus string `json:"destinationStatus,omitempty"` // Delivered, Failed: reason
+}
+
+// DeadLetter is an asynchronous event that failed for good, kept so that it
+// can be inspected and re-driven.
+type DeadLetter struct {
+	// Seq identifies the dead letter (for paging and re-driving).
+	Seq      uint64 `json:"seq"`
+	TaskID   string `json:"taskId"`
+	Function string `json:"function"`
+	// Condition is why: RetriesExhausted, EventAgeExceeded, FunctionDeleted.
+	Condition string          `json:"condition"`
+	Reason    string          `json:"reason"`
+	Attempts  int             `json:"attempts"`
+	Created   time.Time       `json:"created"`
+	Failed    time.Time       `json:"failed"`
+	Payload   json.RawMessage `json:"payload"`
 }
