@@ -92,6 +92,7 @@ func (s *Server) routes() {
 	s.handle("GET /nimbus/v1/functions/{name}/code", s.codeDownload)
 	s.handle("GET /nimbus/v1/functions/{name}/logs", s.functionsLogs)
 	s.handle("GET /nimbus/v1/runtimes", s.runtimesList)
+	s.eventInvokeRoutes()
 	s.asyncRoutes()
 	s.triggerRoutes()
 	s.urlRoutes()

@@ -7,15 +7,18 @@
 //
 // Storage (three JetStream streams, named after the store prefix):
 //
-//   - <P>_ASYNC (work queue), subject <p>.async.ev.<function>: events. One
+//   - <prefix>_ASYNC (work queue), subject <p>.async.ev.<function>: events. One
 //     message holds a batch of events: submits are committed in groups, so
 //     that one fsync covers every submit that arrived meanwhile.
-//   - <P>_TASKS (limits, max age = the retention), subject
+//   - <prefix>_TASKS (limits, max age = the retention), subject
 //     <p>.async.task.<function>: task records, also in batches. Every node
 //     reads the stream into an in-memory index that answers task queries.
-//   - <P>_DLQ (limits), subject <p>.async.dlq.<function>: dead letters.
+//   - <prefix>_DLQ (limits), subject <p>.async.dlq.<function>: dead letters.
 //
-// Each function has a durable pull consumer on <P>_ASYNC shared by every
+// With a prefix of "nimbus" the streams are nimbus_ASYNC, nimbus_TASKS and
+// nimbus_DLQ.
+//
+// Each function has a durable pull consumer on <prefix>_ASYNC shared by every
 // node, so nodes share the work. A batch message is acknowledged when each of
 // its events has a durable outcome (a final task record, or a retry written
 // back to the stream); while events run it is kept in progress, so a long
@@ -141,8 +144,13 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if max := int(c.NC.MaxPayload()); c.MaxPayload+envelope > max {
-		return fmt.Errorf("async: the NATS server's max_payload (%d bytes) is too small for %d-byte events; raise max_payload or lower the async payload limit", max, c.MaxPayload)
+	if limit := int(c.NC.MaxPayload()) - envelope; c.MaxPayload > limit {
+		if limit < 64<<10 {
+			return fmt.Errorf("async: the NATS server's max_payload (%d bytes) is too small for async events; raise it to at least %d", c.NC.MaxPayload(), c.MaxPayload+envelope)
+		}
+		c.Logger.Warn("async: events are limited by the NATS server's max_payload; raise it to allow the configured size",
+			"max_payload", c.NC.MaxPayload(), "configured", c.MaxPayload, "effective", limit)
+		c.MaxPayload = limit
 	}
 	return nil
 }
@@ -180,9 +188,8 @@ type names struct {
 
 func newNames(prefix string) names {
 	p := strings.ToLower(prefix)
-	P := strings.ToUpper(prefix)
 	return names{
-		events: P + "_ASYNC", tasks: P + "_TASKS", dlq: P + "_DLQ",
+		events: prefix + "_ASYNC", tasks: prefix + "_TASKS", dlq: prefix + "_DLQ",
 		evSubj: p + ".async.ev.", taskSubj: p + ".async.task.", dlqSub: p + ".async.dlq.",
 	}
 }

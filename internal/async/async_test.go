@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
@@ -60,7 +62,7 @@ func start(t *testing.T, mod func(*node.Config)) *env {
 	t.Helper()
 	n := nodetest.Start(t, func(c *node.Config) {
 		c.AsyncRetryBase = 20 * time.Millisecond
-		c.AsyncAckWait = 3 * time.Second
+		c.AsyncAckWait = 10 * time.Second
 		if mod != nil {
 			mod(c)
 		}
@@ -314,3 +316,256 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+
+// starts counts the START lines of a request in the function's log.
+func (e *env) starts(fn, id string) int {
+	e.t.Helper()
+	_, _, body := e.do("GET", "/nimbus/v1/functions/"+fn+"/logs?limit=100000", nil, "", nil)
+	return strings.Count(body, "START RequestId: "+id)
+}
+
+func TestLongInvocationIsNotRedelivered(t *testing.T) {
+	e := start(t, func(c *node.Config) { c.AsyncAckWait = 3 * time.Second })
+	e.deploy("long")
+	id := e.submit("long", `{"sleep_ms":7000}`)
+	got := e.waitTask("long", id, final)
+	if got.Status != nimbus.TaskSucceeded || got.Attempts != 1 {
+		t.Fatalf("task = %+v", got)
+	}
+	if n := e.starts("long", id); n != 1 {
+		t.Fatalf("the event started %d times, want once (heartbeats keep it in progress)", n)
+	}
+}
+
+func TestFunctionDeletedWhileEventsWait(t *testing.T) {
+	e := start(t, nil)
+	e.deploy("gone")
+	zero := int32(0)
+	if _, err := e.lc.PutFunctionConcurrency(t.Context(), &lambda.PutFunctionConcurrencyInput{
+		FunctionName: aws.String("gone"), ReservedConcurrentExecutions: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		ids = append(ids, e.submit("gone", `{}`))
+	}
+	if _, err := e.lc.DeleteFunction(t.Context(), &lambda.DeleteFunctionInput{FunctionName: aws.String("gone")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		got := e.waitTask("gone", id, final)
+		if got.Status != nimbus.TaskFailed || !strings.Contains(got.Error, "deleted") {
+			t.Fatalf("task = %+v, want Failed because the function was deleted", got)
+		}
+	}
+}
+
+func TestFairnessAcrossFunctions(t *testing.T) {
+	e := start(t, func(c *node.Config) { c.AsyncConcurrency = 2 })
+	e.deploy("busy")
+	e.deploy("quiet")
+	const backlog = 300
+	var wg sync.WaitGroup
+	for i := range backlog {
+		wg.Go(func() {
+			h := map[string]string{"X-Amz-Invocation-Type": "Event", "X-Nimbus-Task-Id": fmt.Sprintf("b%d", i)}
+			if code, _, body := e.do("POST", "/2015-03-31/functions/busy/invocations", h, `{"sleep_ms":20}`, nil); code != 202 {
+				t.Errorf("submit: %d %s", code, body)
+			}
+		})
+	}
+	wg.Wait()
+	id := e.submit("quiet", `{}`)
+	e.waitTask("quiet", id, final)
+	var list api.TaskList
+	e.do("GET", "/nimbus/v1/functions/busy/tasks?status=Succeeded&limit=1000", nil, "", &list)
+	if done := len(list.Tasks); done > backlog/2 {
+		t.Fatalf("quiet's one event waited until %d of busy's %d had run", done, backlog)
+	}
+}
+
+func TestTwoNodesShareTheWork(t *testing.T) {
+	prefix := nodetest.SharedNATSPrefix(t)
+	shared := func(c *node.Config) { c.NATSURL, c.NATSPrefix = nodetest.SharedNATS, prefix }
+	a := start(t, shared)
+	b := start(t, shared)
+	a.deploy("shared")
+	var ids []string
+	for range 40 {
+		ids = append(ids, a.submit("shared", `{"sleep_ms":50}`))
+	}
+	for _, id := range ids {
+		got := b.waitTask("shared", id, final) // b's index sees a's records
+		if got.Status != nimbus.TaskSucceeded {
+			t.Fatalf("task = %+v", got)
+		}
+	}
+	ranOnA, ranOnB := 0, 0
+	for _, id := range ids {
+		ranOnA += a.starts("shared", id)
+		ranOnB += b.starts("shared", id)
+	}
+	for _, id := range ids {
+		if na, nb := a.starts("shared", id), b.starts("shared", id); na+nb != 1 {
+			t.Logf("%s: %d on a, %d on b; task %+v", id, na, nb, a.task("shared", id))
+		}
+	}
+	if ranOnA+ranOnB != len(ids) || ranOnA == 0 || ranOnB == 0 {
+		t.Fatalf("runs on a = %d, on b = %d; want %d in all, shared by both", ranOnA, ranOnB, len(ids))
+	}
+}
+
+func (e *env) eventConfig(name string, in *lambda.PutFunctionEventInvokeConfigInput) {
+	e.t.Helper()
+	in.FunctionName = aws.String(name)
+	if _, err := e.lc.PutFunctionEventInvokeConfig(e.t.Context(), in); err != nil {
+		e.t.Fatalf("PutFunctionEventInvokeConfig: %v", err)
+	}
+}
+
+func (e *env) deployPy(name, src string) {
+	e.t.Helper()
+	_, err := e.lc.CreateFunction(e.t.Context(), &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Runtime: types.RuntimePython311, Role: aws.String("r"),
+		Handler: aws.String("app.handler"), Code: &types.FunctionCode{ZipFile: nodetest.Zip(e.t, map[string]string{"app.py": src})},
+	})
+	if err != nil {
+		e.t.Fatalf("CreateFunction %s: %v", name, err)
+	}
+}
+
+func TestDestinations(t *testing.T) {
+	e := start(t, func(c *node.Config) { c.DestinationBackoff = 10 * time.Millisecond })
+	e.deploy("work")
+	// The failure destination is a function that answers with the record's
+	// condition and invoke count.
+	e.deployPy("sink", "def handler(e, c):\n    rc = e['requestContext']\n    return [rc['condition'], rc['approximateInvokeCount'], e['requestPayload'], e['responseContext']['functionError'], e['responsePayload']['errorMessage']]\n")
+	hooks := make(chan *http.Request, 10)
+	bodies := make(chan []byte, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if err := destination.Verify("s3cret", r.Header, b, time.Now(), time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		hooks <- r
+		bodies <- b
+	}))
+	defer hook.Close()
+	e.eventConfig("work", &lambda.PutFunctionEventInvokeConfigInput{
+		MaximumRetryAttempts: aws.Int32(1),
+		DestinationConfig: &types.DestinationConfig{
+			OnSuccess: &types.OnSuccess{Destination: aws.String(hook.URL + "/done")},
+			OnFailure: &types.OnFailure{Destination: aws.String("arn:aws:lambda:us-east-1:000000000000:function:sink")},
+		},
+	})
+	// The secret is a Nimbus extension the SDK cannot send.
+	secret := `{"MaximumRetryAttempts":1,"DestinationConfig":{"OnSuccess":{"Destination":"` + hook.URL + `/done"},"OnFailure":{"Destination":"sink"}},"NimbusDestinationSecret":"s3cret"}`
+	if code, _, body := e.do("PUT", "/2019-09-25/functions/work/event-invoke-config", nil, secret, nil); code != 200 {
+		t.Fatalf("put config: %d %s", code, body)
+	}
+
+	ok := e.submit("work", `{"echo":"fine"}`)
+	got := e.waitTask("work", ok, final)
+	if got.Status != nimbus.TaskSucceeded || got.DestinationStatus != "Delivered" {
+		t.Fatalf("task = %+v, want Succeeded and Delivered", got)
+	}
+	var rec struct {
+		Version        string `json:"version"`
+		RequestContext struct {
+			RequestID, Condition string
+			ApproximateInvokeCount int
+		} `json:"requestContext"`
+		RequestPayload  map[string]any `json:"requestPayload"`
+		ResponsePayload map[string]any `json:"responsePayload"`
+	}
+	select {
+	case b := <-bodies:
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook delivery")
+	}
+	if rec.Version != "1.0" || rec.RequestContext.RequestID != ok || rec.RequestContext.Condition != "Success" ||
+		rec.RequestPayload["echo"] != "fine" || rec.ResponsePayload["echo"] != "fine" {
+		t.Fatalf("success record = %+v", rec)
+	}
+
+	bad := e.submit("work", `{"error":"boom"}`)
+	got = e.waitTask("work", bad, final)
+	if got.Status != nimbus.TaskFailed || got.Attempts != 2 || got.DestinationStatus != "Delivered" {
+		t.Fatalf("task = %+v, want Failed after 2 attempts and Delivered", got)
+	}
+	var sinkTasks api.TaskList
+	deadline := time.Now().Add(30 * time.Second)
+	for len(sinkTasks.Tasks) == 0 || !final(sinkTasks.Tasks[0]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failure destination never ran: %+v", sinkTasks)
+		}
+		time.Sleep(50 * time.Millisecond)
+		e.do("GET", "/nimbus/v1/functions/sink/tasks", nil, "", &sinkTasks)
+	}
+	if r := sinkTasks.Tasks[0].Result; r != `["RetriesExhausted", 2, {"error": "boom"}, "Unhandled", "boom"]` {
+		t.Fatalf("failure record as the sink saw it = %s", r)
+	}
+}
+
+func TestDestinationDownIsRecorded(t *testing.T) {
+	e := start(t, func(c *node.Config) { c.DestinationBackoff = 10 * time.Millisecond })
+	e.deploy("work")
+	down := httptest.NewServer(http.NotFoundHandler())
+	url := down.URL
+	down.Close()
+	e.eventConfig("work", &lambda.PutFunctionEventInvokeConfigInput{
+		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String(url)}},
+	})
+	id := e.submit("work", `{}`)
+	got := e.waitTask("work", id, final)
+	if got.Status != nimbus.TaskSucceeded || !strings.HasPrefix(got.DestinationStatus, "Failed") || got.Destination != url {
+		t.Fatalf("task = %+v, want Succeeded with a failed delivery to %s", got, url)
+	}
+}
+
+func TestEventOlderThanItsAgeExpires(t *testing.T) {
+	// The first retry would come after the event's maximum age (60 s).
+	e := start(t, func(c *node.Config) { c.AsyncRetryBase = 4 * time.Minute })
+	e.deploy("old")
+	e.eventConfig("old", &lambda.PutFunctionEventInvokeConfigInput{MaximumEventAgeInSeconds: aws.Int32(60), MaximumRetryAttempts: aws.Int32(8)})
+	id := e.submit("old", `{"error":"boom"}`)
+	got := e.waitTask("old", id, final)
+	if got.Status != nimbus.TaskExpired || got.Attempts != 1 {
+		t.Fatalf("task = %+v, want Expired after one attempt", got)
+	}
+	var dl api.DeadLetterList
+	e.do("GET", "/nimbus/v1/functions/old/dead-letters", nil, "", &dl)
+	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].Condition != "EventAgeExceeded" {
+		t.Fatalf("dead letters = %+v", dl)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	e := start(t, nil)
+	e.deploy("paced")
+	if code, _, body := e.do("PUT", "/2019-09-25/functions/paced/event-invoke-config", nil, `{"NimbusMaxEventsPerSecond":5}`, nil); code != 200 {
+		t.Fatalf("put config: %d %s", code, body)
+	}
+	var ids []string
+	for range 15 {
+		ids = append(ids, e.submit("paced", `{}`))
+	}
+	var first, last time.Time
+	for _, id := range ids {
+		got := e.waitTask("paced", id, final)
+		if first.IsZero() || got.Started.Before(first) {
+			first = got.Started
+		}
+		if got.Started.After(last) {
+			last = got.Started
+		}
+	}
+	// A burst of 5, then 5 per second: the 15th starts >= 2 s after the first.
+	if span := last.Sub(first); span < 1900*time.Millisecond {
+		t.Fatalf("15 events started within %s; a limit of 5/s needs at least 2 s", span)
+	}
+}

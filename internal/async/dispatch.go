@@ -306,8 +306,11 @@ func (d *dispatcher) accept(m jetstream.Msg) {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			defer d.release()
-			d.done(b, d.execute(ev))
+			// The slot is held while the function runs, not while the
+			// outcome is stored and sent.
+			release := sync.OnceFunc(d.release)
+			defer release()
+			d.done(b, d.execute(ev, release))
 		}()
 	}
 }

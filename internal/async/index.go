@@ -15,7 +15,7 @@ import (
 )
 
 // index is a node's view of the task records: the latest record of every
-// task in the retention window, fed by the <P>_TASKS stream (so it holds
+// task in the retention window, fed by the <prefix>_TASKS stream (so it holds
 // what every node wrote, a few milliseconds late for other nodes' writes).
 type index struct {
 	retention time.Duration
@@ -196,4 +196,14 @@ func (s *Service) applyBatch(data []byte) {
 			s.idx.apply(t)
 		}
 	}
+}
+
+func (x *index) counts(fn string) map[string]int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[string]int)
+	for _, t := range x.byFn[fn] {
+		out[t.Status]++
+	}
+	return out
 }

@@ -27,8 +27,8 @@ var errStopped = errors.New("stopped by request")
 
 // execute runs one event to a durable outcome and reports whether it got
 // one (false: the node is stopping or the store failed; the event will be
-// delivered again).
-func (d *dispatcher) execute(ev *event) bool {
+// delivered again). It calls release once the function has run.
+func (d *dispatcher) execute(ev *event, release func()) bool {
 	s := d.s
 	if t, ok := s.idx.get(ev.Function, ev.ID); ok {
 		switch {
@@ -54,7 +54,7 @@ func (d *dispatcher) execute(ev *event) bool {
 			return false
 		}
 	}
-	return d.attempt(ev, fn)
+	return d.attempt(ev, fn, release)
 }
 
 // superseded reports whether the task record shows a later attempt than the
@@ -65,13 +65,14 @@ func superseded(t nimbus.Task, ev *event) bool {
 
 // attempt invokes the function once (waiting out throttles) and records
 // what came of it.
-func (d *dispatcher) attempt(ev *event, fn *nimbus.Function) bool {
+func (d *dispatcher) attempt(ev *event, fn *nimbus.Function, release func()) bool {
 	s := d.s
 	attempts := ev.Attempts + 1
 	now := s.cfg.Now().UTC()
 	s.record(&nimbus.Task{ID: ev.ID, Function: ev.Function, Status: nimbus.TaskRunning, Attempts: attempts,
 		Created: ev.Created, Started: now, Updated: now})
 	res, err, elapsed := d.invoke(ev, fn)
+	release()
 	switch {
 	case errors.Is(err, errStopped):
 		return d.finish(ev, fn, nimbus.TaskStopped, "", errStopped.Error(), attempts)

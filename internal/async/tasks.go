@@ -197,3 +197,9 @@ func (s *Service) Redrive(ctx context.Context, fn *nimbus.Function, seqs []uint6
 	s.ensureDispatcher(fn.Name)
 	return len(picked), nil
 }
+
+// Counts returns how many of a function's tasks in the retention window are
+// in each status.
+func (s *Service) Counts(fn string) map[string]int {
+	return s.idx.counts(fn)
+}

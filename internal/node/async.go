@@ -2,10 +2,14 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
+	"github.com/nimbus-serverless/nimbus/internal/destination"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
@@ -42,12 +46,61 @@ func (n *Node) asyncAPI() api.AsyncService {
 	return n.async.svc
 }
 
-// destinations sends async outcomes (nil until the destination package is
-// wired).
-func (n *Node) destinations() async.Destinations { return nil }
+// destinations sends async outcomes as Lambda's destination records to a
+// function (as an async invoke), a webhook or a NATS subject.
+func (n *Node) destinations() async.Destinations {
+	ns, _ := n.store.(*natsstore.Store)
+	d := &destinations{n: n}
+	d.sender = destination.New(destination.Config{
+		NATS:     ns.Conn(),
+		Reserved: []string{strings.ToLower(n.cfg.NATSPrefix) + "."},
+		InvokeAsync: func(ctx context.Context, name string, payload []byte) error {
+			fn, err := n.registry.Get(ctx, name)
+			if err != nil {
+				return err
+			}
+			_, _, err = n.async.svc.Submit(ctx, fn, async.SubmitRequest{Payload: payload})
+			return err
+		},
+		Backoff: n.cfg.DestinationBackoff,
+		Logger:  n.log.With("component", "destination"),
+	})
+	return d
+}
+
+type destinations struct {
+	n      *Node
+	sender *destination.Sender
+}
+
+// Send implements async.Destinations.
+func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Outcome) error {
+	rec := &destination.Record{
+		Version:   destination.RecordVersion,
+		Timestamp: time.Now().UTC(),
+		RequestContext: destination.RequestContext{
+			RequestID:              o.Task,
+			FunctionARN:            fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s:$LATEST", d.n.cfg.Region, d.n.cfg.Account, o.Function),
+			Condition:              o.Condition,
+			ApproximateInvokeCount: o.Attempts,
+		},
+		RequestPayload:  o.Payload,
+		ResponsePayload: o.Response,
+	}
+	if o.Attempts > 0 {
+		rec.ResponseContext = &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: o.FuncError}
+	}
+	if o.Condition != async.CondSuccess && !json.Valid(o.Response) {
+		rec.RequestContext.Reason = string(o.Response)
+	}
+	return d.sender.Send(ctx, dest, secret, rec)
+}
 
 func (n *Node) closeAsync() {
 	if n.async.svc != nil {
 		n.async.svc.Close()
 	}
 }
+
+// Async is the node's Async Service (for tests and benchmarks).
+func (n *Node) Async() *async.Service { return n.async.svc }

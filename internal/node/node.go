@@ -55,10 +55,13 @@ type Config struct {
 	// AsyncRetryBase is the first retry's back-off (tests shorten it; 0:
 	// the service's default, 1 s).
 	AsyncRetryBase time.Duration
-	MaxZipped      int64
-	MaxUnzipped    int64
-	ShutdownGrace  time.Duration
-	Logger         *slog.Logger
+	// DestinationBackoff is the wait before a webhook destination's second
+	// attempt (tests shorten it; 0: the default, 1 s).
+	DestinationBackoff time.Duration
+	MaxZipped          int64
+	MaxUnzipped        int64
+	ShutdownGrace      time.Duration
+	Logger             *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
