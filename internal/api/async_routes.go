@@ -28,6 +28,32 @@ func (s *Server) asyncRoutes() {
 	s.handle("POST "+fns+"/tasks/{id}/stop", s.tasksStop)
 	s.handle("GET "+fns+"/dead-letters", s.deadLettersList)
 	s.handle("POST "+fns+"/dead-letters/redrive", s.deadLettersRedrive)
+	// Lambda's deprecated InvokeAsync operation, which some old clients use.
+	s.handle("POST /2014-11-13/functions/{name}/invoke-async/{$}", s.functionsInvokeAsyncLegacy)
+	s.handle("POST /2014-11-13/functions/{name}/invoke-async", s.functionsInvokeAsyncLegacy)
+}
+
+// functionsInvokeAsyncLegacy is InvokeAsync: like Invoke with the Event type,
+// answered with {"Status": 202}.
+func (s *Server) functionsInvokeAsyncLegacy(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	payload, err := readPayload(w, r)
+	if err != nil {
+		return err
+	}
+	as, err := s.asyncService()
+	if err != nil {
+		return err
+	}
+	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TraceID: traceID(r)})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Amzn-RequestId", id)
+	return writeJSON(w, http.StatusAccepted, map[string]int{"Status": http.StatusAccepted})
 }
 
 // asyncService returns the service or the error for a node without one.

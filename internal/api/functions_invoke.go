@@ -63,19 +63,9 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInvokePayload))
+	payload, err := readPayload(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return newError(http.StatusRequestEntityTooLarge, errTooLarge,
-				"Request must be smaller than 6291456 bytes for the InvokeFunction operation")
-		}
-		return newError(http.StatusBadRequest, errInvalidContent, "Could not read the request body: "+err.Error())
-	}
-	if len(payload) == 0 {
-		payload = []byte("{}")
-	} else if !json.Valid(payload) {
-		return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: the payload must be valid JSON")
+		return err
 	}
 	if isAsync {
 		return s.invokeAsync(w, r, fn, payload)
@@ -130,6 +120,26 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, fn *nimbus.
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// readPayload reads an invoke's JSON payload (at most 6 MB; "{}" when empty).
+func readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInvokePayload))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, newError(http.StatusRequestEntityTooLarge, errTooLarge,
+				"Request must be smaller than 6291456 bytes for the InvokeFunction operation")
+		}
+		return nil, newError(http.StatusBadRequest, errInvalidContent, "Could not read the request body: "+err.Error())
+	}
+	if len(payload) == 0 {
+		return []byte("{}"), nil
+	}
+	if !json.Valid(payload) {
+		return nil, newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: the payload must be valid JSON")
+	}
+	return payload, nil
 }
 
 // decodeClientContext checks X-Amz-Client-Context (base64 of a JSON object)

@@ -41,13 +41,13 @@ func (d *dispatcher) execute(ev *event, release func()) bool {
 	fn, err := s.cfg.Functions.Get(d.ctx, ev.Function)
 	if errors.Is(err, nimbus.ErrNotFound) {
 		return d.fail(ev, d.lastKnown(), CondFunctionDeleted,
-			fmt.Sprintf("function %s was deleted before the event ran", ev.Function), ev.Attempts)
+			fmt.Sprintf("function %s was deleted before the event ran", ev.Function), ev.Attempts, 0)
 	}
 	if err != nil {
 		return false
 	}
 	if s.cfg.Now().Sub(ev.Created) > fn.EventInvoke.MaxAge() {
-		return d.fail(ev, fn, CondEventAgeExceeded, "the event is older than its maximum age", ev.Attempts)
+		return d.fail(ev, fn, CondEventAgeExceeded, "the event is older than its maximum age", ev.Attempts, 0)
 	}
 	if lim := d.rateLimiter(fn); lim != nil {
 		if err := lim.Wait(d.ctx); err != nil {
@@ -149,11 +149,11 @@ func (d *dispatcher) succeeded(ev *event, fn *nimbus.Function, attempts int, out
 func (d *dispatcher) failed(ev *event, fn *nimbus.Function, attempts int, reason string, elapsed time.Duration) bool {
 	s := d.s
 	if attempts > fn.EventInvoke.Retries() {
-		return d.fail(ev, fn, CondRetriesExhausted, reason, attempts)
+		return d.fail(ev, fn, CondRetriesExhausted, reason, attempts, elapsed)
 	}
 	next := s.cfg.Now().Add(retryDelay(s.cfg.RetryBase, s.cfg.RetryMax, attempts))
 	if next.Sub(ev.Created) > fn.EventInvoke.MaxAge() {
-		return d.fail(ev, fn, CondEventAgeExceeded, "no retry within the event's maximum age; last error: "+reason, attempts)
+		return d.fail(ev, fn, CondEventAgeExceeded, "no retry within the event's maximum age; last error: "+reason, attempts, elapsed)
 	}
 	t := d.task(ev, nimbus.TaskRetrying, attempts, elapsed)
 	t.Error = truncate(reason, previewLen)
@@ -164,7 +164,7 @@ func (d *dispatcher) failed(ev *event, fn *nimbus.Function, attempts int, reason
 
 // fail ends an event for good: a dead letter, the failure destination, and
 // a final record (Expired for an event past its age, Failed otherwise).
-func (d *dispatcher) fail(ev *event, fn *nimbus.Function, cond, reason string, attempts int) bool {
+func (d *dispatcher) fail(ev *event, fn *nimbus.Function, cond, reason string, attempts int, elapsed time.Duration) bool {
 	s := d.s
 	status := nimbus.TaskFailed
 	if cond == CondEventAgeExceeded {
@@ -176,7 +176,7 @@ func (d *dispatcher) fail(ev *event, fn *nimbus.Function, cond, reason string, a
 		s.log.Warn("async: store dead letter", keyFunction, ev.Function, keyTask, ev.ID, "err", err)
 		return false
 	}
-	t := d.task(ev, status, attempts, 0)
+	t := d.task(ev, status, attempts, elapsed)
 	t.Error = truncate(reason, previewLen)
 	if fn != nil && fn.EventInvoke != nil && fn.EventInvoke.OnFailure != "" {
 		c := fn.EventInvoke

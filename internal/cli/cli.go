@@ -1,7 +1,8 @@
 // Package cli is the client side of the nimbus command: deploy, ls, get, rm,
-// invoke, logs and runtimes. The commands talk to a Nimbus node over its HTTP
-// API: Lambda's REST dialect through the AWS SDK's Lambda client, and Nimbus's
-// own /nimbus/v1 endpoints (logs, runtimes) through net/http.
+// invoke, logs, runtimes, tasks, dlq and triggers. The commands talk to a
+// Nimbus node over its HTTP API: Lambda's REST dialect through the AWS SDK's
+// Lambda client, and Nimbus's own /nimbus/v1 endpoints (logs, runtimes,
+// tasks, dead letters, triggers) through net/http.
 //
 // Every command writes to cmd.OutOrStdout() and cmd.ErrOrStderr(): results
 // to the first, progress and function logs to the second.
@@ -49,7 +50,7 @@ type globals struct {
 }
 
 // AddCommands adds the client commands (deploy, ls, get, rm, invoke, logs,
-// runtimes) to root, and the persistent flags they share: --endpoint
+// runtimes, tasks, dlq, triggers) to root, and the persistent flags they share: --endpoint
 // (default $NIMBUS_ENDPOINT, else DefaultEndpoint), -o/--output (table or
 // json) and --region (default $AWS_REGION, else us-east-1).
 func AddCommands(root *cobra.Command) {
@@ -73,6 +74,8 @@ func addCommands(root *cobra.Command, g *globals) {
 		newInvokeCmd(g),
 		newLogsCmd(g),
 		newRuntimesCmd(g),
+		newTasksCmd(g),
+		newDLQCmd(g),
 	)
 }
 
