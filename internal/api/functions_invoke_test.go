@@ -266,13 +266,6 @@ func TestInvokeLimitsAndFaults(t *testing.T) {
 			t.Errorf("DryRun = %v, %v; want 204", out, err)
 		}
 	})
-	t.Run("async not yet", func(t *testing.T) {
-		_, err := c.Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("echo"), InvocationType: types.InvocationTypeEvent})
-		var ipe *types.InvalidParameterValueException
-		if !errors.As(err, &ipe) || !strings.Contains(ipe.ErrorMessage(), "Async") {
-			t.Errorf("Event invoke: err = %v, want a clear InvalidParameterValueException", err)
-		}
-	})
 	t.Run("payload too large", func(t *testing.T) {
 		big := `{"x":"` + strings.Repeat("a", 6<<20) + `"}`
 		_, err := c.Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("echo"), Payload: []byte(big)})

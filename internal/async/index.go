@@ -47,8 +47,9 @@ func rank(status string) int {
 
 // newer reports whether record t supersedes cur.
 func newer(cur, t *nimbus.Task) bool {
-	if t.Status == nimbus.TaskEnqueued && t.Attempts == 0 && nimbus.TaskFinal(cur.Status) {
-		return true // re-driven
+	// A re-drive starts a new life of the task, with a later creation time.
+	if c := t.Created.Compare(cur.Created); c != 0 {
+		return c > 0
 	}
 	if rc, rt := rank(cur.Status), rank(t.Status); rc != rt {
 		return rt > rc

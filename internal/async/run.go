@@ -30,8 +30,10 @@ var errStopped = errors.New("stopped by request")
 // delivered again). It calls release once the function has run.
 func (d *dispatcher) execute(ev *event, release func()) bool {
 	s := d.s
-	if t, ok := s.idx.get(ev.Function, ev.ID); ok {
+	if t, ok := s.idx.get(ev.Function, ev.ID); ok && !t.Created.Before(ev.Created) {
 		switch {
+		case t.Created.After(ev.Created):
+			return true // an earlier life's event, delivered again after a re-drive
 		case nimbus.TaskFinal(t.Status), superseded(t, ev):
 			return true // delivered again after it finished or was retried
 		case t.Status == nimbus.TaskStopping:
@@ -102,7 +104,7 @@ func (d *dispatcher) invoke(ev *event, fn *nimbus.Function) (engine.Result, erro
 		delete(s.running, key)
 		s.mu.Unlock()
 	}()
-	if t, ok := s.idx.get(ev.Function, ev.ID); ok && (t.Status == nimbus.TaskStopping || t.Status == nimbus.TaskStopped) {
+	if t, ok := s.idx.get(ev.Function, ev.ID); ok && t.Created.Equal(ev.Created) && (t.Status == nimbus.TaskStopping || t.Status == nimbus.TaskStopped) {
 		return engine.Result{}, errStopped, 0 // asked to stop while starting
 	}
 	b := newBackoff(50*time.Millisecond, 2*time.Second)
