@@ -271,9 +271,11 @@ func TestSequentialUsesOneInstance(t *testing.T) {
 func TestThrottling(t *testing.T) {
 	t.Run("reserved zero", func(t *testing.T) {
 		h := newHarness(t, nil)
+		h.ok(t, h.fn, `{}`) // a warm instance does not serve a throttled function either
+		fn := *h.fn
 		zero := 0
-		h.fn.ReservedConcurrency = &zero
-		_, err := h.invoke(t, h.fn, `{}`)
+		fn.ReservedConcurrency = &zero
+		_, err := h.invoke(t, &fn, `{}`)
 		if !errors.Is(err, nimbus.ErrThrottled) {
 			t.Errorf("err = %v, want ErrThrottled", err)
 		}

@@ -23,6 +23,11 @@ type HTTPRequest struct {
 	Header   http.Header
 	Body     []byte
 	RemoteIP string
+	// Respond, when set, receives the answer as it arrives: it is called
+	// once with the status and headers, and the body is copied to the
+	// writer it returns while the instance stays busy (Result.HTTP then
+	// has no Body).
+	Respond func(status int, header http.Header) io.Writer
 }
 
 // HTTPResponse is an HTTP function's answer.
@@ -101,6 +106,9 @@ func (t *httpTarget) forward(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("forward to HTTP function: %w", err)
 	}
 	defer resp.Body.Close()
+	if hr.Respond != nil {
+		return stream(resp, hr.Respond)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPayload+1))
 	if err != nil {
 		return Result{}, fmt.Errorf("read HTTP function response: %w", err)
@@ -109,6 +117,22 @@ func (t *httpTarget) forward(ctx context.Context, req Request) (Result, error) {
 		return Result{}, nimbus.ErrTooLarge
 	}
 	return Result{Payload: body, HTTP: &HTTPResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}}, nil
+}
+
+// maxStream is the largest streamed answer (Lambda's RESPONSE_STREAM limit).
+const maxStream = 200 << 20
+
+// stream copies an HTTP function's answer to respond's writer as it comes.
+func stream(resp *http.Response, respond func(int, http.Header) io.Writer) (Result, error) {
+	out := Result{HTTP: &HTTPResponse{Status: resp.StatusCode, Header: resp.Header}}
+	n, err := io.Copy(respond(resp.StatusCode, resp.Header), io.LimitReader(resp.Body, maxStream+1))
+	if err != nil {
+		return out, fmt.Errorf("stream HTTP function response: %w", err)
+	}
+	if n > maxStream {
+		return out, nimbus.ErrTooLarge
+	}
+	return out, nil
 }
 
 func (t *httpTarget) close() { t.client.CloseIdleConnections() }

@@ -87,6 +87,12 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, err
 	if fn != p.fn {
 		p.setLimits(fn)
 	}
+	// A reserved concurrency of 0 throttles every request, warm
+	// instances or not.
+	if p.maxInst == 0 {
+		p.mu.Unlock()
+		return nil, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. The function's reserved concurrency is 0.")
+	}
 	if inst := p.takeFreeLocked(); inst != nil {
 		p.mu.Unlock()
 		return inst, nil
@@ -95,10 +101,6 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, err
 		f := p.initErr
 		p.mu.Unlock()
 		return nil, f
-	}
-	if p.maxInst == 0 {
-		p.mu.Unlock()
-		return nil, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. The function's reserved concurrency is 0.")
 	}
 	if p.waiters.Len() >= p.e.cfg.QueueDepth {
 		p.mu.Unlock()
