@@ -288,6 +288,16 @@ func (s *Store) openBlobs(ctx context.Context) error {
 // if needed. Errors: nimbus.ErrInvalid for a bucket name other than letters,
 // digits, "-" and "_".
 func (s *Store) KV(ctx context.Context, bucket string) (store.KV, error) {
+	return s.openKV(ctx, bucket, 0)
+}
+
+// KVWithTTL is KV for a bucket whose entries expire ttl after their last
+// write (the bucket's TTL is set, or updated, when it is opened).
+func (s *Store) KVWithTTL(ctx context.Context, bucket string, ttl time.Duration) (store.KV, error) {
+	return s.openKV(ctx, bucket, ttl)
+}
+
+func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (store.KV, error) {
 	if !validName.MatchString(bucket) {
 		return nil, nimbus.Invalidf("invalid bucket name %q: only letters, digits, \"-\" and \"_\" are allowed", bucket)
 	}
@@ -297,16 +307,18 @@ func (s *Store) KV(ctx context.Context, bucket string) (store.KV, error) {
 	if b, ok := s.kvs[name]; ok {
 		return b, nil
 	}
-	b, err := s.js.KeyValue(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		b, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:   name,
-			History:  1,
-			Storage:  jetstream.FileStorage,
-			Replicas: 1,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			b, err = s.js.KeyValue(ctx, name) // created concurrently
+	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: 1, TTL: ttl}
+	var b jetstream.KeyValue
+	var err error
+	if ttl > 0 {
+		b, err = s.js.CreateOrUpdateKeyValue(ctx, cfg)
+	} else {
+		b, err = s.js.KeyValue(ctx, name)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			b, err = s.js.CreateKeyValue(ctx, cfg)
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				b, err = s.js.KeyValue(ctx, name) // created concurrently
+			}
 		}
 	}
 	if err != nil {

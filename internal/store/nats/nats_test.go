@@ -469,3 +469,21 @@ func BenchmarkKVPut(b *testing.B) {
 		}
 	}
 }
+
+func TestKVWithTTL(t *testing.T) {
+	s := openEmbedded(t, t.TempDir())
+	kv, err := s.KVWithTTL(t.Context(), "ticks", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(t.Context(), "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.JetStream().Stream(t.Context(), "KV_nimbus_ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != time.Hour {
+		t.Fatalf("bucket max age = %s, want 1h", got)
+	}
+}
