@@ -20,6 +20,9 @@ const (
 // Trigger connects an event source to a function. It is stored with its
 // function (Function.Triggers) and goes away with it.
 type Trigger struct {
+	// ID identifies the trigger across functions (a UUID set at creation;
+	// the Lambda dialect's event source mapping UUID).
+	ID      string `json:"id,omitempty"`
 	Name    string `json:"name"`
 	Type    string `json:"type"`
 	Enabled bool   `json:"enabled"`
@@ -33,8 +36,23 @@ type Trigger struct {
 	// MaxRetries bounds how often a failed message is retried before it goes
 	// to FailureDestination (a destination as in EventInvokeConfig, or the
 	// source's own dead-letter queue/topic where its Config names one).
-	MaxRetries         int       `json:"maxRetries,omitempty"`
-	FailureDestination string    `json:"failureDestination,omitempty"`
-	Created            time.Time `json:"created"`
-	LastModified       time.Time `json:"lastModified"`
+	MaxRetries         int    `json:"maxRetries,omitempty"`
+	FailureDestination string `json:"failureDestination,omitempty"`
+	// Concurrency is the most batches of this trigger in flight at once on
+	// one node (0: the node's default). Batches of one key or partition
+	// are never in flight together.
+	Concurrency  int       `json:"concurrency,omitempty"`
+	Created      time.Time `json:"created"`
+	LastModified time.Time `json:"lastModified"`
 }
+
+// Trigger limits and defaults.
+const (
+	MaxTriggerBatchSize    = 10000
+	MaxTriggerBatchWindow  = 5 * time.Minute
+	MaxTriggerRetries      = 100
+	MaxTriggerConcurrency  = 1000
+	DefaultTriggerRetries  = 3
+	DefaultTriggerBatch    = 1
+	MaxTriggersPerFunction = 100
+)

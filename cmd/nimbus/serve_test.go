@@ -126,13 +126,22 @@ func pyPackage(t *testing.T, src string) []byte {
 
 func create(t *testing.T, c *lambda.Client, name, src string) {
 	t.Helper()
-	_, err := c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{
-		FunctionName: aws.String(name), Runtime: types.RuntimePython311, Role: aws.String("r"),
-		Handler: aws.String("app.handler"), Timeout: aws.Int32(30), Code: &types.FunctionCode{ZipFile: pyPackage(t, src)},
-	})
-	if err != nil {
+	if _, err := c.CreateFunction(t.Context(), createInput(t, name, src, nil)); err != nil {
 		t.Fatalf("CreateFunction: %v", err)
 	}
+}
+
+// createInput is a Python function's CreateFunction request.
+func createInput(t testing.TB, name, src string, env map[string]string) *lambda.CreateFunctionInput {
+	in := &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Runtime: types.RuntimePython311, Role: aws.String("r"),
+		Handler: aws.String("app.handler"), Timeout: aws.Int32(30),
+		Code: &types.FunctionCode{ZipFile: nodetest.Zip(t, map[string]string{"app.py": src})},
+	}
+	if env != nil {
+		in.Environment = &types.Environment{Variables: env}
+	}
+	return in
 }
 
 func TestServeStateSurvivesSIGKILL(t *testing.T) {

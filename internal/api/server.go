@@ -38,6 +38,7 @@ type Config struct {
 	// Triggers manages functions' triggers; nil answers those requests
 	// with an error.
 	Triggers TriggerService
+	S3       S3Receiver // object-storage trigger notifications (s3_routes.go); nil answers 404
 	Logger   *slog.Logger
 }
 

@@ -1,6 +1,176 @@
 package api
 
-// TriggerService manages triggers as the API uses it.
-type TriggerService interface{}
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
 
-func (s *Server) triggerRoutes() {}
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+)
+
+// TriggerService is the node's trigger manager as the API uses it: what
+// validates triggers, and their live status. The triggers themselves are
+// stored on their function through the registry.
+type TriggerService interface {
+	// Types validates trigger types, configs and failure destinations.
+	Types() registry.TriggerTypes
+	// Status is a trigger's live status on this node.
+	Status(function string, t *nimbus.Trigger) trigger.StatusView
+}
+
+func (s *Server) triggerRoutes() {
+	const base = "/nimbus/v1/functions/{name}/triggers"
+	s.handle("POST "+base, s.triggersCreate)
+	s.handle("GET "+base, s.triggersList)
+	s.handle("GET "+base+"/{trigger}", s.triggersGet)
+	s.handle("PUT "+base+"/{trigger}", s.triggersUpdate)
+	s.handle("DELETE "+base+"/{trigger}", s.triggersDelete)
+	s.handle("POST "+base+"/{trigger}/enable", s.triggersEnable)
+	s.handle("POST "+base+"/{trigger}/disable", s.triggersDisable)
+	s.esmRoutes()
+}
+
+// triggerService returns the service or the error for a node without one.
+func (s *Server) triggerService() (TriggerService, error) {
+	if s.cfg.Triggers == nil {
+		return nil, newError(http.StatusInternalServerError, errService, "this node runs no trigger manager")
+	}
+	return s.cfg.Triggers, nil
+}
+
+// TriggerView is a trigger as the Nimbus API shows it: the stored trigger,
+// with its batching window as a duration string ("500ms"), and its live
+// status on the node that answered.
+type TriggerView struct {
+	ID                 string             `json:"id"`
+	Name               string             `json:"name"`
+	Type               string             `json:"type"`
+	Enabled            bool               `json:"enabled"`
+	Config             json.RawMessage    `json:"config,omitempty"`
+	BatchSize          int                `json:"batchSize"`
+	BatchWindow        string             `json:"batchWindow"`
+	MaxRetries         int                `json:"maxRetries"`
+	FailureDestination string             `json:"failureDestination,omitempty"`
+	Concurrency        int                `json:"concurrency,omitempty"`
+	Created            time.Time          `json:"created"`
+	LastModified       time.Time          `json:"lastModified"`
+	Status             trigger.StatusView `json:"status"`
+}
+
+// TriggerList is the answer of GET .../triggers.
+type TriggerList struct {
+	Triggers []TriggerView `json:"triggers"`
+}
+
+func viewTrigger(ts TriggerService, function string, t *nimbus.Trigger) TriggerView {
+	return TriggerView{
+		ID: t.ID, Name: t.Name, Type: t.Type, Enabled: t.Enabled, Config: t.Config,
+		BatchSize: max(t.BatchSize, 1), BatchWindow: t.BatchWindow.String(), MaxRetries: t.MaxRetries,
+		FailureDestination: t.FailureDestination, Concurrency: t.Concurrency,
+		Created: t.Created, LastModified: t.LastModified, Status: ts.Status(function, t),
+	}
+}
+
+// triggerRequest is the body of a create or update: absent fields keep
+// their value (on create: the defaults). The read-only fields of a
+// TriggerView are accepted and ignored, so that a view can be edited and
+// sent back.
+type triggerRequest struct {
+	Name               *string         `json:"name"`
+	Type               *string         `json:"type"`
+	Enabled            *bool           `json:"enabled"`
+	Config             json.RawMessage `json:"config"`
+	BatchSize          *int            `json:"batchSize"`
+	BatchWindow        json.RawMessage `json:"batchWindow"`
+	MaxRetries         *int            `json:"maxRetries"`
+	FailureDestination *string         `json:"failureDestination"`
+	Concurrency        *int            `json:"concurrency"`
+
+	ID           json.RawMessage `json:"id"`
+	Created      json.RawMessage `json:"created"`
+	LastModified json.RawMessage `json:"lastModified"`
+	Status       json.RawMessage `json:"status"`
+}
+
+// input converts the request to the registry's input.
+func (q *triggerRequest) input() (registry.TriggerInput, error) {
+	in := registry.TriggerInput{
+		Type: q.Type, Enabled: q.Enabled, BatchSize: q.BatchSize, MaxRetries: q.MaxRetries,
+		FailureDestination: q.FailureDestination, Concurrency: q.Concurrency,
+	}
+	if q.Name != nil {
+		in.Name = *q.Name
+	}
+	if len(q.Config) > 0 && string(q.Config) != "null" {
+		in.Config = q.Config
+	}
+	if len(q.BatchWindow) > 0 && string(q.BatchWindow) != "null" {
+		w, err := parseWindow(q.BatchWindow)
+		if err != nil {
+			return in, err
+		}
+		in.BatchWindow = &w
+	}
+	return in, nil
+}
+
+// parseWindow reads a batching window: a duration string such as "500ms".
+func parseWindow(raw json.RawMessage) (time.Duration, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return 0, nimbus.Errorf(nimbus.ErrValidation, "batchWindow must be a duration string such as \"500ms\" or \"2s\", not %s", raw)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, nimbus.Errorf(nimbus.ErrValidation, "batchWindow %q is not a duration such as \"500ms\" or \"2s\"", s)
+	}
+	return d, nil
+}
+
+// decodeStrict decodes a JSON object body into v, refusing unknown fields.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	var raw json.RawMessage
+	if err := decode(w, r, maxConfigBody, &raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		msg := describeJSONError(err)
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			msg = "unknown field " + f
+		}
+		return newError(http.StatusBadRequest, errInvalidContent, "Could not parse request body into json: "+msg)
+	}
+	return nil
+}
+
+// triggerName parses the {trigger} path value.
+func triggerName(r *http.Request) (string, error) {
+	name := r.PathValue("trigger")
+	return name, registry.ValidateTriggerName(name)
+}
+
+// triggerPath parses the function and trigger names of a request.
+func triggerPath(r *http.Request) (function, name string, err error) {
+	if function, err = functionName(r); err != nil {
+		return "", "", err
+	}
+	name, err = triggerName(r)
+	return function, name, err
+}
+
+// notFoundFunction rewrites the registry's not-found for a function into
+// the ARN form the other handlers use.
+func (s *Server) notFoundFunction(function string, err error) error {
+	var ue *nimbus.UserError
+	if errors.As(err, &ue) && errors.Is(err, nimbus.ErrNotFound) && strings.HasPrefix(ue.Msg, "Function not found") {
+		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", s.arn(function))
+	}
+	return err
+}

@@ -316,7 +316,6 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-
 // starts counts the START lines of a request in the function's log.
 func (e *env) starts(fn, id string) int {
 	e.t.Helper()
@@ -473,7 +472,7 @@ func TestDestinations(t *testing.T) {
 	var rec struct {
 		Version        string `json:"version"`
 		RequestContext struct {
-			RequestID, Condition string
+			RequestID, Condition   string
 			ApproximateInvokeCount int
 		} `json:"requestContext"`
 		RequestPayload  map[string]any `json:"requestPayload"`

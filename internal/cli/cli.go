@@ -76,6 +76,7 @@ func addCommands(root *cobra.Command, g *globals) {
 		newRuntimesCmd(g),
 		newTasksCmd(g),
 		newDLQCmd(g),
+		newTriggersCmd(g),
 	)
 }
 

@@ -207,6 +207,9 @@ func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, pro
 	if progress != nil {
 		fmt.Fprintf(progress, "%s function %s (%s of code).\n", verb, s.Name, humanBytes(int64(len(zip))))
 	}
+	if err := syncTriggers(ctx, c, s.Name, s.Triggers, progress); err != nil {
+		return functionView{}, err
+	}
 	return v, nil
 }
 

@@ -35,6 +35,9 @@ type functionSpec struct {
 	HTTPConcurrency int
 	// IdleTimeout (seconds) is sent only when set, likewise.
 	IdleTimeout int
+	// Triggers, when not nil, are all the function's triggers (a
+	// manifest's triggers: list); nil leaves them alone.
+	Triggers *[]triggerSpec
 }
 
 // maxDescription is Lambda's limit on a description, in characters.

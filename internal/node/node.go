@@ -249,7 +249,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.api = api.New(api.Config{
 		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
-		Async: n.asyncAPI(), Triggers: n.triggerAPI(),
+		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {

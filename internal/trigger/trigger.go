@@ -11,6 +11,7 @@ package trigger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -64,7 +65,10 @@ type Options struct {
 	Concurrency int
 	// Group names the consumer group / durable / queue the nodes of one
 	// deployment share for this trigger, so each message goes to one node.
-	Group  string
+	Group string
+	// Status is where the source reports its state (Connected, Error) and
+	// its backlog (Lag). The Sink counts delivered and failed messages
+	// itself; counts a source adds here are not shown.
 	Status *Status
 	Logger *slog.Logger
 }
@@ -81,3 +85,18 @@ type Source interface {
 // Factory decodes and validates a trigger type's Config and returns its
 // Source. Errors are user errors (nimbus.Invalidf) naming the bad field.
 type Factory func(config json.RawMessage) (Source, error)
+
+// DeadLetterer is implemented by a Source that can keep messages in a
+// dead-letter queue or topic of its own broker (when its Config names one).
+// The Sink uses it for messages that failed past the retry limit when the
+// trigger names no FailureDestination.
+type DeadLetterer interface {
+	// DeadLetter stores msgs, as taken from the source, and returns once
+	// the broker confirmed them. Errors: ErrNoDeadLetter (wrapped) when the
+	// Config names no dead-letter queue.
+	DeadLetter(ctx context.Context, msgs []Message) error
+}
+
+// ErrNoDeadLetter is what DeadLetter returns when the source has no
+// dead-letter queue configured.
+var ErrNoDeadLetter = errors.New("no dead-letter queue configured")

@@ -1,0 +1,57 @@
+package api
+
+import (
+	"net/http"
+)
+
+// triggersUpdate is PUT /nimbus/v1/functions/{name}/triggers/{trigger}: the
+// fields present change, the others stay.
+func (s *Server) triggersUpdate(w http.ResponseWriter, r *http.Request) error {
+	ts, err := s.triggerService()
+	if err != nil {
+		return err
+	}
+	function, name, err := triggerPath(r)
+	if err != nil {
+		return err
+	}
+	var req triggerRequest
+	if err := decodeStrict(w, r, &req); err != nil {
+		return err
+	}
+	in, err := req.input()
+	if err != nil {
+		return err
+	}
+	t, err := s.reg.UpdateTrigger(r.Context(), function, name, in, ts.Types())
+	if err != nil {
+		return s.notFoundFunction(function, err)
+	}
+	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
+}
+
+// triggersEnable is POST /nimbus/v1/functions/{name}/triggers/{trigger}/enable.
+func (s *Server) triggersEnable(w http.ResponseWriter, r *http.Request) error {
+	return s.triggersSetEnabled(w, r, true)
+}
+
+// triggersDisable is POST /nimbus/v1/functions/{name}/triggers/{trigger}/disable.
+func (s *Server) triggersDisable(w http.ResponseWriter, r *http.Request) error {
+	return s.triggersSetEnabled(w, r, false)
+}
+
+func (s *Server) triggersSetEnabled(w http.ResponseWriter, r *http.Request, enabled bool) error {
+	ts, err := s.triggerService()
+	if err != nil {
+		return err
+	}
+	function, name, err := triggerPath(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.reg.SetTriggerEnabled(r.Context(), function, name, enabled)
+	if err != nil {
+		return s.notFoundFunction(function, err)
+	}
+	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
+}

@@ -1,0 +1,271 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+	urltrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+)
+
+// Lambda's function URL auth types, and Nimbus's extension.
+const (
+	lambdaAuthNone = "NONE"
+	lambdaAuthIAM  = "AWS_IAM"
+	lambdaAuthKey  = "NIMBUS_KEY"
+)
+
+// urlTime is the format of CreationTime and LastModifiedTime (ISO 8601).
+const urlTime = "2006-01-02T15:04:05.000000Z07:00"
+
+// lambdaCors is Lambda's Cors shape.
+type lambdaCors struct {
+	AllowCredentials *bool    `json:"AllowCredentials,omitempty"`
+	AllowHeaders     []string `json:"AllowHeaders,omitempty"`
+	AllowMethods     []string `json:"AllowMethods,omitempty"`
+	AllowOrigins     []string `json:"AllowOrigins,omitempty"`
+	ExposeHeaders    []string `json:"ExposeHeaders,omitempty"`
+	MaxAge           *int     `json:"MaxAge,omitempty"`
+}
+
+// urlConfigRequest is the body of CreateFunctionUrlConfig and
+// UpdateFunctionUrlConfig. NimbusKey is Nimbus's extension: the key of a
+// NIMBUS_KEY URL (generated when absent).
+type urlConfigRequest struct {
+	AuthType   *string
+	Cors       *lambdaCors
+	InvokeMode *string
+	NimbusKey  *string
+}
+
+// urlConfigResponse is Lambda's FunctionUrlConfig (and the Create, Get and
+// Update responses), with the key of a NIMBUS_KEY URL as an extension.
+type urlConfigResponse struct {
+	FunctionUrl      string      `json:"FunctionUrl"`
+	FunctionArn      string      `json:"FunctionArn"`
+	AuthType         string      `json:"AuthType"`
+	Cors             *lambdaCors `json:"Cors,omitempty"`
+	CreationTime     string      `json:"CreationTime"`
+	LastModifiedTime string      `json:"LastModifiedTime,omitempty"`
+	InvokeMode       string      `json:"InvokeMode"`
+	NimbusKey        string      `json:"NimbusKey,omitempty"`
+}
+
+func (s *Server) urlConfigCreate(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	var req urlConfigRequest
+	if err := decode(w, r, maxConfigBody, &req); err != nil {
+		return err
+	}
+	if req.AuthType == nil {
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null")
+	}
+	cfg, err := req.apply(urltrigger.Config{})
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateFor(fn); err != nil {
+		return err
+	}
+	if t := urltrigger.Find(fn); t != nil {
+		return s.urlExists(fn.Name, t)
+	}
+	typ := nimbus.TriggerHTTP
+	t, err := s.reg.AddTrigger(r.Context(), fn.Name, registry.TriggerInput{
+		Name: urltrigger.URLTriggerName, Type: &typ, Config: cfg.Encode()}, s.urlTypes())
+	if err != nil {
+		return err
+	}
+	resp := s.urlConfig(r, fn, t)
+	resp.LastModifiedTime = "" // not in CreateFunctionUrlConfig's response
+	return writeJSON(w, http.StatusCreated, resp)
+}
+
+// urlTypes validates triggers: the trigger service's types, or on a node
+// without one the http type alone.
+func (s *Server) urlTypes() registry.TriggerTypes {
+	if s.cfg.Triggers != nil {
+		return s.cfg.Triggers.Types()
+	}
+	return registry.TriggerTypes{Factories: map[string]trigger.Factory{nimbus.TriggerHTTP: urltrigger.Factory}}
+}
+
+// urlExists is the conflict of a second URL (http trigger t) for a
+// function.
+func (s *Server) urlExists(name string, t *nimbus.Trigger) error {
+	return nimbus.Errorf(nimbus.ErrConflict, "Failed to create function url config for [functionArn = %s]. Error message:  FunctionUrlConfig exists for this Lambda function (http trigger %q)", s.arn(name), t.Name)
+}
+
+func (s *Server) urlConfigGet(w http.ResponseWriter, r *http.Request) error {
+	fn, t, err := s.urlTrigger(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.urlConfig(r, fn, t))
+}
+
+func (s *Server) urlConfigUpdate(w http.ResponseWriter, r *http.Request) error {
+	fn, t, err := s.urlTrigger(r)
+	if err != nil {
+		return err
+	}
+	var req urlConfigRequest
+	if err := decode(w, r, maxConfigBody, &req); err != nil {
+		return err
+	}
+	old, err := urltrigger.ParseConfig(t.Config)
+	if err != nil {
+		return err
+	}
+	cfg, err := req.apply(old)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateFor(fn); err != nil {
+		return err
+	}
+	t, err = s.reg.UpdateTrigger(r.Context(), fn.Name, t.Name, registry.TriggerInput{Config: cfg.Encode()}, s.urlTypes())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.urlConfig(r, fn, t))
+}
+
+func (s *Server) urlConfigDelete(w http.ResponseWriter, r *http.Request) error {
+	fn, t, err := s.urlTrigger(r)
+	if err != nil {
+		return err
+	}
+	if err := s.reg.DeleteTrigger(r.Context(), fn.Name, t.Name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) urlConfigList(w http.ResponseWriter, r *http.Request) error {
+	if v := r.URL.Query().Get("MaxItems"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 50 {
+			return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50", v)
+		}
+	}
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		FunctionUrlConfigs []urlConfigResponse
+	}{FunctionUrlConfigs: []urlConfigResponse{}}
+	if t := urltrigger.Find(fn); t != nil {
+		out.FunctionUrlConfigs = append(out.FunctionUrlConfigs, s.urlConfig(r, fn, t))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// urlTrigger loads the function and its http trigger (404 when none).
+func (s *Server) urlTrigger(r *http.Request) (*nimbus.Function, *nimbus.Trigger, error) {
+	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := urltrigger.Find(fn)
+	if t == nil {
+		return nil, nil, errNoURL()
+	}
+	return fn, t, nil
+}
+
+func errNoURL() error {
+	return nimbus.Errorf(nimbus.ErrNotFound, "The resource you requested does not exist. (The function has no function URL: create one with CreateFunctionUrlConfig.)")
+}
+
+// apply returns old changed by the request's set fields, validated, with a
+// key generated for a NIMBUS_KEY URL that has none.
+func (req urlConfigRequest) apply(old urltrigger.Config) (urltrigger.Config, error) {
+	cfg := old
+	if req.AuthType != nil {
+		auth, err := authType(*req.AuthType)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.AuthType = auth
+	}
+	if req.InvokeMode != nil {
+		switch m := *req.InvokeMode; m {
+		case urltrigger.InvokeBuffered, urltrigger.InvokeStream:
+			cfg.InvokeMode = m
+		default:
+			return cfg, nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]", m)
+		}
+	}
+	if req.Cors != nil {
+		cfg.Cors = req.Cors.config()
+	}
+	if req.NimbusKey != nil {
+		if cfg.AuthType != urltrigger.AuthKey {
+			return cfg, nimbus.Invalidf("NimbusKey applies only to a function URL whose AuthType is NIMBUS_KEY")
+		}
+		cfg.Key = *req.NimbusKey
+	}
+	cfg = cfg.WithKey()
+	return cfg, cfg.Validate()
+}
+
+// authType maps Lambda's AuthType to the trigger's.
+func authType(v string) (string, error) {
+	switch v {
+	case lambdaAuthNone:
+		return urltrigger.AuthNone, nil
+	case lambdaAuthKey:
+		return urltrigger.AuthKey, nil
+	case lambdaAuthIAM:
+		return "", nimbus.Invalidf("AuthType AWS_IAM is not supported: Nimbus does not verify SigV4-signed requests to function URLs yet. Use NONE for a public URL, or NIMBUS_KEY (a Nimbus extension) for a URL that requires a key in the %s header", urltrigger.KeyHeader)
+	}
+	return "", nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, AWS_IAM] (Nimbus also accepts NIMBUS_KEY)", v)
+}
+
+// config converts Lambda's Cors; an empty one removes CORS.
+func (c *lambdaCors) config() *urltrigger.CORS {
+	out := &urltrigger.CORS{
+		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, AllowOrigins: c.AllowOrigins,
+		ExposeHeaders: c.ExposeHeaders, AllowCredentials: c.AllowCredentials != nil && *c.AllowCredentials,
+	}
+	if c.MaxAge != nil {
+		out.MaxAge = *c.MaxAge
+	}
+	if len(out.AllowHeaders)+len(out.AllowMethods)+len(out.AllowOrigins)+len(out.ExposeHeaders) == 0 &&
+		out.MaxAge == 0 && !out.AllowCredentials {
+		return nil
+	}
+	return out
+}
+
+// urlConfig is the FunctionUrlConfig of fn's http trigger t.
+func (s *Server) urlConfig(r *http.Request, fn *nimbus.Function, t *nimbus.Trigger) urlConfigResponse {
+	cfg, err := urltrigger.ParseConfig(t.Config)
+	if err != nil {
+		s.log.Warn("stored function URL config", "function", fn.Name, "err", err)
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	out := urlConfigResponse{
+		FunctionUrl: scheme + "://" + r.Host + urlPrefix + fn.Name + "/", FunctionArn: s.arn(fn.Name),
+		AuthType: lambdaAuthNone, InvokeMode: cfg.Mode(),
+		CreationTime: t.Created.UTC().Format(urlTime), LastModifiedTime: t.LastModified.UTC().Format(urlTime),
+	}
+	if cfg.AuthType == urltrigger.AuthKey {
+		out.AuthType, out.NimbusKey = lambdaAuthKey, cfg.Key
+	}
+	if c := cfg.Cors; c != nil {
+		out.Cors = &lambdaCors{AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, AllowOrigins: c.AllowOrigins,
+			ExposeHeaders: c.ExposeHeaders, AllowCredentials: &c.AllowCredentials, MaxAge: &c.MaxAge}
+	}
+	return out
+}

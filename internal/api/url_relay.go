@@ -1,0 +1,88 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/nimbus-serverless/nimbus/internal/engine"
+	urltrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+)
+
+// relay forwards the raw request to an HTTP function and its answer back.
+func (c *urlCall) relay(body []byte) {
+	path := c.path
+	if c.r.URL.RawQuery != "" {
+		path += "?" + c.r.URL.RawQuery
+	}
+	rel := &httpRelay{c: c}
+	req := &engine.HTTPRequest{
+		Method: c.r.Method, Path: path, Header: urltrigger.ForwardHeader(c.r),
+		Body: body, RemoteIP: urltrigger.SourceIP(c.r),
+	}
+	// A RESPONSE_STREAM URL hands the answer over as it arrives.
+	if c.cfg.Mode() == urltrigger.InvokeStream {
+		req.Respond = rel.start
+	}
+	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, engine.Request{RequestID: c.id, HTTP: req, TraceID: traceID(c.r)})
+	if rel.started {
+		if err != nil || res.Err != nil {
+			// The status is out: all that is left is to cut the answer
+			// short, so the caller sees it is incomplete.
+			c.s.log.Warn("HTTP function failed mid-answer", "function", c.fn.Name, "request_id", c.id, "err", err, "function_error", res.Err)
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if !c.outcome(res, err) {
+		return
+	}
+	if res.HTTP == nil {
+		c.functionFailed(nil)
+		return
+	}
+	h := res.HTTP.Header.Clone()
+	if c.r.Method != http.MethodHead {
+		h.Set("Content-Length", strconv.Itoa(len(res.HTTP.Body)))
+	}
+	w := rel.start(res.HTTP.Status, h)
+	_, _ = w.Write(res.HTTP.Body)
+}
+
+// httpRelay writes an HTTP function's answer: start sends the status and
+// headers (with CORS and the request id), and what is written to the writer
+// it returns goes to the caller at once (flushed), so that a streamed answer
+// arrives as the function produces it.
+type httpRelay struct {
+	c       *urlCall
+	started bool
+}
+
+func (rel *httpRelay) start(status int, header http.Header) io.Writer {
+	rel.started = true
+	c := rel.c
+	urltrigger.CopyResponseHeader(c.w.Header(), header)
+	c.finishHeader()
+	if !bodyAllowed(status) {
+		c.w.Header().Del("Content-Length")
+	}
+	c.w.WriteHeader(status)
+	if c.r.Method == http.MethodHead || !bodyAllowed(status) {
+		return io.Discard
+	}
+	return flushWriter{w: c.w, rc: http.NewResponseController(c.w)}
+}
+
+// flushWriter flushes after every write.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}

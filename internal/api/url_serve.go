@@ -1,0 +1,250 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
+	urltrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+)
+
+// urlPrefix is where function URLs live: /fn/{name}/...
+const urlPrefix = "/fn/"
+
+// urlMessage is the body of a function URL's own errors, as Lambda's.
+type urlMessage struct {
+	Message string `json:"Message"`
+}
+
+// urlCall is one request to a function URL.
+type urlCall struct {
+	s    *Server
+	w    http.ResponseWriter
+	r    *http.Request
+	fn   *nimbus.Function
+	cfg  urltrigger.Config
+	path string // after /fn/{name}, escaped, "/" at least
+	id   string // the request id
+}
+
+// urlServe answers a request to a function URL. It is public: the API's
+// authenticator does not apply, the URL's own auth type does.
+func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
+	c := &urlCall{s: s, w: w, r: r, id: uuid.NewString()}
+	if !c.load() {
+		return
+	}
+	if c.cfg.Cors != nil && urltrigger.IsPreflight(r) {
+		c.cfg.Cors.Preflight(r, w.Header())
+		w.Header().Set("X-Amzn-RequestId", c.id)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if !c.cfg.Authorized(r) {
+		c.fail(http.StatusForbidden, "Forbidden")
+		return
+	}
+	body, ok := c.readBody()
+	if !ok {
+		return
+	}
+	if c.fn.State == nimbus.StateFailed {
+		s.log.Warn("function URL of a failed function", "function", c.fn.Name, "reason", c.fn.StateReason)
+		c.fail(http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	if s.cfg.Invoker == nil {
+		c.fail(http.StatusInternalServerError, "Internal Server Error: this node runs no engine")
+		return
+	}
+	if urltrigger.IsHTTPFunction(c.fn) {
+		c.relay(body)
+		return
+	}
+	c.invokeEvent(body)
+}
+
+// load finds the function and its URL configuration; it answers 404 when
+// there is none.
+func (c *urlCall) load() bool {
+	rest := strings.TrimPrefix(c.r.URL.EscapedPath(), urlPrefix)
+	name, path, _ := strings.Cut(rest, "/")
+	c.path = "/" + path
+	if !registry.ValidName(name) {
+		c.fail(http.StatusNotFound, "No function URL here: "+strconv.Quote(name)+" is not a function name (function URLs are "+urlPrefix+"{function name}/...)")
+		return false
+	}
+	fn, err := c.s.reg.Get(c.r.Context(), name)
+	if errors.Is(err, nimbus.ErrNotFound) {
+		c.fail(http.StatusNotFound, "Function not found: "+name)
+		return false
+	}
+	if err != nil {
+		c.internal(err)
+		return false
+	}
+	c.fn = fn
+	t := urltrigger.Find(fn)
+	if t == nil || !t.Enabled {
+		msg := "Function " + name + " has no function URL: create one with CreateFunctionUrlConfig or an http trigger"
+		if t != nil {
+			msg = "The function URL of " + name + " is disabled: enable its http trigger " + strconv.Quote(t.Name)
+		}
+		c.fail(http.StatusNotFound, msg)
+		return false
+	}
+	c.cfg, err = urltrigger.ParseConfig(t.Config)
+	if err != nil {
+		c.internal(err)
+		return false
+	}
+	return true
+}
+
+// readBody reads the request body, answering 413 past the limit.
+func (c *urlCall) readBody() ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, urltrigger.MaxRequestBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		c.fail(http.StatusRequestEntityTooLarge, "Request body too large: a function URL accepts at most 6291456 bytes (6 MB)")
+		return nil, false
+	case err != nil:
+		c.fail(http.StatusBadRequest, "Could not read the request body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+// invokeEvent runs a Runtime-API function with the format 2.0 event and
+// answers with its parsed response.
+func (c *urlCall) invokeEvent(body []byte) {
+	trace := traceID(c.r)
+	payload := urltrigger.BuildEvent(c.r, urltrigger.EventInput{
+		Function: c.fn.Name, Path: c.path, Body: body, RequestID: c.id,
+		TraceID: trace, Time: time.Now(),
+	}).Marshal()
+	if len(payload) > urltrigger.MaxRequestBody {
+		c.fail(http.StatusRequestEntityTooLarge, "Request too large: the function's event would be "+strconv.Itoa(len(payload))+
+			" bytes (a binary body grows by a third in base64); a function URL accepts events of at most 6291456 bytes (6 MB)")
+		return
+	}
+	res, ok := c.invoke(engine.Request{RequestID: c.id, Payload: payload, TraceID: trace})
+	if !ok {
+		return
+	}
+	resp, err := urltrigger.ParseResponse(res.Payload)
+	if err != nil {
+		c.functionLog("Function URL: " + err.Error() + "; the caller got 502")
+		c.fail(http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	c.respond(resp.Status, resp.Header, resp.Body)
+}
+
+// invoke calls the engine; ok is false when the invocation failed and
+// outcome answered.
+func (c *urlCall) invoke(req engine.Request) (res engine.Result, ok bool) {
+	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, req)
+	return res, c.outcome(res, err)
+}
+
+// outcome answers a failed invocation: 429 when throttled, 502 when the
+// function failed, 500 when the platform did. It reports whether the
+// invocation succeeded (and nothing was written).
+func (c *urlCall) outcome(res engine.Result, err error) bool {
+	switch {
+	case errors.Is(err, nimbus.ErrThrottled):
+		c.w.Header().Set("Retry-After", "1")
+		c.fail(http.StatusTooManyRequests, "Too Many Requests: the function is at its concurrency limit; retry later")
+		return false
+	case err != nil && c.r.Context().Err() != nil:
+		return false // the caller went away
+	case err != nil:
+		c.internal(err)
+		return false
+	case res.Err != nil:
+		c.functionFailed(res.Err)
+		return false
+	}
+	return true
+}
+
+// functionFailed answers 502 for a function error (nil: a missing answer),
+// as Lambda's URLs do.
+func (c *urlCall) functionFailed(fe *nimbus.FunctionError) {
+	if fe == nil {
+		fe = &nimbus.FunctionError{Type: "Runtime.NoResponse", Message: "the function gave no answer"}
+	}
+	c.functionLog("Function URL: the function failed (" + fe.Type + ": " + fe.Message + "); the caller got 502")
+	if fe.Type == "Function.ResponseSizeTooLarge" {
+		c.fail(http.StatusBadGateway, "Response payload size exceeded maximum allowed payload size (6291456 bytes).")
+		return
+	}
+	c.fail(http.StatusBadGateway, "Internal Server Error")
+}
+
+// respond writes a buffered answer with CORS headers and the request id.
+func (c *urlCall) respond(status int, header http.Header, body []byte) {
+	h := c.w.Header()
+	for k, vs := range header {
+		h[k] = append(h[k], vs...)
+	}
+	c.finishHeader()
+	if !bodyAllowed(status) {
+		body = nil
+		h.Del("Content-Length")
+	} else if c.r.Method != http.MethodHead || len(body) > 0 {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	c.w.WriteHeader(status)
+	if len(body) > 0 && c.r.Method != http.MethodHead {
+		_, _ = c.w.Write(body)
+	}
+}
+
+// finishHeader adds the CORS headers and the request id, and keeps net/http
+// from guessing a Content-Type the function did not set.
+func (c *urlCall) finishHeader() {
+	h := c.w.Header()
+	if c.cfg.Cors != nil {
+		c.cfg.Cors.Apply(c.r, h)
+	}
+	h.Set("X-Amzn-RequestId", c.id)
+	if h.Get("Content-Type") == "" {
+		h["Content-Type"] = nil
+	}
+}
+
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified && status >= 200
+}
+
+// fail writes one of the URL's own errors: {"Message": msg}.
+func (c *urlCall) fail(status int, msg string) {
+	b, _ := json.Marshal(urlMessage{Message: msg})
+	c.w.Header().Set("Content-Type", "application/json")
+	c.respond(status, nil, b)
+}
+
+// internal logs a platform error and answers 500 with its id.
+func (c *urlCall) internal(err error) {
+	c.s.log.Error("function URL request failed", "error_id", c.id, "err", err)
+	c.fail(http.StatusInternalServerError, "Internal Server Error (id "+c.id+"); the Nimbus log has the details")
+}
+
+// functionLog adds a line to the function's log, where its owner looks.
+func (c *urlCall) functionLog(line string) {
+	if c.s.cfg.Logs != nil {
+		c.s.cfg.Logs.Append(engine.LogRecord{Time: time.Now().UTC(), Function: c.fn.Name, RequestID: c.id, Line: line})
+	}
+}

@@ -1,0 +1,234 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/store/mem"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+)
+
+// testTypes knows "fake" (whose config must be a JSON object without
+// "bad") and "http".
+func testTypes() TriggerTypes {
+	check := func(raw json.RawMessage) (trigger.Source, error) {
+		var m map[string]any
+		if len(raw) > 0 && json.Unmarshal(raw, &m) != nil {
+			return nil, nimbus.Invalidf("fake trigger config: must be an object")
+		}
+		if _, bad := m["bad"]; bad {
+			return nil, nimbus.Invalidf("fake trigger config: bad is not allowed")
+		}
+		return nil, nil
+	}
+	return TriggerTypes{
+		Factories: map[string]trigger.Factory{"fake": check, nimbus.TriggerHTTP: check},
+		Destination: func(d string) error {
+			if strings.HasPrefix(d, "nats:") {
+				return nil
+			}
+			return nimbus.Invalidf("destination %q is not a nats: subject", d)
+		},
+	}
+}
+
+func newTriggerRegistry(t *testing.T) *Registry {
+	t.Helper()
+	r := newTestRegistry(t, mem.NewKV(), mem.NewBlobs())
+	rt, h := "python3.11", "app.handler"
+	if _, err := r.Create(t.Context(), FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, testZip(t)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestAddTriggerValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		in   TriggerInput
+		want error
+		msg  string
+	}{
+		{"ok", TriggerInput{Name: "t1", Type: ptr("fake")}, nil, ""},
+		{"all fields", TriggerInput{Name: "T_2-x", Type: ptr("fake"), Enabled: ptr(false), Config: json.RawMessage(`{"a":1}`),
+			BatchSize: ptr(10000), BatchWindow: ptr(5 * time.Minute), MaxRetries: ptr(100),
+			FailureDestination: ptr("nats:dlq"), Concurrency: ptr(1000)}, nil, ""},
+		{"empty name", TriggerInput{Type: ptr("fake")}, nimbus.ErrValidation, "triggerName"},
+		{"name with a dot", TriggerInput{Name: "a.b", Type: ptr("fake")}, nimbus.ErrValidation, "triggerName"},
+		{"long name", TriggerInput{Name: strings.Repeat("n", 65), Type: ptr("fake")}, nimbus.ErrValidation, "triggerName"},
+		{"no type", TriggerInput{Name: "t"}, nimbus.ErrInvalid, "type is required: one of fake, http"},
+		{"unknown type", TriggerInput{Name: "t", Type: ptr("sqs")}, nimbus.ErrInvalid, `"sqs" is not supported. Types on this node: fake, http`},
+		{"bad config", TriggerInput{Name: "t", Type: ptr("fake"), Config: json.RawMessage(`{"bad":1}`)}, nimbus.ErrInvalid, "bad is not allowed"},
+		{"config not JSON", TriggerInput{Name: "t", Type: ptr("fake"), Config: json.RawMessage(`{`)}, nimbus.ErrInvalid, "not valid JSON"},
+		{"config too big", TriggerInput{Name: "t", Type: ptr("fake"), Config: json.RawMessage(`"` + strings.Repeat("x", 70000) + `"`)}, nimbus.ErrInvalid, "over the limit"},
+		{"batch 0", TriggerInput{Name: "t", Type: ptr("fake"), BatchSize: ptr(0)}, nimbus.ErrValidation, "batchSize"},
+		{"batch 10001", TriggerInput{Name: "t", Type: ptr("fake"), BatchSize: ptr(10001)}, nimbus.ErrValidation, "batchSize"},
+		{"window negative", TriggerInput{Name: "t", Type: ptr("fake"), BatchWindow: ptr(-time.Second)}, nimbus.ErrValidation, "batchWindow"},
+		{"window too long", TriggerInput{Name: "t", Type: ptr("fake"), BatchWindow: ptr(5*time.Minute + 1)}, nimbus.ErrValidation, "batchWindow"},
+		{"retries negative", TriggerInput{Name: "t", Type: ptr("fake"), MaxRetries: ptr(-1)}, nimbus.ErrValidation, "maxRetries"},
+		{"retries 101", TriggerInput{Name: "t", Type: ptr("fake"), MaxRetries: ptr(101)}, nimbus.ErrValidation, "maxRetries"},
+		{"concurrency 1001", TriggerInput{Name: "t", Type: ptr("fake"), Concurrency: ptr(1001)}, nimbus.ErrValidation, "concurrency"},
+		{"bad destination", TriggerInput{Name: "t", Type: ptr("fake"), FailureDestination: ptr("https://x")}, nimbus.ErrInvalid, "not a nats: subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newTriggerRegistry(t)
+			got, err := r.AddTrigger(t.Context(), "f", tt.in, testTypes())
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got %v, want success", err)
+				}
+				stored, err := r.GetTrigger(t.Context(), "f", tt.in.Name)
+				if err != nil || stored.ID != got.ID || stored.ID == "" {
+					t.Errorf("stored: got %+v, %v; want the created trigger", stored, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("got %v, want %v containing %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+}
+
+func TestAddTriggerDefaultsAndConflicts(t *testing.T) {
+	r := newTriggerRegistry(t)
+	ctx := t.Context()
+	got, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "a", Type: ptr("fake")}, testTypes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Enabled || got.BatchSize != 1 || got.BatchWindow != 0 || got.MaxRetries != nimbus.DefaultTriggerRetries || got.Created.IsZero() {
+		t.Errorf("defaults: got %+v", got)
+	}
+	if _, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "a", Type: ptr("fake")}, testTypes()); !errors.Is(err, nimbus.ErrConflict) {
+		t.Errorf("duplicate name: got %v, want ErrConflict", err)
+	}
+	if _, err := r.AddTrigger(ctx, "nope", TriggerInput{Name: "a", Type: ptr("fake")}, testTypes()); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("unknown function: got %v, want ErrNotFound", err)
+	}
+	if _, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "url", Type: ptr("http")}, testTypes()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.AddTrigger(ctx, "f", TriggerInput{Name: "url2", Type: ptr("http")}, testTypes())
+	if !errors.Is(err, nimbus.ErrConflict) || !strings.Contains(err.Error(), "HTTP trigger") {
+		t.Errorf("second http trigger: got %v, want ErrConflict", err)
+	}
+}
+
+func TestUpdateEnableDeleteTrigger(t *testing.T) {
+	r := newTriggerRegistry(t)
+	ctx := t.Context()
+	created, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "a", Type: ptr("fake"), Config: json.RawMessage(`{"x":1}`),
+		FailureDestination: ptr("nats:d")}, testTypes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fnBefore, _ := r.Get(ctx, "f")
+
+	got, err := r.UpdateTrigger(ctx, "f", "a", TriggerInput{BatchSize: ptr(50), MaxRetries: ptr(0)}, testTypes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BatchSize != 50 || got.MaxRetries != 0 || string(got.Config) != `{"x":1}` || got.FailureDestination != "nats:d" ||
+		got.ID != created.ID || !got.Created.Equal(created.Created) {
+		t.Errorf("update: got %+v; want only batch size and retries changed", got)
+	}
+	fnAfter, _ := r.Get(ctx, "f")
+	if fnAfter.CodeSHA256 != fnBefore.CodeSHA256 || !fnAfter.LastModified.Equal(fnBefore.LastModified) {
+		t.Error("a trigger update changed the function's code or LastModified")
+	}
+
+	for _, tc := range []struct {
+		in   TriggerInput
+		want error
+	}{
+		{TriggerInput{Type: ptr("http")}, nimbus.ErrInvalid},
+		{TriggerInput{Name: "b"}, nimbus.ErrInvalid},
+		{TriggerInput{Config: json.RawMessage(`{"bad":true}`)}, nimbus.ErrInvalid},
+		{TriggerInput{BatchWindow: ptr(time.Hour)}, nimbus.ErrValidation},
+	} {
+		if _, err := r.UpdateTrigger(ctx, "f", "a", tc.in, testTypes()); !errors.Is(err, tc.want) {
+			t.Errorf("UpdateTrigger(%+v): got %v, want %v", tc.in, err, tc.want)
+		}
+	}
+	if _, err := r.UpdateTrigger(ctx, "f", "nope", TriggerInput{}, testTypes()); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("update unknown: got %v", err)
+	}
+
+	if got, err := r.SetTriggerEnabled(ctx, "f", "a", false); err != nil || got.Enabled {
+		t.Errorf("disable: got %+v, %v", got, err)
+	}
+	if got, _ := r.GetTrigger(ctx, "f", "a"); got.Enabled {
+		t.Error("disabled trigger reads as enabled")
+	}
+	if _, err := r.SetTriggerEnabled(ctx, "f", "nope", true); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("enable unknown: got %v", err)
+	}
+
+	_, foundT, err := r.FindTrigger(ctx, created.ID)
+	if err != nil || foundT.Name != "a" {
+		t.Errorf("FindTrigger: got %+v, %v", foundT, err)
+	}
+	if err := r.DeleteTrigger(ctx, "f", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DeleteTrigger(ctx, "f", "a"); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("second delete: got %v", err)
+	}
+	if _, _, err := r.FindTrigger(ctx, created.ID); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("FindTrigger after delete: got %v", err)
+	}
+}
+
+func TestTriggerChangesNotify(t *testing.T) {
+	r := newTriggerRegistry(t)
+	changed := make(chan string, 10)
+	r.OnChange(func(name string) { changed <- name })
+	if _, err := r.AddTrigger(t.Context(), "f", TriggerInput{Name: "a", Type: ptr("fake")}, testTypes()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case name := <-changed:
+		if name != "f" {
+			t.Errorf("changed %q, want f", name)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change notification")
+	}
+}
+
+func TestTriggerPrepare(t *testing.T) {
+	r := newTriggerRegistry(t)
+	types := testTypes()
+	types.Prepare = func(fn *nimbus.Function, tr *nimbus.Trigger) error {
+		if fn.Name != "f" {
+			t.Errorf("Prepare got function %s", fn.Name)
+		}
+		if string(tr.Config) == `{"refuse":1}` {
+			return nimbus.Invalidf("refused for function %s", fn.Name)
+		}
+		tr.Config = json.RawMessage(`{"key":"generated"}`)
+		return nil
+	}
+	got, err := r.AddTrigger(t.Context(), "f", TriggerInput{Name: "a", Type: ptr("fake")}, types)
+	if err != nil || string(got.Config) != `{"key":"generated"}` {
+		t.Fatalf("add: got %+v, %v; want the prepared config", got, err)
+	}
+	if stored, _ := r.GetTrigger(t.Context(), "f", "a"); string(stored.Config) != `{"key":"generated"}` {
+		t.Errorf("stored config: %s", stored.Config)
+	}
+	_, err = r.UpdateTrigger(t.Context(), "f", "a", TriggerInput{Config: json.RawMessage(`{"refuse":1}`)}, types)
+	if !errors.Is(err, nimbus.ErrInvalid) || !strings.Contains(err.Error(), "refused for function f") {
+		t.Errorf("update: got %v, want Prepare's refusal", err)
+	}
+	if _, err := r.AddTrigger(t.Context(), "f", TriggerInput{Name: "b", Type: ptr("fake"), Config: json.RawMessage(`{"refuse":1}`)}, types); err == nil {
+		t.Error("add: Prepare's refusal was ignored")
+	}
+}

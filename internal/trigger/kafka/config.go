@@ -1,0 +1,130 @@
+package kafka
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+)
+
+// Start positions, as Lambda names them.
+const (
+	// StartLatest starts a new consumer group at the end of each partition:
+	// only messages produced after the group first joined are delivered.
+	StartLatest = "LATEST"
+	// StartTrimHorizon starts a new consumer group at the oldest message
+	// still stored.
+	StartTrimHorizon = "TRIM_HORIZON"
+)
+
+// maxGroupLen bounds a consumer group id (Kafka has no limit of its own;
+// this keeps ids sane).
+const maxGroupLen = 255
+
+// validTopic is Kafka's rule for topic names.
+var validTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+// Config is a Kafka trigger's configuration. Lambda's
+// CreateEventSourceMapping for self-managed Kafka maps onto it.
+type Config struct {
+	// Brokers are the bootstrap brokers, "host:port" each.
+	Brokers []string `json:"brokers"`
+	// Topic is the topic to consume.
+	Topic string `json:"topic"`
+	// StartPosition is where a consumer group without committed offsets
+	// starts: StartLatest (the default) or StartTrimHorizon. A group that
+	// has committed offsets always resumes from them.
+	StartPosition string `json:"startPosition,omitempty"`
+	// Group overrides the consumer group id (default: Options.Group).
+	Group string `json:"group,omitempty"`
+}
+
+// New is the trigger.Factory of Kafka triggers: it decodes and validates raw.
+// Errors are nimbus.ErrInvalid user errors naming the field.
+func New(raw json.RawMessage) (trigger.Source, error) {
+	return newSource(raw)
+}
+
+func newSource(raw json.RawMessage) (*Source, error) {
+	var cfg Config
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage(`{}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, nimbus.Invalidf("kafka trigger config: %v", err)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StartPosition == "" {
+		cfg.StartPosition = StartLatest
+	}
+	return &Source{
+		cfg:        cfg,
+		source:     "kafka://" + cfg.Brokers[0] + "/" + cfg.Topic,
+		lagEvery:   10 * time.Second,
+		probeWait:  10 * time.Second,
+		minBackoff: 100 * time.Millisecond,
+		maxBackoff: 30 * time.Second,
+		revokeWait: 30 * time.Second,
+	}, nil
+}
+
+// validate reports the first invalid field.
+func (c *Config) validate() error {
+	if len(c.Brokers) == 0 {
+		return nimbus.Invalidf("kafka trigger config: brokers is required (e.g. [\"127.0.0.1:9092\"])")
+	}
+	for i, b := range c.Brokers {
+		if err := validBroker(b); err != nil {
+			return nimbus.Invalidf("kafka trigger config: brokers[%d] %q: %s", i, b, err)
+		}
+	}
+	switch {
+	case c.Topic == "":
+		return nimbus.Invalidf("kafka trigger config: topic is required")
+	case c.Topic == "." || c.Topic == ".." || !validTopic.MatchString(c.Topic):
+		return nimbus.Invalidf("kafka trigger config: topic %q is not a valid Kafka topic name (1-249 letters, digits, '.', '_', '-')", c.Topic)
+	}
+	switch c.StartPosition {
+	case "", StartLatest, StartTrimHorizon:
+	default:
+		return nimbus.Invalidf("kafka trigger config: startPosition %q: must be %s or %s", c.StartPosition, StartLatest, StartTrimHorizon)
+	}
+	if len(c.Group) > maxGroupLen {
+		return nimbus.Invalidf("kafka trigger config: group is longer than %d bytes", maxGroupLen)
+	}
+	if strings.IndexFunc(c.Group, unicode.IsControl) >= 0 {
+		return nimbus.Invalidf("kafka trigger config: group contains control characters")
+	}
+	return nil
+}
+
+// validBroker checks one "host:port" address and says what is wrong.
+func validBroker(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errString("must be host:port")
+	}
+	if host == "" || strings.ContainsAny(host, " /\t") {
+		return errString("host is missing or invalid")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errString("port must be a number from 1 to 65535")
+	}
+	return nil
+}
+
+// errString is a constant-message error.
+type errString string
+
+func (e errString) Error() string { return string(e) }

@@ -1,0 +1,451 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const (
+	testTopic      = "orders"
+	testPartitions = 8
+	waitLong       = 60 * time.Second
+)
+
+// cluster starts an in-process Kafka with testTopic.
+func cluster(t testing.TB) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(testPartitions, testTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// produce writes n records {"n":from+i}, keyed so they spread over the
+// partitions.
+func produce(t testing.TB, brokers []string, from, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(testTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		k := from + i
+		recs[i] = &kgo.Record{Key: []byte("k" + strconv.Itoa(k%31)), Value: fmt.Appendf(nil, `{"n":%d}`, k)}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testSource builds a Source on brokers with test-friendly timings.
+func testSource(t testing.TB, brokers []string, start string) *Source {
+	t.Helper()
+	raw, _ := json.Marshal(Config{Brokers: brokers, Topic: testTopic, StartPosition: start})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.lagEvery = 20 * time.Millisecond
+	src.probeWait = 2 * time.Second
+	src.minBackoff = 5 * time.Millisecond
+	src.maxBackoff = 50 * time.Millisecond
+	src.extra = []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond), kgo.FetchMaxWait(200 * time.Millisecond)}
+	return src
+}
+
+// running is a Source running in the background.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+func start(t testing.TB, src *Source, sink trigger.Sink, opts trigger.Options) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- src.Run(ctx, sink, opts) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the source and returns Run's result.
+func (r *running) stop(t testing.TB) error {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case r.err = <-r.done:
+		case <-time.After(waitLong):
+			r.err = fmt.Errorf("Run did not return within %s of cancel", waitLong)
+		}
+	})
+	return r.err
+}
+
+func options(group string, batch, conc int) trigger.Options {
+	return trigger.Options{BatchSize: batch, Concurrency: conc, Group: group, Status: trigger.NewStatus()}
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkSink wraps a recording sink and checks the ordering contract: one
+// key per batch, at most BatchSize messages, and never two batches of one
+// key in flight.
+type checkSink struct {
+	*triggertest.Sink
+	max int
+
+	mu       sync.Mutex
+	inflight map[string]bool
+	problems []string
+}
+
+func newCheckSink(max int) *checkSink {
+	return &checkSink{Sink: &triggertest.Sink{}, max: max, inflight: make(map[string]bool)}
+}
+
+func (s *checkSink) Deliver(ctx context.Context, batch []trigger.Message) error {
+	key := batch[0].Key
+	s.mu.Lock()
+	if len(batch) > s.max {
+		s.problems = append(s.problems, fmt.Sprintf("batch of %d > %d", len(batch), s.max))
+	}
+	for _, m := range batch {
+		if m.Key != key {
+			s.problems = append(s.problems, fmt.Sprintf("batch mixes keys %q and %q", key, m.Key))
+		}
+	}
+	if s.inflight[key] {
+		s.problems = append(s.problems, "two batches of partition "+key+" in flight")
+	}
+	s.inflight[key] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, key)
+		s.mu.Unlock()
+	}()
+	return s.Sink.Deliver(ctx, batch)
+}
+
+func (s *checkSink) check(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.problems {
+		t.Error(p)
+	}
+}
+
+// checkOrder fails unless each partition's first deliveries come in offset
+// order.
+func checkOrder(t testing.TB, msgs []trigger.Message) {
+	t.Helper()
+	last := make(map[string]int64)
+	for _, m := range msgs {
+		off := m.Extensions["offset"].(int64)
+		if prev, ok := last[m.Key]; ok && off <= prev {
+			if off < prev {
+				t.Errorf("partition %s: offset %d delivered after %d", m.Key, off, prev)
+			}
+			continue
+		}
+		last[m.Key] = off
+	}
+}
+
+func TestDeliversEveryMessageInPartitionOrder(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 600)
+	sink := newCheckSink(10)
+	opts := options("g-order", 10, 4)
+	start(t, testSource(t, brokers, StartTrimHorizon), sink, opts)
+	produce(t, brokers, 600, 400)
+
+	sink.WaitDistinct(t, 1000, waitLong)
+	sink.check(t)
+	msgs := sink.Messages()
+	if len(msgs) != 1000 {
+		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
+	}
+	checkOrder(t, msgs)
+	keys := map[string]bool{}
+	for _, m := range msgs {
+		keys[m.Key] = true
+	}
+	if len(keys) < 2 {
+		t.Errorf("messages came from %d partitions, want several", len(keys))
+	}
+	waitFor(t, "lag 0 once everything is committed", waitLong, func() bool {
+		v := opts.Status.View()
+		return v.Lag != nil && *v.Lag == 0
+	})
+	if v := opts.Status.View(); v.State != trigger.StateActive {
+		t.Errorf("status = %+v, want Active", v)
+	}
+}
+
+func TestMessageFields(t *testing.T) {
+	brokers := cluster(t)
+	at := time.UnixMilli(1_700_000_000_000)
+	recs := []*kgo.Record{
+		{Topic: testTopic, Partition: 3, Key: []byte("customer-7"), Value: []byte(`{"id":1}`), Timestamp: at},
+		{Topic: testTopic, Partition: 3, Key: []byte{0xff, 0x00}, Value: []byte("not json"), Timestamp: at},
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	sink := &triggertest.Sink{}
+	start(t, testSource(t, brokers, StartTrimHorizon), sink, options("g-fields", 10, 1))
+	sink.WaitDistinct(t, 2, waitLong)
+
+	msgs := sink.Messages()
+	want := []trigger.Message{
+		{ID: "3-0", DataContentType: "application/json", Extensions: map[string]any{"partition": int32(3), "offset": int64(0), "key": "customer-7"}},
+		{ID: "3-1", DataContentType: "application/octet-stream", Extensions: map[string]any{"partition": int32(3), "offset": int64(1), "key": "/wA="}},
+	}
+	for i, m := range msgs {
+		w := want[i]
+		if m.ID != w.ID || m.DataContentType != w.DataContentType {
+			t.Errorf("message %d: id %q type %q, want %q %q", i, m.ID, m.DataContentType, w.ID, w.DataContentType)
+		}
+		if m.Source != "kafka://"+brokers[0]+"/"+testTopic || m.Type != EventType || m.Subject != testTopic || m.Key != "3" {
+			t.Errorf("message %d: source %q type %q subject %q key %q", i, m.Source, m.Type, m.Subject, m.Key)
+		}
+		if !m.Time.Equal(at) {
+			t.Errorf("message %d: time %v, want %v", i, m.Time, at)
+		}
+		for k, v := range w.Extensions {
+			if m.Extensions[k] != v {
+				t.Errorf("message %d: extension %s = %#v, want %#v", i, k, m.Extensions[k], v)
+			}
+		}
+	}
+}
+
+func TestLatestSkipsEarlierMessages(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 20)
+	sink := &triggertest.Sink{}
+	start(t, testSource(t, brokers, StartLatest), sink, options("g-latest", 10, 2))
+	// The group starts at the end once it has joined: keep producing
+	// until something arrives.
+	for i := 0; sink.Distinct() == 0; i++ {
+		if i == 2000 {
+			t.Fatal("nothing delivered from a LATEST source")
+		}
+		produce(t, brokers, 1000+i, 1)
+		waitBriefly(sink)
+	}
+	for _, m := range sink.Messages() {
+		var v struct{ N int }
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.N < 1000 {
+			t.Errorf("LATEST source delivered earlier message %s", m.Data)
+		}
+	}
+}
+
+// waitBriefly gives a source a moment to deliver (LatestSkips's loop only).
+func waitBriefly(s *triggertest.Sink) {
+	for range 10 {
+		if s.Distinct() > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFailedDeliveryIsNotCommitted(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 100)
+	var attempts atomic.Int64
+	refused := make(chan struct{})
+	var once sync.Once
+	failing := &triggertest.Sink{Fail: func([]trigger.Message) error {
+		attempts.Add(1)
+		once.Do(func() { close(refused) })
+		return triggertest.ErrRefused
+	}}
+	first := start(t, testSource(t, brokers, StartTrimHorizon), failing, options("g-fail", 10, 4))
+	<-refused
+	waitFor(t, "several retries", waitLong, func() bool { return attempts.Load() >= 10 })
+	if err := first.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	ok := &triggertest.Sink{}
+	opts := options("g-fail", 10, 4)
+	start(t, testSource(t, brokers, StartTrimHorizon), ok, opts)
+	ok.WaitDistinct(t, 100, waitLong)
+	waitFor(t, "lag 0", waitLong, func() bool {
+		v := opts.Status.View()
+		return v.Lag != nil && *v.Lag == 0
+	})
+}
+
+func TestCancelMidStreamLosesNothing(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 1000)
+	sink := newCheckSink(10)
+	sink.Delay = time.Millisecond
+	first := start(t, testSource(t, brokers, StartTrimHorizon), sink, options("g-cancel", 10, 4))
+	sink.WaitDistinct(t, 300, waitLong)
+	if err := first.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("first source delivered %d distinct", sink.Distinct())
+	if got := sink.Distinct(); got >= 1000 {
+		t.Skipf("the first source delivered all %d messages before it was cancelled", got)
+	}
+	start(t, testSource(t, brokers, StartTrimHorizon), sink, options("g-cancel", 10, 4))
+	sink.WaitDistinct(t, 1000, waitLong)
+	sink.check(t)
+}
+
+func TestTwoMembersShareTheTopic(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 500)
+	shared := newCheckSink(20)
+	shared.Delay = time.Millisecond
+	a, b := &countSink{inner: shared}, &countSink{inner: shared}
+	start(t, testSource(t, brokers, StartTrimHorizon), a, options("g-two", 20, 4))
+	shared.WaitDistinct(t, 50, waitLong)
+	start(t, testSource(t, brokers, StartTrimHorizon), b, options("g-two", 20, 4))
+	waitFor(t, "the second member to get partitions", waitLong, func() bool { return b.n.Load() > 0 || shared.Distinct() == 500 })
+	produce(t, brokers, 500, 500)
+	shared.WaitDistinct(t, 1000, waitLong)
+	shared.check(t)
+	t.Logf("first member: %d messages, second: %d", a.n.Load(), b.n.Load())
+}
+
+// countSink counts messages and passes them on.
+type countSink struct {
+	inner trigger.Sink
+	n     atomic.Int64
+}
+
+func (s *countSink) Deliver(ctx context.Context, batch []trigger.Message) error {
+	if err := s.inner.Deliver(ctx, batch); err != nil {
+		return err
+	}
+	s.n.Add(int64(len(batch)))
+	return nil
+}
+
+func TestLagReported(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 50)
+	release := make(chan struct{})
+	sink := &triggertest.Sink{Fail: func([]trigger.Message) error { <-release; return nil }}
+	opts := options("g-lag", 100, 8)
+	start(t, testSource(t, brokers, StartTrimHorizon), sink, opts)
+	waitFor(t, "lag 50", waitLong, func() bool {
+		v := opts.Status.View()
+		return v.Lag != nil && *v.Lag == 50
+	})
+	close(release)
+	sink.WaitDistinct(t, 50, waitLong)
+	waitFor(t, "lag 0", waitLong, func() bool {
+		v := opts.Status.View()
+		return v.Lag != nil && *v.Lag == 0
+	})
+}
+
+func TestUnreachableBrokerShowsInStatus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	src := testSource(t, []string{addr}, StartLatest)
+	src.probeWait = 300 * time.Millisecond
+	opts := options("g-down", 10, 1)
+	r := start(t, src, &triggertest.Sink{}, opts)
+	waitFor(t, "the Error state", waitLong, func() bool { return opts.Status.View().State == trigger.StateError })
+	if v := opts.Status.View(); !strings.Contains(v.Reason, "refused") {
+		t.Errorf("reason = %q, want the connection refusal", v.Reason)
+	}
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run = %v, want nil after cancel", err)
+	}
+}
+
+func TestUnknownTopicShowsInStatus(t *testing.T) {
+	brokers := cluster(t)
+	raw, _ := json.Marshal(Config{Brokers: brokers, Topic: "missing"})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.lagEvery = 20 * time.Millisecond
+	opts := options("g-missing", 10, 1)
+	r := start(t, src, &triggertest.Sink{}, opts)
+	waitFor(t, "the Error state", waitLong, func() bool { return opts.Status.View().State == trigger.StateError })
+	if v := opts.Status.View(); !strings.Contains(v.Reason, "UNKNOWN_TOPIC") || !strings.Contains(v.Reason, "missing") {
+		t.Errorf("reason = %q, want the unknown topic", v.Reason)
+	}
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run = %v, want nil after cancel", err)
+	}
+}
+
+func TestRunWithoutGroupFails(t *testing.T) {
+	src := testSource(t, []string{"127.0.0.1:1"}, StartLatest)
+	err := src.Run(t.Context(), &triggertest.Sink{}, trigger.Options{BatchSize: 1, Concurrency: 1})
+	if err == nil || !strings.Contains(err.Error(), "no consumer group") {
+		t.Errorf("Run without a group = %v, want a no consumer group error", err)
+	}
+}
+
+func TestBatchWindowFillsBatches(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 200)
+	sink := newCheckSink(25)
+	opts := options("g-window", 25, 2)
+	opts.BatchWindow = 50 * time.Millisecond
+	start(t, testSource(t, brokers, StartTrimHorizon), sink, opts)
+	sink.WaitDistinct(t, 200, waitLong)
+	sink.check(t)
+	checkOrder(t, sink.Messages())
+}

@@ -1,0 +1,515 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/goleak"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// brokerAddr is the shared Mosquitto (NIMBUS_MQTT_ADDR overrides).
+func brokerAddr() string {
+	if a := os.Getenv("NIMBUS_MQTT_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:1883"
+}
+
+// client connects an MQTT 5 client to addr; handler, when set, receives
+// messages.
+func client(t testing.TB, addr, id string, clean bool, handler func(*paho.Publish)) *paho.Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("MQTT broker at %s is required (NIMBUS_REQUIRE_SERVICES=1): %v", addr, err)
+		}
+		t.Skipf("MQTT broker not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", addr, err)
+	}
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
+	if handler != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			handler(pr.Packet)
+			return true, nil
+		}}
+	}
+	c := paho.NewClient(cfg)
+	var expiry uint32
+	if _, err := c.Connect(t.Context(), &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		t.Fatalf("connect to MQTT broker: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// forget deletes the broker's session of clientID when the test ends.
+func forget(t testing.TB, clientID string) {
+	t.Cleanup(func() {
+		conn, err := net.DialTimeout("tcp", brokerAddr(), 2*time.Second)
+		if err != nil {
+			return
+		}
+		c := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: conn})
+		var expiry uint32
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+			t.Logf("forget session %s: %v", clientID, err)
+			conn.Close()
+			return
+		}
+		_ = c.Disconnect(&paho.Disconnect{})
+	})
+}
+
+func body(i int) string { return fmt.Sprintf("m-%04d", i) }
+
+// publish sends bodies m-<from>..m-<to-1> at QoS 1, in order, and waits for
+// the broker to take all of them.
+func publish(t testing.TB, topic string, from, to int) {
+	t.Helper()
+	c := client(t, brokerAddr(), "nimbus-test-pub-"+randomID(), true, nil)
+	for i := from; i < to; i++ {
+		method := paho.PublishMethod_AsyncSend
+		if i == to-1 {
+			method = paho.PublishMethod_Blocking // PUBACK of the last: the broker has them all
+		}
+		p := &paho.Publish{QoS: 1, Topic: topic, Payload: []byte(body(i))}
+		if _, err := c.PublishWithOptions(t.Context(), p, paho.PublishOptions{Method: method}); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+}
+
+// topic is a fresh topic root for the test.
+func topic() string { return "nimbus-test/" + randomID() }
+
+// source builds a Source for filter at addr as clientID, with short timings;
+// its session is deleted when the test ends.
+func source(t testing.TB, addr, filter, clientID string) *Source {
+	t.Helper()
+	raw, _ := json.Marshal(Config{URL: "mqtt://" + addr, Topic: filter, ClientID: clientID, SessionExpirySeconds: 300})
+	s, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.minBackoff, s.maxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	forget(t, clientID)
+	return s
+}
+
+// run starts src and waits until it subscribed; the returned stop cancels
+// it and checks Run returned nil.
+func run(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
+	t.Helper()
+	stop = start(t, src, sink, opts)
+	subscribed(t, opts)
+	return stop
+}
+
+// start starts src; the returned stop cancels it and checks Run returned nil.
+func start(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, sink, opts) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run returned %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// subscribed waits for the source's subscription.
+func subscribed(t testing.TB, opts trigger.Options) {
+	t.Helper()
+	waitFor(t, "the subscription", func() bool { return opts.Status.View().State == trigger.StateActive })
+}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func opts(size int, window time.Duration) trigger.Options {
+	return trigger.Options{BatchSize: size, BatchWindow: window, Concurrency: 1, Group: "test", Status: trigger.NewStatus()}
+}
+
+// inOrder checks that first deliveries came in publishing order.
+func inOrder(t *testing.T, msgs []trigger.Message) {
+	t.Helper()
+	next := 0
+	for _, m := range msgs {
+		i, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "m-"))
+		if i > next {
+			t.Fatalf("got %s before %s: order broken", m.Data, body(next))
+		}
+		if i == next {
+			next++
+		}
+	}
+}
+
+func TestNewValidation(t *testing.T) {
+	tests := []struct {
+		name, raw, want string
+	}{
+		{"not json", `{"url":`, "mqtt trigger config"},
+		{"unknown field", `{"url":"mqtt://h","topic":"a","qso":1}`, `unknown field "qso"`},
+		{"wrong type", `{"url":"mqtt://h","topic":"a","shared":"yes"}`, "shared"},
+		{"no url", `{"topic":"a"}`, "url is required"},
+		{"bad url", `{"url":"mqtt://u:secret@[::1","topic":"a"}`, "url is not a valid URL"},
+		{"no host", `{"url":"mqtt:///x","topic":"a"}`, "url is not a valid URL"},
+		{"bad scheme", `{"url":"http://u:secret@h","topic":"a"}`, "url scheme must be"},
+		{"no topic", `{"url":"mqtt://h"}`, "topic is required"},
+		{"hash not last", `{"url":"mqtt://h","topic":"a/#/b"}`, "# must be a whole level and the last"},
+		{"hash in level", `{"url":"mqtt://h","topic":"a/b#"}`, "# must be a whole level"},
+		{"plus in level", `{"url":"mqtt://h","topic":"a/b+/c"}`, "+ must be a whole level"},
+		{"share prefix", `{"url":"mqtt://h","topic":"$share/g/a"}`, `set "shared": true`},
+		{"nul", `{"url":"mqtt://h","topic":"a\u0000b"}`, "without NUL"},
+		{"qos 2", `{"url":"mqtt://h","topic":"a","qos":2}`, "qos must be 0 or 1"},
+		{"negative expiry", `{"url":"mqtt://h","topic":"a","sessionExpirySeconds":-1}`, "sessionExpirySeconds"},
+		{"huge expiry", `{"url":"mqtt://h","topic":"a","sessionExpirySeconds":4294967296}`, "sessionExpirySeconds"},
+		{"huge receive max", `{"url":"mqtt://h","topic":"a","receiveMaximum":70000}`, "receiveMaximum must be"},
+		{"wildcard dlq", `{"url":"mqtt://h","topic":"a","deadLetterTopic":"d/#"}`, "deadLetterTopic must not contain wildcards"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(json.RawMessage(tt.raw))
+			if !errors.Is(err, nimbus.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New(%s) = %v, want an ErrInvalid containing %q", tt.raw, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+	src, err := New(json.RawMessage(`{"url":"mqtt://u:p@h","topic":"a/+/#","qos":0,"shared":false}`))
+	if err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	s := src.(*Source)
+	if s.source != "mqtt://h:1883/a%2F+%2F%23" || s.user != "u" || s.password != "p" || s.server.User != nil || s.qos != 0 {
+		t.Errorf("source = %+v", s)
+	}
+	set := s.settings(trigger.Options{Group: "fn/t#1", BatchSize: 10})
+	if set.filter != "a/+/#" || set.receiveMax != 20 || !strings.HasPrefix(set.clientID, "fn_t_1-") {
+		t.Errorf("settings = %+v, want no $share, receive maximum 20, client id from the group", set)
+	}
+	s.shared = true
+	if got := s.settings(trigger.Options{Group: "g"}).filter; got != "$share/g/a/+/#" {
+		t.Errorf("shared filter = %q", got)
+	}
+}
+
+func TestThousandMessages(t *testing.T) {
+	root := topic()
+	sink := &triggertest.Sink{}
+	o := opts(50, 10*time.Millisecond)
+	stop := run(t, source(t, brokerAddr(), root+"/#", "nimbus-test-"+randomID()), sink, o)
+	publish(t, root+"/a", 0, 1000)
+	sink.WaitDistinct(t, 1000, 20*time.Second)
+	waitFor(t, "1000 acknowledged", func() bool { return o.Status.View().Delivered >= 1000 })
+	stop()
+	msgs := sink.Messages()
+	if len(msgs) != 1000 {
+		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
+	}
+	inOrder(t, msgs)
+	for _, b := range sink.Batches() {
+		if len(b) > 50 {
+			t.Fatalf("batch of %d, want at most 50", len(b))
+		}
+	}
+}
+
+func TestMessageFields(t *testing.T) {
+	root := topic()
+	sink := &triggertest.Sink{}
+	src := source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID())
+	stop := run(t, src, sink, opts(10, 0))
+	pub := client(t, brokerAddr(), "nimbus-test-pub-"+randomID(), true, nil)
+	for _, p := range []*paho.Publish{
+		{QoS: 1, Topic: root + "/j", Payload: []byte(`{"a":1}`)},
+		{QoS: 1, Topic: root + "/b", Payload: []byte{0xff, 0}},
+		{QoS: 1, Topic: root + "/t", Payload: []byte("hi"), Properties: &paho.PublishProperties{ContentType: "text/plain"}},
+	} {
+		if _, err := pub.Publish(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.WaitDistinct(t, 3, 10*time.Second)
+	stop()
+	m := sink.Messages()
+	for i, want := range []struct{ subject, ctype string }{
+		{root + "/j", "application/json"}, {root + "/b", "application/octet-stream"}, {root + "/t", "text/plain"},
+	} {
+		if m[i].Subject != want.subject || m[i].Key != want.subject || m[i].DataContentType != want.ctype ||
+			m[i].Type != EventType || m[i].Source != src.source || m[i].ID == "" || m[i].Time.IsZero() ||
+			m[i].Extensions["qos"] != 1 || m[i].Extensions["redelivered"] != false {
+			t.Errorf("message %d = %+v, want subject %s, content type %s", i, m[i], want.subject, want.ctype)
+		}
+	}
+	if m[0].ID == m[1].ID {
+		t.Error("two messages share an id")
+	}
+}
+
+func TestDeliverFailureRedelivers(t *testing.T) {
+	root := topic()
+	var failures atomic.Int32
+	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
+		for _, m := range batch {
+			if string(m.Data) == body(42) && failures.Add(1) <= 2 {
+				return triggertest.ErrRefused
+			}
+		}
+		return nil
+	}}
+	o := opts(10, 5*time.Millisecond)
+	stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, o)
+	publish(t, root, 0, 100)
+	sink.WaitDistinct(t, 100, 20*time.Second)
+	stop()
+	if failures.Load() < 3 {
+		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", body(42), failures.Load())
+	}
+	msgs := sink.Messages()
+	inOrder(t, msgs)
+	for _, m := range msgs {
+		if string(m.Data) == body(42) && m.Extensions["redelivered"] != true {
+			t.Errorf("%s delivered with redelivered=%v, want true (the broker sent it again)", m.Data, m.Extensions["redelivered"])
+		}
+	}
+}
+
+func TestBatching(t *testing.T) {
+	t.Run("size", func(t *testing.T) {
+		root := topic()
+		sink := &triggertest.Sink{}
+		stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, opts(5, time.Hour))
+		publish(t, root, 0, 20)
+		sink.WaitDistinct(t, 20, 10*time.Second)
+		stop()
+		for _, b := range sink.Batches() {
+			if len(b) != 5 {
+				t.Errorf("batch of %d, want 5 (a full batch ends the window)", len(b))
+			}
+		}
+	})
+	t.Run("window", func(t *testing.T) {
+		root := topic()
+		sink := &triggertest.Sink{}
+		stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, opts(100, 20*time.Millisecond))
+		publish(t, root, 0, 3)
+		sink.WaitDistinct(t, 3, 10*time.Second)
+		stop()
+		if n := len(sink.Messages()); n != 3 {
+			t.Errorf("delivered %d, want 3 in batches smaller than 100 once the window ended", n)
+		}
+	})
+}
+
+func TestLostConnection(t *testing.T) {
+	root := topic()
+	proxy := triggertest.NewProxy(t, brokerAddr())
+	var cut atomic.Bool
+	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
+		for _, m := range batch {
+			if string(m.Data) == body(300) && !cut.Swap(true) {
+				proxy.Cut() // mid-batch: this batch's acknowledgements are lost
+			}
+		}
+		return nil
+	}}
+	o := opts(20, 5*time.Millisecond)
+	stop := run(t, source(t, proxy.Addr(), root, "nimbus-test-"+randomID()), sink, o)
+	publish(t, root, 0, 1000)
+	waitFor(t, "an Error status after the cut", func() bool { return cut.Load() && o.Status.View().State == trigger.StateError })
+	proxy.Restore()
+	sink.WaitDistinct(t, 1000, 20*time.Second)
+	waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+	stop()
+	inOrder(t, sink.Messages())
+}
+
+// blockSink blocks until ctx ends, or fails with fail when set.
+type blockSink struct {
+	entered chan struct{}
+	once    sync.Once
+	fail    func([]trigger.Message) error
+}
+
+func (s *blockSink) Deliver(ctx context.Context, batch []trigger.Message) error {
+	s.once.Do(func() { close(s.entered) })
+	if s.fail != nil {
+		return s.fail(batch)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestCrashRedelivers(t *testing.T) {
+	root, id := topic(), "nimbus-test-"+randomID()
+	refuse := func([]trigger.Message) error { return triggertest.ErrRefused }
+	for i, sink := range []*blockSink{{}, {fail: refuse}} {
+		sink.entered = make(chan struct{})
+		o := opts(10, 0)
+		stop := start(t, source(t, brokerAddr(), root, id), sink, o)
+		if i == 0 {
+			subscribed(t, o)
+			publish(t, root, 0, 200)
+		}
+		select {
+		case <-sink.entered:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("sink %d never called", i)
+		}
+		stop() // a crash: nothing was acknowledged
+	}
+	sink := &triggertest.Sink{}
+	stop := run(t, source(t, brokerAddr(), root, id), sink, opts(10, 0))
+	sink.WaitDistinct(t, 200, 20*time.Second)
+	stop()
+	inOrder(t, sink.Messages())
+}
+
+func TestSharedSubscription(t *testing.T) {
+	root := topic()
+	a, b := &triggertest.Sink{}, &triggertest.Sink{}
+	oa, ob := opts(10, 0), opts(10, 0)
+	oa.Group = "g" + randomID()
+	ob.Group = oa.Group
+	stopA := run(t, source(t, brokerAddr(), root, "nimbus-test-a-"+randomID()), a, oa)
+	stopB := run(t, source(t, brokerAddr(), root, "nimbus-test-b-"+randomID()), b, ob)
+	publish(t, root, 0, 200)
+	waitFor(t, "200 messages between the two", func() bool { return a.Distinct()+b.Distinct() >= 200 })
+	waitFor(t, "200 acknowledged", func() bool { return oa.Status.View().Delivered+ob.Status.View().Delivered >= 200 })
+	stopA()
+	stopB()
+	seen := map[string]bool{}
+	for _, m := range append(a.Messages(), b.Messages()...) {
+		if seen[string(m.Data)] {
+			t.Errorf("%s delivered to both members of the group", m.Data)
+		}
+		seen[string(m.Data)] = true
+	}
+	if len(seen) != 200 || a.Distinct() == 0 || b.Distinct() == 0 {
+		t.Errorf("the group received %d messages, split %d/%d; want 200 split between both", len(seen), a.Distinct(), b.Distinct())
+	}
+}
+
+func TestForget(t *testing.T) {
+	root, id := topic(), "nimbus-test-"+randomID()
+	o := opts(10, 0)
+	stop := run(t, source(t, brokerAddr(), root, id), &triggertest.Sink{}, o)
+	stop()
+	publish(t, root, 0, 5) // queued for the stopped node's session
+	if err := source(t, brokerAddr(), root, id).Forget(t.Context(), o); err != nil {
+		t.Fatalf("Forget: %v", err)
+	}
+	sink := &triggertest.Sink{}
+	stop = run(t, source(t, brokerAddr(), root, id), sink, opts(10, 0))
+	publish(t, root, 5, 6)
+	sink.WaitDistinct(t, 1, 10*time.Second)
+	stop()
+	if m := sink.Messages(); string(m[0].Data) != body(5) {
+		t.Errorf("first message after Forget = %s, want %s: the old session's messages are gone", m[0].Data, body(5))
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	dlq := topic() + "/dlq"
+	got := make(chan *paho.Publish, 1)
+	sub := client(t, brokerAddr(), "nimbus-test-sub-"+randomID(), true, func(p *paho.Publish) { got <- p })
+	if _, err := sub.Subscribe(t.Context(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: dlq, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(Config{URL: "mqtt://" + brokerAddr(), Topic: "x", DeadLetterTopic: dlq})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []trigger.Message{{ID: "e1", Data: []byte("poison"), DataContentType: "text/plain", Subject: "x"}}
+	if err := src.DeadLetter(t.Context(), msgs); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	select {
+	case p := <-got:
+		if string(p.Payload) != "poison" || p.Properties.ContentType != "text/plain" || p.Properties.User.Get("id") != "e1" {
+			t.Errorf("dead letter = %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dead letter arrived")
+	}
+	raw, _ = json.Marshal(Config{URL: "mqtt://" + brokerAddr(), Topic: "x"})
+	plain, _ := newSource(raw)
+	if err := plain.DeadLetter(t.Context(), msgs); !errors.Is(err, trigger.ErrNoDeadLetter) {
+		t.Errorf("DeadLetter without a topic = %v, want ErrNoDeadLetter", err)
+	}
+}
+
+// BenchmarkThroughput measures messages/s from publish to a no-op sink
+// with batches of 100 (the broker's in-flight limit caps the batches).
+func BenchmarkThroughput(b *testing.B) {
+	root := topic()
+	sink := &countSink{}
+	o := opts(100, 5*time.Millisecond)
+	stop := run(b, source(b, brokerAddr(), root, "nimbus-bench-"+randomID()), sink, o)
+	b.ResetTimer()
+	publish(b, root, 0, b.N)
+	for sink.n.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// countSink counts what it is given.
+type countSink struct{ n atomic.Int64 }
+
+func (s *countSink) Deliver(_ context.Context, batch []trigger.Message) error {
+	s.n.Add(int64(len(batch)))
+	return nil
+}

@@ -1,0 +1,462 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serverURL is the shared Redis (NIMBUS_REDIS_URL overrides).
+func serverURL() string {
+	if u := os.Getenv("NIMBUS_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// server connects to the shared Redis, skipping the test when it is down
+// unless NIMBUS_REQUIRE_SERVICES=1.
+func server(t testing.TB) *goredis.Client {
+	t.Helper()
+	opt, err := goredis.ParseURL(serverURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DialTimeout, opt.MaxRetries = 2*time.Second, -1
+	rc := goredis.NewClient(opt)
+	if err := rc.Ping(context.Background()).Err(); err != nil {
+		rc.Close()
+		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("Redis at %s is required (NIMBUS_REQUIRE_SERVICES=1): %v", serverURL(), err)
+		}
+		t.Skipf("Redis not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", serverURL(), err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
+}
+
+// stream names a fresh stream, deleted when the test ends.
+func stream(t testing.TB, rc *goredis.Client) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "nimbus-test-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + hex.EncodeToString(b)
+	t.Cleanup(func() { rc.Del(context.Background(), name, name+"-dlq") })
+	return name
+}
+
+func body(i int) string { return fmt.Sprintf("m-%04d", i) }
+
+// add appends entries body=m-<from>..m-<to-1>.
+func add(t testing.TB, rc *goredis.Client, s string, from, to int) {
+	t.Helper()
+	ctx := context.Background()
+	for lo := from; lo < to; lo += 500 {
+		p := rc.Pipeline()
+		for i := lo; i < min(lo+500, to); i++ {
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: s, Values: []any{"body", body(i)}})
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// source builds a Source reading body from s at url, from the stream's
+// start, as consumer, with short timings.
+func source(t testing.TB, url, s, consumer string) *Source {
+	t.Helper()
+	raw, _ := json.Marshal(Config{URL: url, Stream: s, StartPosition: StartTrimHorizon, Consumer: consumer, DataField: "body"})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.minBackoff, src.maxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	src.idleBlock, src.lagEvery = 50*time.Millisecond, 50*time.Millisecond
+	return src
+}
+
+// run starts src; the returned stop cancels it and checks Run returned nil.
+func run(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, sink, opts) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run returned %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func opts(size int, window time.Duration) trigger.Options {
+	return trigger.Options{BatchSize: size, BatchWindow: window, Concurrency: 1, Group: "test", Status: trigger.NewStatus()}
+}
+
+// inOrder checks that first deliveries came in stream order.
+func inOrder(t *testing.T, msgs []trigger.Message) {
+	t.Helper()
+	next := 0
+	for _, m := range msgs {
+		i, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "m-"))
+		if i > next {
+			t.Fatalf("got %s before %s: order broken", m.Data, body(next))
+		}
+		if i == next {
+			next++
+		}
+	}
+}
+
+func TestNewValidation(t *testing.T) {
+	tests := []struct {
+		name, raw, want string
+	}{
+		{"not json", `[`, "redis trigger config"},
+		{"unknown field", `{"url":"redis://h:6379","stream":"s","steam":1}`, `unknown field "steam"`},
+		{"wrong type", `{"url":"redis://h:6379","stream":5}`, "stream"},
+		{"no url", `{"stream":"s"}`, "url is required"},
+		{"bad url", `{"url":"http://u:secret@h:6379","stream":"s"}`, "url is not a valid Redis URL"},
+		{"bad db", `{"url":"redis://u:secret@h:6379/x","stream":"s"}`, "url is not a valid Redis URL"},
+		{"no stream", `{"url":"redis://h:6379"}`, "stream is required"},
+		{"bad start", `{"url":"redis://h:6379","stream":"s","startPosition":"AT_TIMESTAMP"}`, "startPosition must be"},
+		{"negative claim", `{"url":"redis://h:6379","stream":"s","claimIdleSeconds":-1}`, "claimIdleSeconds must be"},
+		{"huge claim", `{"url":"redis://h:6379","stream":"s","claimIdleSeconds":100000}`, "claimIdleSeconds must be"},
+		{"dlq is stream", `{"url":"redis://h:6379","stream":"s","deadLetterStream":"s"}`, "deadLetterStream must differ"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(json.RawMessage(tt.raw))
+			if !errors.Is(err, nimbus.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New(%s) = %v, want an ErrInvalid containing %q", tt.raw, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+	src, err := New(json.RawMessage(`{"url":"redis://:pw@h:6380/2","stream":"s","startPosition":"trim_horizon"}`))
+	if err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	if got, want := src.(*Source).source, "redis://h:6380/2/s"; got != want {
+		t.Errorf("source = %q, want %q", got, want)
+	}
+	if got := src.(*Source).settings(trigger.Options{Group: "g"}); got.group != "g" || got.start != "0" || got.consumer == "" {
+		t.Errorf("settings = %+v, want group g from Options, start 0, a host consumer name", got)
+	}
+}
+
+func TestThousandMessages(t *testing.T) {
+	rc := server(t)
+	s := stream(t, rc)
+	add(t, rc, s, 0, 1000)
+	sink := &triggertest.Sink{}
+	o := opts(50, 10*time.Millisecond)
+	stop := run(t, source(t, serverURL(), s, "c1"), sink, o)
+	sink.WaitDistinct(t, 1000, 20*time.Second)
+	waitFor(t, "1000 acknowledged and no lag", func() bool {
+		v := o.Status.View()
+		return v.Delivered == 1000 && v.Lag != nil && *v.Lag == 0
+	})
+	stop()
+	msgs := sink.Messages()
+	if len(msgs) != 1000 {
+		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
+	}
+	inOrder(t, msgs)
+	for _, b := range sink.Batches() {
+		if len(b) > 50 {
+			t.Fatalf("batch of %d, want at most 50", len(b))
+		}
+	}
+	if n, err := rc.XPending(t.Context(), s, "test").Result(); err != nil || n.Count != 0 {
+		t.Errorf("pending = %+v, %v; want none", n, err)
+	}
+}
+
+func TestMessageFields(t *testing.T) {
+	rc := server(t)
+	s := stream(t, rc)
+	id, err := rc.XAdd(t.Context(), &goredis.XAddArgs{Stream: s, ID: "1700000000000-0", Values: []any{"a", "1", "b", "x"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(Config{URL: serverURL(), Stream: s, StartPosition: StartTrimHorizon, Consumer: "c"})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &triggertest.Sink{}
+	stop := run(t, src, sink, opts(10, 0))
+	sink.WaitDistinct(t, 1, 10*time.Second)
+	stop()
+	m := sink.Messages()[0]
+	var fields map[string]string
+	if err := json.Unmarshal(m.Data, &fields); err != nil || fields["a"] != "1" || fields["b"] != "x" {
+		t.Errorf("data = %s, want the JSON object of the fields", m.Data)
+	}
+	if m.ID != id || !m.Time.Equal(time.UnixMilli(1700000000000)) || m.DataContentType != "application/json" ||
+		m.Type != EventType || m.Subject != s || m.Key != s || m.Extensions["consumer"] != "c" ||
+		m.Source != src.source || !strings.HasPrefix(m.Source, "redis://") {
+		t.Errorf("message = %+v", m)
+	}
+	c := &consumer{Source: &Source{cfg: Config{DataField: "d"}}}
+	if b, ct := c.data(map[string]any{"d": "\x00\xff"}); string(b) != "\x00\xff" || ct != "application/octet-stream" {
+		t.Errorf("binary dataField = %q, %q; want the raw value as octet-stream", b, ct)
+	}
+	if b, ct := c.data(map[string]any{"d": `{"k":1}`}); string(b) != `{"k":1}` || ct != "application/json" {
+		t.Errorf("JSON dataField = %q, %q; want the raw value as JSON", b, ct)
+	}
+}
+
+func TestDeliverFailureRedelivers(t *testing.T) {
+	rc := server(t)
+	s := stream(t, rc)
+	add(t, rc, s, 0, 100)
+	var failures atomic.Int32
+	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
+		for _, m := range batch {
+			if string(m.Data) == body(42) && failures.Add(1) <= 2 {
+				return triggertest.ErrRefused
+			}
+		}
+		return nil
+	}}
+	o := opts(10, 5*time.Millisecond)
+	stop := run(t, source(t, serverURL(), s, "c1"), sink, o)
+	sink.WaitDistinct(t, 100, 20*time.Second)
+	waitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered == 100 })
+	stop()
+	if failures.Load() < 3 {
+		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", body(42), failures.Load())
+	}
+	if len(sink.Messages()) != 100 {
+		t.Errorf("delivered %d, want 100: a refused batch is delivered again, nothing else", len(sink.Messages()))
+	}
+	inOrder(t, sink.Messages())
+}
+
+func TestBatching(t *testing.T) {
+	rc := server(t)
+	t.Run("size", func(t *testing.T) {
+		s := stream(t, rc)
+		add(t, rc, s, 0, 20)
+		sink := &triggertest.Sink{}
+		stop := run(t, source(t, serverURL(), s, "c1"), sink, opts(5, time.Hour))
+		sink.WaitDistinct(t, 20, 10*time.Second)
+		stop()
+		for _, b := range sink.Batches() {
+			if len(b) != 5 {
+				t.Errorf("batch of %d, want 5 (a full batch ends the window)", len(b))
+			}
+		}
+	})
+	t.Run("window", func(t *testing.T) {
+		s := stream(t, rc)
+		add(t, rc, s, 0, 3)
+		sink := &triggertest.Sink{}
+		stop := run(t, source(t, serverURL(), s, "c1"), sink, opts(100, 20*time.Millisecond))
+		sink.WaitDistinct(t, 3, 10*time.Second)
+		stop()
+		if n := len(sink.Messages()); n != 3 {
+			t.Errorf("delivered %d, want 3 in batches smaller than 100 once the window ended", n)
+		}
+	})
+}
+
+func TestStartPosition(t *testing.T) {
+	rc := server(t)
+	s := stream(t, rc)
+	add(t, rc, s, 0, 5)
+	raw, _ := json.Marshal(Config{URL: serverURL(), Stream: s, DataField: "body", Consumer: "c"})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &triggertest.Sink{}
+	o := opts(10, 0)
+	stop := run(t, src, sink, o)
+	waitFor(t, "the group", func() bool { return o.Status.View().State == trigger.StateActive })
+	add(t, rc, s, 5, 8)
+	sink.WaitDistinct(t, 3, 10*time.Second)
+	stop()
+	if m := sink.Messages(); len(m) != 3 || string(m[0].Data) != body(5) {
+		t.Errorf("LATEST delivered %d messages starting %s, want 3 from %s", len(m), m[0].Data, body(5))
+	}
+}
+
+func TestLostConnection(t *testing.T) {
+	rc := server(t)
+	s := stream(t, rc)
+	add(t, rc, s, 0, 1000)
+	proxy := triggertest.NewProxy(t, rc.Options().Addr)
+	var cut atomic.Bool
+	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
+		for _, m := range batch {
+			if string(m.Data) == body(300) && !cut.Swap(true) {
+				proxy.Cut() // mid-batch: this batch's ack is lost
+			}
+		}
+		return nil
+	}}
+	o := opts(20, 5*time.Millisecond)
+	url := strings.Replace(serverURL(), rc.Options().Addr, proxy.Addr(), 1)
+	stop := run(t, source(t, url, s, "c1"), sink, o)
+	waitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
+	if sink.Distinct() >= 1000 {
+		t.Fatal("everything was delivered before the cut")
+	}
+	proxy.Restore()
+	sink.WaitDistinct(t, 1000, 20*time.Second)
+	waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+	stop()
+	inOrder(t, sink.Messages())
+}
+
+// blockSink blocks until ctx ends, or fails with fail when set.
+type blockSink struct {
+	entered chan struct{}
+	once    sync.Once
+	fail    func([]trigger.Message) error
+}
+
+func (s *blockSink) Deliver(ctx context.Context, batch []trigger.Message) error {
+	s.once.Do(func() { close(s.entered) })
+	if s.fail != nil {
+		return s.fail(batch)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// crash runs a consumer whose sink blocks or fails, then cancels it.
+func crash(t *testing.T, src *Source, fail bool) {
+	t.Helper()
+	sink := &blockSink{entered: make(chan struct{})}
+	if fail {
+		sink.fail = func([]trigger.Message) error { return triggertest.ErrRefused }
+	}
+	stop := run(t, src, sink, opts(10, 0))
+	select {
+	case <-sink.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("sink never called")
+	}
+	stop() // a crash: nothing was acknowledged
+}
+
+func TestCrashRedelivers(t *testing.T) {
+	rc := server(t)
+	t.Run("same consumer", func(t *testing.T) {
+		s := stream(t, rc)
+		add(t, rc, s, 0, 200)
+		crash(t, source(t, serverURL(), s, "a"), false)
+		crash(t, source(t, serverURL(), s, "a"), true)
+		sink := &triggertest.Sink{}
+		stop := run(t, source(t, serverURL(), s, "a"), sink, opts(10, 0))
+		sink.WaitDistinct(t, 200, 20*time.Second)
+		stop()
+		inOrder(t, sink.Messages())
+	})
+	t.Run("other consumer claims", func(t *testing.T) {
+		s := stream(t, rc)
+		add(t, rc, s, 0, 200)
+		crash(t, source(t, serverURL(), s, "a"), false)
+		b := source(t, serverURL(), s, "b")
+		b.claimIdle = 50 * time.Millisecond
+		sink := &triggertest.Sink{}
+		o := opts(10, 0)
+		stop := run(t, b, sink, o)
+		sink.WaitDistinct(t, 200, 20*time.Second)
+		waitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
+		stop()
+		if n, err := rc.XPending(t.Context(), s, "test").Result(); err != nil || n.Count != 0 {
+			t.Errorf("pending = %+v, %v; want none", n, err)
+		}
+	})
+}
+
+func TestDeadLetter(t *testing.T) {
+	rc := server(t)
+	s := stream(t, rc)
+	raw, _ := json.Marshal(Config{URL: serverURL(), Stream: s, DeadLetterStream: s + "-dlq"})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []trigger.Message{{ID: "1-0", Data: []byte("poison"), DataContentType: "text/plain", Subject: s, Time: time.Now()}}
+	if err := src.DeadLetter(t.Context(), msgs); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	got, err := rc.XRange(t.Context(), s+"-dlq", "-", "+").Result()
+	if err != nil || len(got) != 1 || got[0].Values["data"] != "poison" || got[0].Values["id"] != "1-0" {
+		t.Fatalf("dead-letter stream holds %+v, %v; want the poison message", got, err)
+	}
+	plain := source(t, serverURL(), s, "c")
+	if err := plain.DeadLetter(t.Context(), msgs); !errors.Is(err, trigger.ErrNoDeadLetter) {
+		t.Errorf("DeadLetter without a stream = %v, want ErrNoDeadLetter", err)
+	}
+}
+
+// BenchmarkThroughput measures entries/s from a stream into a no-op sink
+// with batches of 100.
+func BenchmarkThroughput(b *testing.B) {
+	rc := server(b)
+	s := stream(b, rc)
+	add(b, rc, s, 0, b.N)
+	sink := &countSink{}
+	b.ResetTimer()
+	stop := run(b, source(b, serverURL(), s, "bench"), sink, opts(100, 5*time.Millisecond))
+	for sink.n.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// countSink counts what it is given.
+type countSink struct{ n atomic.Int64 }
+
+func (s *countSink) Deliver(_ context.Context, batch []trigger.Message) error {
+	s.n.Add(int64(len(batch)))
+	return nil
+}
