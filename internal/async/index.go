@@ -25,11 +25,13 @@ type index struct {
 	mu    sync.RWMutex
 	tasks map[string]*nimbus.Task            // by task key
 	byFn  map[string]map[string]*nimbus.Task // function -> id -> task
+	count map[string]map[string]int          // function -> status -> tasks
 }
 
 func newIndex(retention time.Duration, now func() time.Time) *index {
 	return &index{retention: retention, now: now,
-		tasks: make(map[string]*nimbus.Task), byFn: make(map[string]map[string]*nimbus.Task)}
+		tasks: make(map[string]*nimbus.Task), byFn: make(map[string]map[string]*nimbus.Task),
+		count: make(map[string]map[string]int)}
 }
 
 // rank orders statuses for merging records that raced: a final status
@@ -66,6 +68,8 @@ func (x *index) apply(t *nimbus.Task) {
 		x.mu.Unlock()
 		return
 	}
+	x.tally(cur, -1)
+	x.tally(t, +1)
 	x.tasks[key] = t
 	m := x.byFn[t.Function]
 	if m == nil {
@@ -136,6 +140,7 @@ func (x *index) sweep() {
 	defer x.mu.Unlock()
 	for key, t := range x.tasks {
 		if t.Updated.Before(cutoff) {
+			x.tally(t, -1)
 			delete(x.tasks, key)
 			delete(x.byFn[t.Function], t.ID)
 			if len(x.byFn[t.Function]) == 0 {
@@ -202,9 +207,28 @@ func (s *Service) applyBatch(data []byte) {
 func (x *index) counts(fn string) map[string]int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make(map[string]int)
-	for _, t := range x.byFn[fn] {
-		out[t.Status]++
+	out := make(map[string]int, len(x.count[fn]))
+	for status, n := range x.count[fn] {
+		out[status] = n
 	}
 	return out
+}
+
+// tally adds d to t's status count (x.mu held; t may be nil).
+func (x *index) tally(t *nimbus.Task, d int) {
+	if t == nil {
+		return
+	}
+	c := x.count[t.Function]
+	if c == nil {
+		c = make(map[string]int)
+		x.count[t.Function] = c
+	}
+	c[t.Status] += d
+	if c[t.Status] == 0 {
+		delete(c, t.Status)
+	}
+	if len(c) == 0 {
+		delete(x.count, t.Function)
+	}
 }
