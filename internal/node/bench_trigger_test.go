@@ -253,7 +253,7 @@ func BenchmarkTriggerLatency(b *testing.B) {
 		name := stream(b, js)
 		n := triggerNode(b)
 		hc := httpClient(b, 1)
-		addTrigger(b, n, "nats", map[string]any{"url": "nats://127.0.0.1:4222", "stream": name}, 1)
+		addTrigger(b, n, "nats", map[string]any{"url": "nats://127.0.0.1:4222", "stream": name, "startPosition": "TRIM_HORIZON"}, 1)
 		// Warm: the trigger is connected and an instance runs.
 		if _, err := js.Publish(b.Context(), name+".m", msg); err != nil {
 			b.Fatal(err)

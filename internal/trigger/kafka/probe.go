@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -64,6 +66,11 @@ func (c *consumer) lag(ctx context.Context) (int64, error) {
 	commits, err := adm.FetchOffsets(ctx, c.group)
 	if err == nil {
 		err = commits.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		// A group that has committed nothing yet: lag counts from the
+		// start position.
+		commits, err = nil, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("fetch offsets of group %s: %w", c.group, err)
