@@ -428,14 +428,20 @@ func (c *client) getJSON(ctx context.Context, path string, query url.Values, out
 // Nimbus's own endpoints and decodes its JSON answer into out. A response
 // other than 2xx becomes an *apiError.
 func (c *client) post(ctx context.Context, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+path, bytes.NewReader(body))
+	return c.do(ctx, http.MethodPost, path, body, out)
+}
+
+// do sends a SigV4-signed request with a JSON payload (none when empty) and
+// decodes a JSON answer into out (nil, or a 204: ignored).
+func (c *client) do(ctx context.Context, method, path string, payload []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path, bytes.NewReader(payload))
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(body)
+	sum := sha256.Sum256(payload)
 	hash := hex.EncodeToString(sum[:])
 	req.Header.Set("X-Amz-Content-Sha256", hash)
-	if len(body) > 0 {
+	if len(payload) > 0 {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if err := v4.NewSigner().SignHTTP(ctx, credentials, req, hash, "lambda", c.region, time.Now()); err != nil {
@@ -448,6 +454,9 @@ func (c *client) post(ctx context.Context, path string, body []byte, out any) er
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return readAPIError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
 	}
 	return decodeAnswer(resp, out)
 }

@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -85,34 +82,7 @@ func (c *client) send(ctx context.Context, method, path string, body, out any) e
 			return fmt.Errorf("encode request: %w", err)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path, bytes.NewReader(payload))
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(payload)
-	hash := hex.EncodeToString(sum[:])
-	req.Header.Set("X-Amz-Content-Sha256", hash)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if err := v4.NewSigner().SignHTTP(ctx, credentials, req, hash, "lambda", c.region, time.Now()); err != nil {
-		return fmt.Errorf("sign request: %w", err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return readAPIError(resp)
-	}
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("read answer: %w", err)
-	}
-	return nil
+	return c.do(ctx, method, path, payload, out)
 }
 
 func (c *client) listTriggers(ctx context.Context, function string) ([]triggerView, error) {
