@@ -49,23 +49,30 @@ func (n *Node) asyncAPI() api.AsyncService {
 // destinations sends async outcomes as Lambda's destination records to a
 // function (as an async invoke), a webhook or a NATS subject.
 func (n *Node) destinations() async.Destinations {
-	ns, _ := n.store.(*natsstore.Store)
-	d := &destinations{n: n}
-	d.sender = destination.New(destination.Config{
-		NATS:     ns.Conn(),
-		Reserved: []string{strings.ToLower(n.cfg.NATSPrefix) + "."},
-		InvokeAsync: func(ctx context.Context, name string, payload []byte) error {
-			fn, err := n.registry.Get(ctx, name)
-			if err != nil {
+	return &destinations{n: n, sender: n.destinationSender()}
+}
+
+// destinationSender is the node's one destination.Sender, shared by the
+// Async Service and the triggers' failure destinations.
+func (n *Node) destinationSender() *destination.Sender {
+	n.destOnce.Do(func() {
+		ns, _ := n.store.(*natsstore.Store)
+		n.dest = destination.New(destination.Config{
+			NATS:     ns.Conn(),
+			Reserved: []string{strings.ToLower(n.cfg.NATSPrefix) + "."},
+			InvokeAsync: func(ctx context.Context, name string, payload []byte) error {
+				fn, err := n.registry.Get(ctx, name)
+				if err != nil {
+					return err
+				}
+				_, _, err = n.async.svc.Submit(ctx, fn, async.SubmitRequest{Payload: payload})
 				return err
-			}
-			_, _, err = n.async.svc.Submit(ctx, fn, async.SubmitRequest{Payload: payload})
-			return err
-		},
-		Backoff: n.cfg.DestinationBackoff,
-		Logger:  n.log.With("component", "destination"),
+			},
+			Backoff: n.cfg.DestinationBackoff,
+			Logger:  n.log.With("component", "destination"),
+		})
 	})
-	return d
+	return n.dest
 }
 
 type destinations struct {
@@ -80,7 +87,7 @@ func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Ou
 		Timestamp: time.Now().UTC(),
 		RequestContext: destination.RequestContext{
 			RequestID:              o.Task,
-			FunctionARN:            fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s:$LATEST", d.n.cfg.Region, d.n.cfg.Account, o.Function),
+			FunctionARN:            d.n.qualifiedARN(o.Function),
 			Condition:              o.Condition,
 			ApproximateInvokeCount: o.Attempts,
 		},
@@ -104,3 +111,8 @@ func (n *Node) closeAsync() {
 
 // Async is the node's Async Service (for tests and benchmarks).
 func (n *Node) Async() *async.Service { return n.async.svc }
+
+// qualifiedARN is a function's $LATEST ARN, as destination records name it.
+func (n *Node) qualifiedARN(name string) string {
+	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s:$LATEST", n.cfg.Region, n.cfg.Account, name)
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
@@ -148,8 +149,10 @@ type Node struct {
 	cache    *codepkg.Cache
 	engine   *engine.Engine
 	api      *api.Server
-	async    asyncParts   // async.go
-	triggers triggerParts // triggers.go
+	async    asyncParts // async.go
+	destOnce sync.Once
+	dest     *destination.Sender // async.go: destinationSender
+	triggers triggerParts        // triggers.go
 	http     *http.Server
 	ln       net.Listener
 

@@ -3,12 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
-	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
@@ -153,27 +151,7 @@ func (s triggerService) Status(function string, t *nimbus.Trigger) trigger.Statu
 // trigger names: another function (through the Async Service), a webhook,
 // or a NATS subject on the store's server.
 func (n *Node) triggerFailures() trigger.FailureSender {
-	cfg := destination.Config{
-		Reserved: []string{strings.ToLower(n.cfg.NATSPrefix) + "."},
-		Backoff:  n.cfg.DestinationBackoff,
-		Logger:   n.log.With("component", "destination"),
-	}
-	if ns, ok := n.store.(*natsstore.Store); ok {
-		cfg.NATS = ns.Conn()
-	}
-	if svc := n.async.svc; svc != nil {
-		cfg.InvokeAsync = func(ctx context.Context, function string, payload []byte) error {
-			fn, err := n.registry.Get(ctx, function)
-			if err != nil {
-				return err
-			}
-			_, _, err = svc.Submit(ctx, fn, async.SubmitRequest{Payload: payload})
-			return err
-		}
-	}
-	return failureSender{s: destination.New(cfg), arn: func(name string) string {
-		return "arn:aws:lambda:" + n.cfg.Region + ":" + n.cfg.Account + ":function:" + name + ":$LATEST"
-	}}
+	return failureSender{s: n.destinationSender(), arn: n.qualifiedARN}
 }
 
 // failureSender sends a trigger.Failure as Lambda's destination record:
