@@ -29,7 +29,10 @@ func Start(t testing.TB, mod func(*node.Config)) *node.Node {
 			t.Fatal(err)
 		}
 	}
-	cfg.ShutdownGrace = 5 * time.Second
+	// More than net/http's 5 s: Shutdown waits that long for a connection
+	// a client opened but never used (tests with many concurrent clients
+	// leave some).
+	cfg.ShutdownGrace = 10 * time.Second
 	level := slog.LevelWarn
 	if os.Getenv("NIMBUS_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
