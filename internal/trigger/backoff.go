@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 )
@@ -49,5 +50,29 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Reconnect runs session until ctx ends, the loop of a source that keeps a
+// connection: when a session fails, its error goes to status and the log,
+// and the next starts after a wait that is minWait at first and after a
+// session that made progress, and doubles up to maxWait otherwise.
+func Reconnect(ctx context.Context, status *Status, log *slog.Logger, minWait, maxWait time.Duration,
+	session func(context.Context) (progress bool, err error)) {
+	wait := minWait
+	for ctx.Err() == nil {
+		progress, err := session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		status.Error(err)
+		log.Warn("consumer stopped; retrying", "error", err, "retry_in", wait)
+		if progress {
+			wait = minWait
+		}
+		if Sleep(ctx, wait) != nil {
+			return
+		}
+		wait = min(2*wait, maxWait)
 	}
 }

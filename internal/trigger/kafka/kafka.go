@@ -198,7 +198,7 @@ func (c *consumer) poll(ctx context.Context) {
 			backoff = c.src.minBackoff
 			continue
 		}
-		if !sleep(ctx, backoff) {
+		if trigger.Sleep(ctx, backoff) != nil {
 			return
 		}
 		backoff = min(2*backoff, c.src.maxBackoff)
@@ -310,16 +310,4 @@ func contentType(data []byte) string {
 		return "application/json"
 	}
 	return "application/octet-stream"
-}
-
-// sleep waits d or until ctx ends, reporting whether it waited the whole d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -23,35 +23,8 @@ var errLost = errors.New("connection to the MQTT broker lost; reconnecting")
 // unacknowledged messages again.
 func (s *Source) Run(ctx context.Context, sink trigger.Sink, opts trigger.Options) error {
 	set := s.settings(opts)
-	wait := s.minBackoff
-	for ctx.Err() == nil {
-		progress, err := s.session(ctx, sink, set)
-		if ctx.Err() != nil {
-			break
-		}
-		set.Status.Error(err)
-		set.Logger.Warn("mqtt consumer stopped; retrying", "error", err, "retry_in", wait)
-		if progress {
-			wait = s.minBackoff
-		}
-		if !sleep(ctx, wait) {
-			break
-		}
-		wait = min(2*wait, s.maxBackoff)
-	}
+	trigger.Reconnect(ctx, set.Status, set.Logger, s.minBackoff, s.maxBackoff, func(ctx context.Context) (bool, error) { return s.session(ctx, sink, set) })
 	return nil
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // inbound is a received message and the connection it came on.

@@ -65,7 +65,7 @@ func (r *run) deliverCore(ctx context.Context, batch []*held) {
 		}
 		d := r.src.backoff(n)
 		r.log.Warn("nats deliver failed; retrying", "subject", msgs[0].Subject, "retry_in", d, "err", err)
-		if !sleep(ctx, d) {
+		if trigger.Sleep(ctx, d) != nil {
 			return
 		}
 	}

@@ -99,7 +99,7 @@ func (j *jsRun) consume(ctx context.Context) error {
 		if j.nc.IsConnected() {
 			j.opts.Status.Error(err)
 		}
-		if !sleep(ctx, j.src.backoff(attempt)) {
+		if trigger.Sleep(ctx, j.src.backoff(attempt)) != nil {
 			return nil
 		}
 	}

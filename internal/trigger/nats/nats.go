@@ -216,15 +216,3 @@ func (s *Source) backoff(n uint64) time.Duration {
 	}
 	return min(d, s.maxBackoff)
 }
-
-// sleep waits d or until ctx ends, reporting whether it waited the whole d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

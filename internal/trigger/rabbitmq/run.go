@@ -21,35 +21,8 @@ var errDeliveriesClosed = errors.New("consumer closed by the broker or connectio
 // returns nil then. Messages not yet acknowledged go back to the queue.
 func (s *Source) Run(ctx context.Context, sink trigger.Sink, opts trigger.Options) error {
 	set := s.settings(opts)
-	wait := s.minBackoff
-	for ctx.Err() == nil {
-		progress, err := s.session(ctx, sink, set)
-		if ctx.Err() != nil {
-			break
-		}
-		set.Status.Error(err)
-		set.Logger.Warn("rabbitmq consumer stopped; retrying", "error", err, "retry_in", wait)
-		if progress {
-			wait = s.minBackoff
-		}
-		if !sleep(ctx, wait) {
-			break
-		}
-		wait = min(2*wait, s.maxBackoff)
-	}
+	trigger.Reconnect(ctx, set.Status, set.Logger, s.minBackoff, s.maxBackoff, func(ctx context.Context) (bool, error) { return s.session(ctx, sink, set) })
 	return nil
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // conn is one connection with its consuming channel.

@@ -20,35 +20,8 @@ func (s *Source) Run(ctx context.Context, sink trigger.Sink, opts trigger.Option
 	c := &consumer{Source: s, rc: rc, set: s.settings(opts), sink: sink}
 	stop := context.AfterFunc(ctx, c.interrupt)
 	defer stop()
-	wait := s.minBackoff
-	for ctx.Err() == nil {
-		progress, err := c.session(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		c.set.Status.Error(err)
-		c.set.Logger.Warn("redis consumer stopped; retrying", "error", err, "retry_in", wait)
-		if progress {
-			wait = s.minBackoff
-		}
-		if !sleep(ctx, wait) {
-			break
-		}
-		wait = min(2*wait, s.maxBackoff)
-	}
+	trigger.Reconnect(ctx, c.set.Status, c.set.Logger, s.minBackoff, s.maxBackoff, c.session)
 	return nil
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // consumer is one Run's reading state.
