@@ -64,18 +64,19 @@ func (s *Server) asyncService() (AsyncService, error) {
 	return s.cfg.Async, nil
 }
 
-// taskFunction parses {name} for task requests: tasks outlive their
-// function, so it need not exist.
-func taskFunction(r *http.Request) (string, error) {
-	return registry.ParseName(r.PathValue("name"))
+// asyncFunction returns the service and the parsed {name} of a task or
+// dead-letter request: those outlive their function, so it need not exist.
+func (s *Server) asyncFunction(r *http.Request) (AsyncService, string, error) {
+	as, err := s.asyncService()
+	if err != nil {
+		return nil, "", err
+	}
+	fn, err := registry.ParseName(r.PathValue("name"))
+	return as, fn, err
 }
 
 func (s *Server) tasksGet(w http.ResponseWriter, r *http.Request) error {
-	as, err := s.asyncService()
-	if err != nil {
-		return err
-	}
-	fn, err := taskFunction(r)
+	as, fn, err := s.asyncFunction(r)
 	if err != nil {
 		return err
 	}
@@ -93,11 +94,7 @@ type TaskList struct {
 }
 
 func (s *Server) tasksList(w http.ResponseWriter, r *http.Request) error {
-	as, err := s.asyncService()
-	if err != nil {
-		return err
-	}
-	fn, err := taskFunction(r)
+	as, fn, err := s.asyncFunction(r)
 	if err != nil {
 		return err
 	}
@@ -123,11 +120,7 @@ func (s *Server) tasksList(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) tasksStop(w http.ResponseWriter, r *http.Request) error {
-	as, err := s.asyncService()
-	if err != nil {
-		return err
-	}
-	fn, err := taskFunction(r)
+	as, fn, err := s.asyncFunction(r)
 	if err != nil {
 		return err
 	}
@@ -145,11 +138,7 @@ type DeadLetterList struct {
 }
 
 func (s *Server) deadLettersList(w http.ResponseWriter, r *http.Request) error {
-	as, err := s.asyncService()
-	if err != nil {
-		return err
-	}
-	fn, err := taskFunction(r)
+	as, fn, err := s.asyncFunction(r)
 	if err != nil {
 		return err
 	}
