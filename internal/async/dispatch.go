@@ -89,10 +89,10 @@ func (s *Service) startDispatchers(ctx context.Context) error {
 
 const consumerPrefix = "fn-"
 
-func (d *dispatcher) stop() {
-	d.cancel()
-	d.wg.Wait()
-}
+// stop ends the dispatcher; Service.Close waits for it through s.wg (run
+// waits for its runners itself: they are added only by run's goroutine, so
+// no Add can race that Wait).
+func (d *dispatcher) stop() { d.cancel() }
 
 // run fetches batches while the function has room and hands their events
 // to runners, until the service closes or a deleted function's queue is
