@@ -14,11 +14,12 @@ import (
 // core consumes a core NATS subject as a member of the queue group until
 // ctx ends.
 func (r *run) core(ctx context.Context) error {
-	ln := newLanes(r.opts, 2*r.opts.BatchSize*r.opts.Concurrency)
+	ln := trigger.NewLanes[*held](r.opts, 2*r.opts.BatchSize*r.opts.Concurrency)
 	sub, err := r.nc.QueueSubscribe(r.src.cfg.Subject, r.name, func(m *nats.Msg) {
 		// Blocking here when the lanes are full leaves the messages in
 		// the subscription's buffer.
-		ln.put(ctx, &held{msg: r.coreMessage(m)})
+		msg := r.coreMessage(m)
+		ln.Put(ctx, msg.Key, &held{msg: msg})
 	})
 	if err != nil {
 		return fmt.Errorf("nats subscribe %s: %w", r.src.cfg.Subject, err)
@@ -26,11 +27,11 @@ func (r *run) core(ctx context.Context) error {
 	if r.nc.IsConnected() {
 		r.opts.Status.Connected()
 	}
-	ln.workers(ctx, r.opts.Concurrency, func(batch []*held) { r.deliverCore(ctx, batch) })
+	ln.Work(ctx, r.opts.Concurrency, func(_ string, batch []*held) { r.deliverCore(ctx, batch) })
 	if err := sub.Unsubscribe(); err != nil {
 		r.log.Warn("nats unsubscribe", "err", err)
 	}
-	if n := len(ln.drain()); n > 0 {
+	if n := len(ln.Drain()); n > 0 {
 		r.log.Warn("core NATS messages dropped at shutdown (core NATS is at-most-once)", "count", n)
 	}
 	return nil

@@ -20,7 +20,7 @@ const pullExpiry = 10 * time.Second
 type jsRun struct {
 	*run
 	js    jetstream.JetStream
-	lanes *lanes
+	lanes *trigger.Lanes[*held]
 
 	mu     sync.Mutex
 	inHand map[*held]struct{} // every message taken and not yet settled
@@ -46,12 +46,12 @@ func (r *run) jetStream(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	hold, _, _ := limits(r.opts)
-	j := &jsRun{run: r, js: js, lanes: newLanes(r.opts, hold), inHand: make(map[*held]struct{})}
+	j := &jsRun{run: r, js: js, lanes: trigger.NewLanes[*held](r.opts, hold), inHand: make(map[*held]struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		j.lanes.workers(ctx, r.opts.Concurrency, func(b []*held) { j.deliver(ctx, b) })
+		j.lanes.Work(ctx, r.opts.Concurrency, func(_ string, b []*held) { j.deliver(ctx, b) })
 	})
 	wg.Go(func() { j.heartbeats(ctx) })
 	wg.Go(func() { j.probeLoop(ctx) })
@@ -172,7 +172,7 @@ func (j *jsRun) pull(ctx context.Context, cons jetstream.Consumer) error {
 			continue
 		}
 		j.hold(h)
-		if !j.lanes.put(ctx, h) {
+		if !j.lanes.Put(ctx, h.msg.Key, h) {
 			j.handBack(it)
 			return nil
 		}
@@ -336,4 +336,20 @@ func (j *jsRun) probe(ctx context.Context) {
 			j.opts.Status.Connected()
 		}
 	}
+}
+
+// held is a message the source holds until its batch is settled.
+type held struct {
+	msg        trigger.Message
+	js         jetstream.Msg // nil for core NATS
+	deliveries uint64        // JetStream: how often the server delivered it
+}
+
+// messages returns the batch's messages.
+func messages(batch []*held) []trigger.Message {
+	out := make([]trigger.Message, len(batch))
+	for i, h := range batch {
+		out[i] = h.msg
+	}
+	return out
 }
