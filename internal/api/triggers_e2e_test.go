@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
 // pyBatch reports the events whose data is {"poison": true} as failed, in
@@ -110,6 +112,37 @@ func TestTriggerDeliveryEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no failure record on the NATS subject")
 	}
+
+	// Deleting the trigger deletes its consumer group (and offsets) too.
+	group := trigger.GroupName("batcher", "orders")
+	if !hasGroup(t, cluster.ListenAddrs(), group) {
+		t.Fatalf("no consumer group %s while the trigger runs", group)
+	}
+	if status, raw, _ := call(t, "DELETE", base+"/orders", ""); status != http.StatusNoContent {
+		t.Fatalf("delete trigger: %d %s", status, raw)
+	}
+	for hasGroup(t, cluster.ListenAddrs(), group) {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("consumer group %s still there after the trigger was deleted", group)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// hasGroup reports whether the Kafka cluster has consumer group name.
+func hasGroup(t *testing.T, brokers []string, name string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	groups, err := kadm.NewClient(cl).ListGroups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok := groups[name]
+	return ok
 }
 
 // produce writes total JSON messages to topic, one of them poison.

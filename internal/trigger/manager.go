@@ -80,6 +80,9 @@ type Manager struct {
 	open   bool
 	closed bool
 	runs   map[runKey]*run
+	// leaving are deleted triggers whose broker state is being forgotten;
+	// a trigger created again under the same name waits for that.
+	leaving map[runKey]*run
 }
 
 type runKey struct{ function, trigger string }
@@ -98,6 +101,7 @@ type run struct {
 	sink   *Deliverer // nil while disabled
 	cancel context.CancelFunc
 	done   chan struct{} // closed when its goroutine ended
+	gone   chan struct{} // closed once a deleted trigger's state is forgotten
 }
 
 // NewManager returns a Manager; Open starts it.
@@ -121,7 +125,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, runs: make(map[runKey]*run)}
+	return &Manager{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, runs: make(map[runKey]*run), leaving: make(map[runKey]*run)}
 }
 
 // Open starts the triggers of every function. Changes reported before Open
@@ -181,6 +185,7 @@ func (m *Manager) syncLocked(name string, fn *nimbus.Function) {
 			r.stop()
 			if !ok {
 				delete(m.runs, k)
+				m.forgetLocked(k, r)
 			}
 		}
 	}
@@ -190,8 +195,57 @@ func (m *Manager) syncLocked(name string, fn *nimbus.Function) {
 		if prev != nil && prev.fingerprint == fingerprint(t) {
 			continue
 		}
-		m.runs[k] = m.start(name, t, prev)
+		after := m.leaving[k] // deleted and created again: a new trigger
+		if prev != nil {
+			after = prev
+		}
+		m.runs[k] = m.start(name, t, prev, after)
 	}
+}
+
+// forgetTimeout bounds the removal of a deleted trigger's broker state.
+const forgetTimeout = 30 * time.Second
+
+// forgetLocked removes the broker state of deleted trigger r once its
+// source has stopped, when its Source is a Forgetter. Failures are logged:
+// the trigger is gone either way.
+func (m *Manager) forgetLocked(k runKey, r *run) {
+	r.gone = make(chan struct{})
+	m.leaving[k] = r
+	m.wg.Go(func() {
+		defer func() {
+			m.mu.Lock()
+			if m.leaving[k] == r {
+				delete(m.leaving, k)
+			}
+			m.mu.Unlock()
+			close(r.gone)
+		}()
+		<-r.done
+		src, err := m.source(k.function, r.trigger)
+		f, ok := src.(Forgetter)
+		if err != nil || !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, forgetTimeout)
+		defer cancel()
+		log := m.log.With(keyFunction, k.function, keyTrigger, k.trigger, "type", r.trigger.Type)
+		if err := m.forget(ctx, f, m.options(k.function, r)); err != nil {
+			log.Warn("trigger: deleted, but its state on the broker could not be removed", "err", err)
+			return
+		}
+		log.Info("trigger: deleted; its state on the broker is removed")
+	})
+}
+
+// forget calls f.Forget, turning a panic into an error.
+func (m *Manager) forget(ctx context.Context, f Forgetter, opts Options) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("forget panicked: %v", p)
+		}
+	}()
+	return f.Forget(ctx, opts)
 }
 
 // fingerprint is what, when changed, makes a trigger restart: everything
@@ -208,9 +262,10 @@ func (r *run) stop() {
 	}
 }
 
-// start begins running t once prev (if any) has stopped; the Status (and
-// its counts) carries over from prev.
-func (m *Manager) start(function string, t nimbus.Trigger, prev *run) *run {
+// start begins running t once after (if any) has stopped, or, when after
+// is a deleted trigger, once its state is forgotten; the Status (and its
+// counts) carries over from prev, the same trigger's previous run.
+func (m *Manager) start(function string, t nimbus.Trigger, prev, after *run) *run {
 	st, counts := NewStatus(), NewStatus()
 	if prev != nil {
 		counts = prev.counts
@@ -225,8 +280,11 @@ func (m *Manager) start(function string, t nimbus.Trigger, prev *run) *run {
 	ctx, cancel := context.WithCancel(m.ctx)
 	r.cancel = cancel
 	var prevDone <-chan struct{}
-	if prev != nil {
-		prevDone = prev.done
+	switch {
+	case after != nil && after.gone != nil:
+		prevDone = after.gone
+	case after != nil:
+		prevDone = after.done
 	}
 	m.wg.Add(1)
 	go func() {
@@ -385,6 +443,22 @@ func (m *Manager) Sink(function, trigger string) (sink *Deliverer, ok bool) {
 		return nil, false
 	}
 	return r.sink, true
+}
+
+// Count adds one event of a push-type trigger that is answered
+// synchronously (a function URL call) to its counts: delivered when the
+// function ran and answered, failed otherwise. Unknown triggers are ignored.
+func (m *Manager) Count(function, trigger string, delivered bool) {
+	m.mu.Lock()
+	r := m.runs[runKey{function, trigger}]
+	m.mu.Unlock()
+	switch {
+	case r == nil:
+	case delivered:
+		r.counts.Delivered(1, m.cfg.Now())
+	default:
+		r.counts.Failed(1)
+	}
 }
 
 // Close stops every trigger and waits for their sources to return;

@@ -20,7 +20,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeConfig struct {
 	Tag string `json:"tag"`
 	// Mode: "" runs until stopped; "error" and "panic" fail at once;
-	// "deliver" delivers one message, then runs until stopped.
+	// "deliver" delivers one message, then runs until stopped;
+	// "holdforget" runs until stopped, and its Forget waits for a tick.
 	Mode    string `json:"mode,omitempty"`
 	Invalid bool   `json:"invalid,omitempty"`
 }
@@ -109,6 +110,18 @@ func (s *fakeSource) Run(ctx context.Context, sink Sink, opts Options) error {
 	opts.Status.Connected()
 	<-ctx.Done()
 	s.h.events <- "stop " + short(opts.Group)
+	return nil
+}
+
+func (s *fakeSource) Forget(ctx context.Context, opts Options) error {
+	s.h.events <- "forget " + short(opts.Group) + " " + s.cfg.Tag
+	if s.cfg.Mode == "holdforget" {
+		select {
+		case <-s.h.tick:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
@@ -203,14 +216,47 @@ func TestManagerLifecycle(t *testing.T) {
 	f.h.expect(t, "start nimbus-fn-a v2")
 
 	// Deleted trigger, then deleted function.
+	// Deleted trigger, then deleted function: each is forgotten once its
+	// source stopped (a disabled one was not).
 	f.set(&nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{b}})
-	f.h.expect(t, "stop nimbus-fn-a")
+	f.h.expect(t, "stop nimbus-fn-a", "forget nimbus-fn-a v2")
 	f.fns.remove("fn")
 	f.m.Changed("fn")
-	f.h.expect(t, "stop nimbus-fn-b")
+	f.h.expect(t, "stop nimbus-fn-b", "forget nimbus-fn-b v1")
 	if _, ok := f.m.Sink("fn", "b"); ok {
 		t.Error("the deleted function's trigger still has a sink")
 	}
+}
+
+func TestManagerRecreatedTriggerWaitsForForget(t *testing.T) {
+	c := fakeTrigger("c", fakeConfig{Tag: "v1", Mode: "holdforget"})
+	f := newManagerFixture(t, &nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{c}})
+	f.h.expect(t, "start nimbus-fn-c v1")
+	f.set(&nimbus.Function{Name: "fn"})
+	f.h.expect(t, "stop nimbus-fn-c", "forget nimbus-fn-c v1")
+
+	// Created again under the same name while the old one's broker state
+	// is being removed: it starts only after, so the removal cannot take
+	// the new trigger's state with it.
+	c2 := fakeTrigger("c", fakeConfig{Tag: "v2"})
+	f.set(&nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{c2}})
+	select {
+	case e := <-f.h.events:
+		t.Fatalf("event %q before the old trigger was forgotten", e)
+	case <-time.After(100 * time.Millisecond):
+	}
+	f.h.tick <- struct{}{}
+	f.h.expect(t, "start nimbus-fn-c v2")
+	if v := f.waitState(t, "fn", c2, StateActive); v.Delivered != 0 {
+		t.Errorf("a new trigger under an old name: %+v, want fresh counts", v)
+	}
+
+	// A disabled trigger that is deleted is forgotten too.
+	c2.Enabled = false
+	f.set(&nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{c2}})
+	f.h.expect(t, "stop nimbus-fn-c")
+	f.set(&nimbus.Function{Name: "fn"})
+	f.h.expect(t, "forget nimbus-fn-c v2")
 }
 
 func TestManagerErrorStateAndRestart(t *testing.T) {

@@ -100,3 +100,14 @@ type DeadLetterer interface {
 // ErrNoDeadLetter is what DeadLetter returns when the source has no
 // dead-letter queue configured.
 var ErrNoDeadLetter = errors.New("no dead-letter queue configured")
+
+// Forgetter is implemented by a Source that leaves state of its own on the
+// broker (a durable consumer, a consumer group, a session). The Manager
+// calls Forget, on every node, once a trigger is deleted (not when it is
+// disabled or changed, which keep their position) and its Source stopped,
+// to remove that state. It must be idempotent (another node may have
+// removed the state already: that is success) and must not remove what the
+// user named in the Config and so owns (their own group or queue).
+type Forgetter interface {
+	Forget(ctx context.Context, opts Options) error
+}

@@ -449,3 +449,42 @@ func TestBatchWindowFillsBatches(t *testing.T) {
 	sink.check(t)
 	checkOrder(t, sink.Messages())
 }
+
+func TestForgetDeletesNimbusGroup(t *testing.T) {
+	brokers := cluster(t)
+	produce(t, brokers, 0, 40)
+	opts := options("g-forget", 10, 2)
+	src := testSource(t, brokers, StartTrimHorizon)
+	sink := &triggertest.Sink{}
+	r := start(t, src, sink, opts)
+	sink.WaitDistinct(t, 40, waitLong)
+
+	// While a member is in the group, it is not deleted.
+	short, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := src.Forget(short, opts); err == nil || !strings.Contains(err.Error(), "members") {
+		t.Fatalf("Forget of a group in use: %v, want an error about its members", err)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second finds it gone: success
+		if err := src.Forget(t.Context(), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The commits went with the group: the same group starts over.
+	again := &triggertest.Sink{}
+	start(t, testSource(t, brokers, StartTrimHorizon), again, opts)
+	again.WaitDistinct(t, 40, waitLong)
+
+	// A group the user named is theirs: Forget leaves it alone.
+	raw, _ := json.Marshal(Config{Brokers: brokers, Topic: testTopic, Group: "users-group"})
+	own, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Forget(short, opts); err != nil {
+		t.Fatalf("Forget with a user-named group: %v, want nil (nothing to do)", err)
+	}
+}

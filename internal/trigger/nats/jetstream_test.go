@@ -280,3 +280,45 @@ func TestJetStreamHeartbeatsKeepLongDeliveries(t *testing.T) {
 	close(release)
 	sink.WaitDistinct(t, 3, waitLong)
 }
+
+func TestJetStreamForgetDeletesNimbusConsumerOnly(t *testing.T) {
+	url := shared(t)
+	_, js := connect(t, url)
+	name, _ := stream(t, js, jetstream.MemoryStorage)
+	ctx := t.Context()
+
+	opts := options(unique("g"), 10, 1)
+	src := testSource(t, Config{URL: url, Stream: name})
+	r := start(t, src, &triggertest.Sink{}, opts)
+	waitLag(t, opts.Status, 0) // the consumer exists
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, name, durableName(opts.Group)); err != nil {
+		t.Fatalf("the durable consumer is gone after a plain stop: %v", err)
+	}
+	for range 2 { // the second finds it gone: success
+		if err := src.Forget(ctx, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Consumer(ctx, name, durableName(opts.Group)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("consumer after Forget: %v, want not found", err)
+	}
+
+	// A consumer the user named is theirs.
+	own := unique("own")
+	opts = options(unique("g"), 10, 1)
+	src = testSource(t, Config{URL: url, Stream: name, Consumer: own})
+	r = start(t, src, &triggertest.Sink{}, opts)
+	waitLag(t, opts.Status, 0)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Forget(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, name, own); err != nil {
+		t.Fatalf("Forget removed the user's consumer: %v", err)
+	}
+}
