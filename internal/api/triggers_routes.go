@@ -21,6 +21,10 @@ type TriggerService interface {
 	Types() registry.TriggerTypes
 	// Status is a trigger's live status on this node.
 	Status(function string, t *nimbus.Trigger) trigger.StatusView
+	// Count adds a function URL call to its http trigger's counts:
+	// delivered when the function answered, failed when it or Nimbus
+	// failed or it was throttled.
+	Count(function, trigger string, delivered bool)
 }
 
 func (s *Server) triggerRoutes() {

@@ -26,6 +26,7 @@ func (c *urlCall) relay(body []byte) {
 	}
 	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, engine.Request{RequestID: c.id, HTTP: req, TraceID: traceID(c.r)})
 	if rel.started {
+		c.count(err == nil && res.Err == nil)
 		if err != nil || res.Err != nil {
 			// The status is out: all that is left is to cut the answer
 			// short, so the caller sees it is incomplete.
@@ -38,9 +39,11 @@ func (c *urlCall) relay(body []byte) {
 		return
 	}
 	if res.HTTP == nil {
+		c.count(false)
 		c.functionFailed(nil)
 		return
 	}
+	c.count(true)
 	h := res.HTTP.Header.Clone()
 	if c.r.Method != http.MethodHead {
 		h.Set("Content-Length", strconv.Itoa(len(res.HTTP.Body)))

@@ -34,6 +34,8 @@ type urlCall struct {
 	cfg  urltrigger.Config
 	path string // after /fn/{name}, escaped, "/" at least
 	id   string // the request id
+	// trigger is the http trigger's name, for its counts.
+	trigger string
 }
 
 // urlServe answers a request to a function URL. It is public: the API's
@@ -94,6 +96,9 @@ func (c *urlCall) load() bool {
 	}
 	c.fn = fn
 	t := urltrigger.Find(fn)
+	if t != nil {
+		c.trigger = t.Name
+	}
 	if t == nil || !t.Enabled {
 		msg := "Function " + name + " has no function URL: create one with CreateFunctionUrlConfig or an http trigger"
 		if t != nil {
@@ -144,10 +149,12 @@ func (c *urlCall) invokeEvent(body []byte) {
 	}
 	resp, err := urltrigger.ParseResponse(res.Payload)
 	if err != nil {
+		c.count(false)
 		c.functionLog("Function URL: " + err.Error() + "; the caller got 502")
 		c.fail(http.StatusBadGateway, "Internal Server Error")
 		return
 	}
+	c.count(true)
 	c.respond(resp.Status, resp.Header, resp.Body)
 }
 
@@ -162,6 +169,9 @@ func (c *urlCall) invoke(req engine.Request) (res engine.Result, ok bool) {
 // function failed, 500 when the platform did. It reports whether the
 // invocation succeeded (and nothing was written).
 func (c *urlCall) outcome(res engine.Result, err error) bool {
+	if (err != nil && c.r.Context().Err() == nil) || res.Err != nil {
+		c.count(false)
+	}
 	switch {
 	case errors.Is(err, nimbus.ErrThrottled):
 		c.w.Header().Set("Retry-After", "1")
@@ -177,6 +187,14 @@ func (c *urlCall) outcome(res engine.Result, err error) bool {
 		return false
 	}
 	return true
+}
+
+// count adds the call to the http trigger's counts (a caller that went
+// away is neither).
+func (c *urlCall) count(delivered bool) {
+	if ts := c.s.cfg.Triggers; ts != nil && c.trigger != "" {
+		ts.Count(c.fn.Name, c.trigger, delivered)
+	}
 }
 
 // functionFailed answers 502 for a function error (nil: a missing answer),

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 )
@@ -345,6 +346,20 @@ func TestFunctionURLRuntimeAPI(t *testing.T) {
 		wantStatus(t, r, 429, "Too Many Requests")
 		if r.header.Get("Retry-After") == "" {
 			t.Error("no Retry-After")
+		}
+	})
+	t.Run("counts", func(t *testing.T) {
+		// url-go answered once and failed once; url-cold was throttled.
+		for name, want := range map[string][2]int64{"url-go": {1, 1}, "url-cold": {0, 1}} {
+			var list api.TriggerList
+			r := urlCall(t, "GET", nodetest.Endpoint(n)+"/nimbus/v1/functions/"+name+"/triggers", nil, nil)
+			if err := json.Unmarshal(r.body, &list); err != nil || len(list.Triggers) != 1 {
+				t.Fatalf("triggers of %s: %d %s", name, r.status, r.body)
+			}
+			st := list.Triggers[0].Status
+			if st.Delivered != want[0] || st.Failed != want[1] || (want[0] > 0 && st.LastEvent.IsZero()) {
+				t.Errorf("%s's http trigger counts %+v, want %d delivered and %d failed", name, st, want[0], want[1])
+			}
 		}
 	})
 }

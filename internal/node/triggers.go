@@ -147,6 +147,10 @@ func (s triggerService) Status(function string, t *nimbus.Trigger) trigger.Statu
 	return s.parts.manager.Status(function, t)
 }
 
+func (s triggerService) Count(function, trigger string, delivered bool) {
+	s.parts.manager.Count(function, trigger, delivered)
+}
+
 // triggerFailures sends messages that failed for good to the destination a
 // trigger names: another function (through the Async Service), a webhook,
 // or a NATS subject on the store's server.
