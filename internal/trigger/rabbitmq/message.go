@@ -10,18 +10,10 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
-// messages turns deliveries into trigger messages; prefix makes generated
-// ids unique (delivery tags restart with every channel).
-func (s *Source) messages(prefix string, batch []amqp.Delivery) []trigger.Message {
-	out := make([]trigger.Message, len(batch))
-	now := time.Now()
-	for i, d := range batch {
-		out[i] = s.message(prefix, d, now)
-	}
-	return out
-}
-
-func (s *Source) message(prefix string, d amqp.Delivery, now time.Time) trigger.Message {
+// message turns a delivery into a trigger message with ordering key key;
+// prefix makes generated ids unique (delivery tags restart with every
+// channel) and now is the time of a message without a timestamp.
+func (s *Source) message(prefix, key string, d *amqp.Delivery, now time.Time) trigger.Message {
 	id := d.MessageId
 	if id == "" {
 		id = prefix + "-" + strconv.FormatUint(d.DeliveryTag, 10)
@@ -36,7 +28,7 @@ func (s *Source) message(prefix string, d amqp.Delivery, now time.Time) trigger.
 		Type:            EventType,
 		Subject:         d.RoutingKey,
 		Time:            at,
-		Key:             s.cfg.Queue,
+		Key:             key,
 		DataContentType: contentType(d.ContentType, d.Body),
 		Data:            d.Body,
 		Extensions:      extensions(d),
@@ -56,7 +48,7 @@ func contentType(declared string, data []byte) string {
 }
 
 // extensions carries the AMQP metadata that is set.
-func extensions(d amqp.Delivery) map[string]any {
+func extensions(d *amqp.Delivery) map[string]any {
 	ext := map[string]any{"exchange": d.Exchange, "redelivered": d.Redelivered}
 	for name, v := range map[string]string{
 		"correlationid": d.CorrelationId,

@@ -4,34 +4,66 @@
 // Config (JSON):
 //
 //	{"url": "amqp://guest:guest@127.0.0.1:5672/", "queue": "orders",
-//	 "prefetch": 200, "deadLetterExchange": "orders.dlx", "deadLetterRoutingKey": "failed"}
+//	 "orderBy": "routingKey", "prefetch": 200,
+//	 "deadLetterExchange": "orders.dlx", "deadLetterRoutingKey": "failed"}
 //
 // The queue must exist: the source declares it passively and never creates
 // or changes it (its durability, arguments and bindings are the user's). A
 // missing queue shows as an Error status ("queue ... not found") and is
 // retried with back-off, so creating the queue later is enough.
 //
+// orderBy chooses each message's ordering key (Message.Key):
+//
+//   - "none" (the default): no key. Batches are delivered in parallel and
+//     may finish in any order, as with Lambda's queue sources.
+//   - "queue": the queue's name. Strict queue order on each node: one batch
+//     at a time, whatever Options.Concurrency says.
+//   - "routingKey": the routing key (an empty one is a key too). A key's
+//     batches are delivered one at a time, in queue order; batches of
+//     different keys in parallel.
+//   - "header:<name>": the value of that AMQP header (a string or byte
+//     array as it is, other types as Go's fmt prints them), ordered per
+//     value like routingKey. Messages without the header, or whose value
+//     is void, have no key and are unordered.
+//
+// Order holds per node only: several nodes consuming one queue share its
+// messages. For strict order across nodes, declare the queue with
+// x-single-active-consumer.
+//
 // Semantics:
 //
 //   - Messages are consumed with manual acknowledgement and a prefetch
-//     (basic.qos) of max(prefetch, BatchSize), default 2×BatchSize: at most that
-//     many messages are held unacknowledged, so pulling pauses while
-//     Deliver blocks.
-//   - A batch holds at most BatchSize messages, gathered for at most
-//     BatchWindow after its first message.
-//   - Batches are delivered one at a time, in queue order (one queue is one
-//     ordering key: Message.Key is the queue name; Options.Concurrency is
-//     not used). Several nodes consuming one queue share it and order holds
-//     per node only; for strict order across nodes declare the queue with
-//     x-single-active-consumer.
-//   - A batch is acknowledged (basic.ack, multiple) only after Deliver
-//     returned nil. When Deliver fails the channel is closed, which returns
-//     every unacknowledged message to the queue in order (redelivered=true),
-//     and consumption resumes after a back-off. A crash therefore loses
-//     nothing; messages in flight are delivered again (at least once).
+//     (basic.qos, per consumer) of BatchSize×(Concurrency+1) by default,
+//     or 2×BatchSize with orderBy "queue", capped at 65535; "prefetch" (0
+//     to 65535) sets it instead, raised to BatchSize when smaller. At most
+//     that many messages are held unacknowledged, so pulling pauses while
+//     the function is saturated (Deliver blocks).
+//   - Held messages are cut into batches per ordering key (trigger.Lanes):
+//     a batch holds at most BatchSize messages of one key and is due when
+//     full or when its oldest message has waited BatchWindow. Up to
+//     Options.Concurrency batches are out at once, so parallelism grows
+//     with the backlog: a lone message is a batch of one, a backlog keeps
+//     every worker busy. A key never has two batches out.
+//   - A batch is acknowledged only after Deliver returned nil, message by
+//     message (basic.ack, multiple=false), or with one basic.ack(multiple)
+//     when its delivery tags directly follow every tag already
+//     acknowledged, so that it covers no message of another batch.
+//   - When Deliver fails, no further batch starts; the batches already out
+//     finish and those that succeed are acknowledged. Then the connection
+//     is closed, which returns every unacknowledged message to the queue in
+//     order (redelivered=true), and consumption resumes after a back-off.
+//     A key's messages after a failed batch are never acknowledged before
+//     it, so order per key survives failures; with orderBy "none" the
+//     redelivered messages come after the ones that succeeded meanwhile.
+//     A crash therefore loses nothing; messages in flight are delivered
+//     again (at least once).
+//   - When ctx ends, Deliver calls in progress see it cancelled and no
+//     further batch starts; a batch whose Deliver still returned nil is
+//     acknowledged before the connection is closed.
 //   - Lost connections and broker restarts are retried with exponential
 //     back-off (100 ms to 30 s) until ctx ends; the Status shows Error with
-//     the reason meanwhile, and the queue's ready-message count as lag.
+//     the reason meanwhile. Every 5 s, independently of deliveries, the
+//     queue's ready-message count is recorded as lag.
 //
 // Messages become CloudEvents with ID = the AMQP message-id (or a unique
 // "<channel>-<delivery tag>"), Source "rabbitmq://host:port/queue" (with the
@@ -69,9 +101,13 @@ type Config struct {
 	URL string `json:"url"`
 	// Queue is the existing queue to consume.
 	Queue string `json:"queue"`
-	// Prefetch caps unacknowledged messages (basic.qos); 0: 2×BatchSize.
-	// It is raised to BatchSize when smaller.
+	// Prefetch caps unacknowledged messages (basic.qos), 0 to 65535; 0:
+	// BatchSize×(Concurrency+1), or 2×BatchSize with OrderBy "queue",
+	// capped at 65535. It is raised to BatchSize when smaller.
 	Prefetch int `json:"prefetch,omitempty"`
+	// OrderBy is the ordering key: OrderNone (the default), OrderQueue,
+	// OrderRoutingKey, or OrderHeader followed by a header's name.
+	OrderBy string `json:"orderBy,omitempty"`
 	// DeadLetterExchange, when set, receives messages that failed for good
 	// (see Source.DeadLetter); DeadLetterRoutingKey is their routing key
 	// (default: the message's own).
@@ -83,6 +119,7 @@ type Config struct {
 type Source struct {
 	cfg    Config
 	uri    amqp.URI
+	order  ordering
 	source string // the CloudEvents source
 
 	minBackoff, maxBackoff time.Duration
@@ -109,8 +146,12 @@ func newSource(raw json.RawMessage) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	order, err := parseOrderBy(cfg.OrderBy)
+	if err != nil {
+		return nil, err
+	}
 	return &Source{
-		cfg: cfg, uri: uri, source: eventSource(uri, cfg.Queue),
+		cfg: cfg, uri: uri, order: order, source: eventSource(uri, cfg.Queue),
 		minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second,
 		lagEvery: 5 * time.Second, dialTimeout: 10 * time.Second,
 	}, nil
@@ -129,14 +170,14 @@ func (c *Config) validate() (amqp.URI, error) {
 	switch {
 	case c.Queue == "":
 		return uri, nimbus.Invalidf("rabbitmq trigger config: queue is required")
-	case len(c.Queue) > 255:
-		return uri, nimbus.Invalidf("rabbitmq trigger config: queue is longer than 255 bytes")
-	case c.Prefetch < 0 || c.Prefetch > 65535:
-		return uri, nimbus.Invalidf("rabbitmq trigger config: prefetch must be between 0 and 65535, got %d", c.Prefetch)
-	case len(c.DeadLetterExchange) > 255:
-		return uri, nimbus.Invalidf("rabbitmq trigger config: deadLetterExchange is longer than 255 bytes")
-	case len(c.DeadLetterRoutingKey) > 255:
-		return uri, nimbus.Invalidf("rabbitmq trigger config: deadLetterRoutingKey is longer than 255 bytes")
+	case len(c.Queue) > maxShortString:
+		return uri, nimbus.Invalidf("rabbitmq trigger config: queue is longer than %d bytes", maxShortString)
+	case c.Prefetch < 0 || c.Prefetch > maxPrefetch:
+		return uri, nimbus.Invalidf("rabbitmq trigger config: prefetch must be between 0 (the default) and %d, got %d", maxPrefetch, c.Prefetch)
+	case len(c.DeadLetterExchange) > maxShortString:
+		return uri, nimbus.Invalidf("rabbitmq trigger config: deadLetterExchange is longer than %d bytes", maxShortString)
+	case len(c.DeadLetterRoutingKey) > maxShortString:
+		return uri, nimbus.Invalidf("rabbitmq trigger config: deadLetterRoutingKey is longer than %d bytes", maxShortString)
 	case c.DeadLetterRoutingKey != "" && c.DeadLetterExchange == "":
 		return uri, nimbus.Invalidf("rabbitmq trigger config: deadLetterRoutingKey needs deadLetterExchange")
 	}
@@ -153,16 +194,18 @@ func eventSource(uri amqp.URI, queue string) string {
 	return "rabbitmq://" + host + path
 }
 
+// maxPrefetch is the largest basic.qos prefetch count AMQP can carry.
+const maxPrefetch = 65535
+
 // settings are the Options with defaults applied.
 type settings struct {
 	trigger.Options
-	prefetch int
+	prefetch int // basic.qos, and the most messages the lanes hold
 }
 
 func (s *Source) settings(opts trigger.Options) settings {
-	if opts.BatchSize < 1 {
-		opts.BatchSize = 1
-	}
+	opts.BatchSize = max(opts.BatchSize, 1)
+	opts.Concurrency = max(opts.Concurrency, 1)
 	if opts.Status == nil {
 		opts.Status = trigger.NewStatus()
 	}
@@ -172,7 +215,14 @@ func (s *Source) settings(opts trigger.Options) settings {
 	opts.Logger = opts.Logger.With("trigger_source", s.source)
 	prefetch := s.cfg.Prefetch
 	if prefetch == 0 {
-		prefetch = min(2*opts.BatchSize, 65535)
+		prefetch = defaultPrefetch(opts.BatchSize, s.order.workers(opts.Concurrency))
 	}
-	return settings{Options: opts, prefetch: max(prefetch, min(opts.BatchSize, 65535))}
+	return settings{Options: opts, prefetch: max(prefetch, min(opts.BatchSize, maxPrefetch))}
+}
+
+// defaultPrefetch lets every worker hold a full batch while the next one
+// fills: size×(workers+1), capped at maxPrefetch.
+func defaultPrefetch(size, workers int) int {
+	size, workers = min(size, maxPrefetch), min(workers, maxPrefetch)
+	return min(size*(workers+1), maxPrefetch)
 }

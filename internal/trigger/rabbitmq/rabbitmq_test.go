@@ -173,8 +173,13 @@ func TestNewValidation(t *testing.T) {
 		{"bad url", `{"url":"http://u:secret@h/","queue":"q"}`, "url is not a valid AMQP URI"},
 		{"no queue", `{"url":"amqp://h/"}`, "queue is required"},
 		{"long queue", `{"url":"amqp://h/","queue":"` + strings.Repeat("q", 256) + `"}`, "queue is longer"},
-		{"negative prefetch", `{"url":"amqp://h/","queue":"q","prefetch":-1}`, "prefetch must be"},
-		{"huge prefetch", `{"url":"amqp://h/","queue":"q","prefetch":70000}`, "prefetch must be"},
+		{"negative prefetch", `{"url":"amqp://h/","queue":"q","prefetch":-1}`, "prefetch must be between 0 (the default) and 65535, got -1"},
+		{"huge prefetch", `{"url":"amqp://h/","queue":"q","prefetch":70000}`, "prefetch must be between 0 (the default) and 65535, got 70000"},
+		{"orderBy unknown", `{"url":"amqp://h/","queue":"q","orderBy":"partition"}`, `orderBy must be "none", "queue", "routingKey" or "header:<name>", got "partition"`},
+		{"orderBy wrong case", `{"url":"amqp://h/","queue":"q","orderBy":"RoutingKey"}`, `orderBy must be`},
+		{"orderBy header without name", `{"url":"amqp://h/","queue":"q","orderBy":"header:"}`, `orderBy "header:" names no header`},
+		{"orderBy long header", `{"url":"amqp://h/","queue":"q","orderBy":"header:` + strings.Repeat("h", 256) + `"}`, "orderBy header name is longer than 255 bytes"},
+		{"orderBy not a string", `{"url":"amqp://h/","queue":"q","orderBy":1}`, "orderBy"},
 		{"key without exchange", `{"url":"amqp://h/","queue":"q","deadLetterRoutingKey":"k"}`, "needs deadLetterExchange"},
 		{"long exchange", `{"url":"amqp://h/","queue":"q","deadLetterExchange":"` + strings.Repeat("x", 256) + `"}`, "deadLetterExchange is longer"},
 	}
@@ -195,6 +200,58 @@ func TestNewValidation(t *testing.T) {
 	}
 	if got, want := src.(*Source).source, "rabbitmq://h:5673/v/q"; got != want {
 		t.Errorf("source = %q, want %q", got, want)
+	}
+	for orderBy, want := range map[string]ordering{
+		``:                             {by: OrderNone},
+		`,"orderBy":"none"`:            {by: OrderNone},
+		`,"orderBy":"queue"`:           {by: OrderQueue},
+		`,"orderBy":"routingKey"`:      {by: OrderRoutingKey},
+		`,"orderBy":"header:x-tenant"`: {by: OrderHeader, header: "x-tenant"},
+		`,"orderBy":"header:a:b c"`:    {by: OrderHeader, header: "a:b c"},
+	} {
+		src, err := newSource(json.RawMessage(`{"url":"amqp://h/","queue":"q"` + orderBy + `}`))
+		if err != nil {
+			t.Errorf("config with %s: %v", orderBy, err)
+			continue
+		}
+		if src.order != want {
+			t.Errorf("config with %s: ordering = %+v, want %+v", orderBy, src.order, want)
+		}
+	}
+}
+
+func TestPrefetch(t *testing.T) {
+	tests := []struct {
+		name              string
+		prefetch          int
+		orderBy           string
+		size, concurrency int
+		want              int
+	}{
+		{"default scales with concurrency", 0, "", 10, 4, 50},
+		{"default with one worker", 0, "none", 10, 1, 20},
+		{"zero concurrency is one", 0, "none", 10, 0, 20},
+		{"queue order has one worker", 0, "queue", 10, 8, 20},
+		{"keyed order scales", 0, "routingKey", 10, 8, 90},
+		{"header order scales", 0, "header:h", 3, 2, 9},
+		{"default capped at 65535", 0, "", 10000, 1000, 65535},
+		{"configured", 7, "", 5, 10, 7},
+		{"configured below the batch size", 3, "", 5, 10, 5},
+		{"configured maximum", 65535, "", 10000, 1000, 65535},
+		{"batch size past 65535", 0, "", 70000, 1, 65535},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, _ := json.Marshal(Config{URL: "amqp://h/", Queue: "q", Prefetch: tt.prefetch, OrderBy: tt.orderBy})
+			src, err := newSource(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := src.settings(trigger.Options{BatchSize: tt.size, Concurrency: tt.concurrency})
+			if set.prefetch != tt.want {
+				t.Errorf("prefetch = %d, want %d", set.prefetch, tt.want)
+			}
+		})
 	}
 }
 
@@ -263,8 +320,8 @@ func TestMessageFields(t *testing.T) {
 		want = m[0].Source
 	}
 	for _, x := range m {
-		if x.Source != want || x.Type != EventType || x.Subject != q || x.Key != q || x.Extensions["redelivered"] != false {
-			t.Errorf("message = %+v, want source %s, type %s, subject and key %s", x, want, EventType, q)
+		if x.Source != want || x.Type != EventType || x.Subject != q || x.Key != "" || x.Extensions["redelivered"] != false {
+			t.Errorf("message = %+v, want source %s, type %s, subject %s and no key", x, want, EventType, q)
 		}
 	}
 }
@@ -327,34 +384,41 @@ func TestBatching(t *testing.T) {
 }
 
 func TestLostConnection(t *testing.T) {
-	c := broker(t)
-	q := queue(t, c)
-	publish(t, c, q, 0, 1000)
-	uri, err := amqp.ParseURI(brokerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := triggertest.NewProxy(t, net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
-	var cut atomic.Bool
-	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
-		for _, m := range batch {
-			if string(m.Data) == body(300) && !cut.Swap(true) {
-				proxy.Cut() // mid-batch: this batch's ack is lost
+	for _, concurrency := range []int{1, 4} {
+		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) {
+			c := broker(t)
+			q := queue(t, c)
+			publish(t, c, q, 0, 1000)
+			uri, err := amqp.ParseURI(brokerURL())
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return nil
-	}}
-	o := opts(20, 5*time.Millisecond)
-	stop := run(t, source(t, proxyURL(t, proxy), q), sink, o)
-	waitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
-	if sink.Distinct() >= 1000 {
-		t.Fatal("everything was delivered before the cut")
+			proxy := triggertest.NewProxy(t, net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
+			var cut atomic.Bool
+			sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
+				for _, m := range batch {
+					if string(m.Data) == body(300) && !cut.Swap(true) {
+						proxy.Cut() // mid-batch: this batch's ack is lost
+					}
+				}
+				return nil
+			}}
+			o := opts(20, 5*time.Millisecond)
+			o.Concurrency = concurrency
+			stop := run(t, source(t, proxyURL(t, proxy), q), sink, o)
+			waitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
+			if sink.Distinct() >= 1000 {
+				t.Fatal("everything was delivered before the cut")
+			}
+			proxy.Restore()
+			sink.WaitDistinct(t, 1000, 20*time.Second)
+			waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+			stop()
+			if concurrency == 1 {
+				inOrder(t, sink.Messages())
+			}
+		})
 	}
-	proxy.Restore()
-	sink.WaitDistinct(t, 1000, 20*time.Second)
-	waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
-	stop()
-	inOrder(t, sink.Messages())
 }
 
 func proxyURL(t testing.TB, p *triggertest.Proxy) string {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,35 +36,121 @@ type conn struct {
 	// connClosed and chClosed receive the close reasons.
 	connClosed, chClosed chan *amqp.Error
 	id                   string // prefix of generated message ids
-	lagAt                time.Time
+}
+
+// held is a delivery taken from the channel and not yet acknowledged.
+type held struct {
+	tag uint64
+	msg trigger.Message
+}
+
+// consumer is one session's consumption: a reader puts deliveries into
+// lanes, workers deliver their batches and acknowledge them, and a ticker
+// refreshes the lag.
+type consumer struct {
+	src   *Source
+	c     *conn
+	sink  trigger.Sink
+	set   settings
+	lanes *trigger.Lanes[held]
+	acks  *acker
+
+	// stop ends reading and taking batches, with the session's error as
+	// its cause (the first one wins).
+	stop     context.Context
+	cancel   context.CancelCauseFunc
+	progress atomic.Bool // a batch was acknowledged
 }
 
 // session connects, consumes until an error and reports whether any batch
-// was acknowledged. Closing the connection requeues what was not.
+// was acknowledged. After an error no new batch starts; the batches out
+// finish (and are acknowledged when they succeed) before the connection is
+// closed, which requeues every delivery not acknowledged.
 func (s *Source) session(ctx context.Context, sink trigger.Sink, set settings) (progress bool, err error) {
 	c, err := s.connect(ctx, set)
 	if err != nil {
 		return false, err
 	}
-	defer c.Close()
 	set.Status.Connected()
+	r := &consumer{src: s, c: c, sink: sink, set: set,
+		lanes: trigger.NewLanes[held](set.Options, set.prefetch), acks: newAcker(c.ch.Ack)}
+	r.stop, r.cancel = context.WithCancelCause(ctx)
+	defer r.cancel(nil)
+	var work, lag sync.WaitGroup
+	work.Go(func() {
+		r.lanes.Work(r.stop, s.order.workers(set.Concurrency), func(_ string, b []held) { r.deliver(ctx, b) })
+	})
+	lag.Go(r.refreshLag)
+	r.cancel(r.read())
+	work.Wait()
+	// Closing requeues what is unacknowledged and ends a lag probe that
+	// waits on a silent broker.
+	c.Close()
+	lag.Wait()
+	return r.progress.Load(), context.Cause(r.stop)
+}
+
+// read puts deliveries into the lanes until the consumer ends or stop
+// does, and returns why.
+func (r *consumer) read() error {
 	for {
-		batch, err := s.gather(ctx, c, set)
-		if err != nil {
-			return progress, err
-		}
-		if err := sink.Deliver(ctx, s.messages(c.id, batch)); err != nil {
-			return progress, fmt.Errorf("deliver: %w", err)
-		}
-		if err := c.ch.Ack(batch[len(batch)-1].DeliveryTag, true); err != nil {
-			return progress, fmt.Errorf("ack: %w", err)
-		}
-		progress = true
-		set.Status.Delivered(len(batch), time.Now())
-		if time.Since(c.lagAt) >= s.lagEvery {
-			if err := s.updateLag(c, set); err != nil {
-				return progress, err
+		select {
+		case d, ok := <-r.c.deliveries:
+			if !ok {
+				return r.c.lost()
 			}
+			key, ordered := r.src.order.key(r.src.cfg.Queue, &d)
+			h := held{tag: d.DeliveryTag, msg: r.src.message(r.c.id, key, &d, time.Now())}
+			// The lanes hold at most prefetch messages, as many as the
+			// broker sends unacknowledged, so this waits only in theory.
+			if !r.lanes.Put(r.stop, laneKey(key, ordered), h) {
+				return context.Cause(r.stop)
+			}
+		case <-r.stop.Done():
+			return context.Cause(r.stop)
+		}
+	}
+}
+
+// deliver hands one batch to the sink and acknowledges it once the sink
+// succeeded. A batch taken after the session began to stop is not
+// delivered: it stays unacknowledged, so that a failed batch of its key is
+// delivered again before it. A failure stops the session.
+func (r *consumer) deliver(ctx context.Context, batch []held) {
+	if r.stop.Err() != nil {
+		return
+	}
+	msgs := make([]trigger.Message, len(batch))
+	tags := make([]uint64, len(batch))
+	for i, h := range batch {
+		msgs[i], tags[i] = h.msg, h.tag
+	}
+	if err := r.sink.Deliver(ctx, msgs); err != nil {
+		r.cancel(fmt.Errorf("deliver: %w", err))
+		return
+	}
+	if err := r.acks.ack(tags); err != nil {
+		r.cancel(err)
+		return
+	}
+	r.progress.Store(true)
+	r.set.Status.Delivered(len(batch), time.Now())
+}
+
+// refreshLag records the queue's depth every lagEvery until stop ends. An
+// error (the queue was deleted) stops the session.
+func (r *consumer) refreshLag() {
+	tick := time.NewTicker(r.src.lagEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if err := r.src.updateLag(r.c, r.set); err != nil {
+				r.cancel(err)
+				return
+			}
+		case <-r.stop.Done():
+			return
 		}
 	}
 }
@@ -107,7 +195,6 @@ func (s *Source) open(c *conn, set settings) error {
 
 // updateLag records the queue's ready messages as lag.
 func (s *Source) updateLag(c *conn, set settings) error {
-	c.lagAt = time.Now()
 	q, err := c.info.QueueDeclarePassive(s.cfg.Queue, false, false, false, false, nil)
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
@@ -156,44 +243,6 @@ func (c *ctxConn) Close() error {
 	return c.Conn.Close()
 }
 
-// gather waits for a first delivery, then collects up to BatchSize of them
-// for at most BatchWindow. While idle it refreshes the lag.
-func (s *Source) gather(ctx context.Context, c *conn, set settings) ([]amqp.Delivery, error) {
-	first, err := s.first(ctx, c, set)
-	if err != nil {
-		return nil, err
-	}
-	batch := []amqp.Delivery{first}
-	window := time.NewTimer(set.BatchWindow)
-	defer window.Stop()
-	for len(batch) < set.BatchSize {
-		if set.BatchWindow <= 0 {
-			select {
-			case d, ok := <-c.deliveries:
-				if !ok {
-					return nil, c.lost()
-				}
-				batch = append(batch, d)
-				continue
-			default:
-				return batch, nil
-			}
-		}
-		select {
-		case d, ok := <-c.deliveries:
-			if !ok {
-				return nil, c.lost()
-			}
-			batch = append(batch, d)
-		case <-window.C:
-			return batch, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return batch, nil
-}
-
 // lost explains why the deliveries ended.
 func (c *conn) lost() error {
 	for _, ch := range []chan *amqp.Error{c.chClosed, c.connClosed} {
@@ -206,25 +255,4 @@ func (c *conn) lost() error {
 		}
 	}
 	return errDeliveriesClosed
-}
-
-// first waits for one delivery, refreshing the lag meanwhile.
-func (s *Source) first(ctx context.Context, c *conn, set settings) (amqp.Delivery, error) {
-	tick := time.NewTicker(s.lagEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case d, ok := <-c.deliveries:
-			if !ok {
-				return d, c.lost()
-			}
-			return d, nil
-		case <-tick.C:
-			if err := s.updateLag(c, set); err != nil {
-				return amqp.Delivery{}, err
-			}
-		case <-ctx.Done():
-			return amqp.Delivery{}, ctx.Err()
-		}
-	}
 }
