@@ -90,6 +90,9 @@ func (l *Lanes[T]) Held() int {
 // take waits for a due batch and marks its lane busy until done.
 func (l *Lanes[T]) take(ctx context.Context) (string, []T, bool) {
 	for {
+		if ctx.Err() != nil {
+			return "", nil, false
+		}
 		l.mu.Lock()
 		key, wait := l.ready(time.Now())
 		if wait == 0 {

@@ -177,3 +177,19 @@ func TestLanesDrain(t *testing.T) {
 		t.Fatalf("drain %v, held %d; want 3 messages and none held", got, l.Held())
 	}
 }
+
+func TestLanesStopTakingOnceCancelled(t *testing.T) {
+	l := NewLanes[int](Options{BatchSize: 1}, 10)
+	for i := range 3 {
+		l.Put(context.Background(), "", i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var got []int
+	l.Work(ctx, 1, func(_ string, batch []int) {
+		got = append(got, batch...)
+		cancel() // due batches remain, but no more are taken
+	})
+	if len(got) != 1 || l.Held() != 2 {
+		t.Fatalf("delivered %v with %d held after cancel; want one batch and 2 held", got, l.Held())
+	}
+}
