@@ -11,7 +11,7 @@ import (
 // FuzzNew checks that any config is either accepted or refused with a user
 // error, never a panic.
 func FuzzNew(f *testing.F) {
-	for _, seed := range []string{`{"url":"mqtt://127.0.0.1:1883","topic":"a/+/#","qos":1,"shared":true}`, `{"url":"ws://u:p@h/mqtt","topic":"#","clientId":"c","deadLetterTopic":"d"}`, `{"url":"tls://h","topic":"a//b/+"}`} {
+	for _, seed := range []string{`{"url":"mqtt://127.0.0.1:1883","topic":"a/+/#","qos":1,"shared":true}`, `{"url":"ws://u:p@h/mqtt","topic":"#","clientId":"c","deadLetterTopic":"d"}`, `{"url":"tls://h","topic":"a//b/+"}`, `{"url":"mqtt://h","topic":"a","orderBy":"none","receiveMaximum":65535}`, `{"url":"mqtt://h","topic":"a","orderBy":"x"}`} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {

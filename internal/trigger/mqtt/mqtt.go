@@ -4,7 +4,7 @@
 // Config (JSON):
 //
 //	{"url": "mqtt://user:pass@127.0.0.1:1883", "topic": "sensors/+/temp",
-//	 "qos": 1, "shared": true, "clientId": "nimbus-node-1",
+//	 "qos": 1, "shared": true, "clientId": "nimbus-node-1", "orderBy": "topic",
 //	 "sessionExpirySeconds": 86400, "receiveMaximum": 100, "deadLetterTopic": "sensors/dlq"}
 //
 // url schemes: mqtt/tcp, mqtts/ssl/tls, ws, wss; credentials go in the URL.
@@ -12,37 +12,89 @@
 // $share/<Options.Group>/<topic>, so the nodes of a deployment split the
 // messages; without it every node receives every message.
 //
+// orderBy chooses each message's ordering key (Message.Key):
+//
+//   - "topic" (the default): the message's topic. A topic's batches are
+//     delivered one at a time, in arrival order; batches of different
+//     topics in parallel.
+//   - "none": no key (Message.Key is empty). Batches, also of one topic,
+//     are delivered in parallel and may finish in any order, so a single
+//     busy topic scales too.
+//
+// Order holds per node and as the broker sends the messages: MQTT orders a
+// topic's messages per publisher and QoS, and with shared subscriptions each
+// node gets only its share.
+//
 // Semantics:
 //
 //   - The session is persistent: never a clean start, session expiry
 //     sessionExpirySeconds (default 86400, one day), a client id stable
 //     across restarts (default "<group>-<host>"). QoS 1 messages are
-//     acknowledged (PUBACK, manual acknowledgement) only after Deliver
-//     returned nil, so the broker delivers again whatever was not
-//     acknowledged when the connection or the process went away, and keeps
-//     what is published while the node is down. Execution is at least once.
+//     acknowledged (PUBACK, manual acknowledgement) only after the Deliver
+//     of their batch returned nil, so the broker delivers again whatever
+//     was not acknowledged when the connection or the process went away,
+//     and keeps what is published while the node is down. Execution is at
+//     least once.
 //   - Caveat of persistent sessions: the broker keeps a stopped node's
 //     session, and Mosquitto keeps routing that node's share of a shared
 //     subscription to it, until the node returns or the session expires
-//     (then those messages are gone). Call Source.Forget when a trigger is
-//     deleted or a node leaves for good.
-//   - MQTT has no negative acknowledgement: when Deliver fails the source
-//     disconnects (keeping the session) and, after a back-off, reconnects,
-//     which makes the broker send every unacknowledged message again, in
-//     order.
+//     (then those messages are gone). Source.Forget (trigger.Forgetter)
+//     ends the session; the Manager calls it when a trigger is deleted.
+//   - Received messages are cut into batches per ordering key
+//     (trigger.Lanes): a batch holds at most BatchSize messages of one key
+//     and is due when full or when its oldest message has waited
+//     BatchWindow. Up to Options.Concurrency batches are out at once, so
+//     parallelism grows with the backlog: a lone message is a batch of one,
+//     a backlog over several topics (or, with orderBy "none", any backlog)
+//     keeps every worker busy. A topic never has two batches out unless
+//     orderBy is "none".
+//   - MQTT 5 (section 4.6) requires PUBACKs in the order the messages
+//     arrived, whatever their topic. paho queues an acknowledgement made
+//     out of order and, every 10 ms, sends those at the head of the arrival
+//     order up to the first message not yet acknowledged. So a batch that
+//     finishes before an earlier-received one is acknowledged only after
+//     it, and its messages count against Receive Maximum until then.
 //   - Flow control: the CONNECT Receive Maximum (receiveMaximum, default
-//     2×BatchSize, at least BatchSize) bounds the QoS 1 messages the broker
-//     sends unacknowledged, so pulling pauses while Deliver blocks. A batch
-//     is delivered when it holds BatchSize messages or BatchWindow has
-//     passed since its first (a broker that bounds in-flight messages below
-//     BatchSize also bounds the batches).
-//   - Batches are delivered one at a time in arrival order (order holds per
-//     topic, as MQTT orders it: Message.Key is the topic; Options.Concurrency
-//     is not used).
+//     BatchSize×(Concurrency+1), capped at 65535, raised to BatchSize when
+//     smaller) is the most QoS 1 messages the broker sends unacknowledged,
+//     and the source holds at most as many. Pulling therefore pauses while
+//     every worker's Deliver blocks (the function is saturated), and also
+//     while the oldest unacknowledged message's batch is still out: the
+//     broker is never more than receiveMaximum messages ahead of it. With
+//     Mosquitto 2.0 (checked against 2.0.11) a client's Receive Maximum
+//     replaces max_inflight_messages, which applies only to clients that
+//     send none (default 20), so the bound is exactly receiveMaximum; other
+//     brokers may cap it lower, which then bounds the batches in flight
+//     too. Messages beyond it wait on the broker, and Mosquitto keeps at
+//     most max_queued_messages (default 1000) per session beyond those in
+//     flight, dropping the rest (QoS 1 too): raise it on the broker for
+//     larger backlogs.
+//   - MQTT has no negative acknowledgement. When Deliver fails, no further
+//     batch starts; the batches already out finish, and those that succeed
+//     are acknowledged. Then the source disconnects (keeping the session)
+//     and, after a back-off (100 ms, doubling to 30 s while no batch
+//     succeeds), reconnects, which makes the broker send every
+//     unacknowledged message again, in order, with redelivered=true. As
+//     PUBACKs leave in arrival order, a message that arrived after the
+//     first unacknowledged one (of the failed batch, or still waiting in
+//     its lane) is sent again even when its own batch succeeded: it is
+//     delivered twice. A topic's messages after a failed batch are never
+//     delivered before it, so order per topic survives failures.
+//   - When ctx ends, Deliver calls in progress see it cancelled and no
+//     further batch starts; a batch whose Deliver still returned nil is
+//     acknowledged, and the connection is kept about 30 ms more so that
+//     paho sends those acknowledgements, then closed keeping the session.
 //   - Lost connections are retried by autopaho with exponential back-off
-//     (100 ms to 30 s) until ctx ends; the Status shows Error meanwhile. MQTT
-//     reports no backlog, so there is no lag.
-//   - QoS 0 (qos: 0) gives no delivery guarantee.
+//     (100 ms to 30 s) until ctx ends; the Status shows Error meanwhile.
+//     Messages held from the lost connection are not delivered (their
+//     acknowledgements could not be sent; the broker sends them again on
+//     the new connection), and a batch of them already out is delivered
+//     again. MQTT reports no backlog, so there is no lag.
+//   - QoS 0 (qos: 0) gives no delivery guarantee, and Receive Maximum does
+//     not bound QoS 0 messages: once the source holds its limit and paho's
+//     buffer (receiveMaximum messages too) is full, the connection is not
+//     read until a batch finishes, and the broker may drop messages or the
+//     connection meanwhile.
 //
 // Messages become CloudEvents with ID a random UUID (packet ids are reused),
 // Source "mqtt://host:port/<topic filter>", Type "com.nimbus.mqtt.message",
@@ -87,13 +139,27 @@ type Config struct {
 	// SessionExpirySeconds is how long the broker keeps the session of a
 	// disconnected node; default 86400.
 	SessionExpirySeconds int `json:"sessionExpirySeconds,omitempty"`
-	// ReceiveMaximum bounds unacknowledged messages; default 2×BatchSize.
-	// It is raised to BatchSize when smaller.
+	// ReceiveMaximum bounds unacknowledged messages; default
+	// BatchSize×(Concurrency+1), capped at 65535. It is raised to BatchSize
+	// when smaller.
 	ReceiveMaximum int `json:"receiveMaximum,omitempty"`
+	// OrderBy is the ordering key: OrderTopic (the default) or OrderNone.
+	OrderBy string `json:"orderBy,omitempty"`
 	// DeadLetterTopic, when set, receives messages that failed for good
 	// (see Source.DeadLetter).
 	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
 }
+
+// The values of Config.OrderBy.
+const (
+	// OrderTopic keeps order per topic (Message.Key is the topic): a
+	// topic's batches are delivered one at a time, batches of different
+	// topics in parallel.
+	OrderTopic = "topic"
+	// OrderNone gives messages no ordering key: batches, even of one topic,
+	// are delivered in parallel and may complete in any order.
+	OrderNone = "none"
+)
 
 // Source consumes one MQTT subscription.
 type Source struct {
@@ -103,13 +169,17 @@ type Source struct {
 	password string
 	qos      byte
 	shared   bool
+	ordered  bool // OrderTopic
 	source   string
 
 	minBackoff, maxBackoff time.Duration
 	keepAlive              uint16
 }
 
-var _ trigger.Source = (*Source)(nil)
+var (
+	_ trigger.Source    = (*Source)(nil)
+	_ trigger.Forgetter = (*Source)(nil)
+)
 
 // New is the trigger.Factory of MQTT triggers: it decodes and validates raw.
 // Errors are nimbus.ErrInvalid user errors naming the field.
@@ -124,7 +194,7 @@ func newSource(raw json.RawMessage) (*Source, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, nimbus.Invalidf("mqtt trigger config: %v", err)
 	}
-	s := &Source{cfg: cfg, qos: 1, shared: true, minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second, keepAlive: 30}
+	s := &Source{cfg: cfg, qos: 1, shared: true, ordered: true, minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second, keepAlive: 30}
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
@@ -160,6 +230,17 @@ func (s *Source) validate() error {
 		return nimbus.Invalidf("mqtt trigger config: sessionExpirySeconds must be between 1 and %d, got %d", uint32(math.MaxUint32), c.SessionExpirySeconds)
 	case c.ReceiveMaximum < 0 || c.ReceiveMaximum > 65535:
 		return nimbus.Invalidf("mqtt trigger config: receiveMaximum must be between 1 and 65535, got %d", c.ReceiveMaximum)
+	}
+	switch c.OrderBy {
+	case "", OrderTopic:
+	case OrderNone:
+		s.ordered = false
+	default:
+		got := c.OrderBy
+		if len(got) > 64 {
+			got = got[:64] + "..."
+		}
+		return nimbus.Invalidf("mqtt trigger config: orderBy must be %q or %q, got %q", OrderTopic, OrderNone, got)
 	}
 	if c.DeadLetterTopic != "" {
 		return validTopic("deadLetterTopic", c.DeadLetterTopic, false)
@@ -231,9 +312,8 @@ type settings struct {
 }
 
 func (s *Source) settings(opts trigger.Options) settings {
-	if opts.BatchSize < 1 {
-		opts.BatchSize = 1
-	}
+	opts.BatchSize = max(opts.BatchSize, 1)
+	opts.Concurrency = max(opts.Concurrency, 1)
 	if opts.Status == nil {
 		opts.Status = trigger.NewStatus()
 	}
@@ -256,10 +336,19 @@ func (s *Source) settings(opts trigger.Options) settings {
 	if s.shared {
 		set.filter = "$share/" + group + "/" + s.cfg.Topic
 	}
-	rm := s.cfg.ReceiveMaximum
-	if rm == 0 {
-		rm = 2 * opts.BatchSize
-	}
-	set.receiveMax = uint16(min(max(rm, opts.BatchSize), 65535))
+	set.receiveMax = uint16(receiveMaximum(s.cfg.ReceiveMaximum, opts.BatchSize, opts.Concurrency))
 	return set
+}
+
+// receiveMaximum is the CONNECT Receive Maximum: configured (0: enough for
+// every worker's batch and one more, BatchSize×(Concurrency+1)), at least
+// one batch and at most 65535.
+func receiveMaximum(configured, batchSize, concurrency int) int {
+	rm := configured
+	if rm == 0 {
+		// Each factor is below 65536 once capped, so the product cannot
+		// overflow.
+		rm = min(batchSize, 65535) * (min(concurrency, 65535) + 1)
+	}
+	return min(max(rm, batchSize), 65535)
 }

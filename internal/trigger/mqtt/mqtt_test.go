@@ -212,6 +212,9 @@ func TestNewValidation(t *testing.T) {
 		{"huge expiry", `{"url":"mqtt://h","topic":"a","sessionExpirySeconds":4294967296}`, "sessionExpirySeconds"},
 		{"huge receive max", `{"url":"mqtt://h","topic":"a","receiveMaximum":70000}`, "receiveMaximum must be"},
 		{"wildcard dlq", `{"url":"mqtt://h","topic":"a","deadLetterTopic":"d/#"}`, "deadLetterTopic must not contain wildcards"},
+		{"bad orderBy", `{"url":"mqtt://h","topic":"a","orderBy":"key"}`, `orderBy must be "topic" or "none", got "key"`},
+		{"orderBy case", `{"url":"mqtt://h","topic":"a","orderBy":"Topic"}`, `orderBy must be "topic" or "none"`},
+		{"orderBy type", `{"url":"mqtt://h","topic":"a","orderBy":1}`, "orderBy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,6 +242,43 @@ func TestNewValidation(t *testing.T) {
 	s.shared = true
 	if got := s.settings(trigger.Options{Group: "g"}).filter; got != "$share/g/a/+/#" {
 		t.Errorf("shared filter = %q", got)
+	}
+	if !s.ordered {
+		t.Error("orderBy defaults to none, want topic")
+	}
+	none, err := newSource(json.RawMessage(`{"url":"mqtt://h","topic":"a","orderBy":"none"}`))
+	if err != nil || none.ordered {
+		t.Errorf("orderBy none: source %+v, err %v; want unordered", none, err)
+	}
+}
+
+func TestReceiveMaximum(t *testing.T) {
+	tests := []struct {
+		name                          string
+		configured, size, concurrency int
+		want                          int
+	}{
+		{"default, one worker", 0, 10, 1, 20},
+		{"default grows with concurrency", 0, 10, 4, 50},
+		{"default capped", 0, 1000, 100, 65535},
+		{"huge options capped", 0, 1 << 40, 1 << 40, 65535},
+		{"configured", 300, 10, 4, 300},
+		{"configured below a batch", 5, 10, 4, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := receiveMaximum(tt.configured, tt.size, tt.concurrency); got != tt.want {
+				t.Errorf("receiveMaximum(%d, %d, %d) = %d, want %d", tt.configured, tt.size, tt.concurrency, got, tt.want)
+			}
+		})
+	}
+	raw := json.RawMessage(`{"url":"mqtt://h","topic":"a"}`)
+	s, _ := newSource(raw)
+	if got := s.settings(trigger.Options{BatchSize: 10, Concurrency: 4}).receiveMax; got != 50 {
+		t.Errorf("settings receiveMax = %d, want 50 (BatchSize×(Concurrency+1))", got)
+	}
+	if got := s.settings(trigger.Options{}).receiveMax; got != 2 {
+		t.Errorf("settings receiveMax without options = %d, want 2 (batch 1, one worker)", got)
 	}
 }
 
@@ -490,7 +530,7 @@ func TestDeadLetter(t *testing.T) {
 }
 
 // BenchmarkThroughput measures messages/s from publish to a no-op sink
-// with batches of 100 (the broker's in-flight limit caps the batches).
+// with batches of 100, one at a time.
 func BenchmarkThroughput(b *testing.B) {
 	root := topic()
 	sink := &countSink{}

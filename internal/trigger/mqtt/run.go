@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -45,54 +46,51 @@ func (m inbound) stale() bool {
 	}
 }
 
-// session is one connection manager's life: connected until ctx ends or a
-// Deliver fails.
+// session is one connection manager's life: connected until ctx ends, a
+// Deliver fails or the broker refuses the subscription.
 type session struct {
 	*Source
-	set     settings
-	in      chan inbound
-	failed  chan error // a subscription the broker refused
-	wg      sync.WaitGroup
-	ackedAt time.Time
+	set   settings
+	sink  trigger.Sink
+	lanes *trigger.Lanes[inbound]
+	// work ends when the session stops taking messages; its cause is the
+	// session's error.
+	work     context.Context
+	stop     context.CancelCauseFunc
+	wg       sync.WaitGroup
+	progress atomic.Bool
+
+	mu      sync.Mutex
+	ackedAt time.Time // when a batch was last acknowledged
 }
 
 // ackInterval is how often paho sends the acknowledgements made.
 const ackInterval = 10 * time.Millisecond
 
 // session consumes until an error and reports whether any batch was
-// acknowledged. Ending it disconnects, keeping the broker's session.
+// acknowledged. Ending it lets the batches out finish, then disconnects,
+// keeping the broker's session.
 func (s *Source) session(ctx context.Context, sink trigger.Sink, set settings) (progress bool, err error) {
+	work, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	// The connection outlives ctx a little, so that the acknowledgements of
-	// a batch delivered just before are sent.
-	connCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ss := &session{Source: s, set: set, in: make(chan inbound, int(set.receiveMax)+16), failed: make(chan error, 1)}
+	// the batches delivered last are sent.
+	connCtx, cancelConn := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelConn()
+	ss := &session{Source: s, set: set, sink: sink, work: work, stop: stop,
+		lanes: trigger.NewLanes[inbound](set.Options, int(set.receiveMax))}
 	cm, err := autopaho.NewConnection(connCtx, ss.clientConfig(connCtx))
 	if err != nil {
-		cancel()
 		return false, fmt.Errorf("mqtt client: %w", err)
 	}
-	defer func() {
-		// paho sends acknowledgements every ackInterval.
-		if wait := 3*ackInterval - time.Since(ss.ackedAt); wait > 0 {
-			time.Sleep(wait)
-		}
-		cancel()
-		<-cm.Done()
-		ss.wg.Wait()
-	}()
-	for {
-		batch, err := ss.gather(ctx)
-		if err != nil {
-			return progress, err
-		}
-		if err := sink.Deliver(ctx, ss.messages(batch)); err != nil {
-			return progress, fmt.Errorf("deliver: %w", err)
-		}
-		ss.ack(batch)
-		ss.ackedAt = time.Now()
-		progress = true
-		set.Status.Delivered(len(batch), time.Now())
-	}
+	// Deliver sees ctx, not work: when one batch fails, the others out
+	// finish. Work returns once work ended and every batch out returned.
+	ss.lanes.Work(work, set.Concurrency, func(_ string, batch []inbound) { ss.deliver(ctx, batch) })
+	ss.awaitAcks()
+	cancelConn()
+	<-cm.Done()
+	ss.wg.Wait()
+	return ss.progress.Load(), context.Cause(work)
 }
 
 // clientConfig is autopaho's configuration: a persistent session with
@@ -123,10 +121,13 @@ func (ss *session) clientConfig(ctx context.Context) autopaho.ClientConfig {
 			}
 		},
 		ClientConfig: paho.ClientConfig{
-			ClientID:                   ss.set.clientID,
+			ClientID: ss.set.clientID,
+			// paho sends manual acknowledgements in the order the messages
+			// arrived (MQTT 5 section 4.6), every SendAcksInterval: one
+			// made early waits for those of every message before it.
 			EnableManualAcknowledgment: true,
 			SendAcksInterval:           ackInterval,
-			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){ss.received(ctx)},
+			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){ss.received},
 		},
 	}
 }
@@ -155,26 +156,61 @@ func (ss *session) subscribe(ctx context.Context, cm *autopaho.ConnectionManager
 	if sa != nil && len(sa.Reasons) > 0 {
 		err = fmt.Errorf("%w (reason code 0x%02x)", err, sa.Reasons[0])
 	}
-	select {
-	case ss.failed <- fmt.Errorf("subscribe to %q: %w", ss.set.filter, err):
-	default:
-	}
+	ss.stop(fmt.Errorf("subscribe to %q: %w", ss.set.filter, err))
 }
 
-// received queues a message for gather. The queue holds the receive window,
-// so for QoS 1 it never blocks.
-func (ss *session) received(ctx context.Context) func(paho.PublishReceived) (bool, error) {
-	return func(pr paho.PublishReceived) (bool, error) {
-		select {
-		case ss.in <- inbound{pub: pr.Packet, client: pr.Client, at: time.Now()}:
-		case <-ctx.Done():
+// received queues a message in its topic's lane (or the unordered one). It
+// runs on paho's only router goroutine and blocks while the lanes are full;
+// paho buffers up to Receive Maximum messages meanwhile, so for QoS 1 the
+// connection is still read (a broker keeps to that bound). A message that
+// arrives once the session is ending is dropped unacknowledged: the broker
+// sends it again after the reconnection.
+func (ss *session) received(pr paho.PublishReceived) (bool, error) {
+	if ss.work.Err() == nil {
+		m := inbound{pub: pr.Packet, client: pr.Client, at: time.Now()}
+		ss.lanes.Put(ss.work, ss.key(pr.Packet.Topic), m)
+	}
+	return true, nil
+}
+
+// key is a topic's lane: the topic itself, or "" (unordered) with
+// orderBy "none".
+func (ss *session) key(topic string) string {
+	if ss.ordered {
+		return topic
+	}
+	return ""
+}
+
+// deliver hands a batch to the sink and acknowledges it once Deliver
+// returned nil. A failure ends the session (no further batch starts); a
+// batch taken after that is left unacknowledged, as are messages of a
+// connection that is gone: the broker sends them again.
+func (ss *session) deliver(ctx context.Context, batch []inbound) {
+	if ss.work.Err() != nil {
+		return
+	}
+	fresh := batch[:0:0]
+	for _, m := range batch {
+		if !m.stale() {
+			fresh = append(fresh, m)
 		}
-		return true, nil
 	}
+	if len(fresh) == 0 {
+		return
+	}
+	if err := ss.sink.Deliver(ctx, ss.messages(fresh)); err != nil {
+		ss.stop(fmt.Errorf("deliver: %w", err))
+		return
+	}
+	ss.ack(fresh)
+	ss.progress.Store(true)
+	ss.set.Status.Delivered(len(fresh), time.Now())
 }
 
-// ack acknowledges a delivered batch; acknowledgements of messages from a
-// connection that is gone are dropped (the broker sends those again).
+// ack acknowledges a delivered batch; paho sends the acknowledgements in
+// arrival order. Those of messages from a connection that is gone are
+// dropped (the broker sends those again).
 func (ss *session) ack(batch []inbound) {
 	for _, m := range batch {
 		if m.pub.QoS == 0 {
@@ -183,5 +219,20 @@ func (ss *session) ack(batch []inbound) {
 		if err := m.client.Ack(m.pub); err != nil && !m.stale() {
 			ss.set.Logger.Warn("mqtt: acknowledge", "error", err, "topic", m.pub.Topic)
 		}
+	}
+	ss.mu.Lock()
+	ss.ackedAt = time.Now()
+	ss.mu.Unlock()
+}
+
+// awaitAcks gives paho, which sends acknowledgements every ackInterval,
+// time to send those of the last batches before the connection closes. An
+// acknowledgement still lost only makes the broker send the message again.
+func (ss *session) awaitAcks() {
+	ss.mu.Lock()
+	last := ss.ackedAt
+	ss.mu.Unlock()
+	if wait := 3*ackInterval - time.Since(last); wait > 0 {
+		time.Sleep(wait)
 	}
 }
