@@ -19,7 +19,7 @@ func (s *Source) DeadLetter(ctx context.Context, msgs []trigger.Message) error {
 	if s.cfg.DeadLetterStream == "" {
 		return fmt.Errorf("redis: deadLetterStream is not set: %w", trigger.ErrNoDeadLetter)
 	}
-	rc := s.client()
+	rc := s.client(1)
 	defer rc.Close()
 	_, err := rc.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, m := range msgs {

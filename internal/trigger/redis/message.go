@@ -12,9 +12,24 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
-// messages turns entries into trigger messages, leaving out deleted entries
-// (pending entries whose fields are gone).
-func (c *consumer) messages(batch []goredis.XMessage) []trigger.Message {
+// key is the ordering key of an entry with values: "" (no order), the
+// stream, or the value of the orderBy field ("" when the entry has none).
+func (c *consumer) key(values map[string]any) string {
+	switch {
+	case c.orderField != "":
+		if v, ok := values[c.orderField]; ok && v != nil {
+			return fmt.Sprint(v)
+		}
+		return ""
+	case c.cfg.OrderBy == OrderStream:
+		return c.cfg.Stream
+	}
+	return ""
+}
+
+// messages turns the entries of key's batch into trigger messages, leaving
+// out deleted entries (pending entries whose fields are gone).
+func (c *consumer) messages(key string, batch []goredis.XMessage) []trigger.Message {
 	out := make([]trigger.Message, 0, len(batch))
 	for _, e := range batch {
 		if e.Values == nil {
@@ -27,7 +42,7 @@ func (c *consumer) messages(batch []goredis.XMessage) []trigger.Message {
 			Type:            EventType,
 			Subject:         c.cfg.Stream,
 			Time:            entryTime(e.ID),
-			Key:             c.cfg.Stream,
+			Key:             key,
 			DataContentType: ctype,
 			Data:            data,
 			Extensions:      map[string]any{"group": c.set.group, "consumer": c.set.consumer},

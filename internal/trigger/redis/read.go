@@ -9,71 +9,102 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// next returns the next batch: entries taken over from dead consumers and
-// this consumer's own pending entries first, then new ones. An empty batch
-// means nothing arrived for a while.
-func (c *consumer) next(ctx context.Context) ([]goredis.XMessage, error) {
-	if err := c.claim(ctx); err != nil {
-		return nil, err
-	}
-	if c.pending {
-		batch, err := c.read(ctx, "0", c.set.BatchSize, -1)
-		if err != nil || len(batch) > 0 {
-			return batch, err
+// read is the session's reader. It puts into the lanes, as far as they
+// have room, first this consumer's pending entries (left by earlier
+// sessions), then entries taken over from dead consumers and new ones,
+// until the session ends or a command fails; it returns why it stopped.
+func (r *round) read() error {
+	cursor := "0" // paging through this consumer's pending entries; "" once done
+	block := max(min(r.idleBlock, r.claimIdle/2), time.Millisecond)
+	for {
+		if r.ctx.Err() != nil {
+			return context.Cause(r.ctx)
 		}
-		c.pending = false
+		if time.Since(r.lagAt) >= r.lagEvery {
+			if err := r.updateLag(); err != nil {
+				return err
+			}
+		}
+		room := r.waitRoom(block)
+		if room <= 0 {
+			continue
+		}
+		n, err := r.claim(room)
+		if err != nil {
+			return err
+		}
+		if room -= n; room <= 0 {
+			continue
+		}
+		var entries []goredis.XMessage
+		if cursor != "" {
+			// Pending entries come back at once, in stream order, before any
+			// new one, so a failed batch keeps its place.
+			if entries, err = r.readGroup(cursor, room, -1); err != nil {
+				return err
+			}
+			cursor = ""
+			if len(entries) > 0 {
+				cursor = entries[len(entries)-1].ID
+			}
+		} else if entries, err = r.readGroup(">", room, block); err != nil {
+			return err
+		}
+		r.put(entries)
 	}
-	return c.gather(ctx)
 }
 
-// gather reads new entries: it blocks up to idleBlock for a first one, then
-// for the rest of the batch window until the batch is full.
-func (c *consumer) gather(ctx context.Context) ([]goredis.XMessage, error) {
-	block := c.idleBlock
-	if c.claimIdle/2 < block {
-		block = c.claimIdle / 2
+// waitRoom returns the room for more entries once there is some, or 0
+// after wait.
+func (r *round) waitRoom(wait time.Duration) int {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		room, freed := r.room()
+		if room > 0 {
+			return room
+		}
+		select {
+		case <-freed:
+		case <-t.C:
+			return 0
+		case <-r.ctx.Done():
+			return 0
+		}
 	}
-	batch, err := c.read(ctx, ">", c.set.BatchSize, block)
-	if err != nil || len(batch) == 0 {
-		return nil, err
-	}
-	end := time.Now().Add(c.set.BatchWindow)
-	for len(batch) < c.set.BatchSize {
-		left := time.Until(end)
-		if left < time.Millisecond { // BLOCK 0 would wait for ever
+}
+
+// put hands the entries not already in hand to the lanes and returns how
+// many it put.
+func (r *round) put(entries []goredis.XMessage) int {
+	n := 0
+	for _, e := range entries {
+		if r.ctx.Err() != nil {
+			break // what is not put stays pending and is read again
+		}
+		if !r.take(e.ID) {
+			continue
+		}
+		if !r.lanes.Put(r.ctx, r.key(e.Values), e) {
 			break
 		}
-		more, err := c.read(ctx, ">", c.set.BatchSize-len(batch), left)
-		if err != nil {
-			// What was read stays pending and is read again from 0.
-			return nil, err
-		}
-		batch = append(batch, more...)
+		n++
 	}
-	return batch, nil
+	return n
 }
 
-// read runs XREADGROUP from id; block < 0 does not block.
-func (c *consumer) read(ctx context.Context, id string, count int, block time.Duration) ([]goredis.XMessage, error) {
-	c.mu.Lock()
-	if err := ctx.Err(); err != nil {
-		c.mu.Unlock()
-		return nil, err
-	}
-	c.reading = true
-	c.mu.Unlock()
-	streams, err := c.rc.XReadGroup(ctx, &goredis.XReadGroupArgs{
-		Group: c.set.group, Consumer: c.set.consumer, Streams: []string{c.cfg.Stream, id},
+// readGroup runs XREADGROUP from id for at most count entries; block < 0
+// does not block.
+func (r *round) readGroup(id string, count int, block time.Duration) ([]goredis.XMessage, error) {
+	streams, err := r.reader.XReadGroup(r.ctx, &goredis.XReadGroupArgs{
+		Group: r.set.group, Consumer: r.set.consumer, Streams: []string{r.cfg.Stream, id},
 		Count: int64(count), Block: block,
 	}).Result()
-	c.mu.Lock()
-	c.reading = false
-	c.mu.Unlock()
 	if errors.Is(err, goredis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read stream %q: %w", c.cfg.Stream, err)
+		return nil, fmt.Errorf("read stream %q: %w", r.cfg.Stream, err)
 	}
 	var out []goredis.XMessage
 	for _, s := range streams {
@@ -82,40 +113,30 @@ func (c *consumer) read(ctx context.Context, id string, count int, block time.Du
 	return out, nil
 }
 
-// interrupt ends a blocked read when Run's ctx ends, by closing the client
-// (nothing else is interrupted: an acknowledgement under way completes).
-func (c *consumer) interrupt() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reading {
-		c.rc.Close()
-	}
-}
-
-// claim takes over entries idle for claimIdle at other consumers
-// (XAUTOCLAIM), every claimIdle/2 and continuously while it finds some;
-// what it takes joins this consumer's pending entries.
-func (c *consumer) claim(ctx context.Context) error {
-	if c.claimCursor == "" {
-		if time.Since(c.claimAt) < c.claimIdle/2 {
-			return nil
+// claim takes over at most count entries idle for claimIdle at other
+// consumers (XAUTOCLAIM), every claimIdle/2 and continuously while a scan
+// finds some, and puts them into the lanes; it returns how many.
+func (r *round) claim(count int) (int, error) {
+	if r.claimCursor == "" {
+		if time.Since(r.claimAt) < r.claimIdle/2 {
+			return 0, nil
 		}
-		c.claimAt, c.claimCursor = time.Now(), "0-0"
+		r.claimAt, r.claimCursor = time.Now(), "0-0"
 	}
-	ids, cursor, err := c.rc.XAutoClaimJustID(ctx, &goredis.XAutoClaimArgs{
-		Stream: c.cfg.Stream, Group: c.set.group, Consumer: c.set.consumer,
-		MinIdle: c.claimIdle, Start: c.claimCursor, Count: int64(c.set.BatchSize),
+	entries, cursor, err := r.rc.XAutoClaim(r.ctx, &goredis.XAutoClaimArgs{
+		Stream: r.cfg.Stream, Group: r.set.group, Consumer: r.set.consumer,
+		MinIdle: r.claimIdle, Start: r.claimCursor, Count: int64(count),
 	}).Result()
 	if err != nil {
-		return fmt.Errorf("claim idle entries of stream %q: %w", c.cfg.Stream, err)
+		return 0, fmt.Errorf("claim idle entries of stream %q: %w", r.cfg.Stream, err)
 	}
-	if len(ids) > 0 {
-		c.set.Logger.Info("redis: took over entries idle at other consumers", "count", len(ids))
-		c.pending = true
-	}
-	c.claimCursor = cursor
+	r.claimCursor = cursor
 	if cursor == "0-0" {
-		c.claimCursor = ""
+		r.claimCursor = ""
 	}
-	return nil
+	n := r.put(entries)
+	if n > 0 {
+		r.set.Logger.Info("redis: took over entries idle at other consumers", "count", n)
+	}
+	return n, nil
 }

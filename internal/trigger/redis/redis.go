@@ -5,7 +5,8 @@
 //
 //	{"url": "redis://127.0.0.1:6379/0", "stream": "orders", "group": "billing",
 //	 "startPosition": "LATEST", "consumer": "node-1", "claimIdleSeconds": 60,
-//	 "dataField": "body", "deadLetterStream": "orders-dlq"}
+//	 "dataField": "body", "orderBy": "field:customer",
+//	 "deadLetterStream": "orders-dlq"}
 //
 // The consumer group (default: Options.Group) is created with MKSTREAM when
 // missing, at the end of the stream (startPosition LATEST, the default) or
@@ -16,24 +17,39 @@
 //
 // Semantics:
 //
-//   - XREADGROUP reads at most BatchSize entries per batch and keeps reading
-//     (BLOCK for the rest of the window) until the batch is full or
-//     BatchWindow has passed since its first entry. Nothing more is read
-//     while Deliver runs, so pulling pauses while the function is saturated.
-//   - Batches are delivered one at a time in stream order (one stream is one
-//     ordering key: Message.Key is the stream; Options.Concurrency is not
-//     used). Several nodes share a group's entries; order holds per node.
+//   - A reader takes entries with XREADGROUP, COUNT the room left in what
+//     the node holds (BatchSize×Concurrency + BatchSize entries, queued or
+//     being delivered), BLOCK up to 2 s while the stream is idle. Up to
+//     Concurrency workers deliver batches of at most BatchSize entries; a
+//     batch goes once it is full or its oldest entry waited BatchWindow. So
+//     parallelism grows with the backlog (one entry alone is one batch; a
+//     backlog keeps Concurrency batches in flight), and reading pauses
+//     while the node holds its limit, i.e. while the function is saturated.
+//   - orderBy sets the order: "none" (default) keeps none, batches run in
+//     parallel; "stream" keeps stream order, one batch at a time;
+//     "field:<name>" keeps the order of entries with the same value of that
+//     field, one batch per value at a time, different values in parallel,
+//     entries without the field (or with an empty value) unordered.
+//     Message.Key is the ordering key: "" (none), the stream, or the field's
+//     value. Several nodes share a group's entries; order holds per node.
 //   - Entries are acknowledged (XACK) only after Deliver returned nil. When
-//     Deliver fails they stay pending: after a back-off the consumer reads its
-//     own pending entries again (XREADGROUP from 0) before new ones.
+//     Deliver (or XACK) fails, its entries stay pending and the node stops
+//     taking new work: batches not yet started are put back, those in flight
+//     finish and are acknowledged, then after a back-off (100 ms, doubling to
+//     30 s while no batch succeeds) the consumer reads its own pending
+//     entries again (XREADGROUP from 0, in stream order) before new ones. A
+//     batch that keeps failing so delays, but never loses, the others.
 //   - Entries pending at a consumer that went away (a crashed node) are
 //     taken over with XAUTOCLAIM once idle for claimIdleSeconds (default
-//     60), so a crash loses nothing. While Deliver runs, its entries are
-//     re-claimed by their consumer every claimIdleSeconds/3 (XCLAIM, JUSTID)
-//     so a slow invocation is not taken over. Execution is at least once.
+//     60), so a crash loses nothing. Every entry the node holds, queued or in
+//     flight, is re-claimed by its consumer every claimIdleSeconds/3 (XCLAIM,
+//     JUSTID) so a slow invocation or a long queue is not taken over.
+//     Execution is at least once.
 //   - Lost connections are retried with exponential back-off (100 ms to
 //     30 s) until ctx ends; the Status shows Error meanwhile, and as lag the
 //     group's entries not yet delivered plus those pending (XINFO GROUPS).
+//     When ctx ends, Run interrupts a blocked read and cancels the Deliver
+//     calls under way; their entries stay pending.
 //
 // It needs Redis 6.2 or later (XAUTOCLAIM); the lag needs 7.0.
 //
@@ -47,6 +63,13 @@
 //
 // With deadLetterStream set, DeadLetter appends messages the Sink gave up
 // on to that stream (XADD, in one MULTI/EXEC).
+//
+// Forget (when the trigger is deleted) destroys the consumer group if
+// Nimbus named it (config "group" empty: the group is Options.Group). A
+// group the user named is theirs: Forget only deletes this node's consumer
+// from it, and only when that consumer has no pending entries (which
+// deleting it would lose). A group, consumer or stream already gone is
+// success.
 package redis
 
 import (
@@ -74,6 +97,13 @@ const (
 	StartTrimHorizon = "TRIM_HORIZON"
 )
 
+// Orders (Config.OrderBy); "field:<name>" orders per value of a field.
+const (
+	OrderNone   = "none"
+	OrderStream = "stream"
+	orderField  = "field:"
+)
+
 // Config is a Redis Streams trigger's configuration.
 type Config struct {
 	// URL is "redis://[user:password@]host:port/db" (or rediss://, unix://).
@@ -92,6 +122,10 @@ type Config struct {
 	// DataField, when set, names the field whose value is the event data;
 	// otherwise the data is the JSON object of all fields.
 	DataField string `json:"dataField,omitempty"`
+	// OrderBy is "none" (default: no order, batches in parallel), "stream"
+	// (stream order, one batch at a time) or "field:<name>" (order per value
+	// of that field; entries without it are unordered).
+	OrderBy string `json:"orderBy,omitempty"`
 	// DeadLetterStream, when set, receives messages that failed for good
 	// (see Source.DeadLetter).
 	DeadLetterStream string `json:"deadLetterStream,omitempty"`
@@ -103,6 +137,7 @@ type Source struct {
 	opt    *goredis.Options
 	source string
 
+	orderField             string // the name in orderBy "field:<name>", or ""
 	claimIdle              time.Duration
 	idleBlock              time.Duration // longest XREADGROUP BLOCK while idle
 	minBackoff, maxBackoff time.Duration
@@ -131,8 +166,12 @@ func newSource(raw json.RawMessage) (*Source, error) {
 	if cfg.ClaimIdleSeconds == 0 {
 		cfg.ClaimIdleSeconds = 60
 	}
+	field, ok := strings.CutPrefix(cfg.OrderBy, orderField)
+	if !ok {
+		field = ""
+	}
 	return &Source{
-		cfg: cfg, opt: opt,
+		cfg: cfg, opt: opt, orderField: field,
 		source:    fmt.Sprintf("redis://%s/%d/%s", opt.Addr, opt.DB, cfg.Stream),
 		claimIdle: time.Duration(cfg.ClaimIdleSeconds) * time.Second,
 		idleBlock: 2 * time.Second, minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second,
@@ -161,14 +200,39 @@ func (c *Config) validate() (*goredis.Options, error) {
 	case c.DeadLetterStream != "" && c.DeadLetterStream == c.Stream:
 		return nil, nimbus.Invalidf("redis trigger config: deadLetterStream must differ from stream")
 	}
+	if err := c.validateOrder(); err != nil {
+		return nil, err
+	}
 	return opt, nil
 }
 
-// client opens a client; its connections are made on first use.
-func (s *Source) client() *goredis.Client {
+// validateOrder checks OrderBy and normalizes it to "none", "stream" or
+// "field:<name>" (the keywords are case-insensitive, the name is not).
+func (c *Config) validateOrder() error {
+	low := strings.ToLower(c.OrderBy)
+	switch {
+	case low == "" || low == OrderNone:
+		c.OrderBy = OrderNone
+	case low == OrderStream:
+		c.OrderBy = OrderStream
+	case strings.HasPrefix(low, orderField):
+		name := c.OrderBy[len(orderField):]
+		if name == "" {
+			return nimbus.Invalidf("redis trigger config: orderBy %q needs a field name, e.g. \"field:customer\"", c.OrderBy)
+		}
+		c.OrderBy = orderField + name
+	default:
+		return nimbus.Invalidf("redis trigger config: orderBy must be \"none\", \"stream\" or \"field:<name>\", got %q", c.OrderBy)
+	}
+	return nil
+}
+
+// client opens a client of at most conns connections; they are made on
+// first use.
+func (s *Source) client(conns int) *goredis.Client {
 	opt := *s.opt
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	opt.PoolSize = 4
+	opt.PoolSize = conns
 	opt.MaxRetries = -1 // the source retries with its own back-off
 	opt.DialTimeout = 5 * time.Second
 	return goredis.NewClient(&opt)
@@ -183,6 +247,9 @@ type settings struct {
 func (s *Source) settings(opts trigger.Options) settings {
 	if opts.BatchSize < 1 {
 		opts.BatchSize = 1
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
 	}
 	if opts.Status == nil {
 		opts.Status = trigger.NewStatus()

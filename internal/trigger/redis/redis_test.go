@@ -160,6 +160,10 @@ func TestNewValidation(t *testing.T) {
 		{"negative claim", `{"url":"redis://h:6379","stream":"s","claimIdleSeconds":-1}`, "claimIdleSeconds must be"},
 		{"huge claim", `{"url":"redis://h:6379","stream":"s","claimIdleSeconds":100000}`, "claimIdleSeconds must be"},
 		{"dlq is stream", `{"url":"redis://h:6379","stream":"s","deadLetterStream":"s"}`, "deadLetterStream must differ"},
+		{"bad orderBy", `{"url":"redis://h:6379","stream":"s","orderBy":"partition"}`, `orderBy must be "none", "stream" or "field:<name>", got "partition"`},
+		{"orderBy wrong type", `{"url":"redis://h:6379","stream":"s","orderBy":true}`, "orderBy"},
+		{"orderBy field without name", `{"url":"redis://h:6379","stream":"s","orderBy":"field:"}`, `orderBy "field:" needs a field name`},
+		{"orderBy field with space", `{"url":"redis://h:6379","stream":"s","orderBy":"field :k"}`, "orderBy must be"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,8 +183,22 @@ func TestNewValidation(t *testing.T) {
 	if got, want := src.(*Source).source, "redis://h:6380/2/s"; got != want {
 		t.Errorf("source = %q, want %q", got, want)
 	}
-	if got := src.(*Source).settings(trigger.Options{Group: "g"}); got.group != "g" || got.start != "0" || got.consumer == "" {
-		t.Errorf("settings = %+v, want group g from Options, start 0, a host consumer name", got)
+	if got := src.(*Source).settings(trigger.Options{Group: "g"}); got.group != "g" || got.start != "0" || got.consumer == "" || got.Concurrency != 1 {
+		t.Errorf("settings = %+v, want group g from Options, start 0, a host consumer name, concurrency 1", got)
+	}
+	for _, tt := range []struct{ orderBy, want, field string }{
+		{"", OrderNone, ""}, {"None", OrderNone, ""}, {"STREAM", OrderStream, ""},
+		{"field:Customer", "field:Customer", "Customer"}, {"FIELD:k:v", "field:k:v", "k:v"},
+	} {
+		raw, _ := json.Marshal(Config{URL: "redis://h:6379", Stream: "s", OrderBy: tt.orderBy})
+		src, err := newSource(raw)
+		if err != nil {
+			t.Errorf("orderBy %q: %v", tt.orderBy, err)
+			continue
+		}
+		if src.cfg.OrderBy != tt.want || src.orderField != tt.field {
+			t.Errorf("orderBy %q = %q, field %q; want %q, field %q", tt.orderBy, src.cfg.OrderBy, src.orderField, tt.want, tt.field)
+		}
 	}
 }
 
@@ -234,7 +252,7 @@ func TestMessageFields(t *testing.T) {
 		t.Errorf("data = %s, want the JSON object of the fields", m.Data)
 	}
 	if m.ID != id || !m.Time.Equal(time.UnixMilli(1700000000000)) || m.DataContentType != "application/json" ||
-		m.Type != EventType || m.Subject != s || m.Key != s || m.Extensions["consumer"] != "c" ||
+		m.Type != EventType || m.Subject != s || m.Key != "" || m.Extensions["consumer"] != "c" ||
 		m.Source != src.source || !strings.HasPrefix(m.Source, "redis://") {
 		t.Errorf("message = %+v", m)
 	}
