@@ -263,6 +263,14 @@ func versionKey(fn *nimbus.Function) string {
 // pool returns the pool of fn's current version, replacing (and draining)
 // one of an older version.
 func (e *Engine) pool(fn *nimbus.Function) (*pool, error) {
+	e.mu.Lock()
+	// The registry's cache hands out one value per version of a function:
+	// the same pointer needs no hashing.
+	if p := e.pools[fn.Name]; p != nil && p.keyed == fn && !e.closed {
+		e.mu.Unlock()
+		return p, nil
+	}
+	e.mu.Unlock()
 	key := versionKey(fn)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -271,6 +279,7 @@ func (e *Engine) pool(fn *nimbus.Function) (*pool, error) {
 	}
 	p := e.pools[fn.Name]
 	if p != nil && p.key == key {
+		p.keyed = fn
 		return p, nil
 	}
 	rt, ok := e.runtimes[fn.Runtime]
@@ -281,6 +290,7 @@ func (e *Engine) pool(fn *nimbus.Function) (*pool, error) {
 		e.drainLocked(p)
 	}
 	p = newPool(e, fn, key, rt)
+	p.keyed = fn
 	e.pools[fn.Name] = p
 	return p, nil
 }

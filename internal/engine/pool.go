@@ -26,6 +26,9 @@ type pool struct {
 	fn   *nimbus.Function
 	key  string
 	rt   runtimes.Runtime
+	// keyed is the last function value found to have key (guarded by
+	// Engine.mu).
+	keyed *nimbus.Function
 
 	mu          sync.Mutex
 	all         map[*instance]struct{}

@@ -38,7 +38,6 @@ const maxIdleTimeout = 86400
 // The patterns are compiled on first use: every process start (every
 // sandboxed instance re-executes the binary) would pay for them otherwise.
 var (
-	nameRE    = lazyRE(`^[a-zA-Z0-9_-]{1,64}$`)
 	handlerRE = lazyRE(`^[^\s]{1,128}$`)
 	envKeyRE  = lazyRE(`^[a-zA-Z]([a-zA-Z0-9_])+$`)
 	arnRE     = lazyRE(`^(?:arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(?:-gov)?-[a-z]+-\d:)?(?:\d{12}:)?(?:function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$`)
@@ -49,7 +48,19 @@ func lazyRE(expr string) func() *regexp.Regexp {
 }
 
 // ValidName reports whether name is a valid bare function name.
-func ValidName(name string) bool { return nameRE().MatchString(name) }
+func ValidName(name string) bool {
+	if len(name) < 1 || len(name) > 64 {
+		return false
+	}
+	for i := range len(name) {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidEnvKey reports whether k is a valid environment variable name.
 func ValidEnvKey(k string) bool { return envKeyRE().MatchString(k) }
@@ -87,6 +98,9 @@ func ValidateName(name string) error {
 func ParseName(s string) (string, error) {
 	if len(s) > 170 || s == "" {
 		return "", validationf("functionName", s, "Member must have length less than or equal to 170 and greater than or equal to 1")
+	}
+	if ValidName(s) { // a plain name, the usual case
+		return s, nil
 	}
 	m := arnRE().FindStringSubmatch(s)
 	if m == nil {
