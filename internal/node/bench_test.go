@@ -394,12 +394,13 @@ func warm(b *testing.B, hc *http.Client, url string, body []byte, conns, rounds 
 // at most 100 us above the echo server's; parallel throughput at least half
 // of the echo server's.
 func BenchmarkWarmInvoke(b *testing.B) {
-	echoURL, echoProcURL := startEcho(b), startEchoProcess(b)
+	echoURL, echoProcURL, relayURL := startEcho(b), startEchoProcess(b), startRelay(b, parallelClients)
 	n := nodetest.Start(b, nil)
 	c := lambdaClient(n)
 	invokeURL := deploy(b, n, c, goFunction(b, "noop"))
 	body := []byte(`{"sleep_ms":0}`)
-	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"echo-process", echoProcURL}, {"nimbus", invokeURL}}
+	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"echo-process", echoProcURL},
+		{"relay-floor", relayURL}, {"nimbus", invokeURL}}
 
 	for _, t := range targets {
 		b.Run("serial/"+t.name, func(b *testing.B) {
