@@ -56,19 +56,31 @@
 //     it, and its messages count against Receive Maximum until then.
 //   - Flow control: the CONNECT Receive Maximum (receiveMaximum, default
 //     BatchSize×(Concurrency+1), capped at 65535, raised to BatchSize when
-//     smaller) is the most QoS 1 messages the broker sends unacknowledged,
-//     and the source holds at most as many. Pulling therefore pauses while
-//     every worker's Deliver blocks (the function is saturated), and also
-//     while the oldest unacknowledged message's batch is still out: the
-//     broker is never more than receiveMaximum messages ahead of it. With
-//     Mosquitto 2.0 (checked against 2.0.11) a client's Receive Maximum
-//     replaces max_inflight_messages, which applies only to clients that
-//     send none (default 20), so the bound is exactly receiveMaximum; other
-//     brokers may cap it lower, which then bounds the batches in flight
-//     too. Messages beyond it wait on the broker, and Mosquitto keeps at
-//     most max_queued_messages (default 1000) per session beyond those in
-//     flight, dropping the rest (QoS 1 too): raise it on the broker for
-//     larger backlogs.
+//     smaller) is the most QoS 1 messages the broker should send
+//     unacknowledged, and the source holds at most as many. Pulling
+//     therefore pauses while every worker's Deliver blocks (the function is
+//     saturated), and also while the oldest unacknowledged message's batch
+//     is still out. Brokers may cap it lower (Mosquitto's
+//     max_inflight_messages, default 20, applies only to clients that send
+//     no Receive Maximum), which then bounds the batches in flight too.
+//     Mosquitto 2.0.11 keeps to it only until an acknowledgement arrives
+//     while it has messages queued for the session: it then sends all of
+//     them at once (seen: 218 unacknowledged for a Receive Maximum of 40),
+//     and a resumed session gets every unacknowledged message again at
+//     once. The source still holds only receiveMaximum messages, paho
+//     buffers as many more, and beyond those the connection is not read
+//     until a batch finishes (TCP back-pressure); should that last about
+//     twice the keep-alive (30 s), paho's keep-alive check, whose PINGRESP
+//     is not read either, may drop the connection, and the unacknowledged
+//     messages come again. Messages the broker holds back wait there, and
+//     Mosquitto keeps at most max_queued_messages (default 1000) per
+//     session beyond those in flight, dropping the rest (QoS 1 too): raise
+//     it on the broker for larger backlogs.
+//   - paho.golang (v0.23.0) can forget messages that a resumed session
+//     sends again right after CONNACK, so that their acknowledgements are
+//     never sent and the broker, its Receive Maximum full of them, stalls
+//     the connection. The source holds each connection's messages until
+//     paho's Connect has returned (see gatedSession), which prevents it.
 //   - MQTT has no negative acknowledgement. When Deliver fails, no further
 //     batch starts; the batches already out finish, and those that succeed
 //     are acknowledged. Then the source disconnects (keeping the session)
@@ -116,6 +128,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	paholog "github.com/eclipse/paho.golang/paho/log"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
@@ -174,6 +188,7 @@ type Source struct {
 
 	minBackoff, maxBackoff time.Duration
 	keepAlive              uint16
+	pahoDebug              paholog.Logger // paho's debug log; tests set it to slow paho down
 }
 
 var (

@@ -34,9 +34,9 @@ func brokerAddr() string {
 	return "127.0.0.1:1883"
 }
 
-// client connects an MQTT 5 client to addr; handler, when set, receives
-// messages.
-func client(t testing.TB, addr, id string, clean bool, handler func(*paho.Publish)) *paho.Client {
+// dial connects to the broker at addr, skipping the test when it is not
+// reachable (failing it with NIMBUS_REQUIRE_SERVICES=1).
+func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -45,6 +45,14 @@ func client(t testing.TB, addr, id string, clean bool, handler func(*paho.Publis
 		}
 		t.Skipf("MQTT broker not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", addr, err)
 	}
+	return conn
+}
+
+// client connects an MQTT 5 client to addr; handler, when set, receives
+// messages.
+func client(t testing.TB, addr, id string, clean bool, handler func(*paho.Publish)) *paho.Client {
+	t.Helper()
+	conn := dial(t, addr)
 	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
 	if handler != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -68,8 +76,10 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// forget deletes the broker's session of clientID when the test ends.
+// forget deletes the broker's session of clientID when the test ends. It
+// skips the test at once when there is no broker.
 func forget(t testing.TB, clientID string) {
+	dial(t, brokerAddr()).Close()
 	t.Cleanup(func() {
 		conn, err := net.DialTimeout("tcp", brokerAddr(), 2*time.Second)
 		if err != nil {

@@ -53,6 +53,7 @@ type session struct {
 	set   settings
 	sink  trigger.Sink
 	lanes *trigger.Lanes[inbound]
+	gate  *gatedSession // paho's session state, holding PUBLISH packets until a connection is up
 	// work ends when the session stops taking messages; its cause is the
 	// session's error.
 	work     context.Context
@@ -77,7 +78,7 @@ func (s *Source) session(ctx context.Context, sink trigger.Sink, set settings) (
 	// the batches delivered last are sent.
 	connCtx, cancelConn := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConn()
-	ss := &session{Source: s, set: set, sink: sink, work: work, stop: stop,
+	ss := &session{Source: s, set: set, sink: sink, work: work, stop: stop, gate: newGatedSession(),
 		lanes: trigger.NewLanes[inbound](set.Options, int(set.receiveMax))}
 	cm, err := autopaho.NewConnection(connCtx, ss.clientConfig(connCtx))
 	if err != nil {
@@ -104,6 +105,7 @@ func (ss *session) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		SessionExpiryInterval:         uint32(ss.cfg.SessionExpirySeconds),
 		ReconnectBackoff:              ss.backoff,
 		ConnectTimeout:                10 * time.Second,
+		PahoDebug:                     ss.pahoDebug,
 		ConnectUsername:               ss.user,
 		ConnectPassword:               []byte(ss.password),
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
@@ -113,7 +115,10 @@ func (ss *session) clientConfig(ctx context.Context) autopaho.ClientConfig {
 			cp.Properties.ReceiveMaximum = &receiveMax
 			return cp, nil
 		},
-		OnConnectionUp:   func(cm *autopaho.ConnectionManager, _ *paho.Connack) { ss.wg.Go(func() { ss.subscribe(ctx, cm) }) },
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			ss.gate.open() // Connect returned: paho tracks acknowledgements from here on
+			ss.wg.Go(func() { ss.subscribe(ctx, cm) })
+		},
 		OnConnectionDown: func() bool { ss.set.Status.Error(errLost); return true },
 		OnConnectError: func(err error) {
 			if ctx.Err() == nil {
@@ -122,6 +127,7 @@ func (ss *session) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: ss.set.clientID,
+			Session:  ss.gate,
 			// paho sends manual acknowledgements in the order the messages
 			// arrived (MQTT 5 section 4.6), every SendAcksInterval: one
 			// made early waits for those of every message before it.
