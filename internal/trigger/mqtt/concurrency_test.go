@@ -27,7 +27,7 @@ func publishTopics(t testing.TB, topics []string, n int) {
 			if i == n-1 && j == len(topics)-1 {
 				method = paho.PublishMethod_Blocking
 			}
-			p := &paho.Publish{QoS: 1, Topic: tp, Payload: []byte(body(i))}
+			p := &paho.Publish{QoS: 1, Topic: tp, Payload: []byte(triggertest.Body(i))}
 			if _, err := c.PublishWithOptions(t.Context(), p, paho.PublishOptions{Method: method}); err != nil {
 				t.Fatalf("publish: %v", err)
 			}
@@ -159,7 +159,7 @@ func topics(n int) (root string, out []string) {
 func TestParallelismGrowsWithBacklog(t *testing.T) {
 	root, tps := topics(4)
 	sink := newGateSink(true)
-	o := opts(5, 20*time.Millisecond)
+	o := triggertest.Options(5, 20*time.Millisecond)
 	o.Concurrency = 4
 	stop := run(t, source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
 
@@ -179,7 +179,7 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	sink.wait(t, "4 batches in flight at once", func() bool { return sink.active == 4 })
 	sink.open()
 	sink.wait(t, "all 21 messages", func() bool { return len(sink.seen) == 21 })
-	waitFor(t, "21 acknowledged", func() bool { return o.Status.View().Delivered >= 21 })
+	triggertest.WaitFor(t, "21 acknowledged", func() bool { return o.Status.View().Delivered >= 21 })
 	stop()
 	if sink.overlap != "" {
 		t.Errorf("topic %s had two batches out at once with orderBy topic", sink.overlap)
@@ -196,7 +196,7 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 func TestOrderPerTopicWithConcurrency(t *testing.T) {
 	root, tps := topics(4)
 	sink := newGateSink(true)
-	o := opts(5, 0)
+	o := triggertest.Options(5, 0)
 	o.Concurrency = 4
 	stop := run(t, source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
 	publishTopics(t, tps, 150)
@@ -205,7 +205,7 @@ func TestOrderPerTopicWithConcurrency(t *testing.T) {
 	sink.wait(t, "4 batches in flight at once", func() bool { return sink.active == 4 })
 	sink.open()
 	sink.wait(t, "all 600 messages", func() bool { return len(sink.seen) == 600 })
-	waitFor(t, "600 acknowledged", func() bool { return o.Status.View().Delivered >= 600 })
+	triggertest.WaitFor(t, "600 acknowledged", func() bool { return o.Status.View().Delivered >= 600 })
 	stop()
 	if sink.overlap != "" {
 		t.Errorf("topic %s had two batches out at once, want one per topic", sink.overlap)
@@ -215,7 +215,7 @@ func TestOrderPerTopicWithConcurrency(t *testing.T) {
 		t.Fatalf("messages of %d topics, want 4", len(groups))
 	}
 	for tp, msgs := range groups {
-		t.Run(path.Base(tp), func(t *testing.T) { inOrder(t, msgs) })
+		t.Run(path.Base(tp), func(t *testing.T) { triggertest.InOrder(t, msgs) })
 		if len(msgs) != 150 {
 			t.Errorf("%s: delivered %d messages, want 150 (no duplicates without failures)", tp, len(msgs))
 		}
@@ -225,7 +225,7 @@ func TestOrderPerTopicWithConcurrency(t *testing.T) {
 func TestOrderByNone(t *testing.T) {
 	root := topic()
 	sink := newGateSink(true)
-	o := opts(5, 0)
+	o := triggertest.Options(5, 0)
 	o.Concurrency = 4
 	raw, _ := json.Marshal(Config{URL: "mqtt://" + brokerAddr(), Topic: root, ClientID: "nimbus-test-" + randomID(),
 		SessionExpirySeconds: 300, OrderBy: OrderNone})
@@ -241,7 +241,7 @@ func TestOrderByNone(t *testing.T) {
 	sink.wait(t, "4 batches of one topic in flight at once", func() bool { return sink.active == 4 })
 	sink.open()
 	sink.wait(t, "all 100 messages", func() bool { return len(sink.seen) == 100 })
-	waitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered >= 100 })
+	triggertest.WaitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered >= 100 })
 	stop()
 	for _, m := range sink.messages() {
 		if m.Key != "" || m.Subject != root {
@@ -352,12 +352,12 @@ func TestFailureAmongConcurrentBatches(t *testing.T) {
 	// The target is among the first messages, so that the held batches of
 	// the other topics (whose acknowledgements, in arrival order, come
 	// first) do not stall the broker's window before it arrives.
-	sink := &failSink{topic: tps[1], body: body(3), changed: make(chan struct{}), failed: make(chan struct{})}
-	o := opts(5, 0)
+	sink := &failSink{topic: tps[1], body: triggertest.Body(3), changed: make(chan struct{}), failed: make(chan struct{})}
+	o := triggertest.Options(5, 0)
 	o.Concurrency = 4
 	stop := run(t, source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
 	publishTopics(t, tps, 50)
-	waitFor(t, "all 200 messages", func() bool { return distinct(sink.Messages()) >= 200 })
+	triggertest.WaitFor(t, "all 200 messages", func() bool { return distinct(sink.Messages()) >= 200 })
 	stop()
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
@@ -372,7 +372,7 @@ func TestFailureAmongConcurrentBatches(t *testing.T) {
 	}
 	msgs := sink.Messages()
 	for tp, group := range byTopic(msgs) {
-		t.Run(path.Base(tp), func(t *testing.T) { inOrder(t, group) })
+		t.Run(path.Base(tp), func(t *testing.T) { triggertest.InOrder(t, group) })
 		seen := map[string]bool{}
 		for _, m := range group {
 			seen[string(m.Data)] = true
@@ -395,7 +395,7 @@ func TestLostConnectionConcurrent(t *testing.T) {
 	var didCut atomic.Bool
 	sink := &triggertest.Sink{Delay: time.Millisecond, Fail: func(batch []trigger.Message) error {
 		for _, m := range batch {
-			if m.Subject == tps[2] && string(m.Data) == body(100) {
+			if m.Subject == tps[2] && string(m.Data) == triggertest.Body(100) {
 				cut.Do(func() {
 					proxy.Cut() // mid-batch, with other batches out: their acknowledgements are lost
 					didCut.Store(true)
@@ -404,17 +404,17 @@ func TestLostConnectionConcurrent(t *testing.T) {
 		}
 		return nil
 	}}
-	o := opts(10, 5*time.Millisecond)
+	o := triggertest.Options(10, 5*time.Millisecond)
 	o.Concurrency = 4
 	stop := run(t, source(t, proxy.Addr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
 	publishTopics(t, tps, 250)
-	waitFor(t, "an Error status after the cut", func() bool { return didCut.Load() && o.Status.View().State == trigger.StateError })
+	triggertest.WaitFor(t, "an Error status after the cut", func() bool { return didCut.Load() && o.Status.View().State == trigger.StateError })
 	proxy.Restore()
-	waitFor(t, "all 1000 messages", func() bool { return distinct(sink.Messages()) >= 1000 })
-	waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+	triggertest.WaitFor(t, "all 1000 messages", func() bool { return distinct(sink.Messages()) >= 1000 })
+	triggertest.WaitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
 	stop()
 	for tp, group := range byTopic(sink.Messages()) {
-		t.Run(path.Base(tp), func(t *testing.T) { inOrder(t, group) })
+		t.Run(path.Base(tp), func(t *testing.T) { triggertest.InOrder(t, group) })
 	}
 }
 
@@ -431,7 +431,7 @@ func TestStopWhileSaturated(t *testing.T) {
 	}
 	forget(t, src.cfg.ClientID)
 	sink := newGateSink(true)
-	o := opts(1, 0)
+	o := triggertest.Options(1, 0)
 	o.Concurrency = 2
 	stop := run(t, src, sink, o)
 	publishTopics(t, []string{root + "/a", root + "/b"}, 50)

@@ -73,7 +73,7 @@ func leaveInFlight(t *testing.T, clientID, filter string, n int, publish func())
 func TestResentMessagesAcknowledged(t *testing.T) {
 	root, id := topic(), "nimbus-test-"+randomID()
 	src := source(t, brokerAddr(), root, id)
-	o := opts(10, 0) // Receive Maximum 20
+	o := triggertest.Options(10, 0) // Receive Maximum 20
 	leaveInFlight(t, id, "$share/"+o.Group+"/"+root, 20, func() { publish(t, root, 0, 100) })
 
 	var slowed atomic.Bool
@@ -81,12 +81,12 @@ func TestResentMessagesAcknowledged(t *testing.T) {
 	sink := &triggertest.Sink{}
 	stop := run(t, src, sink, o)
 	sink.WaitDistinct(t, 100, 20*time.Second)
-	waitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered >= 100 })
+	triggertest.WaitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered >= 100 })
 	stop()
 	if !slowed.Load() {
 		t.Fatalf("paho never logged %q, so Connect was not slowed: update slowConnect for this paho version", resetLine)
 	}
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 	for _, m := range sink.Messages()[:20] {
 		if m.Extensions["redelivered"] != true {
 			t.Errorf("%s delivered with redelivered=%v, want true (the broker sent it again)", m.Data, m.Extensions["redelivered"])

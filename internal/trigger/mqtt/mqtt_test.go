@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,8 +97,6 @@ func forget(t testing.TB, clientID string) {
 	})
 }
 
-func body(i int) string { return fmt.Sprintf("m-%04d", i) }
-
 // publish sends bodies m-<from>..m-<to-1> at QoS 1, in order, and waits for
 // the broker to take all of them.
 func publish(t testing.TB, topic string, from, to int) {
@@ -111,7 +107,7 @@ func publish(t testing.TB, topic string, from, to int) {
 		if i == to-1 {
 			method = paho.PublishMethod_Blocking // PUBACK of the last: the broker has them all
 		}
-		p := &paho.Publish{QoS: 1, Topic: topic, Payload: []byte(body(i))}
+		p := &paho.Publish{QoS: 1, Topic: topic, Payload: []byte(triggertest.Body(i))}
 		if _, err := c.PublishWithOptions(t.Context(), p, paho.PublishOptions{Method: method}); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -135,6 +131,12 @@ func source(t testing.TB, addr, filter, clientID string) *Source {
 	return s
 }
 
+// start starts src; the returned stop cancels it and checks Run returned nil.
+func start(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
+	t.Helper()
+	return triggertest.Run(t, src, sink, opts)
+}
+
 // run starts src and waits until it subscribed; the returned stop cancels
 // it and checks Run returned nil.
 func run(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
@@ -144,60 +146,10 @@ func run(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Optio
 	return stop
 }
 
-// start starts src; the returned stop cancels it and checks Run returned nil.
-func start(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, sink, opts) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run returned %v, want nil", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // subscribed waits for the source's subscription.
 func subscribed(t testing.TB, opts trigger.Options) {
 	t.Helper()
-	waitFor(t, "the subscription", func() bool { return opts.Status.View().State == trigger.StateActive })
-}
-
-// waitFor polls cond until it holds, failing the test after 20 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func opts(size int, window time.Duration) trigger.Options {
-	return trigger.Options{BatchSize: size, BatchWindow: window, Concurrency: 1, Group: "test", Status: trigger.NewStatus()}
-}
-
-// inOrder checks that first deliveries came in publishing order.
-func inOrder(t *testing.T, msgs []trigger.Message) {
-	t.Helper()
-	next := 0
-	for _, m := range msgs {
-		i, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "m-"))
-		if i > next {
-			t.Fatalf("got %s before %s: order broken", m.Data, body(next))
-		}
-		if i == next {
-			next++
-		}
-	}
+	triggertest.WaitFor(t, "the subscription", func() bool { return opts.Status.View().State == trigger.StateActive })
 }
 
 func TestNewValidation(t *testing.T) {
@@ -295,17 +247,17 @@ func TestReceiveMaximum(t *testing.T) {
 func TestThousandMessages(t *testing.T) {
 	root := topic()
 	sink := &triggertest.Sink{}
-	o := opts(50, 10*time.Millisecond)
+	o := triggertest.Options(50, 10*time.Millisecond)
 	stop := run(t, source(t, brokerAddr(), root+"/#", "nimbus-test-"+randomID()), sink, o)
 	publish(t, root+"/a", 0, 1000)
 	sink.WaitDistinct(t, 1000, 20*time.Second)
-	waitFor(t, "1000 acknowledged", func() bool { return o.Status.View().Delivered >= 1000 })
+	triggertest.WaitFor(t, "1000 acknowledged", func() bool { return o.Status.View().Delivered >= 1000 })
 	stop()
 	msgs := sink.Messages()
 	if len(msgs) != 1000 {
 		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
 	}
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	for _, b := range sink.Batches() {
 		if len(b) > 50 {
 			t.Fatalf("batch of %d, want at most 50", len(b))
@@ -317,7 +269,7 @@ func TestMessageFields(t *testing.T) {
 	root := topic()
 	sink := &triggertest.Sink{}
 	src := source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID())
-	stop := run(t, src, sink, opts(10, 0))
+	stop := run(t, src, sink, triggertest.Options(10, 0))
 	pub := client(t, brokerAddr(), "nimbus-test-pub-"+randomID(), true, nil)
 	for _, p := range []*paho.Publish{
 		{QoS: 1, Topic: root + "/j", Payload: []byte(`{"a":1}`)},
@@ -350,24 +302,24 @@ func TestDeliverFailureRedelivers(t *testing.T) {
 	var failures atomic.Int32
 	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
 		for _, m := range batch {
-			if string(m.Data) == body(42) && failures.Add(1) <= 2 {
+			if string(m.Data) == triggertest.Body(42) && failures.Add(1) <= 2 {
 				return triggertest.ErrRefused
 			}
 		}
 		return nil
 	}}
-	o := opts(10, 5*time.Millisecond)
+	o := triggertest.Options(10, 5*time.Millisecond)
 	stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, o)
 	publish(t, root, 0, 100)
 	sink.WaitDistinct(t, 100, 20*time.Second)
 	stop()
 	if failures.Load() < 3 {
-		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", body(42), failures.Load())
+		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", triggertest.Body(42), failures.Load())
 	}
 	msgs := sink.Messages()
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	for _, m := range msgs {
-		if string(m.Data) == body(42) && m.Extensions["redelivered"] != true {
+		if string(m.Data) == triggertest.Body(42) && m.Extensions["redelivered"] != true {
 			t.Errorf("%s delivered with redelivered=%v, want true (the broker sent it again)", m.Data, m.Extensions["redelivered"])
 		}
 	}
@@ -377,7 +329,7 @@ func TestBatching(t *testing.T) {
 	t.Run("size", func(t *testing.T) {
 		root := topic()
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, opts(5, time.Hour))
+		stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, triggertest.Options(5, time.Hour))
 		publish(t, root, 0, 20)
 		sink.WaitDistinct(t, 20, 10*time.Second)
 		stop()
@@ -390,7 +342,7 @@ func TestBatching(t *testing.T) {
 	t.Run("window", func(t *testing.T) {
 		root := topic()
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, opts(100, 20*time.Millisecond))
+		stop := run(t, source(t, brokerAddr(), root, "nimbus-test-"+randomID()), sink, triggertest.Options(100, 20*time.Millisecond))
 		publish(t, root, 0, 3)
 		sink.WaitDistinct(t, 3, 10*time.Second)
 		stop()
@@ -406,21 +358,21 @@ func TestLostConnection(t *testing.T) {
 	var cut atomic.Bool
 	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
 		for _, m := range batch {
-			if string(m.Data) == body(300) && !cut.Swap(true) {
+			if string(m.Data) == triggertest.Body(300) && !cut.Swap(true) {
 				proxy.Cut() // mid-batch: this batch's acknowledgements are lost
 			}
 		}
 		return nil
 	}}
-	o := opts(20, 5*time.Millisecond)
+	o := triggertest.Options(20, 5*time.Millisecond)
 	stop := run(t, source(t, proxy.Addr(), root, "nimbus-test-"+randomID()), sink, o)
 	publish(t, root, 0, 1000)
-	waitFor(t, "an Error status after the cut", func() bool { return cut.Load() && o.Status.View().State == trigger.StateError })
+	triggertest.WaitFor(t, "an Error status after the cut", func() bool { return cut.Load() && o.Status.View().State == trigger.StateError })
 	proxy.Restore()
 	sink.WaitDistinct(t, 1000, 20*time.Second)
-	waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+	triggertest.WaitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
 	stop()
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 }
 
 // blockSink blocks until ctx ends, or fails with fail when set.
@@ -444,7 +396,7 @@ func TestCrashRedelivers(t *testing.T) {
 	refuse := func([]trigger.Message) error { return triggertest.ErrRefused }
 	for i, sink := range []*blockSink{{}, {fail: refuse}} {
 		sink.entered = make(chan struct{})
-		o := opts(10, 0)
+		o := triggertest.Options(10, 0)
 		stop := start(t, source(t, brokerAddr(), root, id), sink, o)
 		if i == 0 {
 			subscribed(t, o)
@@ -458,23 +410,23 @@ func TestCrashRedelivers(t *testing.T) {
 		stop() // a crash: nothing was acknowledged
 	}
 	sink := &triggertest.Sink{}
-	stop := run(t, source(t, brokerAddr(), root, id), sink, opts(10, 0))
+	stop := run(t, source(t, brokerAddr(), root, id), sink, triggertest.Options(10, 0))
 	sink.WaitDistinct(t, 200, 20*time.Second)
 	stop()
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 }
 
 func TestSharedSubscription(t *testing.T) {
 	root := topic()
 	a, b := &triggertest.Sink{}, &triggertest.Sink{}
-	oa, ob := opts(10, 0), opts(10, 0)
+	oa, ob := triggertest.Options(10, 0), triggertest.Options(10, 0)
 	oa.Group = "g" + randomID()
 	ob.Group = oa.Group
 	stopA := run(t, source(t, brokerAddr(), root, "nimbus-test-a-"+randomID()), a, oa)
 	stopB := run(t, source(t, brokerAddr(), root, "nimbus-test-b-"+randomID()), b, ob)
 	publish(t, root, 0, 200)
-	waitFor(t, "200 messages between the two", func() bool { return a.Distinct()+b.Distinct() >= 200 })
-	waitFor(t, "200 acknowledged", func() bool { return oa.Status.View().Delivered+ob.Status.View().Delivered >= 200 })
+	triggertest.WaitFor(t, "200 messages between the two", func() bool { return a.Distinct()+b.Distinct() >= 200 })
+	triggertest.WaitFor(t, "200 acknowledged", func() bool { return oa.Status.View().Delivered+ob.Status.View().Delivered >= 200 })
 	stopA()
 	stopB()
 	seen := map[string]bool{}
@@ -491,7 +443,7 @@ func TestSharedSubscription(t *testing.T) {
 
 func TestForget(t *testing.T) {
 	root, id := topic(), "nimbus-test-"+randomID()
-	o := opts(10, 0)
+	o := triggertest.Options(10, 0)
 	stop := run(t, source(t, brokerAddr(), root, id), &triggertest.Sink{}, o)
 	stop()
 	publish(t, root, 0, 5) // queued for the stopped node's session
@@ -499,12 +451,12 @@ func TestForget(t *testing.T) {
 		t.Fatalf("Forget: %v", err)
 	}
 	sink := &triggertest.Sink{}
-	stop = run(t, source(t, brokerAddr(), root, id), sink, opts(10, 0))
+	stop = run(t, source(t, brokerAddr(), root, id), sink, triggertest.Options(10, 0))
 	publish(t, root, 5, 6)
 	sink.WaitDistinct(t, 1, 10*time.Second)
 	stop()
-	if m := sink.Messages(); string(m[0].Data) != body(5) {
-		t.Errorf("first message after Forget = %s, want %s: the old session's messages are gone", m[0].Data, body(5))
+	if m := sink.Messages(); string(m[0].Data) != triggertest.Body(5) {
+		t.Errorf("first message after Forget = %s, want %s: the old session's messages are gone", m[0].Data, triggertest.Body(5))
 	}
 }
 
@@ -544,7 +496,7 @@ func TestDeadLetter(t *testing.T) {
 func BenchmarkThroughput(b *testing.B) {
 	root := topic()
 	sink := &countSink{}
-	o := opts(100, 5*time.Millisecond)
+	o := triggertest.Options(100, 5*time.Millisecond)
 	stop := run(b, source(b, brokerAddr(), root, "nimbus-bench-"+randomID()), sink, o)
 	b.ResetTimer()
 	publish(b, root, 0, b.N)

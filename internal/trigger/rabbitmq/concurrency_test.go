@@ -131,19 +131,19 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	c := broker(t)
 	q := queue(t, c)
 	sink := newGateSink(true)
-	o := opts(5, 0)
+	o := triggertest.Options(5, 0)
 	o.Concurrency = 4
-	stop := run(t, source(t, brokerURL(), q), sink, o)
+	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
 
 	// A lone message is one batch of one, delivered at once.
 	publish(t, c, q, 0, 1)
-	waitFor(t, "the lone message's batch", func() bool { out, _ := sink.now(); return out == 1 })
+	triggertest.WaitFor(t, "the lone message's batch", func() bool { out, _ := sink.now(); return out == 1 })
 	close(sink.gate)
 	sink.WaitDistinct(t, 1, 20*time.Second)
 	if b := sink.Batches(); len(b) != 1 || len(b[0]) != 1 {
 		t.Fatalf("batches %v, want one batch of the lone message", b)
 	}
-	waitFor(t, "the lone message acknowledged", func() bool { return o.Status.View().Delivered == 1 })
+	triggertest.WaitFor(t, "the lone message acknowledged", func() bool { return o.Status.View().Delivered == 1 })
 
 	// A backlog fills every worker, and the node holds no more than the
 	// prefetch, 5×(4+1): the rest stays ready in the queue.
@@ -151,10 +151,10 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	sink.gate = make(chan struct{})
 	sink.mu.Unlock()
 	publish(t, c, q, 1, 101)
-	waitFor(t, "4 batches in flight", func() bool { out, _ := sink.now(); return out == 4 })
-	waitFor(t, "75 messages left ready", func() bool { return ready(t, c, q) == 75 })
+	triggertest.WaitFor(t, "4 batches in flight", func() bool { out, _ := sink.now(); return out == 4 })
+	triggertest.WaitFor(t, "75 messages left ready", func() bool { return ready(t, c, q) == 75 })
 	// The lag is refreshed while every worker is blocked in Deliver.
-	waitFor(t, "a lag of 75", func() bool {
+	triggertest.WaitFor(t, "a lag of 75", func() bool {
 		lag := o.Status.View().Lag
 		return lag != nil && *lag == 75
 	})
@@ -162,7 +162,7 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	close(sink.gate)
 	sink.mu.Unlock()
 	sink.WaitDistinct(t, 101, 20*time.Second)
-	waitFor(t, "101 acknowledged", func() bool { return o.Status.View().Delivered == 101 })
+	triggertest.WaitFor(t, "101 acknowledged", func() bool { return o.Status.View().Delivered == 101 })
 	stop()
 	if maxOut, _, _ := sink.peaks(); maxOut != 4 {
 		t.Errorf("at most %d batches were in flight, want Concurrency = 4", maxOut)
@@ -183,16 +183,16 @@ func TestOrderByQueue(t *testing.T) {
 	publish(t, c, q, 0, 200)
 	sink := newGateSink(false)
 	sink.Delay = 2 * time.Millisecond // gives concurrent batches a chance to overlap
-	o := opts(10, 0)
+	o := triggertest.Options(10, 0)
 	o.Concurrency = 4
-	stop := run(t, orderedSource(t, q, OrderQueue), sink, o)
+	stop := triggertest.Run(t, orderedSource(t, q, OrderQueue), sink, o)
 	sink.WaitDistinct(t, 200, 20*time.Second)
 	stop()
 	if maxOut, _, _ := sink.peaks(); maxOut != 1 {
 		t.Errorf("%d batches were in flight at once, want 1 with orderBy queue", maxOut)
 	}
 	msgs := sink.Messages()
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	if len(msgs) != 200 || msgs[0].Key != q {
 		t.Errorf("delivered %d messages with key %q, want 200 with key %q", len(msgs), msgs[0].Key, q)
 	}
@@ -278,12 +278,12 @@ func TestOrderByKey(t *testing.T) {
 			keys := []string{"a", "b", "c", "d"}
 			publishKeyed(t, c, x, keys, 200)
 			sink := newGateSink(true)
-			o := opts(5, 0)
+			o := triggertest.Options(5, 0)
 			o.Concurrency = 4
-			stop := run(t, orderedSource(t, q, orderBy), sink, o)
+			stop := triggertest.Run(t, orderedSource(t, q, orderBy), sink, o)
 			// The prefetch (25) holds messages of every key: each worker
 			// takes a batch of another key, never two of one.
-			waitFor(t, "4 keys in flight", func() bool { out, n := sink.now(); return out == 4 && n == 4 })
+			triggertest.WaitFor(t, "4 keys in flight", func() bool { out, n := sink.now(); return out == 4 && n == 4 })
 			close(sink.gate)
 			sink.WaitDistinct(t, 200, 20*time.Second)
 			stop()
@@ -301,10 +301,10 @@ func TestOrderByHeaderWithoutHeaderIsUnordered(t *testing.T) {
 	q := queue(t, c)
 	publish(t, c, q, 0, 100) // no headers
 	sink := newGateSink(true)
-	o := opts(5, 0)
+	o := triggertest.Options(5, 0)
 	o.Concurrency = 3
-	stop := run(t, orderedSource(t, q, OrderHeader+"tenant"), sink, o)
-	waitFor(t, "3 batches without key in flight", func() bool { out, n := sink.now(); return out == 3 && n == 0 })
+	stop := triggertest.Run(t, orderedSource(t, q, OrderHeader+"tenant"), sink, o)
+	triggertest.WaitFor(t, "3 batches without key in flight", func() bool { out, n := sink.now(); return out == 3 && n == 0 })
 	close(sink.gate)
 	sink.WaitDistinct(t, 100, 20*time.Second)
 	stop()
@@ -335,11 +335,11 @@ func TestFailingBatchAmongConcurrentOnes(t *testing.T) {
 				}
 				return nil
 			}
-			o := opts(5, 0)
+			o := triggertest.Options(5, 0)
 			o.Concurrency = 4
-			stop := run(t, orderedSource(t, q, orderBy), sink, o)
+			stop := triggertest.Run(t, orderedSource(t, q, orderBy), sink, o)
 			sink.WaitDistinct(t, 400, 20*time.Second)
-			waitFor(t, "400 acknowledged", func() bool { return o.Status.View().Delivered == 400 })
+			triggertest.WaitFor(t, "400 acknowledged", func() bool { return o.Status.View().Delivered == 400 })
 			stop()
 			if failures.Load() < 3 {
 				t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", poison, failures.Load())
@@ -378,7 +378,7 @@ func TestStopWithConcurrentBatches(t *testing.T) {
 		var failed atomic.Bool
 		if name == "failing" {
 			sink.fail = func(batch []trigger.Message) error {
-				if string(batch[0].Data) != body(0) {
+				if string(batch[0].Data) != triggertest.Body(0) {
 					return nil
 				}
 				deadline := time.Now().Add(20 * time.Second)
@@ -389,10 +389,10 @@ func TestStopWithConcurrentBatches(t *testing.T) {
 				return triggertest.ErrRefused
 			}
 		}
-		o := opts(10, 0)
+		o := triggertest.Options(10, 0)
 		o.Concurrency = 4
-		stop := run(t, source(t, brokerURL(), q), sink, o)
-		waitFor(t, name+": batches in flight", func() bool {
+		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
+		triggertest.WaitFor(t, name+": batches in flight", func() bool {
 			out, _ := sink.now()
 			return out == 4 || (failed.Load() && out == 3)
 		})
@@ -408,8 +408,8 @@ func TestStopWithConcurrentBatches(t *testing.T) {
 		}
 	}
 	sink := &triggertest.Sink{}
-	stop := run(t, source(t, brokerURL(), q), sink, opts(10, 0))
+	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
 	sink.WaitDistinct(t, 200, 20*time.Second)
 	stop()
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 }

@@ -87,7 +87,7 @@ func publish(t testing.TB, c *amqp.Connection, q string, from, to int) {
 	var last *amqp.DeferredConfirmation
 	for i := from; i < to; i++ {
 		last, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), "", q, false, false,
-			amqp.Publishing{Body: []byte(body(i))})
+			amqp.Publishing{Body: []byte(triggertest.Body(i))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,8 +96,6 @@ func publish(t testing.TB, c *amqp.Connection, q string, from, to int) {
 		t.Fatal("broker nacked a publish")
 	}
 }
-
-func body(i int) string { return fmt.Sprintf("m-%04d", i) }
 
 // source builds a Source for q at url with short back-offs.
 func source(t testing.TB, url, q string) *Source {
@@ -110,56 +108,6 @@ func source(t testing.TB, url, q string) *Source {
 	s.minBackoff, s.maxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	s.lagEvery = 50 * time.Millisecond
 	return s
-}
-
-// run starts src; the returned stop cancels it and checks Run returned nil.
-func run(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, sink, opts) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run returned %v, want nil", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// waitFor polls cond until it holds, failing the test after 20 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func opts(size int, window time.Duration) trigger.Options {
-	return trigger.Options{BatchSize: size, BatchWindow: window, Concurrency: 1, Group: "test", Status: trigger.NewStatus()}
-}
-
-// inOrder checks that first deliveries came in publishing order.
-func inOrder(t *testing.T, msgs []trigger.Message) {
-	t.Helper()
-	next := 0
-	for _, m := range msgs {
-		i, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "m-"))
-		if i > next {
-			t.Fatalf("got %s before %s: order broken", m.Data, body(next))
-		}
-		if i == next {
-			next++
-		}
-	}
 }
 
 func TestNewValidation(t *testing.T) {
@@ -260,16 +208,16 @@ func TestThousandMessages(t *testing.T) {
 	q := queue(t, c)
 	publish(t, c, q, 0, 1000)
 	sink := &triggertest.Sink{}
-	o := opts(50, 10*time.Millisecond)
-	stop := run(t, source(t, brokerURL(), q), sink, o)
+	o := triggertest.Options(50, 10*time.Millisecond)
+	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
 	sink.WaitDistinct(t, 1000, 20*time.Second)
-	waitFor(t, "1000 acknowledged", func() bool { return o.Status.View().Delivered == 1000 })
+	triggertest.WaitFor(t, "1000 acknowledged", func() bool { return o.Status.View().Delivered == 1000 })
 	stop()
 	msgs := sink.Messages()
 	if len(msgs) != 1000 {
 		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
 	}
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	for _, b := range sink.Batches() {
 		if len(b) > 50 {
 			t.Fatalf("batch of %d, want at most 50", len(b))
@@ -301,7 +249,7 @@ func TestMessageFields(t *testing.T) {
 		}
 	}
 	sink := &triggertest.Sink{}
-	stop := run(t, source(t, brokerURL(), q), sink, opts(10, 0))
+	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
 	sink.WaitDistinct(t, 3, 10*time.Second)
 	stop()
 	m := sink.Messages()
@@ -333,23 +281,23 @@ func TestDeliverFailureRedelivers(t *testing.T) {
 	var failures atomic.Int32
 	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
 		for _, m := range batch {
-			if string(m.Data) == body(42) && failures.Add(1) <= 2 {
+			if string(m.Data) == triggertest.Body(42) && failures.Add(1) <= 2 {
 				return triggertest.ErrRefused
 			}
 		}
 		return nil
 	}}
-	o := opts(10, 5*time.Millisecond)
-	stop := run(t, source(t, brokerURL(), q), sink, o)
+	o := triggertest.Options(10, 5*time.Millisecond)
+	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
 	sink.WaitDistinct(t, 100, 20*time.Second)
 	stop()
 	if failures.Load() < 3 {
-		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", body(42), failures.Load())
+		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", triggertest.Body(42), failures.Load())
 	}
 	msgs := sink.Messages()
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	for _, m := range msgs {
-		if string(m.Data) == body(42) && m.Extensions["redelivered"] != true {
+		if string(m.Data) == triggertest.Body(42) && m.Extensions["redelivered"] != true {
 			t.Errorf("%s delivered with redelivered=%v, want true", m.Data, m.Extensions["redelivered"])
 		}
 	}
@@ -361,7 +309,7 @@ func TestBatching(t *testing.T) {
 		q := queue(t, c)
 		publish(t, c, q, 0, 20)
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, brokerURL(), q), sink, opts(5, time.Hour))
+		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(5, time.Hour))
 		sink.WaitDistinct(t, 20, 10*time.Second)
 		stop()
 		for _, b := range sink.Batches() {
@@ -374,7 +322,7 @@ func TestBatching(t *testing.T) {
 		q := queue(t, c)
 		publish(t, c, q, 0, 3)
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, brokerURL(), q), sink, opts(100, 20*time.Millisecond))
+		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(100, 20*time.Millisecond))
 		sink.WaitDistinct(t, 3, 10*time.Second)
 		stop()
 		if n := len(sink.Messages()); n != 3 {
@@ -397,25 +345,25 @@ func TestLostConnection(t *testing.T) {
 			var cut atomic.Bool
 			sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
 				for _, m := range batch {
-					if string(m.Data) == body(300) && !cut.Swap(true) {
+					if string(m.Data) == triggertest.Body(300) && !cut.Swap(true) {
 						proxy.Cut() // mid-batch: this batch's ack is lost
 					}
 				}
 				return nil
 			}}
-			o := opts(20, 5*time.Millisecond)
+			o := triggertest.Options(20, 5*time.Millisecond)
 			o.Concurrency = concurrency
-			stop := run(t, source(t, proxyURL(t, proxy), q), sink, o)
-			waitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
+			stop := triggertest.Run(t, source(t, proxyURL(t, proxy), q), sink, o)
+			triggertest.WaitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
 			if sink.Distinct() >= 1000 {
 				t.Fatal("everything was delivered before the cut")
 			}
 			proxy.Restore()
 			sink.WaitDistinct(t, 1000, 20*time.Second)
-			waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+			triggertest.WaitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
 			stop()
 			if concurrency == 1 {
-				inOrder(t, sink.Messages())
+				triggertest.InOrder(t, sink.Messages())
 			}
 		})
 	}
@@ -444,7 +392,7 @@ func TestCrashRedelivers(t *testing.T) {
 	refuse := func([]trigger.Message) error { return triggertest.ErrRefused }
 	for name, sink := range map[string]*blockSink{"blocked": {}, "failing": {fail: refuse}} {
 		sink.entered = make(chan struct{})
-		stop := run(t, source(t, brokerURL(), q), sink, opts(10, 0))
+		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
 		select {
 		case <-sink.entered:
 		case <-time.After(20 * time.Second):
@@ -453,10 +401,10 @@ func TestCrashRedelivers(t *testing.T) {
 		stop() // a crash: nothing was acknowledged
 	}
 	sink := &triggertest.Sink{}
-	stop := run(t, source(t, brokerURL(), q), sink, opts(10, 0))
+	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
 	sink.WaitDistinct(t, 200, 20*time.Second)
 	stop()
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 }
 
 // blockSink blocks until ctx ends, or fails with fail when set.
@@ -478,10 +426,10 @@ func (s *blockSink) Deliver(ctx context.Context, batch []trigger.Message) error 
 func TestQueueMissing(t *testing.T) {
 	c := broker(t)
 	name := "nimbus-test-missing-" + suffix()
-	o := opts(10, 0)
+	o := triggertest.Options(10, 0)
 	sink := &triggertest.Sink{}
-	stop := run(t, source(t, brokerURL(), name), sink, o)
-	waitFor(t, "a not-found status", func() bool {
+	stop := triggertest.Run(t, source(t, brokerURL(), name), sink, o)
+	triggertest.WaitFor(t, "a not-found status", func() bool {
 		v := o.Status.View()
 		return v.State == trigger.StateError && strings.Contains(v.Reason, "not found")
 	})
@@ -553,7 +501,7 @@ func BenchmarkThroughput(b *testing.B) {
 	publish(b, c, q, 0, b.N)
 	sink := &countSink{}
 	b.ResetTimer()
-	stop := run(b, source(b, brokerURL(), q), sink, opts(100, 5*time.Millisecond))
+	stop := triggertest.Run(b, source(b, brokerURL(), q), sink, triggertest.Options(100, 5*time.Millisecond))
 	for sink.n.Load() < int64(b.N) {
 		time.Sleep(time.Millisecond)
 	}

@@ -154,7 +154,7 @@ func addKeyed(t testing.TB, rc *goredis.Client, s string, from, to, keys int) {
 	t.Helper()
 	p := rc.Pipeline()
 	for i := from; i < to; i++ {
-		values := []any{"body", body(i)}
+		values := []any{"body", triggertest.Body(i)}
 		if i%6 != 5 {
 			values = append(values, "k", keyOf(i, keys))
 		}
@@ -187,7 +187,7 @@ func inOrderPerKey(t *testing.T, msgs []trigger.Message, keys int) {
 			t.Fatalf("%s has key %q, want %q", m.Data, m.Key, want)
 		}
 		if prev, ok := last[m.Key]; ok && m.Key != "" && i < prev {
-			t.Fatalf("key %s: got %s after %s: order broken", m.Key, m.Data, body(prev))
+			t.Fatalf("key %s: got %s after %s: order broken", m.Key, m.Data, triggertest.Body(prev))
 		}
 		last[m.Key] = i
 	}
@@ -207,14 +207,14 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	rc := server(t)
 	s := stream(t, rc)
 	sink := newTrackSink(false)
-	o := opts(2, 0)
+	o := triggertest.Options(2, 0)
 	o.Concurrency = 4
 	const hold = 2*4 + 2
-	stop := run(t, source(t, serverURL(), s, "c1"), sink, o)
+	stop := triggertest.Run(t, source(t, serverURL(), s, "c1"), sink, o)
 	defer sink.open()
 
 	add(t, rc, s, 0, 1)
-	waitFor(t, "the lone entry's batch", func() bool { return sink.inFlight() == 1 })
+	triggertest.WaitFor(t, "the lone entry's batch", func() bool { return sink.inFlight() == 1 })
 	sink.mu.Lock()
 	if sink.deliverings != 1 {
 		t.Errorf("%d Deliver calls for one entry, want 1", sink.deliverings)
@@ -222,10 +222,10 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	sink.mu.Unlock()
 
 	add(t, rc, s, 1, 41)
-	waitFor(t, "4 batches in flight", func() bool { return sink.inFlight() == 4 })
+	triggertest.WaitFor(t, "4 batches in flight", func() bool { return sink.inFlight() == 4 })
 	// Saturated: the reader fills the lanes to their limit and then stops
 	// reading, which the consumer's idle time shows.
-	waitFor(t, "reading paused at the hold limit", func() bool {
+	triggertest.WaitFor(t, "reading paused at the hold limit", func() bool {
 		if pendingAt(t, rc, s, "c1") != hold {
 			return false
 		}
@@ -237,8 +237,8 @@ func TestParallelismGrowsWithBacklog(t *testing.T) {
 	}
 
 	sink.open()
-	waitFor(t, "41 delivered", func() bool { return sink.distinct() == 41 })
-	waitFor(t, "41 acknowledged", func() bool { return o.Status.View().Delivered == 41 })
+	triggertest.WaitFor(t, "41 delivered", func() bool { return sink.distinct() == 41 })
+	triggertest.WaitFor(t, "41 acknowledged", func() bool { return o.Status.View().Delivered == 41 })
 	stop()
 	if got := sink.get(func(s *trackSink) int { return s.maxTotal }); got != 4 {
 		t.Errorf("at most %d batches in flight, want Concurrency 4", got)
@@ -254,17 +254,17 @@ func TestOrderByStream(t *testing.T) {
 	add(t, rc, s, 0, 200)
 	sink := newTrackSink(true)
 	sink.delay = time.Millisecond
-	o := opts(5, 0)
+	o := triggertest.Options(5, 0)
 	o.Concurrency = 4
-	stop := run(t, sourceOrdered(t, s, "c1", "STREAM"), sink, o)
-	waitFor(t, "200 delivered", func() bool { return sink.distinct() == 200 })
-	waitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
+	stop := triggertest.Run(t, sourceOrdered(t, s, "c1", "STREAM"), sink, o)
+	triggertest.WaitFor(t, "200 delivered", func() bool { return sink.distinct() == 200 })
+	triggertest.WaitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
 	stop()
 	if got := sink.get(func(s *trackSink) int { return s.maxTotal }); got != 1 {
 		t.Errorf("%d batches in flight at once, want 1 with orderBy stream", got)
 	}
 	msgs := sink.firsts()
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	for _, m := range msgs {
 		if m.Key != s {
 			t.Fatalf("key = %q, want the stream %q", m.Key, s)
@@ -277,19 +277,19 @@ func TestOrderByField(t *testing.T) {
 	s := stream(t, rc)
 	addKeyed(t, rc, s, 0, 120, 4)
 	sink := newTrackSink(false)
-	o := opts(3, 0)
+	o := triggertest.Options(3, 0)
 	o.Concurrency = 4
-	stop := run(t, sourceOrdered(t, s, "c1", "field:k"), sink, o)
+	stop := triggertest.Run(t, sourceOrdered(t, s, "c1", "field:k"), sink, o)
 	defer sink.open()
 	// All four workers busy before any batch ends: different values (and
 	// the unordered entries) run in parallel.
-	waitFor(t, "4 batches in flight", func() bool { return sink.inFlight() == 4 })
+	triggertest.WaitFor(t, "4 batches in flight", func() bool { return sink.inFlight() == 4 })
 	if got := sink.get(func(s *trackSink) int { return s.maxKeys }); got < 2 {
 		t.Errorf("%d different values in flight at once, want at least 2", got)
 	}
 	sink.open()
-	waitFor(t, "120 delivered", func() bool { return sink.distinct() == 120 })
-	waitFor(t, "120 acknowledged", func() bool { return o.Status.View().Delivered == 120 })
+	triggertest.WaitFor(t, "120 delivered", func() bool { return sink.distinct() == 120 })
+	triggertest.WaitFor(t, "120 acknowledged", func() bool { return o.Status.View().Delivered == 120 })
 	stop()
 	if got := sink.get(func(s *trackSink) int { return s.maxKeyed }); got != 1 {
 		t.Errorf("%d batches of one value in flight at once, want 1", got)
@@ -312,7 +312,7 @@ func TestFailureAmongConcurrentBatches(t *testing.T) {
 			sink = newTrackSink(true)
 			sink.fail = func(ctx context.Context, batch []trigger.Message) error {
 				for _, m := range batch {
-					if string(m.Data) != body(2) {
+					if string(m.Data) != triggertest.Body(2) {
 						continue
 					}
 					var err error
@@ -337,11 +337,11 @@ func TestFailureAmongConcurrentBatches(t *testing.T) {
 				// be cancelled by its sibling's failure.
 				return trigger.Sleep(ctx, 50*time.Millisecond)
 			}
-			o := opts(5, 0)
+			o := triggertest.Options(5, 0)
 			o.Concurrency = 4
-			stop := run(t, sourceOrdered(t, s, "c1", orderBy), sink, o)
-			waitFor(t, "200 delivered", func() bool { return sink.distinct() == 200 })
-			waitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
+			stop := triggertest.Run(t, sourceOrdered(t, s, "c1", orderBy), sink, o)
+			triggertest.WaitFor(t, "200 delivered", func() bool { return sink.distinct() == 200 })
+			triggertest.WaitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
 			stop()
 			select {
 			case <-failed:
@@ -377,27 +377,27 @@ func TestStopWhileBusy(t *testing.T) {
 	s := stream(t, rc)
 	add(t, rc, s, 0, 40)
 	sink := newTrackSink(false) // blocks until ctx ends
-	o := opts(2, 0)
+	o := triggertest.Options(2, 0)
 	o.Concurrency = 4
-	stop := run(t, source(t, serverURL(), s, "c1"), sink, o)
-	waitFor(t, "4 batches in flight", func() bool { return sink.inFlight() == 4 })
+	stop := triggertest.Run(t, source(t, serverURL(), s, "c1"), sink, o)
+	triggertest.WaitFor(t, "4 batches in flight", func() bool { return sink.inFlight() == 4 })
 	stopWithin(t, stop)
 	if d := o.Status.View().Delivered; d != 0 {
 		t.Errorf("%d acknowledged, want none", d)
 	}
 
 	again := newTrackSink(true)
-	o = opts(2, 0)
+	o = triggertest.Options(2, 0)
 	o.Concurrency = 4
-	stop = run(t, source(t, serverURL(), s, "c1"), again, o)
-	waitFor(t, "40 delivered after the restart", func() bool { return again.distinct() == 40 })
-	waitFor(t, "40 acknowledged", func() bool { return o.Status.View().Delivered == 40 })
+	stop = triggertest.Run(t, source(t, serverURL(), s, "c1"), again, o)
+	triggertest.WaitFor(t, "40 delivered after the restart", func() bool { return again.distinct() == 40 })
+	triggertest.WaitFor(t, "40 acknowledged", func() bool { return o.Status.View().Delivered == 40 })
 	stopWithin(t, stop)
 
 	src := source(t, serverURL(), s, "c2")
 	src.idleBlock = time.Minute // the reader blocks on the drained stream
-	stop = run(t, src, again, opts(2, 0))
-	waitFor(t, "c2 reading", func() bool {
+	stop = triggertest.Run(t, src, again, triggertest.Options(2, 0))
+	triggertest.WaitFor(t, "c2 reading", func() bool {
 		cs, err := rc.XInfoConsumers(t.Context(), s, "test").Result()
 		return err == nil && slices.ContainsFunc(cs, func(c goredis.XInfoConsumer) bool { return c.Name == "c2" })
 	})
@@ -430,21 +430,21 @@ func TestKeepClaimedWhileBusy(t *testing.T) {
 	a := source(t, serverURL(), s, "a")
 	a.claimIdle = idle
 	slow := newTrackSink(false)
-	o := opts(2, 0)
+	o := triggertest.Options(2, 0)
 	o.Concurrency = 4
-	stopA := run(t, a, slow, o)
+	stopA := triggertest.Run(t, a, slow, o)
 	defer slow.open()
-	waitFor(t, "a holding every entry", func() bool {
+	triggertest.WaitFor(t, "a holding every entry", func() bool {
 		return slow.inFlight() == 4 && pendingAt(t, rc, s, "a") == hold
 	})
 	b := source(t, serverURL(), s, "b")
 	b.claimIdle = idle
 	other := newTrackSink(true)
-	stopB := run(t, b, other, opts(2, 0))
+	stopB := triggertest.Run(t, b, other, triggertest.Options(2, 0))
 	// Past three claim periods, every entry must still be a's and none
 	// idle for claimIdle.
 	end := time.Now().Add(3 * idle)
-	waitFor(t, "three claim periods", func() bool {
+	triggertest.WaitFor(t, "three claim periods", func() bool {
 		ps, err := rc.XPendingExt(t.Context(), &goredis.XPendingExtArgs{Stream: s, Group: "test", Start: "-", End: "+", Count: 100}).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -460,7 +460,7 @@ func TestKeepClaimedWhileBusy(t *testing.T) {
 		t.Errorf("b was given %d of a's entries", n)
 	}
 	slow.open()
-	waitFor(t, "a delivered everything", func() bool { return slow.distinct() == hold })
+	triggertest.WaitFor(t, "a delivered everything", func() bool { return slow.distinct() == hold })
 	stopA()
 	stopB()
 }

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,8 +62,6 @@ func stream(t testing.TB, rc *goredis.Client) string {
 	return name
 }
 
-func body(i int) string { return fmt.Sprintf("m-%04d", i) }
-
 // add appends entries body=m-<from>..m-<to-1>.
 func add(t testing.TB, rc *goredis.Client, s string, from, to int) {
 	t.Helper()
@@ -73,7 +69,7 @@ func add(t testing.TB, rc *goredis.Client, s string, from, to int) {
 	for lo := from; lo < to; lo += 500 {
 		p := rc.Pipeline()
 		for i := lo; i < min(lo+500, to); i++ {
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: s, Values: []any{"body", body(i)}})
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: s, Values: []any{"body", triggertest.Body(i)}})
 		}
 		if _, err := p.Exec(ctx); err != nil {
 			t.Fatal(err)
@@ -93,56 +89,6 @@ func source(t testing.TB, url, s, consumer string) *Source {
 	src.minBackoff, src.maxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	src.idleBlock, src.lagEvery = 50*time.Millisecond, 50*time.Millisecond
 	return src
-}
-
-// run starts src; the returned stop cancels it and checks Run returned nil.
-func run(t testing.TB, src trigger.Source, sink trigger.Sink, opts trigger.Options) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, sink, opts) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run returned %v, want nil", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// waitFor polls cond until it holds, failing the test after 20 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func opts(size int, window time.Duration) trigger.Options {
-	return trigger.Options{BatchSize: size, BatchWindow: window, Concurrency: 1, Group: "test", Status: trigger.NewStatus()}
-}
-
-// inOrder checks that first deliveries came in stream order.
-func inOrder(t *testing.T, msgs []trigger.Message) {
-	t.Helper()
-	next := 0
-	for _, m := range msgs {
-		i, _ := strconv.Atoi(strings.TrimPrefix(string(m.Data), "m-"))
-		if i > next {
-			t.Fatalf("got %s before %s: order broken", m.Data, body(next))
-		}
-		if i == next {
-			next++
-		}
-	}
 }
 
 func TestNewValidation(t *testing.T) {
@@ -207,10 +153,10 @@ func TestThousandMessages(t *testing.T) {
 	s := stream(t, rc)
 	add(t, rc, s, 0, 1000)
 	sink := &triggertest.Sink{}
-	o := opts(50, 10*time.Millisecond)
-	stop := run(t, source(t, serverURL(), s, "c1"), sink, o)
+	o := triggertest.Options(50, 10*time.Millisecond)
+	stop := triggertest.Run(t, source(t, serverURL(), s, "c1"), sink, o)
 	sink.WaitDistinct(t, 1000, 20*time.Second)
-	waitFor(t, "1000 acknowledged and no lag", func() bool {
+	triggertest.WaitFor(t, "1000 acknowledged and no lag", func() bool {
 		v := o.Status.View()
 		return v.Delivered == 1000 && v.Lag != nil && *v.Lag == 0
 	})
@@ -219,7 +165,7 @@ func TestThousandMessages(t *testing.T) {
 	if len(msgs) != 1000 {
 		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
 	}
-	inOrder(t, msgs)
+	triggertest.InOrder(t, msgs)
 	for _, b := range sink.Batches() {
 		if len(b) > 50 {
 			t.Fatalf("batch of %d, want at most 50", len(b))
@@ -243,7 +189,7 @@ func TestMessageFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &triggertest.Sink{}
-	stop := run(t, src, sink, opts(10, 0))
+	stop := triggertest.Run(t, src, sink, triggertest.Options(10, 0))
 	sink.WaitDistinct(t, 1, 10*time.Second)
 	stop()
 	m := sink.Messages()[0]
@@ -272,24 +218,24 @@ func TestDeliverFailureRedelivers(t *testing.T) {
 	var failures atomic.Int32
 	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
 		for _, m := range batch {
-			if string(m.Data) == body(42) && failures.Add(1) <= 2 {
+			if string(m.Data) == triggertest.Body(42) && failures.Add(1) <= 2 {
 				return triggertest.ErrRefused
 			}
 		}
 		return nil
 	}}
-	o := opts(10, 5*time.Millisecond)
-	stop := run(t, source(t, serverURL(), s, "c1"), sink, o)
+	o := triggertest.Options(10, 5*time.Millisecond)
+	stop := triggertest.Run(t, source(t, serverURL(), s, "c1"), sink, o)
 	sink.WaitDistinct(t, 100, 20*time.Second)
-	waitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered == 100 })
+	triggertest.WaitFor(t, "100 acknowledged", func() bool { return o.Status.View().Delivered == 100 })
 	stop()
 	if failures.Load() < 3 {
-		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", body(42), failures.Load())
+		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", triggertest.Body(42), failures.Load())
 	}
 	if len(sink.Messages()) != 100 {
 		t.Errorf("delivered %d, want 100: a refused batch is delivered again, nothing else", len(sink.Messages()))
 	}
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 }
 
 func TestBatching(t *testing.T) {
@@ -298,7 +244,7 @@ func TestBatching(t *testing.T) {
 		s := stream(t, rc)
 		add(t, rc, s, 0, 20)
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, serverURL(), s, "c1"), sink, opts(5, time.Hour))
+		stop := triggertest.Run(t, source(t, serverURL(), s, "c1"), sink, triggertest.Options(5, time.Hour))
 		sink.WaitDistinct(t, 20, 10*time.Second)
 		stop()
 		for _, b := range sink.Batches() {
@@ -311,7 +257,7 @@ func TestBatching(t *testing.T) {
 		s := stream(t, rc)
 		add(t, rc, s, 0, 3)
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, serverURL(), s, "c1"), sink, opts(100, 20*time.Millisecond))
+		stop := triggertest.Run(t, source(t, serverURL(), s, "c1"), sink, triggertest.Options(100, 20*time.Millisecond))
 		sink.WaitDistinct(t, 3, 10*time.Second)
 		stop()
 		if n := len(sink.Messages()); n != 3 {
@@ -330,14 +276,14 @@ func TestStartPosition(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &triggertest.Sink{}
-	o := opts(10, 0)
-	stop := run(t, src, sink, o)
-	waitFor(t, "the group", func() bool { return o.Status.View().State == trigger.StateActive })
+	o := triggertest.Options(10, 0)
+	stop := triggertest.Run(t, src, sink, o)
+	triggertest.WaitFor(t, "the group", func() bool { return o.Status.View().State == trigger.StateActive })
 	add(t, rc, s, 5, 8)
 	sink.WaitDistinct(t, 3, 10*time.Second)
 	stop()
-	if m := sink.Messages(); len(m) != 3 || string(m[0].Data) != body(5) {
-		t.Errorf("LATEST delivered %d messages starting %s, want 3 from %s", len(m), m[0].Data, body(5))
+	if m := sink.Messages(); len(m) != 3 || string(m[0].Data) != triggertest.Body(5) {
+		t.Errorf("LATEST delivered %d messages starting %s, want 3 from %s", len(m), m[0].Data, triggertest.Body(5))
 	}
 }
 
@@ -349,24 +295,24 @@ func TestLostConnection(t *testing.T) {
 	var cut atomic.Bool
 	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
 		for _, m := range batch {
-			if string(m.Data) == body(300) && !cut.Swap(true) {
+			if string(m.Data) == triggertest.Body(300) && !cut.Swap(true) {
 				proxy.Cut() // mid-batch: this batch's ack is lost
 			}
 		}
 		return nil
 	}}
-	o := opts(20, 5*time.Millisecond)
+	o := triggertest.Options(20, 5*time.Millisecond)
 	url := strings.Replace(serverURL(), rc.Options().Addr, proxy.Addr(), 1)
-	stop := run(t, source(t, url, s, "c1"), sink, o)
-	waitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
+	stop := triggertest.Run(t, source(t, url, s, "c1"), sink, o)
+	triggertest.WaitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
 	if sink.Distinct() >= 1000 {
 		t.Fatal("everything was delivered before the cut")
 	}
 	proxy.Restore()
 	sink.WaitDistinct(t, 1000, 20*time.Second)
-	waitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
+	triggertest.WaitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
 	stop()
-	inOrder(t, sink.Messages())
+	triggertest.InOrder(t, sink.Messages())
 }
 
 // blockSink blocks until ctx ends, or fails with fail when set.
@@ -392,7 +338,7 @@ func crash(t *testing.T, src *Source, fail bool) {
 	if fail {
 		sink.fail = func([]trigger.Message) error { return triggertest.ErrRefused }
 	}
-	stop := run(t, src, sink, opts(10, 0))
+	stop := triggertest.Run(t, src, sink, triggertest.Options(10, 0))
 	select {
 	case <-sink.entered:
 	case <-time.After(20 * time.Second):
@@ -409,10 +355,10 @@ func TestCrashRedelivers(t *testing.T) {
 		crash(t, source(t, serverURL(), s, "a"), false)
 		crash(t, source(t, serverURL(), s, "a"), true)
 		sink := &triggertest.Sink{}
-		stop := run(t, source(t, serverURL(), s, "a"), sink, opts(10, 0))
+		stop := triggertest.Run(t, source(t, serverURL(), s, "a"), sink, triggertest.Options(10, 0))
 		sink.WaitDistinct(t, 200, 20*time.Second)
 		stop()
-		inOrder(t, sink.Messages())
+		triggertest.InOrder(t, sink.Messages())
 	})
 	t.Run("other consumer claims", func(t *testing.T) {
 		s := stream(t, rc)
@@ -421,10 +367,10 @@ func TestCrashRedelivers(t *testing.T) {
 		b := source(t, serverURL(), s, "b")
 		b.claimIdle = 50 * time.Millisecond
 		sink := &triggertest.Sink{}
-		o := opts(10, 0)
-		stop := run(t, b, sink, o)
+		o := triggertest.Options(10, 0)
+		stop := triggertest.Run(t, b, sink, o)
 		sink.WaitDistinct(t, 200, 20*time.Second)
-		waitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
+		triggertest.WaitFor(t, "200 acknowledged", func() bool { return o.Status.View().Delivered == 200 })
 		stop()
 		if n, err := rc.XPending(t.Context(), s, "test").Result(); err != nil || n.Count != 0 {
 			t.Errorf("pending = %+v, %v; want none", n, err)
@@ -462,7 +408,7 @@ func BenchmarkThroughput(b *testing.B) {
 	add(b, rc, s, 0, b.N)
 	sink := &countSink{}
 	b.ResetTimer()
-	stop := run(b, source(b, serverURL(), s, "bench"), sink, opts(100, 5*time.Millisecond))
+	stop := triggertest.Run(b, source(b, serverURL(), s, "bench"), sink, triggertest.Options(100, 5*time.Millisecond))
 	for sink.n.Load() < int64(b.N) {
 		time.Sleep(time.Millisecond)
 	}
