@@ -123,55 +123,6 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-// checkSink wraps a recording sink and checks the ordering contract: one
-// key per batch, at most BatchSize messages, and never two batches of one
-// key in flight.
-type checkSink struct {
-	*triggertest.Sink
-	max int
-
-	mu       sync.Mutex
-	inflight map[string]bool
-	problems []string
-}
-
-func newCheckSink(max int) *checkSink {
-	return &checkSink{Sink: &triggertest.Sink{}, max: max, inflight: make(map[string]bool)}
-}
-
-func (s *checkSink) Deliver(ctx context.Context, batch []trigger.Message) error {
-	key := batch[0].Key
-	s.mu.Lock()
-	if len(batch) > s.max {
-		s.problems = append(s.problems, fmt.Sprintf("batch of %d > %d", len(batch), s.max))
-	}
-	for _, m := range batch {
-		if m.Key != key {
-			s.problems = append(s.problems, fmt.Sprintf("batch mixes keys %q and %q", key, m.Key))
-		}
-	}
-	if s.inflight[key] {
-		s.problems = append(s.problems, "two batches of partition "+key+" in flight")
-	}
-	s.inflight[key] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.inflight, key)
-		s.mu.Unlock()
-	}()
-	return s.Sink.Deliver(ctx, batch)
-}
-
-func (s *checkSink) check(t testing.TB) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.problems {
-		t.Error(p)
-	}
-}
-
 // checkOrder fails unless each partition's first deliveries come in offset
 // order.
 func checkOrder(t testing.TB, msgs []trigger.Message) {
@@ -192,13 +143,13 @@ func checkOrder(t testing.TB, msgs []trigger.Message) {
 func TestDeliversEveryMessageInPartitionOrder(t *testing.T) {
 	brokers := cluster(t)
 	produce(t, brokers, 0, 600)
-	sink := newCheckSink(10)
+	sink := triggertest.NewCheckSink(10)
 	opts := options("g-order", 10, 4)
 	start(t, testSource(t, brokers, StartTrimHorizon), sink, opts)
 	produce(t, brokers, 600, 400)
 
 	sink.WaitDistinct(t, 1000, waitLong)
-	sink.check(t)
+	sink.Check(t)
 	msgs := sink.Messages()
 	if len(msgs) != 1000 {
 		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
@@ -326,7 +277,7 @@ func TestFailedDeliveryIsNotCommitted(t *testing.T) {
 func TestCancelMidStreamLosesNothing(t *testing.T) {
 	brokers := cluster(t)
 	produce(t, brokers, 0, 1000)
-	sink := newCheckSink(10)
+	sink := triggertest.NewCheckSink(10)
 	sink.Delay = time.Millisecond
 	first := start(t, testSource(t, brokers, StartTrimHorizon), sink, options("g-cancel", 10, 4))
 	sink.WaitDistinct(t, 300, waitLong)
@@ -339,13 +290,13 @@ func TestCancelMidStreamLosesNothing(t *testing.T) {
 	}
 	start(t, testSource(t, brokers, StartTrimHorizon), sink, options("g-cancel", 10, 4))
 	sink.WaitDistinct(t, 1000, waitLong)
-	sink.check(t)
+	sink.Check(t)
 }
 
 func TestTwoMembersShareTheTopic(t *testing.T) {
 	brokers := cluster(t)
 	produce(t, brokers, 0, 500)
-	shared := newCheckSink(20)
+	shared := triggertest.NewCheckSink(20)
 	shared.Delay = time.Millisecond
 	a, b := &countSink{inner: shared}, &countSink{inner: shared}
 	start(t, testSource(t, brokers, StartTrimHorizon), a, options("g-two", 20, 4))
@@ -354,7 +305,7 @@ func TestTwoMembersShareTheTopic(t *testing.T) {
 	waitFor(t, "the second member to get partitions", waitLong, func() bool { return b.n.Load() > 0 || shared.Distinct() == 500 })
 	produce(t, brokers, 500, 500)
 	shared.WaitDistinct(t, 1000, waitLong)
-	shared.check(t)
+	shared.Check(t)
 	t.Logf("first member: %d messages, second: %d", a.n.Load(), b.n.Load())
 }
 
@@ -441,12 +392,12 @@ func TestRunWithoutGroupFails(t *testing.T) {
 func TestBatchWindowFillsBatches(t *testing.T) {
 	brokers := cluster(t)
 	produce(t, brokers, 0, 200)
-	sink := newCheckSink(25)
+	sink := triggertest.NewCheckSink(25)
 	opts := options("g-window", 25, 2)
 	opts.BatchWindow = 50 * time.Millisecond
 	start(t, testSource(t, brokers, StartTrimHorizon), sink, opts)
 	sink.WaitDistinct(t, 200, waitLong)
-	sink.check(t)
+	sink.Check(t)
 	checkOrder(t, sink.Messages())
 }
 

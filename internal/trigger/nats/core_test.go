@@ -46,7 +46,7 @@ func TestCoreDelivers(t *testing.T) {
 	url := shared(t)
 	nc, _ := connect(t, url)
 	subject := unique("nimbustest") + ".events"
-	sink := newCheckSink(10)
+	sink := triggertest.NewCheckSink(10)
 	opts := options("g-core", 10, 4)
 	start(t, testSource(t, Config{URL: url, Subject: subject}), sink, opts)
 	warmUp(t, nc, subject, sink.Sink)
@@ -57,7 +57,7 @@ func TestCoreDelivers(t *testing.T) {
 		}
 	}
 	waitFor(t, "1000 messages", waitLong, func() bool { return countBodies(sink.Messages(), `{"n":`) >= 1000 })
-	sink.check(t)
+	sink.Check(t)
 	ids := map[string]bool{}
 	for _, m := range sink.Messages() {
 		if m.Source != "nats://127.0.0.1:4222/"+subject && strings.HasPrefix(url, "nats://127.0.0.1:4222") {

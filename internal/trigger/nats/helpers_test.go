@@ -19,7 +19,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
-	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
 )
 
 func TestMain(m *testing.M) {
@@ -224,55 +223,6 @@ func waitLag(t testing.TB, st *trigger.Status, want int64) {
 		v := st.View()
 		return v.Lag != nil && *v.Lag == want
 	})
-}
-
-// checkSink wraps a recording sink and checks the ordering contract: one
-// key per batch, at most max messages, never two batches of a key in
-// flight.
-type checkSink struct {
-	*triggertest.Sink
-	max int
-
-	mu       sync.Mutex
-	inflight map[string]bool
-	problems []string
-}
-
-func newCheckSink(max int) *checkSink {
-	return &checkSink{Sink: &triggertest.Sink{}, max: max, inflight: make(map[string]bool)}
-}
-
-func (s *checkSink) Deliver(ctx context.Context, batch []trigger.Message) error {
-	key := batch[0].Key
-	s.mu.Lock()
-	if len(batch) > s.max {
-		s.problems = append(s.problems, fmt.Sprintf("batch of %d > %d", len(batch), s.max))
-	}
-	for _, m := range batch {
-		if m.Key != key {
-			s.problems = append(s.problems, fmt.Sprintf("batch mixes keys %q and %q", key, m.Key))
-		}
-	}
-	if s.inflight[key] {
-		s.problems = append(s.problems, "two batches of key "+key+" in flight")
-	}
-	s.inflight[key] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.inflight, key)
-		s.mu.Unlock()
-	}()
-	return s.Sink.Deliver(ctx, batch)
-}
-
-func (s *checkSink) check(t testing.TB) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.problems {
-		t.Error(p)
-	}
 }
 
 // checkOrder fails unless each key's messages first arrive in stream

@@ -22,13 +22,13 @@ func TestJetStreamDeliversEveryMessageInSubjectOrder(t *testing.T) {
 	_, js := connect(t, url)
 	name, prefix := stream(t, js, jetstream.MemoryStorage)
 	publish(t, js, prefix, 0, 600, 8)
-	sink := newCheckSink(10)
+	sink := triggertest.NewCheckSink(10)
 	opts := options(unique("g"), 10, 4)
 	start(t, testSource(t, Config{URL: url, Stream: name, StartPosition: StartTrimHorizon}), sink, opts)
 	publish(t, js, prefix, 600, 400, 8)
 
 	sink.WaitDistinct(t, 1000, waitLong)
-	sink.check(t)
+	sink.Check(t)
 	msgs := sink.Messages()
 	if len(msgs) != 1000 {
 		t.Errorf("delivered %d messages, want 1000 (no redeliveries without failures)", len(msgs))
@@ -108,7 +108,7 @@ func TestJetStreamNodesShareTheConsumer(t *testing.T) {
 	url := shared(t)
 	_, js := connect(t, url)
 	name, prefix := stream(t, js, jetstream.MemoryStorage)
-	shared := newCheckSink(10)
+	shared := triggertest.NewCheckSink(10)
 	shared.Delay = time.Millisecond
 	group := unique("g")
 	cfg := Config{URL: url, Stream: name, StartPosition: StartTrimHorizon}
