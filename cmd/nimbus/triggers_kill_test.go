@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +19,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // recorder is a Python function that adds each event's "n" to a Redis set
@@ -45,10 +46,7 @@ func need(t *testing.T, name, addr string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("%s at %s is required: %v", name, addr, err)
-		}
-		t.Skipf("no %s at %s (%v); set NIMBUS_REQUIRE_SERVICES=1 to make this a failure", name, addr, err)
+		testenv.Unavailable(t, name, addr, err)
 	}
 	c.Close()
 }

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // triggerNode is a node with the no-op Go function deployed.
@@ -81,10 +81,7 @@ func waitDelivered(b *testing.B, hc *http.Client, n *node.Node, want int64, poll
 func sharedJetStream(b *testing.B) (*nats.Conn, jetstream.JetStream) {
 	b.Helper()
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second); err != nil {
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			b.Fatalf("NATS at 127.0.0.1:4222 is required: %v", err)
-		}
-		b.Skipf("no NATS at 127.0.0.1:4222: %v", err)
+		testenv.Unavailable(b, "NATS", "127.0.0.1:4222", err)
 	} else {
 		c.Close()
 	}

@@ -3,13 +3,14 @@ package nodetest
 import (
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // SharedNATS is the NATS server (with JetStream) on this machine.
@@ -23,10 +24,7 @@ func SharedNATSPrefix(t testing.TB) string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(SharedNATS, "nats://"), time.Second)
 	if err != nil {
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("NATS at %s is required: %v", SharedNATS, err)
-		}
-		t.Skipf("no NATS at %s (%v); set NIMBUS_REQUIRE_SERVICES=1 to make this a failure", SharedNATS, err)
+		testenv.Unavailable(t, "NATS", SharedNATS, err)
 	}
 	c.Close()
 	prefix := fmt.Sprintf("nimbustest_%d", time.Now().UnixNano())

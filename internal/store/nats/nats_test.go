@@ -24,6 +24,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/store"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 	"github.com/nimbus-serverless/nimbus/internal/store/storetest"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // checkLeaks fails t if goroutines started during the test outlive it
@@ -65,11 +66,7 @@ func openRemote(t *testing.T) *natsstore.Store {
 	url := remoteURL()
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second)
 	if err != nil {
-		msg := fmt.Sprintf("NATS server at %s unreachable (%v); set NIMBUS_NATS_URL or start nats-server -js", url, err)
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "NATS server (set NIMBUS_NATS_URL, or start nats-server -js)", url, err)
 	}
 	conn.Close()
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
 )
@@ -38,10 +39,7 @@ func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("MQTT broker at %s is required (NIMBUS_REQUIRE_SERVICES=1): %v", addr, err)
-		}
-		t.Skipf("MQTT broker not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", addr, err)
+		testenv.Unavailable(t, "MQTT broker", addr, err)
 	}
 	return conn
 }

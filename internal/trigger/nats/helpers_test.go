@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/goleak"
 
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -42,11 +43,7 @@ func shared(t testing.TB) string {
 	url := sharedURL()
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second)
 	if err != nil {
-		msg := fmt.Sprintf("NATS not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", url, err)
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "NATS", url, err)
 	}
 	c.Close()
 	return url

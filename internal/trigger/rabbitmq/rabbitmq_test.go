@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
 )
@@ -40,10 +41,7 @@ func broker(t testing.TB) *amqp.Connection {
 	t.Helper()
 	c, err := amqp.DialConfig(brokerURL(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 	if err != nil {
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("RabbitMQ at %s is required (NIMBUS_REQUIRE_SERVICES=1): %v", brokerURL(), err)
-		}
-		t.Skipf("RabbitMQ not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", brokerURL(), err)
+		testenv.Unavailable(t, "RabbitMQ", brokerURL(), err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c

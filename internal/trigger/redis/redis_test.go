@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
 )
@@ -43,10 +44,7 @@ func server(t testing.TB) *goredis.Client {
 	rc := goredis.NewClient(opt)
 	if err := rc.Ping(context.Background()).Err(); err != nil {
 		rc.Close()
-		if os.Getenv("NIMBUS_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("Redis at %s is required (NIMBUS_REQUIRE_SERVICES=1): %v", serverURL(), err)
-		}
-		t.Skipf("Redis not reachable at %s (set NIMBUS_REQUIRE_SERVICES=1 to fail instead): %v", serverURL(), err)
+		testenv.Unavailable(t, "Redis", serverURL(), err)
 	}
 	t.Cleanup(func() { rc.Close() })
 	return rc

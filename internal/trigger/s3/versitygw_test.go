@@ -27,6 +27,7 @@ import (
 	"github.com/versity/versitygw/embedgw"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	s3trigger "github.com/nimbus-serverless/nimbus/internal/trigger/s3"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
@@ -142,7 +143,7 @@ func startVersityGW(t *testing.T, webhook string) *s3.Client {
 		Credentials: credentials.NewStaticCredentialsProvider("nimbus", "nimbus-secret", ""),
 	})
 	if err := waitReady(t, client, done); err != nil {
-		if strings.Contains(out.String(), "posix backend") && os.Getenv("NIMBUS_REQUIRE_SERVICES") != "1" {
+		if strings.Contains(out.String(), "posix backend") && !testenv.RequireServices() {
 			t.Skipf("versitygw cannot run here: %s", out.String())
 		}
 		t.Fatalf("versitygw: %v; its output:\n%s", err, out.String())
