@@ -31,8 +31,18 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrThrottled: no capacity to run the request now.
 	ErrThrottled = errors.New("throttled")
-	// ErrTimeout: the function ran past its timeout.
-	ErrTimeout = errors.New("timed out")
+	// ErrMalformed: a request body cannot be read as what the operation
+	// takes (Lambda's InvalidRequestContentException).
+	ErrMalformed = errors.New("malformed request")
+	// ErrUnauthorized: the request carries no credentials, or ones that
+	// are not valid (401).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the caller is known but may not do this (403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable: the platform cannot do it now (its store does not
+	// answer or cannot write, e.g. a full disk); retrying later may work
+	// (503).
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // Invalidf returns an error that wraps ErrInvalid with a message meant for
@@ -114,11 +124,6 @@ type Function struct {
 	// Triggers connect event sources to the function.
 	Triggers []Trigger `json:"triggers,omitempty"`
 }
-
-// Version identifies what an instance runs: instances are pooled per
-// function name and version, so a code or configuration change sends new
-// requests to new instances.
-func (f *Function) Version() string { return f.RevisionID }
 
 // FunctionError is an error raised by the user's function (as opposed to the
 // platform): it becomes X-Amz-Function-Error and Lambda's error payload.

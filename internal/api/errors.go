@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -24,6 +25,8 @@ const (
 	errTooManyRequests  = "TooManyRequestsException"
 	errService          = "ServiceException"
 	errUnknownOperation = "UnknownOperationException"
+	errUnrecognized     = "UnrecognizedClientException"
+	errAccessDenied     = "AccessDeniedException"
 )
 
 // apiError is an error with a Lambda error type and status.
@@ -46,55 +49,93 @@ type errorBody struct {
 	Reason  string `json:"Reason,omitempty"`
 }
 
-// writeError is the one place that maps errors to HTTP statuses and Lambda's
-// error shape. Errors that are not the caller's fault are logged with an id
-// and shown only as that id.
-func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
-	status, typ, msg, reason := classify(err)
-	if status >= 500 {
-		id := uuid.NewString()
-		log.Error("request failed", "error_id", id, "err", err)
-		msg = "Internal error (id " + id + "); the server log has the details."
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Amzn-ErrorType", typ)
-	if status == http.StatusTooManyRequests {
-		h.Set("Retry-After", strconv.Itoa(1))
-	}
-	w.WriteHeader(status)
-	kind := "User"
-	if status >= 500 {
-		kind = "Service"
-	}
-	_ = json.NewEncoder(w).Encode(errorBody{Type: kind, Message: msg, Reason: reason})
+// problem is what an error means for the caller: the one mapping from
+// errors to statuses, shared by the Lambda API (writeError) and function
+// URLs (urlCall.error).
+type problem struct {
+	status int
+	typ    string // Lambda's error type
+	msg    string // safe to show: a platform failure shows only its id
+	reason string
+	id     string // a platform failure's error id, as logged
+	// gone: the caller went away; nothing is written and nothing failed.
+	gone bool
 }
 
-func classify(err error) (status int, typ, msg, reason string) {
+// classify maps err to a problem. A platform failure (5xx other than
+// ErrUnavailable) is logged with an id, and only the id is shown. An error
+// of a request whose caller has gone away is not a failure: it is logged at
+// debug level and nothing is answered.
+func classify(r *http.Request, log *slog.Logger, err error) problem {
+	if r != nil && r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		log.Debug("the caller went away", "method", r.Method, "path", r.URL.Path, nimbus.LogErr, err)
+		return problem{gone: true}
+	}
+	p := kind(err)
+	if p.status >= 500 && p.status != http.StatusServiceUnavailable {
+		id := uuid.NewString()
+		log.Error("request failed", nimbus.LogErrorID, id, nimbus.LogErr, err)
+		p.id, p.msg = id, "Internal error (id "+id+"); the server log has the details."
+	}
+	return p
+}
+
+// kind maps an error to its status and Lambda error type by the sentinel
+// it wraps; the message is the user's part of it.
+func kind(err error) problem {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.status, ae.typ, ae.msg, ""
+		return problem{status: ae.status, typ: ae.typ, msg: ae.msg}
 	}
-	msg = err.Error()
+	msg := err.Error()
 	var ue *nimbus.UserError
 	if errors.As(err, &ue) {
 		msg = ue.Msg
 	}
-	switch {
-	case errors.Is(err, nimbus.ErrNotFound):
-		return http.StatusNotFound, errNotFound, msg, ""
-	case errors.Is(err, nimbus.ErrValidation):
-		return http.StatusBadRequest, errValidation, msg, ""
-	case errors.Is(err, nimbus.ErrInvalid):
-		return http.StatusBadRequest, errInvalidParameter, msg, ""
-	case errors.Is(err, nimbus.ErrConflict):
-		return http.StatusConflict, errConflict, msg, ""
-	case errors.Is(err, nimbus.ErrPreconditionFailed):
-		return http.StatusPreconditionFailed, errPrecondition, msg, ""
-	case errors.Is(err, nimbus.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge, errTooLarge, msg, ""
-	case errors.Is(err, nimbus.ErrThrottled):
-		return http.StatusTooManyRequests, errTooManyRequests, msg, "ConcurrentInvocationLimitExceeded"
+	for _, m := range kinds {
+		if errors.Is(err, m.sentinel) {
+			return problem{status: m.status, typ: m.typ, msg: msg, reason: m.reason}
+		}
 	}
-	return http.StatusInternalServerError, errService, msg, ""
+	return problem{status: http.StatusInternalServerError, typ: errService, msg: msg}
+}
+
+// kinds maps the sentinel errors, first match wins.
+var kinds = []struct {
+	sentinel error
+	status   int
+	typ      string
+	reason   string
+}{
+	{nimbus.ErrNotFound, http.StatusNotFound, errNotFound, ""},
+	{nimbus.ErrValidation, http.StatusBadRequest, errValidation, ""},
+	{nimbus.ErrInvalid, http.StatusBadRequest, errInvalidParameter, ""},
+	{nimbus.ErrMalformed, http.StatusBadRequest, errInvalidContent, ""},
+	{nimbus.ErrConflict, http.StatusConflict, errConflict, ""},
+	{nimbus.ErrPreconditionFailed, http.StatusPreconditionFailed, errPrecondition, ""},
+	{nimbus.ErrTooLarge, http.StatusRequestEntityTooLarge, errTooLarge, ""},
+	{nimbus.ErrThrottled, http.StatusTooManyRequests, errTooManyRequests, "ConcurrentInvocationLimitExceeded"},
+	{nimbus.ErrUnauthorized, http.StatusUnauthorized, errUnrecognized, ""},
+	{nimbus.ErrForbidden, http.StatusForbidden, errAccessDenied, ""},
+	{nimbus.ErrUnavailable, http.StatusServiceUnavailable, errService, ""},
+}
+
+// writeError answers a Lambda API request with err in Lambda's shape.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	p := classify(r, log, err)
+	if p.gone {
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Amzn-ErrorType", p.typ)
+	if p.status == http.StatusTooManyRequests || p.status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", strconv.Itoa(1))
+	}
+	w.WriteHeader(p.status)
+	kind := "User"
+	if p.status >= 500 {
+		kind = "Service"
+	}
+	_ = json.NewEncoder(w).Encode(errorBody{Type: kind, Message: p.msg, Reason: p.reason})
 }

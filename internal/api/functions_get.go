@@ -59,7 +59,7 @@ func (s *Server) codeDownload(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Length", strconv.FormatInt(fn.CodeSize, 10))
 	_, err = io.Copy(w, rc)
 	if err != nil {
-		s.log.Warn("send code", "function", fn.Name, "err", err)
+		s.log.Warn("send code", nimbus.LogFunction, fn.Name, nimbus.LogErr, err)
 	}
 	return nil
 }

@@ -17,12 +17,11 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/async"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 )
 
 // Invoker runs functions (the engine).
 type Invoker interface {
-	Invoke(ctx context.Context, fn *nimbus.Function, req engine.Request) (engine.Result, error)
+	Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error)
 	// Warm reports the running instances of a function.
 	Warm(name string) int
 }
@@ -74,7 +73,7 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusInternalServerError, errService, "this node runs no engine")
 	}
 	reqID := uuid.NewString()
-	res, err := s.cfg.Invoker.Invoke(r.Context(), fn, engine.Request{
+	res, err := s.cfg.Invoker.Invoke(r.Context(), fn, nimbus.Invocation{
 		RequestID: reqID, Payload: payload, ClientContext: clientContext, TraceID: traceID(r),
 	})
 	if err != nil {

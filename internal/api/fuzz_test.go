@@ -12,7 +12,6 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
@@ -37,8 +36,8 @@ func newMemServer(tb testing.TB, dir string) http.Handler {
 // echoInvoker answers every invoke with its payload.
 type echoInvoker struct{}
 
-func (echoInvoker) Invoke(_ context.Context, _ *nimbus.Function, req engine.Request) (engine.Result, error) {
-	return engine.Result{Payload: req.Payload}, nil
+func (echoInvoker) Invoke(_ context.Context, _ *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error) {
+	return nimbus.Result{Payload: req.Payload}, nil
 }
 
 func (echoInvoker) Warm(string) int { return 0 }

@@ -16,16 +16,13 @@ import (
 type S3Receiver interface {
 	// Receive delivers a notification body to a function's trigger and
 	// returns once it was accepted. Errors: nimbus.ErrNotFound,
-	// s3trigger.ErrForbidden, nimbus.ErrInvalid; any other error is a
+	// nimbus.ErrForbidden, nimbus.ErrMalformed; any other error is a
 	// failed delivery (5xx, so the store sends it again).
 	Receive(ctx context.Context, function, trigger, secret string, body []byte) (s3trigger.Result, error)
 }
 
 // maxS3Notification caps a notification body.
 const maxS3Notification = 1 << 20
-
-// errAccessDenied is the error type of a request without the right secret.
-const errAccessDenied = "AccessDeniedException"
 
 // s3Routes receives S3 bucket event notifications for object-storage
 // triggers. The route skips Config.Authenticator: object stores cannot
@@ -34,7 +31,7 @@ func (s *Server) s3Routes() {
 	s.mux.HandleFunc("POST /nimbus/v1/s3-events/{function}/{trigger}", func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.s3Receive(w, r)
 		if err != nil {
-			writeError(w, s.log, err)
+			writeError(w, r, s.log, err)
 			return
 		}
 		_ = writeJSON(w, http.StatusOK, res)
@@ -57,25 +54,7 @@ func (s *Server) s3Receive(w http.ResponseWriter, r *http.Request) (s3trigger.Re
 	if len(body) == 0 {
 		return s3trigger.Result{}, newError(http.StatusBadRequest, errInvalidContent, "The request body is empty: an S3 event notification is expected")
 	}
-	res, err := s.cfg.S3.Receive(r.Context(), r.PathValue("function"), r.PathValue("trigger"), s3Secret(r), body)
-	return res, s3Error(err)
-}
-
-// s3Error maps the receiver's user errors that the error mapper does not
-// know: a wrong secret (403) and a body that is no notification (bad
-// request content rather than a bad parameter).
-func s3Error(err error) error {
-	var ue *nimbus.UserError
-	if !errors.As(err, &ue) {
-		return err
-	}
-	switch {
-	case errors.Is(err, s3trigger.ErrForbidden):
-		return newError(http.StatusForbidden, errAccessDenied, ue.Msg)
-	case errors.Is(err, nimbus.ErrInvalid):
-		return newError(http.StatusBadRequest, errInvalidContent, ue.Msg)
-	}
-	return err
+	return s.cfg.S3.Receive(r.Context(), r.PathValue("function"), r.PathValue("trigger"), s3Secret(r), body)
 }
 
 // s3Secret is the secret a notification carries: the query parameter

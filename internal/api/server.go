@@ -102,7 +102,7 @@ func (s *Server) routes() {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, s.log, newError(http.StatusNotFound, errUnknownOperation,
+		writeError(w, r, s.log, newError(http.StatusNotFound, errUnknownOperation,
 			"Unknown operation: "+r.Method+" "+r.URL.Path))
 	})
 }
@@ -114,12 +114,12 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Authenticator != nil {
 			if err := s.cfg.Authenticator(r); err != nil {
-				writeError(w, s.log, err)
+				writeError(w, r, s.log, err)
 				return
 			}
 		}
 		if err := h(w, r); err != nil {
-			writeError(w, s.log, err)
+			writeError(w, r, s.log, err)
 		}
 	})
 }

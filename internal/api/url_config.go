@@ -7,7 +7,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
-	urltrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
 // Lambda's function URL auth types, and Nimbus's extension.
@@ -65,19 +65,19 @@ func (s *Server) urlConfigCreate(w http.ResponseWriter, r *http.Request) error {
 	if req.AuthType == nil {
 		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null")
 	}
-	cfg, err := req.apply(urltrigger.Config{})
+	cfg, err := req.apply(funcurl.Config{})
 	if err != nil {
 		return err
 	}
 	if err := cfg.ValidateFor(fn); err != nil {
 		return err
 	}
-	if t := urltrigger.Find(fn); t != nil {
+	if t := funcurl.Find(fn); t != nil {
 		return s.urlExists(fn.Name, t)
 	}
 	typ := nimbus.TriggerHTTP
 	t, err := s.reg.AddTrigger(r.Context(), fn.Name, registry.TriggerInput{
-		Name: urltrigger.URLTriggerName, Type: &typ, Config: cfg.Encode()}, s.urlTypes())
+		Name: funcurl.URLTriggerName, Type: &typ, Config: cfg.Encode()}, s.urlTypes())
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (s *Server) urlTypes() registry.TriggerTypes {
 	if s.cfg.Triggers != nil {
 		return s.cfg.Triggers.Types()
 	}
-	return registry.TriggerTypes{Factories: map[string]trigger.Factory{nimbus.TriggerHTTP: urltrigger.Factory}}
+	return registry.TriggerTypes{Factories: map[string]trigger.Factory{nimbus.TriggerHTTP: funcurl.Factory}}
 }
 
 // urlExists is the conflict of a second URL (http trigger t) for a
@@ -118,7 +118,7 @@ func (s *Server) urlConfigUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, maxConfigBody, &req); err != nil {
 		return err
 	}
-	old, err := urltrigger.ParseConfig(t.Config)
+	old, err := funcurl.ParseConfig(t.Config)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func (s *Server) urlConfigList(w http.ResponseWriter, r *http.Request) error {
 	out := struct {
 		FunctionUrlConfigs []urlConfigResponse
 	}{FunctionUrlConfigs: []urlConfigResponse{}}
-	if t := urltrigger.Find(fn); t != nil {
+	if t := funcurl.Find(fn); t != nil {
 		out.FunctionUrlConfigs = append(out.FunctionUrlConfigs, s.urlConfig(r, fn, t))
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -173,7 +173,7 @@ func (s *Server) urlTrigger(r *http.Request) (*nimbus.Function, *nimbus.Trigger,
 	if err != nil {
 		return nil, nil, err
 	}
-	t := urltrigger.Find(fn)
+	t := funcurl.Find(fn)
 	if t == nil {
 		return nil, nil, errNoURL()
 	}
@@ -186,7 +186,7 @@ func errNoURL() error {
 
 // apply returns old changed by the request's set fields, validated, with a
 // key generated for a NIMBUS_KEY URL that has none.
-func (req urlConfigRequest) apply(old urltrigger.Config) (urltrigger.Config, error) {
+func (req urlConfigRequest) apply(old funcurl.Config) (funcurl.Config, error) {
 	cfg := old
 	if req.AuthType != nil {
 		auth, err := authType(*req.AuthType)
@@ -197,7 +197,7 @@ func (req urlConfigRequest) apply(old urltrigger.Config) (urltrigger.Config, err
 	}
 	if req.InvokeMode != nil {
 		switch m := *req.InvokeMode; m {
-		case urltrigger.InvokeBuffered, urltrigger.InvokeStream:
+		case funcurl.InvokeBuffered, funcurl.InvokeStream:
 			cfg.InvokeMode = m
 		default:
 			return cfg, nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]", m)
@@ -207,7 +207,7 @@ func (req urlConfigRequest) apply(old urltrigger.Config) (urltrigger.Config, err
 		cfg.Cors = req.Cors.config()
 	}
 	if req.NimbusKey != nil {
-		if cfg.AuthType != urltrigger.AuthKey {
+		if cfg.AuthType != funcurl.AuthKey {
 			return cfg, nimbus.Invalidf("NimbusKey applies only to a function URL whose AuthType is NIMBUS_KEY")
 		}
 		cfg.Key = *req.NimbusKey
@@ -220,18 +220,18 @@ func (req urlConfigRequest) apply(old urltrigger.Config) (urltrigger.Config, err
 func authType(v string) (string, error) {
 	switch v {
 	case lambdaAuthNone:
-		return urltrigger.AuthNone, nil
+		return funcurl.AuthNone, nil
 	case lambdaAuthKey:
-		return urltrigger.AuthKey, nil
+		return funcurl.AuthKey, nil
 	case lambdaAuthIAM:
-		return "", nimbus.Invalidf("AuthType AWS_IAM is not supported: Nimbus does not verify SigV4-signed requests to function URLs yet. Use NONE for a public URL, or NIMBUS_KEY (a Nimbus extension) for a URL that requires a key in the %s header", urltrigger.KeyHeader)
+		return "", nimbus.Invalidf("AuthType AWS_IAM is not supported: Nimbus does not verify SigV4-signed requests to function URLs yet. Use NONE for a public URL, or NIMBUS_KEY (a Nimbus extension) for a URL that requires a key in the %s header", funcurl.KeyHeader)
 	}
 	return "", nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, AWS_IAM] (Nimbus also accepts NIMBUS_KEY)", v)
 }
 
 // config converts Lambda's Cors; an empty one removes CORS.
-func (c *lambdaCors) config() *urltrigger.CORS {
-	out := &urltrigger.CORS{
+func (c *lambdaCors) config() *funcurl.CORS {
+	out := &funcurl.CORS{
 		AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, AllowOrigins: c.AllowOrigins,
 		ExposeHeaders: c.ExposeHeaders, AllowCredentials: c.AllowCredentials != nil && *c.AllowCredentials,
 	}
@@ -247,9 +247,9 @@ func (c *lambdaCors) config() *urltrigger.CORS {
 
 // urlConfig is the FunctionUrlConfig of fn's http trigger t.
 func (s *Server) urlConfig(r *http.Request, fn *nimbus.Function, t *nimbus.Trigger) urlConfigResponse {
-	cfg, err := urltrigger.ParseConfig(t.Config)
+	cfg, err := funcurl.ParseConfig(t.Config)
 	if err != nil {
-		s.log.Warn("stored function URL config", "function", fn.Name, "err", err)
+		s.log.Warn("stored function URL config", nimbus.LogFunction, fn.Name, nimbus.LogErr, err)
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -260,7 +260,7 @@ func (s *Server) urlConfig(r *http.Request, fn *nimbus.Function, t *nimbus.Trigg
 		AuthType: lambdaAuthNone, InvokeMode: cfg.Mode(),
 		CreationTime: t.Created.UTC().Format(urlTime), LastModifiedTime: t.LastModified.UTC().Format(urlTime),
 	}
-	if cfg.AuthType == urltrigger.AuthKey {
+	if cfg.AuthType == funcurl.AuthKey {
 		out.AuthType, out.NimbusKey = lambdaAuthKey, cfg.Key
 	}
 	if c := cfg.Cors; c != nil {

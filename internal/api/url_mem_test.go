@@ -12,7 +12,6 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
@@ -20,11 +19,11 @@ import (
 
 // fakeInvoker answers invokes with a fixed result.
 type fakeInvoker struct {
-	res engine.Result
+	res nimbus.Result
 	err error
 }
 
-func (f fakeInvoker) Invoke(context.Context, *nimbus.Function, engine.Request) (engine.Result, error) {
+func (f fakeInvoker) Invoke(context.Context, *nimbus.Function, nimbus.Invocation) (nimbus.Result, error) {
 	return f.res, f.err
 }
 
@@ -80,9 +79,9 @@ func TestFunctionURLFaults(t *testing.T) {
 		{"platform error", "/fn/py", fakeInvoker{err: errors.New("disk on fire")}, 500, "Internal Server Error (id "},
 		{"throttled", "/fn/web", fakeInvoker{err: nimbus.Errorf(nimbus.ErrThrottled, "busy")}, 429, "Too Many Requests"},
 		{"no answer from an HTTP function", "/fn/web/x", fakeInvoker{}, 502, `{"Message":"Internal Server Error"}`},
-		{"HTTP function timed out", "/fn/web/x", fakeInvoker{res: engine.Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout"}}}, 502, "Internal Server Error"},
-		{"204 drops the body", "/fn/py", fakeInvoker{res: engine.Result{Payload: []byte(`{"statusCode":204,"body":"ignored"}`)}}, 204, ""},
-		{"HTTP function answer", "/fn/web/x", fakeInvoker{res: engine.Result{HTTP: &engine.HTTPResponse{Status: 207,
+		{"HTTP function timed out", "/fn/web/x", fakeInvoker{res: nimbus.Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout"}}}, 502, "Internal Server Error"},
+		{"204 drops the body", "/fn/py", fakeInvoker{res: nimbus.Result{Payload: []byte(`{"statusCode":204,"body":"ignored"}`)}}, 204, ""},
+		{"HTTP function answer", "/fn/web/x", fakeInvoker{res: nimbus.Result{HTTP: &nimbus.HTTPResponse{Status: 207,
 			Header: http.Header{"Connection": {"close"}, "X-A": {"1"}}, Body: []byte("multi")}}}, 207, "multi"},
 	}
 	for _, tt := range tests {
@@ -95,7 +94,7 @@ func TestFunctionURLFaults(t *testing.T) {
 		})
 	}
 	t.Run("HEAD", func(t *testing.T) {
-		h := newURLServer(t, fakeInvoker{res: engine.Result{Payload: []byte(`{"statusCode":200,"body":"abc"}`)}})
+		h := newURLServer(t, fakeInvoker{res: nimbus.Result{Payload: []byte(`{"statusCode":200,"body":"abc"}`)}})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "HEAD", "/fn/py", nil))
 		if rec.Code != 200 || rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != "3" {

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/nimbus-serverless/nimbus/internal/engine"
-	urltrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
 // relay forwards the raw request to an HTTP function and its answer back.
@@ -16,21 +16,21 @@ func (c *urlCall) relay(body []byte) {
 		path += "?" + c.r.URL.RawQuery
 	}
 	rel := &httpRelay{c: c}
-	req := &engine.HTTPRequest{
-		Method: c.r.Method, Path: path, Header: urltrigger.ForwardHeader(c.r),
-		Body: body, RemoteIP: urltrigger.SourceIP(c.r),
+	req := &nimbus.HTTPRequest{
+		Method: c.r.Method, Path: path, Header: funcurl.ForwardHeader(c.r),
+		Body: body, RemoteIP: funcurl.SourceIP(c.r),
 	}
 	// A RESPONSE_STREAM URL hands the answer over as it arrives.
-	if c.cfg.Mode() == urltrigger.InvokeStream {
+	if c.cfg.Mode() == funcurl.InvokeStream {
 		req.Respond = rel.start
 	}
-	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, engine.Request{RequestID: c.id, HTTP: req, TraceID: traceID(c.r)})
+	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, nimbus.Invocation{RequestID: c.id, HTTP: req, TraceID: traceID(c.r)})
 	if rel.started {
 		c.count(err == nil && res.Err == nil)
 		if err != nil || res.Err != nil {
 			// The status is out: all that is left is to cut the answer
 			// short, so the caller sees it is incomplete.
-			c.s.log.Warn("HTTP function failed mid-answer", "function", c.fn.Name, "request_id", c.id, "err", err, "function_error", res.Err)
+			c.s.log.Warn("HTTP function failed mid-answer", nimbus.LogFunction, c.fn.Name, nimbus.LogRequest, c.id, nimbus.LogErr, err, "function_error", res.Err)
 			panic(http.ErrAbortHandler)
 		}
 		return
@@ -64,7 +64,7 @@ type httpRelay struct {
 func (rel *httpRelay) start(status int, header http.Header) io.Writer {
 	rel.started = true
 	c := rel.c
-	urltrigger.CopyResponseHeader(c.w.Header(), header)
+	funcurl.CopyResponseHeader(c.w.Header(), header)
 	c.finishHeader()
 	if !bodyAllowed(status) {
 		c.w.Header().Del("Content-Length")

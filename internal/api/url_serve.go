@@ -14,7 +14,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
-	urltrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
 // urlPrefix is where function URLs live: /fn/{name}/...
@@ -31,7 +31,7 @@ type urlCall struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	fn   *nimbus.Function
-	cfg  urltrigger.Config
+	cfg  funcurl.Config
 	path string // after /fn/{name}, escaped, "/" at least
 	id   string // the request id
 	// trigger is the http trigger's name, for its counts.
@@ -45,7 +45,7 @@ func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
 	if !c.load() {
 		return
 	}
-	if c.cfg.Cors != nil && urltrigger.IsPreflight(r) {
+	if c.cfg.Cors != nil && funcurl.IsPreflight(r) {
 		c.cfg.Cors.Preflight(r, w.Header())
 		w.Header().Set("X-Amzn-RequestId", c.id)
 		w.WriteHeader(http.StatusOK)
@@ -60,7 +60,7 @@ func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.fn.State == nimbus.StateFailed {
-		s.log.Warn("function URL of a failed function", "function", c.fn.Name, "reason", c.fn.StateReason)
+		s.log.Warn("function URL of a failed function", nimbus.LogFunction, c.fn.Name, "reason", c.fn.StateReason)
 		c.fail(http.StatusBadGateway, "Internal Server Error")
 		return
 	}
@@ -68,7 +68,7 @@ func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
 		c.fail(http.StatusInternalServerError, "Internal Server Error: this node runs no engine")
 		return
 	}
-	if urltrigger.IsHTTPFunction(c.fn) {
+	if funcurl.IsHTTPFunction(c.fn) {
 		c.relay(body)
 		return
 	}
@@ -91,11 +91,11 @@ func (c *urlCall) load() bool {
 		return false
 	}
 	if err != nil {
-		c.internal(err)
+		c.error(err)
 		return false
 	}
 	c.fn = fn
-	t := urltrigger.Find(fn)
+	t := funcurl.Find(fn)
 	if t != nil {
 		c.trigger = t.Name
 	}
@@ -107,9 +107,9 @@ func (c *urlCall) load() bool {
 		c.fail(http.StatusNotFound, msg)
 		return false
 	}
-	c.cfg, err = urltrigger.ParseConfig(t.Config)
+	c.cfg, err = funcurl.ParseConfig(t.Config)
 	if err != nil {
-		c.internal(err)
+		c.error(err)
 		return false
 	}
 	return true
@@ -117,7 +117,7 @@ func (c *urlCall) load() bool {
 
 // readBody reads the request body, answering 413 past the limit.
 func (c *urlCall) readBody() ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, urltrigger.MaxRequestBody))
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, funcurl.MaxRequestBody))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -134,20 +134,20 @@ func (c *urlCall) readBody() ([]byte, bool) {
 // answers with its parsed response.
 func (c *urlCall) invokeEvent(body []byte) {
 	trace := traceID(c.r)
-	payload := urltrigger.BuildEvent(c.r, urltrigger.EventInput{
+	payload := funcurl.BuildEvent(c.r, funcurl.EventInput{
 		Function: c.fn.Name, Path: c.path, Body: body, RequestID: c.id,
 		TraceID: trace, Time: time.Now(),
 	}).Marshal()
-	if len(payload) > urltrigger.MaxRequestBody {
+	if len(payload) > funcurl.MaxRequestBody {
 		c.fail(http.StatusRequestEntityTooLarge, "Request too large: the function's event would be "+strconv.Itoa(len(payload))+
 			" bytes (a binary body grows by a third in base64); a function URL accepts events of at most 6291456 bytes (6 MB)")
 		return
 	}
-	res, ok := c.invoke(engine.Request{RequestID: c.id, Payload: payload, TraceID: trace})
+	res, ok := c.invoke(nimbus.Invocation{RequestID: c.id, Payload: payload, TraceID: trace})
 	if !ok {
 		return
 	}
-	resp, err := urltrigger.ParseResponse(res.Payload)
+	resp, err := funcurl.ParseResponse(res.Payload)
 	if err != nil {
 		c.count(false)
 		c.functionLog("Function URL: " + err.Error() + "; the caller got 502")
@@ -160,29 +160,23 @@ func (c *urlCall) invokeEvent(body []byte) {
 
 // invoke calls the engine; ok is false when the invocation failed and
 // outcome answered.
-func (c *urlCall) invoke(req engine.Request) (res engine.Result, ok bool) {
+func (c *urlCall) invoke(req nimbus.Invocation) (res nimbus.Result, ok bool) {
 	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, req)
 	return res, c.outcome(res, err)
 }
 
-// outcome answers a failed invocation: 429 when throttled, 502 when the
-// function failed, 500 when the platform did. It reports whether the
-// invocation succeeded (and nothing was written).
-func (c *urlCall) outcome(res engine.Result, err error) bool {
-	if (err != nil && c.r.Context().Err() == nil) || res.Err != nil {
-		c.count(false)
-	}
+// outcome answers a failed invocation: the error's status (429 when
+// throttled, 500 when the platform failed), or 502 when the function failed.
+// It reports whether the invocation succeeded (and nothing was written).
+func (c *urlCall) outcome(res nimbus.Result, err error) bool {
 	switch {
-	case errors.Is(err, nimbus.ErrThrottled):
-		c.w.Header().Set("Retry-After", "1")
-		c.fail(http.StatusTooManyRequests, "Too Many Requests: the function is at its concurrency limit; retry later")
-		return false
-	case err != nil && c.r.Context().Err() != nil:
-		return false // the caller went away
 	case err != nil:
-		c.internal(err)
+		if c.error(err) {
+			c.count(false)
+		}
 		return false
 	case res.Err != nil:
+		c.count(false)
 		c.functionFailed(res.Err)
 		return false
 	}
@@ -254,10 +248,22 @@ func (c *urlCall) fail(status int, msg string) {
 	c.respond(status, nil, b)
 }
 
-// internal logs a platform error and answers 500 with its id.
-func (c *urlCall) internal(err error) {
-	c.s.log.Error("function URL request failed", "error_id", c.id, "err", err)
-	c.fail(http.StatusInternalServerError, "Internal Server Error (id "+c.id+"); the Nimbus log has the details")
+// error answers err through the API's one error mapper, in the URL's own
+// shape ({"Message": ...}). It reports whether it answered: a caller that
+// went away gets nothing.
+func (c *urlCall) error(err error) bool {
+	p := classify(c.r, c.s.log, err)
+	switch {
+	case p.gone:
+		return false
+	case p.status == http.StatusTooManyRequests:
+		c.w.Header().Set("Retry-After", "1")
+		p.msg = "Too Many Requests: " + p.msg
+	case p.status >= 500 && p.id != "":
+		p.msg = "Internal Server Error (id " + p.id + "); the Nimbus log has the details"
+	}
+	c.fail(p.status, p.msg)
+	return true
 }
 
 // functionLog adds a line to the function's log, where its owner looks.

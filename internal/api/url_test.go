@@ -33,7 +33,7 @@ var urlGoBootstrap = sync.OnceValues(func() ([]byte, error) {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "bootstrap")
-	cmd := exec.Command("go", "build", "-o", bin, "../trigger/http/testdata/urlfn")
+	cmd := exec.Command("go", "build", "-o", bin, "../trigger/funcurl/testdata/urlfn")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, errors.New(string(out))

@@ -41,13 +41,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
-)
-
-// Log attribute keys.
-const (
-	keyFunction = "function"
-	keyTask     = "task"
 )
 
 // Functions looks functions up (the registry).
@@ -59,7 +52,7 @@ type Functions interface {
 
 // Invoker runs a function (the engine).
 type Invoker interface {
-	Invoke(ctx context.Context, fn *nimbus.Function, req engine.Request) (engine.Result, error)
+	Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error)
 }
 
 // Outcome is what is sent to a destination.

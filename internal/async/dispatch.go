@@ -102,7 +102,7 @@ func (d *dispatcher) run() {
 	cons, err := d.consumer()
 	if err != nil {
 		if d.ctx.Err() == nil {
-			d.s.log.Error("async: cannot dispatch", keyFunction, d.name, "err", err)
+			d.s.log.Error("async: cannot dispatch", nimbus.LogFunction, d.name, nimbus.LogErr, err)
 		}
 		return
 	}
@@ -128,7 +128,7 @@ func (d *dispatcher) run() {
 			return
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
-			d.s.log.Warn("async: fetch events", keyFunction, d.name, "err", err)
+			d.s.log.Warn("async: fetch events", nimbus.LogFunction, d.name, nimbus.LogErr, err)
 			if !sleepCtx(d.ctx, backoff.next()) {
 				return
 			}
@@ -171,7 +171,7 @@ func (d *dispatcher) drained(cons jetstream.Consumer) bool {
 		return false
 	}
 	if err := d.s.events.DeleteConsumer(ctx, consumerPrefix+d.name); err != nil {
-		d.s.log.Warn("async: delete consumer", keyFunction, d.name, "err", err)
+		d.s.log.Warn("async: delete consumer", nimbus.LogFunction, d.name, nimbus.LogErr, err)
 	}
 	return true
 }
@@ -281,7 +281,7 @@ type inFlight struct {
 func (d *dispatcher) accept(m jetstream.Msg) {
 	var evs []*event
 	if err := json.Unmarshal(m.Data(), &evs); err != nil || len(evs) == 0 {
-		d.s.log.Error("async: drop an unreadable event batch", keyFunction, d.name, "err", err)
+		d.s.log.Error("async: drop an unreadable event batch", nimbus.LogFunction, d.name, nimbus.LogErr, err)
 		_ = m.Term()
 		return
 	}
@@ -348,7 +348,7 @@ func (d *dispatcher) done(b *inFlight, ok bool) {
 		return
 	}
 	if err := b.msg.Ack(); err != nil {
-		d.s.log.Warn("async: ack events", keyFunction, d.name, "err", err)
+		d.s.log.Warn("async: ack events", nimbus.LogFunction, d.name, nimbus.LogErr, err)
 	}
 }
 

@@ -194,7 +194,7 @@ func (s *Service) loadIndex(ctx context.Context) error {
 func (s *Service) applyBatch(data []byte) {
 	var recs []*nimbus.Task
 	if err := json.Unmarshal(data, &recs); err != nil {
-		s.log.Warn("async: skip an unreadable task record batch", "err", err)
+		s.log.Warn("async: skip an unreadable task record batch", nimbus.LogErr, err)
 		return
 	}
 	for _, t := range recs {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 )
 
 // Destination conditions (Lambda's, and Nimbus's own).
@@ -91,7 +90,7 @@ func (d *dispatcher) attempt(ev *event, fn *nimbus.Function, release func()) boo
 
 // invoke calls the engine, retrying throttles (not the function's fault)
 // with back-off; a stop request cancels it with errStopped.
-func (d *dispatcher) invoke(ev *event, fn *nimbus.Function) (engine.Result, error, time.Duration) {
+func (d *dispatcher) invoke(ev *event, fn *nimbus.Function) (nimbus.Result, error, time.Duration) {
 	s := d.s
 	key := taskKey(ev.Function, ev.ID)
 	ctx, cancel := context.WithCancelCause(d.ctx)
@@ -105,12 +104,12 @@ func (d *dispatcher) invoke(ev *event, fn *nimbus.Function) (engine.Result, erro
 		s.mu.Unlock()
 	}()
 	if t, ok := s.idx.get(ev.Function, ev.ID); ok && t.Created.Equal(ev.Created) && (t.Status == nimbus.TaskStopping || t.Status == nimbus.TaskStopped) {
-		return engine.Result{}, errStopped, 0 // asked to stop while starting
+		return nimbus.Result{}, errStopped, 0 // asked to stop while starting
 	}
 	b := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		start := time.Now()
-		res, err := s.cfg.Invoker.Invoke(ctx, fn, engine.Request{RequestID: ev.ID, Payload: ev.Payload, TraceID: ev.TraceID})
+		res, err := s.cfg.Invoker.Invoke(ctx, fn, nimbus.Invocation{RequestID: ev.ID, Payload: ev.Payload, TraceID: ev.TraceID})
 		elapsed := time.Since(start)
 		if context.Cause(ctx) == errStopped {
 			return res, errStopped, elapsed
@@ -175,7 +174,7 @@ func (d *dispatcher) fail(ev *event, fn *nimbus.Function, cond, reason string, a
 	dl := &nimbus.DeadLetter{TaskID: ev.ID, Function: ev.Function, Condition: cond, Reason: reason,
 		Attempts: attempts, Created: ev.Created, Failed: s.cfg.Now().UTC(), Payload: ev.Payload}
 	if err := s.putDeadLetter(context.Background(), dl); err != nil {
-		s.log.Warn("async: store dead letter", keyFunction, ev.Function, keyTask, ev.ID, "err", err)
+		s.log.Warn("async: store dead letter", nimbus.LogFunction, ev.Function, nimbus.LogTask, ev.ID, nimbus.LogErr, err)
 		return false
 	}
 	t := d.task(ev, status, attempts, elapsed)
@@ -220,7 +219,7 @@ func (d *dispatcher) deliver(t *nimbus.Task, dest, secret string, o Outcome) {
 	defer cancel()
 	if err := d.s.cfg.Destinations.Send(ctx, dest, secret, o); err != nil {
 		t.DestinationStatus = truncate("Failed: "+err.Error(), previewLen)
-		d.s.log.Warn("async: destination", keyFunction, t.Function, keyTask, t.ID, "destination", dest, "err", err)
+		d.s.log.Warn("async: destination", nimbus.LogFunction, t.Function, nimbus.LogTask, t.ID, "destination", dest, nimbus.LogErr, err)
 		return
 	}
 	t.DestinationStatus = "Delivered"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // errClosed: the service is shutting down.
@@ -165,7 +166,7 @@ func (w *writer) commit(round []writeReq) {
 		}
 		if err != nil {
 			err = fmt.Errorf("store async records: %w", err)
-			w.log.Warn("async write failed", "subject", m.reqs[0].subject, "records", len(m.reqs), "err", err)
+			w.log.Warn("async write failed", "subject", m.reqs[0].subject, "records", len(m.reqs), nimbus.LogErr, err)
 		}
 		for _, r := range m.reqs {
 			if r.done != nil {

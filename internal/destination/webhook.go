@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // Webhook headers.
@@ -91,7 +93,7 @@ func (s *Sender) sendWebhook(ctx context.Context, rawURL, secret, id string, bod
 		if attempt >= s.cfg.Attempts {
 			return fmt.Errorf("webhook %s: gave up after %s: %w", where, attempts(attempt), last)
 		}
-		s.log.Debug("webhook delivery failed, retrying", "destination", where, "attempt", attempt, "err", err)
+		s.log.Debug("webhook delivery failed, retrying", "destination", where, "attempt", attempt, nimbus.LogErr, err)
 		if err := wait(ctx, s.backoff(attempt, retryAfter)); err != nil {
 			return fmt.Errorf("webhook %s: stopped after %s (%w): %w", where, attempts(attempt), err, last)
 		}

@@ -11,7 +11,7 @@ import (
 // benchmarks (internal/node) measure the whole stack.
 func BenchmarkWarmInvokeExec(b *testing.B) {
 	h := newBenchHarness(b)
-	req := Request{RequestID: "bench", Payload: []byte(`{}`)}
+	req := nimbus.Invocation{RequestID: "bench", Payload: []byte(`{}`)}
 	if _, err := h.e.Invoke(b.Context(), h.fn, req); err != nil {
 		b.Fatal(err)
 	}

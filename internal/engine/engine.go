@@ -25,13 +25,6 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
-// Log attribute keys.
-const (
-	keyFunction = "function"
-	keyInstance = "instance"
-	keyRequest  = "request_id"
-)
-
 // CodeCache gives the directory of a code digest on this node.
 type CodeCache interface {
 	Ensure(ctx context.Context, hexDigest string) (dir string, err error)
@@ -138,43 +131,21 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Request is one invocation.
-type Request struct {
-	RequestID     string
-	Payload       []byte
-	ClientContext string
-	TraceID       string
-	// HTTP, when set, is forwarded as is to an HTTP function.
-	HTTP *HTTPRequest
-}
-
-// Result is an invocation's outcome.
-type Result struct {
-	Payload []byte
-	// Err is set when the function failed (its own error, a crash, a
-	// timeout): the API answers 200 with X-Amz-Function-Error.
-	Err *nimbus.FunctionError
-	// LogTail holds the end (at most 4 KB) of this invocation's log.
-	LogTail []byte
-	// HTTP is the response of an HTTP function.
-	HTTP *HTTPResponse
-}
-
 // Invoke runs req on fn, starting an instance if none is free. Errors:
 // nimbus.ErrThrottled (no capacity within the queue timeout), nimbus.ErrNotFound
 // (code missing), nimbus.ErrConflict (engine closed), ctx errors.
-func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req Request) (Result, error) {
+func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error) {
 	p, err := e.pool(fn)
 	if err != nil {
-		return Result{}, err
+		return nimbus.Result{}, err
 	}
 	inst, err := p.acquire(ctx, fn)
 	if err != nil {
 		var f *initFailure
 		if errors.As(err, &f) {
-			return Result{Err: f.fe, LogTail: f.logTail()}, nil
+			return nimbus.Result{Err: f.fe, LogTail: f.logTail()}, nil
 		}
-		return Result{}, err
+		return nimbus.Result{}, err
 	}
 	res, broken := inst.invoke(ctx, req)
 	p.release(inst, broken)
@@ -322,7 +293,7 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	}
 	p, err := e.pool(fn) // the current version's pool; an older one drains
 	if err != nil {
-		e.log.Warn("refresh pool", keyFunction, name, "err", err)
+		e.log.Warn("refresh pool", nimbus.LogFunction, name, nimbus.LogErr, err)
 		return
 	}
 	p.mu.Lock()
@@ -394,6 +365,6 @@ func (e *Engine) Close() {
 	}
 	e.wg.Wait()
 	if err := e.cfg.Sandbox.Close(); err != nil {
-		e.log.Warn("close sandbox", "err", err)
+		e.log.Warn("close sandbox", nimbus.LogErr, err)
 	}
 }

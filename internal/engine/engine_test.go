@@ -156,10 +156,10 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 
 var reqSeq atomic.Int64
 
-func (h *harness) invoke(t *testing.T, fn *nimbus.Function, payload string) (Result, error) {
+func (h *harness) invoke(t *testing.T, fn *nimbus.Function, payload string) (nimbus.Result, error) {
 	t.Helper()
 	id := fmt.Sprintf("req-%d", reqSeq.Add(1))
-	return h.e.Invoke(t.Context(), fn, Request{RequestID: id, Payload: []byte(payload)})
+	return h.e.Invoke(t.Context(), fn, nimbus.Invocation{RequestID: id, Payload: []byte(payload)})
 }
 
 // ok invokes and requires a successful answer, returning the echo's pid.
@@ -537,7 +537,7 @@ func TestCallerCancelKillsInstance(t *testing.T) {
 	pid, _ := h.ok(t, h.fn, `{}`)
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	_, _ = h.e.Invoke(ctx, h.fn, Request{RequestID: "cancelled", Payload: []byte(`{"sleep_ms":2000}`)})
+	_, _ = h.e.Invoke(ctx, h.fn, nimbus.Invocation{RequestID: "cancelled", Payload: []byte(`{"sleep_ms":2000}`)})
 	if pid2, _ := h.ok(t, h.fn, `{}`); pid2 == pid {
 		t.Error("the instance of an abandoned request was reused while its function still ran")
 	}

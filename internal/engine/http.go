@@ -16,27 +16,6 @@ import (
 // maxPayload is Lambda's synchronous request and response limit.
 const maxPayload = 6 << 20
 
-// HTTPRequest is a request forwarded as is to an HTTP function.
-type HTTPRequest struct {
-	Method   string
-	Path     string // with the query string
-	Header   http.Header
-	Body     []byte
-	RemoteIP string
-	// Respond, when set, receives the answer as it arrives: it is called
-	// once with the status and headers, and the body is copied to the
-	// writer it returns while the instance stays busy (Result.HTTP then
-	// has no Body).
-	Respond func(status int, header http.Header) io.Writer
-}
-
-// HTTPResponse is an HTTP function's answer.
-type HTTPResponse struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
 // httpTarget is the port an HTTP function's instance serves on.
 type httpTarget struct {
 	addr   string
@@ -87,15 +66,15 @@ func (t *httpTarget) waitReady(ctx context.Context, exited <-chan struct{}, exit
 
 // forward sends req to the instance. An Invoke (no HTTP request) becomes a
 // POST of the payload to "/".
-func (t *httpTarget) forward(ctx context.Context, req Request) (Result, error) {
+func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus.Result, error) {
 	hr := req.HTTP
 	if hr == nil {
-		hr = &HTTPRequest{Method: http.MethodPost, Path: "/", Body: req.Payload,
+		hr = &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: req.Payload,
 			Header: http.Header{"Content-Type": {"application/json"}}}
 	}
 	out, err := http.NewRequestWithContext(ctx, hr.Method, "http://"+t.addr+hr.Path, bytes.NewReader(hr.Body))
 	if err != nil {
-		return Result{}, nimbus.Invalidf("bad request for HTTP function: %v", err)
+		return nimbus.Result{}, nimbus.Invalidf("bad request for HTTP function: %v", err)
 	}
 	for k, v := range hr.Header {
 		out.Header[k] = v
@@ -103,7 +82,7 @@ func (t *httpTarget) forward(ctx context.Context, req Request) (Result, error) {
 	out.Header.Set("X-Amz-Request-Id", req.RequestID)
 	resp, err := t.client.Do(out)
 	if err != nil {
-		return Result{}, fmt.Errorf("forward to HTTP function: %w", err)
+		return nimbus.Result{}, fmt.Errorf("forward to HTTP function: %w", err)
 	}
 	defer resp.Body.Close()
 	if hr.Respond != nil {
@@ -111,20 +90,20 @@ func (t *httpTarget) forward(ctx context.Context, req Request) (Result, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPayload+1))
 	if err != nil {
-		return Result{}, fmt.Errorf("read HTTP function response: %w", err)
+		return nimbus.Result{}, fmt.Errorf("read HTTP function response: %w", err)
 	}
 	if len(body) > maxPayload {
-		return Result{}, nimbus.ErrTooLarge
+		return nimbus.Result{}, nimbus.ErrTooLarge
 	}
-	return Result{Payload: body, HTTP: &HTTPResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}}, nil
+	return nimbus.Result{Payload: body, HTTP: &nimbus.HTTPResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}}, nil
 }
 
 // maxStream is the largest streamed answer (Lambda's RESPONSE_STREAM limit).
 const maxStream = 200 << 20
 
 // stream copies an HTTP function's answer to respond's writer as it comes.
-func stream(resp *http.Response, respond func(int, http.Header) io.Writer) (Result, error) {
-	out := Result{HTTP: &HTTPResponse{Status: resp.StatusCode, Header: resp.Header}}
+func stream(resp *http.Response, respond func(int, http.Header) io.Writer) (nimbus.Result, error) {
+	out := nimbus.Result{HTTP: &nimbus.HTTPResponse{Status: resp.StatusCode, Header: resp.Header}}
 	n, err := io.Copy(respond(resp.StatusCode, resp.Header), io.LimitReader(resp.Body, maxStream+1))
 	if err != nil {
 		return out, fmt.Errorf("stream HTTP function response: %w", err)

@@ -83,7 +83,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	} else {
 		// Connections wait until the instance's user is known (Admit,
 		// below): only that user may reach this instance's Runtime API.
-		inst.rapi, err = runtimeapi.ListenPending(e.log.With(keyFunction, fn.Name, keyInstance, inst.id))
+		inst.rapi, err = runtimeapi.ListenPending(e.log.With(nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id))
 		if err != nil {
 			return nil, fmt.Errorf("runtime api: %w", err)
 		}
@@ -126,7 +126,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		return nil, err
 	}
 	inst.initDuration = time.Since(began)
-	e.log.Debug("instance started", keyFunction, fn.Name, keyInstance, inst.id, "init", inst.initDuration)
+	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration)
 	return inst, nil
 }
 
@@ -205,7 +205,7 @@ func (inst *instance) exitError(requestID string) *nimbus.FunctionError {
 
 // invoke runs one request. broken reports that the instance must not be
 // reused (it crashed, timed out or was abandoned mid-request).
-func (inst *instance) invoke(ctx context.Context, req Request) (res Result, broken bool) {
+func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res nimbus.Result, broken bool) {
 	p := inst.pool
 	fn := inst.fn
 	started := time.Now()
@@ -245,29 +245,29 @@ func (inst *instance) invoke(ctx context.Context, req Request) (res Result, brok
 }
 
 // failure turns an invoke error into the caller's result.
-func (inst *instance) failure(ctx context.Context, requestID string, deadline time.Time, err error) (Result, bool) {
+func (inst *instance) failure(ctx context.Context, requestID string, deadline time.Time, err error) (nimbus.Result, bool) {
 	fn := inst.fn
 	select {
 	case <-inst.sb.Done():
-		return Result{Err: inst.exitError(requestID)}, true
+		return nimbus.Result{Err: inst.exitError(requestID)}, true
 	default:
 	}
 	switch {
 	case errors.Is(err, nimbus.ErrTooLarge):
 		// Runtimes usually exit when their response is refused: replace
 		// the instance rather than hand it the next request.
-		return Result{Err: &nimbus.FunctionError{Type: "Function.ResponseSizeTooLarge", Unhandled: true,
+		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Function.ResponseSizeTooLarge", Unhandled: true,
 			Message: "Response payload size exceeded maximum allowed payload size (6291456 bytes)."}}, true
 	case ctx.Err() == nil && !time.Now().Before(deadline):
 		msg := fmt.Sprintf("RequestId: %s Error: Task timed out after %d.00 seconds", requestID, fn.Timeout)
 		inst.out.line(time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + requestID + " Task timed out after " + strconv.Itoa(fn.Timeout) + ".00 seconds")
-		return Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout", Message: msg, Unhandled: true}}, true
+		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout", Message: msg, Unhandled: true}}, true
 	case ctx.Err() != nil:
 		// The caller went away mid-request; the function may still be
 		// running, so this instance cannot take another request.
-		return Result{Err: &nimbus.FunctionError{Type: "Runtime.Abandoned", Message: "the caller cancelled the request", Unhandled: true}}, true
+		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.Abandoned", Message: "the caller cancelled the request", Unhandled: true}}, true
 	}
-	return Result{Err: &nimbus.FunctionError{Type: "Runtime.ProtocolError", Unhandled: true,
+	return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.ProtocolError", Unhandled: true,
 		Message: "RequestId: " + requestID + " Error: " + err.Error()}}, true
 }
 

@@ -319,7 +319,7 @@ func (p *pool) watch(inst *instance) {
 	p.removeFreeLocked(inst)
 	p.e.releaseSlot()
 	if !inst.retiring {
-		p.e.log.Warn("instance exited", keyFunction, p.name, keyInstance, inst.id, "err", inst.sb.Err())
+		p.e.log.Warn("instance exited", nimbus.LogFunction, p.name, nimbus.LogInstance, inst.id, nimbus.LogErr, inst.sb.Err())
 	}
 	p.ensureMinLocked()
 	p.scaleLocked()

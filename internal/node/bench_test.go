@@ -40,7 +40,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
@@ -440,7 +439,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 		var ids atomic.Int64
 		invoke := func() {
 			id := "bench-" + strconv.FormatInt(ids.Add(1), 10)
-			res, err := n.Engine().Invoke(b.Context(), fn, engine.Request{RequestID: id, Payload: body})
+			res, err := n.Engine().Invoke(b.Context(), fn, nimbus.Invocation{RequestID: id, Payload: body})
 			if err != nil || res.Err != nil {
 				b.Fatalf("engine invoke: %v, function error %v", err, res.Err)
 			}

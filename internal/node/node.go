@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
@@ -271,7 +272,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.pruneLoop(bg, cache)
 	}()
 	if err := n.registry.Resume(ctx); err != nil {
-		log.Warn("resume preparations", "err", err)
+		log.Warn("resume preparations", nimbus.LogErr, err)
 	}
 	n.warmProvisioned(ctx)
 	n.pruneCode(ctx, cache)
@@ -316,7 +317,7 @@ func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
 func (n *Node) warmProvisioned(ctx context.Context) {
 	fns, err := n.registry.List(ctx)
 	if err != nil {
-		n.log.Warn("list functions", "err", err)
+		n.log.Warn("list functions", nimbus.LogErr, err)
 		return
 	}
 	for _, fn := range fns {
@@ -347,12 +348,12 @@ func (n *Node) pruneLoop(ctx context.Context, cache *codepkg.Cache) {
 func (n *Node) pruneCode(ctx context.Context, cache *codepkg.Cache) {
 	inUse, err := n.registry.CodeInUse(ctx)
 	if err != nil {
-		n.log.Warn("list code in use", "err", err)
+		n.log.Warn("list code in use", nimbus.LogErr, err)
 		return
 	}
 	n.engine.CodeInUse(inUse)
 	if removed, err := cache.Prune(inUse); err != nil {
-		n.log.Warn("prune code cache", "err", err)
+		n.log.Warn("prune code cache", nimbus.LogErr, err)
 	} else if removed > 0 {
 		n.log.Info("pruned code cache", "removed", removed)
 	}
@@ -380,7 +381,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	defer cancel()
 	err := n.http.Shutdown(ctx)
 	if err != nil {
-		n.log.Warn("shutdown: requests still running after the grace period", "err", err)
+		n.log.Warn("shutdown: requests still running after the grace period", nimbus.LogErr, err)
 		_ = n.http.Close()
 	}
 	n.closeParts()
@@ -408,7 +409,7 @@ func (n *Node) closeParts() {
 	}
 	if n.store != nil {
 		if err := n.store.Close(); err != nil {
-			n.log.Warn("close store", "err", err)
+			n.log.Warn("close store", nimbus.LogErr, err)
 		}
 	}
 }

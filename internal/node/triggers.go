@@ -11,7 +11,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
-	httptrigger "github.com/nimbus-serverless/nimbus/internal/trigger/http"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/kafka"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/mqtt"
 	natstrigger "github.com/nimbus-serverless/nimbus/internal/trigger/nats"
@@ -34,7 +34,7 @@ type triggerParts struct {
 // arrive at the API.
 func triggerFactories() map[string]trigger.Factory {
 	return map[string]trigger.Factory{
-		nimbus.TriggerHTTP:     httptrigger.Factory,
+		nimbus.TriggerHTTP:     funcurl.Factory,
 		nimbus.TriggerKafka:    kafka.New,
 		nimbus.TriggerRabbitMQ: rabbitmq.New,
 		nimbus.TriggerNATS:     natstrigger.New,
@@ -99,7 +99,7 @@ func prepareTrigger(fn *nimbus.Function, t *nimbus.Trigger) error {
 	if t.Type != nimbus.TriggerHTTP {
 		return nil
 	}
-	c, err := httptrigger.ParseConfig(t.Config)
+	c, err := funcurl.ParseConfig(t.Config)
 	if err != nil {
 		return err
 	}

@@ -113,7 +113,7 @@ func (r *Registry) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		ch, err := r.cfg.KV.Watch(ctx)
 		if err != nil {
-			r.log.Warn("watch functions", "err", err)
+			r.log.Warn("watch functions", nimbus.LogErr, err)
 		} else {
 			r.cache.setLive(true)
 			r.consume(ch)
@@ -135,7 +135,7 @@ func (r *Registry) consume(ch <-chan store.Entry) {
 		}
 		var fn nimbus.Function
 		if err := json.Unmarshal(e.Value, &fn); err != nil {
-			r.log.Warn("decode watched function", "function", e.Key, "err", err)
+			r.log.Warn("decode watched function", nimbus.LogFunction, e.Key, nimbus.LogErr, err)
 			continue
 		}
 		r.cache.apply(e.Key, &fn, e.Revision)

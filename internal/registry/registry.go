@@ -214,14 +214,14 @@ func exists(name string) error {
 func (r *Registry) dropUnusedCode(ctx context.Context, digest string) {
 	inUse, err := r.CodeInUse(ctx)
 	if err != nil {
-		r.log.Warn("list code in use", "err", err)
+		r.log.Warn("list code in use", nimbus.LogErr, err)
 		return
 	}
 	if inUse[digest] {
 		return
 	}
 	if err := r.cfg.Blobs.Delete(ctx, digest); err != nil && !errors.Is(err, nimbus.ErrNotFound) {
-		r.log.Warn("delete code blob", "digest", digest, "err", err)
+		r.log.Warn("delete code blob", "digest", digest, nimbus.LogErr, err)
 	}
 }
 
@@ -269,7 +269,7 @@ func (r *Registry) prepare(name, digest string, zip []byte) {
 			return // closing: the next start prepares it on demand
 		}
 		if err != nil {
-			r.log.Error("prepare code", "function", name, "digest", digest, "err", err)
+			r.log.Error("prepare code", nimbus.LogFunction, name, "digest", digest, nimbus.LogErr, err)
 		}
 		r.settle(name, digest, err)
 	}()
@@ -296,7 +296,7 @@ func (r *Registry) settle(name, digest string, prepErr error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errSkip) && !errors.Is(err, nimbus.ErrNotFound) && r.ctx.Err() == nil {
-		r.log.Error("record function state", "function", name, "err", err)
+		r.log.Error("record function state", nimbus.LogFunction, name, nimbus.LogErr, err)
 	}
 }
 

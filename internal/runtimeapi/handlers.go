@@ -40,7 +40,7 @@ const (
 	keyPath      = "path"
 	keyErrorType = "error_type"
 	keyStatus    = "status"
-	keyMessage   = "msg"
+	keyMessage   = "message"
 )
 
 // maxDrain bounds how much of an oversized body is read (and dropped) so

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // admitListener accepts only connections from the instance's own user, so
@@ -39,7 +41,7 @@ func (l admitListener) Accept() (net.Conn, error) {
 			return c, nil
 		}
 		l.s.log.Warn("runtime API: refused a connection from another user",
-			"peer", c.RemoteAddr().String(), "uid", uid, "want_uid", l.s.admitUID, "err", err)
+			"peer", c.RemoteAddr().String(), "uid", uid, "want_uid", l.s.admitUID, nimbus.LogErr, err)
 		c.Close()
 	}
 }

@@ -33,7 +33,7 @@ func TestProvided(t *testing.T) {
 	buildGoFn(t, code)
 	for _, id := range []string{"provided.al2023", "provided.al2"} {
 		t.Run(id, func(t *testing.T) {
-			rt, ok := NewSet(discovered()).Lookup(id)
+			rt, ok := lookup(discovered(), id)
 			if !ok {
 				t.Fatalf("%s not discovered", id)
 			}
@@ -269,4 +269,14 @@ func TestIsReserved(t *testing.T) {
 			t.Errorf("IsReserved(%q) = %v, want %v", name, got, want)
 		}
 	}
+}
+
+// lookup finds the runtime named id.
+func lookup(rts []Runtime, id string) (Runtime, bool) {
+	for _, rt := range rts {
+		if rt.ID == id {
+			return rt, true
+		}
+	}
+	return Runtime{}, false
 }

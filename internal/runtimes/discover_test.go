@@ -1,14 +1,11 @@
 package runtimes
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/nimbus-serverless/nimbus"
 )
 
 func TestDiscoverHost(t *testing.T) {
@@ -157,38 +154,5 @@ func TestWorldExecutable(t *testing.T) {
 				t.Errorf("worldExecutable = %v, want ok %v", err, tt.wantOK)
 			}
 		})
-	}
-}
-
-func TestSet(t *testing.T) {
-	s := NewSet([]Runtime{
-		{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"},
-		{ID: "http", Kind: KindHTTP},
-		{ID: "provided.al2023", Kind: KindProvided},
-	})
-	if got, want := s.IDs(), []string{"http", "provided.al2023", "python3.11"}; !slices.Equal(got, want) {
-		t.Errorf("IDs = %q, want %q", got, want)
-	}
-	if rt, ok := s.Lookup("python3.11"); !ok || rt.Interp != "/usr/bin/python3.11" {
-		t.Errorf("Lookup(python3.11) = %+v, %v", rt, ok)
-	}
-	if _, ok := s.Lookup("java21"); ok {
-		t.Error("Lookup(java21) found a runtime")
-	}
-	if rt, err := s.Get("http"); err != nil || rt.Kind != KindHTTP {
-		t.Errorf("Get(http) = %+v, %v", rt, err)
-	}
-	_, err := s.Get("java21")
-	if !errors.Is(err, nimbus.ErrInvalid) {
-		t.Fatalf("Get(java21) error = %v, want ErrInvalid", err)
-	}
-	want := "Value 'java21' at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [http, provided.al2023, python3.11]"
-	if err.Error() != want {
-		t.Errorf("Get(java21) error = %q, want %q", err, want)
-	}
-	// IDs returns a copy.
-	s.IDs()[0] = "changed"
-	if s.IDs()[0] != "http" {
-		t.Error("IDs exposes the Set's own slice")
 	}
 }

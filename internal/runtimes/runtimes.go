@@ -41,9 +41,8 @@ const (
 
 // Log attribute keys.
 const (
-	keyPath    = "path"
-	keyReason  = "reason"
-	keyRuntime = "runtime"
+	keyPath   = "path"
+	keyReason = "reason"
 )
 
 // Runtime is a runtime this node offers.
@@ -85,7 +84,7 @@ func discover(log *slog.Logger, pyDirs, nodes []string) []Runtime {
 	rts = append(rts, findNode(log, nodes)...)
 	slices.SortFunc(rts, func(a, b Runtime) int { return strings.Compare(a.ID, b.ID) })
 	for _, rt := range rts {
-		log.Debug("runtime available", keyRuntime, rt.ID, keyPath, rt.Interp)
+		log.Debug("runtime available", nimbus.LogRuntime, rt.ID, keyPath, rt.Interp)
 	}
 	return rts
 }
@@ -215,41 +214,3 @@ func searchable(dir string) error {
 		dir = parent
 	}
 }
-
-// Set is the runtimes of a node, looked up by ID.
-type Set struct {
-	byID map[string]Runtime
-	ids  []string
-}
-
-// NewSet returns a Set of rts.
-func NewSet(rts []Runtime) *Set {
-	s := &Set{byID: make(map[string]Runtime, len(rts))}
-	for _, rt := range rts {
-		if _, dup := s.byID[rt.ID]; !dup {
-			s.ids = append(s.ids, rt.ID)
-		}
-		s.byID[rt.ID] = rt
-	}
-	slices.Sort(s.ids)
-	return s
-}
-
-// Lookup returns the runtime named id.
-func (s *Set) Lookup(id string) (Runtime, bool) {
-	rt, ok := s.byID[id]
-	return rt, ok
-}
-
-// Get returns the runtime named id, or an error wrapping nimbus.ErrInvalid
-// whose message (Lambda's wording) lists the runtimes this node offers.
-func (s *Set) Get(id string) (Runtime, error) {
-	if rt, ok := s.byID[id]; ok {
-		return rt, nil
-	}
-	return Runtime{}, nimbus.Invalidf("Value '%s' at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [%s]",
-		id, strings.Join(s.ids, ", "))
-}
-
-// IDs returns the IDs of the runtimes, sorted.
-func (s *Set) IDs() []string { return slices.Clone(s.ids) }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // Backoff is an exponential back-off schedule with jitter: the n-th delay
@@ -66,7 +68,7 @@ func Reconnect(ctx context.Context, status *Status, log *slog.Logger, minWait, m
 			return
 		}
 		status.Error(err)
-		log.Warn("consumer stopped; retrying", "error", err, "retry_in", wait)
+		log.Warn("consumer stopped; retrying", nimbus.LogErr, err, "retry_in", wait)
 		if progress {
 			wait = minWait
 		}

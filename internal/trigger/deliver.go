@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 )
 
 // MaxPayload is the largest request a function is given (Lambda's 6 MB
@@ -26,7 +25,7 @@ type Invoker interface {
 	// Invoke errors: nimbus.ErrThrottled (no capacity: waited out, not a
 	// failure), nimbus.ErrConflict (shutting down), ctx errors; others are
 	// platform failures of the attempt.
-	Invoke(ctx context.Context, fn *nimbus.Function, req engine.Request) (engine.Result, error)
+	Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error)
 }
 
 // Functions looks functions up (the registry).
@@ -119,15 +118,9 @@ func NewSink(cfg SinkConfig) *Deliverer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := cfg.Logger.With(keyFunction, cfg.Function, keyTrigger, cfg.Trigger.Name)
+	log := cfg.Logger.With(nimbus.LogFunction, cfg.Function, nimbus.LogTrigger, cfg.Trigger.Name)
 	return &Deliverer{cfg: cfg, log: log}
 }
-
-// Log attribute keys.
-const (
-	keyFunction = "function"
-	keyTrigger  = "trigger"
-)
 
 // item is a message with its encoded event.
 type item struct {
@@ -277,7 +270,7 @@ func (d *Deliverer) attempt(ctx context.Context, items []item) (outcome, error) 
 		case errors.Is(err, nimbus.ErrConflict):
 			return outcome{}, fmt.Errorf("invoke: %w", err)
 		default:
-			d.log.Warn("trigger: invoke failed", "err", err)
+			d.log.Warn("trigger: invoke failed", nimbus.LogErr, err)
 			return outcome{failed: items, reason: "the invocation failed: " + err.Error()}, nil
 		}
 	}
@@ -285,7 +278,7 @@ func (d *Deliverer) attempt(ctx context.Context, items []item) (outcome, error) 
 
 // request builds the invocation of items: one event or an array. HTTP
 // functions receive it as a POST with the CloudEvents content type.
-func (d *Deliverer) request(items []item) engine.Request {
+func (d *Deliverer) request(items []item) nimbus.Invocation {
 	payload, ct := items[0].ev, ContentTypeEvent
 	if d.cfg.Trigger.BatchSize > 1 || len(items) > 1 {
 		msgs := make([]byte, 0, len(items)*(len(items[0].ev)+1)+2)
@@ -298,10 +291,10 @@ func (d *Deliverer) request(items []item) engine.Request {
 		}
 		payload, ct = append(msgs, ']'), ContentTypeBatch
 	}
-	return engine.Request{
+	return nimbus.Invocation{
 		RequestID: uuid.NewString(),
 		Payload:   payload,
-		HTTP: &engine.HTTPRequest{Method: http.MethodPost, Path: "/", Body: payload,
+		HTTP: &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: payload,
 			Header: http.Header{"Content-Type": {ct}}},
 	}
 }
@@ -309,7 +302,7 @@ func (d *Deliverer) request(items []item) engine.Request {
 // judge reads an invocation's result: a function error or an HTTP error
 // status fails every item; a partial batch response fails the items it
 // names.
-func judge(items []item, res engine.Result) outcome {
+func judge(items []item, res nimbus.Result) outcome {
 	if res.Err != nil {
 		kind := "Handled"
 		if res.Err.Unhandled {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/engine"
 )
 
 // fakeFunctions serves one function, or none after delete.
@@ -64,22 +63,22 @@ func (f *fakeFunctions) remove(name string) {
 // fakeInvoker answers each invocation with answer, and records them.
 type fakeInvoker struct {
 	mu     sync.Mutex
-	calls  []engine.Request
-	answer func(call int, events []map[string]any) (engine.Result, error)
+	calls  []nimbus.Invocation
+	answer func(call int, events []map[string]any) (nimbus.Result, error)
 }
 
-func (f *fakeInvoker) Invoke(_ context.Context, _ *nimbus.Function, req engine.Request) (engine.Result, error) {
+func (f *fakeInvoker) Invoke(_ context.Context, _ *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, req)
 	n := len(f.calls)
 	f.mu.Unlock()
 	if f.answer == nil {
-		return engine.Result{Payload: []byte("null")}, nil
+		return nimbus.Result{Payload: []byte("null")}, nil
 	}
 	return f.answer(n, decodeEvents(req.Payload))
 }
 
-func (f *fakeInvoker) requests() []engine.Request {
+func (f *fakeInvoker) requests() []nimbus.Invocation {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
@@ -215,12 +214,12 @@ func TestDeliverShapes(t *testing.T) {
 func TestDeliverPartialBatchResponse(t *testing.T) {
 	f := newSinkFixture(nimbus.Trigger{BatchSize: 10, MaxRetries: 3})
 	var got [][]string
-	f.inv.answer = func(call int, events []map[string]any) (engine.Result, error) {
+	f.inv.answer = func(call int, events []map[string]any) (nimbus.Result, error) {
 		got = append(got, ids(events))
 		if call == 1 {
-			return engine.Result{Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":"m1"},{"itemIdentifier":"m3"}]}`)}, nil
+			return nimbus.Result{Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":"m1"},{"itemIdentifier":"m3"}]}`)}, nil
 		}
-		return engine.Result{Payload: []byte(`{"batchItemFailures":[]}`)}, nil
+		return nimbus.Result{Payload: []byte(`{"batchItemFailures":[]}`)}, nil
 	}
 	if err := f.sink.Deliver(t.Context(), messages(4)); err != nil {
 		t.Fatal(err)
@@ -239,13 +238,13 @@ func TestDeliverPartialBatchResponse(t *testing.T) {
 
 func TestDeliverRetriesThenFailureDestination(t *testing.T) {
 	f := newSinkFixture(nimbus.Trigger{BatchSize: 5, MaxRetries: 3, FailureDestination: "nats:dlq"})
-	f.inv.answer = func(_ int, events []map[string]any) (engine.Result, error) {
+	f.inv.answer = func(_ int, events []map[string]any) (nimbus.Result, error) {
 		// m2 is poison: the function always fails while it is in the batch.
 		if slices.Contains(ids(events), "m2") {
-			return engine.Result{Payload: []byte(`{"errorType":"Error","errorMessage":"boom"}`),
+			return nimbus.Result{Payload: []byte(`{"errorType":"Error","errorMessage":"boom"}`),
 				Err: &nimbus.FunctionError{Type: "Error", Message: "boom"}}, nil
 		}
-		return engine.Result{Payload: []byte(`"ok"`)}, nil
+		return nimbus.Result{Payload: []byte(`"ok"`)}, nil
 	}
 	if err := f.sink.Deliver(t.Context(), messages(3)); err != nil {
 		t.Fatal(err)
@@ -273,11 +272,11 @@ func TestDeliverRetriesThenFailureDestination(t *testing.T) {
 
 func TestDeliverPoisonMessageAmongGoodOnes(t *testing.T) {
 	f := newSinkFixture(nimbus.Trigger{BatchSize: 5, MaxRetries: 2, FailureDestination: "nats:dlq"})
-	f.inv.answer = func(_ int, events []map[string]any) (engine.Result, error) {
+	f.inv.answer = func(_ int, events []map[string]any) (nimbus.Result, error) {
 		if slices.Contains(ids(events), "m2") {
-			return engine.Result{Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":"m2"}]}`)}, nil
+			return nimbus.Result{Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":"m2"}]}`)}, nil
 		}
-		return engine.Result{}, nil
+		return nimbus.Result{}, nil
 	}
 	if err := f.sink.Deliver(t.Context(), messages(5)); err != nil {
 		t.Fatal(err)
@@ -292,11 +291,11 @@ func TestDeliverPoisonMessageAmongGoodOnes(t *testing.T) {
 
 func TestDeliverThrottleIsWaitedOut(t *testing.T) {
 	f := newSinkFixture(nimbus.Trigger{BatchSize: 1, MaxRetries: 0})
-	f.inv.answer = func(call int, _ []map[string]any) (engine.Result, error) {
+	f.inv.answer = func(call int, _ []map[string]any) (nimbus.Result, error) {
 		if call <= 5 {
-			return engine.Result{}, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded.")
+			return nimbus.Result{}, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded.")
 		}
-		return engine.Result{}, nil
+		return nimbus.Result{}, nil
 	}
 	if err := f.sink.Deliver(t.Context(), messages(1)); err != nil {
 		t.Fatal(err)
@@ -318,8 +317,8 @@ func TestDeliverBadPartialResponses(t *testing.T) {
 	} {
 		t.Run(payload, func(t *testing.T) {
 			f := newSinkFixture(nimbus.Trigger{BatchSize: 2, MaxRetries: 0, FailureDestination: "d"})
-			f.inv.answer = func(int, []map[string]any) (engine.Result, error) {
-				return engine.Result{Payload: []byte(payload)}, nil
+			f.inv.answer = func(int, []map[string]any) (nimbus.Result, error) {
+				return nimbus.Result{Payload: []byte(payload)}, nil
 			}
 			if err := f.sink.Deliver(t.Context(), messages(2)); err != nil {
 				t.Fatal(err)
@@ -335,8 +334,8 @@ func TestDeliverBadPartialResponses(t *testing.T) {
 	for _, payload := range []string{`{"batchItemFailures":null}`, `{"batchItemFailures":[]}`, `[1]`, `"x"`, ``, `{"other":1}`} {
 		t.Run("success "+payload, func(t *testing.T) {
 			f := newSinkFixture(nimbus.Trigger{BatchSize: 2})
-			f.inv.answer = func(int, []map[string]any) (engine.Result, error) {
-				return engine.Result{Payload: []byte(payload)}, nil
+			f.inv.answer = func(int, []map[string]any) (nimbus.Result, error) {
+				return nimbus.Result{Payload: []byte(payload)}, nil
 			}
 			if err := f.sink.Deliver(t.Context(), messages(2)); err != nil {
 				t.Fatal(err)
@@ -350,12 +349,12 @@ func TestDeliverBadPartialResponses(t *testing.T) {
 
 func TestDeliverHTTPStatus(t *testing.T) {
 	f := newSinkFixture(nimbus.Trigger{BatchSize: 1, MaxRetries: 1})
-	f.inv.answer = func(call int, _ []map[string]any) (engine.Result, error) {
+	f.inv.answer = func(call int, _ []map[string]any) (nimbus.Result, error) {
 		status := 500
 		if call == 2 {
 			status = 204
 		}
-		return engine.Result{HTTP: &engine.HTTPResponse{Status: status}}, nil
+		return nimbus.Result{HTTP: &nimbus.HTTPResponse{Status: status}}, nil
 	}
 	if err := f.sink.Deliver(t.Context(), messages(1)); err != nil {
 		t.Fatal(err)
@@ -369,8 +368,8 @@ func TestDeliverCannotFinish(t *testing.T) {
 	t.Run("destination down", func(t *testing.T) {
 		f := newSinkFixture(nimbus.Trigger{BatchSize: 1, MaxRetries: 0, FailureDestination: "nats:dlq"})
 		f.sender.err = errors.New("nats: no responders")
-		f.inv.answer = func(int, []map[string]any) (engine.Result, error) {
-			return engine.Result{Err: &nimbus.FunctionError{Type: "E", Message: "m"}}, nil
+		f.inv.answer = func(int, []map[string]any) (nimbus.Result, error) {
+			return nimbus.Result{Err: &nimbus.FunctionError{Type: "E", Message: "m"}}, nil
 		}
 		err := f.sink.Deliver(t.Context(), messages(1))
 		if err == nil || !strings.Contains(err.Error(), "no responders") {
@@ -382,8 +381,8 @@ func TestDeliverCannotFinish(t *testing.T) {
 	})
 	t.Run("shutting down", func(t *testing.T) {
 		f := newSinkFixture(nimbus.Trigger{BatchSize: 1})
-		f.inv.answer = func(int, []map[string]any) (engine.Result, error) {
-			return engine.Result{}, nimbus.Errorf(nimbus.ErrConflict, "Nimbus is shutting down")
+		f.inv.answer = func(int, []map[string]any) (nimbus.Result, error) {
+			return nimbus.Result{}, nimbus.Errorf(nimbus.ErrConflict, "Nimbus is shutting down")
 		}
 		if err := f.sink.Deliver(t.Context(), messages(1)); !errors.Is(err, nimbus.ErrConflict) {
 			t.Errorf("got %v, want ErrConflict", err)
@@ -392,9 +391,9 @@ func TestDeliverCannotFinish(t *testing.T) {
 	t.Run("context ended while throttled", func(t *testing.T) {
 		f := newSinkFixture(nimbus.Trigger{BatchSize: 1})
 		ctx, cancel := context.WithCancel(t.Context())
-		f.inv.answer = func(int, []map[string]any) (engine.Result, error) {
+		f.inv.answer = func(int, []map[string]any) (nimbus.Result, error) {
 			cancel()
-			return engine.Result{}, nimbus.ErrThrottled
+			return nimbus.Result{}, nimbus.ErrThrottled
 		}
 		if err := f.sink.Deliver(ctx, messages(1)); !errors.Is(err, context.Canceled) {
 			t.Errorf("got %v, want context.Canceled", err)
@@ -411,8 +410,8 @@ func TestDeliverCannotFinish(t *testing.T) {
 
 func TestDeliverNoDestination(t *testing.T) {
 	f := newSinkFixture(nimbus.Trigger{BatchSize: 1, MaxRetries: 0})
-	f.inv.answer = func(int, []map[string]any) (engine.Result, error) {
-		return engine.Result{}, errors.New("sandbox: no free uid")
+	f.inv.answer = func(int, []map[string]any) (nimbus.Result, error) {
+		return nimbus.Result{}, errors.New("sandbox: no free uid")
 	}
 	if err := f.sink.Deliver(t.Context(), messages(1)); err != nil {
 		t.Fatalf("got %v, want the message dropped (no destination)", err)
@@ -437,8 +436,8 @@ func (d *fakeDLQ) DeadLetter(_ context.Context, msgs []Message) error {
 }
 
 func TestDeliverSourceDeadLetter(t *testing.T) {
-	fail := func(int, []map[string]any) (engine.Result, error) {
-		return engine.Result{Err: &nimbus.FunctionError{Type: "E", Message: "m"}}, nil
+	fail := func(int, []map[string]any) (nimbus.Result, error) {
+		return nimbus.Result{Err: &nimbus.FunctionError{Type: "E", Message: "m"}}, nil
 	}
 	t.Run("used without a failure destination", func(t *testing.T) {
 		f := newSinkFixture(nimbus.Trigger{BatchSize: 2, MaxRetries: 0})
@@ -532,7 +531,7 @@ func FuzzPartialFailures(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		items := []item{{msg: Message{ID: "m0"}}, {msg: Message{ID: "m1"}}}
-		out := judge(items, engine.Result{Payload: payload})
+		out := judge(items, nimbus.Result{Payload: payload})
 		if len(out.failed) > len(items) {
 			t.Fatalf("more failures than items: %d", len(out.failed))
 		}

@@ -163,7 +163,7 @@ func (m *Manager) Changed(name string) {
 	// so the last caller applies the newest one.
 	fn, err := m.cfg.Functions.Get(m.ctx, name)
 	if err != nil && !errors.Is(err, nimbus.ErrNotFound) {
-		m.log.Warn("trigger: look up function", keyFunction, name, "err", err)
+		m.log.Warn("trigger: look up function", nimbus.LogFunction, name, nimbus.LogErr, err)
 		return
 	}
 	m.syncLocked(name, fn)
@@ -229,9 +229,9 @@ func (m *Manager) forgetLocked(k runKey, r *run) {
 		}
 		ctx, cancel := context.WithTimeout(m.ctx, forgetTimeout)
 		defer cancel()
-		log := m.log.With(keyFunction, k.function, keyTrigger, k.trigger, "type", r.trigger.Type)
+		log := m.log.With(nimbus.LogFunction, k.function, nimbus.LogTrigger, k.trigger, "type", r.trigger.Type)
 		if err := m.forget(ctx, f, m.options(k.function, r)); err != nil {
-			log.Warn("trigger: deleted, but its state on the broker could not be removed", "err", err)
+			log.Warn("trigger: deleted, but its state on the broker could not be removed", nimbus.LogErr, err)
 			return
 		}
 		log.Info("trigger: deleted; its state on the broker is removed")
@@ -314,7 +314,7 @@ func (m *Manager) newSink(function string, t nimbus.Trigger, st *Status, dl Dead
 // back-off when it fails.
 func (m *Manager) supervise(ctx context.Context, function string, r *run) {
 	t := r.trigger
-	log := m.log.With(keyFunction, function, keyTrigger, t.Name, "type", t.Type)
+	log := m.log.With(nimbus.LogFunction, function, nimbus.LogTrigger, t.Name, "type", t.Type)
 	for failures := 0; ctx.Err() == nil; failures++ {
 		r.status.SetState(StateConnecting, "")
 		started := m.cfg.Now()
@@ -331,7 +331,7 @@ func (m *Manager) supervise(ctx context.Context, function string, r *run) {
 		}
 		if errors.Is(err, errConfig) {
 			r.status.Error(err)
-			log.Warn("trigger: configuration refused", "err", err)
+			log.Warn("trigger: configuration refused", nimbus.LogErr, err)
 			return // waits for a change
 		}
 		if err == nil {
@@ -342,7 +342,7 @@ func (m *Manager) supervise(ctx context.Context, function string, r *run) {
 			failures = 0
 		}
 		delay := m.cfg.Restart.Delay(failures)
-		log.Warn("trigger: source failed; restarting", "err", err, "delay", delay)
+		log.Warn("trigger: source failed; restarting", nimbus.LogErr, err, "delay", delay)
 		if m.cfg.Sleep(ctx, delay) != nil {
 			return
 		}
@@ -380,7 +380,7 @@ func (m *Manager) runSource(ctx context.Context, function string, r *run, src So
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("the %s source panicked: %v", r.trigger.Type, p)
-			m.log.Error("trigger: source panicked", keyFunction, function, keyTrigger, r.trigger.Name,
+			m.log.Error("trigger: source panicked", nimbus.LogFunction, function, nimbus.LogTrigger, r.trigger.Name,
 				"panic", p, "stack", string(debug.Stack()))
 		}
 	}()
@@ -411,7 +411,7 @@ func (m *Manager) options(function string, r *run) Options {
 		Concurrency: conc,
 		Group:       GroupName(function, t.Name),
 		Status:      r.status,
-		Logger:      m.log.With(keyFunction, function, keyTrigger, t.Name),
+		Logger:      m.log.With(nimbus.LogFunction, function, nimbus.LogTrigger, t.Name),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"golang.org/x/sys/unix"
 )
@@ -79,9 +80,9 @@ func (i *instance) start(ctx context.Context) (err error) {
 		}
 		// It died while idle (or could not prepare): start one as if there
 		// were no pool.
-		i.b.log.Warn("pre-started sandbox helper failed; starting another", logInstance, i.spec.ID, logError, err)
+		i.b.log.Warn("pre-started sandbox helper failed; starting another", nimbus.LogInstance, i.spec.ID, nimbus.LogErr, err)
 		if derr := h.destroy(); derr != nil {
-			i.b.log.Warn("discard sandbox helper", logError, derr)
+			i.b.log.Warn("discard sandbox helper", nimbus.LogErr, derr)
 		}
 		i.h, i.cg = nil, nil
 	}
@@ -235,7 +236,7 @@ func (i *instance) waitOutput() {
 	select {
 	case <-drained:
 	case <-time.After(outputGrace):
-		i.b.log.Warn("instance output still open after exit; closing it", logInstance, i.spec.ID)
+		i.b.log.Warn("instance output still open after exit; closing it", nimbus.LogInstance, i.spec.ID)
 		for _, r := range i.readers {
 			_ = r.Close()
 		}
@@ -284,7 +285,7 @@ func (i *instance) killRest() {
 	switch {
 	case i.cg != nil:
 		if !i.cg.killAll() {
-			i.b.log.Warn("instance processes survive kill", logInstance, i.spec.ID)
+			i.b.log.Warn("instance processes survive kill", nimbus.LogInstance, i.spec.ID)
 		}
 	case i.b.root:
 		deadline := time.Now().Add(drainTimeout)
@@ -317,12 +318,12 @@ func (i *instance) cleanup() {
 		i.peak, i.cgGone = i.cg.peak(), true
 		i.mu.Unlock()
 		if err := i.cg.remove(); err != nil {
-			i.b.log.Warn("remove instance cgroup", logInstance, i.spec.ID, logError, err)
+			i.b.log.Warn("remove instance cgroup", nimbus.LogInstance, i.spec.ID, nimbus.LogErr, err)
 		}
 	}
 	if i.dir != "" {
 		if err := os.RemoveAll(i.dir); err != nil {
-			i.b.log.Warn("remove instance dir", logInstance, i.spec.ID, logError, err)
+			i.b.log.Warn("remove instance dir", nimbus.LogInstance, i.spec.ID, nimbus.LogErr, err)
 		}
 	}
 	i.b.release(i.slot, i.spec.ID)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // poolSeq numbers the cgroups of pre-started helpers, for every Backend of
@@ -89,9 +91,9 @@ func (b *Backend) fill() {
 		p.filling = false
 		p.mu.Unlock()
 		if err != nil {
-			b.log.Warn("pre-start sandbox helper", logError, err)
+			b.log.Warn("pre-start sandbox helper", nimbus.LogErr, err)
 		} else if err := h.destroy(); err != nil {
-			b.log.Warn("discard sandbox helper", logError, err)
+			b.log.Warn("discard sandbox helper", nimbus.LogErr, err)
 		}
 		return
 	}

@@ -25,12 +25,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Log attribute keys.
-const (
-	logInstance = "instance"
-	logError    = "error"
-)
-
 // probeTimeout bounds New's trial run of the init helper.
 const probeTimeout = 30 * time.Second
 
@@ -234,7 +228,7 @@ func (b *Backend) probeRun() error {
 	_ = r.Close()
 	if g != nil {
 		if rerr := g.remove(); rerr != nil {
-			b.log.Warn("remove probe cgroup", logError, rerr)
+			b.log.Warn("remove probe cgroup", nimbus.LogErr, rerr)
 		}
 	}
 	return err

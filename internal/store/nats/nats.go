@@ -181,14 +181,14 @@ func (s *Store) connect(ctx context.Context) error {
 		nats.ClosedHandler(func(*nats.Conn) { close(s.closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				s.log.Warn("nats disconnected", "err", err)
+				s.log.Warn("nats disconnected", nimbus.LogErr, err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			s.log.Error("nats async error", "err", err)
+			s.log.Error("nats async error", nimbus.LogErr, err)
 		}),
 	}
 	if url == "" {

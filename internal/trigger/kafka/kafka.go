@@ -49,6 +49,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -173,7 +174,7 @@ func (c *consumer) run(ctx context.Context) {
 	leave, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := c.cl.LeaveGroupContext(leave); err != nil {
-		c.log.Warn("kafka leave group", "err", err)
+		c.log.Warn("kafka leave group", nimbus.LogErr, err)
 	}
 	c.cl.CloseAllowingRebalance()
 }
@@ -212,7 +213,7 @@ func (c *consumer) fetchErrors(fs kgo.Fetches) bool {
 		if errors.Is(e.Err, context.Canceled) {
 			continue
 		}
-		c.log.Warn("kafka fetch", "partition", e.Partition, "err", e.Err)
+		c.log.Warn("kafka fetch", "partition", e.Partition, nimbus.LogErr, e.Err)
 		c.opts.Status.Error(fmt.Errorf("fetch %s[%d]: %w", e.Topic, e.Partition, e.Err))
 	}
 	return len(errs) > 0

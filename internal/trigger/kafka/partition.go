@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -167,7 +168,7 @@ func (p *partition) deliver(recs []*kgo.Record) bool {
 			return false
 		}
 		p.c.log.Warn("kafka deliver failed; retrying", "partition", p.id,
-			"offset", recs[0].Offset, "retry_in", backoff, "err", err)
+			"offset", recs[0].Offset, "retry_in", backoff, nimbus.LogErr, err)
 		if !p.backoff(backoff) {
 			return false
 		}
@@ -197,6 +198,6 @@ func (p *partition) commit(last *kgo.Record) {
 	if err := p.c.cl.CommitRecords(ctx, last); err != nil {
 		// The batch will be delivered again by whoever owns the
 		// partition next.
-		p.c.log.Warn("kafka commit failed", "partition", p.id, "offset", last.Offset, "err", err)
+		p.c.log.Warn("kafka commit failed", "partition", p.id, "offset", last.Offset, nimbus.LogErr, err)
 	}
 }

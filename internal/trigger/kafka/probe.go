@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,7 +44,7 @@ func (c *consumer) probe(ctx context.Context) {
 	}
 	switch {
 	case err != nil && c.ctx.Err() == nil:
-		c.log.Warn("kafka probe", "err", err)
+		c.log.Warn("kafka probe", nimbus.LogErr, err)
 		c.opts.Status.Error(err)
 	case err == nil:
 		c.opts.Status.Connected()

@@ -12,6 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -223,7 +224,7 @@ func (ss *session) ack(batch []inbound) {
 			continue
 		}
 		if err := m.client.Ack(m.pub); err != nil && !m.stale() {
-			ss.set.Logger.Warn("mqtt: acknowledge", "error", err, "topic", m.pub.Topic)
+			ss.set.Logger.Warn("mqtt: acknowledge", nimbus.LogErr, err, "topic", m.pub.Topic)
 		}
 	}
 	ss.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -29,7 +30,7 @@ func (r *run) core(ctx context.Context) error {
 	}
 	ln.Work(ctx, r.opts.Concurrency, func(_ string, batch []*held) { r.deliverCore(ctx, batch) })
 	if err := sub.Unsubscribe(); err != nil {
-		r.log.Warn("nats unsubscribe", "err", err)
+		r.log.Warn("nats unsubscribe", nimbus.LogErr, err)
 	}
 	if n := len(ln.Drain()); n > 0 {
 		r.log.Warn("core NATS messages dropped at shutdown (core NATS is at-most-once)", "count", n)
@@ -61,11 +62,11 @@ func (r *run) deliverCore(ctx context.Context, batch []*held) {
 			return
 		}
 		if ctx.Err() != nil {
-			r.log.Warn("core NATS batch dropped at shutdown (core NATS is at-most-once)", "count", len(msgs), "err", err)
+			r.log.Warn("core NATS batch dropped at shutdown (core NATS is at-most-once)", "count", len(msgs), nimbus.LogErr, err)
 			return
 		}
 		d := r.src.backoff(n)
-		r.log.Warn("nats deliver failed; retrying", "subject", msgs[0].Subject, "retry_in", d, "err", err)
+		r.log.Warn("nats deliver failed; retrying", "subject", msgs[0].Subject, "retry_in", d, nimbus.LogErr, err)
 		if trigger.Sleep(ctx, d) != nil {
 			return
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -95,7 +96,7 @@ func (j *jsRun) consume(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		j.log.Warn("nats jetstream consumer", "err", err)
+		j.log.Warn("nats jetstream consumer", nimbus.LogErr, err)
 		if j.nc.IsConnected() {
 			j.opts.Status.Error(err)
 		}
@@ -168,7 +169,7 @@ func (j *jsRun) pull(ctx context.Context, cons jetstream.Consumer) error {
 		}
 		h, err := j.message(m)
 		if err != nil {
-			j.log.Warn("nats jetstream message without metadata", "subject", m.Subject(), "err", err)
+			j.log.Warn("nats jetstream message without metadata", "subject", m.Subject(), nimbus.LogErr, err)
 			continue
 		}
 		j.hold(h)
@@ -222,14 +223,14 @@ func (j *jsRun) deliver(ctx context.Context, batch []*held) {
 	case err == nil:
 		for _, h := range batch {
 			if err := h.js.Ack(); err != nil {
-				j.log.Debug("nats ack", "seq", h.msg.ID, "err", err)
+				j.log.Debug("nats ack", "seq", h.msg.ID, nimbus.LogErr, err)
 			}
 		}
 	case ctx.Err() != nil:
 		return
 	default:
 		d := j.src.backoff(batch[0].deliveries)
-		j.log.Warn("nats deliver failed; redelivery later", "subject", batch[0].msg.Subject, "retry_in", d, "err", err)
+		j.log.Warn("nats deliver failed; redelivery later", "subject", batch[0].msg.Subject, "retry_in", d, nimbus.LogErr, err)
 		j.nak(batch, d)
 	}
 	j.release(batch)
@@ -245,7 +246,7 @@ func (j *jsRun) nak(batch []*held, delay time.Duration) {
 			err = h.js.Nak()
 		}
 		if err != nil {
-			j.log.Debug("nats nak", "seq", h.msg.ID, "err", err)
+			j.log.Debug("nats nak", "seq", h.msg.ID, nimbus.LogErr, err)
 		}
 	}
 }

@@ -57,6 +57,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -163,7 +164,7 @@ func (r *run) connect() (*nats.Conn, error) {
 			if r.closing.Load() {
 				return
 			}
-			r.log.Warn("nats disconnected", "err", err)
+			r.log.Warn("nats disconnected", nimbus.LogErr, err)
 			st.Error(fmt.Errorf("disconnected: %v", orUnknown(err)))
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -172,7 +173,7 @@ func (r *run) connect() (*nats.Conn, error) {
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			r.log.Warn("nats error", "err", err)
+			r.log.Warn("nats error", nimbus.LogErr, err)
 		}),
 	)
 	if err != nil {
@@ -186,7 +187,7 @@ func (r *run) close() {
 	r.closing.Store(true)
 	if r.nc.IsConnected() {
 		if err := r.nc.FlushTimeout(closeTimeout); err != nil {
-			r.log.Warn("nats flush", "err", err)
+			r.log.Warn("nats flush", nimbus.LogErr, err)
 		}
 	}
 	r.nc.Close()

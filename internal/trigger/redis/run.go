@@ -11,6 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -200,7 +201,7 @@ func (r *round) keepClaimed(ctx context.Context) {
 				Stream: r.cfg.Stream, Group: r.set.group, Consumer: r.set.consumer, Messages: ids[:n],
 			}).Err()
 			if err != nil && !errors.Is(err, goredis.Nil) && ctx.Err() == nil {
-				r.set.Logger.Warn("redis: keep entries claimed", "error", err)
+				r.set.Logger.Warn("redis: keep entries claimed", nimbus.LogErr, err)
 				break
 			}
 			ids = ids[n:]

@@ -67,19 +67,19 @@ type wireRecord struct {
 func ParseNotification(body []byte) (Notification, error) {
 	var w wireNotification
 	if err := json.Unmarshal(body, &w); err != nil {
-		return Notification{}, nimbus.Invalidf("S3 event notification: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return Notification{}, nimbus.Errorf(nimbus.ErrMalformed, "S3 event notification: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if w.Records == nil {
 		if w.Event == TestEvent {
 			return Notification{Test: true}, nil
 		}
-		return Notification{}, nimbus.Invalidf("S3 event notification: no Records field")
+		return Notification{}, nimbus.Errorf(nimbus.ErrMalformed, "S3 event notification: no Records field")
 	}
 	n := Notification{Records: make([]Record, 0, len(*w.Records))}
 	for i, raw := range *w.Records {
 		r, err := parseRecord(raw)
 		if err != nil {
-			return Notification{}, nimbus.Invalidf("S3 event notification: Records[%d]: %s", i, err)
+			return Notification{}, nimbus.Errorf(nimbus.ErrMalformed, "S3 event notification: Records[%d]: %s", i, err)
 		}
 		n.Records = append(n.Records, r)
 	}

@@ -89,8 +89,8 @@ func TestParseNotificationErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
 			}
-			if !errors.Is(err, nimbus.ErrInvalid) {
-				t.Errorf("error %v is not nimbus.ErrInvalid", err)
+			if !errors.Is(err, nimbus.ErrMalformed) {
+				t.Errorf("error %v is not nimbus.ErrMalformed", err)
 			}
 		})
 	}
@@ -117,8 +117,8 @@ func FuzzParseNotification(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		n, err := ParseNotification(body)
 		if err != nil {
-			if !errors.Is(err, nimbus.ErrInvalid) {
-				t.Fatalf("error %v is not nimbus.ErrInvalid", err)
+			if !errors.Is(err, nimbus.ErrMalformed) {
+				t.Fatalf("error %v is not nimbus.ErrMalformed", err)
 			}
 			return
 		}

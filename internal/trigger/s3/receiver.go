@@ -16,7 +16,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -24,9 +23,6 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
-
-// ErrForbidden: the notification did not carry the trigger's secret.
-var ErrForbidden = errors.New("forbidden")
 
 // Receiver routes notifications to the triggers registered on this node.
 // It is safe for concurrent use.
@@ -97,8 +93,8 @@ type Result struct {
 // Receive delivers a notification body to function's trigger and returns
 // once the trigger's Sink accepted every matching record. secret is the
 // one the request carried ("" for none). Errors: nimbus.ErrNotFound (no
-// such trigger runs here), ErrForbidden (wrong or missing secret),
-// nimbus.ErrInvalid (not an S3 event notification); any other error means
+// such trigger runs here), nimbus.ErrForbidden (wrong or missing secret),
+// nimbus.ErrMalformed (not an S3 event notification); any other error means
 // the delivery failed and the store should send the notification again.
 func (r *Receiver) Receive(ctx context.Context, function, triggerName, secret string, body []byte) (Result, error) {
 	reg, err := r.acquire(function, triggerName)
@@ -107,7 +103,7 @@ func (r *Receiver) Receive(ctx context.Context, function, triggerName, secret st
 	}
 	defer reg.wg.Done()
 	if s := reg.cfg.Secret; s != "" && subtle.ConstantTimeCompare([]byte(s), []byte(secret)) != 1 {
-		return Result{}, nimbus.Errorf(ErrForbidden, "The notification must carry the trigger's secret (query parameter secret, Authorization: Bearer or X-Nimbus-Secret)")
+		return Result{}, nimbus.Errorf(nimbus.ErrForbidden, "The notification must carry the trigger's secret (query parameter secret, Authorization: Bearer or X-Nimbus-Secret)")
 	}
 	n, err := ParseNotification(body)
 	if err != nil {
@@ -121,7 +117,7 @@ func (r *Receiver) Receive(ctx context.Context, function, triggerName, secret st
 		}
 	}
 	if err := reg.deliver(ctx, batch); err != nil {
-		r.log.Warn("s3 notification not delivered", "function", function, "trigger", triggerName, "err", err)
+		r.log.Warn("s3 notification not delivered", nimbus.LogFunction, function, nimbus.LogTrigger, triggerName, nimbus.LogErr, err)
 		return res, err
 	}
 	res.Delivered = len(batch)

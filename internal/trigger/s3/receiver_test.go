@@ -99,9 +99,9 @@ func TestReceiveErrors(t *testing.T) {
 		want                  error
 	}{
 		{"unknown trigger", "nope", "", good, nimbus.ErrNotFound},
-		{"missing secret", "secret", "", good, ErrForbidden},
-		{"wrong secret", "secret", "0123456788", good, ErrForbidden},
-		{"malformed", "secret", "0123456789", []byte(`{"Records":`), nimbus.ErrInvalid},
+		{"missing secret", "secret", "", good, nimbus.ErrForbidden},
+		{"wrong secret", "secret", "0123456788", good, nimbus.ErrForbidden},
+		{"malformed", "secret", "0123456789", []byte(`{"Records":`), nimbus.ErrMalformed},
 		{"sink fails", "failing", "", good, triggertest.ErrRefused},
 	}
 	for _, tt := range tests {

@@ -136,7 +136,7 @@ func (r *run) heartbeat(ctx context.Context, lose context.CancelFunc, key string
 			lose()
 			return heartbeat{rev: rev, lost: true}
 		default:
-			r.log.Warn("renew tick claim", "key", key, "err", err)
+			r.log.Warn("renew tick claim", "key", key, nimbus.LogErr, err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -66,7 +67,7 @@ func newRun(s *Source, sink trigger.Sink, opts trigger.Options) *run {
 	}
 	log := s.log
 	if opts.Logger != nil {
-		log = opts.Logger.With("function", s.function, "trigger", s.name)
+		log = opts.Logger.With("function", s.function, nimbus.LogTrigger, s.name)
 	}
 	return &run{
 		log:     log,
@@ -90,7 +91,7 @@ func (r *run) startUp(ctx context.Context) (time.Time, bool) {
 			return start, true
 		}
 		r.status.Error(fmt.Errorf("timer store: %w", err))
-		r.log.Warn("timer start-up failed; retrying", "err", err)
+		r.log.Warn("timer start-up failed; retrying", nimbus.LogErr, err)
 		if !sleepUntil(ctx, r.deps.Clock, r.deps.Clock.Now().Add(r.backoff(tries))) {
 			return time.Time{}, false
 		}
@@ -300,7 +301,7 @@ func (r *run) finished(res result) {
 func (r *run) retryLater(j *job, now time.Time, err error) {
 	j.tries++
 	j.at = now.Add(r.backoff(j.tries))
-	r.log.Warn("tick not finished; retrying", "tick", j.tick, "retry_at", j.at, "err", err)
+	r.log.Warn("tick not finished; retrying", "tick", j.tick, "retry_at", j.at, nimbus.LogErr, err)
 }
 
 // backoff doubles from 1s up to half a lease, so a node retrying its own
@@ -316,7 +317,7 @@ func (r *run) keepAlive(ctx context.Context, now time.Time) {
 		return
 	}
 	if err := r.putAlive(ctx, now); err != nil {
-		r.log.Warn("refresh timer alive key", "err", err)
+		r.log.Warn("refresh timer alive key", nimbus.LogErr, err)
 		r.status.Error(fmt.Errorf("timer store: %w", err))
 		r.aliveAt = now.Add(r.backoff(1))
 	}

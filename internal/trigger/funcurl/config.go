@@ -1,4 +1,4 @@
-// Package http is the "http" trigger type: a function URL. A function with
+// Package funcurl is the "http" trigger type: a function URL. A function with
 // an enabled trigger of this type answers HTTP requests at
 // /fn/{name}/... on the Nimbus API address (internal/api serves it).
 //
@@ -7,7 +7,7 @@
 // receive (Lambda's function URL payload format 2.0, event.go) and the parser
 // of their answers (response.go). Its name follows the trigger type; import
 // it under another name (e.g. urltrigger) beside net/http.
-package http
+package funcurl
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package http
+package funcurl
 
 import (
 	"strings"
