@@ -123,6 +123,60 @@ type Function struct {
 	EventInvoke *EventInvokeConfig `json:"eventInvoke,omitempty"`
 	// Triggers connect event sources to the function.
 	Triggers []Trigger `json:"triggers,omitempty"`
+	// EphemeralStorageMB is the size of an instance's private /tmp
+	// (Lambda's EphemeralStorage.Size; 0: DefaultEphemeralMB).
+	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
+	// TracingMode is Lambda's TracingConfig.Mode: TracingPassThrough (the
+	// default, "") or TracingActive.
+	TracingMode string `json:"tracingMode,omitempty"`
+	// Logging is Lambda's LoggingConfig (nil: text logs, no level filter).
+	Logging *LoggingConfig `json:"logging,omitempty"`
+	// DeadLetterTarget receives the event of an asynchronous invocation
+	// that failed for good (Lambda's DeadLetterConfig.TargetArn): a
+	// destination as in EventInvokeConfig.
+	DeadLetterTarget string `json:"deadLetterTarget,omitempty"`
+}
+
+// Ephemeral storage (/tmp) limits, as Lambda has them.
+const (
+	MinEphemeralMB     = 512
+	MaxEphemeralMB     = 10240
+	DefaultEphemeralMB = 512
+)
+
+// Tracing modes (TracingConfig.Mode).
+const (
+	TracingPassThrough = "PassThrough"
+	TracingActive      = "Active"
+)
+
+// Log formats (LoggingConfig.LogFormat).
+const (
+	LogFormatText = "Text"
+	LogFormatJSON = "JSON"
+)
+
+// LoggingConfig is how a function's logs are written (Lambda's
+// LoggingConfig). The levels apply to the JSON format only, as in Lambda.
+type LoggingConfig struct {
+	LogFormat string `json:"logFormat,omitempty"` // LogFormatText ("") or LogFormatJSON
+	// ApplicationLogLevel is the least level of the function's own log
+	// records that is kept: TRACE, DEBUG, INFO (""), WARN, ERROR or FATAL.
+	ApplicationLogLevel string `json:"applicationLogLevel,omitempty"`
+	// SystemLogLevel is the least level of the platform's records (START,
+	// END, REPORT are INFO) that is kept: DEBUG, INFO ("") or WARN.
+	SystemLogLevel string `json:"systemLogLevel,omitempty"`
+}
+
+// JSONLogs reports whether the function's logs are in the JSON format.
+func (f *Function) JSONLogs() bool { return f.Logging != nil && f.Logging.LogFormat == LogFormatJSON }
+
+// TmpMB is the size of an instance's /tmp.
+func (f *Function) TmpMB() int {
+	if f.EphemeralStorageMB == 0 {
+		return DefaultEphemeralMB
+	}
+	return f.EphemeralStorageMB
 }
 
 // FunctionError is an error raised by the user's function (as opposed to the
