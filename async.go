@@ -111,3 +111,30 @@ type DeadLetter struct {
 	Failed    time.Time       `json:"failed"`
 	Payload   json.RawMessage `json:"payload"`
 }
+
+// Supersedes reports whether record t replaces cur, two records of one task
+// that may arrive in any order (written by different nodes, or one of them
+// without waiting). A later life of the task (a re-drive, created later)
+// wins; within one life a final status stands, a stop request outranks
+// running and retrying, and otherwise the later update wins (a tie too).
+func (t *Task) Supersedes(cur *Task) bool {
+	if c := t.Created.Compare(cur.Created); c != 0 {
+		return c > 0
+	}
+	if rc, rt := TaskRank(cur.Status), TaskRank(t.Status); rc != rt {
+		return rt > rc
+	}
+	return !t.Updated.Before(cur.Updated)
+}
+
+// TaskRank orders statuses within one life of a task, for Supersedes: 3
+// for a final status, 2 for Stopping, 1 for the others.
+func TaskRank(status string) int {
+	switch {
+	case TaskFinal(status):
+		return 3
+	case status == TaskStopping:
+		return 2
+	}
+	return 1
+}

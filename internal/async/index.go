@@ -94,13 +94,6 @@ func (x *index) get(fn, id string) (nimbus.Task, bool) {
 	return *t, true
 }
 
-// ListOptions filter and page a function's tasks.
-type ListOptions struct {
-	Status       string    // "" for every status
-	Since, Until time.Time // by creation time; zero: open
-	Limit        int       // 1..1000, default 100
-	Marker       string    // the last task id of the previous page
-}
 
 // list returns a page of a function's tasks, oldest first, and the marker of
 // the next page ("" at the end).
