@@ -297,7 +297,7 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 		return
 	}
 	p.mu.Lock()
-	p.setLimits(fn)
+	p.setLimitsLocked(fn)
 	p.ensureMinLocked()
 	p.mu.Unlock()
 }

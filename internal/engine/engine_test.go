@@ -127,7 +127,7 @@ const (
 	behaveRuntime = "provided.al2023"
 )
 
-var testRuntimes = []runtimes.Runtime{{ID: behaveRuntime, Kind: runtimes.KindProvided}}
+var testRuntimes = []runtimes.Runtime{{ID: behaveRuntime, Kind: runtimes.KindProvided}, {ID: "http", Kind: runtimes.KindHTTP}}
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
