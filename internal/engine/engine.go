@@ -63,7 +63,7 @@ func (c *Config) validate() error {
 		return errors.New("engine: Sandbox and Code are required")
 	}
 	if c.Logs == nil {
-		c.Logs = NewLogStore(0)
+		c.Logs = NewLogStore(0, 0)
 	}
 	if c.MaxInstances <= 0 {
 		c.MaxInstances = 1000
@@ -275,7 +275,7 @@ func (e *Engine) drainLocked(p *pool) {
 
 // Refresh tells the engine that a function changed or was deleted (fn nil):
 // an older version's instances drain, and warm instances are started for a
-// provisioned minimum.
+// provisioned minimum. A deleted function's log goes with it.
 func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	if fn == nil || fn.State == nimbus.StateFailed {
 		e.mu.Lock()
@@ -283,6 +283,9 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 			e.drainLocked(p)
 		}
 		e.mu.Unlock()
+		if fn == nil {
+			e.cfg.Logs.Forget(name)
+		}
 		return
 	}
 	e.mu.Lock()

@@ -227,7 +227,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registry = registry.New(registry.Config{
 		KV: kv, Blobs: n.store.Blobs(), Code: cache, Runtimes: ids, Limits: lim, Logger: log,
 	})
-	logs := engine.NewLogStore(0)
+	logs := engine.NewLogStore(0, 0)
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances,
