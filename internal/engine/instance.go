@@ -36,7 +36,7 @@ type instance struct {
 	http *httpTarget        // HTTP functions
 	out  *output
 
-	ctx    context.Context // ends when the instance exits
+	ctx    context.Context // ends when the instance exits (watch)
 	cancel context.CancelFunc
 
 	initDuration time.Duration
@@ -89,7 +89,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		}
 		apiAddr = inst.rapi.Addr()
 	}
-	inst.out, err = newOutput(e.cfg.Logs, fn.Name)
+	inst.out, err = newOutput(e.cfg.Logs, fn.Name, &e.wg)
 	if err != nil {
 		inst.close()
 		return nil, err
@@ -109,10 +109,6 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	if inst.rapi != nil {
 		inst.rapi.Admit(inst.sb.UID())
 	}
-	go func() {
-		<-inst.sb.Done()
-		inst.cancel()
-	}()
 	if err := inst.waitReady(ctx); err != nil {
 		inst.sb.Kill()
 		<-inst.sb.Done()

@@ -223,7 +223,8 @@ type output struct {
 	buf     []byte
 }
 
-func newOutput(store *LogStore, fn string) (*output, error) {
+// newOutput returns an output whose reader goroutine wg counts.
+func newOutput(store *LogStore, fn string, wg *sync.WaitGroup) (*output, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("log pipe: %w", err)
@@ -235,7 +236,7 @@ func newOutput(store *LogStore, fn string) (*output, error) {
 		return nil, fmt.Errorf("log pipe: %w", err)
 	}
 	o := &output{store: store, log: store.handle(fn), fn: fn, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk)}
-	go o.loop()
+	wg.Go(o.loop)
 	return o, nil
 }
 

@@ -226,8 +226,7 @@ func (p *pool) scaleLocked() {
 	for need > 0 && len(p.all)+p.starting < p.maxInst && p.e.reserveSlot() {
 		p.starting++
 		need -= p.perInstance
-		p.e.wg.Add(1)
-		go p.start()
+		go p.start() // counted by reserveSlot
 	}
 }
 
@@ -235,8 +234,7 @@ func (p *pool) scaleLocked() {
 func (p *pool) ensureMinLocked() {
 	for !p.draining && len(p.all)+p.starting < p.minWarm && p.e.reserveSlot() {
 		p.starting++
-		p.e.wg.Add(1)
-		go p.start()
+		go p.start() // counted by reserveSlot
 	}
 }
 
@@ -264,8 +262,7 @@ func (p *pool) start() {
 	p.initErr, p.initBackoff = nil, 0
 	p.all[inst] = struct{}{}
 	inst.lastUsed = p.e.cfg.Now()
-	p.e.wg.Add(1)
-	go p.watch(inst)
+	p.e.wg.Go(func() { p.watch(inst) })
 	p.handOffLocked(inst)
 }
 
@@ -357,10 +354,11 @@ func (p *pool) removeFreeLocked(inst *instance) {
 	}
 }
 
-// watch waits for inst to exit, forgets it and restores the warm minimum.
+// watch waits for inst to exit, ends its requests in flight, forgets it and
+// restores the warm minimum.
 func (p *pool) watch(inst *instance) {
-	defer p.e.wg.Done()
 	<-inst.sb.Done()
+	inst.cancel()
 	inst.close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
