@@ -225,7 +225,8 @@ func (e *Engine) Stats(name string) Stats {
 }
 
 // versionKey identifies what instances run: everything that changes how an
-// instance starts. Concurrency settings are not part of it.
+// instance starts or writes its log. Concurrency settings are not part of
+// it.
 func versionKey(fn *nimbus.Function) string {
 	h := sha256.New()
 	env := make([]string, 0, len(fn.Environment))
@@ -233,7 +234,9 @@ func versionKey(fn *nimbus.Function) string {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler, fn.MemoryMB, fn.Timeout, strings.Join(env, "\x00"))
+	sys := newSysLog(fn, "")
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%v\x00%d\x00%s\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler,
+		fn.MemoryMB, fn.Timeout, fn.TmpMB(), sys.json, sys.level, strings.Join(logEnv(fn), "\x00"), strings.Join(env, "\x00"))
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
@@ -324,6 +327,11 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	p.setLimitsLocked(fn)
 	p.ensureMinLocked()
 	p.mu.Unlock()
+}
+
+// arn is a function's ARN.
+func (e *Engine) arn(name string) string {
+	return "arn:aws:lambda:" + e.cfg.Region + ":" + e.cfg.Account + ":function:" + name
 }
 
 // reserveSlot takes a node-wide instance slot for an instance that the

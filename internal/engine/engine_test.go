@@ -54,6 +54,14 @@ type execBackend struct {
 	closed atomic.Bool
 	mu     sync.Mutex
 	live   []*execInstance
+	specs  []sandbox.Spec // of every start
+}
+
+// lastSpec is the spec of the latest start.
+func (b *execBackend) lastSpec() sandbox.Spec {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.specs[len(b.specs)-1]
 }
 
 var _ sandbox.Backend = (*execBackend)(nil)
@@ -63,6 +71,9 @@ func (b *execBackend) Close() error     { b.closed.Store(true); return nil }
 
 func (b *execBackend) Start(_ context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	b.starts.Add(1)
+	b.mu.Lock()
+	b.specs = append(b.specs, spec)
+	b.mu.Unlock()
 	cmd := exec.Command(spec.Path, spec.Args[1:]...)
 	cmd.Env, cmd.Dir = spec.Env, spec.CodeDir
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr

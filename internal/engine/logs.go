@@ -212,6 +212,7 @@ type output struct {
 	store *LogStore
 	log   *funcLog
 	fn    string
+	sys   sysLog
 	r, w  *os.File
 	raw   syscall.RawConn
 	done  chan struct{}
@@ -223,8 +224,9 @@ type output struct {
 	buf     []byte
 }
 
-// newOutput returns an output whose reader goroutine wg counts.
-func newOutput(store *LogStore, fn string, wg *sync.WaitGroup) (*output, error) {
+// newOutput returns an output whose reader goroutine wg counts; sys writes
+// its platform lines.
+func newOutput(store *LogStore, fn string, sys sysLog, wg *sync.WaitGroup) (*output, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("log pipe: %w", err)
@@ -235,7 +237,7 @@ func newOutput(store *LogStore, fn string, wg *sync.WaitGroup) (*output, error) 
 		w.Close()
 		return nil, fmt.Errorf("log pipe: %w", err)
 	}
-	o := &output{store: store, log: store.handle(fn), fn: fn, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk)}
+	o := &output{store: store, log: store.handle(fn), fn: fn, sys: sys, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk)}
 	wg.Go(o.loop)
 	return o, nil
 }
@@ -336,6 +338,13 @@ func (o *output) emitLocked(line string) {
 	}
 }
 
+// platformLocked adds a platform line ("": one filtered out).
+func (o *output) platformLocked(line string) {
+	if line != "" {
+		o.emitLocked(line)
+	}
+}
+
 // begin starts attributing output to requestID. The tail keeps what the
 // instance printed since the last request ended, so a cold start's tail
 // shows its init output too.
@@ -343,24 +352,24 @@ func (o *output) begin(requestID string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.reqID = requestID
-	o.emitLocked("START RequestId: " + requestID + " Version: $LATEST")
+	o.platformLocked(o.sys.start(requestID))
 }
 
-// line adds a platform line to the current request's log.
-func (o *output) line(text string) {
+// timedOut adds the timeout message to the current request's log.
+func (o *output) timedOut(requestID string, timeout int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.emitLocked(text)
+	o.platformLocked(o.sys.timedOut(requestID, timeout))
 }
 
 // end closes the request's log with END and REPORT lines and returns its
 // tail.
-func (o *output) end(requestID, report string) []byte {
+func (o *output) end(requestID string, r invokeReport) []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.flushLocked()
-	o.emitLocked("END RequestId: " + requestID)
-	o.emitLocked("REPORT RequestId: " + requestID + "\t" + report)
+	o.platformLocked(o.sys.end(requestID, r))
+	o.platformLocked(o.sys.report(requestID, r))
 	tail := append([]byte(nil), o.tail...)
 	o.tail = o.tail[:0]
 	o.reqID = ""
