@@ -51,7 +51,10 @@ func (s *Server) functionsLogs(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-r.Context().Done():
 			return nil
-		case rec := <-ch:
+		case rec, ok := <-ch:
+			if !ok {
+				return nil // the function was deleted
+			}
 			if err := enc.Encode(rec); err != nil {
 				return nil
 			}

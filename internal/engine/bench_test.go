@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"testing"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -35,7 +36,7 @@ func newBenchHarness(b *testing.B) *harness {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(e.Close)
+	b.Cleanup(func() { _ = e.Close(context.Background()) })
 	h.e = e
 	h.fn = &nimbus.Function{Name: "behave", Runtime: behaveRuntime, MemoryMB: 128, Timeout: 5, CodeSHA256: goodDigest, RevisionID: "r1"}
 	return h

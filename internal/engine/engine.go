@@ -63,7 +63,7 @@ func (c *Config) validate() error {
 		return errors.New("engine: Sandbox and Code are required")
 	}
 	if c.Logs == nil {
-		c.Logs = NewLogStore(0)
+		c.Logs = NewLogStore(0, 0)
 	}
 	if c.MaxInstances <= 0 {
 		c.MaxInstances = 1000
@@ -95,7 +95,7 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Engine runs invocations.
+// Engine runs invocations. New starts it, Close stops it.
 type Engine struct {
 	cfg      Config
 	log      *slog.Logger
@@ -107,12 +107,15 @@ type Engine struct {
 	instances int // on this node, all pools, including starting ones
 	closed    bool
 
-	ctx    context.Context
+	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// wg counts every goroutine the engine starts: the reaper, instance
+	// starts, instance watches and log readers. Close waits for them.
+	wg sync.WaitGroup
 }
 
-// New returns an Engine. Run starts its background reaper.
+// New returns a running Engine, with its background reaper if
+// cfg.ReapInterval is set. The caller must Close it.
 func New(cfg Config) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -128,6 +131,9 @@ func New(cfg Config) (*Engine, error) {
 		e.runtimes[rt.ID] = rt
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if cfg.ReapInterval > 0 {
+		e.wg.Go(e.reapLoop)
+	}
 	return e, nil
 }
 
@@ -219,7 +225,8 @@ func (e *Engine) Stats(name string) Stats {
 }
 
 // versionKey identifies what instances run: everything that changes how an
-// instance starts. Concurrency settings are not part of it.
+// instance starts or writes its log. Concurrency settings are not part of
+// it.
 func versionKey(fn *nimbus.Function) string {
 	h := sha256.New()
 	env := make([]string, 0, len(fn.Environment))
@@ -227,7 +234,9 @@ func versionKey(fn *nimbus.Function) string {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler, fn.MemoryMB, fn.Timeout, strings.Join(env, "\x00"))
+	sys := newSysLog(fn, "")
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%v\x00%d\x00%s\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler,
+		fn.MemoryMB, fn.Timeout, fn.TmpMB(), sys.json, sys.level, strings.Join(logEnv(fn), "\x00"), strings.Join(env, "\x00"))
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
@@ -243,46 +252,64 @@ func (e *Engine) pool(fn *nimbus.Function) (*pool, error) {
 	}
 	e.mu.Unlock()
 	key := versionKey(fn)
+	p, old, err := e.swapPool(fn, key)
+	if old != nil {
+		old.drain()
+	}
+	return p, err
+}
+
+// swapPool returns the pool of fn's version key, making a new one if the
+// current pool runs another version (old, which the caller drains).
+func (e *Engine) swapPool(fn *nimbus.Function, key string) (p, old *pool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return nil, nimbus.Errorf(nimbus.ErrConflict, "Nimbus is shutting down")
+		return nil, nil, nimbus.Errorf(nimbus.ErrConflict, "Nimbus is shutting down")
 	}
-	p := e.pools[fn.Name]
+	p = e.pools[fn.Name]
 	if p != nil && p.key == key {
 		p.keyed = fn
-		return p, nil
+		return p, nil, nil
 	}
 	rt, ok := e.runtimes[fn.Runtime]
 	if !ok {
-		return nil, nimbus.Invalidf("The runtime %s of function %s is not offered by this node", fn.Runtime, fn.Name)
+		return nil, nil, nimbus.Invalidf("The runtime %s of function %s is not offered by this node", fn.Runtime, fn.Name)
 	}
 	if p != nil {
-		e.drainLocked(p)
+		e.retirePoolLocked(p)
 	}
+	old = p
 	p = newPool(e, fn, key, rt)
 	p.keyed = fn
 	e.pools[fn.Name] = p
-	return p, nil
+	return p, old, nil
 }
 
-// drainLocked retires p: no new requests; its instances stop once idle.
-func (e *Engine) drainLocked(p *pool) {
+// retirePoolLocked takes p out of service: no new requests reach it. The
+// caller then drains it (p.drain, without e.mu: pool locks come first).
+func (e *Engine) retirePoolLocked(p *pool) {
 	delete(e.pools, p.name)
 	e.draining[p] = struct{}{}
-	go p.drain()
 }
 
 // Refresh tells the engine that a function changed or was deleted (fn nil):
 // an older version's instances drain, and warm instances are started for a
-// provisioned minimum.
+// provisioned minimum. A deleted function's log goes with it.
 func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	if fn == nil || fn.State == nimbus.StateFailed {
 		e.mu.Lock()
-		if p := e.pools[name]; p != nil {
-			e.drainLocked(p)
+		p := e.pools[name]
+		if p != nil {
+			e.retirePoolLocked(p)
 		}
 		e.mu.Unlock()
+		if p != nil {
+			p.drain()
+		}
+		if fn == nil {
+			e.cfg.Logs.Forget(name)
+		}
 		return
 	}
 	e.mu.Lock()
@@ -297,12 +324,19 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 		return
 	}
 	p.mu.Lock()
-	p.setLimits(fn)
+	p.setLimitsLocked(fn)
 	p.ensureMinLocked()
 	p.mu.Unlock()
 }
 
-// reserveSlot takes a node-wide instance slot.
+// arn is a function's ARN.
+func (e *Engine) arn(name string) string {
+	return "arn:aws:lambda:" + e.cfg.Region + ":" + e.cfg.Account + ":function:" + name
+}
+
+// reserveSlot takes a node-wide instance slot for an instance that the
+// caller starts in a new goroutine, counted here in wg (under mu, so that
+// Close never waits while a start is being added).
 func (e *Engine) reserveSlot() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -310,6 +344,7 @@ func (e *Engine) reserveSlot() bool {
 		return false
 	}
 	e.instances++
+	e.wg.Add(1)
 	return true
 }
 
@@ -319,18 +354,14 @@ func (e *Engine) releaseSlot() {
 	e.mu.Unlock()
 }
 
-// Run reaps idle instances every ReapInterval until ctx ends.
-func (e *Engine) Run(ctx context.Context) error {
-	if e.cfg.ReapInterval <= 0 {
-		<-ctx.Done()
-		return nil
-	}
+// reapLoop reaps idle instances every ReapInterval until Close.
+func (e *Engine) reapLoop() {
 	t := time.NewTicker(e.cfg.ReapInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			return nil
+		case <-e.ctx.Done():
+			return
 		case <-t.C:
 			e.Reap()
 		}
@@ -351,11 +382,21 @@ func (e *Engine) Reap() {
 	}
 }
 
-// Close stops every instance and waits for them to exit.
-func (e *Engine) Close() {
-	pools := e.allPools()
+// Close stops the reaper and every instance (requests in flight fail,
+// waiting ones get nimbus.ErrConflict) and waits, within ctx, for every
+// goroutine the engine started. It leaves the sandbox backend, which the
+// caller made, open. Errors: ctx's, when it ends first (the goroutines
+// still end, without being waited for). Calling Close again waits again.
+func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
+	pools := make([]*pool, 0, len(e.pools)+len(e.draining))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	for p := range e.draining {
+		pools = append(pools, p)
+	}
 	e.pools = map[string]*pool{}
 	e.draining = map[*pool]struct{}{}
 	e.mu.Unlock()
@@ -363,8 +404,15 @@ func (e *Engine) Close() {
 	for _, p := range pools {
 		p.stopAll()
 	}
-	e.wg.Wait()
-	if err := e.cfg.Sandbox.Close(); err != nil {
-		e.log.Warn("close sandbox", nimbus.LogErr, err)
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close engine: %w", ctx.Err())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"go.uber.org/goleak"
 )
 
 // behaveDir holds the compiled test function (testdata/behave) as bootstrap.
@@ -37,6 +38,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -44,17 +51,29 @@ func TestMain(m *testing.M) {
 // is under test here, not isolation (internal/sandbox/process has its own).
 type execBackend struct {
 	starts atomic.Int32
+	closed atomic.Bool
 	mu     sync.Mutex
 	live   []*execInstance
+	specs  []sandbox.Spec // of every start
+}
+
+// lastSpec is the spec of the latest start.
+func (b *execBackend) lastSpec() sandbox.Spec {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.specs[len(b.specs)-1]
 }
 
 var _ sandbox.Backend = (*execBackend)(nil)
 
 func (b *execBackend) Describe() string { return "exec (test)" }
-func (b *execBackend) Close() error     { return nil }
+func (b *execBackend) Close() error     { b.closed.Store(true); return nil }
 
 func (b *execBackend) Start(_ context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	b.starts.Add(1)
+	b.mu.Lock()
+	b.specs = append(b.specs, spec)
+	b.mu.Unlock()
 	cmd := exec.Command(spec.Path, spec.Args[1:]...)
 	cmd.Env, cmd.Dir = spec.Env, spec.CodeDir
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
@@ -127,10 +146,14 @@ const (
 	behaveRuntime = "provided.al2023"
 )
 
-var testRuntimes = []runtimes.Runtime{{ID: behaveRuntime, Kind: runtimes.KindProvided}}
+var testRuntimes = []runtimes.Runtime{{ID: behaveRuntime, Kind: runtimes.KindProvided}, {ID: "http", Kind: runtimes.KindHTTP}}
 
+// newHarness starts an engine that the test's cleanup closes, checking
+// that it leaves no goroutine behind.
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs last
 	h := &harness{sb: &execBackend{}, clock: &clock{now: time.Unix(1_700_000_000, 0)}}
 	cfg := Config{
 		Sandbox:      h.sb,
@@ -149,7 +172,11 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.e = e
-	t.Cleanup(e.Close)
+	t.Cleanup(func() {
+		if err := e.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	h.fn = &nimbus.Function{Name: "behave", Runtime: behaveRuntime, MemoryMB: 128, Timeout: 5, CodeSHA256: goodDigest, RevisionID: "r1"}
 	return h
 }
@@ -581,5 +608,47 @@ func TestCodeInUse(t *testing.T) {
 	h.e.CodeInUse(inUse)
 	if !inUse[goodDigest] || len(inUse) != 1 {
 		t.Errorf("CodeInUse = %v, want just the running function's digest", inUse)
+	}
+}
+
+// TestClose: Close stops the reaper and every instance, fails the requests
+// in flight and waiting, leaves the sandbox backend open (the caller made
+// it), and may be called again; the harness checks that no goroutine is
+// left.
+func TestClose(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ReapInterval = time.Millisecond })
+	h.fn.Timeout = 60
+	h.ok(t, withReserved(h.fn, 1), `{}`)
+	g := newGate(t)
+	held := make(chan nimbus.Result, 1)
+	go func() {
+		res, _ := h.e.Invoke(t.Context(), withReserved(h.fn, 1), nimbus.Invocation{RequestID: "held", Payload: []byte(g.payload())})
+		held <- res
+	}()
+	waitFor(t, func() bool { running, _, _, _, _ := g.Stats(); return running == 1 })
+	queued := make(chan error, 1)
+	go func() {
+		_, err := h.e.Invoke(t.Context(), withReserved(h.fn, 1), nimbus.Invocation{RequestID: "queued", Payload: []byte(`{}`)})
+		queued <- err
+	}()
+	waitFor(t, func() bool { return h.e.Stats("behave").Waiting == 1 })
+
+	if err := h.e.Close(t.Context()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-queued; !errors.Is(err, nimbus.ErrConflict) {
+		t.Errorf("a waiting request got %v, want ErrConflict (shutting down)", err)
+	}
+	if res := <-held; res.Err == nil || res.Err.Type != "Runtime.ExitError" {
+		t.Errorf("the request in flight got %+v, want Runtime.ExitError (its instance was killed)", res.Err)
+	}
+	if h.sb.closed.Load() {
+		t.Error("the engine closed the sandbox backend it was given")
+	}
+	if _, err := h.invoke(t, h.fn, `{}`); !errors.Is(err, nimbus.ErrConflict) {
+		t.Errorf("Invoke after Close: %v, want ErrConflict", err)
+	}
+	if err := h.e.Close(t.Context()); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }

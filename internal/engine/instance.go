@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,13 +17,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
-// Instance resource limits beyond memory.
-const (
-	pidsMax = 1024
-	tmpMB   = ephemeralMB
-	// ephemeralMB is the size of an instance's /tmp, as Lambda's default.
-	ephemeralMB = 512
-)
+// pidsMax caps an instance's processes and threads.
+const pidsMax = 1024
 
 // instance is one running copy of a function version.
 type instance struct {
@@ -36,7 +30,7 @@ type instance struct {
 	http *httpTarget        // HTTP functions
 	out  *output
 
-	ctx    context.Context // ends when the instance exits
+	ctx    context.Context // ends when the instance exits (watch)
 	cancel context.CancelFunc
 
 	initDuration time.Duration
@@ -61,18 +55,20 @@ func newID(name string) string {
 func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function) (*instance, error) {
 	rt := p.rt
 	began := time.Now()
+	sys := newSysLog(fn, e.arn(fn.Name))
 	codeDir, err := e.cfg.Code.Ensure(ctx, fn.CodeSHA256)
 	if err != nil {
 		return nil, fmt.Errorf("prepare code: %w", err)
 	}
 	path, args, err := runtimes.Command(rt, codeDir, e.cfg.BootstrapDir)
 	if err != nil {
-		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true}}
+		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
+			sys: sys, took: time.Since(began)}
 	}
 	inst := &instance{id: newID(fn.Name), pool: p, fn: fn}
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
 	apiAddr := ""
-	var extraEnv []string
+	extraEnv := logEnv(fn)
 	if rt.Kind == runtimes.KindHTTP {
 		port, err := freePort()
 		if err != nil {
@@ -89,16 +85,17 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		}
 		apiAddr = inst.rapi.Addr()
 	}
-	inst.out, err = newOutput(e.cfg.Logs, fn.Name)
+	inst.out, err = newOutput(e.cfg.Logs, fn.Name, sys, &e.wg)
 	if err != nil {
 		inst.close()
 		return nil, err
 	}
 	env := append(runtimes.Env(fn, rt, apiAddr, codeDir, e.cfg.Region), extraEnv...)
+	env = lastWins(env)
 	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
 		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir,
 		ReadOnlyPaths: []string{e.cfg.BootstrapDir},
-		MemoryMB:      fn.MemoryMB, PidsMax: pidsMax, TmpMB: tmpMB,
+		MemoryMB:      fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
 	})
 	inst.out.closeWriter()
@@ -109,10 +106,6 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	if inst.rapi != nil {
 		inst.rapi.Admit(inst.sb.UID())
 	}
-	go func() {
-		<-inst.sb.Done()
-		inst.cancel()
-	}()
 	if err := inst.waitReady(ctx); err != nil {
 		inst.sb.Kill()
 		<-inst.sb.Done()
@@ -120,7 +113,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		var fe *nimbus.FunctionError
 		if errors.As(err, &fe) {
 			inst.out.close()
-			err = &initFailure{fe: fe, tail: inst.out.takeTail()}
+			err = &initFailure{fe: fe, tail: inst.out.takeTail(), sys: sys, took: time.Since(began)}
 		}
 		inst.close()
 		return nil, err
@@ -130,26 +123,59 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	return inst, nil
 }
 
-// initFailure is a function whose instance could not start: the error and
-// what the instance printed before it failed.
+// initFailure is a function whose instance could not start: the error,
+// what the instance printed before it failed, how its platform lines are
+// written and how long the init took.
 type initFailure struct {
 	fe   *nimbus.FunctionError
 	tail []byte
+	sys  sysLog
+	took time.Duration
 }
 
 func (f *initFailure) Error() string { return "init: " + f.fe.Error() }
 
 // logTail is what the caller of a failed init sees as its log.
 func (f *initFailure) logTail() []byte {
-	b, _ := json.Marshal(f.fe)
-	out := append(append([]byte(nil), f.tail...), "INIT_REPORT Status: error Error Type: "...)
-	out = append(out, f.fe.Type...)
-	out = append(out, '\n')
-	out = append(out, b...)
+	out := append([]byte(nil), f.tail...)
+	if line := f.sys.initFailed(f.fe, f.took); line != "" {
+		out = append(append(out, line...), '\n')
+	}
 	if over := len(out) - tailBytes; over > 0 {
 		out = out[over:]
 	}
-	return append(out, '\n')
+	return out
+}
+
+// logEnv is the environment that tells a runtime how to write the
+// function's own log lines: AWS_LAMBDA_LOG_FORMAT (Text or JSON) and, for
+// JSON, AWS_LAMBDA_LOG_LEVEL (the least application level kept).
+func logEnv(fn *nimbus.Function) []string {
+	if !fn.JSONLogs() {
+		return []string{"AWS_LAMBDA_LOG_FORMAT=" + nimbus.LogFormatText}
+	}
+	level := "INFO"
+	if fn.Logging.ApplicationLogLevel != "" {
+		level = strings.ToUpper(fn.Logging.ApplicationLogLevel)
+	}
+	return []string{"AWS_LAMBDA_LOG_FORMAT=" + nimbus.LogFormatJSON, "AWS_LAMBDA_LOG_LEVEL=" + level}
+}
+
+// lastWins drops the earlier of repeated variables in env, so that the
+// engine's own (appended last) win over a function's of the same name.
+func lastWins(env []string) []string {
+	seen := make(map[string]bool, len(env))
+	out := make([]string, len(env))
+	n := len(env)
+	for i := len(env) - 1; i >= 0; i-- {
+		name, _, _ := strings.Cut(env[i], "=")
+		if !seen[name] {
+			seen[name] = true
+			n--
+			out[n] = env[i]
+		}
+	}
+	return out[n:]
 }
 
 // waitReady waits for the runtime's first /next (or, for an HTTP function,
@@ -221,7 +247,7 @@ func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res ni
 		var r runtimeapi.Result
 		r, err = inst.rapi.Invoke(ictx, runtimeapi.Invocation{
 			RequestID: req.RequestID, Payload: req.Payload, Deadline: deadline,
-			FunctionARN: "arn:aws:lambda:" + p.e.cfg.Region + ":" + p.e.cfg.Account + ":function:" + fn.Name,
+			FunctionARN: p.e.arn(fn.Name),
 			TraceID:     req.TraceID, ClientContext: req.ClientContext,
 		})
 		res.Payload, res.Err = r.Payload, r.Err
@@ -240,7 +266,7 @@ func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res ni
 		<-inst.sb.Done()
 	}
 	inst.out.drain()
-	res.LogTail = inst.out.end(req.RequestID, inst.report(duration))
+	res.LogTail = inst.out.end(req.RequestID, inst.report(res.Err, duration))
 	return res, broken
 }
 
@@ -260,7 +286,7 @@ func (inst *instance) failure(ctx context.Context, requestID string, deadline ti
 			Message: "Response payload size exceeded maximum allowed payload size (6291456 bytes)."}}, true
 	case ctx.Err() == nil && !time.Now().Before(deadline):
 		msg := fmt.Sprintf("RequestId: %s Error: Task timed out after %d.00 seconds", requestID, fn.Timeout)
-		inst.out.line(time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + requestID + " Task timed out after " + strconv.Itoa(fn.Timeout) + ".00 seconds")
+		inst.out.timedOut(requestID, fn.Timeout)
 		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout", Message: msg, Unhandled: true}}, true
 	case ctx.Err() != nil:
 		// The caller went away mid-request; the function may still be
@@ -271,20 +297,15 @@ func (inst *instance) failure(ctx context.Context, requestID string, deadline ti
 		Message: "RequestId: " + requestID + " Error: " + err.Error()}}, true
 }
 
-// report builds the REPORT line's fields.
-func (inst *instance) report(d time.Duration) string {
-	ms := float64(d.Microseconds()) / 1000
-	billed := int64(d / time.Millisecond)
-	if d%time.Millisecond != 0 || billed == 0 {
-		billed++
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "Duration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
-		ms, billed, inst.fn.MemoryMB, (inst.sb.MaxMemoryBytes()+(1<<20)-1)>>20)
+// report describes an invocation for its END and REPORT lines.
+func (inst *instance) report(fe *nimbus.FunctionError, d time.Duration) invokeReport {
+	r := reportOf(fe, d)
+	r.memoryMB = inst.fn.MemoryMB
+	r.maxUsedMB = (inst.sb.MaxMemoryBytes() + (1 << 20) - 1) >> 20
 	if inst.initReported.CompareAndSwap(false, true) {
-		fmt.Fprintf(&b, "\tInit Duration: %.2f ms", float64(inst.initDuration.Microseconds())/1000)
+		r.init = inst.initDuration
 	}
-	return b.String()
+	return r
 }
 
 // stop kills the instance; watch cleans up after it exits.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"container/list"
 	"errors"
 	"fmt"
 	"os"
@@ -15,8 +16,14 @@ const (
 	tailBytes    = 4096      // X-Amz-Log-Result: the last 4 KB of an invocation's log
 	maxLineBytes = 256 << 10 // longer lines are split, as Lambda does
 	readChunk    = 64 << 10
-	// defaultLogBytes is how much log text a function keeps in memory.
-	defaultLogBytes = 4 << 20
+	// DefaultLogBytes is how much log a function keeps in memory, and
+	// DefaultTotalLogBytes how much all the functions of a node keep.
+	DefaultLogBytes      = 4 << 20
+	DefaultTotalLogBytes = 256 << 20
+	// recordOverhead estimates the memory of a record beyond its line's
+	// bytes: the LogRecord itself (72 bytes) and the slack of the slice
+	// holding it.
+	recordOverhead = 160
 )
 
 // LogRecord is one line of a function's log.
@@ -27,29 +34,50 @@ type LogRecord struct {
 	Line      string    `json:"line"`
 }
 
+// size is what a record is counted for against the caps.
+func (r *LogRecord) size() int { return len(r.Line) + recordOverhead }
+
 // LogStore keeps the recent log lines of each function in memory and lets
-// readers follow them.
+// readers follow them. Memory is capped per function and in total; over the
+// total, the least recently written function loses its oldest records
+// first. A function's log goes with the function (Forget).
 type LogStore struct {
-	maxBytes int
-	mu       sync.Mutex
-	funcs    map[string]*funcLog
+	perFunction, total int
+
+	mu    sync.Mutex
+	funcs map[string]*funcLog
+	lru   list.List // of *funcLog with records, least recently written first
+	bytes int       // of every function's records
 }
 
+// funcLog is one function's log. Instances hold it while they run, so
+// that the lines of a deleted function's last instances are dropped
+// rather than shown to a new function of the same name.
 type funcLog struct {
-	recs  []LogRecord
+	recs  []LogRecord // recs[head:] are kept, oldest first
+	head  int
 	bytes int
 	subs  map[chan LogRecord]struct{}
+	el    *list.Element // in LogStore.lru while it has records
+	gone  bool          // forgotten: appends are dropped
 }
 
-// NewLogStore keeps up to maxBytes of log text per function (0: 4 MiB).
-func NewLogStore(maxBytes int) *LogStore {
-	if maxBytes <= 0 {
-		maxBytes = defaultLogBytes
+// NewLogStore keeps up to perFunction bytes of log per function and total
+// bytes for all functions together (0: DefaultLogBytes and
+// DefaultTotalLogBytes). A record counts its line's bytes plus an estimate
+// of its own overhead.
+func NewLogStore(perFunction, total int) *LogStore {
+	if perFunction <= 0 {
+		perFunction = DefaultLogBytes
 	}
-	return &LogStore{maxBytes: maxBytes, funcs: make(map[string]*funcLog)}
+	if total <= 0 {
+		total = DefaultTotalLogBytes
+	}
+	return &LogStore{perFunction: min(perFunction, total), total: total, funcs: make(map[string]*funcLog)}
 }
 
-func (s *LogStore) get(fn string) *funcLog {
+// logOf returns fn's log, creating it. Called with mu held.
+func (s *LogStore) logOf(fn string) *funcLog {
 	l := s.funcs[fn]
 	if l == nil {
 		l = &funcLog{subs: make(map[chan LogRecord]struct{})}
@@ -58,22 +86,44 @@ func (s *LogStore) get(fn string) *funcLog {
 	return l
 }
 
+// handle returns fn's log for an instance to append to.
+func (s *LogStore) handle(fn string) *funcLog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logOf(fn)
+}
+
 // Append adds a record; followers that cannot keep up miss it.
 func (s *LogStore) Append(rec LogRecord) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.get(rec.Function)
+	s.appendLocked(s.logOf(rec.Function), rec)
+}
+
+// appendTo adds a record to l, unless l's function was forgotten.
+func (s *LogStore) appendTo(l *funcLog, rec LogRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appendLocked(l, rec)
+}
+
+func (s *LogStore) appendLocked(l *funcLog, rec LogRecord) {
+	if l.gone {
+		return
+	}
 	l.recs = append(l.recs, rec)
-	l.bytes += len(rec.Line)
-	if l.bytes > s.maxBytes {
-		// Drop the oldest quarter at once, so trimming costs O(1) per
-		// line on average.
-		drop := 0
-		for l.bytes > s.maxBytes*3/4 && drop < len(l.recs)-1 {
-			l.bytes -= len(l.recs[drop].Line)
-			drop++
-		}
-		l.recs = append(l.recs[:0], l.recs[drop:]...)
+	l.bytes += rec.size()
+	s.bytes += rec.size()
+	if l.el == nil {
+		l.el = s.lru.PushBack(l)
+	} else {
+		s.lru.MoveToBack(l.el)
+	}
+	for l.bytes > s.perFunction && len(l.recs)-l.head > 1 {
+		s.dropOldest(l)
+	}
+	for s.bytes > s.total && s.lru.Len() > 0 {
+		s.dropOldest(s.lru.Front().Value.(*funcLog))
 	}
 	for ch := range l.subs {
 		select {
@@ -81,6 +131,48 @@ func (s *LogStore) Append(rec LogRecord) {
 		default:
 		}
 	}
+}
+
+// dropOldest drops l's oldest record. Called with mu held, l not empty.
+func (s *LogStore) dropOldest(l *funcLog) {
+	r := &l.recs[l.head]
+	l.bytes -= r.size()
+	s.bytes -= r.size()
+	*r = LogRecord{}
+	l.head++
+	switch {
+	case l.head == len(l.recs):
+		l.recs, l.head = nil, 0
+		s.lru.Remove(l.el)
+		l.el = nil
+	case l.head > len(l.recs)/2:
+		// Compacting once half is dropped keeps dropping O(1) per record.
+		n := copy(l.recs, l.recs[l.head:])
+		clear(l.recs[n:])
+		l.recs, l.head = l.recs[:n], 0
+	}
+}
+
+// Forget drops a function's log (the function was deleted): its records go,
+// its followers' channels close, and lines its remaining instances write
+// are dropped.
+func (s *LogStore) Forget(fn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.funcs[fn]
+	if l == nil {
+		return
+	}
+	delete(s.funcs, fn)
+	s.bytes -= l.bytes
+	if l.el != nil {
+		s.lru.Remove(l.el)
+	}
+	*l = funcLog{gone: true, subs: l.subs}
+	for ch := range l.subs {
+		close(ch)
+	}
+	l.subs = nil
 }
 
 // Read returns up to limit of a function's most recent records (a negative
@@ -92,7 +184,7 @@ func (s *LogStore) Read(fn string, limit int) []LogRecord {
 	if l == nil {
 		return nil
 	}
-	recs := l.recs
+	recs := l.recs[l.head:]
 	if limit >= 0 && len(recs) > limit {
 		recs = recs[len(recs)-limit:]
 	}
@@ -100,18 +192,17 @@ func (s *LogStore) Read(fn string, limit int) []LogRecord {
 }
 
 // Follow returns the records appended from now on, until cancel is called.
+// The channel is closed when the function's log is forgotten (Forget).
 func (s *LogStore) Follow(fn string) (<-chan LogRecord, func()) {
 	ch := make(chan LogRecord, 1024)
 	s.mu.Lock()
-	s.get(fn).subs[ch] = struct{}{}
+	l := s.logOf(fn)
+	l.subs[ch] = struct{}{}
 	s.mu.Unlock()
-	var once sync.Once
 	return ch, func() {
-		once.Do(func() {
-			s.mu.Lock()
-			delete(s.get(fn).subs, ch)
-			s.mu.Unlock()
-		})
+		s.mu.Lock()
+		delete(l.subs, ch) // nil after Forget: a no-op
+		s.mu.Unlock()
 	}
 }
 
@@ -119,7 +210,9 @@ func (s *LogStore) Follow(fn string) (<-chan LogRecord, func()) {
 // is kept) and attributes each line to the request in flight.
 type output struct {
 	store *LogStore
+	log   *funcLog
 	fn    string
+	sys   sysLog
 	r, w  *os.File
 	raw   syscall.RawConn
 	done  chan struct{}
@@ -131,7 +224,9 @@ type output struct {
 	buf     []byte
 }
 
-func newOutput(store *LogStore, fn string) (*output, error) {
+// newOutput returns an output whose reader goroutine wg counts; sys writes
+// its platform lines.
+func newOutput(store *LogStore, fn string, sys sysLog, wg *sync.WaitGroup) (*output, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("log pipe: %w", err)
@@ -142,8 +237,8 @@ func newOutput(store *LogStore, fn string) (*output, error) {
 		w.Close()
 		return nil, fmt.Errorf("log pipe: %w", err)
 	}
-	o := &output{store: store, fn: fn, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk)}
-	go o.loop()
+	o := &output{store: store, log: store.handle(fn), fn: fn, sys: sys, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk)}
+	wg.Go(o.loop)
 	return o, nil
 }
 
@@ -235,11 +330,18 @@ func (o *output) emitLocked(line string) {
 		o.emitLocked(line[:maxLineBytes])
 		line = line[maxLineBytes:]
 	}
-	o.store.Append(LogRecord{Time: time.Now(), Function: o.fn, RequestID: o.reqID, Line: line})
+	o.store.appendTo(o.log, LogRecord{Time: time.Now(), Function: o.fn, RequestID: o.reqID, Line: line})
 	o.tail = append(o.tail, line...)
 	o.tail = append(o.tail, '\n')
 	if over := len(o.tail) - tailBytes; over > 0 {
 		o.tail = append(o.tail[:0], o.tail[over:]...)
+	}
+}
+
+// platformLocked adds a platform line ("": one filtered out).
+func (o *output) platformLocked(line string) {
+	if line != "" {
+		o.emitLocked(line)
 	}
 }
 
@@ -250,24 +352,24 @@ func (o *output) begin(requestID string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.reqID = requestID
-	o.emitLocked("START RequestId: " + requestID + " Version: $LATEST")
+	o.platformLocked(o.sys.start(requestID))
 }
 
-// line adds a platform line to the current request's log.
-func (o *output) line(text string) {
+// timedOut adds the timeout message to the current request's log.
+func (o *output) timedOut(requestID string, timeout int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.emitLocked(text)
+	o.platformLocked(o.sys.timedOut(requestID, timeout))
 }
 
 // end closes the request's log with END and REPORT lines and returns its
 // tail.
-func (o *output) end(requestID, report string) []byte {
+func (o *output) end(requestID string, r invokeReport) []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.flushLocked()
-	o.emitLocked("END RequestId: " + requestID)
-	o.emitLocked("REPORT RequestId: " + requestID + "\t" + report)
+	o.platformLocked(o.sys.end(requestID, r))
+	o.platformLocked(o.sys.report(requestID, r))
 	tail := append([]byte(nil), o.tail...)
 	o.tail = o.tail[:0]
 	o.reqID = ""

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,8 +35,10 @@ type pool struct {
 	all         map[*instance]struct{}
 	free        []*instance // instances with spare capacity, most recently used last
 	starting    int
+	busy        int       // instances with a request in flight: at most maxInst
+	retiring    int       // instances of all that are stopping
 	waiters     list.List // of *waiter, oldest first
-	maxInst     int       // per-function cap
+	maxInst     int       // per-function cap on instances, and on busy ones
 	perInstance int       // concurrent requests per instance
 	minWarm     int
 	idleTimeout time.Duration
@@ -58,13 +61,21 @@ type acquired struct {
 
 func newPool(e *Engine, fn *nimbus.Function, key string, rt runtimes.Runtime) *pool {
 	p := &pool{e: e, name: fn.Name, fn: fn, key: key, rt: rt, all: make(map[*instance]struct{})}
-	p.setLimits(fn)
+	p.limits(fn)
 	return p
 }
 
-// setLimits applies the concurrency settings of fn (which do not need new
-// instances). Called with mu held, or before the pool is shared.
-func (p *pool) setLimits(fn *nimbus.Function) {
+// setLimitsLocked applies the concurrency settings of fn (which do not need
+// new instances) at once: idle instances beyond a lowered reserved
+// concurrency stop, and a raised one lets waiting requests go.
+func (p *pool) setLimitsLocked(fn *nimbus.Function) {
+	p.limits(fn)
+	p.retireSurplusLocked()
+	p.serveWaitersLocked()
+}
+
+// limits takes the concurrency settings of fn.
+func (p *pool) limits(fn *nimbus.Function) {
 	p.maxInst = p.e.cfg.MaxInstances
 	if fn.ReservedConcurrency != nil {
 		p.maxInst = *fn.ReservedConcurrency
@@ -88,7 +99,7 @@ func (p *pool) setLimits(fn *nimbus.Function) {
 func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, error) {
 	p.mu.Lock()
 	if fn != p.fn {
-		p.setLimits(fn)
+		p.setLimitsLocked(fn)
 	}
 	// A reserved concurrency of 0 throttles every request, warm
 	// instances or not.
@@ -145,31 +156,66 @@ func (p *pool) abandon(w *waiter, err error) error {
 }
 
 // takeFreeLocked takes a slot on the most recently used instance with one,
-// passing over instances that exited while idle (watch removes them).
+// passing over instances that exited while idle (watch removes them) and,
+// while maxInst instances are busy, idle ones.
 func (p *pool) takeFreeLocked() *instance {
-	var inst *instance
-	for inst == nil {
-		n := len(p.free)
-		if n == 0 {
-			return nil
-		}
-		inst = p.free[n-1]
+	for i := len(p.free) - 1; i >= 0; i-- {
+		inst := p.free[i]
 		select {
 		case <-inst.sb.Done():
-			p.free = p.free[:n-1]
-			inst.inFree = false
-			inst = nil
+			p.removeFreeLocked(inst)
 			continue
 		default:
 		}
+		if inst.inflight == 0 && p.busy >= p.maxInst {
+			continue
+		}
+		p.takeSlotLocked(inst)
+		return inst
 	}
-	n := len(p.free)
+	return nil
+}
+
+// takeSlotLocked gives one of inst's request slots to a request.
+func (p *pool) takeSlotLocked(inst *instance) {
+	if inst.inflight == 0 {
+		p.busy++
+	}
 	inst.inflight++
 	if inst.inflight >= p.perInstance {
-		p.free = p.free[:n-1]
-		inst.inFree = false
+		p.removeFreeLocked(inst)
 	}
-	return inst
+}
+
+// serveWaitersLocked gives free slots to the waiters, oldest first, within
+// the limits, and starts instances for the rest.
+func (p *pool) serveWaitersLocked() {
+	for p.waiters.Len() > 0 {
+		inst := p.takeFreeLocked()
+		if inst == nil {
+			break
+		}
+		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
+		w.el = nil
+		w.ch <- acquired{inst: inst}
+	}
+	p.scaleLocked()
+}
+
+// surplusLocked reports whether more instances run than maxInst allows.
+func (p *pool) surplusLocked() bool { return len(p.all)-p.retiring > p.maxInst }
+
+// retireSurplusLocked stops idle instances, least recently used first,
+// while more run than maxInst allows; busy ones stop when they are done.
+func (p *pool) retireSurplusLocked() {
+	for _, inst := range slices.Clone(p.free) {
+		if !p.surplusLocked() {
+			return
+		}
+		if inst.inflight == 0 {
+			p.retireLocked(inst)
+		}
+	}
 }
 
 // scaleLocked starts as many instances as the waiting requests need and the
@@ -180,8 +226,7 @@ func (p *pool) scaleLocked() {
 	for need > 0 && len(p.all)+p.starting < p.maxInst && p.e.reserveSlot() {
 		p.starting++
 		need -= p.perInstance
-		p.e.wg.Add(1)
-		go p.start()
+		go p.start() // counted by reserveSlot
 	}
 }
 
@@ -189,8 +234,7 @@ func (p *pool) scaleLocked() {
 func (p *pool) ensureMinLocked() {
 	for !p.draining && len(p.all)+p.starting < p.minWarm && p.e.reserveSlot() {
 		p.starting++
-		p.e.wg.Add(1)
-		go p.start()
+		go p.start() // counted by reserveSlot
 	}
 }
 
@@ -218,8 +262,7 @@ func (p *pool) start() {
 	p.initErr, p.initBackoff = nil, 0
 	p.all[inst] = struct{}{}
 	inst.lastUsed = p.e.cfg.Now()
-	p.e.wg.Add(1)
-	go p.watch(inst)
+	p.e.wg.Go(func() { p.watch(inst) })
 	p.handOffLocked(inst)
 }
 
@@ -246,49 +289,55 @@ func (p *pool) failWaitersLocked(err error) {
 	}
 }
 
-// handOffLocked gives inst's free slots to waiters, oldest first, and
-// records the rest as free; an instance of a draining pool that nobody
-// waits for stops.
+// handOffLocked gives inst's free slots to waiters, oldest first, within
+// the limits, and records the rest as free; an idle instance that a
+// draining pool or a lowered limit no longer needs stops.
 func (p *pool) handOffLocked(inst *instance) {
-	for inst.inflight < p.perInstance && p.waiters.Len() > 0 {
+	for inst.inflight < p.perInstance && p.waiters.Len() > 0 && (inst.inflight > 0 || p.busy < p.maxInst) {
 		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
 		w.el = nil
-		inst.inflight++
+		p.takeSlotLocked(inst)
 		w.ch <- acquired{inst: inst}
 	}
-	if p.draining {
-		if inst.inflight == 0 {
-			p.retireLocked(inst)
-		}
+	if inst.inflight == 0 && (p.draining || p.surplusLocked()) {
+		p.retireLocked(inst)
 		return
 	}
-	if inst.inflight < p.perInstance && !inst.inFree {
+	if !p.draining && inst.inflight < p.perInstance && !inst.inFree {
 		inst.inFree = true
 		p.free = append(p.free, inst)
 	}
 }
 
-// release returns a slot of inst; a broken instance is stopped.
+// release returns a slot of inst; a broken instance is stopped. A slot
+// freed here may let a waiter onto another instance, or start one.
 func (p *pool) release(inst *instance, broken bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	inst.inflight--
+	if inst.inflight == 0 {
+		p.busy--
+	}
 	inst.lastUsed = p.e.cfg.Now()
-	if _, ok := p.all[inst]; !ok {
-		return // died meanwhile
-	}
-	if broken {
+	_, member := p.all[inst]
+	switch {
+	case !member || inst.retiring: // died or stopping meanwhile
+	case broken:
 		p.retireLocked(inst)
-		p.scaleLocked() // waiters it would have served need another
-		return
+	default:
+		p.handOffLocked(inst)
 	}
-	p.handOffLocked(inst)
+	p.serveWaitersLocked()
 }
 
 // retireLocked stops inst; watch removes it once it has exited.
 func (p *pool) retireLocked(inst *instance) {
+	if inst.retiring {
+		return
+	}
 	p.removeFreeLocked(inst)
 	inst.retiring = true
+	p.retiring++
 	inst.stop()
 }
 
@@ -305,10 +354,11 @@ func (p *pool) removeFreeLocked(inst *instance) {
 	}
 }
 
-// watch waits for inst to exit, forgets it and restores the warm minimum.
+// watch waits for inst to exit, ends its requests in flight, forgets it and
+// restores the warm minimum.
 func (p *pool) watch(inst *instance) {
-	defer p.e.wg.Done()
 	<-inst.sb.Done()
+	inst.cancel()
 	inst.close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -316,6 +366,9 @@ func (p *pool) watch(inst *instance) {
 		return
 	}
 	delete(p.all, inst)
+	if inst.retiring {
+		p.retiring--
+	}
 	p.removeFreeLocked(inst)
 	p.e.releaseSlot()
 	if !inst.retiring {

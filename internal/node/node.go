@@ -148,6 +148,7 @@ type Node struct {
 	store    store.Store
 	registry *registry.Registry
 	cache    *codepkg.Cache
+	sandbox  *process.Backend // the node made it, the node closes it
 	engine   *engine.Engine
 	api      *api.Server
 	async    asyncParts // async.go
@@ -219,6 +220,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	n.sandbox = sb
 	log.Info("sandbox", "isolation", sb.Describe())
 	ids := make([]string, len(rts))
 	for i, rt := range rts {
@@ -227,7 +229,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registry = registry.New(registry.Config{
 		KV: kv, Blobs: n.store.Blobs(), Code: cache, Runtimes: ids, Limits: lim, Logger: log,
 	})
-	logs := engine.NewLogStore(0)
+	logs := engine.NewLogStore(0, 0)
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances,
@@ -262,11 +264,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		_ = n.engine.Run(bg)
-	}()
+	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		n.pruneLoop(bg, cache)
@@ -388,6 +386,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// engineCloseTimeout bounds the wait for the engine's instances to exit.
+const engineCloseTimeout = 30 * time.Second
+
 func (n *Node) closeParts() {
 	if n.cancel != nil {
 		n.cancel()
@@ -396,7 +397,16 @@ func (n *Node) closeParts() {
 	n.closeTriggers()
 	n.closeAsync()
 	if n.engine != nil {
-		n.engine.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), engineCloseTimeout)
+		if err := n.engine.Close(ctx); err != nil {
+			n.log.Warn("close engine", nimbus.LogErr, err)
+		}
+		cancel()
+	}
+	if n.sandbox != nil {
+		if err := n.sandbox.Close(); err != nil {
+			n.log.Warn("close sandbox", nimbus.LogErr, err)
+		}
 	}
 	if n.registry != nil {
 		n.registry.Close()

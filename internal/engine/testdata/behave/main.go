@@ -3,9 +3,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -21,6 +23,9 @@ type event struct {
 	Error      string `json:"error"`
 	Echo       any    `json:"echo"`
 	Alloc      int    `json:"alloc_mb"`
+	// Gate is the address of a test's gate: the request tells it when it
+	// runs and waits there until the test lets it through.
+	Gate string `json:"gate"`
 }
 
 var version = os.Getenv("VERSION")
@@ -33,6 +38,11 @@ func handle(ctx context.Context, e event) (any, error) {
 			os.Stdout.WriteString(line)
 		}
 		fmt.Println("last line")
+	}
+	if e.Gate != "" {
+		if err := pass(e.Gate); err != nil {
+			return nil, err
+		}
 	}
 	if e.SleepMS > 0 {
 		time.Sleep(time.Duration(e.SleepMS) * time.Millisecond)
@@ -61,3 +71,23 @@ func handle(ctx context.Context, e event) (any, error) {
 }
 
 func main() { lambda.Start(handle) }
+
+// pass tells the gate at addr that this request runs ("in PID"), waits for
+// its answer, and tells it that the request ends ("out PID").
+func pass(addr string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for _, msg := range []string{"in", "out"} {
+		if _, err := fmt.Fprintf(c, "%s %d\n", msg, os.Getpid()); err != nil {
+			return err
+		}
+		if _, err := r.ReadString('\n'); err != nil {
+			return err
+		}
+	}
+	return nil
+}

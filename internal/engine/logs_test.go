@@ -1,0 +1,197 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+func appendLines(s *LogStore, fn string, n, lineBytes int) {
+	for i := range n {
+		line := fmt.Sprintf("%s %06d ", fn, i)
+		line += strings.Repeat("x", max(0, lineBytes-len(line)))
+		s.Append(LogRecord{Time: time.Now(), Function: fn, Line: line})
+	}
+}
+
+// checkAccounts checks that the store's byte count is its records' and
+// within the total cap.
+func checkAccounts(t *testing.T, s *LogStore) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sum := 0
+	for name, l := range s.funcs {
+		n := 0
+		for i := range l.recs[l.head:] {
+			n += l.recs[l.head+i].size()
+		}
+		if n != l.bytes {
+			t.Errorf("%s: counted %d bytes, holds %d", name, l.bytes, n)
+		}
+		if l.bytes > s.perFunction {
+			t.Errorf("%s: %d bytes, over the per-function cap %d", name, l.bytes, s.perFunction)
+		}
+		sum += n
+	}
+	if sum != s.bytes || s.bytes > s.total {
+		t.Errorf("store counts %d bytes, holds %d; total cap %d", s.bytes, sum, s.total)
+	}
+}
+
+func TestLogStoreForget(t *testing.T) {
+	s := NewLogStore(0, 0)
+	appendLines(s, "a", 10, 50)
+	appendLines(s, "b", 10, 50)
+	ch, cancel := s.Follow("a")
+	s.Forget("a")
+	if got := s.Read("a", -1); len(got) != 0 {
+		t.Errorf("a forgotten function has %d records", len(got))
+	}
+	if got := s.Read("b", -1); len(got) != 10 {
+		t.Errorf("another function has %d records, want its 10", len(got))
+	}
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Error("the follower got a record after Forget, want its channel closed")
+		}
+	default:
+		t.Error("the follower's channel is still open after Forget")
+	}
+	cancel()
+	cancel()
+	s.Forget("a")       // again: nothing
+	s.Forget("missing") // never logged: nothing
+
+	// A new function of the same name starts empty.
+	appendLines(s, "a", 3, 50)
+	if got := s.Read("a", -1); len(got) != 3 || !strings.HasPrefix(got[0].Line, "a 000000") {
+		t.Errorf("new function a has %d records, want only its own 3", len(got))
+	}
+	checkAccounts(t, s)
+}
+
+// TestLogStoreCaps: the per-function cap drops a function's oldest
+// records; the total cap drops the least recently written function's
+// oldest records first.
+func TestLogStoreCaps(t *testing.T) {
+	const line = 100
+	rec := line + recordOverhead
+	s := NewLogStore(20*rec, 100*rec)
+
+	appendLines(s, "chatty", 1000, line)
+	got := s.Read("chatty", -1)
+	if len(got) != 20 || !strings.HasPrefix(got[0].Line, "chatty 000980") || !strings.HasPrefix(got[19].Line, "chatty 000999") {
+		t.Errorf("per-function cap kept %d records from %q, want the newest 20", len(got), got[0].Line)
+	}
+	checkAccounts(t, s)
+
+	// 20 functions of 10 records each, written in turn: 200 records
+	// against a cap of 100.
+	for i := range 20 {
+		appendLines(s, fmt.Sprintf("f%02d", i), 10, line)
+	}
+	appendLines(s, "f00", 1, line) // f00 is now the most recently written
+	checkAccounts(t, s)
+	if got := s.Read("chatty", -1); len(got) != 0 {
+		t.Errorf("the least recently written function kept %d records", len(got))
+	}
+	if got := s.Read("f00", -1); len(got) != 1 {
+		t.Errorf("f00 (written last) has %d records, want the 1 written after its older ones were evicted", len(got))
+	}
+	for i := 11; i < 20; i++ {
+		if got := s.Read(fmt.Sprintf("f%02d", i), -1); len(got) != 10 {
+			t.Errorf("f%02d (recently written) has %d records, want all 10", i, len(got))
+		}
+	}
+	if got := s.Read("f01", -1); len(got) != 0 {
+		t.Errorf("f01 (least recently written now) has %d records, want none", len(got))
+	}
+	// The function at the boundary keeps its newest records.
+	for i := 1; i < 11; i++ {
+		recs := s.Read(fmt.Sprintf("f%02d", i), -1)
+		if len(recs) > 0 && !strings.HasSuffix(strings.Fields(recs[len(recs)-1].Line)[1], "9") {
+			t.Errorf("f%02d kept %q last, want its newest record", i, recs[len(recs)-1].Line)
+		}
+	}
+}
+
+// TestLogStoreMemory: with many functions logging far more than the total
+// cap, the heap stays near the cap (the per-record estimate holds).
+func TestLogStoreMemory(t *testing.T) {
+	const total = 8 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := NewLogStore(256<<10, total)
+	for i := range 2000 {
+		appendLines(s, fmt.Sprintf("fn-%04d", i), 200, 80) // 2000 × 200 × 80 B: 32 MB of lines
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	checkAccounts(t, s)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	if grown > 2*total {
+		t.Errorf("the heap grew by %d MB for a total cap of %d MB", grown>>20, total>>20)
+	}
+	runtime.KeepAlive(s)
+}
+
+// TestDeletedFunctionLogs (issue 11): a deleted function's log is gone,
+// its followers end, and a new function of the same name sees nothing of
+// it, not even the lines of the old instances still finishing a request.
+func TestDeletedFunctionLogs(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fn.Timeout = 60
+	h.ok(t, h.fn, `{}`)
+	ch, cancel := h.e.cfg.Logs.Follow("behave")
+	defer cancel()
+
+	g := newGate(t)
+	old := make(chan nimbus.Result, 1)
+	go func() {
+		res, _ := h.e.Invoke(t.Context(), h.fn, nimbus.Invocation{RequestID: "old-in-flight", Payload: []byte(g.payload())})
+		old <- res
+	}()
+	waitFor(t, func() bool { running, _, _, _, _ := g.Stats(); return running == 1 })
+
+	h.e.Refresh("behave", nil)
+	if got := h.e.cfg.Logs.Read("behave", -1); len(got) != 0 {
+		t.Errorf("the deleted function still has %d log records", len(got))
+	}
+	for range len(ch) {
+		<-ch // what was followed before the delete
+	}
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Error("the follower got a record after the delete")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the follower of the deleted function's log did not end")
+	}
+
+	again := *h.fn
+	again.RevisionID = "new"
+	if _, err := h.e.Invoke(t.Context(), &again, nimbus.Invocation{RequestID: "new-function", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	g.Open()
+	if res := <-old; !strings.Contains(string(res.LogTail), "REPORT RequestId: old-in-flight") {
+		t.Errorf("the in-flight request's own tail lacks its REPORT:\n%s", res.LogTail)
+	}
+	recs := h.e.cfg.Logs.Read("behave", -1)
+	if len(recs) == 0 {
+		t.Fatal("the new function has no log")
+	}
+	for _, r := range recs {
+		if r.RequestID != "new-function" {
+			t.Errorf("the new function's log shows %q of request %q", r.Line, r.RequestID)
+		}
+	}
+}
