@@ -24,76 +24,94 @@ const previewLen = 256
 
 var errStopped = errors.New("stopped by request")
 
+// function returns fn's configuration, nil when it is gone.
+func (s *Service) function(name string) *nimbus.Function {
+	fn, err := s.cfg.Functions.Get(s.runCtx, name)
+	if err != nil {
+		return nil
+	}
+	return fn
+}
+
+// limit is how many of the function's events may run at once on this node.
+// A deleted function's events run at the node's concurrency (to fail).
+func (s *Service) limit(name string) int {
+	n := s.cfg.Concurrency
+	fn := s.function(name)
+	if fn == nil {
+		return n
+	}
+	if c := fn.EventInvoke; c != nil && c.MaxConcurrency > 0 {
+		n = min(n, c.MaxConcurrency)
+	}
+	if fn.ReservedConcurrency != nil {
+		n = min(n, *fn.ReservedConcurrency)
+	}
+	return n
+}
+
 // execute runs one event to a durable outcome and reports whether it got
 // one (false: the node is stopping or the store failed; the event will be
-// delivered again). It calls release once the function has run.
-func (d *dispatcher) execute(ev *event, release func()) bool {
-	s := d.s
-	if t, ok := s.idx.get(ev.Function, ev.ID); ok && !t.Created.Before(ev.Created) {
+// run again). It calls release once the function has run.
+func (s *Service) execute(ev *Event, release func()) bool {
+	if t, ok := s.task(ev.Function, ev.ID); ok && !t.Created.Before(ev.Created) {
 		switch {
 		case t.Created.After(ev.Created):
 			return true // an earlier life's event, delivered again after a re-drive
 		case nimbus.TaskFinal(t.Status), superseded(t, ev):
-			return true // delivered again after it finished or was retried
+			return true // run again after it finished or was retried
 		case t.Status == nimbus.TaskStopping:
-			return d.finish(ev, nil, nimbus.TaskStopped, "", errStopped.Error(), 0)
+			return s.finish(ev, nimbus.TaskStopped, errStopped.Error(), 0)
 		}
 	}
-	fn, err := s.cfg.Functions.Get(d.ctx, ev.Function)
+	fn, err := s.cfg.Functions.Get(s.runCtx, ev.Function)
 	if errors.Is(err, nimbus.ErrNotFound) {
-		return d.fail(ev, d.lastKnown(), CondFunctionDeleted,
+		return s.fail(ev, nil, CondFunctionDeleted,
 			fmt.Sprintf("function %s was deleted before the event ran", ev.Function), ev.Attempts, 0)
 	}
 	if err != nil {
 		return false
 	}
-	if s.cfg.Now().Sub(ev.Created) > fn.EventInvoke.MaxAge() {
-		return d.fail(ev, fn, CondEventAgeExceeded, "the event is older than its maximum age", ev.Attempts, 0)
+	if s.cfg.Clock.Now().Sub(ev.Created) > fn.EventInvoke.MaxAge() {
+		return s.fail(ev, fn, CondEventAgeExceeded, "the event is older than its maximum age", ev.Attempts, 0)
 	}
-	if lim := d.rateLimiter(fn); lim != nil {
-		if err := lim.Wait(d.ctx); err != nil {
-			return false
-		}
-	}
-	return d.attempt(ev, fn, release)
+	return s.attempt(ev, fn, release)
 }
 
 // superseded reports whether the task record shows a later attempt than the
 // one this event starts: its retry was stored already.
-func superseded(t nimbus.Task, ev *event) bool {
+func superseded(t nimbus.Task, ev *Event) bool {
 	return t.Attempts > ev.Attempts+1 || (t.Attempts == ev.Attempts+1 && t.Status == nimbus.TaskRetrying)
 }
 
 // attempt invokes the function once (waiting out throttles) and records
 // what came of it.
-func (d *dispatcher) attempt(ev *event, fn *nimbus.Function, release func()) bool {
-	s := d.s
+func (s *Service) attempt(ev *Event, fn *nimbus.Function, release func()) bool {
 	attempts := ev.Attempts + 1
-	now := s.cfg.Now().UTC()
-	s.record(&nimbus.Task{ID: ev.ID, Function: ev.Function, Status: nimbus.TaskRunning, Attempts: attempts,
+	now := s.cfg.Clock.Now().UTC()
+	s.q.RecordLater(&nimbus.Task{ID: ev.ID, Function: ev.Function, Status: nimbus.TaskRunning, Attempts: attempts,
 		Created: ev.Created, Started: now, Updated: now})
-	res, err, elapsed := d.invoke(ev, fn)
+	res, err, elapsed := s.invoke(ev, fn)
 	release()
 	switch {
 	case errors.Is(err, errStopped):
-		return d.finish(ev, fn, nimbus.TaskStopped, "", errStopped.Error(), attempts)
-	case d.ctx.Err() != nil:
+		return s.finish(ev, nimbus.TaskStopped, errStopped.Error(), attempts)
+	case s.runCtx.Err() != nil:
 		return false // shutting down: the event runs again elsewhere or later
 	case err != nil:
-		return d.failed(ev, fn, attempts, "Nimbus could not run the function: "+err.Error(), elapsed)
+		return s.failed(ev, fn, attempts, "Nimbus could not run the function: "+err.Error(), elapsed)
 	case res.Err != nil:
 		b, _ := json.Marshal(res.Err)
-		return d.failed(ev, fn, attempts, string(b), elapsed)
+		return s.failed(ev, fn, attempts, string(b), elapsed)
 	}
-	return d.succeeded(ev, fn, attempts, res.Payload, elapsed)
+	return s.succeeded(ev, fn, attempts, res.Payload, elapsed)
 }
 
 // invoke calls the engine, retrying throttles (not the function's fault)
 // with back-off; a stop request cancels it with errStopped.
-func (d *dispatcher) invoke(ev *event, fn *nimbus.Function) (nimbus.Result, error, time.Duration) {
-	s := d.s
-	key := taskKey(ev.Function, ev.ID)
-	ctx, cancel := context.WithCancelCause(d.ctx)
+func (s *Service) invoke(ev *Event, fn *nimbus.Function) (nimbus.Result, error, time.Duration) {
+	key := TaskKey(ev.Function, ev.ID)
+	ctx, cancel := context.WithCancelCause(s.runCtx)
 	defer cancel(nil)
 	s.mu.Lock()
 	s.running[key] = cancel
@@ -103,7 +121,7 @@ func (d *dispatcher) invoke(ev *event, fn *nimbus.Function) (nimbus.Result, erro
 		delete(s.running, key)
 		s.mu.Unlock()
 	}()
-	if t, ok := s.idx.get(ev.Function, ev.ID); ok && t.Created.Equal(ev.Created) && (t.Status == nimbus.TaskStopping || t.Status == nimbus.TaskStopped) {
+	if t, ok := s.task(ev.Function, ev.ID); ok && t.Created.Equal(ev.Created) && (t.Status == nimbus.TaskStopping || t.Status == nimbus.TaskStopped) {
 		return nimbus.Result{}, errStopped, 0 // asked to stop while starting
 	}
 	b := newBackoff(50*time.Millisecond, 2*time.Second)
@@ -136,69 +154,114 @@ func (s *Service) stopLocal(key string) {
 	}
 }
 
-func (d *dispatcher) succeeded(ev *event, fn *nimbus.Function, attempts int, out []byte, elapsed time.Duration) bool {
-	t := d.task(ev, nimbus.TaskSucceeded, attempts, elapsed)
+func (s *Service) succeeded(ev *Event, fn *nimbus.Function, attempts int, out []byte, elapsed time.Duration) bool {
+	t := s.taskRecord(ev, nimbus.TaskSucceeded, attempts, elapsed)
 	t.Result = truncate(string(out), previewLen)
 	if c := fn.EventInvoke; c != nil && c.OnSuccess != "" {
-		d.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out})
+		s.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out})
 	}
-	return d.s.store(context.Background(), t, nil) == nil
+	return s.durably("store the outcome", ev, func(ctx context.Context) error {
+		return s.q.Record(ctx, []*nimbus.Task{t})
+	})
 }
 
 // failed handles a failed attempt: a retry after back-off while attempts and
 // age allow, else the failure path.
-func (d *dispatcher) failed(ev *event, fn *nimbus.Function, attempts int, reason string, elapsed time.Duration) bool {
-	s := d.s
+func (s *Service) failed(ev *Event, fn *nimbus.Function, attempts int, reason string, elapsed time.Duration) bool {
 	if attempts > fn.EventInvoke.Retries() {
-		return d.fail(ev, fn, CondRetriesExhausted, reason, attempts, elapsed)
+		return s.fail(ev, fn, CondRetriesExhausted, reason, attempts, elapsed)
 	}
-	next := s.cfg.Now().Add(retryDelay(s.cfg.RetryBase, s.cfg.RetryMax, attempts))
+	next := s.cfg.Clock.Now().Add(retryDelay(s.cfg.RetryBase, s.cfg.RetryMax, attempts))
 	if next.Sub(ev.Created) > fn.EventInvoke.MaxAge() {
-		return d.fail(ev, fn, CondEventAgeExceeded, "no retry within the event's maximum age; last error: "+reason, attempts, elapsed)
+		return s.fail(ev, fn, CondEventAgeExceeded, "no retry within the event's maximum age; last error: "+reason, attempts, elapsed)
 	}
-	t := d.task(ev, nimbus.TaskRetrying, attempts, elapsed)
+	t := s.taskRecord(ev, nimbus.TaskRetrying, attempts, elapsed)
 	t.Error = truncate(reason, previewLen)
 	retry := *ev
 	retry.Attempts, retry.NotBefore = attempts, next.UTC()
-	return s.store(context.Background(), t, &retry) == nil
+	return s.durably("store a retry", ev, func(ctx context.Context) error {
+		return s.q.Put(ctx, []*nimbus.Task{t}, []*Event{&retry})
+	})
 }
 
-// fail ends an event for good: a dead letter, the failure destination, and
-// a final record (Expired for an event past its age, Failed otherwise).
-func (d *dispatcher) fail(ev *event, fn *nimbus.Function, cond, reason string, attempts int, elapsed time.Duration) bool {
-	s := d.s
+// fail ends an event for good: a dead letter, the failure destination and
+// the dead-letter target, and a final record (Expired for an event past its
+// age, Failed otherwise). fn is nil for a deleted function.
+func (s *Service) fail(ev *Event, fn *nimbus.Function, cond, reason string, attempts int, elapsed time.Duration) bool {
 	status := nimbus.TaskFailed
 	if cond == CondEventAgeExceeded {
 		status = nimbus.TaskExpired
 	}
 	dl := &nimbus.DeadLetter{TaskID: ev.ID, Function: ev.Function, Condition: cond, Reason: reason,
-		Attempts: attempts, Created: ev.Created, Failed: s.cfg.Now().UTC(), Payload: ev.Payload}
-	if err := s.putDeadLetter(context.Background(), dl); err != nil {
-		s.log.Warn("async: store dead letter", nimbus.LogFunction, ev.Function, nimbus.LogTask, ev.ID, nimbus.LogErr, err)
+		Attempts: attempts, Created: ev.Created, Failed: s.cfg.Clock.Now().UTC(), Payload: ev.Payload}
+	if !s.durably("store a dead letter", ev, func(ctx context.Context) error { return s.q.Bury(ctx, dl) }) {
 		return false
 	}
-	t := d.task(ev, status, attempts, elapsed)
+	t := s.taskRecord(ev, status, attempts, elapsed)
 	t.Error = truncate(reason, previewLen)
 	if fn != nil && fn.EventInvoke != nil && fn.EventInvoke.OnFailure != "" {
 		c := fn.EventInvoke
-		d.deliver(t, c.OnFailure, c.DestinationSecret, Outcome{Condition: cond, Payload: ev.Payload,
+		s.deliver(t, c.OnFailure, c.DestinationSecret, Outcome{Condition: cond, Payload: ev.Payload,
 			Response: []byte(reason), FuncError: "Unhandled"})
 	}
-	return s.store(context.Background(), t, nil) == nil
+	if fn != nil && fn.DeadLetterTarget != "" {
+		s.deadLetter(t, fn, cond, reason, ev)
+	}
+	return s.durably("store the outcome", ev, func(ctx context.Context) error {
+		return s.q.Record(ctx, []*nimbus.Task{t})
+	})
+}
+
+// deadLetter sends a failed event to the function's dead-letter target
+// (Lambda's DeadLetterConfig), noting how that went in the record when no
+// destination took that place.
+func (s *Service) deadLetter(t *nimbus.Task, fn *nimbus.Function, cond, reason string, ev *Event) {
+	o := Outcome{Function: t.Function, Task: t.ID, Condition: cond, Attempts: t.Attempts, Payload: ev.Payload,
+		Response: []byte(reason), FuncError: "Unhandled", DeadLetter: true}
+	status := "Delivered"
+	if err := s.send(fn.DeadLetterTarget, "", o); err != nil {
+		status = truncate("Failed: "+err.Error(), previewLen)
+	}
+	if t.Destination == "" {
+		t.Destination, t.DestinationStatus = fn.DeadLetterTarget, status
+	}
 }
 
 // finish writes a final record with no destination (a stop).
-func (d *dispatcher) finish(ev *event, _ *nimbus.Function, status, result, errMsg string, attempts int) bool {
-	t := d.task(ev, status, attempts, 0)
-	t.Result, t.Error = result, errMsg
-	return d.s.store(context.Background(), t, nil) == nil
+func (s *Service) finish(ev *Event, status, errMsg string, attempts int) bool {
+	t := s.taskRecord(ev, status, attempts, 0)
+	t.Error = errMsg
+	return s.durably("store the outcome", ev, func(ctx context.Context) error {
+		return s.q.Record(ctx, []*nimbus.Task{t})
+	})
 }
 
-func (d *dispatcher) task(ev *event, status string, attempts int, elapsed time.Duration) *nimbus.Task {
-	now := d.s.cfg.Now().UTC()
+// durably runs a store write, trying again a few times with back-off when
+// the store is unavailable; false when it never went through (the event's
+// message is handed back and runs again).
+func (s *Service) durably(op string, ev *Event, write func(context.Context) error) bool {
+	b := newBackoff(200*time.Millisecond, 2*time.Second)
+	var err error
+	for range outcomeAttempts {
+		if err = write(context.Background()); err == nil {
+			return true
+		}
+		if !errors.Is(err, nimbus.ErrUnavailable) || !sleepCtx(s.runCtx, b.next()) {
+			break
+		}
+	}
+	s.log.Warn("async: "+op+"; the event will run again", nimbus.LogFunction, ev.Function, nimbus.LogTask, ev.ID, nimbus.LogErr, err)
+	return false
+}
+
+// outcomeAttempts bounds how often an outcome write is tried.
+const outcomeAttempts = 3
+
+func (s *Service) taskRecord(ev *Event, status string, attempts int, elapsed time.Duration) *nimbus.Task {
+	now := s.cfg.Clock.Now().UTC()
 	t := &nimbus.Task{ID: ev.ID, Function: ev.Function, Status: status, Attempts: attempts,
 		Created: ev.Created, Updated: now, DurationMs: float64(elapsed.Microseconds()) / 1000}
-	if prev, ok := d.s.idx.get(ev.Function, ev.ID); ok {
+	if prev, ok := s.task(ev.Function, ev.ID); ok {
 		t.Started = prev.Started
 	}
 	if nimbus.TaskFinal(status) {
@@ -208,21 +271,24 @@ func (d *dispatcher) task(ev *event, status string, attempts int, elapsed time.D
 }
 
 // deliver sends an outcome to a destination and notes how it went in t.
-func (d *dispatcher) deliver(t *nimbus.Task, dest, secret string, o Outcome) {
+func (s *Service) deliver(t *nimbus.Task, dest, secret string, o Outcome) {
 	t.Destination = dest
-	if d.s.cfg.Destinations == nil {
-		t.DestinationStatus = "Failed: this node has no destination sender"
-		return
-	}
 	o.Function, o.Task, o.Attempts = t.Function, t.ID, t.Attempts
-	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Minute)
-	defer cancel()
-	if err := d.s.cfg.Destinations.Send(ctx, dest, secret, o); err != nil {
+	if err := s.send(dest, secret, o); err != nil {
 		t.DestinationStatus = truncate("Failed: "+err.Error(), previewLen)
-		d.s.log.Warn("async: destination", nimbus.LogFunction, t.Function, nimbus.LogTask, t.ID, "destination", dest, nimbus.LogErr, err)
+		s.log.Warn("async: destination", nimbus.LogFunction, t.Function, nimbus.LogTask, t.ID, "destination", dest, nimbus.LogErr, err)
 		return
 	}
 	t.DestinationStatus = "Delivered"
+}
+
+func (s *Service) send(dest, secret string, o Outcome) error {
+	if s.cfg.Destinations == nil {
+		return errors.New("this node has no destination sender")
+	}
+	ctx, cancel := context.WithTimeout(s.runCtx, 2*time.Minute)
+	defer cancel()
+	return s.cfg.Destinations.Send(ctx, dest, secret, o)
 }
 
 // retryDelay is exponential back-off with full jitter in [d/2, d].
@@ -247,8 +313,6 @@ func (b *backoff) next() time.Duration {
 	}
 	return b.cur/2 + rand.N(b.cur/2+1)
 }
-
-func (b *backoff) reset() { b.cur = 0 }
 
 // sleepCtx waits d; false when ctx ended first.
 func sleepCtx(ctx context.Context, d time.Duration) bool {

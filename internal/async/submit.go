@@ -2,27 +2,13 @@ package async
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
-	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
 )
-
-// event is one asynchronous invocation as stored in the event stream.
-type event struct {
-	ID       string          `json:"id"` // the task id, also the request id
-	Function string          `json:"fn"`
-	Payload  json.RawMessage `json:"p"`
-	Created  time.Time       `json:"c"`           // first submitted: the event's age counts from here
-	Attempts int             `json:"a,omitempty"` // attempts made so far
-	// NotBefore delays a retry.
-	NotBefore time.Time `json:"nb,omitzero"`
-	TraceID   string    `json:"tr,omitempty"`
-}
 
 // SubmitRequest is one asynchronous invocation.
 type SubmitRequest struct {
@@ -40,8 +26,8 @@ func ValidTaskID(id string) bool { return validTaskID.MatchString(id) }
 
 // Submit stores an event durably and returns its task id once it is stored;
 // existing reports that the task id was already known (nothing new stored).
-// Errors: nimbus.ErrTooLarge, nimbus.ErrInvalid (a malformed task id), and
-// store errors.
+// Errors: nimbus.ErrTooLarge, nimbus.ErrInvalid (a malformed task id),
+// nimbus.ErrUnavailable (the store could not write it).
 func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitRequest) (id string, existing bool, err error) {
 	if len(req.Payload) > s.cfg.MaxPayload {
 		return "", false, nimbus.Errorf(nimbus.ErrTooLarge,
@@ -64,13 +50,16 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 		}
 		defer done()
 	}
-	now := s.cfg.Now().UTC()
-	ev := &event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID}
+	if s.ctx.Err() != nil {
+		return "", false, nimbus.Errorf(nimbus.ErrUnavailable, "the Async Service is shutting down")
+	}
+	now := s.cfg.Clock.Now().UTC()
+	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID}
 	task := &nimbus.Task{ID: id, Function: fn.Name, Status: nimbus.TaskEnqueued, Created: now, Updated: now}
-	if err := s.store(ctx, task, ev); err != nil {
+	if err := s.q.Put(ctx, []*nimbus.Task{task}, []*Event{ev}); err != nil {
 		return "", false, err
 	}
-	s.ensureDispatcher(fn.Name)
+	s.sch.wake(fn.Name)
 	return id, false, nil
 }
 
@@ -78,24 +67,27 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 // the first; it reports dup when the task exists. done must be called when
 // dup is false.
 func (s *Service) claimTaskID(ctx context.Context, fn, id string) (done func(), dup bool) {
-	key := taskKey(fn, id)
+	key := TaskKey(fn, id)
 	for {
 		s.mu.Lock()
-		if _, ok := s.idx.get(fn, id); ok {
-			s.mu.Unlock()
-			return nil, true
-		}
 		wait, busy := s.submitting[key]
 		if !busy {
 			ch := make(chan struct{})
 			s.submitting[key] = ch
 			s.mu.Unlock()
-			return func() {
+			done = func() {
 				s.mu.Lock()
 				delete(s.submitting, key)
 				s.mu.Unlock()
 				close(ch)
-			}, false
+			}
+			// Looked up while this submit holds the id: one that finished
+			// before has its record stored by now.
+			if _, ok := s.task(fn, id); ok {
+				done()
+				return nil, true
+			}
+			return done, false
 		}
 		s.mu.Unlock()
 		select {
@@ -104,38 +96,6 @@ func (s *Service) claimTaskID(ctx context.Context, fn, id string) (done func(), 
 			return func() {}, false
 		}
 	}
-}
-
-// store writes a task record and (when ev is set) an event in one commit
-// round, the record first, and applies the record to this node's index.
-func (s *Service) store(ctx context.Context, task *nimbus.Task, ev *event) error {
-	tb, err := json.Marshal(task)
-	if err != nil {
-		return fmt.Errorf("encode task: %w", err)
-	}
-	reqs := []writeReq{{subject: s.names.taskSubj + task.Function, rec: tb}}
-	if ev != nil {
-		eb, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
-		}
-		reqs = append(reqs, writeReq{subject: s.names.evSubj + ev.Function, rec: eb})
-	}
-	if err := s.w.writeAll(ctx, reqs); err != nil {
-		return err
-	}
-	s.idx.apply(task)
-	return nil
-}
-
-// record writes a task record without waiting for it to be stored.
-func (s *Service) record(task *nimbus.Task) {
-	tb, err := json.Marshal(task)
-	if err != nil {
-		return
-	}
-	s.idx.apply(task)
-	s.w.post(s.names.taskSubj+task.Function, tb)
 }
 
 // truncate cuts s to at most n bytes (on a rune boundary) with an ellipsis.

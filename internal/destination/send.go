@@ -91,22 +91,51 @@ func New(cfg Config) *Sender {
 // the subject, a flush otherwise). Otherwise the error says why; an invalid
 // dest wraps nimbus.ErrInvalid.
 func (s *Sender) Send(ctx context.Context, dest, secret string, rec *Record) error {
-	t, err := Parse(dest, "", "")
-	if err != nil {
-		return err
-	}
 	body, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode destination record: %w", err)
 	}
-	id := rec.RequestContext.RequestID + ":" + rec.RequestContext.Condition
+	return s.deliver(ctx, dest, secret, rec.RequestContext.RequestID+":"+rec.RequestContext.Condition, body, nil)
+}
+
+// DeadLetter is an event that failed for good, as it goes to a function's
+// dead-letter target: the event itself, as Lambda sends it to a
+// dead-letter queue, with why it failed beside it (Lambda's message
+// attributes: webhook headers X-Nimbus-Request-Id, X-Nimbus-Error-Code and
+// X-Nimbus-Error-Message; NATS headers RequestID, ErrorCode and
+// ErrorMessage; nothing for a function, which gets the event as is).
+type DeadLetter struct {
+	RequestID    string
+	ErrorCode    string // the condition, e.g. RetriesExhausted
+	ErrorMessage string
+	Payload      []byte
+}
+
+// SendDeadLetter delivers a dead letter to dest as Send delivers a record.
+func (s *Sender) SendDeadLetter(ctx context.Context, dest, secret string, dl DeadLetter) error {
+	msg := dl.ErrorMessage
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	msg = strings.Join(strings.Fields(msg), " ") // one line, as headers must be
+	attrs := map[string]string{"RequestID": dl.RequestID, "ErrorCode": dl.ErrorCode, "ErrorMessage": msg}
+	return s.deliver(ctx, dest, secret, dl.RequestID+":DeadLetter", dl.Payload, attrs)
+}
+
+// deliver sends body, identified by id (deduplication, delivery id), with
+// its attributes.
+func (s *Sender) deliver(ctx context.Context, dest, secret, id string, body []byte, attrs map[string]string) error {
+	t, err := Parse(dest, "", "")
+	if err != nil {
+		return err
+	}
 	switch t.Kind {
 	case Function:
 		return s.sendFunction(ctx, t.Name, body)
 	case Webhook:
-		return s.sendWebhook(ctx, t.Name, secret, id, body)
+		return s.sendWebhook(ctx, t.Name, secret, id, body, attrs)
 	default:
-		return s.sendNATS(ctx, t.Name, id, body)
+		return s.sendNATS(ctx, t.Name, id, body, attrs)
 	}
 }
 
@@ -124,7 +153,7 @@ func (s *Sender) sendFunction(ctx context.Context, name string, body []byte) err
 // its deduplication id, when a stream captures the subject; otherwise a core
 // publish and a flush, which shows the server has the message (whether a
 // subscriber gets it is up to core NATS).
-func (s *Sender) sendNATS(ctx context.Context, subject, id string, body []byte) error {
+func (s *Sender) sendNATS(ctx context.Context, subject, id string, body []byte, attrs map[string]string) error {
 	if s.cfg.NATS == nil {
 		return errors.New("NATS destinations are not available on this node")
 	}
@@ -140,6 +169,9 @@ func (s *Sender) sendNATS(ctx context.Context, subject, id string, body []byte) 
 	}
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
+	for k, v := range attrs {
+		msg.Header.Set(k, v)
+	}
 	if _, err := s.js.StreamNameBySubject(ctx, subject); err == nil {
 		_, err = s.js.PublishMsg(ctx, msg, jetstream.WithRetryAttempts(0))
 		if !errors.Is(err, jetstream.ErrNoStreamResponse) { // else: the stream went away meanwhile

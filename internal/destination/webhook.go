@@ -74,14 +74,14 @@ func Verify(secret string, header http.Header, body []byte, now time.Time, toler
 
 // sendWebhook POSTs body to rawURL until it answers 2xx. 5xx, 429 and
 // transport errors are retried; any other answer fails at once.
-func (s *Sender) sendWebhook(ctx context.Context, rawURL, secret, id string, body []byte) error {
+func (s *Sender) sendWebhook(ctx context.Context, rawURL, secret, id string, body []byte, attrs map[string]string) error {
 	where := rawURL
 	if u, err := url.Parse(rawURL); err == nil {
 		where = u.Redacted()
 	}
 	var last error
 	for attempt := 1; ; attempt++ {
-		retryAfter, err := s.post(ctx, rawURL, secret, id, body)
+		retryAfter, err := s.post(ctx, rawURL, secret, id, body, attrs)
 		if err == nil {
 			return nil
 		}
@@ -113,7 +113,7 @@ type permanentError struct{ msg string }
 func (e *permanentError) Error() string { return e.msg }
 
 // post makes one attempt. It returns the server's Retry-After, if any.
-func (s *Sender) post(ctx context.Context, rawURL, secret, id string, body []byte) (time.Duration, error) {
+func (s *Sender) post(ctx context.Context, rawURL, secret, id string, body []byte, attrs map[string]string) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
 	if err != nil {
 		return 0, &permanentError{msg: err.Error()}
@@ -125,6 +125,9 @@ func (s *Sender) post(ctx context.Context, rawURL, secret, id string, body []byt
 	req.Header.Set(HeaderDelivery, id)
 	if secret != "" {
 		req.Header.Set(HeaderSignature, Sign(secret, ts, body))
+	}
+	for k, v := range attrs {
+		req.Header.Set(attributeHeader(k), v)
 	}
 	resp, err := s.cfg.HTTP.Do(req)
 	if err != nil {
@@ -192,4 +195,16 @@ func wait(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// attributeHeader names a delivery attribute's webhook header.
+func attributeHeader(attr string) string {
+	if h, ok := attributeHeaders[attr]; ok {
+		return h
+	}
+	return "X-Nimbus-" + attr
+}
+
+var attributeHeaders = map[string]string{
+	"RequestID": "X-Nimbus-Request-Id", "ErrorCode": "X-Nimbus-Error-Code", "ErrorMessage": "X-Nimbus-Error-Message",
 }

@@ -4,32 +4,54 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
+	asyncnats "github.com/nimbus-serverless/nimbus/internal/async/nats"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
-	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
-// asyncParts is the node's Async Service.
+// asyncParts is the node's Async Service and the JetStream backend it
+// stands on.
 type asyncParts struct {
-	svc *async.Service
+	backend *asyncnats.Backend
+	svc     *async.Service
 }
 
 // openAsync opens the Async Service on the store's JetStream and lets it
 // follow function changes.
 func (n *Node) openAsync(ctx context.Context) error {
-	ns, ok := n.store.(*natsstore.Store)
-	if !ok {
-		return fmt.Errorf("async: the store is not NATS JetStream")
+	id, err := nodeID(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	b, err := asyncnats.Open(ctx, asyncnats.Config{
+		JS: n.store.JetStream(), NC: n.store.Conn(), Prefix: n.cfg.NATSPrefix,
+		IndexDir: filepath.Join(n.cfg.DataDir, "async"), NodeID: id,
+		Retention: n.cfg.AsyncRetention, ClaimTTL: n.cfg.AsyncAckWait, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.async.backend = b
+	maxPayload := n.cfg.AsyncMaxPayload
+	if limit := asyncnats.MaxEvent(n.store.Conn()); maxPayload > limit {
+		if limit < 64<<10 {
+			return fmt.Errorf("async: the NATS server's max_payload (%d bytes) is too small for async events; raise it to at least %d",
+				n.store.Conn().MaxPayload(), int64(maxPayload)+n.store.Conn().MaxPayload()-int64(limit))
+		}
+		n.log.Warn("async: events are limited by the NATS server's max_payload; raise it to allow the configured size",
+			"max_payload", n.store.Conn().MaxPayload(), "configured", maxPayload, "effective", limit)
+		maxPayload = limit
 	}
 	svc, err := async.Open(ctx, async.Config{
-		JS: ns.JetStream(), NC: ns.Conn(), Prefix: n.cfg.NATSPrefix,
-		Functions: n.registry, Invoker: n.engine, Destinations: n.destinations(),
-		MaxPayload: n.cfg.AsyncMaxPayload, Retention: n.cfg.AsyncRetention,
-		Concurrency: n.cfg.AsyncConcurrency, AckWait: n.cfg.AsyncAckWait, RetryBase: n.cfg.AsyncRetryBase, Logger: n.log,
+		Backend: b, Functions: n.registry, Invoker: n.engine, Destinations: n.destinations(),
+		MaxPayload: maxPayload, Retention: n.cfg.AsyncRetention, Concurrency: n.cfg.AsyncConcurrency,
+		RetryBase: n.cfg.AsyncRetryBase, Logger: n.log,
 	})
 	if err != nil {
 		return err
@@ -56,9 +78,8 @@ func (n *Node) destinations() async.Destinations {
 // Async Service and the triggers' failure destinations.
 func (n *Node) destinationSender() *destination.Sender {
 	n.destOnce.Do(func() {
-		ns, _ := n.store.(*natsstore.Store)
 		n.dest = destination.New(destination.Config{
-			NATS:     ns.Conn(),
+			NATS:     n.store.Conn(),
 			Reserved: []string{strings.ToLower(n.cfg.NATSPrefix) + "."},
 			InvokeAsync: func(ctx context.Context, name string, payload []byte) error {
 				fn, err := n.registry.Get(ctx, name)
@@ -82,6 +103,11 @@ type destinations struct {
 
 // Send implements async.Destinations.
 func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Outcome) error {
+	if o.DeadLetter {
+		return d.sender.SendDeadLetter(ctx, dest, secret, destination.DeadLetter{
+			RequestID: o.Task, ErrorCode: o.Condition, ErrorMessage: string(o.Response), Payload: o.Payload,
+		})
+	}
 	rec := &destination.Record{
 		Version:   destination.RecordVersion,
 		Timestamp: time.Now().UTC(),
@@ -103,9 +129,18 @@ func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Ou
 	return d.sender.Send(ctx, dest, secret, rec)
 }
 
-func (n *Node) closeAsync() {
+// closeAsync stops the Async Service, letting the events running finish
+// within ctx, then its backend.
+func (n *Node) closeAsync(ctx context.Context) {
 	if n.async.svc != nil {
-		n.async.svc.Close()
+		if err := n.async.svc.Close(ctx); err != nil {
+			n.log.Warn("close the Async Service", nimbus.LogErr, err)
+		}
+	}
+	if n.async.backend != nil {
+		if err := n.async.backend.Close(ctx); err != nil {
+			n.log.Warn("close the async backend", nimbus.LogErr, err)
+		}
 	}
 }
 

@@ -25,7 +25,6 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
-	"github.com/nimbus-serverless/nimbus/internal/store"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
@@ -145,7 +144,8 @@ func (c *Config) Validate() error {
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	store    store.Store
+	lock     *dataDirLock
+	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
 	sandbox  *process.Backend // the node made it, the node closes it
@@ -177,10 +177,14 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := checkTraversable(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, lock: lock}
 	defer func() {
 		if err != nil {
-			n.closeParts()
+			n.closeParts(context.Background())
 		}
 	}()
 	n.store, err = natsstore.Open(ctx, natsstore.Config{
@@ -372,8 +376,10 @@ func (n *Node) Serve() error {
 	return err
 }
 
-// Shutdown stops accepting requests, lets in-flight ones finish within the
-// grace period (or ctx), then stops instances and closes the store.
+// Shutdown stops accepting requests, lets in-flight ones (and running
+// async events) finish within the grace period (or ctx), then stops
+// instances and closes the store. It returns within the grace and a few
+// seconds more, whatever the parts are waiting on.
 func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()
@@ -382,26 +388,31 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.log.Warn("shutdown: requests still running after the grace period", nimbus.LogErr, err)
 		_ = n.http.Close()
 	}
-	n.closeParts()
+	n.closeParts(ctx)
 	return err
 }
 
-// engineCloseTimeout bounds the wait for the engine's instances to exit.
-const engineCloseTimeout = 30 * time.Second
+// closeTimeout bounds each part's close once the grace is over.
+const closeTimeout = 5 * time.Second
 
-func (n *Node) closeParts() {
+// closeParts closes every part that was opened, in reverse order; work
+// still running may finish until ctx ends.
+func (n *Node) closeParts(ctx context.Context) {
 	if n.cancel != nil {
 		n.cancel()
 	}
 	n.wg.Wait()
 	n.closeTriggers()
-	n.closeAsync()
-	if n.engine != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), engineCloseTimeout)
-		if err := n.engine.Close(ctx); err != nil {
-			n.log.Warn("close engine", nimbus.LogErr, err)
+	n.closeAsync(ctx)
+	bounded := func(f func(context.Context) error, what string) {
+		c, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		if err := f(c); err != nil {
+			n.log.Warn("close "+what, nimbus.LogErr, err)
 		}
-		cancel()
+	}
+	if n.engine != nil {
+		bounded(n.engine.Close, "engine")
 	}
 	if n.sandbox != nil {
 		if err := n.sandbox.Close(); err != nil {
@@ -422,4 +433,5 @@ func (n *Node) closeParts() {
 			n.log.Warn("close store", nimbus.LogErr, err)
 		}
 	}
+	n.lock.release()
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
-	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/kafka"
@@ -48,7 +47,7 @@ func triggerFactories() map[string]trigger.Factory {
 // node's receiver).
 func (n *Node) namedFactories(ctx context.Context) (map[string]trigger.NamedFactory, error) {
 	// Tick claims are needed only around their tick; old ones expire.
-	ticks, err := n.store.(*natsstore.Store).KVWithTTL(ctx, timer.TickBucket, 48*time.Hour)
+	ticks, err := n.store.KVWithTTL(ctx, timer.TickBucket, 48*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("open timer ticks bucket: %w", err)
 	}

@@ -1,0 +1,102 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+// letters is the async.Letters: the dead-letter stream, one message per
+// dead letter (so that re-driving one deletes just it), its sequence the
+// letter's Seq.
+type letters struct {
+	b   *Backend
+	dlq jetstream.Stream
+}
+
+func openLetters(ctx context.Context, b *Backend) (*letters, error) {
+	st, err := b.cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: b.names.dlq, Subjects: []string{b.names.dlqSubj + ">"}, Retention: jetstream.LimitsPolicy,
+		Storage: jetstream.FileStorage, MaxAge: b.cfg.Retention, Description: "Nimbus async dead letters",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", b.names.dlq, err)
+	}
+	return &letters{b: b, dlq: st}, nil
+}
+
+// Bury implements async.Letters.
+func (l *letters) Bury(ctx context.Context, dl *nimbus.DeadLetter) error {
+	b, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	return l.b.w.writeAll(ctx, []writeReq{{subject: l.b.names.dlqSubj + dl.Function, rec: b, alone: true}})
+}
+
+// Letters implements async.Letters: it reads fn's subject from after,
+// which costs the page.
+func (l *letters) Letters(ctx context.Context, fn string, after uint64, limit int) ([]nimbus.DeadLetter, error) {
+	subj := l.b.names.dlqSubj + fn
+	info, err := l.dlq.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return nil, l.unavailable(err)
+	}
+	if info.State.Subjects[subj] == 0 {
+		return nil, nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	cons, err := l.b.cfg.JS.OrderedConsumer(ctx, l.b.names.dlq, cfg)
+	if err != nil {
+		return nil, l.unavailable(err)
+	}
+	var out []nimbus.DeadLetter
+	for len(out) < limit {
+		m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			return nil, l.unavailable(err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, l.unavailable(err)
+		}
+		var dls []nimbus.DeadLetter
+		if json.Unmarshal(m.Data(), &dls) == nil {
+			for _, dl := range dls {
+				dl.Seq = md.Sequence.Stream
+				out = append(out, dl)
+			}
+		}
+		if md.NumPending == 0 {
+			break
+		}
+	}
+	return out[:min(len(out), limit)], nil
+}
+
+// Remove implements async.Letters.
+func (l *letters) Remove(ctx context.Context, seq uint64) error {
+	if err := l.dlq.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return l.unavailable(err)
+	}
+	return nil
+}
+
+func (l *letters) unavailable(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nimbus.Errorf(nimbus.ErrUnavailable, "async: dead letters: %v", err)
+}

@@ -1,0 +1,237 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/async"
+	"github.com/nimbus-serverless/nimbus/internal/async/taskindex"
+)
+
+// records is the async.Records: the task stream, and this node's index of
+// it.
+type records struct {
+	b     *Backend
+	idx   *taskindex.Index
+	stops chan string
+	cc    jetstream.ConsumeContext
+}
+
+// sweepEvery is how often records past the retention leave the index (the
+// stream drops them by itself).
+const sweepEvery = time.Minute
+
+func openRecords(ctx context.Context, b *Backend) (*records, error) {
+	st, err := b.cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: b.names.tasks, Subjects: []string{b.names.taskSubj + ">"}, Retention: jetstream.LimitsPolicy,
+		Storage: jetstream.FileStorage, MaxAge: b.cfg.Retention, Description: "Nimbus async task records (batches)",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", b.names.tasks, err)
+	}
+	if err := os.MkdirAll(b.cfg.IndexDir, 0o700); err != nil {
+		return nil, fmt.Errorf("task index dir: %w", err)
+	}
+	idx, err := taskindex.Open(filepath.Join(b.cfg.IndexDir, b.cfg.Prefix+"-tasks.db"), taskindex.Options{Logger: b.log})
+	if err != nil {
+		return nil, err
+	}
+	r := &records{b: b, idx: idx, stops: make(chan string, 1024)}
+	if err := r.follow(ctx, st.CachedInfo()); err != nil {
+		_ = idx.Close()
+		return nil, err
+	}
+	b.goBackground(r.sweepLoop)
+	return r, nil
+}
+
+// follow brings the index up to date with the stream and keeps it so. An
+// index built from another stream (the store was replaced) starts over.
+func (r *records) follow(ctx context.Context, info *jetstream.StreamInfo) error {
+	identity := info.Config.Name + "@" + info.Created.UTC().Format(time.RFC3339Nano)
+	stream, seq, err := r.idx.Position()
+	if err != nil {
+		return err
+	}
+	if stream != identity || seq > info.State.LastSeq {
+		if err := r.idx.Reset(identity); err != nil {
+			return err
+		}
+		seq = 0
+	}
+	cfg := jetstream.OrderedConsumerConfig{}
+	if seq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	}
+	cons, err := r.b.cfg.JS.OrderedConsumer(ctx, r.b.names.tasks, cfg)
+	if err != nil {
+		return fmt.Errorf("follow the task stream: %w", err)
+	}
+	last := info.State.LastSeq
+	caught := make(chan struct{})
+	var once sync.Once
+	if last <= seq {
+		once.Do(func() { close(caught) })
+	}
+	r.cc, err = cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		r.apply(m.Data(), md.Sequence.Stream)
+		if md.Sequence.Stream >= last {
+			once.Do(func() { close(caught) })
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("follow the task stream: %w", err)
+	}
+	select {
+	case <-caught:
+		return nil
+	case <-ctx.Done():
+		r.cc.Stop()
+		return fmt.Errorf("load task records: %w", ctx.Err())
+	}
+}
+
+// apply merges a batch of records from the stream.
+func (r *records) apply(data []byte, seq uint64) {
+	var recs []*nimbus.Task
+	if err := json.Unmarshal(data, &recs); err != nil {
+		r.b.log.Warn("async: skip an unreadable task record batch", "seq", seq, nimbus.LogErr, err)
+		recs = nil
+	}
+	recs = valid(recs)
+	changed, err := r.idx.Apply(recs, seq)
+	if err != nil {
+		r.b.log.Error("async: index task records", "seq", seq, nimbus.LogErr, err)
+		return
+	}
+	r.notifyStops(changed)
+}
+
+func valid(recs []*nimbus.Task) []*nimbus.Task {
+	out := recs[:0]
+	for _, t := range recs {
+		if t != nil && t.ID != "" && t.Function != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// applyLocal merges this node's own records at once, so that it reads
+// what it wrote before the stream delivers it back.
+func (r *records) applyLocal(recs []*nimbus.Task) {
+	changed, err := r.idx.Apply(recs, 0)
+	if err != nil {
+		r.b.log.Error("async: index task records", nimbus.LogErr, err)
+		return
+	}
+	r.notifyStops(changed)
+}
+
+func (r *records) notifyStops(changed []*nimbus.Task) {
+	for _, t := range changed {
+		if t.Status != nimbus.TaskStopping && t.Status != nimbus.TaskStopped {
+			continue
+		}
+		select {
+		case r.stops <- async.TaskKey(t.Function, t.ID):
+		case <-r.b.ctx.Done():
+			return
+		}
+	}
+}
+
+// Record implements async.Records.
+func (r *records) Record(ctx context.Context, recs []*nimbus.Task) error {
+	reqs := make([]writeReq, 0, len(recs))
+	for _, t := range recs {
+		tb, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("encode task record: %w", err)
+		}
+		reqs = append(reqs, writeReq{subject: r.b.names.taskSubj + t.Function, rec: tb})
+	}
+	if err := r.b.w.writeAll(ctx, reqs); err != nil {
+		return err
+	}
+	r.applyLocal(recs)
+	return nil
+}
+
+// RecordLater implements async.Records.
+func (r *records) RecordLater(t *nimbus.Task) {
+	tb, err := json.Marshal(t)
+	if err != nil {
+		return
+	}
+	r.applyLocal([]*nimbus.Task{t})
+	r.b.w.post(r.b.names.taskSubj+t.Function, tb)
+}
+
+// Task implements async.Records.
+func (r *records) Task(_ context.Context, fn, id string) (nimbus.Task, error) {
+	t, ok, err := r.idx.Get(fn, id)
+	switch {
+	case err != nil:
+		return t, fmt.Errorf("read task %s: %w", id, err)
+	case !ok:
+		return t, nimbus.Errorf(nimbus.ErrNotFound, "Task %s of function %s not found (records are kept for %s)", id, fn, r.b.cfg.Retention)
+	}
+	return t, nil
+}
+
+// Tasks implements async.Records.
+func (r *records) Tasks(_ context.Context, fn string, o async.ListOptions) ([]nimbus.Task, string, error) {
+	return r.idx.List(fn, o)
+}
+
+// Counts implements async.Records.
+func (r *records) Counts(_ context.Context, fn string) (map[string]int, error) {
+	return r.idx.Counts(fn)
+}
+
+// Stops implements async.Records.
+func (r *records) Stops() <-chan string { return r.stops }
+
+func (r *records) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := r.idx.Sweep(r.b.cfg.Now().Add(-r.b.cfg.Retention)); err != nil {
+				r.b.log.Warn("async: sweep the task index", nimbus.LogErr, err)
+			}
+		}
+	}
+}
+
+// close stops following the stream, waits (within ctx) until no record is
+// being applied, and closes the index.
+func (r *records) close(ctx context.Context) error {
+	if r.cc != nil {
+		r.cc.Stop()
+		select {
+		case <-r.cc.Closed():
+		case <-ctx.Done():
+			return fmt.Errorf("async: stop following the task stream: %w", ctx.Err())
+		}
+	}
+	return r.idx.Close()
+}
+
