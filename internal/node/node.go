@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
+	asyncnats "github.com/nimbus-serverless/nimbus/internal/async/nats"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
@@ -100,7 +101,7 @@ func Defaults() Config {
 		AsyncMaxPayload:   async.DefaultMaxPayload,
 		AsyncRetention:    async.DefaultRetention,
 		AsyncConcurrency:  async.DefaultConcurrency,
-		AsyncAckWait:      async.DefaultAckWait,
+		AsyncAckWait:      asyncnats.DefaultClaimTTL,
 		MaxZipped:         lim.MaxZipped,
 		MaxUnzipped:       lim.MaxUnzipped,
 		ShutdownGrace:     30 * time.Second,

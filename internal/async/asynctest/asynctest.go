@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,7 +221,11 @@ func testExclusive(t *testing.T, h Harness) {
 	if err := b1.Release(t.Context(), c1); err != nil {
 		t.Fatal(err)
 	}
-	c2, _ := claim(t, b2, fn)
+	var c2 *async.Claim
+	waitFor(t, "the released message to be claimable on another node", func() bool {
+		c2, _ = claim(t, b2, fn)
+		return c2 != nil
+	})
 	if !slices.Equal(ids(c2), []string{"x"}) {
 		t.Fatalf("after Release the second node claimed %v", ids(c2))
 	}
@@ -437,19 +442,36 @@ func testManyFunctions(t *testing.T, h Harness) {
 	b := node(t, h.New(t))
 	const n = 1100
 	base := uniq(t, "many")
+	var recs []*nimbus.Task
+	var evs []*async.Event
 	for i := range n {
-		put(t, h, b, fmt.Sprintf("%s-%d", base, i), "x")
+		r, e := event(h, fmt.Sprintf("%s-%d", base, i), "x")
+		recs, evs = append(recs, r), append(evs, e)
+	}
+	if err := b.Put(t.Context(), recs, evs); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				c, _, err := b.Claim(t.Context(), fmt.Sprintf("%s-%d", base, i))
+				if err != nil || c == nil {
+					t.Errorf("function %d of %d: claimed %v, %v", i, n, c, err)
+					continue
+				}
+				if err := b.Done(t.Context(), c); err != nil {
+					t.Error(err)
+				}
+			}
+		})
 	}
 	for i := range n {
-		fn := fmt.Sprintf("%s-%d", base, i)
-		c, _ := claim(t, b, fn)
-		if c == nil {
-			t.Fatalf("function %d of %d: nothing to claim", i, n)
-		}
-		if err := b.Done(t.Context(), c); err != nil {
-			t.Fatal(err)
-		}
+		next <- i
 	}
+	close(next)
+	wg.Wait()
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

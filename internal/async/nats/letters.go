@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,10 +89,18 @@ func (l *letters) Letters(ctx context.Context, fn string, after uint64, limit in
 
 // Remove implements async.Letters.
 func (l *letters) Remove(ctx context.Context, seq uint64) error {
-	if err := l.dlq.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := l.dlq.DeleteMsg(ctx, seq); err != nil && !gone(err) {
 		return l.unavailable(err)
 	}
 	return nil
+}
+
+// gone reports whether err says the message is not there (any more). A
+// failed delete carries JetStream's error only as text: its code 10043 is
+// "sequence not found".
+func gone(err error) bool {
+	return errors.Is(err, jetstream.ErrMsgNotFound) ||
+		(errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "err_code=10043"))
 }
 
 func (l *letters) unavailable(err error) error {

@@ -130,11 +130,19 @@ func (q *queue) freeOwnClaims(ctx context.Context) error {
 	return nil
 }
 
+// onWake passes on a wake-up, and has the function's next Claim look
+// again at what its scan skipped: a wake-up also follows a release.
 func (q *queue) onWake(m *nats.Msg) {
+	now := q.b.cfg.Now()
 	for fn := range strings.SplitSeq(string(m.Data), "\n") {
 		if fn == "" {
 			continue
 		}
+		q.mu.Lock()
+		if c := q.cursors[fn]; c != nil && !c.rewindAt.IsZero() {
+			c.rewindAt = now
+		}
+		q.mu.Unlock()
 		select {
 		case q.wakeups <- fn:
 		default: // Pending finds it
@@ -330,7 +338,7 @@ func (q *queue) Done(ctx context.Context, c *async.Claim) error {
 	if q.lostLocked(h) {
 		return nil // the node that took it over deletes it
 	}
-	if err := q.events.DeleteMsg(ctx, h.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := q.events.DeleteMsg(ctx, h.seq); err != nil && !gone(err) {
 		q.dropClaim(h)
 		return q.unavailable("remove a finished queue message", err)
 	}
@@ -353,7 +361,11 @@ func (q *queue) Release(ctx context.Context, c *async.Claim) error {
 	if q.lostLocked(h) {
 		return nil
 	}
-	return q.dropClaimCtx(ctx, h)
+	if err := q.dropClaimCtx(ctx, h); err != nil {
+		return err
+	}
+	q.announce([]string{h.fn}) // other nodes may take it now
+	return nil
 }
 
 // Lost implements async.Queue.

@@ -3,7 +3,6 @@ package nats
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -234,4 +233,3 @@ func (r *records) close(ctx context.Context) error {
 	}
 	return r.idx.Close()
 }
-

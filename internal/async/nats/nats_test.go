@@ -1,0 +1,79 @@
+package nats_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/nimbus-serverless/nimbus/internal/async"
+	"github.com/nimbus-serverless/nimbus/internal/async/asynctest"
+	asyncnats "github.com/nimbus-serverless/nimbus/internal/async/nats"
+	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/nats-io/nats.go.(*Conn).doReconnect"))
+}
+
+// claimTTL is short, so that the suite sees a dead node's claims lapse.
+const claimTTL = time.Second
+
+var nodes atomic.Int64
+
+// harness runs the suite against backends that share a NATS server at
+// url (each node with a connection of its own, so that Crash can cut one).
+func harness(url func(t *testing.T) (string, string)) asynctest.Harness {
+	conns := map[async.Backend]*nats.Conn{}
+	return asynctest.Harness{
+		New: func(t *testing.T) func(*testing.T) async.Backend {
+			u, prefix := url(t)
+			return func(t *testing.T) async.Backend {
+				nc, err := nats.Connect(u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(nc.Close)
+				js, err := jetstream.New(nc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := asyncnats.Open(t.Context(), asyncnats.Config{
+					JS: js, NC: nc, Prefix: prefix, IndexDir: t.TempDir(),
+					NodeID: fmt.Sprintf("node-%d", nodes.Add(1)), ClaimTTL: claimTTL,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns[b] = nc
+				return b
+			}
+		},
+		Crash:    func(_ *testing.T, b async.Backend) { conns[b].Close() },
+		Now:      time.Now,
+		Advance:  func(_ *testing.T, d time.Duration) { time.Sleep(d) },
+		ClaimTTL: claimTTL,
+	}
+}
+
+func TestSuiteEmbedded(t *testing.T) {
+	asynctest.Run(t, harness(func(t *testing.T) (string, string) {
+		s, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s.ClientURL(), "nimbus"
+	}))
+}
+
+func TestSuiteSharedNATS(t *testing.T) {
+	asynctest.Run(t, harness(func(t *testing.T) (string, string) {
+		return nodetest.SharedNATS, nodetest.SharedNATSPrefix(t)
+	}))
+}
