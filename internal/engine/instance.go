@@ -60,7 +60,9 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	if err != nil {
 		return nil, fmt.Errorf("prepare code: %w", err)
 	}
-	path, args, err := runtimes.Command(rt, codeDir, e.cfg.BootstrapDir)
+	runtimeDir := runtimes.Dir(rt, e.cfg.BootstrapDir)
+	seen := sandbox.PathsOf(e.cfg.Sandbox, sandbox.Spec{CodeDir: codeDir, RuntimeDir: runtimeDir})
+	path, args, err := runtimes.Command(rt, codeDir, runtimeDir, seen)
 	if err != nil {
 		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
 			sys: sys, took: time.Since(began)}
@@ -90,12 +92,11 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		inst.close()
 		return nil, err
 	}
-	env := append(runtimes.Env(fn, rt, apiAddr, codeDir, e.cfg.Region), extraEnv...)
+	env := append(runtimes.Env(fn, rt, apiAddr, seen, e.cfg.Region), extraEnv...)
 	env = lastWins(env)
 	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
-		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir,
-		ReadOnlyPaths: []string{e.cfg.BootstrapDir},
-		MemoryMB:      fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
+		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir,
+		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
 	})
 	inst.out.closeWriter()

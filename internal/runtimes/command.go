@@ -1,9 +1,11 @@
 package runtimes
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,48 +13,68 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
-// Paths of the bootstraps under the directory Install wrote.
+// The runtimes' own directories under the directory Install wrote, and
+// their bootstraps in them.
 const (
-	pythonBootstrap = "python/bootstrap.py"
-	nodeBootstrap   = "node/bootstrap.mjs"
+	pythonDir       = "python"
+	nodeDir         = "node"
+	pythonBootstrap = "bootstrap.py"
+	nodeBootstrap   = "bootstrap.mjs"
 )
 
-// Command returns how to start an instance of rt for a function whose code is
-// in codeDir, with the bootstraps installed (by Install) in bootstrapDir.
-// args includes args[0].
+// Dir returns the host directory of rt's own files under installDir (where
+// Install wrote the bootstraps): the instance's runtime directory
+// (sandbox.Spec.RuntimeDir, LAMBDA_RUNTIME_DIR). It is "" for the runtimes
+// that bring their own bootstrap (provided.*, http).
+func Dir(rt Runtime, installDir string) string {
+	switch rt.Kind {
+	case KindPython:
+		return filepath.Join(installDir, pythonDir)
+	case KindNode:
+		return filepath.Join(installDir, nodeDir)
+	default:
+		return ""
+	}
+}
+
+// Command returns how to start an instance of rt whose code is in codeDir
+// and whose runtime directory (see Dir) is runtimeDir on the host, and which
+// sees them at in.TaskRoot and in.RuntimeDir (see sandbox.PathsOf). Command
+// checks the host paths; the command names the instance's. args includes
+// args[0].
 //
-//   - provided.* and http: codeDir/bootstrap, which must be an executable
+//   - provided.* and http: TaskRoot/bootstrap, which must be an executable
 //     file (an http bootstrap serves HTTP on $PORT rather than calling the
 //     Runtime API);
-//   - python: Interp -u bootstrapDir/python/bootstrap.py;
-//   - node: Interp bootstrapDir/node/bootstrap.mjs.
+//   - python: Interp -u RuntimeDir/bootstrap.py;
+//   - node: Interp RuntimeDir/bootstrap.mjs.
 //
 // Errors: an error wrapping nimbus.ErrInvalid (a *nimbus.UserError with
-// Lambda's "Couldn't find valid bootstrap(s): [path]") when the function's
-// bootstrap is missing or not executable, or when rt is of no known kind;
-// another error when the runtime's own bootstrap is not installed.
-func Command(rt Runtime, codeDir, bootstrapDir string) (path string, args []string, err error) {
+// Lambda's "Couldn't find valid bootstrap(s): [path]", the path as the
+// instance sees it) when the function's bootstrap is missing or not
+// executable, or when rt is of no known kind; another error when the
+// runtime's own bootstrap is not installed.
+func Command(rt Runtime, codeDir, runtimeDir string, in sandbox.Paths) (path string, args []string, err error) {
 	switch rt.Kind {
 	case KindProvided, KindHTTP:
-		p := filepath.Join(codeDir, "bootstrap")
-		if !isExecutable(p) {
-			return "", nil, nimbus.Invalidf("Couldn't find valid bootstrap(s): [%s]", p)
+		if !isExecutable(filepath.Join(codeDir, "bootstrap")) {
+			return "", nil, nimbus.Invalidf("Couldn't find valid bootstrap(s): [%s]", filepath.Join(in.TaskRoot, "bootstrap"))
 		}
+		p := filepath.Join(in.TaskRoot, "bootstrap")
 		return p, []string{p}, nil
 	case KindPython:
-		script, err := installed(rt, bootstrapDir, pythonBootstrap)
-		if err != nil {
+		if err := installed(rt, runtimeDir, pythonBootstrap); err != nil {
 			return "", nil, err
 		}
-		return rt.Interp, []string{rt.Interp, "-u", script}, nil
+		return rt.Interp, []string{rt.Interp, "-u", filepath.Join(in.RuntimeDir, pythonBootstrap)}, nil
 	case KindNode:
-		script, err := installed(rt, bootstrapDir, nodeBootstrap)
-		if err != nil {
+		if err := installed(rt, runtimeDir, nodeBootstrap); err != nil {
 			return "", nil, err
 		}
-		return rt.Interp, []string{rt.Interp, script}, nil
+		return rt.Interp, []string{rt.Interp, filepath.Join(in.RuntimeDir, nodeBootstrap)}, nil
 	default:
 		return "", nil, nimbus.Invalidf("Runtime %s is of unknown kind %q", rt.ID, rt.Kind)
 	}
@@ -65,17 +87,16 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-// installed returns the path of a bootstrap under bootstrapDir, checking that
-// it is there and that rt has an interpreter.
-func installed(rt Runtime, bootstrapDir, rel string) (string, error) {
+// installed checks that the bootstrap file is in runtimeDir and that rt has
+// an interpreter.
+func installed(rt Runtime, runtimeDir, file string) error {
 	if rt.Interp == "" {
-		return "", fmt.Errorf("runtime %s: no interpreter", rt.ID)
+		return fmt.Errorf("runtime %s: no interpreter", rt.ID)
 	}
-	p := filepath.Join(bootstrapDir, filepath.FromSlash(rel))
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("runtime %s bootstrap (runtimes.Install not run?): %w", rt.ID, err)
+	if _, err := os.Stat(filepath.Join(runtimeDir, file)); err != nil || runtimeDir == "" {
+		return fmt.Errorf("runtime %s bootstrap (runtimes.Install not run?): %w", rt.ID, cmp.Or(err, fs.ErrNotExist))
 	}
-	return p, nil
+	return nil
 }
 
 // reserved are the variables Lambda sets and a function may not override.
@@ -109,14 +130,16 @@ const DefaultRegion = "us-east-1"
 const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 // Env returns the environment, as "K=V" sorted by key, of an instance of fn
-// on runtime rt whose Runtime API is at apiAddr and whose code is in codeDir.
-// It is Lambda's standard environment with the function's own variables
-// merged in: they may override LANG, PATH, TZ, LD_LIBRARY_PATH, PYTHONPATH and
-// NODE_PATH, but not the reserved variables (see IsReserved), whose values
-// they set are dropped. LAMBDA_RUNTIME_DIR is codeDir; the Python and Node
-// bootstraps set it to their own directory. An empty region means
+// on runtime rt whose Runtime API is at apiAddr and which sees its code and
+// runtime directories at in.TaskRoot and in.RuntimeDir. It is Lambda's
+// standard environment with the function's own variables merged in: they may
+// override LANG, PATH, TZ, LD_LIBRARY_PATH, PYTHONPATH and NODE_PATH, but not
+// the reserved variables (see IsReserved), whose values they set are dropped.
+// LAMBDA_TASK_ROOT is in.TaskRoot; LAMBDA_RUNTIME_DIR is in.RuntimeDir, or
+// in.TaskRoot for a runtime without one. An empty region means
 // DefaultRegion.
-func Env(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region string) []string {
+func Env(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Paths, region string) []string {
+	codeDir := in.TaskRoot
 	env := map[string]string{
 		"LANG":            "en_US.UTF-8",
 		"PATH":            defaultPath,
@@ -134,7 +157,7 @@ func Env(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region string) []str
 			env[k] = v
 		}
 	}
-	for k, v := range reservedEnv(fn, rt, apiAddr, codeDir, region) {
+	for k, v := range reservedEnv(fn, rt, apiAddr, in, region) {
 		env[k] = v
 	}
 	keys := make([]string, 0, len(env))
@@ -150,7 +173,7 @@ func Env(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region string) []str
 }
 
 // reservedEnv returns the reserved variables of an instance.
-func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region string) map[string]string {
+func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Paths, region string) map[string]string {
 	if region == "" {
 		region = DefaultRegion
 	}
@@ -171,8 +194,8 @@ func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr, codeDir, region strin
 		"AWS_LAMBDA_LOG_GROUP_NAME":       "/aws/lambda/" + fn.Name,
 		"AWS_LAMBDA_LOG_STREAM_NAME":      logStream(version),
 		"AWS_LAMBDA_RUNTIME_API":          apiAddr,
-		"LAMBDA_TASK_ROOT":                codeDir,
-		"LAMBDA_RUNTIME_DIR":              codeDir,
+		"LAMBDA_TASK_ROOT":                in.TaskRoot,
+		"LAMBDA_RUNTIME_DIR":              cmp.Or(in.RuntimeDir, in.TaskRoot),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
 // buildGoFn builds internal/runtimeapi/testdata/gofn, a function made with
@@ -29,7 +30,7 @@ func buildGoFn(t *testing.T, dir string) {
 }
 
 func TestProvided(t *testing.T) {
-	code := t.TempDir()
+	code := openDir(t)
 	buildGoFn(t, code)
 	for _, id := range []string{"provided.al2023", "provided.al2"} {
 		t.Run(id, func(t *testing.T) {
@@ -62,28 +63,33 @@ func TestCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := t.TempDir()
-	exe := filepath.Join(code, "bootstrap")
-	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	py := Runtime{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"}
 	node := Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}
+	provided := Runtime{ID: "provided.al2023", Kind: KindProvided}
+	fixed := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
 	tests := []struct {
 		name     string
 		rt       Runtime
-		bootDir  string
+		in       sandbox.Paths
 		wantPath string
 		wantArgs []string
 	}{
-		{"provided.al2023", Runtime{ID: "provided.al2023", Kind: KindProvided}, bootDir, exe, []string{exe}},
-		{"provided.al2", Runtime{ID: "provided.al2", Kind: KindProvided}, bootDir, exe, []string{exe}},
-		{"http", Runtime{ID: "http", Kind: KindHTTP}, bootDir, exe, []string{exe}},
-		{"python", py, bootDir, py.Interp, []string{py.Interp, "-u", filepath.Join(bootDir, "python", "bootstrap.py")}},
-		{"node", node, bootDir, node.Interp, []string{node.Interp, filepath.Join(bootDir, "node", "bootstrap.mjs")}},
+		{"provided.al2023", provided, fixed, "/var/task/bootstrap", []string{"/var/task/bootstrap"}},
+		{"provided.al2", Runtime{ID: "provided.al2", Kind: KindProvided}, fixed, "/var/task/bootstrap", []string{"/var/task/bootstrap"}},
+		{"http", Runtime{ID: "http", Kind: KindHTTP}, fixed, "/var/task/bootstrap", []string{"/var/task/bootstrap"}},
+		{"python", py, fixed, py.Interp, []string{py.Interp, "-u", "/var/runtime/bootstrap.py"}},
+		{"node", node, fixed, node.Interp, []string{node.Interp, "/var/runtime/bootstrap.mjs"}},
+		{"host paths", py, sandbox.Paths{TaskRoot: code, RuntimeDir: Dir(py, bootDir)},
+			py.Interp, []string{py.Interp, "-u", filepath.Join(bootDir, "python", "bootstrap.py")}},
+		{"provided at host paths", provided, sandbox.Paths{TaskRoot: code},
+			filepath.Join(code, "bootstrap"), []string{filepath.Join(code, "bootstrap")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path, args, err := Command(tt.rt, code, tt.bootDir)
+			path, args, err := Command(tt.rt, code, Dir(tt.rt, bootDir), tt.in)
 			if err != nil {
 				t.Fatalf("Command: %v", err)
 			}
@@ -91,6 +97,20 @@ func TestCommand(t *testing.T) {
 				t.Errorf("Command = %s %q, want %s %q", path, args, tt.wantPath, tt.wantArgs)
 			}
 		})
+	}
+}
+
+func TestDir(t *testing.T) {
+	tests := []struct {
+		kind string
+		want string
+	}{
+		{KindPython, "/rt/python"}, {KindNode, "/rt/node"}, {KindProvided, ""}, {KindHTTP, ""}, {"java", ""},
+	}
+	for _, tt := range tests {
+		if got := Dir(Runtime{Kind: tt.kind}, "/rt"); got != tt.want {
+			t.Errorf("Dir(%s) = %q, want %q", tt.kind, got, tt.want)
+		}
 	}
 }
 
@@ -134,7 +154,8 @@ func TestCommandErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, _, err := Command(tt.rt, code, bootDir)
+			in := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
+			_, _, err := Command(tt.rt, code, Dir(tt.rt, bootDir), in)
 			if err == nil {
 				t.Fatal("Command succeeded, want an error")
 			}
@@ -142,7 +163,8 @@ func TestCommandErrors(t *testing.T) {
 				t.Errorf("errors.Is(%v, ErrInvalid) = %v, want %v", err, got, tt.wantInvalid)
 			}
 			if tt.rt.Kind == KindProvided || tt.rt.Kind == KindHTTP {
-				want := "Couldn't find valid bootstrap(s): [" + filepath.Join(code, "bootstrap") + "]"
+				// The path the instance would see, not the host's.
+				want := "Couldn't find valid bootstrap(s): [/var/task/bootstrap]"
 				if err.Error() != want {
 					t.Errorf("error = %q, want %q", err, want)
 				}
@@ -193,20 +215,22 @@ func TestEnv(t *testing.T) {
 		},
 	}
 	py := Runtime{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"}
-	got := envMap(t, Env(fn, py, "127.0.0.1:9001", "/srv/code", "eu-west-3"))
+	got := envMap(t, Env(fn, py, "127.0.0.1:9001", sandbox.Paths{TaskRoot: "/var/task", RuntimeDir: "/var/runtime"}, "eu-west-3"))
 	want := map[string]string{
 		"AWS_LAMBDA_FUNCTION_NAME":        "orders",
 		"AWS_LAMBDA_FUNCTION_VERSION":     "$LATEST",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
 		"AWS_LAMBDA_RUNTIME_API":          "127.0.0.1:9001",
 		"_HANDLER":                        "app.handler",
-		"LAMBDA_TASK_ROOT":                "/srv/code",
+		"LAMBDA_TASK_ROOT":                "/var/task",
+		"LAMBDA_RUNTIME_DIR":              "/var/runtime",
+		"LD_LIBRARY_PATH":                 "/var/task:/var/task/lib",
 		"AWS_REGION":                      "eu-west-3",
 		"AWS_DEFAULT_REGION":              "eu-west-3",
 		"AWS_EXECUTION_ENV":               "AWS_Lambda_python3.11",
 		"AWS_LAMBDA_LOG_GROUP_NAME":       "/aws/lambda/orders",
 		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
-		"PYTHONPATH":                      "/srv/code",
+		"PYTHONPATH":                      "/var/task",
 		"PATH":                            "/usr/local/bin:/usr/bin:/bin",
 		// The function's own variables, including overrides of unreserved ones.
 		"TABLE":             "orders",
@@ -219,7 +243,7 @@ func TestEnv(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], w)
 		}
 	}
-	for _, k := range []string{"LAMBDA_RUNTIME_DIR", "LD_LIBRARY_PATH", "AWS_LAMBDA_LOG_STREAM_NAME"} {
+	for _, k := range []string{"AWS_LAMBDA_LOG_STREAM_NAME"} {
 		if got[k] == "" {
 			t.Errorf("%s not set", k)
 		}
@@ -232,7 +256,7 @@ func TestEnv(t *testing.T) {
 func TestEnvDefaults(t *testing.T) {
 	fn := &nimbus.Function{Name: "f"}
 	node := Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}
-	got := envMap(t, Env(fn, node, "127.0.0.1:1", "/code", ""))
+	got := envMap(t, Env(fn, node, "127.0.0.1:1", sandbox.Paths{TaskRoot: "/code"}, ""))
 	want := map[string]string{
 		"AWS_REGION":                      DefaultRegion,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
@@ -240,6 +264,8 @@ func TestEnvDefaults(t *testing.T) {
 		"LANG":                            "en_US.UTF-8",
 		"AWS_EXECUTION_ENV":               "AWS_Lambda_nodejs20.x",
 		"_HANDLER":                        "",
+		"LAMBDA_TASK_ROOT":                "/code",
+		"LAMBDA_RUNTIME_DIR":              "/code", // no runtime directory
 	}
 	for k, w := range want {
 		if v, ok := got[k]; !ok || v != w {
@@ -253,7 +279,7 @@ func TestEnvDefaults(t *testing.T) {
 		t.Error("PYTHONPATH set for a node runtime")
 	}
 	// Each instance gets its own log stream.
-	other := envMap(t, Env(fn, node, "127.0.0.1:1", "/code", ""))
+	other := envMap(t, Env(fn, node, "127.0.0.1:1", sandbox.Paths{TaskRoot: "/code"}, ""))
 	if got["AWS_LAMBDA_LOG_STREAM_NAME"] == other["AWS_LAMBDA_LOG_STREAM_NAME"] {
 		t.Errorf("two instances share log stream %q", got["AWS_LAMBDA_LOG_STREAM_NAME"])
 	}

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +18,84 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	process.MaybeInit()
+	goleak.VerifyTestMain(closingM{m})
+}
+
+// closingM closes the test sandbox once the tests have run, before goleak
+// looks for leaks.
+type closingM struct{ m *testing.M }
+
+func (c closingM) Run() int {
+	code := c.m.Run()
+	if err := closeSandbox(); err != nil {
+		fmt.Fprintln(os.Stderr, "close sandbox:", err)
+		return 1
+	}
+	return code
+}
+
+// testSandbox is the sandbox every test instance runs in, as in a node.
+var testSandbox struct {
+	once sync.Once
+	b    *process.Backend
+	root string
+	err  error
+}
+
+// sandboxBackend returns the test sandbox, made on first use.
+func sandboxBackend(t *testing.T) *process.Backend {
+	t.Helper()
+	s := &testSandbox
+	s.once.Do(func() {
+		if s.root, s.err = os.MkdirTemp("", "nimbus-runtimes-test-"); s.err != nil {
+			return
+		}
+		s.b, s.err = process.New(process.Config{Root: s.root, Logger: discardLog})
+	})
+	if s.err != nil {
+		t.Fatalf("sandbox: %v", s.err)
+	}
+	return s.b
+}
+
+func closeSandbox() error {
+	s := &testSandbox
+	var err error
+	if s.b != nil {
+		err = s.b.Close()
+	}
+	if s.root != "" {
+		err = errors.Join(err, os.RemoveAll(s.root))
+	}
+	return err
+}
+
+var lastID atomic.Int64
+
+// openDir returns a new directory that instances' users may read, outside
+// /tmp (which instances do not see: theirs is private), removed when the test
+// ends.
+func openDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "nimbus-runtimes-test-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	return dir
 }
 
 var discardLog = slog.New(slog.DiscardHandler)
@@ -43,7 +118,7 @@ func runtimeOf(t *testing.T, kind string) Runtime {
 // writeFiles writes files (path -> content) into a new code directory.
 func writeFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := openDir(t)
 	for name, content := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -77,45 +152,55 @@ func (s *syncBuffer) String() string {
 // instance is a function instance run by a test against its own Runtime API
 // server.
 type instance struct {
-	srv  *runtimeapi.Server
-	out  syncBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
+	srv *runtimeapi.Server
+	sb  sandbox.Instance
+	in  sandbox.Paths // where it sees its code and runtime
+	// runtimeHost is the host path of its runtime directory.
+	runtimeHost string
+	out         syncBuffer
+	done        chan struct{} // closed when the instance has exited
+	err         error         // its exit status, once done is closed
 }
 
-// start runs an instance of rt for the code in codeDir, exactly as the
-// engine would: Install, Command, Env.
+// start runs an instance of rt for the code in codeDir in the test sandbox,
+// exactly as the engine would: Install, Dir, PathsOf, Command, Env, Start,
+// Admit.
 func start(t *testing.T, rt Runtime, codeDir, handler string, userEnv map[string]string) *instance {
 	t.Helper()
-	bootDir := filepath.Join(t.TempDir(), "runtimes")
+	bootDir := filepath.Join(openDir(t), "runtimes")
 	if err := Install(bootDir); err != nil {
 		t.Fatalf("Install: %v", err)
 	}
-	srv, err := runtimeapi.Listen(discardLog)
-	if err != nil {
-		t.Fatalf("Listen: %v", err)
+	b := sandboxBackend(t)
+	in := &instance{done: make(chan struct{})}
+	spec := sandbox.Spec{
+		ID: fmt.Sprintf("rt%d", lastID.Add(1)), CodeDir: codeDir, RuntimeDir: Dir(rt, bootDir),
+		MemoryMB: 1024, Stdout: &in.out, Stderr: &in.out,
 	}
-	path, args, err := Command(rt, codeDir, bootDir)
-	if err != nil {
-		_ = srv.Close()
+	in.in, in.runtimeHost = sandbox.PathsOf(b, spec), spec.RuntimeDir
+	var err error
+	if spec.Path, spec.Args, err = Command(rt, spec.CodeDir, spec.RuntimeDir, in.in); err != nil {
 		t.Fatalf("Command: %v", err)
 	}
-	fn := &nimbus.Function{Name: "fn", Handler: handler, MemoryMB: 256, Environment: userEnv}
-	in := &instance{srv: srv, done: make(chan struct{})}
-	cmd := &exec.Cmd{Path: path, Args: args, Env: Env(fn, rt, srv.Addr(), codeDir, "eu-west-1"),
-		Dir: codeDir, Stdout: &in.out, Stderr: &in.out}
-	if err := cmd.Start(); err != nil {
-		_ = srv.Close()
-		t.Fatalf("start %s: %v", path, err)
+	if in.srv, err = runtimeapi.ListenPending(discardLog); err != nil {
+		t.Fatalf("Listen: %v", err)
 	}
+	fn := &nimbus.Function{Name: "fn", Handler: handler, MemoryMB: 256, Environment: userEnv}
+	spec.Env = Env(fn, rt, in.srv.Addr(), in.in, "eu-west-1")
+	if in.sb, err = b.Start(t.Context(), spec); err != nil {
+		_ = in.srv.Close()
+		t.Fatalf("start %s: %v", spec.Path, err)
+	}
+	in.srv.Admit(in.sb.UID())
 	go func() {
-		in.err = cmd.Wait()
+		<-in.sb.Done()
+		in.err = in.sb.Err()
 		close(in.done)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		in.sb.Kill()
 		<-in.done
-		_ = srv.Close()
+		_ = in.srv.Close()
 		if t.Failed() {
 			t.Logf("instance output:\n%s", in.out.String())
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
 func TestPythonInvoke(t *testing.T) {
@@ -155,8 +156,8 @@ def handler(event, context):
 	if s, _ := got["log_stream_name"].(string); !strings.Contains(s, "[$LATEST]") {
 		t.Errorf("log_stream_name = %q, want a Lambda-style stream name", s)
 	}
-	if rd, _ := got["runtime_dir"].(string); !strings.HasSuffix(rd, "/python") {
-		t.Errorf("LAMBDA_RUNTIME_DIR = %q, want the bootstrap's directory", rd)
+	if rd, _ := got["runtime_dir"].(string); rd != in.in.RuntimeDir {
+		t.Errorf("LAMBDA_RUNTIME_DIR = %q, want the bootstrap's directory %s", rd, in.in.RuntimeDir)
 	}
 	// The deadline is 30 s away.
 	if r, _ := got["remaining"].(float64); r <= 20000 || r > 30000 {
@@ -288,7 +289,7 @@ func TestPythonImportsLittle(t *testing.T) {
 	// What the bare interpreter imports with an instance's environment (site
 	// and its .pth files may import some of the modules below).
 	cmd := exec.Command(py.Interp, "-c", `import sys; print("\n".join(sys.modules))`)
-	cmd.Env, cmd.Dir = Env(fn, py, "127.0.0.1:1", code, ""), code
+	cmd.Env, cmd.Dir = Env(fn, py, "127.0.0.1:1", sandbox.Paths{TaskRoot: code}, ""), code
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s -c: %v", py.Interp, err)
@@ -304,7 +305,8 @@ func TestPythonImportsLittle(t *testing.T) {
 	}
 	// Heavy modules the runtime itself must not import.
 	heavy := map[string]bool{"http": true, "http.client": true, "email": true, "ssl": true, "urllib": true,
-		"decimal": true, "datetime": true, "traceback": true, "socket": true, "selectors": true, "importlib": true}
+		"decimal": true, "datetime": true, "traceback": true, "socket": true, "selectors": true, "importlib": true,
+		"logging": true}
 	for _, m := range loaded {
 		if heavy[m] && !bare[m] {
 			t.Errorf("the runtime imported %s", m)
@@ -539,13 +541,14 @@ func runAgainst(t *testing.T, f *fakeAPI, code string) *proc {
 	if err := Install(bootDir); err != nil {
 		t.Fatalf("Install: %v", err)
 	}
-	path, args, err := Command(py, code, bootDir)
+	host := sandbox.Paths{TaskRoot: code, RuntimeDir: Dir(py, bootDir)}
+	path, args, err := Command(py, code, host.RuntimeDir, host)
 	if err != nil {
 		t.Fatalf("Command: %v", err)
 	}
 	fn := &nimbus.Function{Name: "fn", Handler: "app.handler"}
 	p := &proc{done: make(chan struct{})}
-	cmd := &exec.Cmd{Path: path, Args: args, Env: Env(fn, py, f.ln.Addr().String(), code, ""), Dir: code,
+	cmd := &exec.Cmd{Path: path, Args: args, Env: Env(fn, py, f.ln.Addr().String(), host, ""), Dir: code,
 		Stdout: &p.out, Stderr: &p.out}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

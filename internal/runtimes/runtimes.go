@@ -4,9 +4,11 @@
 // Discover finds the interpreters this host has (python3.x, Node.js) beside
 // the runtimes that need none (provided.al2023, provided.al2 and http).
 // Install writes Nimbus's own Python and Node bootstraps, embedded in the
-// binary, where sandboxed instances can read them; Command and Env say how to
-// start an instance so that it speaks the Lambda Runtime API to
-// internal/runtimeapi.
+// binary, where sandboxed instances can read them; Dir names a runtime's
+// directory among them, which the sandbox shows at /var/runtime. Command and
+// Env say how to start an instance so that it speaks the Lambda Runtime API
+// to internal/runtimeapi, naming the paths the instance sees (its code at
+// /var/task where the sandbox can mount it there).
 package runtimes
 
 import (

@@ -1,7 +1,8 @@
 // Package sandbox defines how Nimbus starts an isolated function instance.
 // internal/sandbox/process is the first backend: a process per instance,
 // with cgroup limits, an unprivileged user and namespaces where the host
-// allows them.
+// allows them. internal/sandbox/sandboxtest is the conformance suite every
+// backend passes.
 package sandbox
 
 import (
@@ -14,23 +15,32 @@ import (
 // memory than its limit.
 var ErrOutOfMemory = errors.New("out of memory")
 
+// Where an instance sees its code and its runtime, as on Lambda, when its
+// backend can mount them there (Isolation.FixedPaths).
+const (
+	TaskRoot    = "/var/task"
+	RuntimeRoot = "/var/runtime"
+)
+
 // Spec says what to start and under which limits.
 type Spec struct {
 	// ID names the instance (unique per node); backends use it for cgroup
 	// and directory names.
 	ID string
-	// Path and Args are the program and its arguments (Args[0] included).
+	// Path and Args are the program and its arguments (Args[0] included),
+	// as the instance sees them (see PathsOf).
 	Path string
 	Args []string
 	// Env is the full environment, as "K=V".
 	Env []string
-	// CodeDir is the function's unpacked code, shared read-only between
-	// instances. The instance starts with it as working directory.
+	// CodeDir is the host directory of the function's unpacked code, shared
+	// read-only between instances. The instance sees it read-only at
+	// PathsOf(...).TaskRoot and starts there as its working directory.
 	CodeDir string
-	// ReadOnlyPaths are further host paths the instance needs to read
-	// (e.g. the runtime bootstraps); like CodeDir they stay visible, read-only,
-	// at the same path, even under a hidden path or the private /tmp.
-	ReadOnlyPaths []string
+	// RuntimeDir is an optional host directory of the runtime's own files
+	// (the Python or Node bootstrap), seen read-only at
+	// PathsOf(...).RuntimeDir; "" for none.
+	RuntimeDir string
 	// MemoryMB is the memory limit; CPU share is proportional to it.
 	MemoryMB int
 	// PidsMax caps the processes and threads the instance may create.
@@ -44,7 +54,10 @@ type Spec struct {
 // Backend starts instances.
 type Backend interface {
 	// Start starts an instance. ctx bounds the start only, not the
-	// instance's life.
+	// instance's life. Errors: nimbus.ErrInvalid for a bad spec,
+	// nimbus.ErrConflict if an instance with spec.ID is running,
+	// nimbus.ErrThrottled if the backend runs all the instances it can,
+	// ctx's error if ctx ends first.
 	Start(ctx context.Context, spec Spec) (Instance, error)
 	// Describe says in one line which isolation features are in force on
 	// this host (for the start-up log).
@@ -56,8 +69,9 @@ type Backend interface {
 
 // Instance is a started instance.
 type Instance interface {
-	// Done is closed when the instance has exited and its resources are
-	// released.
+	// Done is closed when the instance has exited, every process it
+	// started is dead (where the backend has KillAll), its output has
+	// reached Spec.Stdout and Spec.Stderr and its resources are released.
 	Done() <-chan struct{}
 	// Err is the exit reason once Done is closed: nil for a clean exit,
 	// ErrOutOfMemory, or an error describing the exit status or signal.
@@ -72,4 +86,69 @@ type Instance interface {
 	// UID is the user the instance runs as, or -1 when it runs as
 	// Nimbus's own user (then it cannot be told apart by user).
 	UID() int
+}
+
+// Isolation says what a backend enforces on every instance it starts. A
+// false field is a promise not made: the instance runs without it.
+type Isolation struct {
+	// FixedPaths: an instance sees Spec.CodeDir at TaskRoot and
+	// Spec.RuntimeDir at RuntimeRoot, and neither at its host path. Without
+	// it, both are seen at their host paths.
+	FixedPaths bool
+	// ReadOnlyCode: the instance cannot change Spec.CodeDir or
+	// Spec.RuntimeDir, whatever their file modes. Without it, only their
+	// modes protect them.
+	ReadOnlyCode bool
+	// PrivateTmp: /tmp is the instance's own, Spec.TmpMB in size; no other
+	// instance sees it.
+	PrivateTmp bool
+	// HiddenPaths: the host paths the backend is configured to hide are
+	// invisible to instances.
+	HiddenPaths bool
+	// MemoryLimit: Spec.MemoryMB is enforced, and an instance killed for
+	// exceeding it exits with ErrOutOfMemory.
+	MemoryLimit bool
+	// PidsLimit: Spec.PidsMax is enforced.
+	PidsLimit bool
+	// OwnUser: each running instance has a uid of its own (Instance.UID).
+	OwnUser bool
+	// KillAll: Kill, and the exit of the instance's first process, kill
+	// every process it started, even one that left its process group or
+	// session.
+	KillAll bool
+}
+
+// Isolator is implemented by a Backend that says what it enforces.
+type Isolator interface {
+	Isolation() Isolation
+}
+
+// IsolationOf returns what b enforces: b.Isolation() if b is an Isolator,
+// else nothing.
+func IsolationOf(b Backend) Isolation {
+	if i, ok := b.(Isolator); ok {
+		return i.Isolation()
+	}
+	return Isolation{}
+}
+
+// Paths are where an instance sees the directories of its Spec.
+type Paths struct {
+	TaskRoot   string // Spec.CodeDir
+	RuntimeDir string // Spec.RuntimeDir ("" when it is "")
+}
+
+// PathsOf returns where an instance that b starts for spec sees spec.CodeDir
+// and spec.RuntimeDir: TaskRoot and RuntimeRoot if b has FixedPaths, else
+// their host paths. Program paths, arguments and environment (Path, Args,
+// LAMBDA_TASK_ROOT) name them so.
+func PathsOf(b Backend, spec Spec) Paths {
+	if !IsolationOf(b).FixedPaths {
+		return Paths{TaskRoot: spec.CodeDir, RuntimeDir: spec.RuntimeDir}
+	}
+	p := Paths{TaskRoot: TaskRoot}
+	if spec.RuntimeDir != "" {
+		p.RuntimeDir = RuntimeRoot
+	}
+	return p
 }

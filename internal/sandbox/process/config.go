@@ -29,21 +29,26 @@
 //     without a handler is ignored, and when it exits everything it
 //     started is killed;
 //   - a mount namespace: a private tmpfs of Spec.TmpMB on /tmp and on
-//     /dev/shm (their pages count toward the memory limit, as tmpfs pages
-//     do), every Config.HidePaths entry (and Config.Root) covered by an
-//     empty read-only tmpfs, Spec.CodeDir and Spec.ReadOnlyPaths bound
-//     back read-only at their own paths (a mount point is made for them if
-//     they were covered);
+//     /dev/shm (their pages are charged to the instance's memory cgroup:
+//     what a function stores there counts toward its memory limit), every
+//     Config.HidePaths entry (and Config.Root) covered by an empty read-only
+//     tmpfs, Spec.CodeDir bound read-only at /var/task (its working
+//     directory) and Spec.RuntimeDir at /var/runtime, as on Lambda, their
+//     host paths hidden. New makes /var/task and /var/runtime on the host,
+//     empty, as mount points; where it cannot, they are bound back
+//     read-only at their own paths instead (sandbox.PathsOf says which);
 //   - a uid and gid of its own, from a range (Config.UID + slot), so
 //     instances cannot signal or ptrace each other, and no_new_privs so
 //     set-uid binaries on the host cannot raise them.
 //
 // Without namespaces (not root, or forbidden by the host), /tmp is a
-// directory under Config.Root that TMPDIR names, with no size limit, and
-// HidePaths are not hidden. Without cgroups there are no limits, an OOM kill
-// is not recognised and Kill finds processes that left the process group by
-// their uid. Without root an instance has no uid of its own, and such
-// processes escape Kill. New logs what is missing once and Describe says it.
+// directory under Config.Root that TMPDIR names, with no size limit,
+// HidePaths are not hidden, and instances see their code and runtime at
+// their host paths, protected by their file modes only. Without cgroups
+// there are no limits, an OOM kill is not recognised and Kill finds
+// processes that left the process group by their uid. Without root an
+// instance has no uid of its own, and such processes escape Kill. New logs
+// what is missing once, Describe says it and Isolation reports it.
 //
 // Other world-writable host directories (/var/tmp, for one) stay shared
 // between instances; per-instance uids keep them from touching each other's
@@ -86,10 +91,10 @@ type Config struct {
 	// never see it.
 	Root string
 	// HidePaths are host directories instances must not see (Nimbus's data
-	// directory, the code cache root). Each Spec.CodeDir stays visible,
-	// read-only, even under one of them, and so do Spec.ReadOnlyPaths; the
-	// program (Spec.Path) must be in one of those or outside HidePaths.
-	// Hiding needs a mount namespace.
+	// directory, the code cache root). Each Spec.CodeDir and Spec.RuntimeDir
+	// stays visible, read-only, even under one of them (see the package
+	// comment); the program (Spec.Path) must be in one of those or outside
+	// HidePaths. Hiding needs a mount namespace.
 	HidePaths []string
 	// UID and GID are the first of the per-instance ids used when running as
 	// root: an instance in slot n runs as UID+n, GID+n. 0 means DefaultUID

@@ -72,15 +72,17 @@ type initConfig struct {
 	Path string   `json:"path"`
 	Args []string `json:"args"`
 	Env  []string `json:"env"`
-	Dir  string   `json:"dir"`
-	// ReadOnly are further paths to keep visible read-only, like Dir.
-	ReadOnly []string `json:"readOnly,omitempty"`
-	Hostname string   `json:"hostname,omitempty"`
-	TmpMB    int      `json:"tmpMB"`
+	// Dir is the working directory, as the function sees it.
+	Dir      string `json:"dir"`
+	Hostname string `json:"hostname,omitempty"`
+	TmpMB    int    `json:"tmpMB"`
 	// Mount: the helper is in a mount namespace of its own; set up /tmp,
-	// /dev/shm, the hidden paths and Dir.
+	// /dev/shm, the hidden paths and the binds.
 	Mount bool     `json:"mount"`
 	Hide  []string `json:"hide,omitempty"`
+	// Binds are host directories to show read-only at another path (or at
+	// their own, under a hidden path).
+	Binds []bind `json:"binds,omitempty"`
 	// Stdio are the indexes, among the files that came with the config, of
 	// the function's stdout and stderr; -1 keeps the helper's own
 	// (/dev/null, unless the parent gave another at start).
@@ -91,6 +93,12 @@ type initConfig struct {
 	GID  int  `json:"gid"`
 	// Probe: set everything up, then exit 0 instead of exec.
 	Probe bool `json:"probe,omitempty"`
+}
+
+// bind shows host directory Source, read-only, at Target.
+type bind struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
 }
 
 // initError is what the helper reports when setting up fails.
@@ -356,11 +364,11 @@ func dropPrivileges(cfg *initConfig) error {
 
 // setupMounts prepares the helper's mount namespace, made private by
 // prepare: /tmp and /dev/shm are private tmpfs; each hidden path is covered
-// by an empty read-only tmpfs; the code directory is bound back read-only at
-// its own path, and so is each further read-only path.
+// by an empty read-only tmpfs; each bind's source is shown read-only at its
+// target.
 func setupMounts(cfg *initConfig) error {
-	// Hold the paths to keep before anything covers them.
-	keep, err := openKept(append([]string{cfg.Dir}, cfg.ReadOnly...))
+	// Hold the sources before anything covers them.
+	keep, err := openKept(cfg.Binds)
 	defer func() {
 		for _, k := range keep {
 			_ = unix.Close(k.fd)
@@ -369,19 +377,8 @@ func setupMounts(cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if cfg.Drop {
-		uid, gid = cfg.UID, cfg.GID
-	}
-	opts := fmt.Sprintf("size=%dm,mode=0700,uid=%d,gid=%d", cfg.TmpMB, uid, gid)
-	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return op("mount /tmp", err)
-	}
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		opts := fmt.Sprintf("size=%dm,mode=1777", cfg.TmpMB)
-		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
-			return op("mount /dev/shm", err)
-		}
+	if err := mountTmp(cfg); err != nil {
+		return err
 	}
 	hidden, err := hide(cfg.Hide)
 	if err != nil {
@@ -396,6 +393,26 @@ func setupMounts(cfg *initConfig) error {
 		const ro = unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 		if err := unix.Mount("", p, "", ro, ""); err != nil {
 			return op("remount "+p+" read-only", err)
+		}
+	}
+	return nil
+}
+
+// mountTmp mounts the private tmpfs on /tmp (owned by the function's user)
+// and /dev/shm, each of cfg.TmpMB.
+func mountTmp(cfg *initConfig) error {
+	uid, gid := os.Getuid(), os.Getgid()
+	if cfg.Drop {
+		uid, gid = cfg.UID, cfg.GID
+	}
+	opts := fmt.Sprintf("size=%dm,mode=0700,uid=%d,gid=%d", cfg.TmpMB, uid, gid)
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return op("mount /tmp", err)
+	}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		opts := fmt.Sprintf("size=%dm,mode=1777", cfg.TmpMB)
+		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+			return op("mount /dev/shm", err)
 		}
 	}
 	return nil
@@ -424,51 +441,53 @@ func hide(paths []string) ([]string, error) {
 	return hidden, nil
 }
 
-// kept is a path that stays visible, read-only: the code directory or one
-// of Spec.ReadOnlyPaths.
+// kept is the source of a bind, opened before anything covers it.
 type kept struct {
-	path string
-	fd   int // O_PATH
-	dir  bool
+	bind
+	fd  int // O_PATH
+	dir bool
 }
 
-// openKept opens each path, parents first (so that a child's bind mount is
-// not covered by its parent's), skipping duplicates.
-func openKept(paths []string) ([]kept, error) {
-	paths = slices.Clone(paths)
-	slices.SortFunc(paths, func(a, b string) int { return cmp.Or(len(a)-len(b), strings.Compare(a, b)) })
-	paths = slices.Compact(paths)
+// openKept opens the source of each bind, in the order of their targets,
+// parents first (so that a child's bind mount is not covered by its
+// parent's), skipping duplicates.
+func openKept(binds []bind) ([]kept, error) {
+	binds = slices.Clone(binds)
+	slices.SortFunc(binds, func(a, b bind) int {
+		return cmp.Or(len(a.Target)-len(b.Target), strings.Compare(a.Target, b.Target), strings.Compare(a.Source, b.Source))
+	})
+	binds = slices.Compact(binds)
 	var keep []kept
-	for _, p := range paths {
-		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+	for _, b := range binds {
+		fd, err := unix.Open(b.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return keep, op("open "+p, err)
+			return keep, op("open "+b.Source, err)
 		}
-		keep = append(keep, kept{path: p, fd: fd})
+		keep = append(keep, kept{bind: b, fd: fd})
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return keep, op("stat "+p, err)
+			return keep, op("stat "+b.Source, err)
 		}
 		keep[len(keep)-1].dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
 	}
 	return keep, nil
 }
 
-// bindReadOnly binds k back at its path, read-only, first making a mount
-// point if a covering tmpfs hides it.
+// bindReadOnly binds k's source at its target, read-only, first making a
+// mount point if there is none (a covering tmpfs may hide it).
 func bindReadOnly(k kept) error {
-	if _, err := os.Stat(k.path); errors.Is(err, fs.ErrNotExist) {
-		if err := makeMountPoint(k.path, k.dir); err != nil {
-			return op("make mount point "+k.path, err)
+	if _, err := os.Stat(k.Target); errors.Is(err, fs.ErrNotExist) {
+		if err := makeMountPoint(k.Target, k.dir); err != nil {
+			return op("make mount point "+k.Target, err)
 		}
 	}
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(k.fd, &st); err != nil {
-		return op("statfs "+k.path, err)
+		return op("statfs "+k.Source, err)
 	}
 	src := fmt.Sprintf("/proc/self/fd/%d", k.fd)
-	if err := unix.Mount(src, k.path, "", unix.MS_BIND, ""); err != nil {
-		return op("bind "+k.path, err)
+	if err := unix.Mount(src, k.Target, "", unix.MS_BIND, ""); err != nil {
+		return op("bind "+k.Source+" at "+k.Target, err)
 	}
 	// Keep the restrictions of the source mount; add read-only, nosuid, nodev.
 	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
@@ -482,8 +501,8 @@ func bindReadOnly(k kept) error {
 			flags |= f[1]
 		}
 	}
-	if err := unix.Mount("", k.path, "", flags, ""); err != nil {
-		return op("remount "+k.path+" read-only", err)
+	if err := unix.Mount("", k.Target, "", flags, ""); err != nil {
+		return op("remount "+k.Target+" read-only", err)
 	}
 	return nil
 }

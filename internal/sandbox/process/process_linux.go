@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -49,6 +50,10 @@ type Backend struct {
 	root bool
 	// flags are the clone flags in force.
 	flags uintptr
+	// mountPoints: sandbox.TaskRoot and sandbox.RuntimeRoot exist on the
+	// host, so that instances with a mount namespace see their code and
+	// runtime there.
+	mountPoints bool
 	// cg is nil when no cgroup controller can be used.
 	cg *cgroups
 	// missing lists the isolation features the host denies.
@@ -76,7 +81,10 @@ func (b *Backend) releaseIDs() {
 	}
 }
 
-var _ sandbox.Backend = (*Backend)(nil)
+var (
+	_ sandbox.Backend  = (*Backend)(nil)
+	_ sandbox.Isolator = (*Backend)(nil)
+)
 
 // New checks the host and returns a Backend using whatever isolation it
 // allows: it creates a probe cgroup in each hierarchy, tries each namespace
@@ -155,6 +163,13 @@ func (b *Backend) probe() error {
 		}
 		b.flags |= ns.flag
 	}
+	if b.mountNS() {
+		if err := makeMountPoints(sandbox.TaskRoot, sandbox.RuntimeRoot); err != nil {
+			b.missing = append(b.missing, "code at "+sandbox.TaskRoot+" ("+err.Error()+")")
+		} else {
+			b.mountPoints = true
+		}
+	}
 	err := b.probeRun()
 	if err != nil && b.flags != 0 {
 		b.missing = append(b.missing, "namespaces (init helper: "+err.Error()+")")
@@ -163,6 +178,27 @@ func (b *Backend) probe() error {
 	}
 	if err != nil {
 		return fmt.Errorf("init helper: %w", err)
+	}
+	return nil
+}
+
+// makeMountPoints makes sure each path (sandbox.TaskRoot and
+// sandbox.RuntimeRoot) is a directory on the host, not a symbolic link,
+// making empty ones where there are none, for instances' mount namespaces to
+// bind their code and runtime on.
+func makeMountPoints(paths ...string) error {
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = os.MkdirAll(p, 0o755)
+			fi, _ = os.Lstat(p)
+		}
+		if err != nil {
+			return err
+		}
+		if fi == nil || !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", p)
+		}
 	}
 	return nil
 }
@@ -237,7 +273,7 @@ func (b *Backend) probeRun() error {
 // probeConfig has the helper do everything an instance needs, with Root as
 // code directory.
 func (b *Backend) probeConfig() *initConfig {
-	ic := b.initConfig(sandbox.Spec{ID: "probe", CodeDir: b.cfg.Root, TmpMB: 1}, 0)
+	ic := b.initConfig(sandbox.Spec{ID: "probe", CodeDir: b.cfg.Root, RuntimeDir: b.cfg.Root, TmpMB: 1}, 0)
 	ic.Probe = true
 	ic.Stdio = [2]int{-1, -1}
 	return ic
@@ -275,6 +311,11 @@ func (b *Backend) Describe() string {
 	} else {
 		parts = append(parts, "/tmp under Root without size limit, no hidden paths")
 	}
+	if b.fixedPaths() {
+		parts = append(parts, "code at "+sandbox.TaskRoot+", runtime at "+sandbox.RuntimeRoot)
+	} else {
+		parts = append(parts, "code and runtime at their host paths")
+	}
 	if b.root {
 		parts = append(parts, fmt.Sprintf("uids %d-%d", b.cfg.UID, b.cfg.UID+b.cfg.MaxInstances-1))
 	} else {
@@ -288,6 +329,27 @@ func (b *Backend) Describe() string {
 
 // mountNS reports whether instances get a mount namespace.
 func (b *Backend) mountNS() bool { return b.flags&syscall.CLONE_NEWNS != 0 }
+
+// fixedPaths reports whether instances see their code at sandbox.TaskRoot
+// and their runtime at sandbox.RuntimeRoot.
+func (b *Backend) fixedPaths() bool { return b.mountNS() && b.mountPoints }
+
+// Isolation says what the backend enforces, given what New found the host
+// allows (see Describe).
+func (b *Backend) Isolation() sandbox.Isolation {
+	mem := b.cg != nil && b.cg.has(ctlMemory)
+	return sandbox.Isolation{
+		FixedPaths:   b.fixedPaths(),
+		ReadOnlyCode: b.mountNS(),
+		PrivateTmp:   b.mountNS(),
+		HiddenPaths:  b.mountNS(),
+		MemoryLimit:  mem,
+		PidsLimit:    b.cg != nil && b.cg.has(ctlPids),
+		OwnUser:      b.root,
+		// A cgroup, a uid or a pid namespace finds every process.
+		KillAll: b.cg != nil || b.root || b.flags&syscall.CLONE_NEWPID != 0,
+	}
+}
 
 // Start starts an instance of spec and returns once its program is running
 // (exec succeeded). It gives the instance a pre-started helper if one is
@@ -329,22 +391,14 @@ func checkSpec(spec *sandbox.Spec) error {
 	if spec.Path == "" {
 		return nimbus.Invalidf("instance %s: no program path", spec.ID)
 	}
-	if !filepath.IsAbs(spec.CodeDir) {
-		return nimbus.Invalidf("instance %s: code directory %q is not an absolute path", spec.ID, spec.CodeDir)
+	var err error
+	if spec.CodeDir, err = checkDir(spec.ID, "code", spec.CodeDir); err != nil {
+		return err
 	}
-	spec.CodeDir = filepath.Clean(spec.CodeDir)
-	if fi, err := os.Stat(spec.CodeDir); err != nil || !fi.IsDir() {
-		return nimbus.Invalidf("instance %s: code directory %q is not a directory", spec.ID, spec.CodeDir)
-	}
-	spec.ReadOnlyPaths = slices.Clone(spec.ReadOnlyPaths) // the caller's stays as it was
-	for k, p := range spec.ReadOnlyPaths {
-		if !filepath.IsAbs(p) {
-			return nimbus.Invalidf("instance %s: read-only path %q is not an absolute path", spec.ID, p)
+	if spec.RuntimeDir != "" {
+		if spec.RuntimeDir, err = checkDir(spec.ID, "runtime", spec.RuntimeDir); err != nil {
+			return err
 		}
-		if _, err := os.Stat(p); err != nil {
-			return nimbus.Invalidf("instance %s: read-only path %q does not exist", spec.ID, p)
-		}
-		spec.ReadOnlyPaths[k] = filepath.Clean(p)
 	}
 	if spec.MemoryMB < 0 || spec.PidsMax < 0 || spec.TmpMB < 0 {
 		return nimbus.Invalidf("instance %s: negative limit", spec.ID)
@@ -364,6 +418,19 @@ func checkSpec(spec *sandbox.Spec) error {
 		spec.TmpMB = DefaultTmpMB
 	}
 	return nil
+}
+
+// checkDir checks that dir, the instance's code or runtime directory, is
+// an absolute path to a directory other than /, and returns it cleaned.
+func checkDir(id, what, dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", nimbus.Invalidf("instance %s: %s directory %q is not an absolute path", id, what, dir)
+	}
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || dir == "/" {
+		return "", nimbus.Invalidf("instance %s: %s directory %q is not a directory below /", id, what, dir)
+	}
+	return dir, nil
 }
 
 // validID reports whether id can name a directory and a cgroup.
@@ -410,19 +477,39 @@ func (b *Backend) release(slot int, id string) {
 // initConfig is what the helper of an instance of spec, in slot, is told.
 func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 	ic := &initConfig{
-		Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.CodeDir,
-		ReadOnly: spec.ReadOnlyPaths,
-		TmpMB:    spec.TmpMB,
-		Mount:    b.mountNS(),
-		Drop:     b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
+		Path: spec.Path, Args: spec.Args, Env: spec.Env,
+		Dir:   sandbox.PathsOf(b, spec).TaskRoot,
+		TmpMB: spec.TmpMB,
+		Mount: b.mountNS(),
+		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
 	}
 	if ic.Mount {
-		ic.Hide = b.hide
+		ic.Hide, ic.Binds = b.mounts(spec)
 	}
 	if b.flags&syscall.CLONE_NEWUTS != 0 {
 		ic.Hostname = spec.ID[:min(len(spec.ID), 64)]
 	}
 	return ic
+}
+
+// mounts returns what an instance of spec with a mount namespace hides
+// and binds: Config.HidePaths and Root; the code directory and the runtime
+// directory, bound at sandbox.TaskRoot and sandbox.RuntimeRoot (their host
+// paths hidden), or bound back at their own paths without fixedPaths (so
+// that they stay visible under a hidden path).
+func (b *Backend) mounts(spec sandbox.Spec) (hide []string, binds []bind) {
+	hide = slices.Clone(b.hide)
+	in := sandbox.PathsOf(b, spec)
+	for _, d := range []bind{{spec.CodeDir, in.TaskRoot}, {spec.RuntimeDir, in.RuntimeDir}} {
+		if d.Source == "" {
+			continue
+		}
+		binds = append(binds, d)
+		if d.Target != d.Source {
+			hide = append(hide, d.Source)
+		}
+	}
+	return hide, binds
 }
 
 // errLost marks a helper that died before it had its initConfig: the

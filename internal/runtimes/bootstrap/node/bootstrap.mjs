@@ -4,12 +4,23 @@
 // (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT, ...). Node 18 or later,
 // no dependencies. Handlers may be CommonJS or ES modules, async, or
 // callback style (event, context, callback), as on Lambda.
+//
+// Logs follow Lambda's Node.js runtime: console.trace, debug, info, log,
+// warn, error and fatal write one line each (the line ends of a multi-line
+// message become carriage returns, as Lambda keeps such a record in one
+// event), "timestamp\trequestId\tLEVEL\tmessage" or, with
+// AWS_LAMBDA_LOG_FORMAT=JSON, Lambda's JSON object; AWS_LAMBDA_LOG_LEVEL
+// silences the levels below it. In the JSON format with a level, what else the
+// function writes to process.stdout and process.stderr is filtered the way
+// Lambda's platform does: a line that is a JSON object with a "level" has
+// that level, any other line is INFO.
 
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import util from 'node:util';
 
 const API_PREFIX = '/2018-06-01/runtime';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
@@ -19,8 +30,159 @@ const THIS_FILE = fileURLToPath(import.meta.url);
 class Fault extends Error {
   constructor(errorType, message, stack) {
     super(message);
-    this.errorType = errorType;
-    this.faultStack = stack || [];
+    // Not enumerable: logged errors show their own properties.
+    Object.defineProperty(this, 'name', { value: errorType, enumerable: false });
+    Object.defineProperty(this, 'errorType', { value: errorType, enumerable: false });
+    Object.defineProperty(this, 'faultStack', { value: stack || [], enumerable: false });
+  }
+}
+
+const LOG_JSON = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+const LOG_LEVEL = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
+// Lambda's application log levels, in order.
+const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
+// Where Lambda's runtime keeps the request id for logs: the last
+// invocation's.
+const REQUEST_ID = Symbol.for('aws.lambda.runtime.requestId');
+
+// The runtime's own records bypass filterOutput.
+const writeStdout = process.stdout.write.bind(process.stdout);
+
+// jsonErrorReplacer shows an Error as Lambda's JSON records do.
+function jsonErrorReplacer(_, value) {
+  if (value instanceof Error) {
+    return Object.assign(
+      {
+        errorType: value?.constructor?.name ?? 'UnknownError',
+        errorMessage: value.message,
+        stackTrace: typeof value.stack === 'string' ? value.stack.split('\n') : value.stack,
+      },
+      value,
+    );
+  }
+  return value;
+}
+
+// formatJSON is a console call's record in Lambda's JSON format.
+function formatJSON(level, message, params) {
+  const record = { timestamp: new Date().toISOString(), level, requestId: globalThis[REQUEST_ID] };
+  if (params.length === 0) {
+    record.message = message;
+    try {
+      return JSON.stringify(record, jsonErrorReplacer);
+    } catch {
+      record.message = util.format(record.message);
+      return JSON.stringify(record);
+    }
+  }
+  record.message = util.format(message, ...params);
+  const err = params.find((p) => p instanceof Error);
+  if (err) {
+    record.errorType = err?.constructor?.name ?? 'UnknownError';
+    record.errorMessage = err.message;
+    record.stackTrace = typeof err.stack === 'string' ? err.stack.split('\n') : [];
+  }
+  return JSON.stringify(record);
+}
+
+// logRecord writes a console call's record as one line.
+function logRecord(level, message, params) {
+  const line = LOG_JSON
+    ? formatJSON(level, message, params)
+    : `${new Date().toISOString()}\t${globalThis[REQUEST_ID]}\t${level}\t${util.format(message, ...params)}`;
+  writeStdout(line.replace(/\n/g, '\r') + '\n');
+}
+
+// patchConsole makes the console methods write Lambda's records, and those
+// below AWS_LAMBDA_LOG_LEVEL nothing.
+function patchConsole() {
+  const least = LEVELS[LOG_LEVEL] ?? LEVELS.TRACE;
+  const method = (level) => (LEVELS[level] >= least ? (message, ...params) => logRecord(level, message, params) : () => {});
+  console.trace = method('TRACE');
+  console.debug = method('DEBUG');
+  console.info = method('INFO');
+  console.warn = method('WARN');
+  console.error = method('ERROR');
+  console.fatal = method('FATAL');
+  console.log = console.info;
+}
+
+// formatted is an error as Lambda's text records show it.
+function formatted(err) {
+  const withProps = (_, v) => {
+    if (!(v instanceof Error)) {
+      return v;
+    }
+    const out = Object.assign({ errorType: v.name, errorMessage: v.message, code: v.code }, v);
+    if (typeof v.stack === 'string') {
+      out.stack = v.stack.split('\n');
+    }
+    return out;
+  };
+  try {
+    return '\t' + JSON.stringify(err, withProps);
+  } catch {
+    return '\t' + JSON.stringify({ errorType: err.name, errorMessage: err.message, trace: [] });
+  }
+}
+
+// logError logs an error that ended an invocation or the runtime, as Lambda
+// does: "Invoke Error", "Init Error", "Uncaught Exception" or "Unhandled
+// Promise Rejection".
+function logError(label, err) {
+  const e = err instanceof Error ? err : new Error(String(err));
+  if (LOG_JSON) {
+    console.error(e);
+  } else {
+    console.error(label, formatted(e));
+  }
+}
+
+// lineLevel is the level Lambda's platform gives a line of output.
+function lineLevel(line) {
+  if (line.trimStart().startsWith('{')) {
+    try {
+      const doc = JSON.parse(line);
+      if (doc !== null && typeof doc === 'object' && !Array.isArray(doc)) {
+        const name = String(doc.level ?? '').toUpperCase();
+        return LEVELS[{ WARNING: 'WARN', CRITICAL: 'FATAL' }[name] ?? name] ?? LEVELS.INFO;
+      }
+    } catch {
+      // not JSON: INFO
+    }
+  }
+  return LEVELS.INFO;
+}
+
+// filterLines makes stream pass on only the lines of at least level least;
+// a partial line waits for its end.
+function filterLines(stream, least) {
+  const write = stream.write.bind(stream);
+  let pending = '';
+  stream.write = (chunk, encoding, cb) => {
+    if (typeof encoding === 'function') {
+      [cb, encoding] = [encoding, undefined];
+    }
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    const lines = (pending + text).split('\n');
+    pending = lines.pop();
+    const kept = lines.filter((l) => lineLevel(l) >= least);
+    if (kept.length > 0) {
+      return write(kept.join('\n') + '\n', cb);
+    }
+    if (cb) {
+      process.nextTick(cb);
+    }
+    return true;
+  };
+}
+
+// filterOutput filters, in the JSON format with a level, what the function
+// writes to process.stdout and process.stderr.
+function filterOutput() {
+  if (LOG_JSON && LEVELS[LOG_LEVEL]) {
+    filterLines(process.stdout, LEVELS[LOG_LEVEL]);
+    filterLines(process.stderr, LEVELS[LOG_LEVEL]);
   }
 }
 
@@ -61,7 +223,7 @@ class RuntimeClient {
     const buf = Buffer.from(body);
     const r = await this.request('POST', p, buf, { ...headers, 'Content-Length': buf.length });
     if (r.status !== 202) {
-      console.error(`[WARN] POST ${p}: status ${r.status}: ${r.body.toString('utf8')}`);
+      console.warn(`POST ${p}: status ${r.status}: ${r.body.toString('utf8')}`);
     }
     return r.status;
   }
@@ -340,6 +502,7 @@ async function handle(client, fn, r) {
     delete process.env._X_AMZN_TRACE_ID;
   }
   current = requestId;
+  globalThis[REQUEST_ID] = requestId;
   let outcome;
   try {
     let event;
@@ -358,7 +521,7 @@ async function handle(client, fn, r) {
   current = null;
   if ('error' in outcome) {
     const doc = errorDoc(outcome.error);
-    console.error(`[ERROR] ${doc.errorType}: ${doc.errorMessage}`);
+    logError('Invoke Error', outcome.error);
     await client.error(requestId, doc);
   } else {
     await client.response(requestId, outcome.payload);
@@ -366,8 +529,8 @@ async function handle(client, fn, r) {
 }
 
 // crash reports an error that escaped the handler and exits.
-async function crash(client, doc) {
-  console.error(`[ERROR] ${doc.errorType}: ${doc.errorMessage}`);
+async function crash(client, label, err, doc) {
+  logError(label, err);
   try {
     if (current !== null) {
       await client.error(current, doc);
@@ -385,17 +548,20 @@ async function main() {
   process.env.LAMBDA_RUNTIME_DIR = path.dirname(THIS_FILE);
   const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   const client = new RuntimeClient(process.env.AWS_LAMBDA_RUNTIME_API || '');
-  process.on('uncaughtException', (err) => crash(client, errorDoc(err)));
+  patchConsole();
+  filterOutput();
+  process.on('uncaughtException', (err) => crash(client, 'Uncaught Exception', err, errorDoc(err)));
   process.on('unhandledRejection', (reason) => {
     const doc = errorDoc(reason);
-    crash(client, { ...doc, errorType: 'Runtime.UnhandledPromiseRejection', errorMessage: `${doc.errorType}: ${doc.errorMessage}` });
+    const rejection = { ...doc, errorType: 'Runtime.UnhandledPromiseRejection', errorMessage: `${doc.errorType}: ${doc.errorMessage}` };
+    crash(client, 'Unhandled Promise Rejection', reason, rejection);
   });
   let fn;
   try {
     fn = await loadHandler(process.env._HANDLER || '', taskRoot);
   } catch (err) {
     const doc = errorDoc(err);
-    console.error(`[ERROR] ${doc.errorType}: ${doc.errorMessage}`);
+    logError('Init Error', err);
     await client.initError(doc);
     process.exit(1);
   }

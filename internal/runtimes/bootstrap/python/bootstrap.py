@@ -9,7 +9,20 @@ it needs before the user's module: the C _socket module (not socket, which
 pulls in enum and selectors) under a small HTTP/1.1 client of its own (not
 http.client, which pulls in email, ssl and urllib), and json. traceback is
 imported on the first error, and decimal only ever comes from the user's code.
-`python3 -X importtime bootstrap.py` shows what a change costs.
+logging is configured the way Lambda's runtime does it (a handler on the root
+logger writing Lambda's records) when the user's code first imports it, not
+imported up front. `python3 -X importtime bootstrap.py` shows what a change
+costs.
+
+Logs follow Lambda's Python runtime: print() output is written as it is;
+logging records are one line each (the line ends of a multi-line message
+become carriage returns, as Lambda keeps such a record in one event), in
+Lambda's text format "[LEVEL]\ttimestamp\trequestId\tmessage" or, with
+AWS_LAMBDA_LOG_FORMAT=JSON, as Lambda's JSON objects. AWS_LAMBDA_LOG_LEVEL
+sets the root logger's level; in the JSON format it also filters the rest of
+the output written through sys.stdout and sys.stderr the way Lambda's platform
+does: a line that is a JSON object with a "level" has that level, any other
+line is INFO.
 """
 
 import _socket
@@ -21,6 +34,14 @@ import time
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 THIS_FILE = os.path.abspath(__file__)
+
+LOG_JSON = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+LOG_LEVEL = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()  # "" when unset
+LOG_DATE = "%Y-%m-%dT%H:%M:%S"
+# Lambda's application log levels, in order, with the logging module's names.
+LEVEL_RANK = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4, "FATAL": 5, "CRITICAL": 5}
+ERROR_LINE_END = "\r"  # joins the lines of an error record
+ERROR_INDENT = "\u00a0"  # no-break space: indents of stack lines in an error record
 
 MAX_HEAD = 1 << 20  # bound on a response's status line and headers
 RECV_SIZE = 1 << 16
@@ -341,8 +362,205 @@ def error_request(doc):
 
 
 def log(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
+    """Writes one of the runtime's own warnings."""
+    STDERR.write(msg + "\n")
+    STDERR.flush()
+
+
+# The streams the runtime's own records go to (sys.stdout and sys.stderr may
+# be filtered, see filter_output, or replaced by the user's code).
+STDOUT = sys.stdout
+STDERR = sys.stderr
+
+# The request id logging records carry: the last invocation's.
+log_request_id = None
+
+
+def write_record(text):
+    """Writes a log record as one line."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    STDOUT.write(text.replace("\n", "\r") + "\n")
+    STDOUT.flush()
+
+
+def log_error(doc):
+    """Logs an error document as Lambda's runtime does."""
+    if LOG_JSON:
+        record = {"timestamp": time.strftime(LOG_DATE, time.gmtime()), "level": "ERROR"}
+        record.update(doc)
+        STDOUT.write(json.dumps(record) + "\n")
+        STDOUT.flush()
+        return
+    desc = "[ERROR]"
+    if doc.get("errorType"):
+        desc += " " + doc["errorType"]
+    if doc.get("errorMessage"):
+        desc += (":" if doc.get("errorType") else "") + " " + doc["errorMessage"]
+    lines = [desc, "Traceback (most recent call last):"]
+    for element in doc.get("stackTrace") or []:
+        if element == "":
+            lines.append("")
+        for line in element.splitlines():
+            stripped = line.lstrip(" ")
+            lines.append(ERROR_INDENT * (len(line) - len(stripped)) + stripped)
+    STDOUT.write(ERROR_LINE_END.join(lines) + "\n")
+    STDOUT.flush()
+
+
+def line_rank(line):
+    """The level rank Lambda's platform gives a line of output."""
+    if line.lstrip().startswith("{"):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            return LEVEL_RANK.get(str(doc.get("level", "")).upper(), LEVEL_RANK["INFO"])
+    return LEVEL_RANK["INFO"]
+
+
+class LevelFilter:
+    """A text stream passing on only the lines ranked at least least, as
+    Lambda filters a function's output in the JSON log format. A partial line
+    waits for its end."""
+
+    def __init__(self, stream, least):
+        self.stream = stream
+        self.least = least
+        self.pending = ""
+
+    def write(self, s):
+        lines = (self.pending + s).split("\n")
+        self.pending = lines.pop()
+        kept = [line + "\n" for line in lines if line_rank(line) >= self.least]
+        if kept:
+            self.stream.write("".join(kept))
+        return len(s)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def filter_output():
+    """In the JSON log format with a level, filters what the function writes
+    through sys.stdout and sys.stderr by that level."""
+    if LOG_JSON and LOG_LEVEL in LEVEL_RANK:
+        least = LEVEL_RANK[LOG_LEVEL]
+        sys.stdout = LevelFilter(sys.stdout, least)
+        sys.stderr = LevelFilter(sys.stderr, least)
+
+
+# Fields of a logging record that are not the user's extras (see
+# json_formatter).
+RECORD_FIELDS = frozenset((
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info", "exc_text",
+    "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated", "thread", "threadName",
+    "processName", "process", "aws_request_id", "tenant_id", "_frame_type",
+))
+
+
+def json_formatter(logging):
+    """Lambda's JSON formatter of logging records."""
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record):
+            record.levelno = min(50, max(0, record.levelno)) // 10 * 10
+            record.levelname = logging.getLevelName(record.levelno)
+            exc = record.exc_info
+            if exc:
+                import traceback
+            doc = {
+                "timestamp": time.strftime(LOG_DATE, time.gmtime(record.created)) + ".%03dZ" % int(record.msecs),
+                "level": record.levelname,
+                "message": record.getMessage(),
+                "logger": record.name,
+                "stackTrace": traceback.format_tb(exc[2]) if exc else None,
+                "errorType": exc[0].__name__ if exc else None,
+                "errorMessage": str(exc[1]) if exc else None,
+                "requestId": getattr(record, "aws_request_id", None),
+                "location": "%s:%s:%s" % (record.pathname, record.funcName, record.lineno) if exc else None,
+            }
+            for key, value in record.__dict__.items():
+                if key not in RECORD_FIELDS and key not in doc:
+                    doc[key] = value
+            doc = {k: v for k, v in doc.items() if v is not None}
+            return json.JSONEncoder(ensure_ascii=False).encode(doc)
+
+    return JsonFormatter()
+
+
+def setup_logging(logging):
+    """Gives the root logger Lambda's handler, format and level."""
+    logging.Formatter.converter = time.gmtime
+
+    class LambdaLoggerHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                text = self.format(record)
+            except Exception:
+                self.handleError(record)
+                return
+            write_record(text)
+
+    class LambdaLoggerFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = log_request_id or ""
+            return True
+
+    handler = LambdaLoggerHandler()
+    if LOG_JSON:
+        handler.setFormatter(json_formatter(logging))
+    else:
+        handler.setFormatter(
+            logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", LOG_DATE)
+        )
+    handler.addFilter(LambdaLoggerFilter())
+    root = logging.getLogger()
+    level = "DEBUG" if LOG_LEVEL == "TRACE" else LOG_LEVEL  # logging has no TRACE
+    if level in logging._nameToLevel:
+        root.setLevel(level)
+    root.addHandler(handler)
+
+
+class LoggingHook:
+    """A meta path finder that sets logging up (setup_logging) as the
+    function first imports it."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(cls)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if isinstance(spec.loader, type):  # a loader shared by other modules
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_setup(module):
+            exec_module(module)
+            setup_logging(module)
+
+        spec.loader.exec_module = exec_and_setup
+        return spec
+
+
+def hook_logging():
+    """Sets logging up now if it is imported, else when it is."""
+    if "logging" in sys.modules:
+        setup_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, LoggingHook)
 
 
 def user_frames(tb):
@@ -478,7 +696,9 @@ def json_default(obj):
 
 def handle(client, func, headers, body):
     """Runs one invocation and posts its answer."""
+    global log_request_id
     request_id = headers.get("lambda-runtime-aws-request-id", "")
+    log_request_id = request_id
     trace_id = headers.get("lambda-runtime-trace-id")
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
@@ -504,7 +724,7 @@ def handle(client, func, headers, body):
     except Exception as exc:  # the user's error: report it and take the next invocation
         doc = error_doc(exc)
         doc["requestId"] = request_id
-        log(("[ERROR] %s: %s\n%s" % (doc["errorType"], doc["errorMessage"], "".join(doc["stackTrace"]))).rstrip())
+        log_error(doc)
         client.error(request_id, doc)
         return
     client.response(request_id, payload)
@@ -515,12 +735,14 @@ def main():
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # sys.path[0] is this script's directory: user modules come from the task root instead.
     sys.path[0] = task_root
+    filter_output()
+    hook_logging()
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     try:
         func = load_handler(os.environ.get("_HANDLER", ""))
     except Exception as exc:
         doc = error_doc(exc)
-        log("[ERROR] %s: %s" % (doc["errorType"], doc["errorMessage"]))
+        log_error(doc)
         client.init_error(doc)
         return 1
     while True:
