@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // nimbusBin is the nimbus binary built for these tests.
@@ -33,12 +34,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	nimbusBin = filepath.Join(dir, "nimbus")
-	out, err := exec.Command("go", "build", "-o", nimbusBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build nimbus: %v\n%s", err, out)
+	if err := testenv.BuildNimbus(nimbusBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	races := testenv.ChildRaces(dir)
 	code := m.Run()
+	if r := races(); r != "" {
+		fmt.Fprintf(os.Stderr, "FAIL: the nimbus binary these tests started reported data races:\n%s", r)
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

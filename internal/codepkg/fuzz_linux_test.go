@@ -27,7 +27,7 @@ func FuzzUnpack(f *testing.F) {
 	}
 	lim := Limits{MaxZipped: 1 << 20, MaxUnzipped: 4 << 20, MaxFiles: 64, MaxRatio: 200}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		base := t.TempDir()
+		base := scratchDir(t)
 		makeRemovable(t, base)
 		// dest is deep inside base, so that a write a few ".." away from
 		// it would still land in base, where the checks below see it.
@@ -50,6 +50,28 @@ func FuzzUnpack(f *testing.F) {
 			checkUnpacked(t, dest)
 		}
 	})
+}
+
+// scratchDir is a new directory for one fuzz input, removed at the end of
+// it: on tmpfs (/dev/shm) when there is one, else t.TempDir. Each input
+// makes, fills and removes a small tree; on the disk file system of the
+// project's 2-core CI machine that made FuzzUnpack about six times slower
+// (some 1,000 inputs a second against 5,000 to 7,000 on tmpfs). Everything
+// Unpack relies on (O_EXCL, symlinks, modes, rename, syncfs, openat2) works
+// the same on tmpfs.
+func scratchDir(t *testing.T) string {
+	t.Helper()
+	const shm = "/dev/shm"
+	var st unix.Statfs_t
+	if unix.Statfs(shm, &st) != nil || st.Type != unix.TMPFS_MAGIC {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp(shm, "nimbus-fuzz-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
 }
 
 // checkUnpacked checks modes and, with the kernel's RESOLVE_BENEATH, that

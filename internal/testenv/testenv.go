@@ -1,5 +1,7 @@
-// Package testenv decides what a test does when a service it needs (a
-// broker, a NATS server) cannot be reached.
+// Package testenv holds what tests of several packages share about their
+// environment: whether a missing service (a broker, a NATS server) skips or
+// fails a test, whether the race detector is on, and the nimbus binary that
+// end-to-end tests start.
 package testenv
 
 import (

@@ -1,0 +1,7 @@
+//go:build race
+
+package testenv
+
+// Race reports whether this binary was built with the race detector, as the
+// README's `go test -race ./...` builds the test binaries.
+const Race = true
