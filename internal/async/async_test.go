@@ -1,6 +1,8 @@
 package async_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,21 +36,54 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// behave compiles the engine's aws-lambda-go test function once.
-var behave = sync.OnceValues(func() ([]byte, error) {
+// behaveZip is the code package of the engine's aws-lambda-go test
+// function, built and zipped once: deflating a Go binary under the race
+// detector takes seconds, which every test paid when each zipped its own.
+var behaveZip = sync.OnceValues(func() ([]byte, error) {
+	bin, err := behave()
+	if err != nil {
+		return nil, err
+	}
+	return zipped(map[string][]byte{"bootstrap": bin})
+})
+
+// behave compiles the engine's aws-lambda-go test function (stripped: a
+// smaller package is quicker to upload, check and unpack).
+func behave() ([]byte, error) {
 	dir, err := os.MkdirTemp("", "nimbus-async-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "bootstrap")
-	cmd := exec.Command("go", "build", "-o", bin, "../engine/testdata/behave")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "../engine/testdata/behave")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, errors.New(string(out))
 	}
 	return os.ReadFile(bin)
-})
+}
+
+// zipped makes a code package whose files are all executable.
+func zipped(files map[string][]byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, body := range files {
+		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
+		h.SetMode(0o755)
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(body); err != nil {
+			return nil, err
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
 
 // env is a node with the behave function deployed under name.
 type env struct {
@@ -76,11 +111,10 @@ func start(t *testing.T, mod func(*node.Config)) *env {
 
 func (e *env) deploy(name string) {
 	e.t.Helper()
-	bin, err := behave()
+	zip, err := behaveZip()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	zip := nodetest.Zip(e.t, map[string]string{"bootstrap": string(bin)}, "bootstrap")
 	_, err = e.lc.CreateFunction(e.t.Context(), &lambda.CreateFunctionInput{
 		FunctionName: aws.String(name), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"),
 		Handler: aws.String("bootstrap"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(30),
