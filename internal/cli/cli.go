@@ -66,6 +66,8 @@ func addCommands(root *cobra.Command, g *globals) {
 	pf.VarP(&g.output, "output", "o", "output format: table or json")
 	pf.StringVar(&g.region, "region", envOr("AWS_REGION", defaultRegion),
 		"region the client signs requests for (env AWS_REGION)")
+	triggers := newTriggersCmd(g)
+	triggers.AddCommand(newTriggersRotateKeyCmd(g)) // urlkey.go
 	root.AddCommand(
 		newDeployCmd(g),
 		newLsCmd(g),
@@ -76,7 +78,7 @@ func addCommands(root *cobra.Command, g *globals) {
 		newRuntimesCmd(g),
 		newTasksCmd(g),
 		newDLQCmd(g),
-		newTriggersCmd(g),
+		triggers,
 	)
 }
 
