@@ -328,7 +328,10 @@ func TestRotateTriggerKeyRefusals(t *testing.T) {
 			t.Errorf("RotateTriggerKey(%s, %s) = %v, want %v mentioning %q", tc.fn, tc.trigger, err, tc.want, tc.msg)
 		}
 	}
-	if after, _ := r.Get(ctx, "f"); after.RevisionID != before.RevisionID {
-		t.Error("a refused rotation wrote the function")
+	after, _ := r.Get(ctx, "f")
+	for i := range after.Triggers {
+		if a, b := after.Triggers[i], before.Triggers[i]; string(a.Config) != string(b.Config) || !a.LastModified.Equal(b.LastModified) {
+			t.Errorf("a refused rotation changed trigger %s: %+v, was %+v", a.Name, a, b)
+		}
 	}
 }
