@@ -561,13 +561,18 @@ func TestDeployProgress(t *testing.T) {
 				return
 			}
 			// One line per tenth at most, each with bytes sent, the total
-			// (the base64 body: 4/3 of the zip) and the percentage.
-			if len(progress) < 2 || len(progress) > 11 || progress[len(progress)-1] != "upload: 1.3 MiB / 1.3 MiB (100%)" {
-				t.Fatalf("got progress %q, want up to 11 lines ending at 100%%", progress)
+			// (the zip's size, as the final line says, not that of the
+			// base64 body, a third more) and the percentage.
+			size := humanBytes(f.function("hello").CodeSize)
+			if size != "1.0 MiB" || !strings.Contains(r.stderr, "Created function hello ("+size+" of code).") {
+				t.Errorf("zip of %s; stderr %q", size, r.stderr)
+			}
+			if len(progress) < 2 || len(progress) > 11 || progress[len(progress)-1] != "upload: "+size+" / "+size+" (100%)" {
+				t.Fatalf("got progress %q, want up to 11 lines ending at 100%% of %s", progress, size)
 			}
 			for _, l := range progress {
-				if !strings.Contains(l, " / 1.3 MiB (") {
-					t.Errorf("progress line %q should show bytes sent of 1.3 MiB", l)
+				if !strings.Contains(l, " / "+size+" (") {
+					t.Errorf("progress line %q should show bytes sent of %s", l, size)
 				}
 			}
 		})

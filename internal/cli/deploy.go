@@ -209,6 +209,8 @@ func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, pro
 	if err != nil {
 		return functionView{}, err
 	}
+	c.upload.size = int64(len(zip)) // progress shows the zip's size
+	defer func() { c.upload.size = 0 }()
 	// Ask first rather than upload the code twice; a function created
 	// meanwhile makes the create fail with a conflict, and is updated.
 	exists, err := c.exists(ctx, s.Name)
