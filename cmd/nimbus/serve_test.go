@@ -23,8 +23,11 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 )
 
-// nimbusBin is the nimbus binary built for these tests.
+// nimbusBin is the nimbus binary built for these tests, with version
+// testVersion.
 var nimbusBin string
+
+const testVersion = "1.2.3-test"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nimbus-bin-")
@@ -33,7 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	nimbusBin = filepath.Join(dir, "nimbus")
-	out, err := exec.Command("go", "build", "-o", nimbusBin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-ldflags", "-X github.com/nimbus-serverless/nimbus/internal/version.Version="+testVersion,
+		"-o", nimbusBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build nimbus: %v\n%s", err, out)
 		os.Exit(1)

@@ -98,9 +98,7 @@ func (s *Server) routes() {
 	s.triggerRoutes()
 	s.urlRoutes()
 	s.s3Routes()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, newError(http.StatusNotFound, errUnknownOperation,
 			"Unknown operation: "+r.Method+" "+r.URL.Path))
