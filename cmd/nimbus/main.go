@@ -9,6 +9,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/cli"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/version"
 )
 
 func main() {
@@ -21,6 +22,9 @@ func main() {
 		Short:         "Nimbus runs functions on demand: a self-hosted, Lambda-compatible serverless platform",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints "nimbus version <version>"; set the version
+		// with -ldflags (internal/version).
+		Version: version.String(),
 	}
 	root.AddCommand(newServeCmd())
 	cli.AddCommands(root)

@@ -24,8 +24,11 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
-// nimbusBin is the nimbus binary built for these tests.
+// nimbusBin is the nimbus binary built for these tests, with version
+// testVersion.
 var nimbusBin string
+
+const testVersion = "1.2.3-test"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nimbus-bin-")
@@ -34,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	nimbusBin = filepath.Join(dir, "nimbus")
-	if err := testenv.BuildNimbus(nimbusBin); err != nil {
+	if err := testenv.BuildNimbus(nimbusBin, "-ldflags", "-X github.com/nimbus-serverless/nimbus/internal/version.Version="+testVersion); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -75,6 +76,21 @@ func (s *Server) asyncFunction(r *http.Request) (AsyncService, string, error) {
 	return as, fn, err
 }
 
+// listedFunction checks the function of a task or dead-letter list whose
+// first page is empty: records outlive their function (a deleted
+// function's are still listed), but an empty list of a function that does
+// not exist is a ResourceNotFoundException, not "no tasks".
+func (s *Server) listedFunction(ctx context.Context, fn string, emptyFirstPage bool) error {
+	if !emptyFirstPage {
+		return nil
+	}
+	_, err := s.reg.Get(ctx, fn)
+	if errors.Is(err, nimbus.ErrNotFound) {
+		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", s.arn(fn))
+	}
+	return err
+}
+
 func (s *Server) tasksGet(w http.ResponseWriter, r *http.Request) error {
 	as, fn, err := s.asyncFunction(r)
 	if err != nil {
@@ -113,6 +129,9 @@ func (s *Server) tasksList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.listedFunction(r.Context(), fn, len(tasks) == 0 && o.Marker == ""); err != nil {
+		return err
+	}
 	if tasks == nil {
 		tasks = []nimbus.Task{}
 	}
@@ -146,8 +165,12 @@ func (s *Server) deadLettersList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dls, next, err := as.DeadLetters(r.Context(), fn, limit, r.URL.Query().Get("marker"))
+	marker := r.URL.Query().Get("marker")
+	dls, next, err := as.DeadLetters(r.Context(), fn, limit, marker)
 	if err != nil {
+		return err
+	}
+	if err := s.listedFunction(r.Context(), fn, len(dls) == 0 && marker == ""); err != nil {
 		return err
 	}
 	if dls == nil {

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/nimbus-serverless/nimbus"
 )
@@ -52,38 +54,96 @@ type provisionedRequest struct {
 	ProvisionedConcurrentExecutions *int
 }
 
+// provisionedResponse is Lambda's provisioned concurrency config, as Put
+// and Get answer it; List adds the FunctionArn.
 type provisionedResponse struct {
+	FunctionArn                              string `json:"FunctionArn,omitempty"`
 	RequestedProvisionedConcurrentExecutions int
 	AvailableProvisionedConcurrentExecutions int
 	AllocatedProvisionedConcurrentExecutions int
 	Status                                   string
+	StatusReason                             string `json:"StatusReason,omitempty"`
 	LastModified                             string
 }
 
-// provisionedPut keeps a minimum of warm instances (Lambda's
-// PutProvisionedConcurrencyConfig; Nimbus accepts any qualifier and applies
-// it to $LATEST, the only version it has).
-func (s *Server) provisionedPut(w http.ResponseWriter, r *http.Request) error {
+// errNoProvisioned is Lambda's error type for a Get of a function without
+// a provisioned concurrency config.
+const errNoProvisioned = "ProvisionedConcurrencyConfigNotFoundException"
+
+// provisionedQualifier checks the Qualifier of Put, Get and Delete: Lambda
+// requires one, and $LATEST is the only version Nimbus has (any other is
+// not found, as in every other operation).
+func (s *Server) provisionedQualifier(r *http.Request, name string) error {
+	q, set := r.URL.Query()["Qualifier"]
+	if !set || len(q) == 0 || q[0] == "" {
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null")
+	}
+	if !validQualifier(q[0]) {
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})", q[0])
+	}
+	if q[0] != "$LATEST" {
+		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s (Nimbus serves only the $LATEST version so far: use Qualifier $LATEST)", s.arn(name), q[0])
+	}
+	return nil
+}
+
+// validQualifier: 1 to 128 of a-z A-Z 0-9 $ _ -, Lambda's pattern.
+func validQualifier(q string) bool {
+	if len(q) < 1 || len(q) > 128 {
+		return false
+	}
+	for _, c := range q {
+		if !(c == '$' || c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// provisionedFunction parses the name and qualifier and loads the function.
+func (s *Server) provisionedFunction(r *http.Request) (*nimbus.Function, error) {
 	name, err := functionName(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.provisionedQualifier(r, name); err != nil {
+		return nil, err
+	}
+	return s.getFunction(r.Context(), r)
+}
+
+// provisionedPut keeps a minimum of warm instances of $LATEST (Lambda's
+// PutProvisionedConcurrencyConfig). It may not be more than the function's
+// reserved concurrency, as in Lambda.
+func (s *Server) provisionedPut(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.provisionedFunction(r)
 	if err != nil {
 		return err
 	}
 	var req provisionedRequest
-	if err := decode(w, r, maxConfigBody, &req); err != nil {
+	if err := decodeStrictLimit(w, r, maxConfigBody, &req); err != nil {
 		return err
 	}
 	n := req.ProvisionedConcurrentExecutions
-	if n == nil || *n < 1 {
-		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1")
+	switch {
+	case n == nil:
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value null at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must not be null")
+	case *n < 1:
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%d' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1", *n)
+	case *n > math.MaxInt32:
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%d' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value less than or equal to %d", *n, math.MaxInt32)
+	case fn.ReservedConcurrency != nil && *n > *fn.ReservedConcurrency:
+		return nimbus.Invalidf("Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function (%d > %d)", *n, *fn.ReservedConcurrency)
 	}
-	fn, err := s.reg.SetConcurrency(r.Context(), name, nil, false, *n)
+	fn, err = s.reg.SetConcurrency(r.Context(), fn.Name, nil, false, *n)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusAccepted, s.provisioned(fn))
+	return writeJSON(w, http.StatusAccepted, s.provisioned(fn, false))
 }
 
-func (s *Server) provisioned(fn *nimbus.Function) provisionedResponse {
+// provisioned is fn's config; withARN adds the qualified FunctionArn (List).
+func (s *Server) provisioned(fn *nimbus.Function, withARN bool) provisionedResponse {
 	avail := 0
 	if s.cfg.Invoker != nil {
 		avail = min(s.cfg.Invoker.Warm(fn.Name), fn.ProvisionedConcurrency)
@@ -92,32 +152,77 @@ func (s *Server) provisioned(fn *nimbus.Function) provisionedResponse {
 	if avail >= fn.ProvisionedConcurrency {
 		status = "READY"
 	}
-	return provisionedResponse{
+	out := provisionedResponse{
 		RequestedProvisionedConcurrentExecutions: fn.ProvisionedConcurrency,
 		AvailableProvisionedConcurrentExecutions: avail,
 		AllocatedProvisionedConcurrentExecutions: avail,
 		Status:                                   status,
 		LastModified:                             fn.LastModified.UTC().Format(lambdaTime),
 	}
+	if withARN {
+		out.FunctionArn = s.arn(fn.Name) + ":$LATEST"
+	}
+	return out
 }
 
+// provisionedGet is GetProvisionedConcurrencyConfig, or with ?List=ALL
+// ListProvisionedConcurrencyConfigs (Lambda's two operations share the
+// path).
 func (s *Server) provisionedGet(w http.ResponseWriter, r *http.Request) error {
+	if _, list := r.URL.Query()["List"]; list {
+		return s.provisionedList(w, r)
+	}
+	fn, err := s.provisionedFunction(r)
+	if err != nil {
+		return err
+	}
+	if fn.ProvisionedConcurrency == 0 {
+		return newError(http.StatusNotFound, errNoProvisioned, "No Provisioned Concurrency Config found for this function")
+	}
+	return writeJSON(w, http.StatusOK, s.provisioned(fn, false))
+}
+
+// maxProvisionedListItems is Lambda's MaxItems cap of
+// ListProvisionedConcurrencyConfigs.
+const maxProvisionedListItems = 50
+
+// provisionedList lists the function's configs: Nimbus has one version per
+// function, so there is at most one, and never a next page.
+func (s *Server) provisionedList(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if v := q.Get("List"); v != "ALL" {
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'list' failed to satisfy constraint: Member must satisfy enum value set: [ALL]", v)
+	}
+	if v := q.Get("MaxItems"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxProvisionedListItems {
+			return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and %d", v, maxProvisionedListItems)
+		}
+	}
+	if m := q.Get("Marker"); m != "" {
+		return nimbus.Invalidf("The Marker %q is not valid: pass the NextMarker of a previous answer", m)
+	}
 	fn, err := s.getFunction(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		ProvisionedConcurrencyConfigs []provisionedResponse
+	}{ProvisionedConcurrencyConfigs: []provisionedResponse{}}
+	if fn.ProvisionedConcurrency > 0 {
+		out.ProvisionedConcurrencyConfigs = append(out.ProvisionedConcurrencyConfigs, s.provisioned(fn, true))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) provisionedDelete(w http.ResponseWriter, r *http.Request) error {
+	fn, err := s.provisionedFunction(r)
 	if err != nil {
 		return err
 	}
 	if fn.ProvisionedConcurrency == 0 {
 		return nimbus.Errorf(nimbus.ErrNotFound, "No Provisioned Concurrency Config found for this function")
 	}
-	return writeJSON(w, http.StatusOK, s.provisioned(fn))
-}
-
-func (s *Server) provisionedDelete(w http.ResponseWriter, r *http.Request) error {
-	name, err := functionName(r)
-	if err != nil {
-		return err
-	}
-	if _, err := s.reg.SetConcurrency(r.Context(), name, nil, false, 0); err != nil {
+	if _, err := s.reg.SetConcurrency(r.Context(), fn.Name, nil, false, 0); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -1,14 +1,17 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
-	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 // configurationFields are the fields CreateFunction and
-// UpdateFunctionConfiguration share.
+// UpdateFunctionConfiguration share. Every field Lambda has is declared, so
+// that those Nimbus does not support are refused by name (unsupported.go)
+// rather than dropped; fields Lambda does not have are refused when the
+// body is decoded.
 type configurationFields struct {
 	Runtime     *string
 	Role        *string
@@ -19,7 +22,22 @@ type configurationFields struct {
 	Environment *struct {
 		Variables map[string]string
 	}
-	Layers []string
+	EphemeralStorage *struct {
+		Size *int
+	}
+	TracingConfig *struct {
+		Mode *string
+	}
+	LoggingConfig *struct {
+		LogFormat           *string
+		ApplicationLogLevel *string
+		SystemLogLevel      *string
+		LogGroup            *string
+	}
+	DeadLetterConfig *struct {
+		TargetArn *string
+	}
+	unsupportedFields
 	// HTTPConcurrency is a Nimbus extension: requests one instance of an
 	// HTTP function takes at once.
 	HTTPConcurrency *int `json:"NimbusHttpConcurrency"`
@@ -29,7 +47,7 @@ type configurationFields struct {
 }
 
 // input is the registry's view of the fields; an Environment without
-// Variables clears them.
+// Variables clears them, a DeadLetterConfig without TargetArn removes it.
 func (f *configurationFields) input(name string) registry.FunctionInput {
 	in := registry.FunctionInput{
 		Name: name, Runtime: f.Runtime, Handler: f.Handler, Role: f.Role,
@@ -43,59 +61,72 @@ func (f *configurationFields) input(name string) registry.FunctionInput {
 		}
 		in.Environment = &vars
 	}
+	if f.EphemeralStorage != nil {
+		in.EphemeralStorageMB = f.EphemeralStorage.Size
+	}
+	if f.TracingConfig != nil {
+		in.TracingMode = f.TracingConfig.Mode
+	}
+	if l := f.LoggingConfig; l != nil {
+		in.Logging = &registry.LoggingInput{LogFormat: l.LogFormat, ApplicationLogLevel: l.ApplicationLogLevel,
+			SystemLogLevel: l.SystemLogLevel, LogGroup: l.LogGroup}
+	}
+	if d := f.DeadLetterConfig; d != nil {
+		target := ""
+		if d.TargetArn != nil {
+			target = *d.TargetArn
+		}
+		in.DeadLetterTarget = &target
+	}
 	return in
 }
 
-// createFunctionRequest is CreateFunction's body; fields Nimbus does not
-// support are decoded only to be refused clearly.
+// checkDeadLetter checks a dead-letter target for this node's region and
+// account, and that a function target exists.
+func (s *Server) checkDeadLetter(ctx context.Context, in registry.FunctionInput) error {
+	if in.DeadLetterTarget == nil || *in.DeadLetterTarget == "" {
+		return nil
+	}
+	if _, err := registry.ParseDeadLetter(*in.DeadLetterTarget, s.cfg.Region, s.cfg.Account); err != nil {
+		return err
+	}
+	return s.reg.CheckDestination(ctx, in.Name, *in.DeadLetterTarget)
+}
+
+// createFunctionRequest is CreateFunction's body.
 type createFunctionRequest struct {
 	configurationFields
 	FunctionName string
-	PackageType  string
 	Code         struct {
-		ZipFile  []byte
-		S3Bucket string
-		S3Key    string
-		ImageUri string
+		ZipFile         []byte
+		S3Bucket        string
+		S3Key           string
+		S3ObjectVersion string
+		ImageUri        string
+		SourceKMSKeyArn string
 	}
-	Architectures []string
+	createOnlyFields
 }
 
 func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 	var req createFunctionRequest
-	if err := decode(w, r, s.cfg.MaxCodeBody, &req); err != nil {
+	if err := decodeStrictLimit(w, r, s.cfg.MaxCodeBody, &req); err != nil {
 		return err
 	}
-	if err := checkUnsupported(req.PackageType, req.Code.S3Bucket, req.Code.ImageUri, req.Layers, req.Architectures); err != nil {
+	if err := req.unsupported(); err != nil {
 		return err
 	}
 	name, err := registry.ParseName(req.FunctionName)
 	if err != nil {
 		return err
 	}
-	fn, err := s.reg.Create(r.Context(), req.input(name), req.Code.ZipFile)
+	in := req.input(name)
+	if err := s.checkDeadLetter(r.Context(), in); err != nil {
+		return err
+	}
+	fn, err := s.reg.Create(r.Context(), in, req.Code.ZipFile)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, s.configuration(fn))
-}
-
-// checkUnsupported refuses features Nimbus does not have yet, by name.
-func checkUnsupported(packageType, s3Bucket, imageURI string, layers, archs []string) error {
-	switch {
-	case packageType != "" && packageType != "Zip":
-		return nimbus.Invalidf("PackageType %s is not supported yet: Nimbus runs Zip packages", packageType)
-	case s3Bucket != "":
-		return nimbus.Invalidf("Code.S3Bucket is not supported: upload the package as Code.ZipFile")
-	case imageURI != "":
-		return nimbus.Invalidf("Code.ImageUri is not supported yet: Nimbus runs Zip packages")
-	case len(layers) > 0:
-		return nimbus.Invalidf("Layers are not supported yet: include dependencies in the package")
-	}
-	for _, a := range archs {
-		if a != "x86_64" {
-			return nimbus.Invalidf("Architecture %s is not supported on this node: only x86_64", a)
-		}
-	}
-	return nil
 }

@@ -76,6 +76,9 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	res, err := s.cfg.Invoker.Invoke(r.Context(), fn, nimbus.Invocation{
 		RequestID: reqID, Payload: payload, ClientContext: clientContext, TraceID: traceID(r),
 	})
+	if err == nil {
+		err = callerGone(r)
+	}
 	if err != nil {
 		return err
 	}
@@ -95,6 +98,15 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return nil
+}
+
+// callerGone returns the request's context error once its caller has gone
+// away, nil before. The engine answers an invocation its caller abandoned
+// with a Runtime.Abandoned function error; that answer would reach no one,
+// and the error mapper (classify) logs a gone caller at debug level and
+// writes nothing.
+func callerGone(r *http.Request) error {
+	return r.Context().Err()
 }
 
 // invokeAsync stores an event with the Async Service and answers 202 once it

@@ -2,16 +2,40 @@ package api
 
 import (
 	"net/http"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 type updateCodeRequest struct {
-	ZipFile       []byte
-	S3Bucket      string
-	ImageUri      string
-	RevisionId    string
-	Architectures []string
-	Publish       bool
-	DryRun        bool
+	ZipFile         []byte
+	S3Bucket        string
+	S3Key           string
+	S3ObjectVersion string
+	ImageUri        string
+	SourceKMSKeyArn string
+	RevisionId      string
+	Architectures   []string
+	Publish         bool
+	PublishTo       string
+	DryRun          bool
+}
+
+// unsupported refuses what UpdateFunctionCode asks for and Nimbus lacks.
+func (req *updateCodeRequest) unsupported() error {
+	switch {
+	case req.S3Bucket != "" || req.S3Key != "" || req.S3ObjectVersion != "":
+		return nimbus.Invalidf("S3Bucket is not supported: upload the package as ZipFile")
+	case req.ImageUri != "":
+		return nimbus.Invalidf("ImageUri is not supported yet: Nimbus runs Zip packages")
+	case req.SourceKMSKeyArn != "":
+		return nimbus.Invalidf("SourceKMSKeyArn is not supported: Nimbus has no AWS KMS")
+	case req.DryRun:
+		return nimbus.Invalidf("DryRun is not supported yet: Nimbus validates a package when it stores it")
+	}
+	if err := checkPublish(req.Publish, req.PublishTo); err != nil {
+		return err
+	}
+	return checkArchitectures(req.Architectures)
 }
 
 func (s *Server) functionsUpdateCode(w http.ResponseWriter, r *http.Request) error {
@@ -20,10 +44,10 @@ func (s *Server) functionsUpdateCode(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	var req updateCodeRequest
-	if err := decode(w, r, s.cfg.MaxCodeBody, &req); err != nil {
+	if err := decodeStrictLimit(w, r, s.cfg.MaxCodeBody, &req); err != nil {
 		return err
 	}
-	if err := checkUnsupported("", req.S3Bucket, req.ImageUri, nil, req.Architectures); err != nil {
+	if err := req.unsupported(); err != nil {
 		return err
 	}
 	fn, err := s.reg.UpdateCode(r.Context(), name, req.ZipFile, req.RevisionId)
@@ -44,13 +68,17 @@ func (s *Server) functionsUpdateConfiguration(w http.ResponseWriter, r *http.Req
 		return err
 	}
 	var req updateConfigurationRequest
-	if err := decode(w, r, maxConfigBody, &req); err != nil {
+	if err := decodeStrictLimit(w, r, maxConfigBody, &req); err != nil {
 		return err
 	}
-	if err := checkUnsupported("", "", "", req.Layers, nil); err != nil {
+	if err := req.unsupportedFields.check(); err != nil {
 		return err
 	}
-	fn, err := s.reg.UpdateConfig(r.Context(), name, req.input(name), req.RevisionId)
+	in := req.input(name)
+	if err := s.checkDeadLetter(r.Context(), in); err != nil {
+		return err
+	}
+	fn, err := s.reg.UpdateConfig(r.Context(), name, in, req.RevisionId)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,10 @@ func FuzzFunctionRequests(f *testing.F) {
 	f.Add("PUT", "/2017-10-31/functions/f/concurrency", `{"ReservedConcurrentExecutions":-1}`)
 	f.Add("GET", "/2015-03-31/functions/?MaxItems=0&Marker=%00", ``)
 	f.Add("POST", "/2015-03-31/functions/f/invocations", `{"a":1}`)
+	f.Add("PUT", "/2015-03-31/functions/f/configuration", `{"EphemeralStorage":{"Size":1024},"TracingConfig":{"Mode":"Active"},`+
+		`"LoggingConfig":{"LogFormat":"JSON","ApplicationLogLevel":"DEBUG"},"DeadLetterConfig":{"TargetArn":"nats:x"},"VpcConfig":{"SubnetIds":[]}}`)
+	f.Add("GET", "/2019-09-30/functions/f/provisioned-concurrency?List=ALL&MaxItems=5", ``)
+	f.Add("PUT", "/2019-09-30/functions/f/provisioned-concurrency?Qualifier=$LATEST", `{"ProvisionedConcurrentExecutions":2}`)
 	h := newMemServer(f, f.TempDir())
 	f.Fuzz(func(t *testing.T, method, path, body string) {
 		switch method {

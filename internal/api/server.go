@@ -98,9 +98,7 @@ func (s *Server) routes() {
 	s.triggerRoutes()
 	s.urlRoutes()
 	s.s3Routes()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, newError(http.StatusNotFound, errUnknownOperation,
 			"Unknown operation: "+r.Method+" "+r.URL.Path))
@@ -129,8 +127,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 // decode reads a JSON body of at most limit bytes into v.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	return decodeBody(w, r, limit, v, false)
+}
+
+// decodeStrictLimit is decode refusing fields v does not have, so that a
+// setting Nimbus does not know is an error rather than dropped.
+func decodeStrictLimit(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	return decodeBody(w, r, limit, v, true)
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, strict bool) error {
 	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -149,6 +160,9 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 }
 
 func describeJSONError(err error) string {
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + f + ": Nimbus does not support it"
+	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		if te.Field != "" {

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/hex"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 // lambdaTime is the time format Lambda uses for LastModified.
@@ -26,7 +28,7 @@ type functionConfiguration struct {
 	CodeSha256                 string            `json:"CodeSha256"`
 	Version                    string            `json:"Version"`
 	Environment                *environment      `json:"Environment,omitempty"`
-	TracingConfig              map[string]string `json:"TracingConfig"`
+	TracingConfig              tracingConfig     `json:"TracingConfig"`
 	RevisionId                 string            `json:"RevisionId"`
 	State                      string            `json:"State"`
 	StateReason                string            `json:"StateReason,omitempty"`
@@ -36,8 +38,9 @@ type functionConfiguration struct {
 	LastUpdateStatusReasonCode string            `json:"LastUpdateStatusReasonCode,omitempty"`
 	PackageType                string            `json:"PackageType"`
 	Architectures              []string          `json:"Architectures"`
-	EphemeralStorage           map[string]int    `json:"EphemeralStorage"`
-	LoggingConfig              map[string]string `json:"LoggingConfig"`
+	EphemeralStorage           ephemeralStorage  `json:"EphemeralStorage"`
+	LoggingConfig              loggingConfig     `json:"LoggingConfig"`
+	DeadLetterConfig           *deadLetterConfig `json:"DeadLetterConfig,omitempty"`
 	// Nimbus's extensions; Lambda clients ignore them.
 	NimbusHttpConcurrency    int `json:"NimbusHttpConcurrency,omitempty"`
 	NimbusIdleTimeoutSeconds int `json:"NimbusIdleTimeoutSeconds,omitempty"`
@@ -47,8 +50,37 @@ type environment struct {
 	Variables map[string]string `json:"Variables"`
 }
 
-// ephemeralMB is the size of an instance's /tmp.
-const ephemeralMB = 512
+// Lambda's TracingConfigResponse, EphemeralStorage, LoggingConfig and
+// DeadLetterConfig shapes.
+type (
+	tracingConfig struct {
+		Mode string `json:"Mode"`
+	}
+	ephemeralStorage struct {
+		Size int `json:"Size"`
+	}
+	loggingConfig struct {
+		LogFormat           string `json:"LogFormat"`
+		ApplicationLogLevel string `json:"ApplicationLogLevel,omitempty"`
+		SystemLogLevel      string `json:"SystemLogLevel,omitempty"`
+		LogGroup            string `json:"LogGroup"`
+	}
+	deadLetterConfig struct {
+		TargetArn string `json:"TargetArn"`
+	}
+)
+
+// logging is fn's LoggingConfig as Lambda shows it: Text, or JSON with
+// both levels (INFO when not set).
+func logging(fn *nimbus.Function) loggingConfig {
+	c := loggingConfig{LogFormat: nimbus.LogFormatText, LogGroup: registry.DefaultLogGroup(fn.Name)}
+	if fn.JSONLogs() {
+		c.LogFormat = nimbus.LogFormatJSON
+		c.ApplicationLogLevel = cmp.Or(fn.Logging.ApplicationLogLevel, "INFO")
+		c.SystemLogLevel = cmp.Or(fn.Logging.SystemLogLevel, "INFO")
+	}
+	return c
+}
 
 // lambdaSHA converts a hex digest to Lambda's CodeSha256 (base64 of the sum).
 func lambdaSHA(hexDigest string) string {
@@ -73,16 +105,16 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 		LastModified:     fn.LastModified.UTC().Format(lambdaTime),
 		CodeSha256:       lambdaSHA(fn.CodeSHA256),
 		Version:          "$LATEST",
-		TracingConfig:    map[string]string{"Mode": "PassThrough"},
+		TracingConfig:    tracingConfig{Mode: cmp.Or(fn.TracingMode, nimbus.TracingPassThrough)},
 		RevisionId:       fn.RevisionID,
 		State:            fn.State,
 		StateReason:      fn.StateReason,
 		StateReasonCode:  fn.StateReasonCode,
 		LastUpdateStatus: fn.LastUpdateStatus,
 		PackageType:      "Zip",
-		Architectures:    []string{"x86_64"},
-		EphemeralStorage: map[string]int{"Size": ephemeralMB},
-		LoggingConfig:    map[string]string{"LogFormat": "Text", "LogGroup": "/aws/lambda/" + fn.Name},
+		Architectures:    []string{hostArchitecture()},
+		EphemeralStorage: ephemeralStorage{Size: fn.TmpMB()},
+		LoggingConfig:    logging(fn),
 
 		NimbusHttpConcurrency:    fn.HTTPConcurrency,
 		NimbusIdleTimeoutSeconds: int(fn.IdleTimeout / time.Second),
@@ -92,6 +124,9 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 	}
 	if fn.Environment != nil {
 		c.Environment = &environment{Variables: fn.Environment}
+	}
+	if fn.DeadLetterTarget != "" {
+		c.DeadLetterConfig = &deadLetterConfig{TargetArn: fn.DeadLetterTarget}
 	}
 	return c
 }

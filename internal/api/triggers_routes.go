@@ -36,6 +36,7 @@ func (s *Server) triggerRoutes() {
 	s.handle("DELETE "+base+"/{trigger}", s.triggersDelete)
 	s.handle("POST "+base+"/{trigger}/enable", s.triggersEnable)
 	s.handle("POST "+base+"/{trigger}/disable", s.triggersDisable)
+	s.handle("POST "+base+"/{trigger}/rotate-key", s.triggersRotateKey)
 	s.esmRoutes()
 }
 

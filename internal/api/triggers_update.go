@@ -55,3 +55,23 @@ func (s *Server) triggersSetEnabled(w http.ResponseWriter, r *http.Request, enab
 	}
 	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
 }
+
+// triggersRotateKey is POST
+// /nimbus/v1/functions/{name}/triggers/{trigger}/rotate-key: a function URL
+// whose authType is KEY gets a new generated key, and the old one is refused
+// from then on. The answer is the trigger, with its new key.
+func (s *Server) triggersRotateKey(w http.ResponseWriter, r *http.Request) error {
+	ts, err := s.triggerService()
+	if err != nil {
+		return err
+	}
+	function, name, err := triggerPath(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.reg.RotateTriggerKey(r.Context(), function, name)
+	if err != nil {
+		return s.notFoundFunction(function, err)
+	}
+	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
+}

@@ -129,6 +129,11 @@ func (s *Server) urlConfigUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err := cfg.ValidateFor(fn); err != nil {
 		return err
 	}
+	if req.NimbusKey == nil {
+		// The registry keeps the stored key (or generates one for a URL
+		// new to NIMBUS_KEY): a key rotated since old was read stays.
+		cfg.Key = ""
+	}
 	t, err = s.reg.UpdateTrigger(r.Context(), fn.Name, t.Name, registry.TriggerInput{Config: cfg.Encode()}, s.urlTypes())
 	if err != nil {
 		return err
@@ -184,8 +189,9 @@ func errNoURL() error {
 	return nimbus.Errorf(nimbus.ErrNotFound, "The resource you requested does not exist. (The function has no function URL: create one with CreateFunctionUrlConfig.)")
 }
 
-// apply returns old changed by the request's set fields, validated, with a
-// key generated for a NIMBUS_KEY URL that has none.
+// apply returns old changed by the request's set fields, validated. A
+// NIMBUS_KEY URL without a key gets one when it is stored (the registry
+// keeps the key it had, or generates one).
 func (req urlConfigRequest) apply(old funcurl.Config) (funcurl.Config, error) {
 	cfg := old
 	if req.AuthType != nil {
@@ -212,7 +218,9 @@ func (req urlConfigRequest) apply(old funcurl.Config) (funcurl.Config, error) {
 		}
 		cfg.Key = *req.NimbusKey
 	}
-	cfg = cfg.WithKey()
+	if cfg.AuthType == funcurl.AuthNone {
+		cfg.Key = ""
+	}
 	return cfg, cfg.Validate()
 }
 

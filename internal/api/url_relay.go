@@ -26,6 +26,11 @@ func (c *urlCall) relay(body []byte) {
 	}
 	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, nimbus.Invocation{RequestID: c.id, HTTP: req, TraceID: traceID(c.r)})
 	if rel.started {
+		if gone := callerGone(c.r); gone != nil {
+			// The caller left mid-answer: nothing failed.
+			c.s.log.Debug("the caller went away mid-answer", nimbus.LogFunction, c.fn.Name, nimbus.LogRequest, c.id, nimbus.LogErr, gone)
+			panic(http.ErrAbortHandler)
+		}
 		c.count(err == nil && res.Err == nil)
 		if err != nil || res.Err != nil {
 			// The status is out: all that is left is to cut the answer

@@ -169,6 +169,9 @@ func (c *urlCall) invoke(req nimbus.Invocation) (res nimbus.Result, ok bool) {
 // throttled, 500 when the platform failed), or 502 when the function failed.
 // It reports whether the invocation succeeded (and nothing was written).
 func (c *urlCall) outcome(res nimbus.Result, err error) bool {
+	if err == nil {
+		err = callerGone(c.r)
+	}
 	switch {
 	case err != nil:
 		if c.error(err) {

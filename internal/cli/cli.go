@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Defaults of the persistent flags.
@@ -58,7 +60,10 @@ func AddCommands(root *cobra.Command) {
 }
 
 // addCommands is AddCommands with g's wait settings (tests shorten them).
+// It also makes every flag's parse error (of root's own subcommands too,
+// such as serve) one clear line: FlagError.
 func addCommands(root *cobra.Command, g *globals) {
+	root.SetFlagErrorFunc(FlagError)
 	g.output = formatTable
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.endpoint, "endpoint", envOr(EndpointEnv, DefaultEndpoint),
@@ -66,6 +71,8 @@ func addCommands(root *cobra.Command, g *globals) {
 	pf.VarP(&g.output, "output", "o", "output format: table or json")
 	pf.StringVar(&g.region, "region", envOr("AWS_REGION", defaultRegion),
 		"region the client signs requests for (env AWS_REGION)")
+	triggers := newTriggersCmd(g)
+	triggers.AddCommand(newTriggersRotateKeyCmd(g)) // urlkey.go
 	root.AddCommand(
 		newDeployCmd(g),
 		newLsCmd(g),
@@ -76,8 +83,36 @@ func addCommands(root *cobra.Command, g *globals) {
 		newRuntimesCmd(g),
 		newTasksCmd(g),
 		newDLQCmd(g),
-		newTriggersCmd(g),
+		triggers,
 	)
+}
+
+// FlagError rewrites a flag's parse error as one line that names the flag
+// and says what it takes: `invalid --memory "abc": want a whole number`
+// rather than pflag's text around strconv's. Other errors pass unchanged.
+func FlagError(_ *cobra.Command, err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) {
+		return err
+	}
+	f := ive.GetFlag()
+	want := ive.Unwrap().Error()
+	var ne *strconv.NumError
+	switch typ := f.Value.Type(); {
+	case errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange):
+		want = "the number is out of range"
+	case strings.HasPrefix(typ, "int"):
+		want = "want a whole number"
+	case strings.HasPrefix(typ, "uint"):
+		want = "want a whole number, 0 or more"
+	case strings.HasPrefix(typ, "float"):
+		want = "want a number"
+	case typ == "duration":
+		want = "want a duration such as 30s, 5m or 1h"
+	case typ == "bool":
+		want = "want true or false"
+	}
+	return fmt.Errorf("invalid --%s %q: %s", f.Name, ive.GetValue(), want)
 }
 
 func envOr(key, def string) string {

@@ -561,13 +561,18 @@ func TestDeployProgress(t *testing.T) {
 				return
 			}
 			// One line per tenth at most, each with bytes sent, the total
-			// (the base64 body: 4/3 of the zip) and the percentage.
-			if len(progress) < 2 || len(progress) > 11 || progress[len(progress)-1] != "upload: 1.3 MiB / 1.3 MiB (100%)" {
-				t.Fatalf("got progress %q, want up to 11 lines ending at 100%%", progress)
+			// (the zip's size, as the final line says, not that of the
+			// base64 body, a third more) and the percentage.
+			size := humanBytes(f.function("hello").CodeSize)
+			if size != "1.0 MiB" || !strings.Contains(r.stderr, "Created function hello ("+size+" of code).") {
+				t.Errorf("zip of %s; stderr %q", size, r.stderr)
+			}
+			if len(progress) < 2 || len(progress) > 11 || progress[len(progress)-1] != "upload: "+size+" / "+size+" (100%)" {
+				t.Fatalf("got progress %q, want up to 11 lines ending at 100%% of %s", progress, size)
 			}
 			for _, l := range progress {
-				if !strings.Contains(l, " / 1.3 MiB (") {
-					t.Errorf("progress line %q should show bytes sent of 1.3 MiB", l)
+				if !strings.Contains(l, " / "+size+" (") {
+					t.Errorf("progress line %q should show bytes sent of %s", l, size)
 				}
 			}
 		})
@@ -635,7 +640,7 @@ func TestDeployFlagErrors(t *testing.T) {
 		{append([]string{"hello", "--timeout", "soon"}, ok...), `invalid timeout "soon": use seconds (30) or a duration (30s, 2m)`},
 		{append([]string{"hello", "--memory", "64"}, ok...), "memory must be 128 to 10240 MB, not 64"},
 		{append([]string{"hello", "--memory", "0"}, ok...), "memory must be 128 to 10240 MB, not 0"},
-		{append([]string{"hello", "--memory", "lots"}, ok...), `invalid argument "lots" for "--memory" flag: strconv.ParseInt: parsing "lots": invalid syntax`},
+		{append([]string{"hello", "--memory", "lots"}, ok...), `invalid --memory "lots": want a whole number`},
 		{append([]string{"hello", "--env", "NOEQUALS"}, ok...), `invalid --env "NOEQUALS": want KEY=VALUE`},
 		{append([]string{"hello", "--env", "1X=2"}, ok...), `invalid --env "1X=2": environment variable name "1X" is invalid: it must start with a letter and have at least two letters, digits or underscores`},
 		{append([]string{"hello", "--env", "AB=1", "--env", "AB=2"}, ok...), "invalid --env: AB is given twice"},
@@ -648,7 +653,7 @@ func TestDeployFlagErrors(t *testing.T) {
 		{[]string{"hello", "-f", manifest}, "give either a NAME (hello) or -f MANIFEST, not both"},
 		{[]string{"-f", manifest, "--memory", "256"}, "--memory cannot be used with -f: the manifest describes the functions"},
 		{[]string{"-f", manifest + ".missing"}, "read manifest: open " + manifest + ".missing: no such file or directory"},
-		{append([]string{"hello", "-o", "yaml"}, ok...), `invalid argument "yaml" for "-o, --output" flag: must be table or json, not "yaml"`},
+		{append([]string{"hello", "-o", "yaml"}, ok...), `invalid --output "yaml": must be table or json, not "yaml"`},
 		{append([]string{"hello", "--endpoint", "localhost:9000"}, ok...), `invalid --endpoint "localhost:9000": want an http or https URL such as http://127.0.0.1:9000`},
 		{append([]string{"hello", "--region", ""}, ok...), "--region must not be empty"},
 	}

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 	"github.com/spf13/cobra"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // deployFlags are deploy's flags.
@@ -28,11 +32,18 @@ type deployFlags struct {
 	env             []string
 	httpConcurrency int
 	idleTimeout     string
+	ephemeralMB     int
+	tracing         string
+	logFormat       string
+	logLevel        string
+	systemLogLevel  string
+	deadLetter      string
 }
 
 // functionFlags are the flags that describe one function, which a manifest
 // replaces.
-var functionFlags = []string{"runtime", "handler", "code", "memory", "timeout", "env", "description", "http-concurrency", "idle-timeout"}
+var functionFlags = []string{"runtime", "handler", "code", "memory", "timeout", "env", "description", "http-concurrency", "idle-timeout",
+	"ephemeral-storage", "tracing", "log-format", "log-level", "system-log-level", "dead-letter"}
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var f deployFlags
@@ -42,7 +53,8 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Long: `Deploy creates a function, or updates it when it exists, and waits until it is
 ready to run. Deploy is declarative: the function ends up as the command
 describes it, and settings left out take their defaults (memory 128 MB,
-timeout 3s, no description, no environment), also when updating.
+timeout 3s, no description, no environment, 512 MB of /tmp, text logs, no
+tracing, no dead-letter target), also when updating.
 
 --code is a directory, zipped on the fly, or a .zip file, sent as it is.
 With -f, deploy reads a manifest of one or more functions (docs/manifest.md)
@@ -50,6 +62,8 @@ and checks every entry before deploying any.`,
 		Example: `  nimbus deploy hello --runtime python3.11 --handler app.handler --code ./hello
   nimbus deploy hello --runtime python3.11 --handler app.handler --code hello.zip \
       --memory 256 --timeout 30s --env GREETING=hi
+  nimbus deploy resize --runtime python3.11 --handler app.handler --code ./resize \
+      --ephemeral-storage 2048 --log-format json --log-level debug --dead-letter nats:resize.failed
   nimbus deploy -f nimbus.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, c *client, args []string) error {
@@ -71,6 +85,12 @@ and checks every entry before deploying any.`,
 	fl.StringVar(&f.description, "description", "", "description, at most 256 characters")
 	fl.IntVar(&f.httpConcurrency, "http-concurrency", 0, "requests one instance of an HTTP function takes at once")
 	fl.StringVar(&f.idleTimeout, "idle-timeout", "", "stop this function's instances after this long unused (default: the node's --instance-idle-timeout)")
+	fl.IntVar(&f.ephemeralMB, "ephemeral-storage", 0, "size of an instance's /tmp in MB, 512 to 10240 (default 512)")
+	fl.StringVar(&f.tracing, "tracing", "", "tracing mode: Active or PassThrough (default PassThrough)")
+	fl.StringVar(&f.logFormat, "log-format", "", "format of the function's logs: text or json (default text)")
+	fl.StringVar(&f.logLevel, "log-level", "", "least level of the function's own log records kept, JSON logs only: TRACE, DEBUG, INFO, WARN, ERROR or FATAL (default INFO)")
+	fl.StringVar(&f.systemLogLevel, "system-log-level", "", "least level of the platform's log records kept, JSON logs only: DEBUG, INFO or WARN (default INFO)")
+	fl.StringVar(&f.deadLetter, "dead-letter", "", "where the events of asynchronous invocations that failed for good go: a function, an http(s) URL or nats:SUBJECT")
 	return cmd
 }
 
@@ -87,8 +107,15 @@ func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, 
 		Name: args[0], Runtime: f.runtime, Handler: f.handler, Code: f.code,
 		Description: f.description, MemoryMB: f.memory, HTTPConcurrency: f.httpConcurrency,
 	}
+	s.EphemeralMB, s.DeadLetter = f.ephemeralMB, f.deadLetter
+	s.Tracing = canonical(f.tracing, tracingModes)
+	s.LogFormat = canonical(f.logFormat, logFormats)
+	s.AppLogLevel, s.SystemLogLevel = strings.ToUpper(f.logLevel), strings.ToUpper(f.systemLogLevel)
 	if cmd.Flags().Changed("memory") && f.memory == 0 {
 		return nil, errors.New("memory must be 128 to 10240 MB, not 0")
+	}
+	if cmd.Flags().Changed("ephemeral-storage") && f.ephemeralMB == 0 {
+		return nil, errors.New("ephemeral-storage must be 512 to 10240 MB, not 0")
 	}
 	if cmd.Flags().Changed("http-concurrency") && f.httpConcurrency == 0 {
 		return nil, errors.New("http-concurrency must be 1 to 1000, not 0")
@@ -182,6 +209,8 @@ func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, pro
 	if err != nil {
 		return functionView{}, err
 	}
+	c.upload.size = int64(len(zip)) // progress shows the zip's size
+	defer func() { c.upload.size = 0 }()
 	// Ask first rather than upload the code twice; a function created
 	// meanwhile makes the create fail with a conflict, and is updated.
 	exists, err := c.exists(ctx, s.Name)
@@ -235,8 +264,44 @@ func (c *client) createFunction(ctx context.Context, s *functionSpec, zip []byte
 	if len(s.Environment) > 0 {
 		in.Environment = &types.Environment{Variables: s.Environment}
 	}
+	if s.EphemeralMB > 0 {
+		in.EphemeralStorage = s.ephemeralStorage()
+	}
+	if s.Tracing != "" {
+		in.TracingConfig = s.tracingConfig()
+	}
+	if s.LogFormat != "" {
+		in.LoggingConfig = s.loggingConfig()
+	}
+	if s.DeadLetter != "" {
+		in.DeadLetterConfig = s.deadLetterConfig()
+	}
 	_, err := c.lambda.CreateFunction(ctx, in, s.extensions(withoutValidation)...)
 	return err
+}
+
+// The settings as deploy sends them, with their defaults.
+func (s *functionSpec) ephemeralStorage() *types.EphemeralStorage {
+	return &types.EphemeralStorage{Size: aws.Int32(int32(cmp.Or(s.EphemeralMB, nimbus.DefaultEphemeralMB)))}
+}
+
+func (s *functionSpec) tracingConfig() *types.TracingConfig {
+	return &types.TracingConfig{Mode: types.TracingMode(cmp.Or(s.Tracing, nimbus.TracingPassThrough))}
+}
+
+// loggingConfig sends both levels with JSON logs (INFO when not set), so
+// that a level left out goes back to its default.
+func (s *functionSpec) loggingConfig() *types.LoggingConfig {
+	if s.LogFormat != nimbus.LogFormatJSON {
+		return &types.LoggingConfig{LogFormat: types.LogFormatText}
+	}
+	return &types.LoggingConfig{LogFormat: types.LogFormatJson,
+		ApplicationLogLevel: types.ApplicationLogLevel(cmp.Or(s.AppLogLevel, "INFO")),
+		SystemLogLevel:      types.SystemLogLevel(cmp.Or(s.SystemLogLevel, "INFO"))}
+}
+
+func (s *functionSpec) deadLetterConfig() *types.DeadLetterConfig {
+	return &types.DeadLetterConfig{TargetArn: aws.String(s.DeadLetter)}
 }
 
 // updateFunction updates the code, waits for that update, then sets the
@@ -266,6 +331,11 @@ func (g *globals) updateFunction(ctx context.Context, c *client, s *functionSpec
 		Timeout:      aws.Int32(s.timeout()),
 		Environment:  &types.Environment{Variables: env},
 		RevisionId:   optString(v.RevisionId),
+		// Declarative: what the spec leaves out goes back to its default.
+		EphemeralStorage: s.ephemeralStorage(),
+		TracingConfig:    s.tracingConfig(),
+		LoggingConfig:    s.loggingConfig(),
+		DeadLetterConfig: s.deadLetterConfig(),
 	}, s.extensions()...)
 	return err
 }

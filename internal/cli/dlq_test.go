@@ -133,8 +133,8 @@ func TestDLQBadInput(t *testing.T) {
 		sendNo bool
 	}{
 		{[]string{"dlq", "redrive", "resize", "--seq", "0"}, "invalid --seq 0: sequence numbers start at 1", true},
-		{[]string{"dlq", "redrive", "resize", "--seq", "x"}, `invalid argument "x" for "--seq" flag`, true},
-		{[]string{"dlq", "redrive", "resize", "--seq", "-3"}, `invalid argument "-3" for "--seq" flag`, true},
+		{[]string{"dlq", "redrive", "resize", "--seq", "x"}, `invalid --seq "x": want a whole number, 0 or more`, true},
+		{[]string{"dlq", "redrive", "resize", "--seq", "-3"}, `invalid --seq "-3": want a whole number, 0 or more`, true},
 		{[]string{"dlq", "redrive", ""}, "the function name must not be empty", true},
 		{[]string{"dlq", "redrive"}, "accepts 1 arg(s), received 0", true},
 		{[]string{"dlq", "ls", "resize", "--limit", "5000"}, "--limit must be 1 to 1000, not 5000", true},

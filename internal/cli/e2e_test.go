@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -48,7 +50,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("runtimes -o json: %v: %q", err, r.stdout)
 	}
 	if !slices.Contains(runtimes, "python3.11") {
-		t.Skipf("the node has no python3.11 runtime (it has %q)", runtimes)
+		testenv.Missing(t, "the python3.11 runtime", fmt.Errorf("the node has %q", runtimes))
 	}
 	if r := mustRun(t, "runtimes"); !strings.HasPrefix(r.stdout, "RUNTIME\n") || !strings.Contains(r.stdout, "\npython3.11\n") {
 		t.Errorf("runtimes: got %q", r.stdout)

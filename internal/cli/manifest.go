@@ -33,9 +33,23 @@ type manifestFunction struct {
 	Environment     map[string]string `yaml:"environment"`
 	HTTPConcurrency int               `yaml:"httpConcurrency"`
 	IdleTimeout     manifestIdle      `yaml:"idleTimeout"`
+	// EphemeralStorage is the size of an instance's /tmp in MB.
+	EphemeralStorage int              `yaml:"ephemeralStorage"`
+	Tracing          string           `yaml:"tracing"`
+	Logging          *manifestLogging `yaml:"logging"`
+	// DeadLetter receives the events of asynchronous invocations that
+	// failed for good.
+	DeadLetter string `yaml:"deadLetter"`
 	// Triggers, when present, are all the function's triggers: deploy
 	// creates, updates and deletes triggers to match (triggers.go).
 	Triggers *[]manifestTrigger `yaml:"triggers"`
+}
+
+// manifestLogging is Lambda's LoggingConfig.
+type manifestLogging struct {
+	Format              string `yaml:"format"`
+	ApplicationLogLevel string `yaml:"applicationLogLevel"`
+	SystemLogLevel      string `yaml:"systemLogLevel"`
 }
 
 // manifestIdle is an instance idle timeout, written as a duration ("10m").
@@ -134,7 +148,7 @@ func (f *manifestFunction) spec(dir string) functionSpec {
 	if code != "" && !filepath.IsAbs(code) {
 		code = filepath.Join(dir, code)
 	}
-	return functionSpec{
+	s := functionSpec{
 		Name:            f.Name,
 		Runtime:         f.Runtime,
 		Handler:         f.Handler,
@@ -146,7 +160,15 @@ func (f *manifestFunction) spec(dir string) functionSpec {
 		HTTPConcurrency: f.HTTPConcurrency,
 		IdleTimeout:     int(f.IdleTimeout),
 		Triggers:        f.triggerSpecs(),
+		EphemeralMB:     f.EphemeralStorage,
+		Tracing:         canonical(f.Tracing, tracingModes),
+		DeadLetter:      f.DeadLetter,
 	}
+	if l := f.Logging; l != nil {
+		s.LogFormat = canonical(l.Format, logFormats)
+		s.AppLogLevel, s.SystemLogLevel = strings.ToUpper(l.ApplicationLogLevel), strings.ToUpper(l.SystemLogLevel)
+	}
+	return s
 }
 
 // entryLines returns the line of each entry of the functions list.
@@ -177,6 +199,7 @@ var (
 		"cli.manifestFunction", "a function (a mapping of name, runtime, ...)",
 		"[]cli.manifestTrigger", "a list of triggers",
 		"cli.manifestTrigger", "a trigger (a mapping of name, type, config, ...)",
+		"cli.manifestLogging", "logging settings (a mapping of format, applicationLogLevel, systemLogLevel)",
 		"cli.manifest", "a manifest (a mapping with a functions list)",
 	)
 )

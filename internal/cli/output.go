@@ -32,13 +32,24 @@ type functionView struct {
 	State                        string
 	StateReason                  string `json:",omitempty"`
 	LastUpdateStatus             string
-	LastUpdateStatusReason       string   `json:",omitempty"`
-	Environment                  *envView `json:",omitempty"`
-	ReservedConcurrentExecutions *int32   `json:",omitempty"`
+	LastUpdateStatusReason       string                      `json:",omitempty"`
+	Environment                  *envView                    `json:",omitempty"`
+	ReservedConcurrentExecutions *int32                      `json:",omitempty"`
+	EphemeralStorage             *struct{ Size int32 }       `json:",omitempty"`
+	TracingConfig                *struct{ Mode string }      `json:",omitempty"`
+	LoggingConfig                *loggingView                `json:",omitempty"`
+	DeadLetterConfig             *struct{ TargetArn string } `json:",omitempty"`
 }
 
 type envView struct {
 	Variables map[string]string
+}
+
+type loggingView struct {
+	LogFormat           string
+	ApplicationLogLevel string `json:",omitempty"`
+	SystemLogLevel      string `json:",omitempty"`
+	LogGroup            string `json:",omitempty"`
 }
 
 func viewOf(fc *types.FunctionConfiguration) functionView {
@@ -62,7 +73,26 @@ func viewOf(fc *types.FunctionConfiguration) functionView {
 	if fc.Environment != nil && len(fc.Environment.Variables) > 0 {
 		v.Environment = &envView{Variables: fc.Environment.Variables}
 	}
+	v.settingsOf(fc)
 	return v
+}
+
+// settingsOf fills the view's /tmp, tracing, logging and dead-letter
+// settings from what the node answered.
+func (v *functionView) settingsOf(fc *types.FunctionConfiguration) {
+	if e := fc.EphemeralStorage; e != nil {
+		v.EphemeralStorage = &struct{ Size int32 }{aws.ToInt32(e.Size)}
+	}
+	if t := fc.TracingConfig; t != nil {
+		v.TracingConfig = &struct{ Mode string }{string(t.Mode)}
+	}
+	if l := fc.LoggingConfig; l != nil {
+		v.LoggingConfig = &loggingView{LogFormat: string(l.LogFormat), ApplicationLogLevel: string(l.ApplicationLogLevel),
+			SystemLogLevel: string(l.SystemLogLevel), LogGroup: aws.ToString(l.LogGroup)}
+	}
+	if d := fc.DeadLetterConfig; d != nil && aws.ToString(d.TargetArn) != "" {
+		v.DeadLetterConfig = &struct{ TargetArn string }{aws.ToString(d.TargetArn)}
+	}
 }
 
 // writeJSON writes v indented, with a final newline.
@@ -99,6 +129,7 @@ func writeFunctionDetail(w io.Writer, f functionView) error {
 	}
 	row("Memory", strconv.Itoa(int(f.MemorySize))+"MB")
 	row("Timeout", strconv.Itoa(int(f.Timeout))+"s")
+	f.settingRows(row)
 	row("State", f.state())
 	if f.StateReason != "" {
 		row("State reason", f.StateReason)
@@ -123,6 +154,22 @@ func writeFunctionDetail(w io.Writer, f functionView) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// settingRows adds the settings that differ from their defaults.
+func (f *functionView) settingRows(row func(k, v string)) {
+	if e := f.EphemeralStorage; e != nil && e.Size != nimbus.DefaultEphemeralMB {
+		row("Ephemeral storage", strconv.Itoa(int(e.Size))+"MB")
+	}
+	if t := f.TracingConfig; t != nil && t.Mode == nimbus.TracingActive {
+		row("Tracing", t.Mode)
+	}
+	if l := f.LoggingConfig; l != nil && l.LogFormat == nimbus.LogFormatJSON {
+		row("Logs", fmt.Sprintf("JSON (application %s, system %s)", dash(l.ApplicationLogLevel), dash(l.SystemLogLevel)))
+	}
+	if d := f.DeadLetterConfig; d != nil {
+		row("Dead letters", d.TargetArn)
+	}
 }
 
 // state is the STATE column: the function's state, or its update's when one

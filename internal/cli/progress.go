@@ -18,13 +18,20 @@ type progressTransport struct {
 	base      http.RoundTripper
 	threshold int64
 	w         io.Writer
+	// size, when set, is what the progress shows as the total: the code
+	// package's size, rather than the request body's, which carries it in
+	// base64 (a third larger). The bytes sent are scaled to match.
+	size int64
 }
 
 func (t *progressTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.w == nil || req.Body == nil || req.ContentLength <= t.threshold {
 		return t.base.RoundTrip(req)
 	}
-	pr := &progressReader{rc: req.Body, total: req.ContentLength, w: t.w, tty: isTerminal(t.w), last: -1}
+	pr := &progressReader{rc: req.Body, total: req.ContentLength, shown: t.size, w: t.w, tty: isTerminal(t.w), last: -1}
+	if pr.shown <= 0 {
+		pr.shown = pr.total
+	}
 	r := req.Clone(req.Context())
 	r.Body = pr
 	resp, err := t.base.RoundTrip(r)
@@ -36,7 +43,8 @@ func (t *progressTransport) RoundTrip(req *http.Request) (*http.Response, error)
 // total: on a terminal by rewriting one line, elsewhere one line per step.
 type progressReader struct {
 	rc    io.ReadCloser
-	total int64
+	total int64 // bytes of the body
+	shown int64 // what the total is shown as
 	w     io.Writer
 	tty   bool
 
@@ -61,7 +69,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 func (p *progressReader) report() {
 	pct := p.n * 100 / p.total
-	line := fmt.Sprintf("upload: %s / %s (%d%%)", humanBytes(p.n), humanBytes(p.total), pct)
+	line := fmt.Sprintf("upload: %s / %s (%d%%)", humanBytes(p.n*p.shown/p.total), humanBytes(p.shown), pct)
 	if p.tty {
 		fmt.Fprint(p.w, "\r"+line)
 	} else {

@@ -35,6 +35,15 @@ type functionSpec struct {
 	HTTPConcurrency int
 	// IdleTimeout (seconds) is sent only when set, likewise.
 	IdleTimeout int
+	// EphemeralMB sizes an instance's /tmp; 0: nimbus.DefaultEphemeralMB.
+	EphemeralMB int
+	// Tracing is Active or PassThrough; "": PassThrough.
+	Tracing string
+	// LogFormat is JSON or Text (""); the levels apply to JSON only.
+	LogFormat, AppLogLevel, SystemLogLevel string
+	// DeadLetter receives the events of asynchronous invocations that
+	// failed for good: a function, an http(s) URL or nats:SUBJECT.
+	DeadLetter string
 	// Triggers, when not nil, are all the function's triggers (a
 	// manifest's triggers: list); nil leaves them alone.
 	Triggers *[]triggerSpec
@@ -90,7 +99,51 @@ func (s *functionSpec) problems() []error {
 	if c := s.HTTPConcurrency; c < 0 || c > maxHTTPConcurrency {
 		add("httpConcurrency must be 1 to %d, not %d", maxHTTPConcurrency, c)
 	}
+	return append(errs, s.settingProblems()...)
+}
+
+// Tracing modes, log formats and log levels as Lambda names them.
+var (
+	tracingModes         = []string{nimbus.TracingActive, nimbus.TracingPassThrough}
+	logFormats           = []string{nimbus.LogFormatJSON, nimbus.LogFormatText}
+	applicationLogLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+	systemLogLevels      = []string{"DEBUG", "INFO", "WARN"}
+)
+
+// settingProblems checks ephemeral storage, tracing and logging.
+func (s *functionSpec) settingProblems() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if m := s.EphemeralMB; m != 0 && (m < nimbus.MinEphemeralMB || m > nimbus.MaxEphemeralMB) {
+		add("ephemeralStorage must be %d to %d MB, not %d", nimbus.MinEphemeralMB, nimbus.MaxEphemeralMB, m)
+	}
+	if s.Tracing != "" && !slices.Contains(tracingModes, s.Tracing) {
+		add("tracing must be Active or PassThrough, not %q", s.Tracing)
+	}
+	if s.LogFormat != "" && !slices.Contains(logFormats, s.LogFormat) {
+		add("logging format must be JSON or Text, not %q", s.LogFormat)
+	}
+	if s.AppLogLevel != "" && !slices.Contains(applicationLogLevels, s.AppLogLevel) {
+		add("logging applicationLogLevel must be one of %s, not %q", strings.Join(applicationLogLevels, ", "), s.AppLogLevel)
+	}
+	if s.SystemLogLevel != "" && !slices.Contains(systemLogLevels, s.SystemLogLevel) {
+		add("logging systemLogLevel must be one of %s, not %q", strings.Join(systemLogLevels, ", "), s.SystemLogLevel)
+	}
+	if (s.AppLogLevel != "" || s.SystemLogLevel != "") && s.LogFormat != nimbus.LogFormatJSON {
+		add("log levels need logging format JSON (Lambda filters by level only in JSON logs)")
+	}
 	return errs
+}
+
+// canonical returns v spelt as the first of choices it matches regardless
+// of case, or v unchanged: flags and manifests take json, JSON or Json.
+func canonical(v string, choices []string) string {
+	for _, c := range choices {
+		if strings.EqualFold(v, c) {
+			return c
+		}
+	}
+	return v
 }
 
 // validateName checks a function name as Lambda does.

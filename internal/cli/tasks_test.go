@@ -464,7 +464,7 @@ func TestTasksBadInput(t *testing.T) {
 		{[]string{"tasks", "ls", "resize", "--since", "1h", "--until", "2h"}, "--since (", true},
 		{[]string{"tasks", "ls", "resize", "--limit", "0"}, "--limit must be 1 to 1000, not 0", true},
 		{[]string{"tasks", "ls", "resize", "--limit", "1001"}, "--limit must be 1 to 1000, not 1001", true},
-		{[]string{"tasks", "ls", "resize", "--limit", "x"}, `invalid argument "x" for "--limit" flag`, true},
+		{[]string{"tasks", "ls", "resize", "--limit", "x"}, `invalid --limit "x": want a whole number`, true},
 		{[]string{"tasks", "ls", ""}, "the function name must not be empty", true},
 		{[]string{"tasks", "ls"}, "accepts 1 arg(s), received 0", true},
 		{[]string{"tasks", "get", "resize"}, "accepts 2 arg(s), received 1", true},

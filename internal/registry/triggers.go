@@ -13,6 +13,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
 // TriggerTypes is what trigger validation needs from outside the registry.
@@ -180,6 +181,9 @@ func (r *Registry) AddTrigger(ctx context.Context, function string, in TriggerIn
 	if err := in.apply(&t, types); err != nil {
 		return nil, err
 	}
+	if err := complete(&t, nil); err != nil {
+		return nil, err
+	}
 	var out nimbus.Trigger
 	_, err := r.modify(ctx, function, "", func(fn *nimbus.Function) error {
 		out = t
@@ -262,10 +266,53 @@ func (r *Registry) UpdateTrigger(ctx context.Context, function, name string, in 
 		return nil, nimbus.Invalidf("A trigger cannot be renamed (from %s to %s): delete it and create it again", name, in.Name)
 	}
 	return r.changeTrigger(ctx, function, name, func(fn *nimbus.Function, t *nimbus.Trigger) error {
+		prev := t.Config
 		if err := in.apply(t, types); err != nil {
 			return err
 		}
+		if err := complete(t, prev); err != nil {
+			return err
+		}
 		return types.prepare(fn, t)
+	})
+}
+
+// complete finishes a validated trigger's config before it is stored, given
+// the config it replaces (nil for a new trigger): a function URL whose
+// authType is KEY keeps its key when the new config leaves it out, or gets
+// a generated one (funcurl.Normalize). Every path that stores an http
+// trigger comes through AddTrigger or UpdateTrigger, so a key changes only
+// when it is set or rotated on purpose.
+func complete(t *nimbus.Trigger, prev json.RawMessage) error {
+	if t.Type != nimbus.TriggerHTTP {
+		return nil
+	}
+	cfg, err := funcurl.Normalize(prev, t.Config)
+	if err != nil {
+		return fmt.Errorf("%s trigger config: %w", t.Type, err)
+	}
+	t.Config = cfg
+	return nil
+}
+
+// RotateTriggerKey gives a function URL (an http trigger whose authType is
+// KEY) a new generated key: from then on the old key is refused. Errors:
+// nimbus.ErrNotFound, nimbus.ErrInvalid (not a KEY URL).
+func (r *Registry) RotateTriggerKey(ctx context.Context, function, name string) (*nimbus.Trigger, error) {
+	return r.changeTrigger(ctx, function, name, func(_ *nimbus.Function, t *nimbus.Trigger) error {
+		if t.Type != nimbus.TriggerHTTP {
+			return nimbus.Invalidf("Trigger %s of function %s is of type %s: only an http trigger (a function URL) whose authType is KEY has a key", name, function, t.Type)
+		}
+		c, err := funcurl.ParseConfig(t.Config)
+		if err != nil {
+			return err
+		}
+		if c.AuthType != funcurl.AuthKey {
+			return nimbus.Invalidf("The function URL %s of function %s has authType %s: it has no key to rotate (set authType KEY to require one)", name, function, c.AuthType)
+		}
+		c.Key = funcurl.NewKey()
+		t.Config = c.Encode()
+		return nil
 	})
 }
 

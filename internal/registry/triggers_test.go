@@ -10,10 +10,11 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
 // testTypes knows "fake" (whose config must be a JSON object without
-// "bad") and "http".
+// "bad") and "http" (function URLs, as the node has it).
 func testTypes() TriggerTypes {
 	check := func(raw json.RawMessage) (trigger.Source, error) {
 		var m map[string]any
@@ -26,7 +27,7 @@ func testTypes() TriggerTypes {
 		return nil, nil
 	}
 	return TriggerTypes{
-		Factories: map[string]trigger.Factory{"fake": check, nimbus.TriggerHTTP: check},
+		Factories: map[string]trigger.Factory{"fake": check, nimbus.TriggerHTTP: funcurl.Factory},
 		Destination: func(d string) error {
 			if strings.HasPrefix(d, "nats:") {
 				return nil
@@ -113,10 +114,11 @@ func TestAddTriggerDefaultsAndConflicts(t *testing.T) {
 	if _, err := r.AddTrigger(ctx, "nope", TriggerInput{Name: "a", Type: ptr("fake")}, testTypes()); !errors.Is(err, nimbus.ErrNotFound) {
 		t.Errorf("unknown function: got %v, want ErrNotFound", err)
 	}
-	if _, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "url", Type: ptr("http")}, testTypes()); err != nil {
+	public := json.RawMessage(`{"authType":"NONE"}`)
+	if _, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "url", Type: ptr("http"), Config: public}, testTypes()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.AddTrigger(ctx, "f", TriggerInput{Name: "url2", Type: ptr("http")}, testTypes())
+	_, err = r.AddTrigger(ctx, "f", TriggerInput{Name: "url2", Type: ptr("http"), Config: public}, testTypes())
 	if !errors.Is(err, nimbus.ErrConflict) || !strings.Contains(err.Error(), "HTTP trigger") {
 		t.Errorf("second http trigger: got %v, want ErrConflict", err)
 	}
@@ -230,5 +232,106 @@ func TestTriggerPrepare(t *testing.T) {
 	}
 	if _, err := r.AddTrigger(t.Context(), "f", TriggerInput{Name: "b", Type: ptr("fake"), Config: json.RawMessage(`{"refuse":1}`)}, types); err == nil {
 		t.Error("add: Prepare's refusal was ignored")
+	}
+}
+
+// urlKey returns the key in a stored http trigger's config.
+func urlKey(t *testing.T, tr *nimbus.Trigger) string {
+	t.Helper()
+	c, err := funcurl.ParseConfig(tr.Config)
+	if err != nil {
+		t.Fatalf("stored config %s: %v", tr.Config, err)
+	}
+	return c.Key
+}
+
+// TestURLKeyKept: a KEY URL's key stays through every update that leaves
+// it out, and changes only when set or rotated.
+func TestURLKeyKept(t *testing.T) {
+	r := newTriggerRegistry(t)
+	ctx := t.Context()
+	keyCfg := json.RawMessage(`{"authType":"KEY"}`)
+	created, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "url", Type: ptr("http"), Config: keyCfg}, testTypes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := urlKey(t, created)
+	if len(key) != 43 {
+		t.Fatalf("generated key %q, want 43 characters", key)
+	}
+	for _, in := range []TriggerInput{
+		{Config: keyCfg},
+		{Config: json.RawMessage(`{"authType":"KEY","invokeMode":"BUFFERED"}`)},
+		{BatchSize: ptr(5)},
+		{Type: ptr("http"), Enabled: ptr(true), Config: keyCfg},
+	} {
+		got, err := r.UpdateTrigger(ctx, "f", "url", in, testTypes())
+		if err != nil {
+			t.Fatalf("UpdateTrigger(%+v): %v", in, err)
+		}
+		if k := urlKey(t, got); k != key {
+			t.Errorf("UpdateTrigger(config %s) changed the key from %q to %q", in.Config, key, k)
+		}
+	}
+	stored, _ := r.GetTrigger(ctx, "f", "url")
+	if k := urlKey(t, stored); k != key {
+		t.Errorf("stored key %q, want %q", k, key)
+	}
+
+	// Set on purpose.
+	chosen := "a-key-of-my-own-choosing"
+	got, err := r.UpdateTrigger(ctx, "f", "url", TriggerInput{Config: json.RawMessage(`{"authType":"KEY","key":"` + chosen + `"}`)}, testTypes())
+	if err != nil || urlKey(t, got) != chosen {
+		t.Fatalf("set key: %+v, %v", got, err)
+	}
+	// Rotated on purpose.
+	rotated, err := r.RotateTriggerKey(ctx, "f", "url")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := urlKey(t, rotated); k == chosen || len(k) != 43 {
+		t.Errorf("rotated key %q, want a new generated one", k)
+	}
+	// NONE drops the key; KEY again gets a new one, not the old.
+	got, err = r.UpdateTrigger(ctx, "f", "url", TriggerInput{Config: json.RawMessage(`{"authType":"NONE"}`)}, testTypes())
+	if err != nil || urlKey(t, got) != "" {
+		t.Fatalf("to NONE: %s, %v", got.Config, err)
+	}
+	got, err = r.UpdateTrigger(ctx, "f", "url", TriggerInput{Config: keyCfg}, testTypes())
+	if k := urlKey(t, got); err != nil || k == "" || k == urlKey(t, rotated) {
+		t.Errorf("back to KEY: key %q, %v; want a new one", k, err)
+	}
+}
+
+func TestRotateTriggerKeyRefusals(t *testing.T) {
+	r := newTriggerRegistry(t)
+	ctx := t.Context()
+	if _, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "pub", Type: ptr("http"), Config: json.RawMessage(`{"authType":"NONE"}`)}, testTypes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddTrigger(ctx, "f", TriggerInput{Name: "q", Type: ptr("fake")}, testTypes()); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.Get(ctx, "f")
+	for _, tc := range []struct {
+		fn, trigger string
+		want        error
+		msg         string
+	}{
+		{"f", "pub", nimbus.ErrInvalid, "authType NONE: it has no key"},
+		{"f", "q", nimbus.ErrInvalid, "of type fake"},
+		{"f", "nope", nimbus.ErrNotFound, "no trigger named nope"},
+		{"nope", "pub", nimbus.ErrNotFound, "nope"},
+	} {
+		_, err := r.RotateTriggerKey(ctx, tc.fn, tc.trigger)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("RotateTriggerKey(%s, %s) = %v, want %v mentioning %q", tc.fn, tc.trigger, err, tc.want, tc.msg)
+		}
+	}
+	after, _ := r.Get(ctx, "f")
+	for i := range after.Triggers {
+		if a, b := after.Triggers[i], before.Triggers[i]; string(a.Config) != string(b.Config) || !a.LastModified.Equal(b.LastModified) {
+			t.Errorf("a refused rotation changed trigger %s: %+v, was %+v", a.Name, a, b)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 )
 
@@ -30,7 +32,38 @@ type FunctionInput struct {
 	// IdleTimeoutSeconds overrides the node's instance idle timeout; 0
 	// restores the node's.
 	IdleTimeoutSeconds *int
+	// EphemeralStorageMB sizes an instance's /tmp (Lambda's
+	// EphemeralStorage.Size).
+	EphemeralStorageMB *int
+	// TracingMode is Lambda's TracingConfig.Mode: Active or PassThrough.
+	TracingMode *string
+	// Logging changes the fields of Lambda's LoggingConfig it sets.
+	Logging *LoggingInput
+	// DeadLetterTarget is Lambda's DeadLetterConfig.TargetArn: a
+	// destination as EventInvokeConfig takes; "" removes it.
+	DeadLetterTarget *string
 }
+
+// LoggingInput is Lambda's LoggingConfig as a request sets it: nil fields
+// are left as they are.
+type LoggingInput struct {
+	LogFormat           *string
+	ApplicationLogLevel *string
+	SystemLogLevel      *string
+	// LogGroup may only name the function's default group,
+	// /aws/lambda/<name>: Nimbus keeps a function's logs itself.
+	LogGroup *string
+}
+
+// Lambda's log levels, least severe first.
+var (
+	applicationLogLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+	systemLogLevels      = []string{"DEBUG", "INFO", "WARN"}
+)
+
+// DefaultLogGroup is the only log group a function may name: Lambda's
+// default, /aws/lambda/<name>.
+func DefaultLogGroup(name string) string { return "/aws/lambda/" + name }
 
 // maxIdleTimeout caps a function's own instance idle timeout (a day).
 const maxIdleTimeout = 86400
@@ -178,6 +211,9 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 		}
 		fn.IdleTimeout = time.Duration(*in.IdleTimeoutSeconds) * time.Second
 	}
+	if err := in.applyRuntimeSettings(fn); err != nil {
+		return err
+	}
 	if NeedsHandler(fn.Runtime) && fn.Handler == "" {
 		return nimbus.Invalidf("Handler is required for runtime %s", fn.Runtime)
 	}
@@ -199,4 +235,140 @@ func validateEnv(env map[string]string) error {
 		return nimbus.Invalidf("Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: %d bytes", size)
 	}
 	return nil
+}
+
+// applyRuntimeSettings validates and writes the settings of an instance's
+// surroundings: its /tmp, tracing, logs and dead-letter target.
+func (in FunctionInput) applyRuntimeSettings(fn *nimbus.Function) error {
+	if in.EphemeralStorageMB != nil {
+		mb := *in.EphemeralStorageMB
+		if mb < nimbus.MinEphemeralMB || mb > nimbus.MaxEphemeralMB {
+			return validationf("ephemeralStorage.size", mb, rangeConstraint(mb, nimbus.MinEphemeralMB, nimbus.MaxEphemeralMB))
+		}
+		fn.EphemeralStorageMB = mb
+	}
+	if in.TracingMode != nil {
+		switch m := *in.TracingMode; m {
+		case nimbus.TracingActive:
+			fn.TracingMode = m
+		case nimbus.TracingPassThrough:
+			fn.TracingMode = ""
+		default:
+			return validationf("tracingConfig.mode", m, "Member must satisfy enum value set: [Active, PassThrough]")
+		}
+	}
+	if in.Logging != nil {
+		if err := in.Logging.apply(fn); err != nil {
+			return err
+		}
+	}
+	if in.DeadLetterTarget != nil {
+		return applyDeadLetter(fn, *in.DeadLetterTarget)
+	}
+	return nil
+}
+
+// apply merges the set fields into fn.Logging. Levels need the JSON format,
+// as in Lambda; leaving it drops them.
+func (l *LoggingInput) apply(fn *nimbus.Function) error {
+	var c nimbus.LoggingConfig
+	if fn.Logging != nil {
+		c = *fn.Logging
+	}
+	if l.LogFormat != nil {
+		switch f := *l.LogFormat; f {
+		case nimbus.LogFormatJSON:
+			c.LogFormat = f
+		case nimbus.LogFormatText:
+			c.LogFormat = ""
+		default:
+			return validationf("loggingConfig.logFormat", f, "Member must satisfy enum value set: [JSON, Text]")
+		}
+	}
+	if err := setLevel(&c.ApplicationLogLevel, l.ApplicationLogLevel, "loggingConfig.applicationLogLevel", applicationLogLevels); err != nil {
+		return err
+	}
+	if err := setLevel(&c.SystemLogLevel, l.SystemLogLevel, "loggingConfig.systemLogLevel", systemLogLevels); err != nil {
+		return err
+	}
+	if g := l.LogGroup; g != nil && *g != "" && *g != DefaultLogGroup(fn.Name) {
+		return nimbus.Invalidf("LoggingConfig.LogGroup %s is not supported: Nimbus keeps a function's logs itself (nimbus logs %s), in its default group %s; leave LogGroup out",
+			*g, fn.Name, DefaultLogGroup(fn.Name))
+	}
+	if c.LogFormat != nimbus.LogFormatJSON {
+		if l.ApplicationLogLevel != nil || l.SystemLogLevel != nil {
+			return nimbus.Invalidf(`LogLevel is not supported when LogFormat is set to "Text". Remove LogLevel from your request or change the LogFormat to "JSON" and try again.`)
+		}
+		c.ApplicationLogLevel, c.SystemLogLevel = "", ""
+	}
+	fn.Logging = &c
+	if c == (nimbus.LoggingConfig{}) {
+		fn.Logging = nil
+	}
+	return nil
+}
+
+// setLevel validates a level against Lambda's enum and sets it.
+func setLevel(dst *string, v *string, field string, levels []string) error {
+	if v == nil {
+		return nil
+	}
+	if !slices.Contains(levels, *v) {
+		return validationf(field, *v, "Member must satisfy enum value set: ["+strings.Join(levels, ", ")+"]")
+	}
+	*dst = *v
+	return nil
+}
+
+// applyDeadLetter sets (or with "" removes) the dead-letter target: any
+// destination EventInvokeConfig takes (a function, an http(s) webhook,
+// nats:<subject>), but not the function itself. The caller checks that a
+// function target exists (Registry.CheckDestination).
+func applyDeadLetter(fn *nimbus.Function, target string) error {
+	if target == "" {
+		fn.DeadLetterTarget = ""
+		return nil
+	}
+	t, err := ParseDeadLetter(target, "", "")
+	if err != nil {
+		return err
+	}
+	if t.Kind == destination.Function && t.Name == fn.Name {
+		return nimbus.Invalidf("DeadLetterConfig.TargetArn: a function cannot be its own dead-letter target")
+	}
+	fn.DeadLetterTarget = target
+	return nil
+}
+
+// ParseDeadLetter parses a dead-letter target (Lambda's
+// DeadLetterConfig.TargetArn) as destination.Parse does, for region and
+// account (empty: any); Lambda's SQS and SNS targets are refused as not
+// supported. Errors wrap nimbus.ErrInvalid.
+func ParseDeadLetter(target, region, account string) (destination.Target, error) {
+	if service := arnService(target); service == "sqs" || service == "sns" {
+		return destination.Target{}, nimbus.Invalidf("DeadLetterConfig.TargetArn %s is not supported: Nimbus has no %s; use a function (name or ARN), an http(s) webhook or nats:<subject>",
+			target, strings.ToUpper(service))
+	}
+	t, err := destination.Parse(target, region, account)
+	if err != nil {
+		return t, nimbus.Invalidf("DeadLetterConfig.TargetArn: %v", err)
+	}
+	return t, nil
+}
+
+// arnService returns the service of an ARN ("sqs" of arn:aws:sqs:...), ""
+// for anything else.
+func arnService(s string) string {
+	parts := strings.SplitN(s, ":", 4)
+	if len(parts) < 4 || !strings.EqualFold(parts[0], "arn") {
+		return ""
+	}
+	return strings.ToLower(parts[2])
+}
+
+// CheckDestination checks a destination of function name as the API
+// receives it: that a function destination exists and is another
+// function. Errors: nimbus.ErrInvalid.
+func (r *Registry) CheckDestination(ctx context.Context, name, dest string) error {
+	return r.validateDestination(ctx, name, dest)
 }

@@ -17,8 +17,8 @@ const nimbusPkg = "github.com/nimbus-serverless/nimbus/cmd/nimbus"
 // detector, so does the nimbus binary it builds: the end-to-end tests then
 // check for data races in the server they start, not only in themselves.
 // Call ChildRaces too, so that those races fail the tests.
-func BuildNimbus(out string) error {
-	args := []string{"build", "-o", out}
+func BuildNimbus(out string, buildArgs ...string) error {
+	args := append([]string{"build", "-o", out}, buildArgs...)
 	if Race {
 		args = append(args, "-race")
 	}
