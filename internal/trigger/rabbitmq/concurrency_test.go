@@ -23,7 +23,7 @@ import (
 type gateSink struct {
 	triggertest.Sink
 	gate chan struct{}
-	fail func([]trigger.Message) error
+	fail func(ctx context.Context, batch []trigger.Message) error
 
 	mu       sync.Mutex
 	out      int            // batches inside Deliver now
@@ -67,7 +67,7 @@ func (s *gateSink) Deliver(ctx context.Context, batch []trigger.Message) error {
 		s.mu.Unlock()
 	}()
 	if s.fail != nil {
-		if err := s.fail(batch); err != nil {
+		if err := s.fail(ctx, batch); err != nil {
 			return err
 		}
 	}
@@ -327,7 +327,7 @@ func TestFailingBatchAmongConcurrentOnes(t *testing.T) {
 			var failures atomic.Int32
 			sink := newGateSink(false)
 			sink.Delay = time.Millisecond // keeps several batches out at once
-			sink.fail = func(batch []trigger.Message) error {
+			sink.fail = func(_ context.Context, batch []trigger.Message) error {
 				for _, m := range batch {
 					if string(m.Data) == poison && failures.Add(1) <= 2 {
 						return triggertest.ErrRefused
@@ -377,12 +377,11 @@ func TestStopWithConcurrentBatches(t *testing.T) {
 		sink := newGateSink(true)
 		var failed atomic.Bool
 		if name == "failing" {
-			sink.fail = func(batch []trigger.Message) error {
+			sink.fail = func(ctx context.Context, batch []trigger.Message) error {
 				if string(batch[0].Data) != triggertest.Body(0) {
 					return nil
 				}
-				deadline := time.Now().Add(20 * time.Second)
-				for out, _ := sink.now(); out < 4 && time.Now().Before(deadline); out, _ = sink.now() {
+				for out, _ := sink.now(); out < 4 && ctx.Err() == nil; out, _ = sink.now() {
 					time.Sleep(time.Millisecond)
 				}
 				failed.Store(true)
@@ -392,9 +391,15 @@ func TestStopWithConcurrentBatches(t *testing.T) {
 		o := triggertest.Options(10, 0)
 		o.Concurrency = 4
 		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
+		// failing: ctx must end only once the batch failed, not as soon as
+		// four batches are out (before it failed), when the three others
+		// would end with ctx and the failing one would wait for a fourth.
 		triggertest.WaitFor(t, name+": batches in flight", func() bool {
 			out, _ := sink.now()
-			return out == 4 || (failed.Load() && out == 3)
+			if name == "failing" {
+				return failed.Load() && out == 3
+			}
+			return out == 4
 		})
 		done := make(chan struct{})
 		go func() { stop(); close(done) }()
