@@ -25,7 +25,11 @@ func (r *run) core(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nats subscribe %s: %w", r.src.cfg.Subject, err)
 	}
-	if r.nc.IsConnected() {
+	// Active once the server has the subscription (a flush is a round
+	// trip); while disconnected, the subscription is made on connect and
+	// the connect handler reports it.
+	r.subscribed.Store(true)
+	if err := r.nc.FlushTimeout(r.src.probeWait); err == nil {
 		r.opts.Status.Connected()
 	}
 	ln.Work(ctx, r.opts.Concurrency, func(_ string, batch []*held) { r.deliverCore(ctx, batch) })

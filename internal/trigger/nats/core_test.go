@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -180,6 +181,33 @@ func TestRunWithoutGroupFails(t *testing.T) {
 		err := testSource(t, cfg).Run(t.Context(), &triggertest.Sink{}, trigger.Options{})
 		if err == nil || !strings.Contains(err.Error(), "no ") {
 			t.Errorf("Run(%+v) without a group = %v, want an error", cfg, err)
+		}
+	}
+}
+
+// TestCoreActiveMeansSubscribed checks that a core NATS source reports
+// Active only once the server has its subscription: a message published
+// as soon as the state is Active is delivered (core NATS keeps nothing for
+// late subscribers).
+func TestCoreActiveMeansSubscribed(t *testing.T) {
+	url := startEmbedded(t).url()
+	nc, _ := connect(t, url)
+	for i := range 20 {
+		subject := unique("nimbustest") + ".active"
+		sink := &triggertest.Sink{}
+		opts := options("g-active", 1, 1)
+		r := start(t, testSource(t, Config{URL: url, Subject: subject}), sink, opts)
+		for deadline := time.Now().Add(waitLong); opts.Status.View().State != trigger.StateActive; {
+			if time.Now().After(deadline) {
+				t.Fatal("never Active")
+			}
+		}
+		if err := nc.Publish(subject, []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		sink.WaitDistinct(t, 1, 10*time.Second)
+		if err := r.stop(); err != nil {
+			t.Fatalf("run %d: %v", i, err)
 		}
 	}
 }

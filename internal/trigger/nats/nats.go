@@ -144,6 +144,10 @@ type run struct {
 	name    string // queue group or durable consumer
 	nc      *nats.Conn
 	closing atomic.Bool
+	// subscribed is set once a core NATS subscription is made: before
+	// that, a connection alone is not Active (a message published then
+	// would reach no one).
+	subscribed atomic.Bool
 }
 
 // connect dials the server; while it is unreachable the client keeps
@@ -155,7 +159,11 @@ func (r *run) connect() (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(r.src.reconnectWait),
-		nats.ConnectHandler(func(*nats.Conn) { st.Connected() }),
+		nats.ConnectHandler(func(*nats.Conn) {
+			if r.src.cfg.JetStream() || r.subscribed.Load() {
+				st.Connected()
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			r.log.Info("nats reconnected")
 			st.Connected()
