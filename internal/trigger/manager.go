@@ -104,7 +104,7 @@ type run struct {
 	gone   chan struct{} // closed once a deleted trigger's state is forgotten
 }
 
-// NewManager returns a Manager; Open starts it.
+// NewManager returns a Manager; Open starts it and Close stops it.
 func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -461,12 +461,26 @@ func (m *Manager) Count(function, trigger string, delivered bool) {
 	}
 }
 
-// Close stops every trigger and waits for their sources to return;
-// messages in flight are not acknowledged, so they are delivered again.
-func (m *Manager) Close() {
+// Close stops every trigger and waits until every goroutine the Manager
+// started has ended: the sources have returned (messages in flight are not
+// acknowledged, so they are delivered again) and the removal of deleted
+// triggers' broker state has ended (it is cut short). It returns ctx's
+// error when ctx ends first; the sources then go on stopping in the
+// background. Changes after Close are ignored, and Open fails.
+func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
 	m.cancel()
-	m.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close trigger manager: sources still stopping: %w", ctx.Err())
+	}
 }
