@@ -320,3 +320,77 @@ func TestForgetDeletesNimbusGroup(t *testing.T) {
 		t.Fatalf("Forget with a user-named group: %v, want nil (nothing to do)", err)
 	}
 }
+
+// TestSessionTimeoutHandsOverACrashedMembersPartitions cuts a member off
+// the broker (as a crash would: no heartbeat, no leaving): the other
+// member gets its partitions once the configured session timeout has
+// passed, not after the default 45 s.
+func TestSessionTimeoutHandsOverACrashedMembersPartitions(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(testPartitions, testTopic), kfake.GroupMinSessionTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	member := func(via string) *Source {
+		raw, _ := json.Marshal(Config{Brokers: brokers, Topic: testTopic, StartPosition: StartTrimHorizon, SessionTimeout: "1s"})
+		src, err := newSource(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.lagEvery, src.probeWait = 20*time.Millisecond, 2*time.Second
+		src.minBackoff, src.maxBackoff = 5*time.Millisecond, 50*time.Millisecond
+		src.extra = []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)}
+		if via != "" {
+			src.extra = append(src.extra, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, via)
+			}))
+		}
+		return src
+	}
+	proxy := triggertest.NewProxy(t, brokers[0])
+	first := &countSink{inner: &triggertest.Sink{}}
+	start(t, member(proxy.Addr()), first, options("g-crash", 10, 8))
+	produce(t, brokers, 0, 80)
+	waitFor(t, "the first member consuming", waitLong, func() bool { return first.n.Load() > 0 })
+	proxy.Cut() // the first member can neither heartbeat nor leave
+	cutAt := time.Now()
+
+	second := &triggertest.Sink{}
+	start(t, member(""), second, options("g-crash", 10, 8))
+	produce(t, brokers, 80, 120)
+	waitFor(t, "the second member to get every partition", 15*time.Second, func() bool {
+		later := map[string]bool{}
+		for _, m := range second.Messages() {
+			var v struct{ N int }
+			if json.Unmarshal(m.Data, &v) == nil && v.N >= 80 {
+				later[string(m.Data)] = true
+			}
+		}
+		return len(later) == 120
+	})
+	if took := time.Since(cutAt); took >= DefaultSessionTimeout {
+		t.Errorf("the partitions were handed over after %s, want about the 1s session timeout", took)
+	}
+	proxy.Restore() // lets the first member stop without waiting out its commit timeout
+}
+
+func TestSessionTimeoutRefusedByTheBrokerShowsInStatus(t *testing.T) {
+	brokers := cluster(t) // the group's minimum session timeout is 6s
+	raw, _ := json.Marshal(Config{Brokers: brokers, Topic: testTopic, SessionTimeout: "2s"})
+	src, err := newSource(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.lagEvery = 20 * time.Millisecond
+	opts := options("g-refused", 10, 1)
+	r := start(t, src, &triggertest.Sink{}, opts)
+	waitFor(t, "the Error state", waitLong, func() bool { return opts.Status.View().State == trigger.StateError })
+	if v := opts.Status.View(); !strings.Contains(v.Reason, "INVALID_SESSION_TIMEOUT") {
+		t.Errorf("reason = %q, want the broker's INVALID_SESSION_TIMEOUT", v.Reason)
+	}
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run = %v, want nil after cancel", err)
+	}
+}
