@@ -337,6 +337,20 @@ func TestTriggersEndToEnd(t *testing.T) {
 	if r := mustRun("triggers", "rm", "worker", "orders"); r.stdout != "Deleted trigger orders of function worker.\n" {
 		t.Errorf("rm: got %q", r.stdout)
 	}
+
+	// No output shows a trigger's secret.
+	const secret = "s3cr3t-s3cr3t"
+	for _, args := range [][]string{
+		{"triggers", "create", "worker", "up", "--type", "s3", "--config", `{"bucket":"b","secret":"` + secret + `"}`},
+		{"triggers", "get", "worker", "up"},
+		{"triggers", "get", "worker", "up", "-o", "json"},
+		{"triggers", "ls", "worker", "-o", "json"},
+		{"triggers", "update", "worker", "up", "--batch-size", "2"},
+	} {
+		if r := mustRun(args...); strings.Contains(r.stdout, secret) || !strings.Contains(r.stdout, `"****"`) {
+			t.Errorf("nimbus %s shows the secret, or not as ****:\n%s", strings.Join(args, " "), r.stdout)
+		}
+	}
 }
 
 func TestDeployManifestTriggers(t *testing.T) {

@@ -82,6 +82,12 @@ type Source struct {
 
 var _ trigger.Source = (*Source)(nil)
 
+var _ trigger.Redactor = (*Source)(nil)
+
+// Secrets implements trigger.Redactor: the credentials (user and password,
+// or a token) of the url's servers.
+func (s *Source) Secrets() trigger.Secrets { return trigger.Secrets{URLs: []string{"url"}} }
+
 // Config returns the validated configuration (defaults filled in).
 func (s *Source) Config() Config { return s.cfg }
 
