@@ -39,8 +39,10 @@
 //
 // # Status
 //
-// Disconnections and failed reconnects show as the Error state with the
-// reason; the client reconnects forever. A JetStream source reports lag
+// A core NATS source is Active once the server has its subscription, so
+// a message published from then on reaches it. Disconnections and failed
+// reconnects show as the Error state with the reason; the client
+// reconnects forever. A JetStream source reports lag
 // every 10 s: the consumer's messages not yet delivered plus those
 // delivered and not yet acknowledged (NumPending + NumAckPending). Core
 // NATS has no backlog to report.
