@@ -171,7 +171,9 @@ var brokers = map[string]broker{
 // it, and checks that all 1,000 were processed.
 func TestTriggersSurviveSIGKILL(t *testing.T) {
 	need(t, "Redis", "127.0.0.1:6379")
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders"))
+	// The killed node stays in the consumer group until its session times
+	// out: a short one (the cluster allows it) saves the default 45 s.
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders"), kfake.GroupMinSessionTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func TestTriggersSurviveSIGKILL(t *testing.T) {
 	all["kafka"] = broker{
 		typ: "kafka",
 		config: func(t *testing.T, id string) any {
-			return map[string]any{"brokers": kafka.ListenAddrs(), "topic": "orders", "startPosition": "TRIM_HORIZON"}
+			return map[string]any{"brokers": kafka.ListenAddrs(), "topic": "orders", "startPosition": "TRIM_HORIZON", "sessionTimeout": "2s"}
 		},
 		publish: func(t *testing.T, id string, from, to int) {
 			cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...))

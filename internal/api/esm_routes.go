@@ -137,7 +137,7 @@ type esmView struct {
 // viewESM shows a kafka trigger as an event source mapping.
 func (s *Server) viewESM(ts TriggerService, function string, t *nimbus.Trigger) esmView {
 	var c kafkaConfig
-	_ = json.Unmarshal(t.Config, &c)
+	_ = json.Unmarshal(shownConfig(ts, t), &c)
 	v := esmView{
 		UUID: t.ID, FunctionArn: s.arn(function), State: "Disabled", StateTransitionReason: "USER_INITIATED",
 		LastModified: float64(t.LastModified.UnixMilli()) / 1000, BatchSize: max(t.BatchSize, 1),

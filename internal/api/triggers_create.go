@@ -27,7 +27,11 @@ func (s *Server) triggersCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.reg.AddTrigger(r.Context(), function, in, ts.Types())
+	types, err := keepSecrets(ts.Types(), &in, nil)
+	if err != nil {
+		return err
+	}
+	t, err := s.reg.AddTrigger(r.Context(), function, in, types)
 	if err != nil {
 		return s.notFoundFunction(function, err)
 	}

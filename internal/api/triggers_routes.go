@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -72,13 +73,62 @@ type TriggerList struct {
 	Triggers []TriggerView `json:"triggers"`
 }
 
+// viewTrigger shows t; its Config's secrets are Redacted (shownConfig).
 func viewTrigger(ts TriggerService, function string, t *nimbus.Trigger) TriggerView {
 	return TriggerView{
-		ID: t.ID, Name: t.Name, Type: t.Type, Enabled: t.Enabled, Config: t.Config,
+		ID: t.ID, Name: t.Name, Type: t.Type, Enabled: t.Enabled, Config: shownConfig(ts, t),
 		BatchSize: max(t.BatchSize, 1), BatchWindow: t.BatchWindow.String(), MaxRetries: t.MaxRetries,
 		FailureDestination: t.FailureDestination, Concurrency: t.Concurrency,
 		Created: t.Created, LastModified: t.LastModified, Status: ts.Status(function, t),
 	}
+}
+
+// shownConfig is t's Config as answers show it: with the secrets of its
+// type (passwords in URLs, tokens, the s3 secret) trigger.Redacted. A
+// function URL's key is not one: it is shown to the function's owner.
+func shownConfig(ts TriggerService, t *nimbus.Trigger) json.RawMessage {
+	return trigger.RedactConfig(ts.Types().Factories[t.Type], t.Config)
+}
+
+// keepSecrets restores, in a create's or update's config, the secrets
+// that an answer showed Redacted and the request sends back as they were
+// shown: they keep their stored value (old is nil for a new trigger, whose
+// config must not hold a redacted secret). When it restored one, it
+// returns types whose Prepare refuses the update if the stored config
+// changed in the meantime (a secret from an older config would otherwise
+// be written back).
+func keepSecrets(types registry.TriggerTypes, in *registry.TriggerInput, old *nimbus.Trigger) (registry.TriggerTypes, error) {
+	if in.Config == nil {
+		return types, nil
+	}
+	typ, stored := "", json.RawMessage(nil)
+	if in.Type != nil {
+		typ = *in.Type
+	}
+	if old != nil {
+		typ, stored = old.Type, old.Config
+	}
+	cfg, err := trigger.RestoreConfig(types.Factories[typ], in.Config, stored)
+	if err != nil {
+		return types, fmt.Errorf("%s trigger %w", typ, err)
+	}
+	if bytes.Equal(cfg, in.Config) {
+		return types, nil
+	}
+	in.Config = cfg
+	prepare := types.Prepare
+	types.Prepare = func(fn *nimbus.Function, t *nimbus.Trigger) error {
+		for _, o := range fn.Triggers {
+			if o.Name == t.Name && !bytes.Equal(o.Config, stored) {
+				return nimbus.Errorf(nimbus.ErrConflict, "Trigger %s of function %s changed during the update: read it again and retry", t.Name, fn.Name)
+			}
+		}
+		if prepare != nil {
+			return prepare(fn, t)
+		}
+		return nil
+	}
+	return types, nil
 }
 
 // triggerRequest is the body of a create or update: absent fields keep

@@ -23,7 +23,17 @@ func (s *Server) triggersUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.reg.UpdateTrigger(r.Context(), function, name, in, ts.Types())
+	types := ts.Types()
+	if in.Config != nil {
+		old, err := s.reg.GetTrigger(r.Context(), function, name)
+		if err != nil {
+			return s.notFoundFunction(function, err)
+		}
+		if types, err = keepSecrets(types, &in, old); err != nil {
+			return err
+		}
+	}
+	t, err := s.reg.UpdateTrigger(r.Context(), function, name, in, types)
 	if err != nil {
 		return s.notFoundFunction(function, err)
 	}

@@ -375,13 +375,19 @@ func newTriggersEnableCmd(g *globals, enable bool) *cobra.Command {
 	}
 }
 
-// writeTriggerTable writes one row per trigger.
+// reasonWidth is the most of a state's reason the table shows; get and
+// -o json show it whole.
+const reasonWidth = 60
+
+// writeTriggerTable writes one row per trigger, with the reason of its
+// state (why it is in Error) cut to one line of reasonWidth.
 func writeTriggerTable(w io.Writer, ts []triggerView) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tDELIVERED\tFAILED\tLAG\tLAST-EVENT")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tDELIVERED\tFAILED\tLAG\tLAST-EVENT\tREASON")
 	for _, t := range ts {
 		s := t.Status
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.Name, t.Type, dash(s.State), s.Delivered, s.Failed, lag(s.Lag), eventTime(s.LastEvent))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", t.Name, t.Type, dash(s.State), s.Delivered, s.Failed,
+			lag(s.Lag), eventTime(s.LastEvent), dash(truncateText(s.Reason, reasonWidth)))
 	}
 	return tw.Flush()
 }
@@ -397,7 +403,7 @@ func writeTriggerDetail(w io.Writer, t triggerView) error {
 	row("Enabled", strconv.FormatBool(t.Enabled))
 	row("State", dash(s.State))
 	if s.Reason != "" {
-		row("Reason", s.Reason)
+		row("Reason", oneLineText(s.Reason))
 	}
 	row("Config", dash(string(t.Config)))
 	row("Batch", fmt.Sprintf("%d messages, window %s", t.BatchSize, dash(t.BatchWindow)))

@@ -25,6 +25,10 @@ type fakeTriggers struct {
 	reqs []string // "METHOD path body"
 }
 
+// jobsReason is why the sample "jobs" trigger is in Error: longer than the
+// table shows, and on two lines.
+const jobsReason = "queue \"jobs\" not found in vhost \"/\" (create it first):\nException (404) Reason: \"NOT_FOUND - no queue 'jobs' in vhost '/'\""
+
 func sampleTriggers() []triggerView {
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	lag := int64(12)
@@ -34,7 +38,7 @@ func sampleTriggers() []triggerView {
 			Status: triggerStatus{State: "Active", Lag: &lag, LastEvent: at, Delivered: 1200, Failed: 2}},
 		{ID: "9a2d", Name: "jobs", Type: "rabbitmq", Config: json.RawMessage(`{"url":"amqp://127.0.0.1:5672","queue":"jobs"}`),
 			BatchSize: 1, BatchWindow: "0s", MaxRetries: 0, Concurrency: 2, Created: at, LastModified: at,
-			Status: triggerStatus{State: "Error", Reason: "dial tcp 127.0.0.1:5672: connect: connection refused"}},
+			Status: triggerStatus{State: "Error", Reason: jobsReason}},
 	}
 }
 
@@ -122,6 +126,29 @@ func TestTriggersCommands(t *testing.T) {
 	}
 	if got := f.requests(); !slices.Equal(got, want) {
 		t.Errorf("requests:\ngot  %q\nwant %q", got, want)
+	}
+}
+
+// TestTriggersLsShowsReason checks that ls shows why a trigger is in
+// Error: on one line, cut in the table, whole with -o json.
+func TestTriggersLsShowsReason(t *testing.T) {
+	_, url := newFakeTriggers(t)
+	r := runCmd(t, url, "", "triggers", "ls", "worker")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(strings.TrimSpace(lines[0]), "REASON") {
+		t.Fatalf("table %q, want a header with REASON and two rows", r.stdout)
+	}
+	want := `queue "jobs" not found in vhost "/" (create it first): Ex...` // 60 characters
+	if !strings.HasSuffix(lines[2], want) || !strings.HasSuffix(strings.TrimSpace(lines[1]), " -") {
+		t.Errorf("rows %q, want the Error's reason on one line, cut at 60 characters (%q), and - for none", lines[1:], want)
+	}
+	r = runCmd(t, url, "", "triggers", "ls", "worker", "-o", "json")
+	var ts []triggerView
+	if err := json.Unmarshal([]byte(r.stdout), &ts); err != nil || len(ts) != 2 || ts[1].Status.Reason != jobsReason {
+		t.Errorf("-o json: %v, %+v; want the whole reason", err, ts)
 	}
 }
 
@@ -309,6 +336,20 @@ func TestTriggersEndToEnd(t *testing.T) {
 	mustRun("triggers", "create", "worker", "orders", "--type", "kafka", "--config", cfg)
 	if r := mustRun("triggers", "rm", "worker", "orders"); r.stdout != "Deleted trigger orders of function worker.\n" {
 		t.Errorf("rm: got %q", r.stdout)
+	}
+
+	// No output shows a trigger's secret.
+	const secret = "s3cr3t-s3cr3t"
+	for _, args := range [][]string{
+		{"triggers", "create", "worker", "up", "--type", "s3", "--config", `{"bucket":"b","secret":"` + secret + `"}`},
+		{"triggers", "get", "worker", "up"},
+		{"triggers", "get", "worker", "up", "-o", "json"},
+		{"triggers", "ls", "worker", "-o", "json"},
+		{"triggers", "update", "worker", "up", "--batch-size", "2"},
+	} {
+		if r := mustRun(args...); strings.Contains(r.stdout, secret) || !strings.Contains(r.stdout, `"****"`) {
+			t.Errorf("nimbus %s shows the secret, or not as ****:\n%s", strings.Join(args, " "), r.stdout)
+		}
 	}
 }
 

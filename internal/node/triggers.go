@@ -129,7 +129,7 @@ func (n *Node) s3API() api.S3Receiver {
 // acknowledged, so they are delivered again.
 func (n *Node) closeTriggers() {
 	if n.triggers.manager != nil {
-		n.triggers.manager.Close()
+		_ = n.triggers.manager.Close(context.Background()) // waits for every source: no error
 	}
 }
 

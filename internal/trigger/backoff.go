@@ -68,7 +68,7 @@ func Reconnect(ctx context.Context, status *Status, log *slog.Logger, minWait, m
 			return
 		}
 		status.Error(err)
-		log.Warn("consumer stopped; retrying", nimbus.LogErr, err, "retry_in", wait)
+		log.Warn("consumer stopped; retrying", nimbus.LogErr, RedactText(err.Error()), "retry_in", wait)
 		if progress {
 			wait = minWait
 		}

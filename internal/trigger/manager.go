@@ -104,7 +104,7 @@ type run struct {
 	gone   chan struct{} // closed once a deleted trigger's state is forgotten
 }
 
-// NewManager returns a Manager; Open starts it.
+// NewManager returns a Manager; Open starts it and Close stops it.
 func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -231,7 +231,7 @@ func (m *Manager) forgetLocked(k runKey, r *run) {
 		defer cancel()
 		log := m.log.With(nimbus.LogFunction, k.function, nimbus.LogTrigger, k.trigger, "type", r.trigger.Type)
 		if err := m.forget(ctx, f, m.options(k.function, r)); err != nil {
-			log.Warn("trigger: deleted, but its state on the broker could not be removed", nimbus.LogErr, err)
+			log.Warn("trigger: deleted, but its state on the broker could not be removed", nimbus.LogErr, RedactText(err.Error()))
 			return
 		}
 		log.Info("trigger: deleted; its state on the broker is removed")
@@ -331,7 +331,7 @@ func (m *Manager) supervise(ctx context.Context, function string, r *run) {
 		}
 		if errors.Is(err, errConfig) {
 			r.status.Error(err)
-			log.Warn("trigger: configuration refused", nimbus.LogErr, err)
+			log.Warn("trigger: configuration refused", nimbus.LogErr, RedactText(err.Error()))
 			return // waits for a change
 		}
 		if err == nil {
@@ -342,7 +342,7 @@ func (m *Manager) supervise(ctx context.Context, function string, r *run) {
 			failures = 0
 		}
 		delay := m.cfg.Restart.Delay(failures)
-		log.Warn("trigger: source failed; restarting", nimbus.LogErr, err, "delay", delay)
+		log.Warn("trigger: source failed; restarting", nimbus.LogErr, RedactText(err.Error()), "delay", delay)
 		if m.cfg.Sleep(ctx, delay) != nil {
 			return
 		}
@@ -365,7 +365,7 @@ func (m *Manager) source(function string, t nimbus.Trigger) (src Source, err err
 	defer func() {
 		if p := recover(); p != nil {
 			src, err = nil, fmt.Errorf("the %s trigger's factory panicked: %v", t.Type, p)
-			m.log.Error("trigger: factory panicked", "type", t.Type, "panic", p, "stack", string(debug.Stack()))
+			m.log.Error("trigger: factory panicked", "type", t.Type, "panic", RedactText(fmt.Sprint(p)), "stack", string(debug.Stack()))
 		}
 	}()
 	src, err = f(t.Config)
@@ -381,7 +381,7 @@ func (m *Manager) runSource(ctx context.Context, function string, r *run, src So
 		if p := recover(); p != nil {
 			err = fmt.Errorf("the %s source panicked: %v", r.trigger.Type, p)
 			m.log.Error("trigger: source panicked", nimbus.LogFunction, function, nimbus.LogTrigger, r.trigger.Name,
-				"panic", p, "stack", string(debug.Stack()))
+				"panic", RedactText(fmt.Sprint(p)), "stack", string(debug.Stack()))
 		}
 	}()
 	sink := r.sink
@@ -461,12 +461,26 @@ func (m *Manager) Count(function, trigger string, delivered bool) {
 	}
 }
 
-// Close stops every trigger and waits for their sources to return;
-// messages in flight are not acknowledged, so they are delivered again.
-func (m *Manager) Close() {
+// Close stops every trigger and waits until every goroutine the Manager
+// started has ended: the sources have returned (messages in flight are not
+// acknowledged, so they are delivered again) and the removal of deleted
+// triggers' broker state has ended (it is cut short). It returns ctx's
+// error when ctx ends first; the sources then go on stopping in the
+// background. Changes after Close are ignored, and Open fails.
+func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
 	m.cancel()
-	m.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close trigger manager: sources still stopping: %w", ctx.Err())
+	}
 }

@@ -20,6 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeConfig struct {
 	Tag string `json:"tag"`
 	// Mode: "" runs until stopped; "error" and "panic" fail at once;
+	// "stuck" runs until stopped and then until the test ticks;
 	// "deliver" delivers one message, then runs until stopped;
 	// "holdforget" runs until stopped, and its Forget waits for a tick.
 	Mode    string `json:"mode,omitempty"`
@@ -100,6 +101,10 @@ func (s *fakeSource) Run(ctx context.Context, sink Sink, opts Options) error {
 		return errors.New("broker refused the connection")
 	case "panic":
 		panic("fake source bug")
+	case "stuck": // ignores ctx until the test ticks
+		<-ctx.Done()
+		<-s.h.tick
+		return nil
 	case "deliver":
 		if err := sink.Deliver(ctx, []Message{{ID: "1", Data: []byte(`{}`)}}); err != nil {
 			return err
@@ -137,8 +142,28 @@ type managerFixture struct {
 	inv *fakeInvoker
 }
 
+// noLeaks checks, when the test ends (after the cleanups registered
+// later, such as the Manager's Close), that every goroutine the test
+// started has ended.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+}
+
+// closeManager closes m, failing the test if that takes more than 10 s.
+func closeManager(t *testing.T, m *Manager) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
 func newManagerFixture(t *testing.T, fns ...*nimbus.Function) *managerFixture {
 	t.Helper()
+	noLeaks(t)
 	f := &managerFixture{h: newHarness(), fns: newFakeFunctions(fns...), inv: &fakeInvoker{}}
 	f.m = NewManager(ManagerConfig{
 		Functions: f.fns, Invoker: f.inv,
@@ -149,7 +174,7 @@ func newManagerFixture(t *testing.T, fns ...*nimbus.Function) *managerFixture {
 		},
 		Sleep: f.h.sleep,
 	})
-	t.Cleanup(f.m.Close)
+	t.Cleanup(func() { closeManager(t, f.m) })
 	if err := f.m.Open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -296,12 +321,21 @@ func TestManagerPanicRecovery(t *testing.T) {
 	if v := f.waitState(t, "fn", bomb, StateError); !strings.Contains(v.Reason, "factory panicked: factory bug") {
 		t.Errorf("reason: got %q", v.Reason)
 	}
-	// Both are restarted after their back-off (either may take the tick
-	// first).
-	for range 2 {
-		f.h.tick <- struct{}{}
+	// Both are restarted after their back-off. Either may take a tick,
+	// also again after failing again: tick until p has started.
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case f.h.tick <- struct{}{}:
+			continue
+		case e := <-f.h.events:
+			if e != "start nimbus-fn-p " {
+				t.Fatalf("source event %q, want p started again", e)
+			}
+		case <-deadline:
+			t.Fatal("p was not started again")
+		}
+		break
 	}
-	f.h.expect(t, "start nimbus-fn-p ")
 }
 
 func TestManagerConfigErrors(t *testing.T) {
@@ -361,7 +395,7 @@ func TestManagerClose(t *testing.T) {
 	a := fakeTrigger("a", fakeConfig{})
 	f := newManagerFixture(t, &nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{a}})
 	f.h.expect(t, "start nimbus-fn-a ")
-	f.m.Close()
+	closeManager(t, f.m)
 	f.h.expect(t, "stop nimbus-fn-a")
 	// Changes after Close are ignored.
 	f.set(&nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{fakeTrigger("b", fakeConfig{})}})
@@ -372,7 +406,23 @@ func TestManagerClose(t *testing.T) {
 	}
 }
 
+func TestManagerCloseWaitsForSources(t *testing.T) {
+	s := fakeTrigger("s", fakeConfig{Mode: "stuck"})
+	f := newManagerFixture(t, &nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{s}})
+	f.h.expect(t, "start nimbus-fn-s ")
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := f.m.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close while a source does not stop = %v, want the deadline", err)
+	}
+	f.h.tick <- struct{}{} // the source returns
+	if err := f.m.Close(t.Context()); err != nil {
+		t.Fatalf("Close once the source stopped = %v", err)
+	}
+}
+
 func TestManagerNamedFactory(t *testing.T) {
+	noLeaks(t)
 	h := newHarness()
 	got := make(chan string, 1)
 	named := NamedFactory(func(function, trigger string) Factory {
@@ -385,7 +435,7 @@ func TestManagerNamedFactory(t *testing.T) {
 		Functions: newFakeFunctions(&nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{{Name: "tick", Type: "timer", Enabled: true, Config: []byte(`{}`)}}}),
 		Invoker:   &fakeInvoker{}, Named: map[string]NamedFactory{"timer": named}, Sleep: h.sleep,
 	})
-	defer m.Close()
+	defer closeManager(t, m)
 	if err := m.Open(t.Context()); err != nil {
 		t.Fatal(err)
 	}

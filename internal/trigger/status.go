@@ -43,10 +43,11 @@ func NewStatus() *Status { return &Status{state: StateConnecting} }
 func (s *Status) Connected() { s.set(StateActive, "") }
 
 // Error records a broken connection or a refused configuration, with the
-// reason shown to users.
+// reason shown to users (credentials of URLs in it Redacted).
 func (s *Status) Error(err error) { s.set(StateError, err.Error()) }
 
 func (s *Status) set(state, reason string) {
+	reason = RedactText(reason)
 	s.mu.Lock()
 	s.state, s.reason = state, reason
 	s.mu.Unlock()

@@ -44,7 +44,25 @@ type Config struct {
 	StartPosition string `json:"startPosition,omitempty"`
 	// Group overrides the consumer group id (default: Options.Group).
 	Group string `json:"group,omitempty"`
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating (a crashed node) before it gives that member's
+	// partitions to the others: a Go duration from 1s to 30m, default 45s
+	// (Kafka's session.timeout.ms; the brokers' group.min.session.timeout.ms
+	// and group.max.session.timeout.ms, 6s and 30m by default, bound it
+	// further). A node that stops cleanly leaves the group at once.
+	SessionTimeout string `json:"sessionTimeout,omitempty"`
 }
+
+// Bounds and default of Config.SessionTimeout.
+const (
+	MinSessionTimeout     = time.Second
+	MaxSessionTimeout     = 30 * time.Minute
+	DefaultSessionTimeout = 45 * time.Second
+)
+
+// maxHeartbeat is franz-go's (and Kafka's) default heartbeat interval; a
+// shorter session heartbeats three times per session timeout.
+const maxHeartbeat = 3 * time.Second
 
 // New is the trigger.Factory of Kafka triggers: it decodes and validates raw.
 // Errors are nimbus.ErrInvalid user errors naming the field.
@@ -62,7 +80,8 @@ func newSource(raw json.RawMessage) (*Source, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, nimbus.Invalidf("kafka trigger config: %v", err)
 	}
-	if err := cfg.validate(); err != nil {
+	session, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
 	if cfg.StartPosition == "" {
@@ -70,6 +89,7 @@ func newSource(raw json.RawMessage) (*Source, error) {
 	}
 	return &Source{
 		cfg:        cfg,
+		session:    session,
 		source:     "kafka://" + cfg.Brokers[0] + "/" + cfg.Topic,
 		lagEvery:   10 * time.Second,
 		probeWait:  10 * time.Second,
@@ -79,34 +99,52 @@ func newSource(raw json.RawMessage) (*Source, error) {
 	}, nil
 }
 
-// validate reports the first invalid field.
-func (c *Config) validate() error {
+// validate reports the first invalid field, or returns the session
+// timeout.
+func (c *Config) validate() (time.Duration, error) {
 	if len(c.Brokers) == 0 {
-		return nimbus.Invalidf("kafka trigger config: brokers is required (e.g. [\"127.0.0.1:9092\"])")
+		return 0, nimbus.Invalidf("kafka trigger config: brokers is required (e.g. [\"127.0.0.1:9092\"])")
 	}
 	for i, b := range c.Brokers {
 		if err := validBroker(b); err != nil {
-			return nimbus.Invalidf("kafka trigger config: brokers[%d] %q: %s", i, b, err)
+			return 0, nimbus.Invalidf("kafka trigger config: brokers[%d] %q: %s", i, b, err)
 		}
 	}
 	switch {
 	case c.Topic == "":
-		return nimbus.Invalidf("kafka trigger config: topic is required")
+		return 0, nimbus.Invalidf("kafka trigger config: topic is required")
 	case c.Topic == "." || c.Topic == ".." || !validTopic.MatchString(c.Topic):
-		return nimbus.Invalidf("kafka trigger config: topic %q is not a valid Kafka topic name (1-249 letters, digits, '.', '_', '-')", c.Topic)
+		return 0, nimbus.Invalidf("kafka trigger config: topic %q is not a valid Kafka topic name (1-249 letters, digits, '.', '_', '-')", c.Topic)
 	}
 	switch c.StartPosition {
 	case "", StartLatest, StartTrimHorizon:
 	default:
-		return nimbus.Invalidf("kafka trigger config: startPosition %q: must be %s or %s", c.StartPosition, StartLatest, StartTrimHorizon)
+		return 0, nimbus.Invalidf("kafka trigger config: startPosition %q: must be %s or %s", c.StartPosition, StartLatest, StartTrimHorizon)
 	}
 	if len(c.Group) > maxGroupLen {
-		return nimbus.Invalidf("kafka trigger config: group is longer than %d bytes", maxGroupLen)
+		return 0, nimbus.Invalidf("kafka trigger config: group is longer than %d bytes", maxGroupLen)
 	}
 	if strings.IndexFunc(c.Group, unicode.IsControl) >= 0 {
-		return nimbus.Invalidf("kafka trigger config: group contains control characters")
+		return 0, nimbus.Invalidf("kafka trigger config: group contains control characters")
 	}
-	return nil
+	return c.sessionTimeout()
+}
+
+// sessionTimeout parses SessionTimeout (empty: the default).
+func (c *Config) sessionTimeout() (time.Duration, error) {
+	if c.SessionTimeout == "" {
+		return DefaultSessionTimeout, nil
+	}
+	d, err := time.ParseDuration(c.SessionTimeout)
+	if err != nil || d < MinSessionTimeout || d > MaxSessionTimeout || d%time.Millisecond != 0 {
+		got := c.SessionTimeout
+		if len(got) > 32 {
+			got = got[:32] + "..."
+		}
+		return 0, nimbus.Invalidf("kafka trigger config: sessionTimeout %q: must be a duration from %s to %s in whole milliseconds, such as \"10s\"",
+			got, MinSessionTimeout, MaxSessionTimeout)
+	}
+	return d, nil
 }
 
 // validBroker checks one "host:port" address and says what is wrong.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 )
@@ -33,6 +34,12 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"long group", `{"brokers":["a:1"],"topic":"t","group":"` + long + `"}`, "group is longer"},
 		{"control group", `{"brokers":["a:1"],"topic":"t","group":"a\u0001"}`, "group contains control"},
 		{"wrong type", `{"brokers":"a:1","topic":"t"}`, "kafka trigger config"},
+		{"session not a duration", `{"brokers":["a:1"],"topic":"t","sessionTimeout":"soon"}`, `sessionTimeout "soon": must be a duration from 1s to 30m0s`},
+		{"session a number", `{"brokers":["a:1"],"topic":"t","sessionTimeout":10}`, "kafka trigger config"},
+		{"session too short", `{"brokers":["a:1"],"topic":"t","sessionTimeout":"999ms"}`, `sessionTimeout "999ms"`},
+		{"session too long", `{"brokers":["a:1"],"topic":"t","sessionTimeout":"31m"}`, `sessionTimeout "31m"`},
+		{"session negative", `{"brokers":["a:1"],"topic":"t","sessionTimeout":"-10s"}`, `sessionTimeout "-10s"`},
+		{"session below a millisecond", `{"brokers":["a:1"],"topic":"t","sessionTimeout":"1.0005s"}`, "whole milliseconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,6 +54,24 @@ func TestNewValidatesConfig(t *testing.T) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestSessionTimeout(t *testing.T) {
+	for raw, want := range map[string]time.Duration{
+		``:                          DefaultSessionTimeout,
+		`,"sessionTimeout":"1s"`:    time.Second,
+		`,"sessionTimeout":"1m30s"`: 90 * time.Second,
+		`,"sessionTimeout":"30m"`:   30 * time.Minute,
+	} {
+		src, err := newSource(json.RawMessage(`{"brokers":["a:1"],"topic":"t"` + raw + `}`))
+		if err != nil {
+			t.Errorf("config with %s: %v", raw, err)
+			continue
+		}
+		if src.session != want {
+			t.Errorf("config with %s: session timeout %s, want %s", raw, src.session, want)
+		}
 	}
 }
 

@@ -22,6 +22,10 @@
 // not yet delivered (all concurrency slots busy, or its previous batch
 // still in flight) is not fetched from until the batch is taken.
 //
+// A node that crashes stays a member of the group until its session times
+// out (Config.SessionTimeout, 45 s by default): meanwhile its partitions
+// wait. A node that stops cleanly leaves the group at once.
+//
 // On a rebalance, a revoked partition's in-flight batch may finish and
 // commit (for at most 30 s, then it is cancelled and redelivered by the new
 // owner); its undelivered records are dropped and refetched by the new
@@ -62,8 +66,9 @@ const commitTimeout = 10 * time.Second
 
 // Source consumes one Kafka topic as a member of a consumer group.
 type Source struct {
-	cfg    Config
-	source string // the CloudEvents source
+	cfg     Config
+	source  string        // the CloudEvents source
+	session time.Duration // the group session timeout
 
 	lagEvery   time.Duration // between lag probes
 	probeWait  time.Duration // bounds one probe
@@ -151,6 +156,8 @@ func (c *consumer) clientOpts() []kgo.Opt {
 		kgo.ConsumeTopics(c.src.cfg.Topic),
 		kgo.ConsumeResetOffset(start),
 		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(c.src.session),
+		kgo.HeartbeatInterval(min(maxHeartbeat, c.src.session/3)),
 		// Revocations run between polls, never while a poll's records
 		// are being handed to the workers.
 		kgo.BlockRebalanceOnPoll(),

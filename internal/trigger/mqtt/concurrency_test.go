@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"path"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,72 +153,6 @@ func topics(n int) (root string, out []string) {
 		out = append(out, root+"/"+string(rune('a'+i)))
 	}
 	return root, out
-}
-
-func TestParallelismGrowsWithBacklog(t *testing.T) {
-	root, tps := topics(4)
-	sink := newGateSink(true)
-	o := triggertest.Options(5, 20*time.Millisecond)
-	o.Concurrency = 4
-	stop := run(t, source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
-
-	// One message alone is one batch, delivered once the window passed.
-	publish(t, tps[0], 100, 101)
-	sink.wait(t, "the lone message's batch", func() bool { return len(sink.batches) == 1 })
-	sink.mu.Lock()
-	if n := len(sink.batches[0]); n != 1 || sink.peak != 1 {
-		t.Errorf("a lone message went out in a batch of %d with %d in flight, want a batch of 1 alone", n, sink.peak)
-	}
-	sink.mu.Unlock()
-
-	// A backlog over four topics fills every worker while the function
-	// blocks: the first topic's lane is busy, the three others each get a
-	// batch out.
-	publishTopics(t, tps, 5)
-	sink.wait(t, "4 batches in flight at once", func() bool { return sink.active == 4 })
-	sink.open()
-	sink.wait(t, "all 21 messages", func() bool { return len(sink.seen) == 21 })
-	triggertest.WaitFor(t, "21 acknowledged", func() bool { return o.Status.View().Delivered >= 21 })
-	stop()
-	if sink.overlap != "" {
-		t.Errorf("topic %s had two batches out at once with orderBy topic", sink.overlap)
-	}
-	for tp, msgs := range byTopic(sink.messages()) {
-		for _, m := range msgs {
-			if m.Key != tp {
-				t.Fatalf("message on %s has key %q, want the topic", tp, m.Key)
-			}
-		}
-	}
-}
-
-func TestOrderPerTopicWithConcurrency(t *testing.T) {
-	root, tps := topics(4)
-	sink := newGateSink(true)
-	o := triggertest.Options(5, 0)
-	o.Concurrency = 4
-	stop := run(t, source(t, brokerAddr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
-	publishTopics(t, tps, 150)
-	// Hold the first batches until every worker has one, so that batches
-	// of different topics are provably delivered in parallel.
-	sink.wait(t, "4 batches in flight at once", func() bool { return sink.active == 4 })
-	sink.open()
-	sink.wait(t, "all 600 messages", func() bool { return len(sink.seen) == 600 })
-	triggertest.WaitFor(t, "600 acknowledged", func() bool { return o.Status.View().Delivered >= 600 })
-	stop()
-	if sink.overlap != "" {
-		t.Errorf("topic %s had two batches out at once, want one per topic", sink.overlap)
-	}
-	groups := byTopic(sink.messages())
-	if len(groups) != 4 {
-		t.Fatalf("messages of %d topics, want 4", len(groups))
-	}
-	for tp, msgs := range groups {
-		t.Run(path.Base(tp), func(t *testing.T) { triggertest.InOrder(t, msgs) })
-		if len(msgs) != 150 {
-			t.Errorf("%s: delivered %d messages, want 150 (no duplicates without failures)", tp, len(msgs))
-		}
-	}
 }
 
 func TestOrderByNone(t *testing.T) {
@@ -385,36 +318,6 @@ func TestFailureAmongConcurrentBatches(t *testing.T) {
 		if m.Subject == sink.topic && string(m.Data) == sink.body && m.Extensions["redelivered"] != true {
 			t.Errorf("%s delivered with redelivered=%v, want true (the broker sent it again)", m.Data, m.Extensions["redelivered"])
 		}
-	}
-}
-
-func TestLostConnectionConcurrent(t *testing.T) {
-	root, tps := topics(4)
-	proxy := triggertest.NewProxy(t, brokerAddr())
-	var cut sync.Once
-	var didCut atomic.Bool
-	sink := &triggertest.Sink{Delay: time.Millisecond, Fail: func(batch []trigger.Message) error {
-		for _, m := range batch {
-			if m.Subject == tps[2] && string(m.Data) == triggertest.Body(100) {
-				cut.Do(func() {
-					proxy.Cut() // mid-batch, with other batches out: their acknowledgements are lost
-					didCut.Store(true)
-				})
-			}
-		}
-		return nil
-	}}
-	o := triggertest.Options(10, 5*time.Millisecond)
-	o.Concurrency = 4
-	stop := run(t, source(t, proxy.Addr(), root+"/+", "nimbus-test-"+randomID()), sink, o)
-	publishTopics(t, tps, 250)
-	triggertest.WaitFor(t, "an Error status after the cut", func() bool { return didCut.Load() && o.Status.View().State == trigger.StateError })
-	proxy.Restore()
-	triggertest.WaitFor(t, "all 1000 messages", func() bool { return distinct(sink.Messages()) >= 1000 })
-	triggertest.WaitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
-	stop()
-	for tp, group := range byTopic(sink.Messages()) {
-		t.Run(path.Base(tp), func(t *testing.T) { triggertest.InOrder(t, group) })
 	}
 }
 

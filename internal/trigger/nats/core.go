@@ -25,7 +25,13 @@ func (r *run) core(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nats subscribe %s: %w", r.src.cfg.Subject, err)
 	}
-	if r.nc.IsConnected() {
+	// Active once the server has the subscription: a flush is a round
+	// trip. While the server is unreachable, the subscription is made on
+	// connect, and the connect handler reports Active then; it may run
+	// late, so it may do so only once the flush is over.
+	err = r.nc.FlushTimeout(r.src.probeWait)
+	r.subscribed.Store(true)
+	if err == nil || r.nc.IsConnected() {
 		r.opts.Status.Connected()
 	}
 	ln.Work(ctx, r.opts.Concurrency, func(_ string, batch []*held) { r.deliverCore(ctx, batch) })

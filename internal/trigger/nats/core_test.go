@@ -3,8 +3,8 @@ package nats
 import (
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -42,47 +42,6 @@ func warmUp(t *testing.T, nc *nats.Conn, subject string, sinks ...*triggertest.S
 	})
 }
 
-func TestCoreDelivers(t *testing.T) {
-	url := shared(t)
-	nc, _ := connect(t, url)
-	subject := unique("nimbustest") + ".events"
-	sink := triggertest.NewCheckSink(10)
-	opts := options("g-core", 10, 4)
-	start(t, testSource(t, Config{URL: url, Subject: subject}), sink, opts)
-	warmUp(t, nc, subject, sink.Sink)
-
-	for i := range 1000 {
-		if err := nc.Publish(subject, fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "1000 messages", waitLong, func() bool { return countBodies(sink.Messages(), `{"n":`) >= 1000 })
-	sink.Check(t)
-	ids := map[string]bool{}
-	for _, m := range sink.Messages() {
-		if m.Source != "nats://127.0.0.1:4222/"+subject && strings.HasPrefix(url, "nats://127.0.0.1:4222") {
-			t.Errorf("source = %q", m.Source)
-		}
-		if m.Type != EventType || m.Subject != subject || m.Key != subject || m.ID == "" || ids[m.ID] {
-			t.Fatalf("message %+v: want type %s, subject and key %s, a unique id", m, EventType, subject)
-		}
-		ids[m.ID] = true
-		want := "application/octet-stream"
-		if strings.HasPrefix(string(m.Data), "{") {
-			want = "application/json"
-		}
-		if m.DataContentType != want {
-			t.Errorf("%s: content type %q, want %q", m.Data, m.DataContentType, want)
-		}
-	}
-	if got := countBodies(sink.Messages(), `{"n":`); got != 1000 {
-		t.Errorf("delivered %d, want 1000", got)
-	}
-	if v := opts.Status.View(); v.State != trigger.StateActive || v.Lag != nil {
-		t.Errorf("status = %+v, want Active without lag", v)
-	}
-}
-
 func TestCoreQueueGroupSplits(t *testing.T) {
 	url := shared(t)
 	nc, _ := connect(t, url)
@@ -104,57 +63,6 @@ func TestCoreQueueGroupSplits(t *testing.T) {
 	if x+y != 1000 || x == 0 || y == 0 {
 		t.Errorf("queue members got %d and %d messages, want a split of 1000", x, y)
 	}
-}
-
-func TestCoreRetriesFailedDelivery(t *testing.T) {
-	url := shared(t)
-	nc, _ := connect(t, url)
-	subject := unique("nimbustest") + ".retry"
-	var calls atomic.Int64
-	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
-		if strings.HasPrefix(string(batch[0].Data), "{") && calls.Add(1) <= 3 {
-			return triggertest.ErrRefused
-		}
-		return nil
-	}}
-	start(t, testSource(t, Config{URL: url, Subject: subject}), sink, options("g-retry", 100, 1))
-	warmUp(t, nc, subject, sink)
-	for i := range 50 {
-		if err := nc.Publish(subject, fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "50 messages after retries", waitLong, func() bool { return countBodies(sink.Messages(), `{"n":`) >= 50 })
-	if calls.Load() < 4 {
-		t.Errorf("sink called %d times for the data, want 3 failures and a success", calls.Load())
-	}
-}
-
-func TestCoreReportsDisconnectAndReconnects(t *testing.T) {
-	url := shared(t)
-	nc, _ := connect(t, url)
-	proxy := triggertest.NewProxy(t, strings.TrimPrefix(url, "nats://"))
-	subject := unique("nimbustest") + ".proxy"
-	sink := &triggertest.Sink{}
-	opts := options("g-proxy", 10, 1)
-	start(t, testSource(t, Config{URL: "nats://" + proxy.Addr(), Subject: subject}), sink, opts)
-	warmUp(t, nc, subject, sink)
-
-	proxy.Cut()
-	waitFor(t, "the Error state", waitLong, func() bool { return opts.Status.View().State == trigger.StateError })
-	if v := opts.Status.View(); !strings.Contains(v.Reason, "disconnected") && !strings.Contains(v.Reason, "connect") {
-		t.Errorf("reason = %q, want the disconnection", v.Reason)
-	}
-	proxy.Restore()
-	waitFor(t, "Active again", waitLong, func() bool { return opts.Status.View().State == trigger.StateActive })
-	// The subscription is re-established on reconnect.
-	waitFor(t, "a message after the reconnect", waitLong, func() bool {
-		if countBodies(sink.Messages(), "after") > 0 {
-			return true
-		}
-		_ = nc.Publish(subject, []byte("after"))
-		return false
-	})
 }
 
 func TestUnreachableServerShowsInStatus(t *testing.T) {
@@ -180,6 +88,33 @@ func TestRunWithoutGroupFails(t *testing.T) {
 		err := testSource(t, cfg).Run(t.Context(), &triggertest.Sink{}, trigger.Options{})
 		if err == nil || !strings.Contains(err.Error(), "no ") {
 			t.Errorf("Run(%+v) without a group = %v, want an error", cfg, err)
+		}
+	}
+}
+
+// TestCoreActiveMeansSubscribed checks that a core NATS source reports
+// Active only once the server has its subscription: a message published
+// as soon as the state is Active is delivered (core NATS keeps nothing for
+// late subscribers).
+func TestCoreActiveMeansSubscribed(t *testing.T) {
+	url := startEmbedded(t).url()
+	nc, _ := connect(t, url)
+	for i := range 20 {
+		subject := unique("nimbustest") + ".active"
+		sink := &triggertest.Sink{}
+		opts := options("g-active", 1, 1)
+		r := start(t, testSource(t, Config{URL: url, Subject: subject}), sink, opts)
+		for deadline := time.Now().Add(waitLong); opts.Status.View().State != trigger.StateActive; {
+			if time.Now().After(deadline) {
+				t.Fatal("never Active")
+			}
+		}
+		if err := nc.Publish(subject, []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		sink.WaitDistinct(t, 1, 10*time.Second)
+		if err := r.stop(); err != nil {
+			t.Fatalf("run %d: %v", i, err)
 		}
 	}
 }

@@ -221,20 +221,3 @@ func waitLag(t testing.TB, st *trigger.Status, want int64) {
 		return v.Lag != nil && *v.Lag == want
 	})
 }
-
-// checkOrder fails unless each key's messages first arrive in stream
-// sequence order.
-func checkOrder(t testing.TB, msgs []trigger.Message) {
-	t.Helper()
-	last := make(map[string]uint64)
-	for _, m := range msgs {
-		seq := m.Extensions["sequence"].(uint64)
-		if prev, ok := last[m.Key]; ok && seq <= prev {
-			if seq < prev {
-				t.Errorf("subject %s: sequence %d delivered after %d", m.Key, seq, prev)
-			}
-			continue
-		}
-		last[m.Key] = seq
-	}
-}

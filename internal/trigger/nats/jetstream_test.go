@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,93 +14,6 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/triggertest"
 )
-
-func TestJetStreamDeliversEveryMessageInSubjectOrder(t *testing.T) {
-	url := shared(t)
-	_, js := connect(t, url)
-	name, prefix := stream(t, js, jetstream.MemoryStorage)
-	publish(t, js, prefix, 0, 600, 8)
-	sink := triggertest.NewCheckSink(10)
-	opts := options(unique("g"), 10, 4)
-	start(t, testSource(t, Config{URL: url, Stream: name, StartPosition: StartTrimHorizon}), sink, opts)
-	publish(t, js, prefix, 600, 400, 8)
-
-	sink.WaitDistinct(t, 1000, waitLong)
-	sink.Check(t)
-	msgs := sink.Messages()
-	if len(msgs) != 1000 {
-		t.Errorf("delivered %d messages, want 1000 (no redeliveries without failures)", len(msgs))
-	}
-	checkOrder(t, msgs)
-	waitLag(t, opts.Status, 0)
-	if v := opts.Status.View(); v.State != trigger.StateActive {
-		t.Errorf("status = %+v, want Active", v)
-	}
-}
-
-func TestJetStreamMessageFields(t *testing.T) {
-	url := shared(t)
-	_, js := connect(t, url)
-	name, prefix := stream(t, js, jetstream.MemoryStorage)
-	ack, err := js.Publish(t.Context(), prefix+".a", []byte(`{"id":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(t.Context(), prefix+".b", []byte("raw")); err != nil {
-		t.Fatal(err)
-	}
-	sink := &triggertest.Sink{}
-	cfg := Config{URL: url, Stream: name, Subject: prefix + ".*", Consumer: unique("c"), StartPosition: StartTrimHorizon}
-	start(t, testSource(t, cfg), sink, options("ignored", 10, 1))
-	sink.WaitDistinct(t, 2, waitLong)
-
-	for _, m := range sink.Messages() {
-		seq, _ := strconv.ParseUint(m.ID, 10, 64)
-		wantType, wantSubject := "application/json", prefix+".a"
-		if seq != ack.Sequence {
-			wantType, wantSubject = "application/octet-stream", prefix+".b"
-		}
-		if m.Type != EventType || m.Subject != wantSubject || m.Key != wantSubject || m.DataContentType != wantType {
-			t.Errorf("message %s: type %q subject %q key %q content type %q", m.ID, m.Type, m.Subject, m.Key, m.DataContentType)
-		}
-		if !strings.HasSuffix(m.Source, "/"+name) || m.Time.IsZero() {
-			t.Errorf("message %s: source %q time %v", m.ID, m.Source, m.Time)
-		}
-		if m.Extensions["stream"] != name || m.Extensions["sequence"] != seq {
-			t.Errorf("message %s: extensions %v", m.ID, m.Extensions)
-		}
-	}
-}
-
-func TestJetStreamFailedDeliveryIsRedelivered(t *testing.T) {
-	url := shared(t)
-	_, js := connect(t, url)
-	name, prefix := stream(t, js, jetstream.MemoryStorage)
-	publish(t, js, prefix, 0, 100, 4)
-	var mu sync.Mutex
-	failed := map[string]bool{}
-	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, m := range batch {
-			if n, _ := strconv.Atoi(m.ID); n%7 == 0 && !failed[m.ID] {
-				failed[m.ID] = true
-				return triggertest.ErrRefused
-			}
-		}
-		return nil
-	}}
-	opts := options(unique("g"), 5, 4)
-	start(t, testSource(t, Config{URL: url, Stream: name, StartPosition: StartTrimHorizon}), sink, opts)
-	sink.WaitDistinct(t, 100, waitLong)
-	mu.Lock()
-	nFailed := len(failed)
-	mu.Unlock()
-	if nFailed == 0 {
-		t.Fatal("no batch failed")
-	}
-	waitLag(t, opts.Status, 0)
-}
 
 func TestJetStreamNodesShareTheConsumer(t *testing.T) {
 	url := shared(t)

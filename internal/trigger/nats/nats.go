@@ -39,8 +39,10 @@
 //
 // # Status
 //
-// Disconnections and failed reconnects show as the Error state with the
-// reason; the client reconnects forever. A JetStream source reports lag
+// A core NATS source is Active once the server has its subscription, so
+// a message published from then on reaches it. Disconnections and failed
+// reconnects show as the Error state with the reason; the client
+// reconnects forever. A JetStream source reports lag
 // every 10 s: the consumer's messages not yet delivered plus those
 // delivered and not yet acknowledged (NumPending + NumAckPending). Core
 // NATS has no backlog to report.
@@ -81,6 +83,12 @@ type Source struct {
 }
 
 var _ trigger.Source = (*Source)(nil)
+
+var _ trigger.Redactor = (*Source)(nil)
+
+// Secrets implements trigger.Redactor: the credentials (user and password,
+// or a token) of the url's servers.
+func (s *Source) Secrets() trigger.Secrets { return trigger.Secrets{URLs: []string{"url"}} }
 
 // Config returns the validated configuration (defaults filled in).
 func (s *Source) Config() Config { return s.cfg }
@@ -144,6 +152,10 @@ type run struct {
 	name    string // queue group or durable consumer
 	nc      *nats.Conn
 	closing atomic.Bool
+	// subscribed is set once a core NATS subscription is made: before
+	// that, a connection alone is not Active (a message published then
+	// would reach no one).
+	subscribed atomic.Bool
 }
 
 // connect dials the server; while it is unreachable the client keeps
@@ -155,7 +167,11 @@ func (r *run) connect() (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(r.src.reconnectWait),
-		nats.ConnectHandler(func(*nats.Conn) { st.Connected() }),
+		nats.ConnectHandler(func(*nats.Conn) {
+			if r.src.cfg.JetStream() || r.subscribed.Load() {
+				st.Connected()
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			r.log.Info("nats reconnected")
 			st.Connected()

@@ -129,6 +129,11 @@ type Source struct {
 
 var _ trigger.Source = (*Source)(nil)
 
+var _ trigger.Redactor = (*Source)(nil)
+
+// Secrets implements trigger.Redactor: the url's credentials.
+func (s *Source) Secrets() trigger.Secrets { return trigger.Secrets{URLs: []string{"url"}} }
+
 // New is the trigger.Factory of RabbitMQ triggers: it decodes and validates
 // raw. Errors are nimbus.ErrInvalid user errors naming the field.
 func New(raw json.RawMessage) (trigger.Source, error) {

@@ -6,12 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -201,33 +198,9 @@ func TestPrefetch(t *testing.T) {
 	}
 }
 
-func TestThousandMessages(t *testing.T) {
-	c := broker(t)
-	q := queue(t, c)
-	publish(t, c, q, 0, 1000)
-	sink := &triggertest.Sink{}
-	o := triggertest.Options(50, 10*time.Millisecond)
-	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
-	sink.WaitDistinct(t, 1000, 20*time.Second)
-	triggertest.WaitFor(t, "1000 acknowledged", func() bool { return o.Status.View().Delivered == 1000 })
-	stop()
-	msgs := sink.Messages()
-	if len(msgs) != 1000 {
-		t.Errorf("delivered %d messages, want 1000 (no duplicates without failures)", len(msgs))
-	}
-	triggertest.InOrder(t, msgs)
-	for _, b := range sink.Batches() {
-		if len(b) > 50 {
-			t.Fatalf("batch of %d, want at most 50", len(b))
-		}
-	}
-	v := o.Status.View()
-	if v.Delivered != 1000 || v.Lag == nil {
-		t.Errorf("status = %+v, want 1000 delivered and a lag", v)
-	}
-}
-
-func TestMessageFields(t *testing.T) {
+// TestMessageProperties checks what becomes of the AMQP properties (the
+// suite checks messages without them).
+func TestMessageProperties(t *testing.T) {
 	c := broker(t)
 	q := queue(t, c)
 	ch, err := c.Channel()
@@ -237,8 +210,7 @@ func TestMessageFields(t *testing.T) {
 	defer ch.Close()
 	at := time.Unix(1700000000, 0)
 	pubs := []amqp.Publishing{
-		{Body: []byte(`{"a":1}`), MessageId: "id-1", Timestamp: at, CorrelationId: "c1"},
-		{Body: []byte{0xff, 0x00}},
+		{Body: []byte(`{"a":1}`), MessageId: "id-1", Timestamp: at, CorrelationId: "c1", ReplyTo: "r", AppId: "app", Type: "t", UserId: "guest"},
 		{Body: []byte("hello"), ContentType: "text/plain"},
 	}
 	for _, p := range pubs {
@@ -248,177 +220,26 @@ func TestMessageFields(t *testing.T) {
 	}
 	sink := &triggertest.Sink{}
 	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
-	sink.WaitDistinct(t, 3, 10*time.Second)
+	sink.WaitDistinct(t, 2, 10*time.Second)
 	stop()
 	m := sink.Messages()
-	if m[0].ID != "id-1" || !m[0].Time.Equal(at) || m[0].DataContentType != "application/json" ||
-		m[0].Extensions["correlationid"] != "c1" {
-		t.Errorf("message 0 = %+v", m[0])
+	want := map[string]any{"correlationid": "c1", "replyto": "r", "appid": "app", "messagetype": "t", "userid": "guest"}
+	if m[0].ID != "id-1" || !m[0].Time.Equal(at) || m[0].DataContentType != "application/json" {
+		t.Errorf("message 0 = %+v, want the message id, the timestamp, JSON", m[0])
 	}
-	if m[1].DataContentType != "application/octet-stream" || m[1].ID == "" || m[1].ID == m[2].ID {
-		t.Errorf("message 1 = %+v", m[1])
-	}
-	if m[2].DataContentType != "text/plain" {
-		t.Errorf("message 2 content type = %q, want text/plain", m[2].DataContentType)
-	}
-	want := "rabbitmq://127.0.0.1:5672/" + q
-	if !strings.HasPrefix(brokerURL(), "amqp://guest:guest@127.0.0.1:5672/") {
-		want = m[0].Source
-	}
-	for _, x := range m {
-		if x.Source != want || x.Type != EventType || x.Subject != q || x.Key != "" || x.Extensions["redelivered"] != false {
-			t.Errorf("message = %+v, want source %s, type %s, subject %s and no key", x, want, EventType, q)
+	for k, v := range want {
+		if m[0].Extensions[k] != v {
+			t.Errorf("extension %s = %v, want %v", k, m[0].Extensions[k], v)
 		}
 	}
-}
-
-func TestDeliverFailureRedelivers(t *testing.T) {
-	c := broker(t)
-	q := queue(t, c)
-	publish(t, c, q, 0, 100)
-	var failures atomic.Int32
-	sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
-		for _, m := range batch {
-			if string(m.Data) == triggertest.Body(42) && failures.Add(1) <= 2 {
-				return triggertest.ErrRefused
-			}
-		}
-		return nil
-	}}
-	o := triggertest.Options(10, 5*time.Millisecond)
-	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, o)
-	sink.WaitDistinct(t, 100, 20*time.Second)
-	stop()
-	if failures.Load() < 3 {
-		t.Errorf("batch with %s was tried %d times, want 3 (two refusals)", triggertest.Body(42), failures.Load())
+	if m[1].DataContentType != "text/plain" || m[1].Extensions["correlationid"] != nil {
+		t.Errorf("message 1 = %+v, want content type text/plain and no correlation id", m[1])
 	}
-	msgs := sink.Messages()
-	triggertest.InOrder(t, msgs)
-	for _, m := range msgs {
-		if string(m.Data) == triggertest.Body(42) && m.Extensions["redelivered"] != true {
-			t.Errorf("%s delivered with redelivered=%v, want true", m.Data, m.Extensions["redelivered"])
-		}
-	}
-}
-
-func TestBatching(t *testing.T) {
-	c := broker(t)
-	t.Run("size", func(t *testing.T) {
-		q := queue(t, c)
-		publish(t, c, q, 0, 20)
-		sink := &triggertest.Sink{}
-		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(5, time.Hour))
-		sink.WaitDistinct(t, 20, 10*time.Second)
-		stop()
-		for _, b := range sink.Batches() {
-			if len(b) != 5 {
-				t.Errorf("batch of %d, want 5 (a full batch ends the window)", len(b))
-			}
-		}
-	})
-	t.Run("window", func(t *testing.T) {
-		q := queue(t, c)
-		publish(t, c, q, 0, 3)
-		sink := &triggertest.Sink{}
-		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(100, 20*time.Millisecond))
-		sink.WaitDistinct(t, 3, 10*time.Second)
-		stop()
-		if n := len(sink.Messages()); n != 3 {
-			t.Errorf("delivered %d, want 3 in batches smaller than 100 once the window ended", n)
-		}
-	})
-}
-
-func TestLostConnection(t *testing.T) {
-	for _, concurrency := range []int{1, 4} {
-		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) {
-			c := broker(t)
-			q := queue(t, c)
-			publish(t, c, q, 0, 1000)
-			uri, err := amqp.ParseURI(brokerURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxy := triggertest.NewProxy(t, net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
-			var cut atomic.Bool
-			sink := &triggertest.Sink{Fail: func(batch []trigger.Message) error {
-				for _, m := range batch {
-					if string(m.Data) == triggertest.Body(300) && !cut.Swap(true) {
-						proxy.Cut() // mid-batch: this batch's ack is lost
-					}
-				}
-				return nil
-			}}
-			o := triggertest.Options(20, 5*time.Millisecond)
-			o.Concurrency = concurrency
-			stop := triggertest.Run(t, source(t, proxyURL(t, proxy), q), sink, o)
-			triggertest.WaitFor(t, "an Error status after the cut", func() bool { return o.Status.View().State == trigger.StateError })
-			if sink.Distinct() >= 1000 {
-				t.Fatal("everything was delivered before the cut")
-			}
-			proxy.Restore()
-			sink.WaitDistinct(t, 1000, 20*time.Second)
-			triggertest.WaitFor(t, "an Active status", func() bool { return o.Status.View().State == trigger.StateActive })
-			stop()
-			if concurrency == 1 {
-				triggertest.InOrder(t, sink.Messages())
-			}
-		})
-	}
-}
-
-func proxyURL(t testing.TB, p *triggertest.Proxy) string {
-	t.Helper()
-	uri, err := amqp.ParseURI(brokerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := net.SplitHostPort(p.Addr())
-	uri.Host, uri.Port = host, mustAtoi(port)
-	return uri.String()
 }
 
 func mustAtoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
-}
-
-func TestCrashRedelivers(t *testing.T) {
-	c := broker(t)
-	q := queue(t, c)
-	publish(t, c, q, 0, 200)
-	refuse := func([]trigger.Message) error { return triggertest.ErrRefused }
-	for name, sink := range map[string]*blockSink{"blocked": {}, "failing": {fail: refuse}} {
-		sink.entered = make(chan struct{})
-		stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
-		select {
-		case <-sink.entered:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s sink never called", name)
-		}
-		stop() // a crash: nothing was acknowledged
-	}
-	sink := &triggertest.Sink{}
-	stop := triggertest.Run(t, source(t, brokerURL(), q), sink, triggertest.Options(10, 0))
-	sink.WaitDistinct(t, 200, 20*time.Second)
-	stop()
-	triggertest.InOrder(t, sink.Messages())
-}
-
-// blockSink blocks until ctx ends, or fails with fail when set.
-type blockSink struct {
-	entered chan struct{}
-	once    sync.Once
-	fail    func([]trigger.Message) error
-}
-
-func (s *blockSink) Deliver(ctx context.Context, batch []trigger.Message) error {
-	s.once.Do(func() { close(s.entered) })
-	if s.fail != nil {
-		return s.fail(batch)
-	}
-	<-ctx.Done()
-	return ctx.Err()
 }
 
 func TestQueueMissing(t *testing.T) {

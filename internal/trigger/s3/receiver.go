@@ -182,6 +182,11 @@ type Source struct {
 
 var _ trigger.Source = (*Source)(nil)
 
+var _ trigger.Redactor = (*Source)(nil)
+
+// Secrets implements trigger.Redactor: the secret notifications must carry.
+func (s *Source) Secrets() trigger.Secrets { return trigger.Secrets{Values: []string{"secret"}} }
+
 // Run registers the trigger until ctx ends, then unregisters it (waiting
 // for the deliveries in flight) and returns nil.
 func (s *Source) Run(ctx context.Context, sink trigger.Sink, opts trigger.Options) error {

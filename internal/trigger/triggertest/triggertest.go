@@ -1,7 +1,10 @@
-// Package triggertest helps test trigger sources: a Sink that records what it
-// is given and can be told to fail or block, and a TCP proxy that a test can
-// sever to play a lost connection or a broker restart without touching the
-// shared broker.
+// Package triggertest helps test trigger sources: RunSourceSuite, the
+// conformance suite every message source runs through a Harness of its own
+// (1,000 in and out, batching, redelivery after failures, crashes and lost
+// connections, dead letters, parallelism, message fields); a Sink that
+// records what it is given and can be told to fail or block; and a TCP
+// proxy that a test can sever to play a lost connection or a broker
+// restart without touching the shared broker.
 package triggertest
 
 import (
