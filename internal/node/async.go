@@ -138,6 +138,9 @@ func (n *Node) closeAsync(ctx context.Context) {
 		}
 	}
 	if n.async.backend != nil {
+		// Its own few seconds, past the grace: it frees the claims held.
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
 		if err := n.async.backend.Close(ctx); err != nil {
 			n.log.Warn("close the async backend", nimbus.LogErr, err)
 		}

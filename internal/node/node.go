@@ -403,17 +403,16 @@ func (n *Node) closeParts(ctx context.Context) {
 		n.cancel()
 	}
 	n.wg.Wait()
-	n.closeTriggers()
+	bounded, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	n.closeTriggers(bounded)
 	n.closeAsync(ctx)
-	bounded := func(f func(context.Context) error, what string) {
-		c, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		defer cancel()
-		if err := f(c); err != nil {
-			n.log.Warn("close "+what, nimbus.LogErr, err)
-		}
-	}
 	if n.engine != nil {
-		bounded(n.engine.Close, "engine")
+		engineCtx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		if err := n.engine.Close(engineCtx); err != nil {
+			n.log.Warn("close engine", nimbus.LogErr, err)
+		}
+		cancel()
 	}
 	if n.sandbox != nil {
 		if err := n.sandbox.Close(); err != nil {

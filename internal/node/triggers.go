@@ -127,9 +127,11 @@ func (n *Node) s3API() api.S3Receiver {
 
 // closeTriggers stops every trigger's source; messages in flight are not
 // acknowledged, so they are delivered again.
-func (n *Node) closeTriggers() {
+func (n *Node) closeTriggers(ctx context.Context) {
 	if n.triggers.manager != nil {
-		_ = n.triggers.manager.Close(context.Background()) // waits for every source: no error
+		if err := n.triggers.manager.Close(ctx); err != nil {
+			n.log.Warn("close triggers", nimbus.LogErr, err)
+		}
 	}
 }
 

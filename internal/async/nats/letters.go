@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -45,12 +46,15 @@ func (l *letters) Bury(ctx context.Context, dl *nimbus.DeadLetter) error {
 // which costs the page.
 func (l *letters) Letters(ctx context.Context, fn string, after uint64, limit int) ([]nimbus.DeadLetter, error) {
 	subj := l.b.names.dlqSubj + fn
-	info, err := l.dlq.Info(ctx, jetstream.WithSubjectFilter(subj))
+	last, err := l.dlq.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, l.unavailable(err)
 	}
-	if info.State.Subjects[subj] == 0 {
-		return nil, nil
+	if last.Sequence <= after {
+		return nil, nil // nothing after the marker: no need to wait for one
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}}
 	if after > 0 {
@@ -63,7 +67,7 @@ func (l *letters) Letters(ctx context.Context, fn string, after uint64, limit in
 	var out []nimbus.DeadLetter
 	for len(out) < limit {
 		m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
 			break
 		}
 		if err != nil {
@@ -80,7 +84,7 @@ func (l *letters) Letters(ctx context.Context, fn string, after uint64, limit in
 				out = append(out, dl)
 			}
 		}
-		if md.NumPending == 0 {
+		if md.NumPending == 0 || md.Sequence.Stream >= last.Sequence {
 			break
 		}
 	}
