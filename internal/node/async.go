@@ -32,7 +32,7 @@ func (n *Node) openAsync(ctx context.Context) error {
 	b, err := asyncnats.Open(ctx, asyncnats.Config{
 		JS: n.store.JetStream(), NC: n.store.Conn(), Prefix: n.cfg.NATSPrefix,
 		IndexDir: filepath.Join(n.cfg.DataDir, "async"), NodeID: id,
-		Retention: n.cfg.AsyncRetention, ClaimTTL: n.cfg.AsyncAckWait, Logger: n.log,
+		Retention: n.cfg.AsyncRetention, ClaimTTL: n.cfg.AsyncAckWait, Health: n.store.Healthy, Logger: n.log,
 	})
 	if err != nil {
 		return err

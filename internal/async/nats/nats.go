@@ -60,6 +60,9 @@ type Config struct {
 	ClaimTTL time.Duration
 	// WriteTimeout bounds the wait for the store to confirm a write.
 	WriteTimeout time.Duration
+	// Health, when set, says why the store cannot write now (nil: it can):
+	// writes then fail at once rather than after the write timeout.
+	Health func() error
 	Now          func() time.Time
 	Logger       *slog.Logger
 }
@@ -144,6 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b := &Backend{cfg: cfg, log: cfg.Logger, names: newNames(cfg.Prefix)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.w = newWriter(cfg.JS, MaxEvent(cfg.NC), cfg.WriteTimeout, cfg.Logger, b.committed)
+	b.w.health = cfg.Health
 	var err error
 	if b.queue, err = openQueue(ctx, b); err == nil {
 		if b.records, err = openRecords(ctx, b); err == nil {

@@ -24,8 +24,8 @@ import (
 type queue struct {
 	b       *Backend
 	events  jetstream.Stream
-	claims  jetstream.KeyValue
-	boot    string // this run of the node
+	claims  jetstream.KeyValue // mu; see bucket
+	boot    string             // this run of the node
 	sub     *nats.Subscription
 	wakeups chan string
 
@@ -85,12 +85,8 @@ func openQueue(ctx context.Context, b *Backend) (*queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", b.names.events, err)
 	}
-	q.claims, err = b.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: b.names.claims, History: 1, Storage: jetstream.MemoryStorage, TTL: 2 * b.cfg.ClaimTTL,
-		Description: "Nimbus async claims: which node holds which queue message",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claims bucket %s: %w", b.names.claims, err)
+	if err := q.openClaims(ctx); err != nil {
+		return nil, err
 	}
 	if err := q.freeOwnClaims(ctx); err != nil {
 		return nil, err
@@ -103,23 +99,61 @@ func openQueue(ctx context.Context, b *Backend) (*queue, error) {
 	return q, nil
 }
 
+// openClaims creates (or finds) the claims bucket. It is in memory: a
+// restart of the server that holds it (the embedded one, after a full
+// disk) loses it, and the queue makes it again.
+func (q *queue) openClaims(ctx context.Context) error {
+	kv, err := q.b.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: q.b.names.claims, History: 1, Storage: jetstream.MemoryStorage, TTL: 2 * q.b.cfg.ClaimTTL,
+		Description: "Nimbus async claims: which node holds which queue message",
+	})
+	if err != nil {
+		return fmt.Errorf("claims bucket %s: %w", q.b.names.claims, err)
+	}
+	q.mu.Lock()
+	q.claims = kv
+	q.mu.Unlock()
+	return nil
+}
+
+// claimsGone makes the claims bucket again when err says it is gone; ok:
+// try again.
+func (q *queue) claimsGone(ctx context.Context, err error) (ok bool) {
+	// A write to a bucket that is gone finds no stream to answer it.
+	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrBucketNotFound) &&
+		!errors.Is(err, jetstream.ErrNoStreamResponse) && !strings.Contains(err.Error(), "stream not found") {
+		return false
+	}
+	if err := q.openClaims(ctx); err != nil {
+		q.b.log.Warn("async: make the claims bucket again", nimbus.LogErr, err)
+		return false
+	}
+	return true
+}
+
+func (q *queue) bucket() jetstream.KeyValue {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.claims
+}
+
 // freeOwnClaims deletes the claims a previous run of this node left: that
 // run died without releasing them, and waiting for them to lapse would hold
 // its events back for a claim's lifetime.
 func (q *queue) freeOwnClaims(ctx context.Context) error {
-	keys, err := q.claims.ListKeys(ctx)
+	keys, err := q.bucket().ListKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("list claims: %w", err)
 	}
 	freed := 0
 	for key := range keys.Keys() {
-		e, err := q.claims.Get(ctx, key)
+		e, err := q.bucket().Get(ctx, key)
 		if err != nil {
 			continue
 		}
 		var l lease
 		if json.Unmarshal(e.Value(), &l) == nil && l.Node == q.b.cfg.NodeID && l.Boot != q.boot {
-			if q.claims.Delete(ctx, key, jetstream.LastRevision(e.Revision())) == nil {
+			if q.bucket().Delete(ctx, key, jetstream.LastRevision(e.Revision())) == nil {
 				freed++
 			}
 		}
@@ -286,31 +320,46 @@ func notBefore(evs []*async.Event) time.Time {
 // (its node stopped renewing it) or that a previous run of this node left.
 // It returns nil and the claim's end when a live node holds it.
 func (q *queue) take(ctx context.Context, fn string, seq uint64, now time.Time) (*held, time.Time, error) {
-	key := strconv.FormatUint(seq, 10)
-	val := q.lease(now)
-	rev, err := q.claims.Create(ctx, key, val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		e, gerr := q.claims.Get(ctx, key)
-		if gerr != nil {
-			return nil, now.Add(time.Second), nil // gone or unreadable: look again soon
-		}
-		var l lease
-		if json.Unmarshal(e.Value(), &l) == nil && l.Until.After(now) && (l.Node != q.b.cfg.NodeID || l.Boot == q.boot) {
-			return nil, l.Until, nil
-		}
-		rev, err = q.claims.Update(ctx, key, val, e.Revision())
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, now.Add(q.b.cfg.ClaimTTL), nil // another node was quicker
-		}
+	rev, until, err := q.takeOnce(ctx, seq, now)
+	if err != nil && q.claimsGone(ctx, err) {
+		rev, until, err = q.takeOnce(ctx, seq, now)
 	}
 	if err != nil {
 		return nil, time.Time{}, q.unavailable("claim a queue message", err)
+	}
+	if rev == 0 {
+		return nil, until, nil
 	}
 	h := &held{fn: fn, seq: seq, rev: rev}
 	q.mu.Lock()
 	q.held[seq] = h
 	q.mu.Unlock()
 	return h, time.Time{}, nil
+}
+
+// takeOnce tries to claim seq: its new revision, or 0 and until when the
+// claim of a live node holds it.
+func (q *queue) takeOnce(ctx context.Context, seq uint64, now time.Time) (uint64, time.Time, error) {
+	kv := q.bucket()
+	key := strconv.FormatUint(seq, 10)
+	val := q.lease(now)
+	rev, err := kv.Create(ctx, key, val)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return rev, time.Time{}, err
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return 0, now.Add(time.Second), nil // gone or unreadable: look again soon
+	}
+	var l lease
+	if json.Unmarshal(e.Value(), &l) == nil && l.Until.After(now) && (l.Node != q.b.cfg.NodeID || l.Boot == q.boot) {
+		return 0, l.Until, nil
+	}
+	rev, err = kv.Update(ctx, key, val, e.Revision())
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, now.Add(q.b.cfg.ClaimTTL), nil // another node was quicker
+	}
+	return rev, time.Time{}, err
 }
 
 func (q *queue) lease(now time.Time) []byte {
@@ -401,8 +450,9 @@ func (q *queue) dropClaimCtx(ctx context.Context, h *held) error {
 	q.mu.Lock()
 	rev := h.rev
 	q.mu.Unlock()
-	err := q.claims.Delete(ctx, strconv.FormatUint(h.seq, 10), jetstream.LastRevision(rev))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+	err := q.bucket().Delete(ctx, strconv.FormatUint(h.seq, 10), jetstream.LastRevision(rev))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) &&
+		!q.claimsGone(ctx, err) {
 		return q.unavailable("release a claim", err)
 	}
 	return nil
@@ -431,27 +481,63 @@ func (q *queue) renew(ctx context.Context) {
 	}
 	q.mu.Unlock()
 	for _, h := range hs {
-		q.mu.Lock()
-		rev := h.rev
-		q.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, q.b.cfg.WriteTimeout)
-		nrev, err := q.claims.Update(rctx, strconv.FormatUint(h.seq, 10), q.lease(q.b.cfg.Now()), rev)
+		rev, lost, err := q.renewOne(rctx, h)
 		cancel()
 		q.mu.Lock()
 		switch {
-		case err == nil:
-			h.rev = nrev
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) ||
-			errors.Is(err, jetstream.ErrKeyNotFound):
+		case lost:
 			h.lost = true
 			delete(q.held, h.seq)
 			q.b.log.Warn("async: a claim was taken over by another node; its events may run twice",
 				nimbus.LogFunction, h.fn, "seq", h.seq)
-		default:
+		case err != nil:
 			q.b.log.Warn("async: renew a claim", nimbus.LogFunction, h.fn, "seq", h.seq, nimbus.LogErr, err)
+		default:
+			h.rev = rev
 		}
 		q.mu.Unlock()
 	}
+}
+
+// renewOne extends h. A claim whose entry is gone (the claims bucket was
+// lost with a server restart, or it lapsed unseen) is made again; lost
+// reports one that another node holds now.
+func (q *queue) renewOne(ctx context.Context, h *held) (rev uint64, lost bool, err error) {
+	q.mu.Lock()
+	cur := h.rev
+	q.mu.Unlock()
+	key := strconv.FormatUint(h.seq, 10)
+	val := q.lease(q.b.cfg.Now())
+	rev, err = q.bucket().Update(ctx, key, val, cur)
+	if err != nil && q.claimsGone(ctx, err) {
+		rev, err = q.bucket().Create(ctx, key, val)
+		return rev, errors.Is(err, jetstream.ErrKeyExists), ignoreExists(err)
+	}
+	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+		return rev, false, err
+	}
+	e, gerr := q.bucket().Get(ctx, key)
+	switch {
+	case errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted):
+		rev, err = q.bucket().Create(ctx, key, val)
+		return rev, errors.Is(err, jetstream.ErrKeyExists), ignoreExists(err)
+	case gerr != nil:
+		return 0, false, gerr
+	}
+	var l lease
+	if json.Unmarshal(e.Value(), &l) != nil || l.Node != q.b.cfg.NodeID || l.Boot != q.boot {
+		return 0, true, nil
+	}
+	rev, err = q.bucket().Update(ctx, key, val, e.Revision())
+	return rev, false, err
+}
+
+func ignoreExists(err error) error {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	return err
 }
 
 // Pending implements async.Queue.

@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,7 +23,12 @@ type records struct {
 	b     *Backend
 	idx   *taskindex.Index
 	stops chan string
-	cc    jetstream.ConsumeContext
+
+	mu     sync.Mutex
+	cc     jetstream.ConsumeContext // the stream follower
+	gen    int                      // its generation: a failed apply starts another
+	failed chan struct{}            // closed when the follower of gen failed
+	behind bool                     // refollow runs
 }
 
 // sweepEvery is how often records past the retention leave the index (the
@@ -81,12 +87,17 @@ func (r *records) follow(ctx context.Context, info *jetstream.StreamInfo) error 
 	if last <= seq {
 		once.Do(func() { close(caught) })
 	}
-	r.cc, err = cons.Consume(func(m jetstream.Msg) {
+	r.mu.Lock()
+	r.gen++
+	gen, failed := r.gen, make(chan struct{})
+	r.failed = failed
+	r.mu.Unlock()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
 			return
 		}
-		r.apply(m.Data(), md.Sequence.Stream)
+		r.apply(gen, m.Data(), md.Sequence.Stream)
 		if md.Sequence.Stream >= last {
 			once.Do(func() { close(caught) })
 		}
@@ -94,29 +105,79 @@ func (r *records) follow(ctx context.Context, info *jetstream.StreamInfo) error 
 	if err != nil {
 		return fmt.Errorf("follow the task stream: %w", err)
 	}
+	r.mu.Lock()
+	r.cc = cc
+	r.mu.Unlock()
 	select {
 	case <-caught:
 		return nil
+	case <-failed:
+		return errors.New("load task records: the index could not take them")
 	case <-ctx.Done():
-		r.cc.Stop()
+		cc.Stop()
 		return fmt.Errorf("load task records: %w", ctx.Err())
 	}
 }
 
-// apply merges a batch of records from the stream.
-func (r *records) apply(data []byte, seq uint64) {
+// apply merges a batch of records from the stream. When the index cannot
+// take it (its disk is full), following stops and starts again, from
+// where the index stands, once it can: no record is skipped.
+func (r *records) apply(gen int, data []byte, seq uint64) {
+	r.mu.Lock()
+	current := gen == r.gen
+	r.mu.Unlock()
+	if !current {
+		return // a follower given up after a failure
+	}
 	var recs []*nimbus.Task
 	if err := json.Unmarshal(data, &recs); err != nil {
 		r.b.log.Warn("async: skip an unreadable task record batch", "seq", seq, nimbus.LogErr, err)
 		recs = nil
 	}
-	recs = valid(recs)
-	changed, err := r.idx.Apply(recs, seq)
+	changed, err := r.idx.Apply(valid(recs), seq)
 	if err != nil {
-		r.b.log.Error("async: index task records", "seq", seq, nimbus.LogErr, err)
+		r.b.log.Error("async: index task records; following the task stream again once the index takes them",
+			"seq", seq, nimbus.LogErr, err)
+		r.mu.Lock()
+		if gen == r.gen {
+			r.gen++ // this follower's later batches are ignored
+			r.cc.Stop()
+			close(r.failed)
+			if !r.behind {
+				r.behind = true
+				r.b.goBackground(r.refollow)
+			}
+		}
+		r.mu.Unlock()
 		return
 	}
 	r.notifyStops(changed)
+}
+
+// refollow follows the stream again after a failed apply, trying until it
+// works or the backend closes.
+func (r *records) refollow(ctx context.Context) {
+	wait := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+		st, err := r.b.cfg.JS.Stream(ctx, r.b.names.tasks)
+		if err == nil {
+			err = r.follow(ctx, st.CachedInfo())
+		}
+		if err == nil {
+			r.mu.Lock()
+			r.behind = false
+			r.mu.Unlock()
+			r.b.log.Info("async: the task index follows the task stream again")
+			return
+		}
+		r.b.log.Warn("async: follow the task stream again", nimbus.LogErr, err)
+	}
 }
 
 func valid(recs []*nimbus.Task) []*nimbus.Task {
@@ -223,10 +284,14 @@ func (r *records) sweepLoop(ctx context.Context) {
 // close stops following the stream, waits (within ctx) until no record is
 // being applied, and closes the index.
 func (r *records) close(ctx context.Context) error {
-	if r.cc != nil {
-		r.cc.Stop()
+	r.mu.Lock()
+	cc := r.cc
+	r.gen++
+	r.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
 		select {
-		case <-r.cc.Closed():
+		case <-cc.Closed():
 		case <-ctx.Done():
 			return fmt.Errorf("async: stop following the task stream: %w", ctx.Err())
 		}

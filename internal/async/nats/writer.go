@@ -29,6 +29,9 @@ type writer struct {
 	log      *slog.Logger
 	// committed is told the subjects of every round stored.
 	committed func(subjects []string)
+	// health, when set, fails a round at once while the store cannot
+	// write.
+	health func() error
 
 	reqs chan writeReq
 	quit chan struct{}
@@ -159,6 +162,16 @@ type batch struct {
 // records exceed maxBytes), published together, then waits for every ack
 // until the write timeout.
 func (w *writer) commit(round []writeReq) {
+	if w.health != nil {
+		if err := w.health(); err != nil {
+			for _, r := range round {
+				if r.done != nil {
+					r.done <- err
+				}
+			}
+			return
+		}
+	}
 	msgs := w.pack(round)
 	for _, m := range msgs {
 		m.fut, m.err = w.js.PublishMsgAsync(&nats.Msg{Subject: m.reqs[0].subject, Data: m.body},

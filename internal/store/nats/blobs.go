@@ -38,8 +38,13 @@ func checkDigest(d string) error {
 // blobs is a store.Blobs on a JetStream object store: the object name is
 // the blob's digest.
 type blobs struct {
-	obs jetstream.ObjectStore
+	obs    jetstream.ObjectStore
+	health func() error // nil, or why writes fail now (Store.Healthy)
 }
+
+// blobWriteTimeout bounds a Put or Delete whose context has no deadline:
+// a store that cannot write must not hold a deploy for good.
+const blobWriteTimeout = 2 * time.Minute
 
 var _ store.Blobs = (*blobs)(nil)
 
@@ -47,6 +52,14 @@ var _ store.Blobs = (*blobs)(nil)
 // its digest unless a blob with that digest exists already. Errors: those
 // of r and of the store.
 func (b *blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
+	if err := b.health(); err != nil {
+		return "", 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, blobWriteTimeout)
+		defer cancel()
+	}
 	f, err := os.CreateTemp("", "nimbus-blob-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("blob put: %w", err)
@@ -66,13 +79,13 @@ func (b *blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 		return digest, size, nil // content-addressed: it is the same blob
 	}
 	if !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
+		return "", 0, storeErr("blob put "+digest, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
 	}
 	if _, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: digest}, f); err != nil {
-		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
+		return "", 0, storeErr("blob put "+digest, err)
 	}
 	return digest, size, nil
 }
@@ -96,7 +109,7 @@ func (b *blobs) Get(ctx context.Context, digest string) (io.ReadCloser, error) {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			return nil, fmt.Errorf("blob get %s: %w", digest, nimbus.ErrNotFound)
 		}
-		return nil, fmt.Errorf("blob get %s: %w", digest, err)
+		return nil, storeErr("blob get "+digest, err)
 	}
 	return &blobReader{ObjectResult: res, cancel: cancel}, nil
 }
@@ -119,6 +132,14 @@ func (b *blobs) Delete(ctx context.Context, digest string) error {
 	if err := checkDigest(digest); err != nil {
 		return err
 	}
+	if err := b.health(); err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, blobWriteTimeout)
+		defer cancel()
+	}
 	// The object store "deletes" a deleted object again without error;
 	// check that it exists first.
 	_, err := b.obs.GetInfo(ctx, digest)
@@ -129,7 +150,7 @@ func (b *blobs) Delete(ctx context.Context, digest string) error {
 		return fmt.Errorf("blob delete %s: %w", digest, nimbus.ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("blob delete %s: %w", digest, err)
+		return storeErr("blob delete "+digest, err)
 	}
 	return nil
 }

@@ -31,7 +31,8 @@ func checkKey(key string) error {
 // leaves a delete marker as the key's only message, so the value is gone,
 // the key is not listed, and Create may write the key again.
 type kv struct {
-	kv jetstream.KeyValue
+	kv     jetstream.KeyValue
+	health func() error // nil, or why writes fail now (Store.Healthy)
 }
 
 var _ store.KV = (*kv)(nil)
@@ -47,7 +48,7 @@ func (k *kv) Get(ctx context.Context, key string) (store.Entry, error) {
 		return store.Entry{}, fmt.Errorf("kv get %q: %w", key, nimbus.ErrNotFound)
 	}
 	if err != nil {
-		return store.Entry{}, fmt.Errorf("kv get %q: %w", key, err)
+		return store.Entry{}, storeErr(fmt.Sprintf("kv get %q", key), err)
 	}
 	return store.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
 }
@@ -58,12 +59,15 @@ func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, erro
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
+	if err := k.health(); err != nil {
+		return 0, err
+	}
 	rev, err := k.kv.Create(ctx, key, value)
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("kv create %q: %w", key, nimbus.ErrConflict)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("kv create %q: %w", key, err)
+		return 0, storeErr(fmt.Sprintf("kv create %q", key), err)
 	}
 	return rev, nil
 }
@@ -75,6 +79,9 @@ func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
+	if err := k.health(); err != nil {
+		return 0, err
+	}
 	if rev == 0 {
 		// JetStream reads an expected revision of 0 as "must not exist".
 		return 0, fmt.Errorf("kv update %q: revision 0: %w", key, nimbus.ErrPreconditionFailed)
@@ -84,7 +91,7 @@ func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (
 		return 0, fmt.Errorf("kv update %q: %w", key, nimbus.ErrPreconditionFailed)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("kv update %q: %w", key, err)
+		return 0, storeErr(fmt.Sprintf("kv update %q", key), err)
 	}
 	return next, nil
 }
@@ -94,9 +101,12 @@ func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
+	if err := k.health(); err != nil {
+		return 0, err
+	}
 	rev, err := k.kv.Put(ctx, key, value)
 	if err != nil {
-		return 0, fmt.Errorf("kv put %q: %w", key, err)
+		return 0, storeErr(fmt.Sprintf("kv put %q", key), err)
 	}
 	return rev, nil
 }
@@ -105,6 +115,9 @@ func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 // bad key.
 func (k *kv) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := k.health(); err != nil {
 		return err
 	}
 	// JetStream writes a delete marker whether or not the key exists; tie
@@ -116,12 +129,12 @@ func (k *kv) Delete(ctx context.Context, key string) error {
 			return fmt.Errorf("kv delete %q: %w", key, nimbus.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("kv delete %q: %w", key, err)
+			return storeErr(fmt.Sprintf("kv delete %q", key), err)
 		}
 		err = k.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 		if !isWrongRevision(err) {
 			if err != nil {
-				return fmt.Errorf("kv delete %q: %w", key, err)
+				return storeErr(fmt.Sprintf("kv delete %q", key), err)
 			}
 			return nil
 		}
@@ -136,7 +149,7 @@ func (k *kv) Keys(ctx context.Context) ([]string, error) {
 		return []string{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kv keys: %w", err)
+		return nil, storeErr("kv keys", err)
 	}
 	return keys, nil // sorted and deduplicated by jetstream
 }
@@ -148,7 +161,7 @@ func (k *kv) Keys(ctx context.Context) ([]string, error) {
 func (k *kv) Watch(ctx context.Context) (<-chan store.Entry, error) {
 	w, err := k.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 	if err != nil {
-		return nil, fmt.Errorf("kv watch: %w", err)
+		return nil, storeErr("kv watch", err)
 	}
 	out := make(chan store.Entry, 64)
 	go func() {

@@ -34,14 +34,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/store"
@@ -125,7 +128,7 @@ func splitListen(addr string) (string, int, error) {
 type Store struct {
 	cfg   Config
 	log   *slog.Logger
-	srv   *server.Server // nil in remote mode
+	proc  *inProcess // the embedded server; nil in remote mode
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	blobs *blobs
@@ -136,6 +139,13 @@ type Store struct {
 
 	mu  sync.Mutex
 	kvs map[string]*kv // by full bucket name
+
+	// The embedded server's health (health.go).
+	healthMu    sync.Mutex
+	unhealthy   error
+	stopMonitor context.CancelFunc
+	monitorDone chan struct{}
+	restarts    atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -168,6 +178,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if s.proc != nil {
+		mctx, cancel := context.WithCancel(context.Background())
+		s.stopMonitor, s.monitorDone = cancel, make(chan struct{})
+		go s.monitor(mctx)
+	}
 	return s, nil
 }
 
@@ -196,9 +211,11 @@ func (s *Store) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.srv = srv
+		s.proc = &inProcess{srv: srv}
 		url = srv.ClientURL()
-		opts = append(opts, nats.InProcessServer(srv))
+		// Reconnect at once to a server restarted after a full disk.
+		opts = append(opts, nats.InProcessServer(s.proc), nats.ReconnectWait(50*time.Millisecond),
+			nats.ReconnectJitter(0, 0))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -211,6 +228,16 @@ func (s *Store) connect(ctx context.Context) error {
 	}
 	s.nc, s.js = nc, js
 	return nil
+}
+
+// diskSize is the size of dir's file system (0, JetStream's default, when
+// it cannot be read).
+func diskSize(dir string) int64 {
+	var st unix.Statfs_t
+	if err := os.MkdirAll(dir, 0o755); err != nil || unix.Statfs(dir, &st) != nil {
+		return 0
+	}
+	return int64(st.Blocks) * st.Bsize
 }
 
 // startServer starts an embedded server with JetStream and waits until it
@@ -226,6 +253,10 @@ func startServer(ctx context.Context, cfg Config, log *slog.Logger) (*server.Ser
 		NoLog:      true,
 		// Room for a 1 MB async event and its envelope in one message.
 		MaxPayload: 8 << 20,
+		// The disk is the limit: by default JetStream takes 75 % of the
+		// space free when it starts, once, and refuses writes past that
+		// for good, even when space is freed later.
+		JetStreamMaxStore: diskSize(cfg.DataDir),
 	}
 	if cfg.Listen != "" {
 		host, port, err := splitListen(cfg.Listen)
@@ -280,7 +311,7 @@ func (s *Store) openBlobs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open object store %s: %w", name, err)
 	}
-	s.blobs = &blobs{obs: obs}
+	s.blobs = &blobs{obs: obs, health: s.Healthy}
 	return nil
 }
 
@@ -324,7 +355,7 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if err != nil {
 		return nil, fmt.Errorf("open kv bucket %s: %w", name, err)
 	}
-	k := &kv{kv: b}
+	k := &kv{kv: b, health: s.Healthy}
 	s.kvs[name] = k
 	return k, nil
 }
@@ -343,12 +374,12 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 // mode with Config.Listen, and "" for an embedded server without listener.
 func (s *Store) ClientURL() string {
 	switch {
-	case s.srv == nil:
+	case s.proc == nil || s.proc.server() == nil:
 		return s.cfg.URL
 	case s.cfg.Listen == "":
 		return ""
 	}
-	addr, ok := s.srv.Addr().(*net.TCPAddr)
+	addr, ok := s.proc.server().Addr().(*net.TCPAddr)
 	if !ok {
 		return ""
 	}
@@ -361,6 +392,7 @@ func (s *Store) ClientURL() string {
 // the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopMonitoring()
 		if err := s.nc.Drain(); err != nil {
 			s.nc.Close()
 		}
@@ -374,10 +406,21 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// stopMonitoring stops the health checks (and so any restart).
+func (s *Store) stopMonitoring() {
+	if s.stopMonitor != nil {
+		s.stopMonitor()
+		<-s.monitorDone
+		s.stopMonitor = nil
+	}
+}
+
 func (s *Store) shutdownServer() {
-	if s.srv != nil {
-		s.srv.Shutdown()
-		s.srv.WaitForShutdown()
+	s.stopMonitoring()
+	if s.proc != nil && s.proc.server() != nil {
+		srv := s.proc.server()
+		srv.Shutdown()
+		srv.WaitForShutdown()
 	}
 }
 
