@@ -63,8 +63,8 @@ type Config struct {
 	// Health, when set, says why the store cannot write now (nil: it can):
 	// writes then fail at once rather than after the write timeout.
 	Health func() error
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Defaults.
