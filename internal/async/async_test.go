@@ -417,9 +417,15 @@ func TestFairnessAcrossFunctions(t *testing.T) {
 	}
 }
 
+// TestTwoNodesShareTheWork: events submitted to one node run on both once
+// that node has more than it can run at once (any node may claim any
+// function's next event), and each runs once.
 func TestTwoNodesShareTheWork(t *testing.T) {
 	prefix := nodetest.SharedNATSPrefix(t)
-	shared := func(c *node.Config) { c.NATSURL, c.NATSPrefix = nodetest.SharedNATS, prefix }
+	shared := func(c *node.Config) {
+		c.NATSURL, c.NATSPrefix = nodetest.SharedNATS, prefix
+		c.AsyncConcurrency = 2
+	}
 	a := start(t, shared)
 	b := start(t, shared)
 	a.deploy("shared")

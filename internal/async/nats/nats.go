@@ -4,7 +4,7 @@
 //
 // Storage, named after the store prefix p (streams) and P (its case kept):
 //
-//   - P_ASYNC (limits, file), subject p.async.ev.<function>: the queue. A
+//   - P_QUEUE (limits, file), subject p.async.q.<function>: the queue. A
 //     message holds a batch of events: writes are committed in groups, so
 //     one fsync covers every event that arrived meanwhile. A message stays
 //     until each of its events has a durable outcome; then it is deleted.
@@ -24,7 +24,9 @@
 // The queue needs no JetStream consumer: a node reads a function's next
 // message with a direct get by subject and takes it with a claim, so the
 // number of functions is not bounded by the server's consumer limits and
-// costs nothing while they are idle.
+// costs nothing while they are idle. (Nimbus before this design kept the
+// queue in P_ASYNC, a work queue with a consumer per function; Open moves
+// what it still holds into P_QUEUE and deletes it.)
 package nats
 
 import (
@@ -109,14 +111,15 @@ type names struct {
 	events, tasks, dlq, claims string // streams and the claims bucket
 	evSubj, taskSubj, dlqSubj  string // subject prefixes, ending in "."
 	wake                       string
+	oldEvents, oldEvSubj       string // the queue of the previous design
 }
 
 func newNames(prefix string) names {
 	p := strings.ToLower(prefix)
 	return names{
-		events: prefix + "_ASYNC", tasks: prefix + "_TASKS", dlq: prefix + "_DLQ", claims: prefix + "_async_claims",
-		evSubj: p + ".async.ev.", taskSubj: p + ".async.task.", dlqSubj: p + ".async.dlq.",
-		wake: p + ".async.wake",
+		events: prefix + "_QUEUE", tasks: prefix + "_TASKS", dlq: prefix + "_DLQ", claims: prefix + "_async_claims",
+		evSubj: p + ".async.q.", taskSubj: p + ".async.task.", dlqSubj: p + ".async.dlq.",
+		wake: p + ".async.wake", oldEvents: prefix + "_ASYNC", oldEvSubj: p + ".async.ev.",
 	}
 }
 

@@ -1,6 +1,7 @@
 package nats_test
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -83,4 +84,40 @@ func TestSuiteSharedNATS(t *testing.T) {
 	asynctest.Run(t, harness(func(t *testing.T) (string, string) {
 		return nodetest.SharedNATS, nodetest.SharedNATSPrefix(t)
 	}))
+}
+
+// TestMigratesThePreviousQueue: events left in the previous design's work
+// queue (with its consumer per function) are moved into the queue at Open.
+func TestMigratesThePreviousQueue(t *testing.T) {
+	s, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	js := s.JetStream()
+	old, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "nimbus_ASYNC", Subjects: []string{"nimbus.async.ev.>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.CreateOrUpdateConsumer(t.Context(), jetstream.ConsumerConfig{Durable: "fn-legacy",
+		FilterSubject: "nimbus.async.ev.legacy", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	batch := `[{"id":"a","fn":"legacy","p":{"n":1},"c":"2026-12-01T00:00:00Z"},{"id":"b","fn":"legacy","p":{"n":2},"c":"2026-12-01T00:00:00Z"}]`
+	if _, err := js.Publish(t.Context(), "nimbus.async.ev.legacy", []byte(batch)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := asyncnats.Open(t.Context(), asyncnats.Config{JS: js, NC: s.Conn(), IndexDir: t.TempDir(), NodeID: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(t.Context())
+	c, _, err := b.Claim(t.Context(), "legacy")
+	if err != nil || c == nil || len(c.Events) != 2 || c.Events[1].ID != "b" || string(c.Events[1].Payload) != `{"n":2}` {
+		t.Fatalf("claimed %+v, %v; want the two migrated events", c, err)
+	}
+	if _, err := js.Stream(t.Context(), "nimbus_ASYNC"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the previous queue is still there: %v", err)
+	}
 }

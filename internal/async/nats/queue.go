@@ -88,6 +88,9 @@ func openQueue(ctx context.Context, b *Backend) (*queue, error) {
 	if err := q.openClaims(ctx); err != nil {
 		return nil, err
 	}
+	if err := q.migrate(ctx); err != nil {
+		return nil, err
+	}
 	if err := q.freeOwnClaims(ctx); err != nil {
 		return nil, err
 	}
@@ -97,6 +100,49 @@ func openQueue(ctx context.Context, b *Backend) (*queue, error) {
 	}
 	b.goBackground(q.renewLoop)
 	return q, nil
+}
+
+// migrate moves the events left in the previous design's queue (a work
+// queue stream with a consumer per function) into this one and deletes
+// it. Each message is published with an id of its own, so a migration cut
+// short and done again moves nothing twice.
+func (q *queue) migrate(ctx context.Context) error {
+	old, err := q.b.cfg.JS.Stream(ctx, q.b.names.oldEvents)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for the previous queue %s: %w", q.b.names.oldEvents, err)
+	}
+	info := old.CachedInfo()
+	if info.Config.Retention != jetstream.WorkQueuePolicy {
+		return fmt.Errorf("stream %s is not Nimbus's previous async queue; remove it or choose another --nats-prefix", q.b.names.oldEvents)
+	}
+	moved := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := old.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("migrate the previous queue: %w", err)
+		}
+		fn, ok := strings.CutPrefix(m.Subject, q.b.names.oldEvSubj)
+		if !ok {
+			continue
+		}
+		_, err = q.b.cfg.JS.Publish(ctx, q.b.names.evSubj+fn, m.Data,
+			jetstream.WithMsgID(fmt.Sprintf("migrate-%s-%d", info.Created.UTC().Format(time.RFC3339Nano), seq)))
+		if err != nil {
+			return fmt.Errorf("migrate the previous queue: %w", err)
+		}
+		moved++
+	}
+	if err := q.b.cfg.JS.DeleteStream(ctx, q.b.names.oldEvents); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delete the previous queue: %w", err)
+	}
+	q.b.log.Info("async: moved the previous design's queue", "stream", q.b.names.oldEvents, "messages", moved)
+	return nil
 }
 
 // openClaims creates (or finds) the claims bucket. It is in memory: a
