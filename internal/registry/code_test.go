@@ -243,3 +243,25 @@ func zipOf(t *testing.T, name, content string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestCollectReplacedCode: the package a code update replaced, which
+// nothing deleted before the collection, goes once it is old enough.
+func TestCollectReplacedCode(t *testing.T) {
+	clock := &testClock{now: time.Now()}
+	blobs := newClockBlobs(clock)
+	r := openTestRegistry(t, Config{KV: mem.NewKV(), Blobs: blobs, Code: readyCode{}, Runtimes: []string{"python3.11"},
+		Limits: codepkg.DefaultLimits(), Now: clock.Now})
+	createNamed(t, r, "f")
+	old, _ := r.Get(t.Context(), "f")
+	updated, err := r.UpdateCode(t.Context(), "f", otherZip(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := collect(t, r); n != 0 || !blobs.has(t, old.CodeSHA256) {
+		t.Errorf("a collection deleted a package replaced moments ago (%d deleted)", n)
+	}
+	clock.add(CodeMinAge + time.Second)
+	if n := collect(t, r); n != 1 || blobs.has(t, old.CodeSHA256) || !blobs.has(t, updated.CodeSHA256) {
+		t.Errorf("collection: %d deleted; want the replaced package gone and the current one kept", n)
+	}
+}
