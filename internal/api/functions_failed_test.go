@@ -32,9 +32,8 @@ func (brokenDisk) Ensure(context.Context, string) (string, error) {
 func TestFailedFunction(t *testing.T) {
 	st := mem.New()
 	kv, _ := st.KV(t.Context(), "functions")
-	reg := registry.New(registry.Config{KV: kv, Blobs: st.Blobs(), Code: brokenDisk{},
+	reg := openRegistry(t, registry.Config{KV: kv, Blobs: st.Blobs(), Code: brokenDisk{},
 		Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()})
-	defer reg.Close()
 	srv := httptest.NewServer(api.New(api.Config{Registry: reg, Invoker: echoInvoker{}}))
 	defer srv.Close()
 	base := srv.URL + "/2015-03-31/functions"

@@ -83,33 +83,20 @@ func (s *Server) functionsList(w http.ResponseWriter, r *http.Request) error {
 		}
 		maxItems = n
 	}
-	fns, err := s.reg.List(r.Context())
+	marker := q.Get("Marker")
+	if !validMarker(marker) {
+		return nimbus.Invalidf("Marker %q is not a marker returned by ListFunctions", marker)
+	}
+	fns, more, err := s.reg.Page(r.Context(), marker, maxItems)
 	if err != nil {
 		return err
 	}
-	start := 0
-	if m := q.Get("Marker"); m != "" {
-		start = -1
-		for i, fn := range fns {
-			if fn.Name > m {
-				start = i
-				break
-			}
-		}
-		if start < 0 {
-			start = len(fns)
-		}
-		if !validMarker(m) {
-			return nimbus.Invalidf("Marker %q is not a marker returned by ListFunctions", m)
-		}
-	}
-	resp := listFunctionsResponse{Functions: []functionConfiguration{}}
-	end := min(start+maxItems, len(fns))
-	for _, fn := range fns[start:end] {
+	resp := listFunctionsResponse{Functions: make([]functionConfiguration, 0, len(fns))}
+	for _, fn := range fns {
 		resp.Functions = append(resp.Functions, s.configuration(fn))
 	}
-	if end < len(fns) {
-		next := fns[end-1].Name
+	if more && len(fns) > 0 {
+		next := fns[len(fns)-1].Name
 		resp.NextMarker = &next
 	}
 	return writeJSON(w, http.StatusOK, resp)

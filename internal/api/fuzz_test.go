@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
@@ -28,9 +29,25 @@ func newMemServer(tb testing.TB, dir string) http.Handler {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(cache.Close)
-	reg := registry.New(registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "provided.al2023"}, Limits: lim})
-	tb.Cleanup(reg.Close)
+	reg := openRegistry(tb, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "provided.al2023"}, Limits: lim})
 	return api.New(api.Config{Registry: reg, Invoker: echoInvoker{}, MaxCodeBody: 2 << 20})
+}
+
+// openRegistry opens a registry and closes it when the test ends.
+func openRegistry(tb testing.TB, cfg registry.Config) *registry.Registry {
+	tb.Helper()
+	reg, err := registry.Open(tb.Context(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := reg.Close(ctx); err != nil {
+			tb.Error(err)
+		}
+	})
+	return reg
 }
 
 // echoInvoker answers every invoke with its payload.

@@ -41,8 +41,7 @@ func newURLServer(t *testing.T, inv api.Invoker) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(cache.Close)
-	reg := registry.New(registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "http"}, Limits: lim})
-	t.Cleanup(reg.Close)
+	reg := openRegistry(t, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "http"}, Limits: lim})
 	h := api.New(api.Config{Registry: reg, Invoker: inv})
 	zip := nodetest.Zip(t, map[string]string{"app.py": pyEcho, "bootstrap": "#!/bin/sh\n"})
 	for name, rt := range map[string]string{"py": "python3.11", "web": "http"} {

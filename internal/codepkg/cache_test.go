@@ -76,6 +76,16 @@ func (f *fakeBlobs) Delete(_ context.Context, digest string) error {
 	return nil
 }
 
+func (f *fakeBlobs) List(context.Context) ([]store.BlobInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]store.BlobInfo, 0, len(f.blobs))
+	for d, b := range f.blobs {
+		out = append(out, store.BlobInfo{Digest: d, Size: int64(len(b))})
+	}
+	return out, nil
+}
+
 // logCounter is a slog.Handler that counts records by message.
 type logCounter struct {
 	mu   sync.Mutex

@@ -231,9 +231,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	for i, rt := range rts {
 		ids[i] = rt.ID
 	}
-	n.registry = registry.New(registry.Config{
+	n.registry, err = registry.Open(ctx, registry.Config{
 		KV: kv, Blobs: n.store.Blobs(), Code: cache, Runtimes: ids, Limits: lim, Logger: log,
 	})
+	if err != nil {
+		return nil, err
+	}
 	logs := engine.NewLogStore(0, 0)
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
@@ -269,16 +272,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.pruneLoop(bg, cache)
-	}()
 	if err := n.registry.Resume(ctx); err != nil {
 		log.Warn("resume preparations", nimbus.LogErr, err)
 	}
 	n.warmProvisioned(ctx)
-	n.pruneCode(ctx, cache)
+	n.wg.Go(func() { n.pruneLoop(bg, cache) })
 	return n, nil
 }
 
@@ -318,31 +316,45 @@ func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
 
 // warmProvisioned starts the warm minimum of functions that have one.
 func (n *Node) warmProvisioned(ctx context.Context) {
-	fns, err := n.registry.List(ctx)
-	if err != nil {
-		n.log.Warn("list functions", nimbus.LogErr, err)
-		return
-	}
-	for _, fn := range fns {
+	err := n.registry.Walk(ctx, func(fn *nimbus.Function) bool {
 		if fn.ProvisionedConcurrency > 0 {
 			n.engine.Refresh(fn.Name, fn)
 		}
+		return true
+	})
+	if err != nil {
+		n.log.Warn("list functions", nimbus.LogErr, err)
 	}
 }
 
-// pruneInterval is how often unused unpacked code is removed.
+// pruneInterval is how often unused unpacked code and unused stored code
+// packages are removed.
 const pruneInterval = 5 * time.Minute
 
+// pruneLoop prunes at once, then every pruneInterval, until ctx ends.
 func (n *Node) pruneLoop(ctx context.Context, cache *codepkg.Cache) {
 	t := time.NewTicker(pruneInterval)
 	defer t.Stop()
 	for {
+		n.pruneCode(ctx, cache)
+		n.collectCode(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n.pruneCode(ctx, cache)
 		}
+	}
+}
+
+// collectCode deletes the stored code packages no function uses (those
+// whose delete failed, or whose create stopped half way).
+func (n *Node) collectCode(ctx context.Context) {
+	removed, err := n.registry.CollectCode(ctx)
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("collect unused code packages", nimbus.LogErr, err)
+	}
+	if removed > 0 {
+		n.log.Info("collected unused code packages", "removed", removed)
 	}
 }
 
@@ -420,7 +432,11 @@ func (n *Node) closeParts(ctx context.Context) {
 		}
 	}
 	if n.registry != nil {
-		n.registry.Close()
+		closeCtx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		if err := n.registry.Close(closeCtx); err != nil {
+			n.log.Warn("close registry", nimbus.LogErr, err)
+		}
+		cancel()
 	}
 	if n.cache != nil {
 		n.cache.Close()

@@ -34,9 +34,24 @@ func (readyCode) Prepare(context.Context, string, []byte) (string, error) { retu
 func (readyCode) Ensure(context.Context, string) (string, error)          { return "/code", nil }
 
 func newTestRegistry(t *testing.T, kv store.KV, blobs store.Blobs) *Registry {
-	r := New(Config{KV: kv, Blobs: blobs, Code: readyCode{}, Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()})
-	t.Cleanup(r.Close)
-	waitFor(t, func() bool { r.cache.mu.Lock(); defer r.cache.mu.Unlock(); return r.cache.live })
+	t.Helper()
+	return openTestRegistry(t, Config{KV: kv, Blobs: blobs, Code: readyCode{}, Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()})
+}
+
+// openTestRegistry opens a registry and closes it when the test ends.
+func openTestRegistry(t *testing.T, cfg Config) *Registry {
+	t.Helper()
+	r, err := Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("open registry: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.Close(ctx); err != nil {
+			t.Errorf("close registry: %v", err)
+		}
+	})
 	return r
 }
 

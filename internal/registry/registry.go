@@ -7,10 +7,11 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"sync"
@@ -42,7 +43,8 @@ type Config struct {
 	Now      func() time.Time // defaults to time.Now
 }
 
-// Registry is the function catalogue.
+// Registry is the function catalogue. Open starts it (with a load of every
+// function and a watch of the bucket) and Close stops it.
 type Registry struct {
 	cfg Config
 	log *slog.Logger
@@ -51,33 +53,64 @@ type Registry struct {
 
 	mu        sync.Mutex
 	listeners []func(name string)
-	wg        sync.WaitGroup // background preparations
+	// uploading counts, per digest, the creates and code updates of this
+	// node between storing their package and writing their function: the
+	// package is not garbage yet.
+	codeMu    sync.Mutex
+	uploading map[string]int // under codeMu
+	closed    bool
+	wg        sync.WaitGroup // the watch and background preparations
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
 
-// New returns a Registry.
-func New(cfg Config) *Registry {
+// Open returns a Registry holding every function in memory: it loads them
+// and watches the bucket for changes until Close.
+func Open(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, cache: newFnCache()}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.watch(ctx)
-	}()
-	return r
+	bg, cancel := context.WithCancel(context.Background())
+	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bg, cancel: cancel, cache: newFnCache(), uploading: make(map[string]int)}
+	loaded := make(chan error, 1)
+	var once sync.Once
+	report := func(err error) { once.Do(func() { loaded <- err }) }
+	r.wg.Go(func() { r.watch(bg, report) })
+	var err error
+	select {
+	case err = <-loaded:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = r.Close(context.Background())
+		return nil, fmt.Errorf("load functions: %w", err)
+	}
+	return r, nil
 }
 
-// Close waits for background preparations to end.
-func (r *Registry) Close() {
+// Close stops the watch and the background preparations and waits until
+// they have ended, or returns ctx's error when ctx ends first (they go on
+// stopping in the background).
+func (r *Registry) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.cancel()
-	r.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close registry: %w", ctx.Err())
+	}
 }
 
 // Runtimes lists the runtime IDs this node offers.
@@ -137,25 +170,80 @@ func (r *Registry) get(ctx context.Context, name string) (*nimbus.Function, uint
 	return &fn, e.Revision, nil
 }
 
-// List returns every function, sorted by name.
+// List returns every function, sorted by name. The functions are shared:
+// callers must not modify them.
 func (r *Registry) List(ctx context.Context) ([]*nimbus.Function, error) {
+	var out []*nimbus.Function
+	err := r.Walk(ctx, func(fn *nimbus.Function) bool {
+		out = append(out, fn)
+		return true
+	})
+	return out, err
+}
+
+// Page returns up to limit functions whose names sort after after (all
+// when it is empty), in name order, and whether more follow: what one page
+// of ListFunctions needs, at the cost of the page. The functions are
+// shared: callers must not modify them.
+func (r *Registry) Page(ctx context.Context, after string, limit int) ([]*nimbus.Function, bool, error) {
+	if fns, more, ok := r.cache.page(after, limit); ok {
+		return fns, more, nil
+	}
+	return r.pageFromStore(ctx, after, limit)
+}
+
+// walkPage is how many functions Walk takes from memory at a time.
+const walkPage = 256
+
+// Walk calls yield with every function in name order until it returns
+// false. It holds no lock while yield runs (yield may call the registry);
+// a function written meanwhile may be seen as it was or as it is.
+func (r *Registry) Walk(ctx context.Context, yield func(*nimbus.Function) bool) error {
+	after := ""
+	for {
+		fns, more, err := r.Page(ctx, after, walkPage)
+		if err != nil {
+			return err
+		}
+		for _, fn := range fns {
+			if !yield(fn) {
+				return nil
+			}
+		}
+		if !more || len(fns) == 0 {
+			return nil
+		}
+		after = fns[len(fns)-1].Name
+	}
+}
+
+// pageFromStore is Page while the cache is not complete (the watch is
+// starting again): it reads the store's keys and each function of the page.
+func (r *Registry) pageFromStore(ctx context.Context, after string, limit int) ([]*nimbus.Function, bool, error) {
 	keys, err := r.cfg.KV.Keys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list functions: %w", err)
+		return nil, false, fmt.Errorf("list functions: %w", err)
 	}
 	sort.Strings(keys)
-	out := make([]*nimbus.Function, 0, len(keys))
-	for _, k := range keys {
-		fn, err := r.Get(ctx, k)
+	i := sort.SearchStrings(keys, after)
+	if i < len(keys) && keys[i] == after {
+		i++
+	}
+	out := make([]*nimbus.Function, 0, min(limit, len(keys)-i))
+	for ; i < len(keys); i++ {
+		if len(out) == limit {
+			return out, true, nil
+		}
+		fn, err := r.Get(ctx, keys[i])
 		if errors.Is(err, nimbus.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out = append(out, fn)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // Create validates the input, stores the code and the function, and starts
@@ -179,25 +267,15 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	if _, err := r.Get(ctx, fn.Name); err == nil {
 		return nil, exists(fn.Name) // before storing a package for nothing
 	}
-	if err := r.putCode(ctx, fn, zip); err != nil {
+	release, err := r.putCode(ctx, fn, zip)
+	if err != nil {
 		return nil, err
 	}
-	now := r.cfg.Now().UTC()
-	fn.LastModified = now
-	fn.RevisionID = uuid.NewString()
-	fn.State, fn.StateReason, fn.StateReasonCode = nimbus.StatePending, "The function is being created.", "Creating"
-	fn.LastUpdateStatus = nimbus.UpdateInProgress
-	b, err := json.Marshal(fn)
-	if err != nil {
-		return nil, fmt.Errorf("encode function: %w", err)
-	}
-	rev, err := r.cfg.KV.Create(ctx, fn.Name, b)
+	fn, rev, err := r.createRecord(ctx, fn)
+	release()
 	if err != nil {
 		r.dropUnusedCode(ctx, fn.CodeSHA256)
-		if errors.Is(err, nimbus.ErrConflict) {
-			return nil, exists(fn.Name)
-		}
-		return nil, fmt.Errorf("store function: %w", err)
+		return nil, err
 	}
 	r.cache.wrote(fn.Name, fn, rev)
 	r.changed(fn.Name)
@@ -205,57 +283,78 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	return fn, nil
 }
 
+// createRecord writes a new function's record, Pending. It returns fn
+// (also on an error) and its revision.
+func (r *Registry) createRecord(ctx context.Context, fn *nimbus.Function) (*nimbus.Function, uint64, error) {
+	now := r.cfg.Now().UTC()
+	fn.LastModified = now
+	fn.RevisionID = uuid.NewString()
+	fn.State, fn.StateReason, fn.StateReasonCode = nimbus.StatePending, "The function is being created.", "Creating"
+	fn.LastUpdateStatus = nimbus.UpdateInProgress
+	b, err := json.Marshal(fn)
+	if err != nil {
+		return fn, 0, fmt.Errorf("encode function: %w", err)
+	}
+	rev, err := r.cfg.KV.Create(ctx, fn.Name, b)
+	if errors.Is(err, nimbus.ErrConflict) {
+		return fn, 0, exists(fn.Name)
+	}
+	if err != nil {
+		return fn, 0, fmt.Errorf("store function: %w", err)
+	}
+	return fn, rev, nil
+}
+
 func exists(name string) error {
 	return nimbus.Errorf(nimbus.ErrConflict, "Function already exist: %s", name)
 }
 
 // dropUnusedCode deletes a stored package that no function uses (after a
-// create that did not happen, or a delete).
+// create that did not happen, or a delete). A failure is logged: the
+// collection (CollectCode) deletes it later.
 func (r *Registry) dropUnusedCode(ctx context.Context, digest string) {
-	inUse, err := r.CodeInUse(ctx)
-	if err != nil {
-		r.log.Warn("list code in use", nimbus.LogErr, err)
-		return
-	}
-	if inUse[digest] {
-		return
-	}
-	if err := r.cfg.Blobs.Delete(ctx, digest); err != nil && !errors.Is(err, nimbus.ErrNotFound) {
+	if _, err := r.dropIfUnused(ctx, digest); err != nil {
 		r.log.Warn("delete code blob", "digest", digest, nimbus.LogErr, err)
 	}
 }
 
-// putCode validates a zip package and stores it in the blob store.
-func (r *Registry) putCode(ctx context.Context, fn *nimbus.Function, zip []byte) error {
+// putCode validates a zip package and stores it in the blob store. Until
+// release is called, the package is not deleted as unused.
+func (r *Registry) putCode(ctx context.Context, fn *nimbus.Function, zip []byte) (release func(), err error) {
 	if err := codepkg.Validate(zip, r.cfg.Limits); err != nil {
-		return err
+		return nil, err
 	}
+	sum := sha256.Sum256(zip)
+	release = r.holdCode(hex.EncodeToString(sum[:]))
 	digest, size, err := r.cfg.Blobs.Put(ctx, bytes.NewReader(zip))
 	if err != nil {
-		return fmt.Errorf("store code: %w", err)
+		release()
+		return nil, fmt.Errorf("store code: %w", err)
 	}
 	fn.CodeSHA256, fn.CodeSize = digest, size
-	return nil
+	return release, nil
 }
 
 // Resume finishes the preparations a previous run left Pending or
 // InProgress (it was stopped before they ended).
 func (r *Registry) Resume(ctx context.Context) error {
-	fns, err := r.List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, fn := range fns {
+	return r.Walk(ctx, func(fn *nimbus.Function) bool {
 		if fn.State == nimbus.StatePending || fn.LastUpdateStatus == nimbus.UpdateInProgress {
 			r.prepare(fn.Name, fn.CodeSHA256, nil)
 		}
-	}
-	return nil
+		return true
+	})
 }
 
 // prepare unpacks the code (zip, or when nil the stored package) in the
-// background and records the outcome.
+// background and records the outcome; after Close it does nothing (the
+// next start resumes it).
 func (r *Registry) prepare(name, digest string, zip []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -345,7 +444,8 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 		return nil, err
 	}
 	var code nimbus.Function
-	if err := r.putCode(ctx, &code, zip); err != nil {
+	release, err := r.putCode(ctx, &code, zip)
+	if err != nil {
 		return nil, err
 	}
 	fn, err := r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
@@ -354,7 +454,9 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 		fn.LastUpdateStatus = nimbus.UpdateInProgress
 		return nil
 	})
+	release()
 	if err != nil {
+		r.dropUnusedCode(ctx, code.CodeSHA256)
 		return nil, err
 	}
 	r.prepare(name, code.CodeSHA256, zip)
@@ -413,18 +515,13 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 
 // CodeInUse returns the code digests that some function uses.
 func (r *Registry) CodeInUse(ctx context.Context) (map[string]bool, error) {
-	fns, err := r.List(ctx)
-	if err != nil {
-		return nil, err
+	if inUse, ok := r.cache.codeInUse(); ok {
+		return inUse, nil
 	}
-	inUse := make(map[string]bool, len(fns))
-	for _, fn := range fns {
+	inUse := make(map[string]bool)
+	err := r.Walk(ctx, func(fn *nimbus.Function) bool {
 		inUse[fn.CodeSHA256] = true
-	}
-	return inUse, nil
-}
-
-// Code opens a stored code package. Errors: nimbus.ErrNotFound.
-func (r *Registry) Code(ctx context.Context, digest string) (io.ReadCloser, error) {
-	return r.cfg.Blobs.Get(ctx, digest)
+		return true
+	})
+	return inUse, err
 }

@@ -235,19 +235,24 @@ func (r *Registry) GetTrigger(ctx context.Context, function, name string) (*nimb
 // FindTrigger returns the function and trigger with the given trigger ID.
 // Errors: nimbus.ErrNotFound.
 func (r *Registry) FindTrigger(ctx context.Context, id string) (*nimbus.Function, *nimbus.Trigger, error) {
-	fns, err := r.List(ctx)
+	var found *nimbus.Function
+	var t nimbus.Trigger
+	err := r.Walk(ctx, func(fn *nimbus.Function) bool {
+		for i := range fn.Triggers {
+			if fn.Triggers[i].ID == id {
+				found, t = fn, fn.Triggers[i]
+				return false
+			}
+		}
+		return true
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, fn := range fns {
-		for i := range fn.Triggers {
-			if fn.Triggers[i].ID == id {
-				t := fn.Triggers[i]
-				return fn, &t, nil
-			}
-		}
+	if found == nil {
+		return nil, nil, nimbus.Errorf(nimbus.ErrNotFound, "The trigger %s does not exist", id)
 	}
-	return nil, nil, nimbus.Errorf(nimbus.ErrNotFound, "The trigger %s does not exist", id)
+	return found, &t, nil
 }
 
 func triggerIndex(fn *nimbus.Function, name string) int {

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // Entry is a value and the revision it was written at.
@@ -52,6 +53,17 @@ type Blobs interface {
 	Get(ctx context.Context, digest string) (io.ReadCloser, error)
 	// Delete removes a blob. Errors: nimbus.ErrNotFound.
 	Delete(ctx context.Context, digest string) error
+	// List describes every blob, in no particular order.
+	List(ctx context.Context) ([]BlobInfo, error)
+}
+
+// BlobInfo describes a stored blob.
+type BlobInfo struct {
+	Digest string
+	Size   int64
+	// Modified is when the blob was stored (a Put of content that exists
+	// already does not change it).
+	Modified time.Time
 }
 
 // Store is the set of buckets Nimbus uses.

@@ -80,6 +80,9 @@ type Manager struct {
 	open   bool
 	closed bool
 	runs   map[runKey]*run
+	// byFunction names the triggers in runs of each function, so that a
+	// change of one function costs its triggers, not all of them.
+	byFunction map[string]map[string]bool
 	// leaving are deleted triggers whose broker state is being forgotten;
 	// a trigger created again under the same name waits for that.
 	leaving map[runKey]*run
@@ -125,7 +128,8 @@ func NewManager(cfg ManagerConfig) *Manager {
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, runs: make(map[runKey]*run), leaving: make(map[runKey]*run)}
+	return &Manager{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, runs: make(map[runKey]*run),
+		byFunction: make(map[string]map[string]bool), leaving: make(map[runKey]*run)}
 }
 
 // Open starts the triggers of every function. Changes reported before Open
@@ -177,14 +181,13 @@ func (m *Manager) syncLocked(name string, fn *nimbus.Function) {
 			want[t.Name] = t
 		}
 	}
-	for k, r := range m.runs {
-		if k.function != name {
-			continue
-		}
-		if t, ok := want[k.trigger]; !ok || fingerprint(t) != r.fingerprint {
+	for tn := range m.byFunction[name] {
+		k := runKey{name, tn}
+		r := m.runs[k]
+		if t, ok := want[tn]; !ok || fingerprint(t) != r.fingerprint {
 			r.stop()
 			if !ok {
-				delete(m.runs, k)
+				m.removeLocked(k)
 				m.forgetLocked(k, r)
 			}
 		}
@@ -199,7 +202,23 @@ func (m *Manager) syncLocked(name string, fn *nimbus.Function) {
 		if prev != nil {
 			after = prev
 		}
-		m.runs[k] = m.start(name, t, prev, after)
+		m.addLocked(k, m.start(name, t, prev, after))
+	}
+}
+
+func (m *Manager) addLocked(k runKey, r *run) {
+	m.runs[k] = r
+	if m.byFunction[k.function] == nil {
+		m.byFunction[k.function] = make(map[string]bool)
+	}
+	m.byFunction[k.function][k.trigger] = true
+}
+
+func (m *Manager) removeLocked(k runKey) {
+	delete(m.runs, k)
+	delete(m.byFunction[k.function], k.trigger)
+	if len(m.byFunction[k.function]) == 0 {
+		delete(m.byFunction, k.function)
 	}
 }
 

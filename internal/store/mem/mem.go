@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/store"
@@ -224,12 +225,15 @@ func (kv *KV) Keys(context.Context) ([]string, error) {
 type Blobs struct {
 	mu   sync.Mutex
 	data map[string][]byte
+	mod  map[string]time.Time // when each blob was first stored
 }
 
 var _ store.Blobs = (*Blobs)(nil)
 
 // NewBlobs returns an empty blob store.
-func NewBlobs() *Blobs { return &Blobs{data: make(map[string][]byte)} }
+func NewBlobs() *Blobs {
+	return &Blobs{data: make(map[string][]byte), mod: make(map[string]time.Time)}
+}
 
 var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -245,7 +249,9 @@ func (b *Blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 	sum := sha256.Sum256(data)
 	d := hex.EncodeToString(sum[:])
 	b.mu.Lock()
-	b.data[d] = data
+	if _, ok := b.data[d]; !ok {
+		b.data[d], b.mod[d] = data, time.Now()
+	}
 	b.mu.Unlock()
 	return d, int64(len(data)), nil
 }
@@ -275,5 +281,17 @@ func (b *Blobs) Delete(_ context.Context, digest string) error {
 		return nimbus.ErrNotFound
 	}
 	delete(b.data, digest)
+	delete(b.mod, digest)
 	return nil
+}
+
+// List implements store.Blobs.
+func (b *Blobs) List(context.Context) ([]store.BlobInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]store.BlobInfo, 0, len(b.data))
+	for d, data := range b.data {
+		out = append(out, store.BlobInfo{Digest: d, Size: int64(len(data)), Modified: b.mod[d]})
+	}
+	return out, nil
 }

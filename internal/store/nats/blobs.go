@@ -154,3 +154,23 @@ func (b *blobs) Delete(ctx context.Context, digest string) error {
 	}
 	return nil
 }
+
+// List describes every blob (the object store's objects named by a
+// digest; anything else in the bucket is skipped).
+func (b *blobs) List(ctx context.Context) ([]store.BlobInfo, error) {
+	objs, err := b.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return []store.BlobInfo{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob list: %w", err)
+	}
+	out := make([]store.BlobInfo, 0, len(objs))
+	for _, o := range objs {
+		if o.Deleted || checkDigest(o.Name) != nil {
+			continue
+		}
+		out = append(out, store.BlobInfo{Digest: o.Name, Size: int64(o.Size), Modified: o.ModTime})
+	}
+	return out, nil
+}

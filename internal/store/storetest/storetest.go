@@ -454,6 +454,7 @@ func TestBlobs(t *testing.T, open func(t *testing.T) store.Blobs) {
 		{"Missing", testBlobMissing},
 		{"BadDigest", testBlobBadDigest},
 		{"ReaderError", testBlobReaderError},
+		{"List", testBlobList},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -630,5 +631,56 @@ func testBlobReaderError(t *testing.T, b store.Blobs) {
 	cancel()
 	if _, _, err := b.Put(ctx, bytes.NewReader(randomBytes(t, 100))); err == nil {
 		t.Errorf("Put with cancelled context: got nil error")
+	}
+}
+
+// listed returns List's description of digest (ok false if it is not
+// listed), checking that List lists it at most once.
+func listed(t *testing.T, b store.Blobs, digest string) (info store.BlobInfo, ok bool) {
+	t.Helper()
+	infos, err := b.List(t.Context())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	for _, i := range infos {
+		if i.Digest != digest {
+			continue
+		}
+		if ok {
+			t.Errorf("List lists %s twice", digest)
+		}
+		info, ok = i, true
+	}
+	return info, ok
+}
+
+func testBlobList(t *testing.T, b store.Blobs) {
+	before := time.Now()
+	content, other := randomBytes(t, 3000), randomBytes(t, 10)
+	digest, otherDigest := putBlob(t, b, content), putBlob(t, b, other)
+	after := time.Now()
+	info, ok := listed(t, b, digest)
+	if !ok {
+		t.Fatalf("List does not list a stored blob")
+	}
+	if info.Size != int64(len(content)) {
+		t.Errorf("List: size %d, want %d", info.Size, len(content))
+	}
+	// The store's clock may be another machine's: allow some skew.
+	if info.Modified.Before(before.Add(-time.Minute)) || info.Modified.After(after.Add(time.Minute)) {
+		t.Errorf("List: modified %s, want about %s", info.Modified, before)
+	}
+	putBlob(t, b, content)
+	if again, _ := listed(t, b, digest); !again.Modified.Equal(info.Modified) {
+		t.Errorf("List after a second Put: modified %s, want %s as before", again.Modified, info.Modified)
+	}
+	if err := b.Delete(t.Context(), digest); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, ok := listed(t, b, digest); ok {
+		t.Errorf("List lists a deleted blob")
+	}
+	if _, ok := listed(t, b, otherDigest); !ok {
+		t.Errorf("List does not list a blob after another was deleted")
 	}
 }
