@@ -59,6 +59,16 @@ func TestPage(t *testing.T) {
 	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	createNamed(t, r, shuffled...)
 	slices.Sort(names) // B, a, b, c-1, c_2, d, e9
+	// The creates' preparations write the functions Active (reading the
+	// store): let them end before counting what the pages read.
+	waitFor(t, func() bool {
+		for _, name := range names {
+			if fn, err := r.Get(t.Context(), name); err != nil || fn.State != nimbus.StateActive {
+				return false
+			}
+		}
+		return true
+	})
 	gets, keys := kv.gets.Load(), kv.keys.Load()
 	tests := []struct {
 		after string

@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 		{"FunctionsDoNotBlockEachOther", testIndependent},
 		{"NotBeforeWaits", testNotBefore},
 		{"ClaimIsExclusive", testExclusive},
+		{"NodesNeverClaimOneMessageTwice", testNoDoubleClaims},
 		{"CrashedNodeClaimsLapse", testCrash},
 		{"PendingAndWakeups", testPendingWakeups},
 		{"RecordsMerge", testRecordsMerge},
@@ -234,6 +235,55 @@ func testExclusive(t *testing.T, h Harness) {
 	}
 	if c, _ := claim(t, b1, fn); c != nil {
 		t.Fatalf("claimed %v after Done on another node", ids(c))
+	}
+}
+
+// testNoDoubleClaims has two nodes claim and finish one function's
+// messages as fast as they can: each message is claimed once, also when one
+// node reads a message the other is finishing.
+func testNoDoubleClaims(t *testing.T, h Harness) {
+	open := h.New(t)
+	b1, b2 := node(t, open), node(t, open)
+	fn := uniq(t, "race")
+	const n = 150
+	for i := range n {
+		put(t, h, b1, fn, fmt.Sprint(i))
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for _, b := range []async.Backend{b1, b2} {
+		wg.Go(func() {
+			for idle := 0; idle < 50; {
+				c, _, err := b.Claim(t.Context(), fn)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if c == nil {
+					idle++
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				for _, id := range ids(c) {
+					seen[id]++
+				}
+				mu.Unlock()
+				if err := b.Done(t.Context(), c); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Errorf("%d of %d messages claimed", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Errorf("message %s claimed %d times", id, k)
+		}
 	}
 }
 

@@ -339,6 +339,17 @@ func (q *queue) consider(ctx context.Context, fn string, m *jetstream.RawStreamM
 		}
 		return nil, err
 	}
+	// Another node may have finished the message between the read and
+	// the claim (its Done deletes the message, then its claim): a claim
+	// counts only for a message that is still there.
+	if _, err := q.events.GetMsg(ctx, m.Sequence); err != nil {
+		q.forget(h)
+		q.dropClaim(h)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return nil, q.unavailable("read the queue", err)
+	}
 	return &async.Claim{Events: evs, Handle: h}, nil
 }
 
