@@ -25,6 +25,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
@@ -606,5 +607,46 @@ func TestRateLimit(t *testing.T) {
 	// A burst of 5, then 5 per second: the 15th starts >= 2 s after the first.
 	if span := last.Sub(first); span < 1900*time.Millisecond {
 		t.Fatalf("15 events started within %s; a limit of 5/s needs at least 2 s", span)
+	}
+}
+
+// TestDeadLetterTarget: an event that fails for good goes to the function's
+// DeadLetterConfig target as itself, with why it failed in headers, as
+// Lambda sends it to a dead-letter queue.
+func TestDeadLetterTarget(t *testing.T) {
+	e := start(t, nil)
+	type delivery struct {
+		header http.Header
+		body   []byte
+	}
+	got := make(chan delivery, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- delivery{r.Header.Clone(), b}
+	}))
+	defer hook.Close()
+	e.deploy("doomed")
+	if _, err := e.lc.UpdateFunctionConfiguration(t.Context(), &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: aws.String("doomed"), DeadLetterConfig: &types.DeadLetterConfig{TargetArn: aws.String(hook.URL + "/dlq")},
+	}); err != nil {
+		t.Fatalf("set the dead-letter target: %v", err)
+	}
+	e.eventConfig("doomed", &lambda.PutFunctionEventInvokeConfigInput{MaximumRetryAttempts: aws.Int32(0)})
+	id := e.submit("doomed", `{"error":"boom"}`)
+	task := e.waitTask("doomed", id, final)
+	if task.Status != nimbus.TaskFailed || task.DestinationStatus != "Delivered" {
+		t.Errorf("task = %+v, want Failed, its dead letter delivered", task)
+	}
+	select {
+	case d := <-got:
+		if string(d.body) != `{"error":"boom"}` {
+			t.Errorf("dead-letter body = %s, want the event itself", d.body)
+		}
+		if d.header.Get("X-Nimbus-Request-Id") != id || d.header.Get("X-Nimbus-Error-Code") != async.CondRetriesExhausted ||
+			!strings.Contains(d.header.Get("X-Nimbus-Error-Message"), "boom") {
+			t.Errorf("dead-letter headers = %v", d.header)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dead-letter target got nothing")
 	}
 }

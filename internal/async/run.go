@@ -218,8 +218,12 @@ func (s *Service) fail(ev *Event, fn *nimbus.Function, cond, reason string, atte
 func (s *Service) deadLetter(t *nimbus.Task, fn *nimbus.Function, cond, reason string, ev *Event) {
 	o := Outcome{Function: t.Function, Task: t.ID, Condition: cond, Attempts: t.Attempts, Payload: ev.Payload,
 		Response: []byte(reason), FuncError: "Unhandled", DeadLetter: true}
+	secret := ""
+	if fn.EventInvoke != nil {
+		secret = fn.EventInvoke.DestinationSecret // a webhook target is signed as destinations are
+	}
 	status := "Delivered"
-	if err := s.send(fn.DeadLetterTarget, "", o); err != nil {
+	if err := s.send(fn.DeadLetterTarget, secret, o); err != nil {
 		status = truncate("Failed: "+err.Error(), previewLen)
 	}
 	if t.Destination == "" {
