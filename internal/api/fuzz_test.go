@@ -28,7 +28,7 @@ func newMemServer(tb testing.TB, dir string) http.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(cache.Close)
+	tb.Cleanup(func() { _ = cache.Close(context.Background()) })
 	reg := openRegistry(tb, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "provided.al2023"}, Limits: lim})
 	return api.New(api.Config{Registry: reg, Invoker: echoInvoker{}, MaxCodeBody: 2 << 20})
 }

@@ -40,7 +40,7 @@ func newURLServer(t *testing.T, inv api.Invoker) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cache.Close)
+	t.Cleanup(func() { _ = cache.Close(context.Background()) })
 	reg := openRegistry(t, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "http"}, Limits: lim})
 	h := api.New(api.Config{Registry: reg, Invoker: inv})
 	zip := nodetest.Zip(t, map[string]string{"app.py": pyEcho, "bootstrap": "#!/bin/sh\n"})

@@ -197,13 +197,23 @@ func (c *Cache) fill(ctx context.Context, digest string, get func(context.Contex
 	}
 }
 
-// Close waits for the unpacks under way to finish, so that nothing writes
-// into the cache after it returns.
-func (c *Cache) Close() {
-	c.fillMu.Lock()
-	defer c.fillMu.Unlock()
-	for c.fills > 0 {
-		c.fillDone.Wait()
+// Close waits (within ctx) for the unpacks under way to finish, so that
+// nothing writes into the cache after it returns.
+func (c *Cache) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		c.fillMu.Lock()
+		defer c.fillMu.Unlock()
+		for c.fills > 0 {
+			c.fillDone.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("code cache close: unpacks still running: %w", ctx.Err())
 	}
 }
 

@@ -66,8 +66,8 @@ func (b *execBackend) lastSpec() sandbox.Spec {
 
 var _ sandbox.Backend = (*execBackend)(nil)
 
-func (b *execBackend) Describe() string { return "exec (test)" }
-func (b *execBackend) Close() error     { b.closed.Store(true); return nil }
+func (b *execBackend) Describe() string            { return "exec (test)" }
+func (b *execBackend) Close(context.Context) error { b.closed.Store(true); return nil }
 
 func (b *execBackend) Start(_ context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	b.starts.Add(1)

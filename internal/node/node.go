@@ -408,46 +408,57 @@ func (n *Node) Shutdown(ctx context.Context) error {
 // closeTimeout bounds each part's close once the grace is over.
 const closeTimeout = 5 * time.Second
 
-// closeParts closes every part that was opened, in reverse order; work
-// still running may finish until ctx ends.
+// closeParts closes every part that was opened, in reverse order: the
+// triggers and the Async Service let the work they run finish until ctx
+// ends, and every part gets closeTimeout more to stop.
 func (n *Node) closeParts(ctx context.Context) {
 	if n.cancel != nil {
 		n.cancel()
 	}
 	n.wg.Wait()
-	bounded, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
-	n.closeTriggers(bounded)
+	n.closing(n.closeTriggers)
 	n.closeAsync(ctx)
-	if n.engine != nil {
-		engineCtx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		if err := n.engine.Close(engineCtx); err != nil {
-			n.log.Warn("close engine", nimbus.LogErr, err)
-		}
-		cancel()
+	parts := []struct {
+		name  string
+		close func(context.Context) error
+	}{
+		{"engine", closer(n.engine)},
+		{"sandbox", closer(n.sandbox)},
+		{"registry", closer(n.registry)},
+		{"code cache", closer(n.cache)},
+		{"store", closer(n.store)},
 	}
-	if n.sandbox != nil {
-		if err := n.sandbox.Close(); err != nil {
-			n.log.Warn("close sandbox", nimbus.LogErr, err)
+	for _, p := range parts {
+		if p.close == nil {
+			continue
 		}
-	}
-	if n.registry != nil {
-		closeCtx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		if err := n.registry.Close(closeCtx); err != nil {
-			n.log.Warn("close registry", nimbus.LogErr, err)
-		}
-		cancel()
-	}
-	if n.cache != nil {
-		n.cache.Close()
+		n.closing(func(ctx context.Context) {
+			if err := p.close(ctx); err != nil {
+				n.log.Warn("close "+p.name, nimbus.LogErr, err)
+			}
+		})
 	}
 	if n.ln != nil && n.http == nil {
 		n.ln.Close()
 	}
-	if n.store != nil {
-		if err := n.store.Close(); err != nil {
-			n.log.Warn("close store", nimbus.LogErr, err)
-		}
-	}
 	n.lock.release()
+}
+
+// closing runs a part's close within closeTimeout.
+func (n *Node) closing(f func(context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	f(ctx)
+}
+
+// closer is c's Close, nil for a part that was not opened.
+func closer[T interface {
+	comparable
+	Close(context.Context) error
+}](c T) func(context.Context) error {
+	var zero T
+	if c == zero {
+		return nil
+	}
+	return c.Close
 }

@@ -68,7 +68,7 @@ func closeSandbox() error {
 	s := &testSandbox
 	var err error
 	if s.b != nil {
-		err = s.b.Close()
+		err = s.b.Close(context.Background())
 	}
 	if s.root != "" {
 		err = errors.Join(err, os.RemoveAll(s.root))

@@ -64,7 +64,7 @@ type Backend interface {
 	Describe() string
 	// Close releases what the backend keeps ready for future instances
 	// (running instances are left alone). Start may still be called.
-	Close() error
+	Close(ctx context.Context) error
 }
 
 // Instance is a started instance.

@@ -74,5 +74,5 @@ type Store interface {
 	Blobs() Blobs
 	// Close releases connections and, for an embedded server, shuts it
 	// down after flushing.
-	Close() error
+	Close(ctx context.Context) error
 }

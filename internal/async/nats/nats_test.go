@@ -1,6 +1,7 @@
 package nats_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -75,7 +76,7 @@ func TestSuiteEmbedded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = s.Close() })
+		t.Cleanup(func() { _ = s.Close(context.Background()) })
 		return s.ClientURL(), "nimbus"
 	}))
 }
@@ -93,7 +94,7 @@ func TestMigratesThePreviousQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	js := s.JetStream()
 	old, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "nimbus_ASYNC", Subjects: []string{"nimbus.async.ev.>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage})

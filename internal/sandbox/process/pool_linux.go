@@ -1,7 +1,9 @@
 package process
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -107,7 +109,7 @@ func (b *Backend) fill() {
 // no longer needed (the node: when it shuts down); idle helpers otherwise
 // wait until this process exits, and die with it. Close is safe to call
 // more than once; it returns the errors of removing the cgroups.
-func (b *Backend) Close() error {
+func (b *Backend) Close(ctx context.Context) error {
 	p := &b.pool
 	p.mu.Lock()
 	if p.closed {
@@ -122,7 +124,16 @@ func (b *Backend) Close() error {
 	for _, h := range idle {
 		errs = append(errs, h.destroy())
 	}
-	p.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("sandbox close: a helper was still starting: %w", ctx.Err()))
+	}
 	b.releaseIDs()
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package process
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -153,13 +154,13 @@ func TestPoolClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close() }) // if the test fails early
+	t.Cleanup(func() { _ = b.Close(context.Background()) }) // if the test fails early
 	settle(t, b)
 	pids, cgroups := idlePids(b), idleCgroups(b)
 	if len(pids) != 3 {
 		t.Fatalf("idle helpers %v, want 3", pids)
 	}
-	if err := b.Close(); err != nil {
+	if err := b.Close(context.Background()); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 	for _, pid := range pids {
@@ -176,7 +177,7 @@ func TestPoolClose(t *testing.T) {
 		t.Errorf("helpers %v left after Close", got)
 	}
 	goleak.VerifyNone(t, ignore)
-	if err := b.Close(); err != nil {
+	if err := b.Close(context.Background()); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
 
@@ -202,8 +203,8 @@ func TestPoolCloseWhileFilling(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = b.Close() }) // if the test fails early
-		if err := b.Close(); err != nil {
+		t.Cleanup(func() { _ = b.Close(context.Background()) }) // if the test fails early
+		if err := b.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 		if got := helperPids(t); len(got) != 0 {

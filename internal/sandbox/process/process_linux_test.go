@@ -69,7 +69,7 @@ func newAdjusted(t testing.TB, cfg Config, adjust func(*Backend)) *Backend {
 	b.fillLocked()
 	b.pool.mu.Unlock()
 	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
+		if err := b.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})

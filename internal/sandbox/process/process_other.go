@@ -32,4 +32,4 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instanc
 }
 
 // Close does nothing off Linux.
-func (b *Backend) Close() error { return nil }
+func (b *Backend) Close(context.Context) error { return nil }

@@ -47,7 +47,7 @@ func (s *Store) KV(_ context.Context, bucket string) (store.KV, error) {
 func (s *Store) Blobs() store.Blobs { return s.blobs }
 
 // Close does nothing.
-func (s *Store) Close() error { return nil }
+func (s *Store) Close(context.Context) error { return nil }
 
 var keyRE = regexp.MustCompile(`^[-_=\.a-zA-Z0-9]+$`)
 

@@ -175,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.openBlobs(ctx); err != nil {
-		_ = s.Close()
+		_ = s.Close(context.Background())
 		return nil, err
 	}
 	if s.proc != nil {
@@ -386,11 +386,11 @@ func (s *Store) ClientURL() string {
 	return "nats://" + addr.String()
 }
 
-// Close drains the connection (waiting for in-flight requests) and, in
-// embedded mode, shuts the server down and waits until it has flushed its
-// files, so the data dir can be opened again. Calling Close again returns
-// the first call's result.
-func (s *Store) Close() error {
+// Close drains the connection (waiting, within ctx, for in-flight
+// requests) and, in embedded mode, shuts the server down and waits until it
+// has flushed its files, so the data dir can be opened again. Calling Close
+// again returns the first call's result.
+func (s *Store) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.stopMonitoring()
 		if err := s.nc.Drain(); err != nil {
@@ -398,8 +398,9 @@ func (s *Store) Close() error {
 		}
 		select {
 		case <-s.closed:
-		case <-time.After(2 * drainTimeout):
-			s.closeErr = errors.New("nats close: connection did not close")
+		case <-ctx.Done():
+			s.nc.Close()
+			s.closeErr = fmt.Errorf("nats close: the connection did not drain: %w", ctx.Err())
 		}
 		s.shutdownServer()
 	})

@@ -49,7 +49,7 @@ func openEmbedded(t *testing.T, dir string) *natsstore.Store {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
+		if err := s.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
@@ -83,7 +83,7 @@ func openRemote(t *testing.T) *natsstore.Store {
 	}
 	t.Cleanup(func() {
 		deleteStreams(t, s, prefix)
-		if err := s.Close(); err != nil {
+		if err := s.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
@@ -181,10 +181,10 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Put blob: %v", err)
 	}
-	if err := s.Close(); err != nil {
+	if err := s.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := s.Close(); err != nil {
+	if err := s.Close(context.Background()); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
 	if _, err := kv.Get(ctx, "kept"); err == nil {
@@ -236,7 +236,7 @@ func TestListen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open with Listen: %v", err)
 	}
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { srv.Close(context.Background()) })
 	url := srv.ClientURL()
 	if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":0") || strings.HasSuffix(url, ":4222") {
 		t.Fatalf("ClientURL() = %q, want nats://127.0.0.1:<random port>", url)
@@ -245,7 +245,7 @@ func TestListen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open(%s): %v", url, err)
 	}
-	t.Cleanup(func() { client.Close() })
+	t.Cleanup(func() { client.Close(context.Background()) })
 	if got := client.ClientURL(); got != url {
 		t.Errorf("remote ClientURL() = %q, want %q", got, url)
 	}
@@ -299,7 +299,7 @@ func TestConfigValidate(t *testing.T) {
 				return
 			}
 			if s, err := natsstore.Open(t.Context(), tt.cfg); err == nil {
-				s.Close()
+				s.Close(context.Background())
 				t.Errorf("Open accepted an invalid config")
 			}
 		})
@@ -324,7 +324,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := natsstore.Open(t.Context(), tt.cfg)
 			if err == nil {
-				s.Close()
+				s.Close(context.Background())
 				t.Fatalf("Open(%+v) = nil error, want an error", tt.cfg)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
@@ -369,7 +369,7 @@ func TestServerLogs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
-		if err := s.Close(); err != nil {
+		if err := s.Close(context.Background()); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 		got := buf.String()
@@ -418,12 +418,12 @@ func TestPrefixIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { s.Close(context.Background()) })
 	other, err := natsstore.Open(ctx, natsstore.Config{URL: s.ClientURL(), Prefix: "other"})
 	if err != nil {
 		t.Fatalf("Open other: %v", err)
 	}
-	t.Cleanup(func() { other.Close() })
+	t.Cleanup(func() { other.Close(context.Background()) })
 
 	for _, st := range []*natsstore.Store{s, other} {
 		kv, err := st.KV(ctx, "functions")
@@ -460,7 +460,7 @@ func BenchmarkKVPut(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	kv, err := s.KV(b.Context(), "bench")
 	if err != nil {
 		b.Fatal(err)

@@ -1,6 +1,7 @@
 package timer
 
 import (
+	"context"
 	"sort"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func openTicks(t *testing.T, dir string) (*natsstore.Store, store.KV) {
 	}
 	kv, err := s.KV(t.Context(), TickBucket)
 	if err != nil {
-		s.Close()
+		s.Close(context.Background())
 		t.Fatalf("open bucket: %v", err)
 	}
 	return s, kv
@@ -31,7 +32,7 @@ func openTicks(t *testing.T, dir string) (*natsstore.Store, store.KV) {
 func TestRealTicksTwoNodesNATS(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	s, kv := openTicks(t, t.TempDir())
-	defer s.Close()
+	defer s.Close(context.Background())
 	sink := newTickSink()
 	cfg := `{"schedule":"@every 1s"}`
 	a := startNode(t, New(Deps{KV: kv}), cfg, sink)
@@ -78,12 +79,12 @@ func TestRestartNATS(t *testing.T) {
 	}
 	a.stop()
 	b.stop()
-	if err := s.Close(); err != nil {
+	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
 	s, kv = openTicks(t, dir)
-	defer s.Close()
+	defer s.Close(context.Background())
 	c := startNode(t, New(Deps{KV: kv, Clock: clock}), everyMinute, sink) // at minute 3: done already
 	clock.WaitWaiters(t, 1)
 	clock.Set(minute(4))
