@@ -117,8 +117,8 @@ func (m *merger) merge(t *nimbus.Task) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if cur != nil && !t.Supersedes(cur) {
-		return false, nil
+	if cur != nil && (!t.Supersedes(cur) || same(cur, t)) {
+		return false, nil // older, or the same record again (a node's own, back from the stream)
 	}
 	rec, err := json.Marshal(t)
 	if err != nil { // a time outside years 0-9999: skipped, lest it stop the stream
@@ -131,6 +131,21 @@ func (m *merger) merge(t *nimbus.Task) (bool, error) {
 	}
 	m.batch[k] = t
 	return true, nil
+}
+
+// same reports whether two records of a task are equal.
+func same(a, b *nimbus.Task) bool {
+	x, y := *a, *b
+	times := func(t *nimbus.Task) [4]time.Time { return [4]time.Time{t.Created, t.Started, t.Updated, t.Finished} }
+	tx, ty := times(&x), times(&y)
+	for i := range tx {
+		if !tx[i].Equal(ty[i]) {
+			return false
+		}
+	}
+	x.Created, x.Started, x.Updated, x.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	y.Created, y.Started, y.Updated, y.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return x == y
 }
 
 // current returns the stored record of a task, nil when there is none:

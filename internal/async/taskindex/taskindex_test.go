@@ -50,18 +50,7 @@ func apply(t testing.TB, x *Index, seq uint64, recs ...*nimbus.Task) []*nimbus.T
 }
 
 // sameTask compares records field by field, times with Equal.
-func sameTask(a, b nimbus.Task) bool {
-	times := func(t nimbus.Task) []time.Time { return []time.Time{t.Created, t.Started, t.Updated, t.Finished} }
-	ta, tb := times(a), times(b)
-	for i := range ta {
-		if !ta[i].Equal(tb[i]) {
-			return false
-		}
-	}
-	a.Created, a.Started, a.Updated, a.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	b.Created, b.Started, b.Updated, b.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	return a == b
-}
+func sameTask(a, b nimbus.Task) bool { return same(&a, &b) }
 
 // mustGet returns a task's record, from the cache (cached) or the database.
 func mustGet(t testing.TB, x *Index, fn, id string, cached bool) nimbus.Task {
@@ -151,6 +140,35 @@ func checkStands(t *testing.T, x *Index, want nimbus.Task) {
 
 // TestApplyAnyOrder applies a task's records in random orders and batches:
 // the record that supersedes all others stands, whatever the order.
+// TestApplySameAgain: a record applied again (a node's own record, back
+// from the stream) writes nothing and is not reported as taking effect,
+// while a record that differs only in a later field still does.
+func TestApplySameAgain(t *testing.T) {
+	x := newIndex(t)
+	c0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	r := &nimbus.Task{ID: "a", Function: "f", Status: nimbus.TaskRunning, Attempts: 1, Created: c0, Updated: c0.Add(time.Second)}
+	if took := apply(t, x, 0, r); len(took) != 1 {
+		t.Fatalf("first apply took %d", len(took))
+	}
+	again := *r
+	again.Created, again.Updated = again.Created.In(time.FixedZone("x", 3600)), again.Updated.Local()
+	if took := apply(t, x, 7, &again); len(took) != 0 {
+		t.Errorf("the same record again took effect: %+v", took)
+	}
+	if _, seq, _ := x.Position(); seq != 7 {
+		t.Errorf("position = %d, want 7 (moved even when nothing changed)", seq)
+	}
+	x.cache.purge()
+	if took := apply(t, x, 0, &again); len(took) != 0 {
+		t.Errorf("the same record again, read from the database, took effect: %+v", took)
+	}
+	more := *r
+	more.Result = "partial"
+	if took := apply(t, x, 0, &more); len(took) != 1 {
+		t.Errorf("a record with the same times but another result did not take effect")
+	}
+}
+
 func TestApplyAnyOrder(t *testing.T) {
 	statuses := []string{nimbus.TaskEnqueued, nimbus.TaskRunning, nimbus.TaskRetrying, nimbus.TaskRunning,
 		nimbus.TaskStopping, nimbus.TaskSucceeded}

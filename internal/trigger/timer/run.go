@@ -67,7 +67,7 @@ func newRun(s *Source, sink trigger.Sink, opts trigger.Options) *run {
 	}
 	log := s.log
 	if opts.Logger != nil {
-		log = opts.Logger.With("function", s.function, nimbus.LogTrigger, s.name)
+		log = opts.Logger.With(nimbus.LogFunction, s.function, nimbus.LogTrigger, s.name)
 	}
 	return &run{
 		log:     log,

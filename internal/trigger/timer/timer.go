@@ -113,7 +113,7 @@ func (t *Timers) NewSource(function, triggerName string, config json.RawMessage)
 		name:     triggerName,
 		prefix:   keyPart(function) + "." + keyPart(triggerName),
 		owner:    newOwner(),
-		log:      t.deps.Logger.With("function", function, nimbus.LogTrigger, triggerName),
+		log:      t.deps.Logger.With(nimbus.LogFunction, function, nimbus.LogTrigger, triggerName),
 	}, nil
 }
 
