@@ -121,6 +121,7 @@ def write_code(event, context):
 `
 
 func TestInvokeRuntimes(t *testing.T) {
+	node := nodetest.NodeRuntime(t)
 	n := nodetest.Start(t, nil)
 	c := client(n)
 	py := nodetest.Zip(t, map[string]string{"app.py": pyFunctions})
@@ -132,16 +133,16 @@ func TestInvokeRuntimes(t *testing.T) {
 		{name: "py-echo", runtime: "python3.11", handler: "app.echo", zip: py, timeout: 30},
 		{name: "py-fail", runtime: "python3.11", handler: "app.fail", zip: py},
 		{name: "py-missing", runtime: "python3.11", handler: "nomodule.handler", zip: py},
-		{name: "node-cjs", runtime: "nodejs20.x", handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
+		{name: "node-cjs", runtime: node, handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
 			"index.js": "exports.handler = async (event, context) => { console.log('hi from node'); return {cjs: event.n * 2, id: context.awsRequestId}; };",
 		})},
-		{name: "node-esm", runtime: "nodejs20.x", handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
+		{name: "node-esm", runtime: node, handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
 			"index.mjs": "export const handler = async (event) => ({esm: event.n + 1});",
 		})},
-		{name: "node-callback", runtime: "nodejs20.x", handler: "cb.handler", zip: nodetest.Zip(t, map[string]string{
+		{name: "node-callback", runtime: node, handler: "cb.handler", zip: nodetest.Zip(t, map[string]string{
 			"cb.js": "exports.handler = (event, context, callback) => { callback(null, {cb: true}); };",
 		})},
-		{name: "node-throw", runtime: "nodejs20.x", handler: "t.handler", zip: nodetest.Zip(t, map[string]string{
+		{name: "node-throw", runtime: node, handler: "t.handler", zip: nodetest.Zip(t, map[string]string{
 			"t.js": "exports.handler = async () => { throw new TypeError('nope'); };",
 		})},
 		{name: "go-fn", runtime: "provided.al2023", zip: nodetest.Zip(t, map[string][]byte{"bootstrap": goBin}, "bootstrap")},

@@ -163,6 +163,7 @@ func wantStatus(t *testing.T, r urlReply, status int, msg string) {
 }
 
 func TestFunctionURLRuntimeAPI(t *testing.T) {
+	node := nodetest.NodeRuntime(t)
 	n := nodetest.Start(t, patientNode)
 	c := client(n)
 	base := nodetest.Endpoint(n) + "/fn/"
@@ -177,7 +178,7 @@ func TestFunctionURLRuntimeAPI(t *testing.T) {
 		{name: "url-cors", runtime: "python3.11", handler: "app.handler", zip: py},
 		{name: "no-url", runtime: "python3.11", handler: "app.handler", zip: py},
 		{name: "url-cold", runtime: "python3.11", handler: "app.handler", zip: py},
-		{name: "url-node", runtime: "nodejs20.x", handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
+		{name: "url-node", runtime: node, handler: "index.handler", zip: nodetest.Zip(t, map[string]string{
 			"index.mjs": "export const handler = async (e) => ({statusCode: 200, headers: {'content-type': 'text/plain'}, body: 'node saw ' + e.requestContext.http.method + ' ' + e.rawPath});",
 		})},
 		{name: "url-go", runtime: "provided.al2023", zip: nodetest.Zip(t, map[string][]byte{"bootstrap": goBin}, "bootstrap")},
