@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/spf13/cobra"
 )
 
@@ -433,25 +433,6 @@ func (f *fakeNimbus) logs(w http.ResponseWriter, r *http.Request) {
 
 }
 
-// syncBuffer is a bytes.Buffer safe for a command writing and a test
-// reading at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // result is what a command printed and returned.
 type result struct {
 	stdout, stderr string
@@ -476,10 +457,10 @@ func runCmdContext(ctx context.Context, endpoint, stdin string, args ...string) 
 }
 
 // newRoot returns a nimbus command set up to run args, and its outputs.
-func newRoot(endpoint, stdin string, args ...string) (root *cobra.Command, stdout, stderr *syncBuffer) {
+func newRoot(endpoint, stdin string, args ...string) (root *cobra.Command, stdout, stderr *testenv.Buffer) {
 	root = &cobra.Command{Use: "nimbus", SilenceUsage: true, SilenceErrors: true}
 	addCommands(root, &globals{waitTimeout: testWaitTimeout, pollInterval: 20 * time.Millisecond})
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testenv.Buffer{}, &testenv.Buffer{}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetIn(strings.NewReader(stdin))

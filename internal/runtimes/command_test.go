@@ -13,6 +13,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
 )
 
 // buildGoFn builds internal/runtimeapi/testdata/gofn, a function made with
@@ -30,7 +31,7 @@ func buildGoFn(t *testing.T, dir string) {
 }
 
 func TestProvided(t *testing.T) {
-	code := openDir(t)
+	code := sandboxtest.HostDir(t)
 	buildGoFn(t, code)
 	for _, id := range []string{"provided.al2023", "provided.al2"} {
 		t.Run(id, func(t *testing.T) {

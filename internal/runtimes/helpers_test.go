@@ -1,7 +1,6 @@
 package runtimes
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -78,26 +79,6 @@ func closeSandbox() error {
 
 var lastID atomic.Int64
 
-// openDir returns a new directory that instances' users may read, outside
-// /tmp (which instances do not see: theirs is private), removed when the test
-// ends.
-func openDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "nimbus-runtimes-test-")
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("remove %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 var discardLog = slog.New(slog.DiscardHandler)
 
 // discovered is what Discover finds on this host, asked once per test binary.
@@ -118,7 +99,7 @@ func runtimeOf(t *testing.T, kind string) Runtime {
 // writeFiles writes files (path -> content) into a new code directory.
 func writeFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
-	dir := openDir(t)
+	dir := sandboxtest.HostDir(t)
 	for name, content := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -131,24 +112,6 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is a function instance run by a test against its own Runtime API
 // server.
 type instance struct {
@@ -157,7 +120,7 @@ type instance struct {
 	in  sandbox.Paths // where it sees its code and runtime
 	// runtimeHost is the host path of its runtime directory.
 	runtimeHost string
-	out         syncBuffer
+	out         testenv.Buffer
 	done        chan struct{} // closed when the instance has exited
 	err         error         // its exit status, once done is closed
 }
@@ -167,7 +130,7 @@ type instance struct {
 // Admit.
 func start(t *testing.T, rt Runtime, codeDir, handler string, userEnv map[string]string) *instance {
 	t.Helper()
-	bootDir := filepath.Join(openDir(t), "runtimes")
+	bootDir := filepath.Join(sandboxtest.HostDir(t), "runtimes")
 	if err := Install(bootDir); err != nil {
 		t.Fatalf("Install: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 func TestPythonInvoke(t *testing.T) {
@@ -529,7 +530,7 @@ func (f *fakeAPI) respond(c net.Conn, status string, hdr []string, body []byte) 
 
 // proc is the bootstrap run against a fakeAPI.
 type proc struct {
-	out  syncBuffer
+	out  testenv.Buffer
 	done chan struct{}
 	err  error
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 func TestParseMountinfo(t *testing.T) {
@@ -160,7 +162,7 @@ func TestHelperResult(t *testing.T) {
 }
 
 func TestSameWriter(t *testing.T) {
-	var a, b buffer
+	var a, b testenv.Buffer
 	tests := []struct {
 		name string
 		x, y io.Writer

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // modes are the ways the process backend runs, as New picks them for the
@@ -108,7 +109,7 @@ func TestTmpCountsTowardMemory(t *testing.T) {
 	b := newBackend(t, Config{})
 	requireController(t, b, ctlMemory)
 	requireFlag(t, b, syscall.CLONE_NEWNS, "mount")
-	var out buffer
+	var out testenv.Buffer
 	spec := sh(t, "exec head -c 200000000 /dev/zero > /tmp/fill", &out)
 	spec.MemoryMB, spec.TmpMB = 64, 512
 	inst := start(t, b, spec)

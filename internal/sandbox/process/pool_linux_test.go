@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -129,7 +130,7 @@ func TestPoolStartUsesPreStartedHelper(t *testing.T) {
 			if len(idle) != 2 {
 				t.Fatalf("idle helpers %v, want 2", idle)
 			}
-			var out buffer
+			var out testenv.Buffer
 			inst := start(t, b, sh(t, "echo $0 ran", &out))
 			if !inst.h.pooled || inst.h.cmd.Process.Pid != idle[0] {
 				t.Errorf("instance helper %d (pooled %v), want the oldest idle helper %d", inst.h.cmd.Process.Pid, inst.h.pooled, idle[0])
@@ -182,7 +183,7 @@ func TestPoolClose(t *testing.T) {
 	}
 
 	// Start still works, without a pool, and does not refill it.
-	var out buffer
+	var out testenv.Buffer
 	inst := start(t, b, sh(t, "echo after-close", &out))
 	wait(t, inst)
 	if inst.h.pooled || out.String() != "after-close\n" {
@@ -236,7 +237,7 @@ func TestPoolReplacesDeadHelper(t *testing.T) {
 			if tt.waitDead {
 				waitFor(t, "the helper to die", func() bool { return !alive(dead) })
 			}
-			var out buffer
+			var out testenv.Buffer
 			inst := start(t, b, sh(t, "echo replaced", &out))
 			wait(t, inst)
 			if got, want := out.String(), "replaced\n"; got != want || inst.Err() != nil {
@@ -351,9 +352,9 @@ func TestStartLeaksNoDescriptor(t *testing.T) {
 	settle(t, b)
 	before := openFDs(t)
 	for k := range 4 {
-		spec := sh(t, "echo hi; echo err >&2", &buffer{})
+		spec := sh(t, "echo hi; echo err >&2", &testenv.Buffer{})
 		if k%2 == 1 {
-			spec.Stderr = &buffer{} // a pipe of its own
+			spec.Stderr = &testenv.Buffer{} // a pipe of its own
 		}
 		if k == 3 {
 			spec.Path = "/nonexistent/bootstrap" // fails in the helper

@@ -1,7 +1,6 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -143,28 +142,10 @@ func hostDir(t testing.TB) string {
 	return dir
 }
 
-// buffer is a bytes.Buffer safe for a copier and a test to share.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 var lastID atomic.Int64
 
 // sh returns a spec running script with /bin/sh, with its output in out.
-func sh(t *testing.T, script string, out *buffer) sandbox.Spec {
+func sh(t *testing.T, script string, out *testenv.Buffer) sandbox.Spec {
 	spec := sandbox.Spec{
 		ID:   fmt.Sprintf("t%d", lastID.Add(1)),
 		Path: "/bin/sh", Args: []string{"sh", "-c", script},
@@ -210,7 +191,7 @@ func wait(t *testing.T, inst *instance) {
 // run runs script and returns its output and Err.
 func run(t *testing.T, b *Backend, script string) (string, error) {
 	t.Helper()
-	var out buffer
+	var out testenv.Buffer
 	inst := start(t, b, sh(t, script, &out))
 	wait(t, inst)
 	return out.String(), inst.Err()
@@ -339,11 +320,11 @@ func TestIdentity(t *testing.T) {
 	requireFlag(t, b, syscall.CLONE_NEWPID, "pid")
 	requireFlag(t, b, syscall.CLONE_NEWUTS, "uts")
 
-	var outA buffer
+	var outA testenv.Buffer
 	a := startPooled(t, b, sh(t, "echo ready; exec sleep 60", &outA))
 	waitFor(t, "first instance", func() bool { return strings.Contains(outA.String(), "ready") })
 
-	var out buffer
+	var out testenv.Buffer
 	spec := sh(t, `id -u; id -g; id -G; echo $$; ls /proc | grep -c '^[0-9]'; hostname; stat -c %a:%u /tmp`, &out)
 	inst := startPooled(t, b, spec)
 	wait(t, inst)
@@ -399,7 +380,7 @@ func TestCleanup(t *testing.T) {
 			if !tt.kill {
 				script = "(setsid sleep 86401 &); echo ready; exec sleep 1"
 			}
-			var out buffer
+			var out testenv.Buffer
 			inst := start(t, b, sh(t, script, &out))
 			waitFor(t, "2 processes", func() bool { return countUID(t, inst.uid) >= 2 })
 			if tt.kill {
@@ -481,7 +462,7 @@ func TestCPUWeights(t *testing.T) {
 
 func TestTmpWithoutMountNamespace(t *testing.T) {
 	b := withoutNamespaces(t, Config{})
-	var out buffer
+	var out testenv.Buffer
 	inst := start(t, b, sh(t, `echo x > "$TMPDIR/f"; echo "$TMPDIR"; echo ready; exec sleep 60`, &out))
 	waitFor(t, "ready", func() bool { return strings.Contains(out.String(), "ready") })
 	tmp := inst.TmpDir()
@@ -551,7 +532,7 @@ func TestHidePaths(t *testing.T) {
 			if !tt.fixed {
 				task, rt, listing = codeDir, rtDir, "data:code rt \n"
 			}
-			var out buffer
+			var out testenv.Buffer
 			spec := sh(t, strings.NewReplacer("DATA", data, "ROOT", root, "TASK", task, "RT", rt).Replace(`
 cat DATA/secret.txt; echo "secret:$?"
 cat DATA/nested/inner/x.txt; echo "nested:$?"
@@ -594,7 +575,7 @@ func TestSignalOtherInstance(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := tt.backend(t, Config{})
 			requireRoot(t, b)
-			var outA buffer
+			var outA testenv.Buffer
 			a := start(t, b, sh(t, "echo ready; exec sleep 60", &outA))
 			waitFor(t, "ready", func() bool { return strings.Contains(outA.String(), "ready") })
 			pid := a.h.cmd.Process.Pid
@@ -813,7 +794,7 @@ func TestCgroupV2Kill(t *testing.T) {
 	cg := unifiedOnly(t)
 	b := newAdjusted(t, Config{}, func(b *Backend) { b.flags, b.cg = 0, cg })
 	requireRoot(t, b)
-	var out buffer
+	var out testenv.Buffer
 	inst := start(t, b, sh(t, "setsid sleep 86405 & (setsid sleep 86406 &); echo ready; exec sleep 86407", &out))
 	// The subshell that starts the second sleep is briefly a fourth
 	// process: wait until exactly the three sleeps are left.

@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 func testConcurrentStarts(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	const n = 8
 	var wg sync.WaitGroup
-	outs := make([]Buffer, n)
+	outs := make([]testenv.Buffer, n)
 	insts := make([]sandbox.Instance, n)
 	for k := range n {
 		spec := sh(t, fmt.Sprintf("echo %d", k), &outs[k])
@@ -56,7 +57,7 @@ func withRuntime(t *testing.T, spec *sandbox.Spec) {
 // its code and runtime where PathsOf says it sees them.
 func testCode(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
-	var out Buffer
+	var out testenv.Buffer
 	spec := sh(t, `pwd; cat code.txt; cat "$TASK/code.txt"; cat "$RT/rt.txt"`, &out)
 	withRuntime(t, &spec)
 	in := sandbox.PathsOf(b, spec)
@@ -81,7 +82,7 @@ func testCode(t *testing.T, nb NewBackend) {
 func testReadOnlyCode(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "read-only code", func(i sandbox.Isolation) bool { return i.ReadOnlyCode })
-	var out Buffer
+	var out testenv.Buffer
 	spec := sh(t, `try() { if (eval "$2") 2>/dev/null; then echo "$1:written"; else echo "$1:refused"; fi; }
 try "code file" 'echo changed > "$TASK/code.txt"'
 try "code dir" 'touch "$TASK/new"'
@@ -115,7 +116,7 @@ try "runtime dir" 'touch "$RT/new"'`, &out)
 func testFixedPaths(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "fixed paths", func(i sandbox.Isolation) bool { return i.FixedPaths })
-	var out Buffer
+	var out testenv.Buffer
 	spec := sh(t, `pwd; cat /var/task/code.txt /var/runtime/rt.txt
 cat "$HOST_CODE/code.txt"; echo "host code:$?"
 cat "$HOST_RT/rt.txt"; echo "host runtime:$?"`, &out)
@@ -140,7 +141,7 @@ cat "$HOST_RT/rt.txt"; echo "host runtime:$?"`, &out)
 // directory, /tmp or $TMPDIR, and that the host finds it at TmpDir.
 func testTmpWritable(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
-	var out Buffer
+	var out testenv.Buffer
 	inst := running(t, b, sh(t, `echo x > "${TMPDIR:-/tmp}/f" && echo ready; exec sleep 60`, &out), &out)
 	if data, err := os.ReadFile(filepath.Join(inst.TmpDir(), "f")); err != nil || string(data) != "x\n" {
 		t.Errorf("TmpDir()/f = %q, %v; want %q", data, err, "x\n")
@@ -151,7 +152,7 @@ func testTmpPrivate(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "a private /tmp", func(i sandbox.Isolation) bool { return i.PrivateTmp })
 	marker := fmt.Sprintf("marker-%d-%d", os.Getpid(), lastID.Add(1))
-	var out Buffer
+	var out testenv.Buffer
 	a := running(t, b, sh(t, "echo a > /tmp/"+marker+" && echo ready; exec sleep 60", &out), &out)
 	if data, err := os.ReadFile(filepath.Join(a.TmpDir(), marker)); err != nil || string(data) != "a\n" {
 		t.Errorf("host read of TmpDir()/%s = %q, %v; want %q", marker, data, err, "a\n")
@@ -171,7 +172,7 @@ func testTmpSize(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "a private /tmp", func(i sandbox.Isolation) bool { return i.PrivateTmp })
 	for _, mb := range []int{512, 1000, 4096, 10240} {
-		var out Buffer
+		var out testenv.Buffer
 		spec := sh(t, `stat -f -c '%b %S' /tmp`, &out)
 		spec.TmpMB = mb
 		inst := start(t, b, spec)
@@ -191,7 +192,7 @@ func testTmpSize(t *testing.T, nb NewBackend) {
 func testTmpFull(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "a private /tmp", func(i sandbox.Isolation) bool { return i.PrivateTmp })
-	var out Buffer
+	var out testenv.Buffer
 	spec := sh(t, `head -c 500000 /dev/zero > /tmp/small && echo small-ok
 head -c 2000000 /dev/zero > /tmp/big`, &out)
 	spec.TmpMB = 1
@@ -234,12 +235,12 @@ func testOwnUser(t *testing.T, nb NewBackend) {
 		}
 		t.Skipf("the backend does not claim a user per instance: %s", b.Describe())
 	}
-	var outA, outB Buffer
+	var outA, outB testenv.Buffer
 	a := running(t, b, sh(t, "id -u; echo ready; exec sleep 60", &outA), &outA)
 	c := running(t, b, sh(t, "id -u; echo ready; exec sleep 60", &outB), &outB)
 	for _, x := range []struct {
 		inst sandbox.Instance
-		out  *Buffer
+		out  *testenv.Buffer
 	}{{a, &outA}, {c, &outB}} {
 		uid := x.inst.UID()
 		if uid < 0 || uid == os.Geteuid() || strings.Fields(x.out.String())[0] != strconv.Itoa(uid) {
@@ -264,7 +265,7 @@ func testMemoryLimit(t *testing.T, nb NewBackend) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out Buffer
+			var out testenv.Buffer
 			spec := sh(t, fmt.Sprintf(`exec %s -c "b = b'x' * (%d << 20); print(len(b))"`, python, tt.allocMB), &out)
 			spec.MemoryMB = tt.memoryMB
 			inst := start(t, b, spec)
@@ -284,7 +285,7 @@ func testMemoryLimit(t *testing.T, nb NewBackend) {
 func testPidsLimit(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "a pids limit", func(i sandbox.Isolation) bool { return i.PidsLimit })
-	var out Buffer
+	var out testenv.Buffer
 	spec := sh(t, "f() { f | f & }; f; exec sleep 60", &out)
 	spec.PidsMax = 64
 	inst := start(t, b, spec)

@@ -9,20 +9,19 @@
 package sandboxtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // Setup is what the suite asks of a backend it has made.
@@ -81,24 +80,6 @@ func require(t *testing.T, b sandbox.Backend, what string, has func(sandbox.Isol
 	}
 }
 
-// Buffer is an io.Writer safe for a backend and a test to share.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // HostDir returns a new directory under /var/tmp that every user may read
 // and traverse, removed when the test ends.
 func HostDir(t *testing.T) string {
@@ -133,7 +114,7 @@ var lastID atomic.Int64
 
 // sh returns a spec running script with /bin/sh in a new code directory
 // holding code.txt, its output (both streams) in out.
-func sh(t *testing.T, script string, out *Buffer) sandbox.Spec {
+func sh(t *testing.T, script string, out *testenv.Buffer) sandbox.Spec {
 	t.Helper()
 	code := HostDir(t)
 	writeFile(t, filepath.Join(code, "code.txt"), "the code\n")
@@ -181,7 +162,7 @@ func wait(t *testing.T, inst sandbox.Instance) {
 // run runs script to its end and returns its output and Err.
 func run(t *testing.T, b sandbox.Backend, script string) (string, error) {
 	t.Helper()
-	var out Buffer
+	var out testenv.Buffer
 	inst := start(t, b, sh(t, script, &out))
 	wait(t, inst)
 	return out.String(), inst.Err()
@@ -201,7 +182,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // running starts script, which must print "ready" once set up, and waits
 // for that.
-func running(t *testing.T, b sandbox.Backend, spec sandbox.Spec, out *Buffer) sandbox.Instance {
+func running(t *testing.T, b sandbox.Backend, spec sandbox.Spec, out *testenv.Buffer) sandbox.Instance {
 	t.Helper()
 	inst := start(t, b, spec)
 	waitFor(t, "ready", func() bool {
@@ -240,7 +221,7 @@ func testExitStatus(t *testing.T, nb NewBackend) {
 
 func testKill(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
-	var out Buffer
+	var out testenv.Buffer
 	inst := running(t, b, sh(t, "echo ready; exec sleep 60", &out), &out)
 	select {
 	case <-inst.Done():
@@ -263,7 +244,7 @@ func testKill(t *testing.T, nb NewBackend) {
 func testOutput(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	t.Run("separate writers", func(t *testing.T) {
-		var stdout, stderr Buffer
+		var stdout, stderr testenv.Buffer
 		spec := sh(t, "echo out; echo err >&2; echo out2", nil)
 		spec.Stdout, spec.Stderr = &stdout, &stderr
 		inst := start(t, b, spec)
@@ -299,7 +280,7 @@ func testOutput(t *testing.T, nb NewBackend) {
 		}
 	})
 	t.Run("failing writer", func(t *testing.T) {
-		var errOut Buffer
+		var errOut testenv.Buffer
 		spec := sh(t, "head -c 1000000 /dev/zero; echo done >&2", nil)
 		spec.Stdout, spec.Stderr = failingWriter{}, &errOut
 		inst := start(t, b, spec)
@@ -318,7 +299,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk ful
 // its writers when Done is closed.
 func testOutputBeforeDone(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
-	var out Buffer
+	var out testenv.Buffer
 	inst := start(t, b, sh(t, "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo end", &out))
 	wait(t, inst)
 	if got := out.String(); len(got) != 3000005 || !strings.HasSuffix(got, "\nend\n") {
@@ -328,7 +309,7 @@ func testOutputBeforeDone(t *testing.T, nb NewBackend) {
 
 func testArgsAndEnv(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
-	var out Buffer
+	var out testenv.Buffer
 	// 400 KB of environment: more than a socket or pipe buffer holds.
 	spec := sh(t, `echo "$0|$1|$FOO|${#A}|${#B}|${#C}|${#D}"`, &out)
 	spec.Args = append(spec.Args, "a0", "a 1")
@@ -411,7 +392,7 @@ func testStartErrors(t *testing.T, nb NewBackend) {
 
 func testConflict(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
-	var out Buffer
+	var out testenv.Buffer
 	first := sh(t, "echo ready; exec sleep 60", &out)
 	a := running(t, b, first, &out)
 	dup := sh(t, "exit 0", nil)

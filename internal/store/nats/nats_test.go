@@ -1,7 +1,6 @@
 package nats_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -334,24 +332,6 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestServerLogs checks that the embedded server logs through Config.Logger:
 // its banner and notices at debug level, nothing at info.
 func TestServerLogs(t *testing.T) {
@@ -363,7 +343,7 @@ func TestServerLogs(t *testing.T) {
 		{slog.LevelDebug, []string{`msg="Starting nats-server"`, "component=nats-server", "level=DEBUG"}, nil},
 		{slog.LevelInfo, nil, []string{"nats-server"}},
 	} {
-		var buf syncBuffer
+		var buf testenv.Buffer
 		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level}))
 		s, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: t.TempDir(), Logger: log})
 		if err != nil {
