@@ -31,6 +31,7 @@ package nats
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/async"
 )
 
@@ -187,6 +189,33 @@ func (b *Backend) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("async: close: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+// write stores task records, then events, in one commit round and waits
+// until they are durable; then this node's index has the records at once.
+func (b *Backend) write(ctx context.Context, recs []*nimbus.Task, evs []*async.Event) error {
+	reqs := make([]writeReq, 0, len(recs)+len(evs))
+	for _, t := range recs {
+		tb, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("encode task record: %w", err)
+		}
+		reqs = append(reqs, writeReq{subject: b.names.taskSubj + t.Function, rec: tb})
+	}
+	for _, ev := range evs {
+		eb, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		reqs = append(reqs, writeReq{subject: b.names.evSubj + ev.Function, rec: eb})
+	}
+	if err := b.w.writeAll(ctx, reqs); err != nil {
+		return err
+	}
+	if b.records != nil {
+		b.records.applyLocal(recs)
+	}
+	return nil
 }
 
 // committed is told by the writer which subjects a round stored: the

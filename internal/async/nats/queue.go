@@ -239,28 +239,7 @@ func (q *queue) announce(fns []string) {
 
 // Put implements async.Queue.
 func (q *queue) Put(ctx context.Context, recs []*nimbus.Task, evs []*async.Event) error {
-	reqs := make([]writeReq, 0, len(recs)+len(evs))
-	for _, t := range recs {
-		tb, err := json.Marshal(t)
-		if err != nil {
-			return fmt.Errorf("encode task record: %w", err)
-		}
-		reqs = append(reqs, writeReq{subject: q.b.names.taskSubj + t.Function, rec: tb})
-	}
-	for _, ev := range evs {
-		eb, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
-		}
-		reqs = append(reqs, writeReq{subject: q.b.names.evSubj + ev.Function, rec: eb})
-	}
-	if err := q.b.w.writeAll(ctx, reqs); err != nil {
-		return err
-	}
-	if q.b.records != nil {
-		q.b.records.applyLocal(recs)
-	}
-	return nil
+	return q.b.write(ctx, recs, evs)
 }
 
 // Claim implements async.Queue.

@@ -216,19 +216,7 @@ func (r *records) notifyStops(changed []*nimbus.Task) {
 
 // Record implements async.Records.
 func (r *records) Record(ctx context.Context, recs []*nimbus.Task) error {
-	reqs := make([]writeReq, 0, len(recs))
-	for _, t := range recs {
-		tb, err := json.Marshal(t)
-		if err != nil {
-			return fmt.Errorf("encode task record: %w", err)
-		}
-		reqs = append(reqs, writeReq{subject: r.b.names.taskSubj + t.Function, rec: tb})
-	}
-	if err := r.b.w.writeAll(ctx, reqs); err != nil {
-		return err
-	}
-	r.applyLocal(recs)
-	return nil
+	return r.b.write(ctx, recs, nil)
 }
 
 // RecordLater implements async.Records.
