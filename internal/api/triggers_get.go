@@ -1,7 +1,10 @@
 package api
 
 import (
+	"context"
 	"net/http"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // triggersList is GET /nimbus/v1/functions/{name}/triggers.
@@ -23,17 +26,7 @@ func (s *Server) triggersList(w http.ResponseWriter, r *http.Request) error {
 
 // triggersGet is GET /nimbus/v1/functions/{name}/triggers/{trigger}.
 func (s *Server) triggersGet(w http.ResponseWriter, r *http.Request) error {
-	ts, err := s.triggerService()
-	if err != nil {
-		return err
-	}
-	function, name, err := triggerPath(r)
-	if err != nil {
-		return err
-	}
-	t, err := s.reg.GetTrigger(r.Context(), function, name)
-	if err != nil {
-		return s.notFoundFunction(function, err)
-	}
-	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
+	return s.oneTrigger(w, r, func(ctx context.Context, _ TriggerService, function, name string) (*nimbus.Trigger, error) {
+		return s.reg.GetTrigger(ctx, function, name)
+	})
 }

@@ -1,20 +1,15 @@
 package api
 
 import (
+	"context"
 	"net/http"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // triggersUpdate is PUT /nimbus/v1/functions/{name}/triggers/{trigger}: the
 // fields present change, the others stay.
 func (s *Server) triggersUpdate(w http.ResponseWriter, r *http.Request) error {
-	ts, err := s.triggerService()
-	if err != nil {
-		return err
-	}
-	function, name, err := triggerPath(r)
-	if err != nil {
-		return err
-	}
 	var req triggerRequest
 	if err := decodeStrict(w, r, &req); err != nil {
 		return err
@@ -23,21 +18,19 @@ func (s *Server) triggersUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	types := ts.Types()
-	if in.Config != nil {
-		old, err := s.reg.GetTrigger(r.Context(), function, name)
-		if err != nil {
-			return s.notFoundFunction(function, err)
+	return s.oneTrigger(w, r, func(ctx context.Context, ts TriggerService, function, name string) (*nimbus.Trigger, error) {
+		types := ts.Types()
+		if in.Config != nil {
+			old, err := s.reg.GetTrigger(ctx, function, name)
+			if err != nil {
+				return nil, err
+			}
+			if types, err = keepSecrets(types, &in, old); err != nil {
+				return nil, err
+			}
 		}
-		if types, err = keepSecrets(types, &in, old); err != nil {
-			return err
-		}
-	}
-	t, err := s.reg.UpdateTrigger(r.Context(), function, name, in, types)
-	if err != nil {
-		return s.notFoundFunction(function, err)
-	}
-	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
+		return s.reg.UpdateTrigger(ctx, function, name, in, types)
+	})
 }
 
 // triggersEnable is POST /nimbus/v1/functions/{name}/triggers/{trigger}/enable.
@@ -51,19 +44,9 @@ func (s *Server) triggersDisable(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) triggersSetEnabled(w http.ResponseWriter, r *http.Request, enabled bool) error {
-	ts, err := s.triggerService()
-	if err != nil {
-		return err
-	}
-	function, name, err := triggerPath(r)
-	if err != nil {
-		return err
-	}
-	t, err := s.reg.SetTriggerEnabled(r.Context(), function, name, enabled)
-	if err != nil {
-		return s.notFoundFunction(function, err)
-	}
-	return writeJSON(w, http.StatusOK, viewTrigger(ts, function, t))
+	return s.oneTrigger(w, r, func(ctx context.Context, _ TriggerService, function, name string) (*nimbus.Trigger, error) {
+		return s.reg.SetTriggerEnabled(ctx, function, name, enabled)
+	})
 }
 
 // triggersRotateKey is POST
@@ -71,6 +54,16 @@ func (s *Server) triggersSetEnabled(w http.ResponseWriter, r *http.Request, enab
 // whose authType is KEY gets a new generated key, and the old one is refused
 // from then on. The answer is the trigger, with its new key.
 func (s *Server) triggersRotateKey(w http.ResponseWriter, r *http.Request) error {
+	return s.oneTrigger(w, r, func(ctx context.Context, _ TriggerService, function, name string) (*nimbus.Trigger, error) {
+		return s.reg.RotateTriggerKey(ctx, function, name)
+	})
+}
+
+// oneTrigger answers a request about the trigger the path names: op acts on
+// it, and the answer is the trigger as op left it (a function or trigger
+// that does not exist is a 404 naming which).
+func (s *Server) oneTrigger(w http.ResponseWriter, r *http.Request,
+	op func(ctx context.Context, ts TriggerService, function, name string) (*nimbus.Trigger, error)) error {
 	ts, err := s.triggerService()
 	if err != nil {
 		return err
@@ -79,7 +72,7 @@ func (s *Server) triggersRotateKey(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	t, err := s.reg.RotateTriggerKey(r.Context(), function, name)
+	t, err := op(r.Context(), ts, function, name)
 	if err != nil {
 		return s.notFoundFunction(function, err)
 	}
