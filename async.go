@@ -138,3 +138,15 @@ func TaskRank(status string) int {
 	}
 	return 1
 }
+
+// Equal reports whether two records are the same, times compared as
+// instants (a record read back may carry another location).
+func (t *Task) Equal(o *Task) bool {
+	a, b := *t, *o
+	if !a.Created.Equal(b.Created) || !a.Started.Equal(b.Started) || !a.Updated.Equal(b.Updated) || !a.Finished.Equal(b.Finished) {
+		return false
+	}
+	a.Created, a.Started, a.Updated, a.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	b.Created, b.Started, b.Updated, b.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b
+}

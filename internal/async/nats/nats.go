@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -131,6 +132,9 @@ type Backend struct {
 	log   *slog.Logger
 	names names
 	w     *writer
+	// lastTaskSeq is the task stream's sequence of the latest records this
+	// node wrote.
+	lastTaskSeq atomic.Uint64
 	*queue
 	*records
 	*letters
@@ -153,6 +157,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.w = newWriter(cfg.JS, MaxEvent(cfg.NC), cfg.WriteTimeout, cfg.Logger, b.committed)
 	b.w.health = cfg.Health
+	b.w.stored = b.stored
 	var err error
 	if b.queue, err = openQueue(ctx, b); err == nil {
 		if b.records, err = openRecords(ctx, b); err == nil {
@@ -216,6 +221,19 @@ func (b *Backend) write(ctx context.Context, recs []*nimbus.Task, evs []*async.E
 		b.records.applyLocal(recs)
 	}
 	return nil
+}
+
+// stored notes the stream position of this node's latest task records, so
+// that a listing can wait for the index to have them.
+func (b *Backend) stored(subject string, seq uint64) {
+	if strings.HasPrefix(subject, b.names.taskSubj) {
+		for {
+			cur := b.lastTaskSeq.Load()
+			if seq <= cur || b.lastTaskSeq.CompareAndSwap(cur, seq) {
+				return
+			}
+		}
+	}
 }
 
 // committed is told by the writer which subjects a round stored: the

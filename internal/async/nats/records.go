@@ -29,7 +29,28 @@ type records struct {
 	gen    int                      // its generation: a failed apply starts another
 	failed chan struct{}            // closed when the follower of gen failed
 	behind bool                     // refollow runs
+
+	// recent holds the records this node wrote that the index may not
+	// have yet (its follower applies them a few milliseconds later): a
+	// node reads what it wrote at once, and a write costs no index
+	// transaction on the submit path.
+	recentMu sync.Mutex
+	recent   map[string]*nimbus.Task
+
+	// position is the stream sequence the index has applied; progress is
+	// closed (and replaced) when it moves.
+	posMu    sync.Mutex
+	position uint64
+	progress chan struct{}
 }
+
+// listWait bounds how long a listing waits for the index to have this
+// node's own latest records.
+const listWait = 2 * time.Second
+
+// maxRecent bounds recent; past it (the follower is far behind) a node's
+// own records show when the follower gets to them.
+const maxRecent = 100_000
 
 // sweepEvery is how often records past the retention leave the index (the
 // stream drops them by itself).
@@ -50,7 +71,8 @@ func openRecords(ctx context.Context, b *Backend) (*records, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &records{b: b, idx: idx, stops: make(chan string, 1024)}
+	r := &records{b: b, idx: idx, stops: make(chan string, 1024), recent: make(map[string]*nimbus.Task),
+		progress: make(chan struct{})}
 	if err := r.follow(ctx, st.CachedInfo()); err != nil {
 		_ = idx.Close()
 		return nil, err
@@ -73,6 +95,7 @@ func (r *records) follow(ctx context.Context, info *jetstream.StreamInfo) error 
 		}
 		seq = 0
 	}
+	r.moved(seq)
 	cfg := jetstream.OrderedConsumerConfig{}
 	if seq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
@@ -134,7 +157,12 @@ func (r *records) apply(gen int, data []byte, seq uint64) {
 		r.b.log.Warn("async: skip an unreadable task record batch", "seq", seq, nimbus.LogErr, err)
 		recs = nil
 	}
-	changed, err := r.idx.Apply(valid(recs), seq)
+	recs = valid(recs)
+	changed, err := r.idx.Apply(recs, seq)
+	if err == nil {
+		r.applied(recs)
+		r.moved(seq)
+	}
 	if err != nil {
 		r.b.log.Error("async: index task records; following the task stream again once the index takes them",
 			"seq", seq, nimbus.LogErr, err)
@@ -190,15 +218,70 @@ func valid(recs []*nimbus.Task) []*nimbus.Task {
 	return out
 }
 
-// applyLocal merges this node's own records at once, so that it reads
-// what it wrote before the stream delivers it back.
+// applyLocal makes this node's own records readable at once (recent),
+// before the stream brings them to the index.
 func (r *records) applyLocal(recs []*nimbus.Task) {
-	changed, err := r.idx.Apply(recs, 0)
-	if err != nil {
-		r.b.log.Error("async: index task records", nimbus.LogErr, err)
-		return
+	var changed []*nimbus.Task
+	r.recentMu.Lock()
+	for _, t := range recs {
+		key := async.TaskKey(t.Function, t.ID)
+		if cur := r.recent[key]; cur != nil && !t.Supersedes(cur) {
+			continue
+		}
+		if len(r.recent) >= maxRecent && r.recent[key] == nil {
+			continue
+		}
+		r.recent[key] = t
+		changed = append(changed, t)
 	}
+	r.recentMu.Unlock()
 	r.notifyStops(changed)
+}
+
+// moved notes that the index has applied the stream up to seq.
+func (r *records) moved(seq uint64) {
+	r.posMu.Lock()
+	defer r.posMu.Unlock()
+	if seq > r.position {
+		r.position = seq
+		close(r.progress)
+		r.progress = make(chan struct{})
+	}
+}
+
+// caughtUp waits (up to listWait) until the index has the records this
+// node wrote before the call: a node lists what it wrote.
+func (r *records) caughtUp(ctx context.Context) {
+	want := r.b.lastTaskSeq.Load()
+	timeout := time.NewTimer(listWait)
+	defer timeout.Stop()
+	for {
+		r.posMu.Lock()
+		at, progress := r.position, r.progress
+		r.posMu.Unlock()
+		if at >= want {
+			return
+		}
+		select {
+		case <-progress:
+		case <-timeout.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// applied forgets the recent records the index now has (or has newer).
+func (r *records) applied(recs []*nimbus.Task) {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	for _, t := range recs {
+		key := async.TaskKey(t.Function, t.ID)
+		if cur := r.recent[key]; cur != nil && (t.Equal(cur) || !cur.Supersedes(t)) {
+			delete(r.recent, key)
+		}
+	}
 }
 
 func (r *records) notifyStops(changed []*nimbus.Task) {
@@ -231,7 +314,13 @@ func (r *records) RecordLater(t *nimbus.Task) {
 
 // Task implements async.Records.
 func (r *records) Task(_ context.Context, fn, id string) (nimbus.Task, error) {
+	r.recentMu.Lock()
+	mine := r.recent[async.TaskKey(fn, id)]
+	r.recentMu.Unlock()
 	t, ok, err := r.idx.Get(fn, id)
+	if mine != nil && (!ok || mine.Supersedes(&t)) {
+		return *mine, nil
+	}
 	switch {
 	case err != nil:
 		return t, fmt.Errorf("read task %s: %w", id, err)
@@ -242,12 +331,14 @@ func (r *records) Task(_ context.Context, fn, id string) (nimbus.Task, error) {
 }
 
 // Tasks implements async.Records.
-func (r *records) Tasks(_ context.Context, fn string, o async.ListOptions) ([]nimbus.Task, string, error) {
+func (r *records) Tasks(ctx context.Context, fn string, o async.ListOptions) ([]nimbus.Task, string, error) {
+	r.caughtUp(ctx)
 	return r.idx.List(fn, o)
 }
 
 // Counts implements async.Records.
-func (r *records) Counts(_ context.Context, fn string) (map[string]int, error) {
+func (r *records) Counts(ctx context.Context, fn string) (map[string]int, error) {
+	r.caughtUp(ctx)
 	return r.idx.Counts(fn)
 }
 

@@ -27,7 +27,9 @@ type writer struct {
 	maxBytes int
 	timeout  time.Duration
 	log      *slog.Logger
-	// committed is told the subjects of every round stored.
+	// stored is told of each message stored, before its writers are;
+	// committed of the subjects of every round stored.
+	stored    func(subject string, seq uint64)
 	committed func(subjects []string)
 	// health, when set, fails a round at once while the store cannot
 	// write.
@@ -179,12 +181,15 @@ func (w *writer) commit(round []writeReq) {
 	}
 	deadline := time.NewTimer(w.timeout)
 	defer deadline.Stop()
-	var stored []string
+	var subjects []string
 	for _, m := range msgs {
 		err := m.err
 		if err == nil {
 			select {
-			case <-m.fut.Ok():
+			case ack := <-m.fut.Ok():
+				if w.stored != nil {
+					w.stored(m.reqs[0].subject, ack.Sequence)
+				}
 			case err = <-m.fut.Err():
 			case <-deadline.C:
 				err = nimbus.Errorf(nimbus.ErrUnavailable, "the store did not confirm the write within %s; retry later", w.timeout)
@@ -199,7 +204,7 @@ func (w *writer) commit(round []writeReq) {
 			}
 			w.log.Warn("async: write failed", "subject", m.reqs[0].subject, "records", len(m.reqs), nimbus.LogErr, err)
 		} else {
-			stored = append(stored, m.reqs[0].subject)
+			subjects = append(subjects, m.reqs[0].subject)
 		}
 		for _, r := range m.reqs {
 			if r.done != nil {
@@ -207,8 +212,8 @@ func (w *writer) commit(round []writeReq) {
 			}
 		}
 	}
-	if len(stored) > 0 && w.committed != nil {
-		w.committed(stored)
+	if len(subjects) > 0 && w.committed != nil {
+		w.committed(subjects)
 	}
 }
 

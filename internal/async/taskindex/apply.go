@@ -79,20 +79,18 @@ type merger struct {
 	batch        map[key]*nimbus.Task // what this transaction wrote
 }
 
-func (x *Index) newMerger(ctx context.Context, tx *sql.Tx) (*merger, error) {
-	load, err := tx.PrepareContext(ctx, `SELECT rec FROM tasks WHERE fn = ? AND id = ?`)
-	if err != nil {
-		return nil, err
-	}
-	upsert, err := tx.PrepareContext(ctx, `INSERT INTO tasks (fn, id, status, created, updated, rec)
+// The writer's statements, prepared once (see Index.prepare).
+const (
+	loadSQL   = `SELECT rec FROM tasks WHERE fn = ? AND id = ?`
+	upsertSQL = `INSERT INTO tasks (fn, id, status, created, updated, rec)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (fn, id) DO UPDATE SET status = excluded.status, created = excluded.created,
-			updated = excluded.updated, rec = excluded.rec`)
-	if err != nil {
-		load.Close()
-		return nil, err
-	}
-	return &merger{ctx: ctx, x: x, load: load, upsert: upsert, batch: make(map[key]*nimbus.Task)}, nil
+			updated = excluded.updated, rec = excluded.rec`
+)
+
+func (x *Index) newMerger(ctx context.Context, tx *sql.Tx) (*merger, error) {
+	return &merger{ctx: ctx, x: x, load: tx.StmtContext(ctx, x.load), upsert: tx.StmtContext(ctx, x.upsert),
+		batch: make(map[key]*nimbus.Task)}, nil
 }
 
 func (m *merger) close() {
@@ -117,7 +115,7 @@ func (m *merger) merge(t *nimbus.Task) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if cur != nil && (!t.Supersedes(cur) || same(cur, t)) {
+	if cur != nil && (!t.Supersedes(cur) || t.Equal(cur)) {
 		return false, nil // older, or the same record again (a node's own, back from the stream)
 	}
 	rec, err := json.Marshal(t)
@@ -131,21 +129,6 @@ func (m *merger) merge(t *nimbus.Task) (bool, error) {
 	}
 	m.batch[k] = t
 	return true, nil
-}
-
-// same reports whether two records of a task are equal.
-func same(a, b *nimbus.Task) bool {
-	x, y := *a, *b
-	times := func(t *nimbus.Task) [4]time.Time { return [4]time.Time{t.Created, t.Started, t.Updated, t.Finished} }
-	tx, ty := times(&x), times(&y)
-	for i := range tx {
-		if !tx[i].Equal(ty[i]) {
-			return false
-		}
-	}
-	x.Created, x.Started, x.Updated, x.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	y.Created, y.Started, y.Updated, y.Finished = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	return x == y
 }
 
 // current returns the stored record of a task, nil when there is none:
@@ -261,6 +244,9 @@ func (x *Index) Reset(stream string) error {
 		return fmt.Errorf("task index: reset: %w", err)
 	}
 	x.cache.purge()
+	if err := x.prepare(); err != nil { // the tables were made again
+		return fmt.Errorf("task index: reset: %w", err)
+	}
 	return nil
 }
 

@@ -50,7 +50,7 @@ func apply(t testing.TB, x *Index, seq uint64, recs ...*nimbus.Task) []*nimbus.T
 }
 
 // sameTask compares records field by field, times with Equal.
-func sameTask(a, b nimbus.Task) bool { return same(&a, &b) }
+func sameTask(a, b nimbus.Task) bool { return a.Equal(&b) }
 
 // mustGet returns a task's record, from the cache (cached) or the database.
 func mustGet(t testing.TB, x *Index, fn, id string, cached bool) nimbus.Task {
