@@ -100,11 +100,12 @@ func (l *letters) Remove(ctx context.Context, seq uint64) error {
 }
 
 // gone reports whether err says the message is not there (any more). A
-// failed delete carries JetStream's error only as text: its code 10043 is
-// "sequence not found".
+// failed delete carries JetStream's error only as text: its codes 10043
+// ("sequence not found") and 10057 ("no message found") say so.
 func gone(err error) bool {
 	return errors.Is(err, jetstream.ErrMsgNotFound) ||
-		(errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "err_code=10043"))
+		(errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) &&
+			(strings.Contains(err.Error(), "err_code=10043") || strings.Contains(err.Error(), "err_code=10057")))
 }
 
 func (l *letters) unavailable(err error) error {

@@ -53,10 +53,11 @@ func (c *cursor) skip(seq uint64, until time.Time) {
 
 // held is a claim of this node.
 type held struct {
-	fn   string
-	seq  uint64
-	rev  uint64 // of its entry in the claims bucket
-	lost bool
+	fn      string
+	seq     uint64
+	rev     uint64 // of its entry in the claims bucket
+	lost    bool
+	settled bool // done or released: no longer renewed
 }
 
 // lease is a claim's entry in the claims bucket.
@@ -468,6 +469,7 @@ func (q *queue) lostLocked(h *held) bool {
 // forget stops renewing h.
 func (q *queue) forget(h *held) {
 	q.mu.Lock()
+	h.settled = true
 	if q.held[h.seq] == h {
 		delete(q.held, h.seq)
 	}
@@ -522,6 +524,9 @@ func (q *queue) renew(ctx context.Context) {
 		cancel()
 		q.mu.Lock()
 		switch {
+		case h.settled:
+			// Done or released while this pass ran: whatever the
+			// renewal found is moot.
 		case lost:
 			h.lost = true
 			delete(q.held, h.seq)
@@ -541,8 +546,11 @@ func (q *queue) renew(ctx context.Context) {
 // reports one that another node holds now.
 func (q *queue) renewOne(ctx context.Context, h *held) (rev uint64, lost bool, err error) {
 	q.mu.Lock()
-	cur := h.rev
+	cur, settled := h.rev, h.settled
 	q.mu.Unlock()
+	if settled {
+		return 0, false, nil
+	}
 	key := strconv.FormatUint(h.seq, 10)
 	val := q.lease(q.b.cfg.Now())
 	rev, err = q.bucket().Update(ctx, key, val, cur)
@@ -556,6 +564,12 @@ func (q *queue) renewOne(ctx context.Context, h *held) (rev uint64, lost bool, e
 	e, gerr := q.bucket().Get(ctx, key)
 	switch {
 	case errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted):
+		q.mu.Lock()
+		settled := h.settled
+		q.mu.Unlock()
+		if settled {
+			return 0, false, nil // its Done dropped the claim: nothing to make again
+		}
 		rev, err = q.bucket().Create(ctx, key, val)
 		return rev, errors.Is(err, jetstream.ErrKeyExists), ignoreExists(err)
 	case gerr != nil:
