@@ -317,10 +317,12 @@ func (r *records) Task(_ context.Context, fn, id string) (nimbus.Task, error) {
 	r.recentMu.Lock()
 	mine := r.recent[async.TaskKey(fn, id)]
 	r.recentMu.Unlock()
-	t, ok, err := r.idx.Get(fn, id)
-	if mine != nil && (!ok || mine.Supersedes(&t)) {
+	if mine != nil {
+		// The newest known: a newer record from the stream would have
+		// taken it out of recent (applied).
 		return *mine, nil
 	}
+	t, ok, err := r.idx.Get(fn, id)
 	switch {
 	case err != nil:
 		return t, fmt.Errorf("read task %s: %w", id, err)

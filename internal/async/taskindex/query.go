@@ -23,7 +23,7 @@ func (x *Index) Get(fn, id string) (t nimbus.Task, found bool, err error) {
 	if ok {
 		return t, true, nil
 	}
-	row := x.r.QueryRowContext(context.Background(), `SELECT rec FROM tasks WHERE fn = ? AND id = ?`, fn, id)
+	row := x.get.QueryRowContext(context.Background(), fn, id)
 	t, found, err = scanTask(row)
 	if err != nil {
 		return nimbus.Task{}, false, fmt.Errorf("task index: get %s: %w", id, err)
