@@ -56,8 +56,9 @@ type held struct {
 	fn      string
 	seq     uint64
 	rev     uint64 // of its entry in the claims bucket
-	lost    bool
-	settled bool // done or released: no longer renewed
+	lost     bool
+	settled  bool // done or released: no longer renewed
+	takeover bool // taken over from an earlier claim
 }
 
 // lease is a claim's entry in the claims bucket.
@@ -319,9 +320,13 @@ func (q *queue) consider(ctx context.Context, fn string, m *jetstream.RawStreamM
 		}
 		return nil, err
 	}
-	// Another node may have finished the message between the read and
-	// the claim (its Done deletes the message, then its claim): a claim
-	// counts only for a message that is still there.
+	// A node's Done deletes the message and leaves its claim to lapse, so
+	// a new claim is of a message still there; one taken over from a
+	// lapsed (or released) claim may be of a message done meanwhile: it
+	// counts only if the message is still there.
+	if !h.takeover {
+		return &async.Claim{Events: evs, Handle: h}, nil
+	}
 	if _, err := q.events.GetMsg(ctx, m.Sequence); err != nil {
 		q.forget(h)
 		q.dropClaim(h)
@@ -357,9 +362,9 @@ func notBefore(evs []*async.Event) time.Time {
 // (its node stopped renewing it) or that a previous run of this node left.
 // It returns nil and the claim's end when a live node holds it.
 func (q *queue) take(ctx context.Context, fn string, seq uint64, now time.Time) (*held, time.Time, error) {
-	rev, until, err := q.takeOnce(ctx, seq, now)
+	rev, over, until, err := q.takeOnce(ctx, seq, now)
 	if err != nil && q.claimsGone(ctx, err) {
-		rev, until, err = q.takeOnce(ctx, seq, now)
+		rev, over, until, err = q.takeOnce(ctx, seq, now)
 	}
 	if err != nil {
 		return nil, time.Time{}, q.unavailable("claim a queue message", err)
@@ -367,36 +372,36 @@ func (q *queue) take(ctx context.Context, fn string, seq uint64, now time.Time) 
 	if rev == 0 {
 		return nil, until, nil
 	}
-	h := &held{fn: fn, seq: seq, rev: rev}
+	h := &held{fn: fn, seq: seq, rev: rev, takeover: over}
 	q.mu.Lock()
 	q.held[seq] = h
 	q.mu.Unlock()
 	return h, time.Time{}, nil
 }
 
-// takeOnce tries to claim seq: its new revision, or 0 and until when the
-// claim of a live node holds it.
-func (q *queue) takeOnce(ctx context.Context, seq uint64, now time.Time) (uint64, time.Time, error) {
+// takeOnce tries to claim seq: its new revision and whether it took over
+// an earlier claim, or 0 and until when the claim of a live node holds it.
+func (q *queue) takeOnce(ctx context.Context, seq uint64, now time.Time) (uint64, bool, time.Time, error) {
 	kv := q.bucket()
 	key := strconv.FormatUint(seq, 10)
 	val := q.lease(now)
 	rev, err := kv.Create(ctx, key, val)
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return rev, time.Time{}, err
+		return rev, false, time.Time{}, err
 	}
 	e, err := kv.Get(ctx, key)
 	if err != nil {
-		return 0, now.Add(time.Second), nil // gone or unreadable: look again soon
+		return 0, false, now.Add(time.Second), nil // gone or unreadable: look again soon
 	}
 	var l lease
 	if json.Unmarshal(e.Value(), &l) == nil && l.Until.After(now) && (l.Node != q.b.cfg.NodeID || l.Boot == q.boot) {
-		return 0, l.Until, nil
+		return 0, false, l.Until, nil
 	}
 	rev, err = kv.Update(ctx, key, val, e.Revision())
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, now.Add(q.b.cfg.ClaimTTL), nil // another node was quicker
+		return 0, false, now.Add(q.b.cfg.ClaimTTL), nil // another node was quicker
 	}
-	return rev, time.Time{}, err
+	return rev, true, time.Time{}, err
 }
 
 func (q *queue) lease(now time.Time) []byte {
@@ -425,10 +430,12 @@ func (q *queue) Done(ctx context.Context, c *async.Claim) error {
 		return nil // the node that took it over deletes it
 	}
 	if err := q.events.DeleteMsg(ctx, h.seq); err != nil && !gone(err) {
-		q.dropClaim(h)
+		q.dropClaim(h) // its events have outcomes: whoever takes it skips them
 		return q.unavailable("remove a finished queue message", err)
 	}
-	q.dropClaim(h)
+	// The claim stays until it lapses (the bucket's TTL removes it): a
+	// node that read the message before it was deleted then cannot claim
+	// it anew (see consider).
 	return nil
 }
 
