@@ -2,8 +2,9 @@
 // instances per function version: a cold start on demand, warm reuse,
 // scale-out while every instance is busy (bounded per function and per
 // node), a bounded wait queue in front of each pool, idle instances stopped
-// after a timeout, a minimum of warm instances kept, and draining of old
-// versions after an update. Instances are started through a sandbox.Backend
+// after a timeout or evicted to make room on a full node (evict.go), a
+// minimum of warm instances kept, and draining of old versions after an
+// update. Instances are started through a sandbox.Backend
 // and speak the Lambda Runtime API (internal/runtimeapi) or, for HTTP
 // functions, plain HTTP.
 package engine
@@ -18,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -106,6 +108,16 @@ type Engine struct {
 	draining  map[*pool]struct{}
 	instances int // on this node, all pools, including starting ones
 	closed    bool
+	// starved are the pools whose waiting requests need instances that
+	// the node has no slot for (see evict.go); evicting counts the
+	// instances evicted for them that have not exited yet.
+	starved  map[*pool]struct{}
+	evicting int
+	// rebalancing: a makeRoom goroutine runs; rekick: something changed
+	// since it last looked.
+	rebalancing, rekick bool
+	// hungry is len(starved) > 0, for the request path to read without mu.
+	hungry atomic.Bool
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -126,6 +138,7 @@ func New(cfg Config) (*Engine, error) {
 		runtimes: make(map[string]runtimes.Runtime),
 		pools:    make(map[string]*pool),
 		draining: make(map[*pool]struct{}),
+		starved:  make(map[*pool]struct{}),
 	}
 	for _, rt := range cfg.Runtimes {
 		e.runtimes[rt.ID] = rt
@@ -340,18 +353,34 @@ func (e *Engine) arn(name string) string {
 func (e *Engine) reserveSlot() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.instances >= e.cfg.MaxInstances || e.closed {
-		return false
-	}
-	e.instances++
-	e.wg.Add(1)
-	return true
+	return e.takeSlotsLocked(1) == 1
 }
 
-func (e *Engine) releaseSlot() {
+// takeSlotsLocked takes up to n slots, as reserveSlot does, and returns how
+// many it took.
+func (e *Engine) takeSlotsLocked(n int) int {
+	if e.closed {
+		return 0
+	}
+	n = max(min(n, e.cfg.MaxInstances-e.instances), 0)
+	e.instances += n
+	e.wg.Add(n)
+	return n
+}
+
+// releaseSlot gives back the slot of an instance that exited (or failed to
+// start); evicted says it was evicted to make room. Pools waiting for room
+// get it.
+func (e *Engine) releaseSlot(evicted bool) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.instances--
-	e.mu.Unlock()
+	if evicted {
+		e.evicting--
+	}
+	if len(e.starved) > 0 {
+		e.kickLocked()
+	}
 }
 
 // reapLoop reaps idle instances every ReapInterval until Close.

@@ -350,16 +350,7 @@ func TestThrottling(t *testing.T) {
 		}
 		<-done
 	})
-	t.Run("node cap", func(t *testing.T) {
-		h := newHarness(t, func(c *Config) { c.MaxInstances = 1; c.QueueTimeout = 100 * time.Millisecond })
-		other := *h.fn
-		other.Name = "other"
-		h.ok(t, h.fn, `{}`) // holds the node's only slot while warm
-		_, err := h.invoke(t, &other, `{}`)
-		if !errors.Is(err, nimbus.ErrThrottled) {
-			t.Errorf("err = %v, want ErrThrottled at the node-wide cap", err)
-		}
-	})
+	// The node-wide cap: evict_test.go.
 }
 
 func waitFor(t *testing.T, cond func() bool) {

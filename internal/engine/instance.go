@@ -40,6 +40,7 @@ type instance struct {
 	inflight int
 	inFree   bool
 	retiring bool
+	evicted  bool // retired to make room for another pool
 	lastUsed time.Time
 }
 

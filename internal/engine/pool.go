@@ -43,6 +43,9 @@ type pool struct {
 	minWarm     int
 	idleTimeout time.Duration
 	draining    bool
+	// short is how many instances the waiting requests lack for want of
+	// a node-wide slot (also under Engine.mu; see evict.go).
+	short int
 
 	initErr      *initFailure
 	initErrUntil time.Time
@@ -219,14 +222,18 @@ func (p *pool) retireSurplusLocked() {
 }
 
 // scaleLocked starts as many instances as the waiting requests need and the
-// limits allow, in parallel. A draining pool still serves the requests that
-// were already waiting in it.
+// limits allow, in parallel; those the node has no room for are made room
+// for (evict.go). A draining pool still serves the requests that were
+// already waiting in it.
 func (p *pool) scaleLocked() {
 	need := p.waiters.Len() - p.starting*p.perInstance
-	for need > 0 && len(p.all)+p.starting < p.maxInst && p.e.reserveSlot() {
+	want := min((need+p.perInstance-1)/p.perInstance, p.maxInst-len(p.all)-p.starting)
+	if want <= 0 && p.short == 0 {
+		return
+	}
+	for range p.e.reserveSlots(p, max(want, 0)) {
 		p.starting++
-		need -= p.perInstance
-		go p.start() // counted by reserveSlot
+		go p.start() // counted by reserveSlots
 	}
 }
 
@@ -251,7 +258,7 @@ func (p *pool) start() {
 	defer p.mu.Unlock()
 	p.starting--
 	if err != nil {
-		p.e.releaseSlot()
+		p.e.releaseSlot(false)
 		var f *initFailure
 		if errors.As(err, &f) {
 			p.noteInitErrorLocked(f)
@@ -291,7 +298,8 @@ func (p *pool) failWaitersLocked(err error) {
 
 // handOffLocked gives inst's free slots to waiters, oldest first, within
 // the limits, and records the rest as free; an idle instance that a
-// draining pool or a lowered limit no longer needs stops.
+// draining pool or a lowered limit no longer needs stops, and one that
+// another pool could use is offered to makeRoom.
 func (p *pool) handOffLocked(inst *instance) {
 	for inst.inflight < p.perInstance && p.waiters.Len() > 0 && (inst.inflight > 0 || p.busy < p.maxInst) {
 		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
@@ -306,6 +314,9 @@ func (p *pool) handOffLocked(inst *instance) {
 	if !p.draining && inst.inflight < p.perInstance && !inst.inFree {
 		inst.inFree = true
 		p.free = append(p.free, inst)
+	}
+	if inst.inflight == 0 && p.e.hungry.Load() {
+		p.e.kick()
 	}
 }
 
@@ -370,7 +381,7 @@ func (p *pool) watch(inst *instance) {
 		p.retiring--
 	}
 	p.removeFreeLocked(inst)
-	p.e.releaseSlot()
+	p.e.releaseSlot(inst.evicted)
 	if !inst.retiring {
 		p.e.log.Warn("instance exited", nimbus.LogFunction, p.name, nimbus.LogInstance, inst.id, nimbus.LogErr, inst.sb.Err())
 	}
@@ -379,7 +390,8 @@ func (p *pool) watch(inst *instance) {
 }
 
 // reap stops instances idle past the timeout beyond the warm minimum, and
-// reports whether a draining pool is now empty.
+// reports whether a draining pool is now empty (requests still waiting in
+// it will have instances).
 func (p *pool) reap(now time.Time) (gone bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -393,7 +405,7 @@ func (p *pool) reap(now time.Time) (gone bool) {
 			keep--
 		}
 	}
-	return p.draining && len(p.all) == 0 && p.starting == 0
+	return p.draining && len(p.all) == 0 && p.starting == 0 && p.waiters.Len() == 0
 }
 
 // drain retires the pool: idle instances stop now, busy ones once they
