@@ -225,7 +225,15 @@ func (r *records) applyLocal(recs []*nimbus.Task) {
 	r.recentMu.Lock()
 	for _, t := range recs {
 		key := async.TaskKey(t.Function, t.ID)
-		if cur := r.recent[key]; cur != nil && !t.Supersedes(cur) {
+		cur := r.recent[key]
+		if cur == nil {
+			// Not in recent: the index may have a newer record already
+			// (this node's, applied, or another node's).
+			if stored, ok, err := r.idx.Get(t.Function, t.ID); err == nil && ok {
+				cur = &stored
+			}
+		}
+		if cur != nil && !t.Supersedes(cur) {
 			continue
 		}
 		if len(r.recent) >= maxRecent && r.recent[key] == nil {
