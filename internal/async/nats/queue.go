@@ -53,9 +53,9 @@ func (c *cursor) skip(seq uint64, until time.Time) {
 
 // held is a claim of this node.
 type held struct {
-	fn      string
-	seq     uint64
-	rev     uint64 // of its entry in the claims bucket
+	fn       string
+	seq      uint64
+	rev      uint64 // of its entry in the claims bucket
 	lost     bool
 	settled  bool // done or released: no longer renewed
 	takeover bool // taken over from an earlier claim
