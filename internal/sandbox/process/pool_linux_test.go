@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"go.uber.org/goleak"
 )
@@ -151,7 +152,7 @@ func TestPoolStartUsesPreStartedHelper(t *testing.T) {
 
 func TestPoolClose(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	b, err := New(Config{Root: hostDir(t), PoolSize: 3})
+	b, err := New(Config{Root: sandboxtest.HostDir(t), PoolSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestPoolClose(t *testing.T) {
 func TestPoolCloseWhileFilling(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	for range 3 {
-		b, err := New(Config{Root: hostDir(t), PoolSize: 4})
+		b, err := New(Config{Root: sandboxtest.HostDir(t), PoolSize: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +273,7 @@ func TestPoolReplacesDeadHelper(t *testing.T) {
 func TestPoolHelpersDieWithParent(t *testing.T) {
 	b := withoutPool(t, Config{}) // to sweep the fake node's cgroups
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fakeNodeEnv+"="+hostDir(t))
+	cmd.Env = append(os.Environ(), fakeNodeEnv+"="+sandboxtest.HostDir(t))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +383,7 @@ func BenchmarkStart(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			be := newAdjusted(b, Config{PoolSize: size}, nil)
-			code := hostDir(b)
+			code := sandboxtest.HostDir(b)
 			for k := 0; k < b.N; k++ {
 				b.StopTimer()
 				settle(b, be)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"go.uber.org/goleak"
 )
@@ -48,7 +49,7 @@ func newBackend(t *testing.T, cfg Config) *Backend {
 func newAdjusted(t testing.TB, cfg Config, adjust func(*Backend)) *Backend {
 	t.Helper()
 	if cfg.Root == "" {
-		cfg.Root = hostDir(t)
+		cfg.Root = sandboxtest.HostDir(t)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	full, err := cfg.withDefaults()
@@ -123,25 +124,6 @@ func startPooled(t *testing.T, b *Backend, spec sandbox.Spec) *instance {
 	return inst
 }
 
-// hostDir returns a new directory every uid can traverse, outside /tmp
-// (which instances with a mount namespace do not see).
-func hostDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "nimbus-sandbox-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("remove %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 var lastID atomic.Int64
 
 // sh returns a spec running script with /bin/sh, with its output in out.
@@ -150,7 +132,7 @@ func sh(t *testing.T, script string, out *testenv.Buffer) sandbox.Spec {
 		ID:   fmt.Sprintf("t%d", lastID.Add(1)),
 		Path: "/bin/sh", Args: []string{"sh", "-c", script},
 		Env:     testEnv,
-		CodeDir: hostDir(t),
+		CodeDir: sandboxtest.HostDir(t),
 	}
 	if out != nil {
 		spec.Stdout, spec.Stderr = out, out
@@ -158,24 +140,10 @@ func sh(t *testing.T, script string, out *testenv.Buffer) sandbox.Spec {
 	return spec
 }
 
-// start starts spec on b; the instance is killed and waited for when the
-// test ends.
+// start starts spec on b (sandboxtest.Start) and returns its instance.
 func start(t *testing.T, b *Backend, spec sandbox.Spec) *instance {
 	t.Helper()
-	si, err := b.Start(t.Context(), spec)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	inst := si.(*instance)
-	t.Cleanup(func() {
-		inst.Kill()
-		select {
-		case <-inst.Done():
-		case <-time.After(20 * time.Second):
-			t.Errorf("instance %s did not exit after Kill", spec.ID)
-		}
-	})
-	return inst
+	return sandboxtest.Start(t, b, spec).(*instance)
 }
 
 // wait waits for inst to exit.
@@ -502,7 +470,7 @@ func TestHidePaths(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, root := hostDir(t), hostDir(t)
+			data, root := sandboxtest.HostDir(t), sandboxtest.HostDir(t)
 			if tt.underTmp {
 				data = t.TempDir()
 			}
@@ -600,11 +568,11 @@ func TestStartErrors(t *testing.T) {
 		{"pool", newBackend(t, Config{MaxInstances: 2})},
 		{"no pool", withoutPool(t, Config{MaxInstances: 2})},
 	}
-	codeDir := hostDir(t)
+	codeDir := sandboxtest.HostDir(t)
 	if err := os.WriteFile(filepath.Join(codeDir, "bootstrap"), []byte("#!/bin/sh\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	private := hostDir(t)
+	private := sandboxtest.HostDir(t)
 	if err := os.Chmod(private, 0o700); err != nil {
 		t.Fatal(err)
 	}

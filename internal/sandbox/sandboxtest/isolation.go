@@ -62,7 +62,7 @@ func testCode(t *testing.T, nb NewBackend) {
 	withRuntime(t, &spec)
 	in := sandbox.PathsOf(b, spec)
 	spec.Env = append(spec.Env, "TASK="+in.TaskRoot, "RT="+in.RuntimeDir)
-	inst := start(t, b, spec)
+	inst := Start(t, b, spec)
 	wait(t, inst)
 	want := in.TaskRoot + "\nthe code\nthe code\nthe runtime\n"
 	if got := out.String(); got != want || inst.Err() != nil {
@@ -97,7 +97,7 @@ try "runtime dir" 'touch "$RT/new"'`, &out)
 	}
 	in := sandbox.PathsOf(b, spec)
 	spec.Env = append(spec.Env, "TASK="+in.TaskRoot, "RT="+in.RuntimeDir)
-	wait(t, start(t, b, spec))
+	wait(t, Start(t, b, spec))
 	if want := "code file:refused\ncode dir:refused\nruntime file:refused\nruntime dir:refused\n"; out.String() != want {
 		t.Errorf("output %q, want %q", out.String(), want)
 	}
@@ -125,7 +125,7 @@ cat "$HOST_RT/rt.txt"; echo "host runtime:$?"`, &out)
 	if in := sandbox.PathsOf(b, spec); in.TaskRoot != sandbox.TaskRoot || in.RuntimeDir != sandbox.RuntimeRoot {
 		t.Errorf("PathsOf = %+v, want %s and %s", in, sandbox.TaskRoot, sandbox.RuntimeRoot)
 	}
-	wait(t, start(t, b, spec))
+	wait(t, Start(t, b, spec))
 	got := out.String()
 	for _, want := range []string{"/var/task\nthe code\nthe runtime\n", "host code:1", "host runtime:1"} {
 		if !strings.Contains(got, want) {
@@ -175,7 +175,7 @@ func testTmpSize(t *testing.T, nb NewBackend) {
 		var out testenv.Buffer
 		spec := sh(t, `stat -f -c '%b %S' /tmp`, &out)
 		spec.TmpMB = mb
-		inst := start(t, b, spec)
+		inst := Start(t, b, spec)
 		wait(t, inst)
 		f := strings.Fields(out.String())
 		var blocks, size int64
@@ -196,7 +196,7 @@ func testTmpFull(t *testing.T, nb NewBackend) {
 	spec := sh(t, `head -c 500000 /dev/zero > /tmp/small && echo small-ok
 head -c 2000000 /dev/zero > /tmp/big`, &out)
 	spec.TmpMB = 1
-	inst := start(t, b, spec)
+	inst := Start(t, b, spec)
 	wait(t, inst)
 	if !strings.Contains(out.String(), "small-ok") || !strings.Contains(out.String(), "No space left on device") {
 		t.Errorf("output %q: want the small write to succeed and the big one to fail with ENOSPC", out.String())
@@ -229,7 +229,7 @@ touch HIDDEN/new; echo "touch:$?"`, "HIDDEN", hidden))
 func testOwnUser(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	if !sandbox.IsolationOf(b).OwnUser {
-		inst := start(t, b, sh(t, "exit 0", nil))
+		inst := Start(t, b, sh(t, "exit 0", nil))
 		if uid := inst.UID(); uid != -1 {
 			t.Errorf("UID() = %d without a user per instance, want -1", uid)
 		}
@@ -268,7 +268,7 @@ func testMemoryLimit(t *testing.T, nb NewBackend) {
 			var out testenv.Buffer
 			spec := sh(t, fmt.Sprintf(`exec %s -c "b = b'x' * (%d << 20); print(len(b))"`, python, tt.allocMB), &out)
 			spec.MemoryMB = tt.memoryMB
-			inst := start(t, b, spec)
+			inst := Start(t, b, spec)
 			wait(t, inst)
 			err := inst.Err()
 			if got := errors.Is(err, sandbox.ErrOutOfMemory); got != tt.wantOOM || (!tt.wantOOM && err != nil) {
@@ -288,7 +288,7 @@ func testPidsLimit(t *testing.T, nb NewBackend) {
 	var out testenv.Buffer
 	spec := sh(t, "f() { f | f & }; f; exec sleep 60", &out)
 	spec.PidsMax = 64
-	inst := start(t, b, spec)
+	inst := Start(t, b, spec)
 	waitFor(t, "fork to fail", func() bool { return strings.Contains(out.String(), "fork") })
 	if err := exec.Command("/bin/true").Run(); err != nil {
 		t.Errorf("the host cannot start a process during the fork bomb: %v", err)
@@ -323,7 +323,7 @@ echo ready
 			}
 			spec := sh(t, s, nil)
 			spec.Stdout, spec.Stderr = f, f
-			inst := start(t, b, spec)
+			inst := Start(t, b, spec)
 			waitFor(t, "every writer", func() bool {
 				data, _ := os.ReadFile(f.Name())
 				return strings.Contains(string(data), "child") && strings.Contains(string(data), "grandchild") &&

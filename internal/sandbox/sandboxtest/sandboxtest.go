@@ -82,7 +82,7 @@ func require(t *testing.T, b sandbox.Backend, what string, has func(sandbox.Isol
 
 // HostDir returns a new directory under /var/tmp that every user may read
 // and traverse, removed when the test ends.
-func HostDir(t *testing.T) string {
+func HostDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/tmp", "nimbus-sandboxtest-")
 	if err == nil {
@@ -130,9 +130,9 @@ func sh(t *testing.T, script string, out *testenv.Buffer) sandbox.Spec {
 	return spec
 }
 
-// start starts spec on b; the instance is killed and waited for when the
+// Start starts spec on b; the instance is killed and waited for when the
 // test ends.
-func start(t *testing.T, b sandbox.Backend, spec sandbox.Spec) sandbox.Instance {
+func Start(t *testing.T, b sandbox.Backend, spec sandbox.Spec) sandbox.Instance {
 	t.Helper()
 	inst, err := b.Start(t.Context(), spec)
 	if err != nil {
@@ -163,7 +163,7 @@ func wait(t *testing.T, inst sandbox.Instance) {
 func run(t *testing.T, b sandbox.Backend, script string) (string, error) {
 	t.Helper()
 	var out testenv.Buffer
-	inst := start(t, b, sh(t, script, &out))
+	inst := Start(t, b, sh(t, script, &out))
 	wait(t, inst)
 	return out.String(), inst.Err()
 }
@@ -184,7 +184,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // for that.
 func running(t *testing.T, b sandbox.Backend, spec sandbox.Spec, out *testenv.Buffer) sandbox.Instance {
 	t.Helper()
-	inst := start(t, b, spec)
+	inst := Start(t, b, spec)
 	waitFor(t, "ready", func() bool {
 		select {
 		case <-inst.Done():
@@ -247,7 +247,7 @@ func testOutput(t *testing.T, nb NewBackend) {
 		var stdout, stderr testenv.Buffer
 		spec := sh(t, "echo out; echo err >&2; echo out2", nil)
 		spec.Stdout, spec.Stderr = &stdout, &stderr
-		inst := start(t, b, spec)
+		inst := Start(t, b, spec)
 		wait(t, inst)
 		if stdout.String() != "out\nout2\n" || stderr.String() != "err\n" || inst.Err() != nil {
 			t.Errorf("stdout %q, stderr %q, Err() %v; want %q, %q, nil", stdout.String(), stderr.String(), inst.Err(), "out\nout2\n", "err\n")
@@ -267,13 +267,13 @@ func testOutput(t *testing.T, nb NewBackend) {
 		defer f.Close()
 		spec := sh(t, "echo to-file; echo err-to-file >&2", nil)
 		spec.Stdout, spec.Stderr = f, f
-		wait(t, start(t, b, spec))
+		wait(t, Start(t, b, spec))
 		if data, _ := os.ReadFile(f.Name()); string(data) != "to-file\nerr-to-file\n" {
 			t.Errorf("file holds %q, want %q", data, "to-file\nerr-to-file\n")
 		}
 	})
 	t.Run("no writers", func(t *testing.T) {
-		inst := start(t, b, sh(t, "echo discarded; echo discarded >&2", nil))
+		inst := Start(t, b, sh(t, "echo discarded; echo discarded >&2", nil))
 		wait(t, inst)
 		if err := inst.Err(); err != nil {
 			t.Errorf("Err() = %v, want nil", err)
@@ -283,7 +283,7 @@ func testOutput(t *testing.T, nb NewBackend) {
 		var errOut testenv.Buffer
 		spec := sh(t, "head -c 1000000 /dev/zero; echo done >&2", nil)
 		spec.Stdout, spec.Stderr = failingWriter{}, &errOut
-		inst := start(t, b, spec)
+		inst := Start(t, b, spec)
 		wait(t, inst)
 		if err := inst.Err(); err != nil || errOut.String() != "done\n" {
 			t.Errorf("Err() = %v, stderr %q; want nil and %q: a failing writer must not block the instance", err, errOut.String(), "done\n")
@@ -300,7 +300,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk ful
 func testOutputBeforeDone(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	var out testenv.Buffer
-	inst := start(t, b, sh(t, "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo end", &out))
+	inst := Start(t, b, sh(t, "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo end", &out))
 	wait(t, inst)
 	if got := out.String(); len(got) != 3000005 || !strings.HasSuffix(got, "\nend\n") {
 		t.Errorf("output of %d bytes when Done closed, want 3000005 ending in end", len(got))
@@ -317,7 +317,7 @@ func testArgsAndEnv(t *testing.T, nb NewBackend) {
 	for _, k := range "ABCD" {
 		spec.Env = append(spec.Env, string(k)+"="+strings.Repeat("x", 100_000))
 	}
-	wait(t, start(t, b, spec))
+	wait(t, Start(t, b, spec))
 	if got, want := out.String(), "a0|a 1|bar baz|100000|100000|100000|100000\n"; got != want {
 		t.Errorf("output %q, want %q", got, want)
 	}
@@ -403,7 +403,7 @@ func testConflict(t *testing.T, nb NewBackend) {
 	a.Kill()
 	wait(t, a)
 	// Once it has exited, its id is free.
-	inst := start(t, b, dup)
+	inst := Start(t, b, dup)
 	wait(t, inst)
 	if err := inst.Err(); err != nil {
 		t.Errorf("start with the id of an exited instance: Err() %v, want nil", err)
