@@ -49,11 +49,13 @@ func newServeCmd() *cobra.Command {
 	f.Int64Var(&cfg.MaxZipped, "max-code-size", cfg.MaxZipped, "largest zipped code package, bytes")
 	f.Int64Var(&cfg.MaxUnzipped, "max-unzipped-size", cfg.MaxUnzipped, "largest unzipped code package, bytes")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight requests may finish on SIGINT/SIGTERM")
+	f.StringVar(&cfg.NodeKey, "node-key", "", "node key sealing secrets at rest, base64 of 32 bytes (env NIMBUS_NODE_KEY; default: <data-dir>/node.key, made on first start; the same on every node of a cluster)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {
 		cfg.DataDir = d
 	}
+	cfg.NodeKey = os.Getenv("NIMBUS_NODE_KEY")
 	return cmd
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
@@ -63,7 +64,11 @@ type Config struct {
 	MaxZipped          int64
 	MaxUnzipped        int64
 	ShutdownGrace      time.Duration
-	Logger             *slog.Logger
+	// NodeKey is the node key (base64 of 32 bytes) that seals secrets at
+	// rest; "" reads <DataDir>/node.key, made on first start. Every node
+	// of a cluster must have the same.
+	NodeKey string
+	Logger  *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -146,6 +151,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	lock     *dataDirLock
+	key      *seal.Key // seals secrets at rest
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -188,6 +194,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.closeParts(context.Background())
 		}
 	}()
+	if n.key, err = seal.LoadOrCreate(cfg.DataDir, cfg.NodeKey); err != nil {
+		return nil, err
+	}
 	n.store, err = natsstore.Open(ctx, natsstore.Config{
 		DataDir: cfg.DataDir, URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Listen: cfg.NATSListen, Logger: log,
 	})
