@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
@@ -29,9 +30,15 @@ type Config struct {
 	Account string // 12 digits, used in ARNs
 	// MaxCodeBody caps a request carrying a code package (base64 in JSON).
 	MaxCodeBody int64
-	// Authenticator checks a request's credentials; nil accepts every
-	// request (SigV4-signed or not).
-	Authenticator func(*http.Request) error
+	// Verifier checks every API request's SigV4 signature against the
+	// node's access keys; nil turns authentication off (--auth none):
+	// every request is auth.Anonymous, an admin.
+	Verifier *auth.Verifier
+	// Limiter bounds failed authentications per client address (nil: no
+	// bound).
+	Limiter *auth.Limiter
+	// Keys manages access keys; nil answers the keys routes with an error.
+	Keys KeyService
 	// Async is the Async Service (asynchronous invokes, tasks, dead
 	// letters); nil answers those requests with an error.
 	Async AsyncService
@@ -98,6 +105,7 @@ func (s *Server) routes() {
 	s.triggerRoutes()
 	s.urlRoutes()
 	s.s3Routes()
+	s.keysRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, newError(http.StatusNotFound, errUnknownOperation,
@@ -108,13 +116,15 @@ func (s *Server) routes() {
 // handlerFunc is an API handler that returns its error.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
+// handle serves pattern with h once the request is authenticated and
+// allowed what the pattern does (accessOf) on the function it names.
 func (s *Server) handle(pattern string, h handlerFunc) {
+	access := accessOf(pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Authenticator != nil {
-			if err := s.cfg.Authenticator(r); err != nil {
-				writeError(w, r, s.log, err)
-				return
-			}
+		r, err := s.authorize(r, pattern, access)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
 		}
 		if err := h(w, r); err != nil {
 			writeError(w, r, s.log, err)

@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -439,13 +438,11 @@ func (c *client) do(ctx context.Context, method, path string, payload []byte, ou
 		return err
 	}
 	sum := sha256.Sum256(payload)
-	hash := hex.EncodeToString(sum[:])
-	req.Header.Set("X-Amz-Content-Sha256", hash)
 	if len(payload) > 0 {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if err := v4.NewSigner().SignHTTP(ctx, credentials, req, hash, "lambda", c.region, time.Now()); err != nil {
-		return fmt.Errorf("sign request: %w", err)
+	if err := c.sign(req, hex.EncodeToString(sum[:])); err != nil {
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -68,7 +68,15 @@ type Config struct {
 	// rest; "" reads <DataDir>/node.key, made on first start. Every node
 	// of a cluster must have the same.
 	NodeKey string
-	Logger  *slog.Logger
+	// Auth is AuthSigV4 (every API request signed by a Nimbus access key)
+	// or AuthNone, refused on a non-loopback Addr unless
+	// AllowUnauthenticatedRemote.
+	Auth                       string
+	AllowUnauthenticatedRemote bool
+	// AuthFailureBurst is how many failed authentications a client address
+	// may make before it is refused for a while (one more every 3 s).
+	AuthFailureBurst int
+	Logger           *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -110,6 +118,8 @@ func Defaults() Config {
 		MaxZipped:         lim.MaxZipped,
 		MaxUnzipped:       lim.MaxUnzipped,
 		ShutdownGrace:     30 * time.Second,
+		Auth:              AuthSigV4,
+		AuthFailureBurst:  20,
 	}
 }
 
@@ -142,8 +152,10 @@ func (c *Config) Validate() error {
 		return errors.New("--max-code-size and --max-unzipped-size must be positive")
 	case len(c.Account) != 12:
 		return fmt.Errorf("--account must be 12 digits, not %q", c.Account)
+	case c.AuthFailureBurst < 1:
+		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	}
-	return nil
+	return c.validateAuth()
 }
 
 // Node is a running Nimbus process.
@@ -152,6 +164,7 @@ type Node struct {
 	log      *slog.Logger
 	lock     *dataDirLock
 	key      *seal.Key // seals secrets at rest
+	auth     authParts // auth.go
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -263,6 +276,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.engine.Refresh(name, fn)
 	})
+	if err := n.openAuth(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.openAsync(ctx); err != nil {
 		return nil, err
 	}
@@ -273,6 +289,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
+		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n},
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -434,6 +451,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		{"engine", closer(n.engine)},
 		{"sandbox", closer(n.sandbox)},
 		{"registry", closer(n.registry)},
+		{"keys", closer(n.auth.keys)},
 		{"code cache", closer(n.cache)},
 		{"store", closer(n.store)},
 	}
