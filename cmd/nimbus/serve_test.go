@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,10 +77,12 @@ func freeAddr(t *testing.T) string {
 
 // server is a `nimbus serve` child process.
 type server struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *bytes.Buffer
-	done chan error
+	cmd   *exec.Cmd
+	addr  string
+	dir   string          // its data directory
+	creds aws.Credentials // the admin key it wrote to dir/credentials
+	logs  *bytes.Buffer
+	done  chan error
 }
 
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
@@ -92,7 +95,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, addr: addr, logs: logs, done: make(chan error, 1)}
+	s := &server{cmd: cmd, addr: addr, dir: dataDir, logs: logs, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -106,6 +109,9 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
+			if !slices.Contains(extra, "none") {
+				s.creds = loadCreds(t, addr, dataDir)
+			}
 			return s
 		}
 		select {
@@ -123,7 +129,7 @@ func (s *server) client() *lambda.Client {
 	return lambda.New(lambda.Options{
 		BaseEndpoint: aws.String("http://" + s.addr),
 		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(s.creds.AccessKeyID, s.creds.SecretAccessKey, ""),
 	})
 }
 
