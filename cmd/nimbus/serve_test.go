@@ -109,7 +109,9 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			if !slices.Contains(extra, "none") {
+			// A node that joins a cluster whose keys exist writes no
+			// credentials file: its test lends it the first node's key.
+			if !slices.Contains(extra, "none") && !slices.Contains(extra, "--nats-url") {
 				s.creds = loadCreds(t, addr, dataDir)
 			}
 			return s
@@ -231,14 +233,21 @@ func TestServeGracefulShutdown(t *testing.T) {
 func TestServeRemoteNATS(t *testing.T) {
 	const url = nodetest.SharedNATS
 	prefix := nodetest.SharedNATSPrefix(t)
-	s := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
+	dir := dataDir(t)
+	s := startServer(t, dir, "--nats-url", url, "--nats-prefix", prefix)
+	s.creds = loadCreds(t, s.addr, dir) // the cluster's first node: it made the admin key
 	create(t, s.client(), "remote", "def handler(e, c):\n    return 'remote'\n")
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	<-s.done
 	s.done <- nil
 
 	// A new node with an empty data dir finds the function in NATS.
-	s2 := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
+	dir2 := dataDir(t)
+	s2 := startServer(t, dir2, "--nats-url", url, "--nats-prefix", prefix)
+	if _, err := os.Stat(filepath.Join(dir2, "credentials")); err == nil {
+		t.Error("a node joining a cluster that has keys wrote a credentials file of a new admin key")
+	}
+	s2.creds = s.creds
 	resp, err := s2.client().Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("remote")})
 	if err != nil {
 		t.Fatalf("Invoke on a second node: %v", err)

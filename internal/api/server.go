@@ -39,6 +39,8 @@ type Config struct {
 	Limiter *auth.Limiter
 	// Keys manages access keys; nil answers the keys routes with an error.
 	Keys KeyService
+	// Ready says whether the node can serve (GET /readyz); nil: always.
+	Ready func() error
 	// Async is the Async Service (asynchronous invokes, tasks, dead
 	// letters); nil answers those requests with an error.
 	Async AsyncService
@@ -107,6 +109,7 @@ func (s *Server) routes() {
 	s.s3Routes()
 	s.keysRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
+	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, newError(http.StatusNotFound, errUnknownOperation,
 			"Unknown operation: "+r.Method+" "+r.URL.Path))

@@ -289,7 +289,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
-		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n},
+		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
