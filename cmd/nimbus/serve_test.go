@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
@@ -234,7 +235,10 @@ func TestServeRemoteNATS(t *testing.T) {
 	const url = nodetest.SharedNATS
 	prefix := nodetest.SharedNATSPrefix(t)
 	dir := dataDir(t)
-	s := startServer(t, dir, "--nats-url", url, "--nats-prefix", prefix)
+	// Every node of a cluster has the same node key: the keys' secrets
+	// are sealed under it.
+	nodeKey := seal.Generate()
+	s := startServer(t, dir, "--nats-url", url, "--nats-prefix", prefix, "--node-key", nodeKey)
 	s.creds = loadCreds(t, s.addr, dir) // the cluster's first node: it made the admin key
 	create(t, s.client(), "remote", "def handler(e, c):\n    return 'remote'\n")
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
@@ -243,7 +247,7 @@ func TestServeRemoteNATS(t *testing.T) {
 
 	// A new node with an empty data dir finds the function in NATS.
 	dir2 := dataDir(t)
-	s2 := startServer(t, dir2, "--nats-url", url, "--nats-prefix", prefix)
+	s2 := startServer(t, dir2, "--nats-url", url, "--nats-prefix", prefix, "--node-key", nodeKey)
 	if _, err := os.Stat(filepath.Join(dir2, "credentials")); err == nil {
 		t.Error("a node joining a cluster that has keys wrote a credentials file of a new admin key")
 	}

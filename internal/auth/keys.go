@@ -116,6 +116,9 @@ func (k *Keys) decode(b []byte) (known, error) {
 		return known{}, fmt.Errorf("damaged record: %w", err)
 	}
 	secret, err := k.seal.Open(rec.SealedSecret, aad(rec.AccessKeyID))
+	if errors.Is(err, seal.ErrWrongKey) {
+		return known{}, fmt.Errorf("the secret of access key %s was %w: every node of a cluster needs the same --node-key (or NIMBUS_NODE_KEY)", rec.Name, err)
+	}
 	if err != nil {
 		return known{}, fmt.Errorf("open secret of key %s: %w", rec.Name, err)
 	}
