@@ -82,7 +82,7 @@ type server struct {
 	addr  string
 	dir   string          // its data directory
 	creds aws.Credentials // the admin key it wrote to dir/credentials
-	logs  *bytes.Buffer
+	logs  *testenv.Buffer // written while the process runs
 	done  chan error
 }
 
@@ -91,7 +91,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	addr := freeAddr(t)
 	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--shutdown-grace", "10s"}, extra...)
 	cmd := exec.Command(nimbusBin, args...)
-	logs := &bytes.Buffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
