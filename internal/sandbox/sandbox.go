@@ -116,6 +116,26 @@ type Isolation struct {
 	// every process it started, even one that left its process group or
 	// session.
 	KillAll bool
+	// MinimalRoot: the instance sees a root built for it and nothing else
+	// of the host: the system directories its runtime needs, read-only; a
+	// minimal /etc and /dev; a /proc of its own pid namespace (where the
+	// backend has one); its code and runtime (FixedPaths); an empty /opt;
+	// its private /tmp. Everything but /tmp and /dev/shm is read-only, so
+	// nothing it writes outlives it; no other instance's files, no
+	// cgroup hierarchy (/sys) and no writable host path are there.
+	MinimalRoot bool
+	// NoPrivileges: the instance runs with no capability (effective,
+	// permitted, inheritable, ambient; the bounding set empty where the
+	// backend runs as root) and with no_new_privs, so no set-uid or
+	// file-capability binary gives it any.
+	NoPrivileges bool
+	// SyscallFilter: a seccomp filter refuses the system calls that mount,
+	// make or join namespaces (unshare, setns, clone with namespace flags),
+	// look into other processes (ptrace, process_vm_readv), load kernel
+	// modules or programs (init_module, bpf), use kernel keyrings, perf
+	// events or userfaultfd, or set the clock (see the backend for the
+	// list), in every ABI of the architecture.
+	SyscallFilter bool
 }
 
 // Isolator is implemented by a Backend that says what it enforces.

@@ -96,6 +96,11 @@ type Config struct {
 	// comment); the program (Spec.Path) must be in one of those or outside
 	// HidePaths. Hiding needs a mount namespace.
 	HidePaths []string
+	// SystemPaths are host directories, beyond /usr, /lib, /lib64, /bin
+	// and /sbin, that instances see read-only at their own paths when they
+	// get a root of their own: where an interpreter lives outside those
+	// (/opt/node, say). Nothing else of the host is in that root.
+	SystemPaths []string
 	// UID and GID are the first of the per-instance ids used when running as
 	// root: an instance in slot n runs as UID+n, GID+n. 0 means DefaultUID
 	// and DefaultGID.
@@ -133,6 +138,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		hide = append(hide, filepath.Clean(p))
 	}
 	cfg.HidePaths = hide
+	sys := make([]string, 0, len(cfg.SystemPaths))
+	for _, p := range cfg.SystemPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			return cfg, fmt.Errorf("process: Config.SystemPaths: %q is not an absolute path below /", p)
+		}
+		sys = append(sys, filepath.Clean(p))
+	}
+	cfg.SystemPaths = sys
 	if cfg.UID == 0 {
 		cfg.UID = DefaultUID
 	}
