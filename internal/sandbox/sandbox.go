@@ -88,6 +88,23 @@ type Instance interface {
 	UID() int
 }
 
+// Freezer is implemented by an Instance that can be frozen between
+// invocations, as Lambda freezes an idle environment: from Freeze until
+// Thaw none of its processes runs (a background process it left burns no
+// CPU). Kill works on a frozen instance. Both return
+// errors.ErrUnsupported where the backend cannot freeze (Isolation.Freeze
+// is false), and nil once the instance has exited.
+type Freezer interface {
+	Freeze() error
+	Thaw() error
+}
+
+// FreezerOf returns inst's Freezer, or nil if it has none.
+func FreezerOf(inst Instance) Freezer {
+	f, _ := inst.(Freezer)
+	return f
+}
+
 // Isolation says what a backend enforces on every instance it starts. A
 // false field is a promise not made: the instance runs without it.
 type Isolation struct {
@@ -124,6 +141,8 @@ type Isolation struct {
 	// nothing it writes outlives it; no other instance's files, no
 	// cgroup hierarchy (/sys) and no writable host path are there.
 	MinimalRoot bool
+	// Freeze: every Instance is a Freezer that freezes.
+	Freeze bool
 	// NoPrivileges: the instance runs with no capability (effective,
 	// permitted, inheritable, ambient; the bounding set empty where the
 	// backend runs as root) and with no_new_privs, so no set-uid or

@@ -60,11 +60,11 @@ func TestIsolation(t *testing.T) {
 	}
 	full := sandbox.Isolation{FixedPaths: true, ReadOnlyCode: true, PrivateTmp: true, HiddenPaths: true,
 		MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true, NoPrivileges: true, SyscallFilter: true,
-		MinimalRoot: true}
+		MinimalRoot: true, Freeze: b.cg.freeze}
 	hostRoot := full
 	hostRoot.MinimalRoot = false
 	limitsOnly := sandbox.Isolation{MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true,
-		NoPrivileges: true, SyscallFilter: true}
+		NoPrivileges: true, SyscallFilter: true, Freeze: b.cg.freeze}
 	want := map[string]sandbox.Isolation{
 		"namespaces":               full,
 		"no pool":                  full,

@@ -90,6 +90,7 @@ func (b *Backend) releaseIDs() {
 var (
 	_ sandbox.Backend  = (*Backend)(nil)
 	_ sandbox.Isolator = (*Backend)(nil)
+	_ sandbox.Freezer  = (*instance)(nil)
 )
 
 // New checks the host and returns a Backend using whatever isolation it
@@ -345,6 +346,9 @@ func (b *Backend) Describe() string {
 	} else {
 		parts = append(parts, fmt.Sprintf("every instance runs as uid %d", os.Geteuid()))
 	}
+	if b.cg != nil && b.cg.freeze {
+		parts = append(parts, "frozen between invocations")
+	}
 	parts = append(parts, "no capabilities, no_new_privs")
 	if b.seccomp {
 		parts = append(parts, "seccomp filter")
@@ -378,6 +382,7 @@ func (b *Backend) Isolation() sandbox.Isolation {
 		PidsLimit:     b.cg != nil && b.cg.has(ctlPids),
 		OwnUser:       b.root,
 		MinimalRoot:   b.ownRoot(),
+		Freeze:        b.cg != nil && b.cg.freeze,
 		NoPrivileges:  true,
 		SyscallFilter: b.seccomp,
 		// A cgroup, a uid or a pid namespace finds every process.

@@ -70,6 +70,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"SyscallFilter", testSyscallFilter},
 		{"MinimalRoot", testMinimalRoot},
 		{"Neighbour", testNeighbour},
+		{"Freeze", testFreeze},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newBackend) })
