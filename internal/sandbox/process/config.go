@@ -138,22 +138,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("process: Config.Root: %w", err)
 	}
 	cfg.Root = root
-	hide := make([]string, 0, len(cfg.HidePaths))
-	for _, p := range cfg.HidePaths {
-		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
-			return cfg, fmt.Errorf("process: Config.HidePaths: %q is not an absolute path below /", p)
-		}
-		hide = append(hide, filepath.Clean(p))
+	if cfg.HidePaths, err = belowRoot("HidePaths", cfg.HidePaths); err != nil {
+		return cfg, err
 	}
-	cfg.HidePaths = hide
-	sys := make([]string, 0, len(cfg.SystemPaths))
-	for _, p := range cfg.SystemPaths {
-		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
-			return cfg, fmt.Errorf("process: Config.SystemPaths: %q is not an absolute path below /", p)
-		}
-		sys = append(sys, filepath.Clean(p))
+	if cfg.SystemPaths, err = belowRoot("SystemPaths", cfg.SystemPaths); err != nil {
+		return cfg, err
 	}
-	cfg.SystemPaths = sys
 	if cfg.UID == 0 {
 		cfg.UID = DefaultUID
 	}
@@ -184,6 +174,19 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return cfg, nil
+}
+
+// belowRoot checks that each of paths, Config's field, is an absolute path
+// below /, and returns them cleaned.
+func belowRoot(field string, paths []string) ([]string, error) {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			return nil, fmt.Errorf("process: Config.%s: %q is not an absolute path below /", field, p)
+		}
+		out = append(out, filepath.Clean(p))
+	}
+	return out, nil
 }
 
 // maxID is the largest uid or gid the backend hands out.

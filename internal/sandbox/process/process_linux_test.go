@@ -225,6 +225,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no root", Config{}},
 		{"relative hide path", Config{Root: t.TempDir(), HidePaths: []string{"data"}}},
 		{"hide everything", Config{Root: t.TempDir(), HidePaths: []string{"/"}}},
+		{"relative system path", Config{Root: t.TempDir(), SystemPaths: []string{"opt/node"}}},
+		{"system root", Config{Root: t.TempDir(), SystemPaths: []string{"/"}}},
 		{"negative uid", Config{Root: t.TempDir(), UID: -5}},
 		{"uid range overflows", Config{Root: t.TempDir(), UID: 1<<31 - 10}},
 		{"negative gid", Config{Root: t.TempDir(), GID: -1}},
