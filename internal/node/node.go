@@ -241,8 +241,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			filepath.Join(cfg.DataDir, "code"),
 			filepath.Join(cfg.DataDir, "instances"),
 		},
-		PoolSize: poolSize(cfg.PrestartedHelpers),
-		Logger:   log,
+		// Interpreters installed outside /usr stay visible in an
+		// instance's own root.
+		SystemPaths: runtimes.InstallDirs(rts),
+		PoolSize:    poolSize(cfg.PrestartedHelpers),
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)

@@ -3,10 +3,11 @@ package process
 import (
 	"os"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
@@ -31,26 +32,31 @@ while True:
 	if err := os.WriteFile(filepath.Join(code, "echo.py"), []byte(script), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	spec := sh(b, "exec /usr/bin/python3 echo.py", &out)
-	spec.CodeDir = code
-	inst := startPooled(b, be, spec)
-	waitFor(b, "ready", func() bool { return len(out.String()) > 0 })
+	spec := sandbox.Spec{ID: "thaw-bench", Path: "/usr/bin/python3", Args: []string{"python3", "echo.py"},
+		CodeDir: code, Stdout: &out, Stderr: &out}
+	si, err := be.Start(b.Context(), spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	inst := si.(*instance)
+	defer func() { inst.Kill(); <-inst.Done() }()
+	waitFor(b, "ready", func() bool { return out.String() != "" })
 	in, err := os.OpenFile(filepath.Join(inst.TmpDir(), "in"), os.O_WRONLY, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer in.Close()
-	outF, err := os.Open(filepath.Join(inst.TmpDir(), "out"))
+	echo, err := os.Open(filepath.Join(inst.TmpDir(), "out"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer outF.Close()
+	defer echo.Close()
 	ping := func() {
 		var buf [1]byte
 		if _, err := in.Write([]byte{'x'}); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := outF.Read(buf[:]); err != nil {
+		if _, err := echo.Read(buf[:]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -75,33 +81,24 @@ while True:
 	})
 }
 
-// waitFrozen waits until the instance's first process is stopped by the
-// freezer (state D or T in /proc on v1 and v2 alike).
+// waitFrozen waits until the instance's cgroup says it is frozen.
 func waitFrozen(b *testing.B, inst *instance) {
-	pid := inst.h.cmd.Process.Pid
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if frozenState(pid) {
+		if isFrozen(inst.cg) {
 			return
 		}
-		time.Sleep(100 * time.Microsecond)
+		time.Sleep(50 * time.Microsecond)
 	}
 	b.Fatal("the instance did not freeze")
 }
 
-func frozenState(pid int) bool {
-	data, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-	if err != nil {
-		return false
+// isFrozen reports whether the freezing of g has completed.
+func isFrozen(g *cgroup) bool {
+	if g.cg.version == 1 {
+		data, err := os.ReadFile(g.file("freezer.state"))
+		return err == nil && strings.TrimSpace(string(data)) == "FROZEN"
 	}
-	// "pid (comm) S ...": the state follows the last ')'.
-	for i := len(data) - 1; i >= 0; i-- {
-		if data[i] == ')' && i+2 < len(data) {
-			s := data[i+2]
-			return s == 'D' || s == 'T' || s == 't'
-		}
-	}
-	return false
+	n, ok := readKey(g.file("cgroup.events"), "frozen")
+	return ok && n == 1
 }
-
-var _ = syscall.Getpid
