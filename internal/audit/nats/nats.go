@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,8 @@ type Log struct {
 	st   jetstream.Stream
 	name string // the stream
 	subj string // the subject prefix, ending in "."
+
+	closed atomic.Bool
 }
 
 var _ audit.Log = (*Log)(nil)
@@ -96,8 +99,18 @@ func filterToken(s string) string {
 	return token(s)
 }
 
+// Close ends the Log's use: later Records fail. The Log holds nothing of
+// its own (the connection is the store's).
+func (l *Log) Close(context.Context) error {
+	l.closed.Store(true)
+	return nil
+}
+
 // Record implements audit.Log.
 func (l *Log) Record(ctx context.Context, e audit.Event) error {
+	if l.closed.Load() {
+		return nimbus.Errorf(nimbus.ErrUnavailable, "audit: record: the audit trail is closed")
+	}
 	if l.cfg.Health != nil {
 		if err := l.cfg.Health(); err != nil {
 			return fmt.Errorf("audit: record: %w", err)
