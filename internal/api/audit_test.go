@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // auditKeys are the keys of the audit tests: id -> principal (the secret
@@ -229,29 +228,11 @@ func (failingLog) Record(context.Context, audit.Event) error {
 	return nimbus.Errorf(nimbus.ErrUnavailable, "disk full")
 }
 
-// logBuffer is a slog handler's output, safe for concurrent writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestAuditFailureKeepsTheAnswer: a change whose record cannot be written
 // still gets its answer (it has happened); the failure is logged as an
 // error.
 func TestAuditFailureKeepsTheAnswer(t *testing.T) {
-	var buf logBuffer
+	var buf testenv.Buffer
 	srv := auditServer(t, failingLog{auditmem.New()}, slog.New(slog.NewTextHandler(&buf, nil)))
 	if code, body := signedCall(t, srv, "AKROOT", "POST", "/2015-03-31/functions", auditCreateBody(t, "f", "python3.11")); code != 201 {
 		t.Fatalf("create = %d %s, want 201 despite the audit failure", code, body)

@@ -75,21 +75,8 @@ func (f *auditFlags) query(cmd *cobra.Command, now time.Time) (url.Values, error
 	if err != nil {
 		return nil, err
 	}
-	since, err := parseWhen("--since", f.since, now)
-	if err != nil {
+	if err := setWhen(q, f.since, f.until, now); err != nil {
 		return nil, err
-	}
-	until, err := parseWhen("--until", f.until, now)
-	if err != nil {
-		return nil, err
-	}
-	if !since.IsZero() && !until.IsZero() && until.Before(since) {
-		return nil, fmt.Errorf("--since (%s) must not be after --until (%s)", since.Format(time.RFC3339), until.Format(time.RFC3339))
-	}
-	for k, t := range map[string]time.Time{"since": since, "until": until} {
-		if !t.IsZero() {
-			q.Set(k, t.Format(time.RFC3339Nano))
-		}
 	}
 	for k, v := range map[string]string{"key": f.key, "function": f.function, "action": f.action} {
 		if v != "" {

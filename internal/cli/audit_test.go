@@ -79,7 +79,7 @@ func TestAudit(t *testing.T) {
 		{[]string{"--since", "yesterday"}, `invalid --since "yesterday"`},
 		{[]string{"--limit", "0"}, "--limit must be 1 to 1000, not 0"},
 		{[]string{"--limit", "5000"}, "--limit must be 1 to 1000, not 5000"},
-		{[]string{"--since", "1h", "--until", "2h"}, "must not be after --until"},
+		{[]string{"--since", "1h", "--until", "2h"}, "must be before --until"},
 		{[]string{"--marker", "bogus"}, "is not one this API gave"},
 	} {
 		r := runCmd(t, srv.URL, "", append([]string{"audit"}, bad.args...)...)
