@@ -70,10 +70,9 @@ func (s *Server) authorize(r *http.Request, pattern string, access auth.Access) 
 	if strings.Contains(pattern, "{name}") {
 		fn = r.PathValue("name")
 	}
-	if err := p.Allow(access, fn, actionOf(pattern)); err != nil {
-		return r, err
-	}
-	return r.WithContext(auth.With(r.Context(), p)), nil
+	// The principal goes with a denied request too, for the audit trail.
+	r = r.WithContext(auth.With(r.Context(), p))
+	return r, p.Allow(access, fn, actionOf(pattern))
 }
 
 // actionOf names a route's operation for an error message.
@@ -83,6 +82,7 @@ func actionOf(pattern string) string {
 
 // allow checks that the caller of r may do access on function fn.
 func allow(r *http.Request, access auth.Access, fn string) error {
+	noteFunction(r, fn)
 	p, ok := auth.From(r.Context())
 	if !ok {
 		p = auth.Anonymous

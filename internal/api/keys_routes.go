@@ -39,6 +39,7 @@ func (s *Server) keysCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrictLimit(w, r, maxConfigBody, &req); err != nil {
 		return err
 	}
+	noteResource(r, req.Name)
 	role, err := auth.ParseRole(req.Role)
 	if err != nil {
 		return nimbus.Invalidf("%v", err)

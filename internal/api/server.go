@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/audit"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
@@ -48,7 +50,9 @@ type Config struct {
 	// with an error.
 	Triggers TriggerService
 	S3       S3Receiver // object-storage trigger notifications (s3_routes.go); nil answers 404
-	Logger   *slog.Logger
+	// Audit keeps the audit trail (audit.go); nil keeps none.
+	Audit  audit.Log
+	Logger *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -108,6 +112,7 @@ func (s *Server) routes() {
 	s.urlRoutes()
 	s.s3Routes()
 	s.keysRoutes()
+	s.auditRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -120,18 +125,22 @@ func (s *Server) routes() {
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // handle serves pattern with h once the request is authenticated and
-// allowed what the pattern does (accessOf) on the function it names.
+// allowed what the pattern does (accessOf) on the function it names, and
+// records it in the audit trail (audit.go).
 func (s *Server) handle(pattern string, h handlerFunc) {
 	access := accessOf(pattern)
+	trail := s.trail(pattern, access)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w, r = trail.begin(w, r)
 		r, err := s.authorize(r, pattern, access)
+		if err == nil {
+			err = h(w, r)
+		}
 		if err != nil {
 			writeError(w, r, s.log, err)
-			return
 		}
-		if err := h(w, r); err != nil {
-			writeError(w, r, s.log, err)
-		}
+		trail.end(w, r, start, err)
 	})
 }
 

@@ -1,5 +1,5 @@
 // Package cli is the client side of the nimbus command: deploy, ls, get, rm,
-// invoke, logs, runtimes, tasks, dlq and triggers. The commands talk to a
+// invoke, logs, runtimes, tasks, dlq, triggers, keys and audit. The commands talk to a
 // Nimbus node over its HTTP API: Lambda's REST dialect through the AWS SDK's
 // Lambda client, and Nimbus's own /nimbus/v1 endpoints (logs, runtimes,
 // tasks, dead letters, triggers) through net/http.
@@ -89,6 +89,7 @@ func addCommands(root *cobra.Command, g *globals) {
 		newDLQCmd(g),
 		triggers,
 		newKeysCmd(g),
+		newAuditCmd(g),
 	)
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
 	asyncnats "github.com/nimbus-serverless/nimbus/internal/async/nats"
+	"github.com/nimbus-serverless/nimbus/internal/audit"
+	auditnats "github.com/nimbus-serverless/nimbus/internal/audit/nats"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
@@ -76,7 +78,9 @@ type Config struct {
 	// AuthFailureBurst is how many failed authentications a client address
 	// may make before it is refused for a while (one more every 3 s).
 	AuthFailureBurst int
-	Logger           *slog.Logger
+	// AuditRetention is how long the audit trail keeps its events.
+	AuditRetention time.Duration
+	Logger         *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -120,6 +124,7 @@ func Defaults() Config {
 		ShutdownGrace:     30 * time.Second,
 		Auth:              AuthSigV4,
 		AuthFailureBurst:  20,
+		AuditRetention:    audit.DefaultRetention,
 	}
 }
 
@@ -152,6 +157,8 @@ func (c *Config) Validate() error {
 		return errors.New("--max-code-size and --max-unzipped-size must be positive")
 	case len(c.Account) != 12:
 		return fmt.Errorf("--account must be 12 digits, not %q", c.Account)
+	case c.AuditRetention < time.Hour:
+		return fmt.Errorf("--audit-retention must be at least 1h, not %s", c.AuditRetention)
 	case c.AuthFailureBurst < 1:
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	}
@@ -163,8 +170,9 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	lock     *dataDirLock
-	key      *seal.Key // seals secrets at rest
-	auth     authParts // auth.go
+	key      *seal.Key        // seals secrets at rest
+	auth     authParts        // auth.go
+	audit    *auditnats.Log   // audit.go; closing the store closes it
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -282,6 +290,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.openAuth(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.openAudit(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.openAsync(ctx); err != nil {
 		return nil, err
 	}
@@ -293,6 +304,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
+		Audit: n.auditAPI(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -455,6 +467,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		{"sandbox", closer(n.sandbox)},
 		{"registry", closer(n.registry)},
 		{"keys", closer(n.auth.keys)},
+		{"audit trail", closer(n.audit)},
 		{"code cache", closer(n.cache)},
 		{"store", closer(n.store)},
 	}
