@@ -25,7 +25,7 @@ type S3Receiver interface {
 const maxS3Notification = 1 << 20
 
 // s3Routes receives S3 bucket event notifications for object-storage
-// triggers. The route skips Config.Authenticator: object stores cannot
+// triggers. The route skips the API's SigV4 verification: object stores cannot
 // sign webhooks, so a trigger protects itself with its own secret.
 func (s *Server) s3Routes() {
 	s.mux.HandleFunc("POST /nimbus/v1/s3-events/{function}/{trigger}", func(w http.ResponseWriter, r *http.Request) {
