@@ -82,7 +82,7 @@ func (v *Verifier) Verify(r *http.Request, allowUnsigned bool) (Principal, error
 	if !ok {
 		return Principal{}, errUnknownKey
 	}
-	hash, err := v.payloadHash(r, sr, allowUnsigned)
+	hashes, err := v.payloadHashes(r, sr, allowUnsigned)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -91,9 +91,11 @@ func (v *Verifier) Verify(r *http.Request, allowUnsigned bool) (Principal, error
 		return Principal{}, errSignature
 	}
 	key := signingKey(secret, sr.date, sr.region, sr.service)
-	for _, canon := range canonicalRequests(r, sr, hash) {
-		if hmac.Equal(want, signature(key, sr, canon)) {
-			return p, nil
+	for _, hash := range hashes {
+		for _, canon := range canonicalRequests(r, sr, hash) {
+			if hmac.Equal(want, signature(key, sr, canon)) {
+				return p, nil
+			}
 		}
 	}
 	return Principal{}, errSignature
@@ -156,7 +158,7 @@ func parsePresigned(r *http.Request) (*sigRequest, error) {
 			return nil, incomplete("AWS query-string parameters must include '" + k + "'. Re-examine the query-string parameters.")
 		}
 	}
-	sr := &sigRequest{signature: q.Get("X-Amz-Signature"), presigned: true, payloadHash: unsignedPayload}
+	sr := &sigRequest{signature: q.Get("X-Amz-Signature"), presigned: true}
 	if err := sr.setCredential(q.Get("X-Amz-Credential")); err != nil {
 		return nil, err
 	}
@@ -254,34 +256,42 @@ func (v *Verifier) checkTime(sr *sigRequest) error {
 	return nil
 }
 
-// payloadHash returns the payload hash the canonical request ends with,
-// reading and checking the body when the signature covers it.
-func (v *Verifier) payloadHash(r *http.Request, sr *sigRequest, allowUnsigned bool) (string, error) {
+// payloadHashes returns the payload hashes the canonical request may end
+// with, reading and checking the body when the signature covers it. A
+// presigned URL that names no hash may have been signed with
+// UNSIGNED-PAYLOAD (aws-sdk-go-v2's PresignHTTP, as for S3) or with the
+// body's hash (botocore's generate_presigned_url, as SigV4 says for
+// services other than S3): both are tried.
+func (v *Verifier) payloadHashes(r *http.Request, sr *sigRequest, allowUnsigned bool) ([]string, error) {
 	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	unsignedOK := allowUnsigned || noBody
 	switch {
 	case sr.payloadHash == unsignedPayload:
-		if !allowUnsigned && !noBody {
-			return "", invalid("This operation requires a signed payload; UNSIGNED-PAYLOAD is accepted only on invokes.")
+		if !unsignedOK {
+			return nil, invalid("This operation requires a signed payload; UNSIGNED-PAYLOAD is accepted only on invokes.")
 		}
-		return unsignedPayload, nil
+		return []string{unsignedPayload}, nil
 	case strings.HasPrefix(sr.payloadHash, "STREAMING-"):
-		return "", invalid("Streaming (aws-chunked) payload signing is not supported by this service; sign the whole payload.")
+		return nil, invalid("Streaming (aws-chunked) payload signing is not supported by this service; sign the whole payload.")
 	case sr.payloadHash != "" && !isHexHash(sr.payloadHash):
-		return "", invalid("x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the payload.")
+		return nil, invalid("x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the payload.")
 	}
 	got := emptyHash
 	if !noBody {
 		body, err := readBody(r, v.MaxBody)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		sum := sha256.Sum256(body)
 		got = hex.EncodeToString(sum[:])
 	}
 	if sr.payloadHash != "" && sr.payloadHash != got {
-		return "", invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+		return nil, invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
 	}
-	return got, nil
+	if sr.presigned && sr.payloadHash == "" && unsignedOK {
+		return []string{got, unsignedPayload}, nil
+	}
+	return []string{got}, nil
 }
 
 func isHexHash(s string) bool {

@@ -201,6 +201,20 @@ func TestVerifyUnsignedPayloadAndPresigned(t *testing.T) {
 	if err := serve(t, v, false, func(u string) *http.Request { return presign(u, now, "300") }); err != nil {
 		t.Fatalf("presigned: %v", err)
 	}
+	// Signed over the empty body's hash, as botocore presigns for services
+	// other than S3.
+	err = serve(t, v, false, func(u string) *http.Request {
+		r, _ := http.NewRequest("GET", u+"/2015-03-31/functions/f?X-Amz-Expires=60", nil)
+		signedURL, _, err := v4.NewSigner().PresignHTTP(context.Background(), creds, r, emptyHash, "lambda", "us-east-1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, _ := http.NewRequest("GET", signedURL, nil)
+		return r2
+	})
+	if err != nil {
+		t.Fatalf("presigned over the empty body's hash: %v", err)
+	}
 	err = serve(t, v, false, func(u string) *http.Request { return presign(u, now.Add(-10*time.Minute), "300") })
 	if e, ok := err.(*Error); !ok || !strings.Contains(e.Message, "Signature expired") {
 		t.Fatalf("expired presigned URL: %v", err)
