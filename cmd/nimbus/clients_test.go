@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,4 +151,115 @@ func TestAuthBoto3(t *testing.T) {
 		t.Errorf("boto3's presigned GetFunction did not run")
 	}
 	_ = s
+}
+
+// jsSDK returns a directory whose node_modules holds @aws-sdk/client-lambda
+// (v3), installing it from the npm registry into the user's cache
+// directory on first use.
+func jsSDK(t *testing.T) string {
+	t.Helper()
+	npm := testenv.Tool(t, "npm")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "nimbus-tests", "aws-sdk-js-v3")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@aws-sdk", "client-lambda", "package.json")); err == nil {
+		return dir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", dir, "@aws-sdk/client-lambda@3")
+	cmd.Env = append(cleanEnv(), "PATH=/usr/bin:"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		testenv.Missing(t, "@aws-sdk/client-lambda (npm install failed)", fmt.Errorf("%v\n%s", err, out))
+	}
+	return dir
+}
+
+// TestAuthJSSDK: the AWS SDK for JavaScript v3, run by Debian's node.
+func TestAuthJSSDK(t *testing.T) {
+	node := "/usr/bin/node"
+	if _, err := os.Stat(node); err != nil {
+		testenv.Missing(t, node, err)
+	}
+	dir := jsSDK(t)
+	_, spec := authFixture(t)
+	spec.Prefix = "team-a-js-"
+	script, _ := filepath.Abs("testdata/clients/jssdk_auth.cjs")
+	report := runClient(t, spec, []string{"NODE_PATH=" + filepath.Join(dir, "node_modules"), "HOME=" + t.TempDir()}, node, script)
+	checkReport(t, spec, report)
+}
+
+// awsAs runs the AWS CLI against s with only the given AWS settings in its
+// environment.
+func awsAs(t *testing.T, s *server, env []string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(testenv.Tool(t, "aws"), append(args, "--endpoint-url", "http://"+s.addr, "--region", "us-east-1")...)
+	cmd.Env = append(cleanEnv(), append([]string{"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_PAGER=", "AWS_MAX_ATTEMPTS=1", "HOME=" + t.TempDir()}, env...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+func keyEnv(k key) []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + k.AccessKeyId, "AWS_SECRET_ACCESS_KEY=" + k.SecretAccessKey}
+}
+
+// TestAuthAWSCLI: the AWS CLI, used as the README says (the node's
+// credentials file, profile nimbus), and with other keys and none.
+func TestAuthAWSCLI(t *testing.T) {
+	testenv.Tool(t, "aws")
+	s, spec := authFixture(t)
+	readme := []string{"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(s.dir, "credentials"), "AWS_PROFILE=nimbus"}
+	out, errOut, err := awsAs(t, s, readme, "lambda", "create-function", "--function-name", "team-a-cli", "--runtime", "python3.11",
+		"--handler", "app.handler", "--role", "r", "--zip-file", "fileb://"+spec.Zip)
+	if err != nil || !strings.Contains(out, `"FunctionName": "team-a-cli"`) {
+		t.Fatalf("create-function with a %s: %v %s %s", spec.Zip, err, out, errOut)
+	}
+	payload := filepath.Join(t.TempDir(), "payload.json")
+	if err := os.WriteFile(payload, []byte("{\"b\": \"\xc3\xbf\xf0\x9f\x98\x80\"}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	result := filepath.Join(t.TempDir(), "out.json")
+	arn := "arn:aws:lambda:us-east-1:000000000000:function:team-a-cli"
+	ok := [][]string{
+		{"lambda", "list-functions", "--max-items", "1"},
+		{"lambda", "get-function", "--function-name", arn, "--qualifier", "$LATEST"},
+		{"lambda", "invoke", "--function-name", arn + ":$LATEST", "--payload", "fileb://" + payload, result},
+	}
+	for _, args := range ok {
+		if out, errOut, err := awsAs(t, s, readme, args...); err != nil {
+			t.Errorf("aws %s: %v %s %s", strings.Join(args, " "), err, out, errOut)
+		}
+	}
+	if got, _ := os.ReadFile(result); string(got) != `{"b": "\u00ff\ud83d\ude00"}` {
+		t.Errorf("invoke wrote %s", got)
+	}
+	refused := []struct {
+		env  []string
+		args []string
+		code string
+	}{
+		{nil, []string{"lambda", "list-functions", "--no-sign-request"}, "MissingAuthenticationTokenException"},
+		{keyEnv(key{AccessKeyId: spec.Admin.AccessKeyId, SecretAccessKey: "wrong"}), []string{"lambda", "list-functions"}, "InvalidSignatureException"},
+		{keyEnv(key{AccessKeyId: "AKIANOSUCHKEY0000000", SecretAccessKey: "x"}), []string{"lambda", "list-functions"}, "UnrecognizedClientException"},
+		{keyEnv(spec.Invoker), []string{"lambda", "delete-function", "--function-name", "team-a-cli"}, "AccessDeniedException"},
+		{keyEnv(spec.Invoker), []string{"lambda", "create-function", "--function-name", "team-a-inv", "--runtime", "python3.11",
+			"--handler", "app.handler", "--role", "r", "--zip-file", "fileb://" + spec.Zip}, "AccessDeniedException"},
+		{keyEnv(spec.Developer), []string{"lambda", "get-function", "--function-name", "team-b-x"}, "AccessDeniedException"},
+		{keyEnv(spec.Developer), []string{"lambda", "invoke", "--function-name", "team-b-x", result}, "AccessDeniedException"},
+	}
+	for _, r := range refused {
+		_, errOut, err := awsAs(t, s, r.env, r.args...)
+		if err == nil || !strings.Contains(errOut, "("+r.code+")") {
+			t.Errorf("aws %s: %v %s, want %s", strings.Join(r.args, " "), err, errOut, r.code)
+		}
+	}
+	if _, errOut, err := awsAs(t, s, keyEnv(spec.Invoker), "lambda", "invoke", "--function-name", "team-a-cli", result); err != nil {
+		t.Errorf("invoker invoke: %v %s", err, errOut)
+	}
 }

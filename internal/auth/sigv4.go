@@ -510,4 +510,3 @@ func signature(key []byte, sr *sigRequest, canonical string) []byte {
 func IsSigned(r *http.Request) bool {
 	return r.Header.Get("Authorization") != "" || r.URL.Query().Get("X-Amz-Algorithm") != ""
 }
-
