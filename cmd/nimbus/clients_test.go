@@ -153,6 +153,11 @@ func TestAuthBoto3(t *testing.T) {
 	_ = s
 }
 
+// jsSDKVersion is the @aws-sdk/client-lambda the tests use, pinned so that
+// a run is repeatable (and the SDK's later releases need node 22; Debian's
+// is 20).
+const jsSDKVersion = "3.1178.0"
+
 // jsSDK returns a directory whose node_modules holds @aws-sdk/client-lambda
 // (v3), installing it from the npm registry into the user's cache
 // directory on first use.
@@ -163,17 +168,28 @@ func jsSDK(t *testing.T) string {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "nimbus-tests", "aws-sdk-js-v3")
+	dir := filepath.Join(cache, "nimbus-tests", "aws-sdk-js-"+jsSDKVersion)
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@aws-sdk", "client-lambda", "package.json")); err == nil {
 		return dir
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Install beside it and rename, so that two runs at once do not mix.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", dir, "@aws-sdk/client-lambda@3")
-	cmd.Env = append(cleanEnv(), "PATH=/usr/bin:"+os.Getenv("PATH"))
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".install-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.Command(npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", tmp, "@aws-sdk/client-lambda@"+jsSDKVersion)
+	cmd.Env = cleanEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		testenv.Missing(t, "@aws-sdk/client-lambda (npm install failed)", fmt.Errorf("%v\n%s", err, out))
+		testenv.Missing(t, "@aws-sdk/client-lambda "+jsSDKVersion+" (npm install failed)", fmt.Errorf("%v\n%s", err, out))
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, statErr := os.Stat(dir); statErr != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
