@@ -5,12 +5,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -47,6 +49,40 @@ type Verifier struct {
 	MaxBody int64
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// derived caches signing keys (four HMACs each) by key id and scope:
+	// a key signs all day with the same one.
+	mu      sync.Mutex
+	derived map[string]derivedKey
+}
+
+// derivedKey is a signing key and the secret it was derived from.
+type derivedKey struct {
+	secret string
+	key    []byte
+}
+
+// maxDerived bounds the signing keys a Verifier caches.
+const maxDerived = 4096
+
+// signingKey returns the signing key of secret for sr's scope, from the
+// cache when it holds it.
+func (v *Verifier) signingKey(secret string, sr *sigRequest) []byte {
+	id := sr.keyID + "/" + sr.date + "/" + sr.region + "/" + sr.service
+	v.mu.Lock()
+	d, ok := v.derived[id]
+	v.mu.Unlock()
+	if ok && d.secret == secret {
+		return d.key
+	}
+	key := signingKey(secret, sr.date, sr.region, sr.service)
+	v.mu.Lock()
+	if v.derived == nil || len(v.derived) >= maxDerived {
+		v.derived = map[string]derivedKey{}
+	}
+	v.derived[id] = derivedKey{secret, key}
+	v.mu.Unlock()
+	return key
 }
 
 // sigRequest is the signature part of a request, from its Authorization
@@ -90,7 +126,7 @@ func (v *Verifier) Verify(r *http.Request, allowUnsigned bool) (Principal, error
 	if err != nil {
 		return Principal{}, errSignature
 	}
-	key := signingKey(secret, sr.date, sr.region, sr.service)
+	key := v.signingKey(secret, sr)
 	for _, hash := range hashes {
 		for _, canon := range canonicalRequests(r, sr, hash) {
 			if hmac.Equal(want, signature(key, sr, canon)) {
@@ -310,21 +346,34 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	n, err := io.Copy(&buf, io.LimitReader(r.Body, limit+1))
+	b, err := readAtMost(r.Body, r.ContentLength, limit)
 	r.Body.Close()
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Type: "InvalidRequestContentException", Message: "Could not read the request body: " + err.Error()}
 	}
-	if n > limit {
+	if int64(len(b)) > limit {
 		return nil, tooLarge(limit)
 	}
-	b := buf.Bytes()
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	r.ContentLength = int64(len(b))
+	return b, nil
+}
+
+// readAtMost reads body, of length n when n >= 0, up to limit+1 bytes. A
+// body of known length is read into a buffer of exactly that size (a
+// growing buffer would hold up to twice a large code upload).
+func readAtMost(body io.Reader, n, limit int64) ([]byte, error) {
+	if n < 0 {
+		return io.ReadAll(io.LimitReader(body, limit+1))
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if m, _ := body.Read(one[:]); m > 0 {
+		return nil, errors.New("the body is longer than its Content-Length")
+	}
 	return b, nil
 }
 
