@@ -142,7 +142,7 @@ func TestAuthBoto3(t *testing.T) {
 	if err := exec.Command(py, "-c", "import boto3").Run(); err != nil {
 		testenv.Missing(t, "boto3 for "+py+" (Debian package python3-boto3)", err)
 	}
-	s, spec := authFixture(t)
+	_, spec := authFixture(t)
 	spec.Prefix = "team-a-py-"
 	script, _ := filepath.Abs("testdata/clients/boto3_auth.py")
 	report := runClient(t, spec, []string{"HOME=" + t.TempDir()}, py, script)
@@ -150,7 +150,6 @@ func TestAuthBoto3(t *testing.T) {
 	if _, found := report["presigned"]; !found {
 		t.Errorf("boto3's presigned GetFunction did not run")
 	}
-	_ = s
 }
 
 // jsSDKVersion is the @aws-sdk/client-lambda the tests use, pinned so that
