@@ -388,3 +388,25 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestVerifyCachedKeyFollowsSecret: the cached signing key of an access key
+// is not used once the key's secret changed.
+func TestVerifyCachedKeyFollowsSecret(t *testing.T) {
+	now := time.Now().UTC()
+	v := testVerifier(now)
+	secret := testSecret
+	v.Secrets = func(id string) (string, Principal, bool) {
+		return secret, Principal{Name: "k", Role: Admin}, id == testKeyID
+	}
+	body := []byte(`{}`)
+	send := func(u string) *http.Request {
+		return signed(t, "POST", u+"/x", body, "us-east-1", testSecret, now, nil)
+	}
+	if err := serve(t, v, false, send); err != nil {
+		t.Fatalf("signed with the secret: %v", err)
+	}
+	secret = "another secret"
+	if err := serve(t, v, false, send); err == nil {
+		t.Fatal("a request signed with the old secret was accepted after the secret changed")
+	}
+}
