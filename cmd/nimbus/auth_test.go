@@ -143,6 +143,14 @@ func TestAuthGoSDK(t *testing.T) {
 	if _, err := admin.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("team-a-one"), Payload: []byte(`{}`)}); err != nil {
 		t.Fatalf("Invoke the big function: %v", err)
 	}
+	// A body that is not JSON at all (every byte value): the signature
+	// holds; the refusal is Lambda's, for the content.
+	raw := make([]byte, 256)
+	for i := range raw {
+		raw[i] = byte(i)
+	}
+	_, err = admin.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("team-a-one"), Payload: raw})
+	wantAPIError(t, "Invoke with a binary payload", err, 400, "InvalidRequestContentException", "")
 
 	// Anonymous, a wrong secret, an unknown key, a skewed clock.
 	_, err = clientAs(s, aws.Credentials{}).ListFunctions(ctx, nil)
