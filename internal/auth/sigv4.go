@@ -5,12 +5,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -47,6 +49,40 @@ type Verifier struct {
 	MaxBody int64
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// derived caches signing keys (four HMACs each) by key id and scope:
+	// a key signs all day with the same one.
+	mu      sync.Mutex
+	derived map[string]derivedKey
+}
+
+// derivedKey is a signing key and the secret it was derived from.
+type derivedKey struct {
+	secret string
+	key    []byte
+}
+
+// maxDerived bounds the signing keys a Verifier caches.
+const maxDerived = 4096
+
+// signingKey returns the signing key of secret for sr's scope, from the
+// cache when it holds it.
+func (v *Verifier) signingKey(secret string, sr *sigRequest) []byte {
+	id := sr.keyID + "/" + sr.date + "/" + sr.region + "/" + sr.service
+	v.mu.Lock()
+	d, ok := v.derived[id]
+	v.mu.Unlock()
+	if ok && d.secret == secret {
+		return d.key
+	}
+	key := signingKey(secret, sr.date, sr.region, sr.service)
+	v.mu.Lock()
+	if v.derived == nil || len(v.derived) >= maxDerived {
+		v.derived = map[string]derivedKey{}
+	}
+	v.derived[id] = derivedKey{secret, key}
+	v.mu.Unlock()
+	return key
 }
 
 // sigRequest is the signature part of a request, from its Authorization
@@ -82,7 +118,7 @@ func (v *Verifier) Verify(r *http.Request, allowUnsigned bool) (Principal, error
 	if !ok {
 		return Principal{}, errUnknownKey
 	}
-	hash, err := v.payloadHash(r, sr, allowUnsigned)
+	hashes, err := v.payloadHashes(r, sr, allowUnsigned)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -90,10 +126,12 @@ func (v *Verifier) Verify(r *http.Request, allowUnsigned bool) (Principal, error
 	if err != nil {
 		return Principal{}, errSignature
 	}
-	key := signingKey(secret, sr.date, sr.region, sr.service)
-	for _, canon := range canonicalRequests(r, sr, hash) {
-		if hmac.Equal(want, signature(key, sr, canon)) {
-			return p, nil
+	key := v.signingKey(secret, sr)
+	for _, hash := range hashes {
+		for _, canon := range canonicalRequests(r, sr, hash) {
+			if hmac.Equal(want, signature(key, sr, canon)) {
+				return p, nil
+			}
 		}
 	}
 	return Principal{}, errSignature
@@ -156,7 +194,7 @@ func parsePresigned(r *http.Request) (*sigRequest, error) {
 			return nil, incomplete("AWS query-string parameters must include '" + k + "'. Re-examine the query-string parameters.")
 		}
 	}
-	sr := &sigRequest{signature: q.Get("X-Amz-Signature"), presigned: true, payloadHash: unsignedPayload}
+	sr := &sigRequest{signature: q.Get("X-Amz-Signature"), presigned: true}
 	if err := sr.setCredential(q.Get("X-Amz-Credential")); err != nil {
 		return nil, err
 	}
@@ -254,34 +292,42 @@ func (v *Verifier) checkTime(sr *sigRequest) error {
 	return nil
 }
 
-// payloadHash returns the payload hash the canonical request ends with,
-// reading and checking the body when the signature covers it.
-func (v *Verifier) payloadHash(r *http.Request, sr *sigRequest, allowUnsigned bool) (string, error) {
+// payloadHashes returns the payload hashes the canonical request may end
+// with, reading and checking the body when the signature covers it. A
+// presigned URL that names no hash may have been signed with
+// UNSIGNED-PAYLOAD (aws-sdk-go-v2's PresignHTTP, as for S3) or with the
+// body's hash (botocore's generate_presigned_url, as SigV4 says for
+// services other than S3): both are tried.
+func (v *Verifier) payloadHashes(r *http.Request, sr *sigRequest, allowUnsigned bool) ([]string, error) {
 	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	unsignedOK := allowUnsigned || noBody
 	switch {
 	case sr.payloadHash == unsignedPayload:
-		if !allowUnsigned && !noBody {
-			return "", invalid("This operation requires a signed payload; UNSIGNED-PAYLOAD is accepted only on invokes.")
+		if !unsignedOK {
+			return nil, invalid("This operation requires a signed payload; UNSIGNED-PAYLOAD is accepted only on invokes.")
 		}
-		return unsignedPayload, nil
+		return []string{unsignedPayload}, nil
 	case strings.HasPrefix(sr.payloadHash, "STREAMING-"):
-		return "", invalid("Streaming (aws-chunked) payload signing is not supported by this service; sign the whole payload.")
+		return nil, invalid("Streaming (aws-chunked) payload signing is not supported by this service; sign the whole payload.")
 	case sr.payloadHash != "" && !isHexHash(sr.payloadHash):
-		return "", invalid("x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the payload.")
+		return nil, invalid("x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the payload.")
 	}
 	got := emptyHash
 	if !noBody {
 		body, err := readBody(r, v.MaxBody)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		sum := sha256.Sum256(body)
 		got = hex.EncodeToString(sum[:])
 	}
 	if sr.payloadHash != "" && sr.payloadHash != got {
-		return "", invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+		return nil, invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
 	}
-	return got, nil
+	if sr.presigned && sr.payloadHash == "" && unsignedOK {
+		return []string{got, unsignedPayload}, nil
+	}
+	return []string{got}, nil
 }
 
 func isHexHash(s string) bool {
@@ -300,21 +346,34 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	n, err := io.Copy(&buf, io.LimitReader(r.Body, limit+1))
+	b, err := readAtMost(r.Body, r.ContentLength, limit)
 	r.Body.Close()
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Type: "InvalidRequestContentException", Message: "Could not read the request body: " + err.Error()}
 	}
-	if n > limit {
+	if int64(len(b)) > limit {
 		return nil, tooLarge(limit)
 	}
-	b := buf.Bytes()
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	r.ContentLength = int64(len(b))
+	return b, nil
+}
+
+// readAtMost reads body, of length n when n >= 0, up to limit+1 bytes. A
+// body of known length is read into a buffer of exactly that size (a
+// growing buffer would hold up to twice a large code upload).
+func readAtMost(body io.Reader, n, limit int64) ([]byte, error) {
+	if n < 0 {
+		return io.ReadAll(io.LimitReader(body, limit+1))
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if m, _ := body.Read(one[:]); m > 0 {
+		return nil, errors.New("the body is longer than its Content-Length")
+	}
 	return b, nil
 }
 
@@ -500,4 +559,3 @@ func signature(key []byte, sr *sigRequest, canonical string) []byte {
 func IsSigned(r *http.Request) bool {
 	return r.Header.Get("Authorization") != "" || r.URL.Query().Get("X-Amz-Algorithm") != ""
 }
-
