@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
 
@@ -36,6 +37,13 @@ func newMemServer(tb testing.TB, dir string) http.Handler {
 // openRegistry opens a registry and closes it when the test ends.
 func openRegistry(tb testing.TB, cfg registry.Config) *registry.Registry {
 	tb.Helper()
+	if cfg.Key == nil {
+		key, err := seal.Parse(seal.Generate())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Key = key
+	}
 	reg, err := registry.Open(tb.Context(), cfg)
 	if err != nil {
 		tb.Fatal(err)

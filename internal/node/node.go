@@ -241,7 +241,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ids[i] = rt.ID
 	}
 	n.registry, err = registry.Open(ctx, registry.Config{
-		KV: kv, Blobs: n.store.Blobs(), Code: cache, Runtimes: ids, Limits: lim, Logger: log,
+		KV: kv, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
 	})
 	if err != nil {
 		return nil, err
