@@ -109,6 +109,11 @@ type createFunctionRequest struct {
 }
 
 func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
+	release, err := s.uploads.acquire(r, s.cfg.MaxCodeBody)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var req createFunctionRequest
 	if err := decodeStrictLimit(w, r, s.cfg.MaxCodeBody, &req); err != nil {
 		return err

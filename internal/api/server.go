@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
@@ -29,6 +30,10 @@ type Config struct {
 	Account string // 12 digits, used in ARNs
 	// MaxCodeBody caps a request carrying a code package (base64 in JSON).
 	MaxCodeBody int64
+	// UploadMemory bounds the bytes of code upload bodies handled at once
+	// and UploadWait how long one waits for room (upload.go; 0: defaults).
+	UploadMemory int64
+	UploadWait   time.Duration
 	// Authenticator checks a request's credentials; nil accepts every
 	// request (SigV4-signed or not).
 	Authenticator func(*http.Request) error
@@ -48,6 +53,8 @@ type Server struct {
 	reg *registry.Registry
 	log *slog.Logger
 	mux *http.ServeMux
+	// uploads bounds the code upload bodies handled at once (upload.go).
+	uploads *uploadGate
 }
 
 // maxConfigBody caps requests that carry no code.
@@ -67,7 +74,8 @@ func New(cfg Config) *Server {
 	if cfg.MaxCodeBody == 0 {
 		cfg.MaxCodeBody = 70 << 20
 	}
-	s := &Server{cfg: cfg, reg: cfg.Registry, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, reg: cfg.Registry, log: cfg.Logger, mux: http.NewServeMux(),
+		uploads: newUploadGate(cfg.UploadMemory, cfg.UploadWait)}
 	s.routes()
 	return s
 }
