@@ -168,7 +168,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	lock     *dataDirLock
-	key      *seal.Key // seals secrets at rest
+	key      *seal.Key        // seals secrets at rest
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
