@@ -70,7 +70,9 @@ func TestEnvironmentSealedButAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var cfg struct{ Environment struct{ Variables map[string]string } }
+	var cfg struct {
+		Environment struct{ Variables map[string]string }
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
 		t.Fatal(err)
 	}
