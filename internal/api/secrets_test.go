@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,9 +16,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
-	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/store"
-	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
 
 // newSecretsServer is an API server over an in-memory store whose
@@ -27,15 +24,7 @@ import (
 // its handler.
 func newSecretsServer(t *testing.T, mod func(*api.Config), wrap func(http.Handler) http.Handler) (*httptest.Server, store.KV) {
 	t.Helper()
-	st := mem.New()
-	kv, _ := st.KV(t.Context(), "functions")
-	lim := codepkg.DefaultLimits()
-	cache, err := codepkg.NewCache(t.TempDir(), st.Blobs(), lim, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cache.Close(context.Background()) })
-	reg := openRegistry(t, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11"}, Limits: lim})
+	reg, kv := memRegistry(t, t.TempDir(), codepkg.DefaultLimits(), "python3.11")
 	cfg := api.Config{Registry: reg, Invoker: echoInvoker{}}
 	if mod != nil {
 		mod(&cfg)

@@ -13,32 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/seal"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const envSecretFn = `import os
 def handler(event, context):
@@ -81,7 +63,7 @@ func TestSecretsAtRestOnNode(t *testing.T) {
 	}
 	_ = os.Chmod(filepath.Dir(dir), 0o755)
 	key := seal.Generate()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	n, err := openNode(t, dir, key, &logs)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +140,7 @@ func TestSecretsAtRestOnNode(t *testing.T) {
 	}
 
 	// Another node key: the start fails, naming the node key.
-	var logs2 syncBuffer
+	var logs2 testenv.Buffer
 	n2, err := openNode(t, dir, seal.Generate(), &logs2)
 	if err == nil {
 		_ = n2.Shutdown(context.Background())

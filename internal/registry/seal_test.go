@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/store"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // testKey is the node key of the package's tests.
@@ -225,24 +225,6 @@ func TestWrongNodeKey(t *testing.T) {
 	}
 }
 
-// logBuffer is a slog handler's output, safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestDamagedSealedValue(t *testing.T) {
 	kv, blobs := mem.NewKV(), mem.NewBlobs()
 	r := newTestRegistry(t, kv, blobs)
@@ -260,7 +242,7 @@ func TestDamagedSealedValue(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs logBuffer
+	var logs testenv.Buffer
 	r2 := openTestRegistry(t, Config{KV: kv, Blobs: blobs, Code: readyCode{}, Runtimes: []string{"python3.11"},
 		Limits: codepkg.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	fn, err := r2.Get(t.Context(), "f")

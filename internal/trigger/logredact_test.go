@@ -1,37 +1,18 @@
 package trigger
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
-
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // leakySource fails, panics or is refused with its URL, credentials
 // included, in the error: what a careless client library does.
@@ -70,7 +51,7 @@ func TestLogLinesRedacted(t *testing.T) {
 		raw, _ := json.Marshal(map[string]string{"url": url, "mode": mode})
 		trs = append(trs, nimbus.Trigger{Name: mode, Type: "leaky", Enabled: true, Config: raw})
 	}
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	m := NewManager(ManagerConfig{
 		Functions: newFakeFunctions(&nimbus.Function{Name: "fn", Triggers: trs}), Invoker: &fakeInvoker{},
 		Types:  map[string]Factory{"leaky": leakyFactory},
