@@ -1,13 +1,11 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -118,26 +116,7 @@ func TestSecretsAtRestOnNode(t *testing.T) {
 	if strings.Contains(logs.String(), password) || strings.Contains(logs.String(), envSecret) {
 		t.Errorf("a log line holds a secret:\n%s", logs.String())
 	}
-	files := 0
-	err = filepath.WalkDir(filepath.Join(dir, "jetstream"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		files++
-		for _, s := range []string{envSecret, password} {
-			if bytes.Contains(b, []byte(s)) {
-				t.Errorf("%s holds the secret %q in clear", path, s)
-			}
-		}
-		return nil
-	})
-	if err != nil || files == 0 {
-		t.Fatalf("read the JetStream files: %d files, %v", files, err)
-	}
+	testenv.CheckFilesLack(t, filepath.Join(dir, "jetstream"), envSecret, password)
 
 	// Another node key: the start fails, naming the node key.
 	var logs2 testenv.Buffer

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,37 +142,9 @@ func TestSecretsSealedAtRest(t *testing.T) {
 			})
 
 			if dir != "" {
-				checkFilesLack(t, dir, envSecret, triggerSecret, destSecret)
+				testenv.CheckFilesLack(t, dir, envSecret, triggerSecret, destSecret)
 			}
 		})
-	}
-}
-
-// checkFilesLack fails if a file under dir holds one of secrets.
-func checkFilesLack(t *testing.T, dir string, secrets ...string) {
-	t.Helper()
-	files := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		files++
-		for _, s := range secrets {
-			if bytes.Contains(b, []byte(s)) {
-				t.Errorf("%s holds the secret %q in clear", path, s)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if files == 0 {
-		t.Fatalf("no files under %s: the check looked at nothing", dir)
 	}
 }
 
