@@ -35,7 +35,7 @@ var (
 	// takes (Lambda's InvalidRequestContentException).
 	ErrMalformed = errors.New("malformed request")
 	// ErrUnauthorized: the request carries no credentials, or ones that
-	// are not valid (401).
+	// are not valid (403, as Lambda answers).
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: the caller is known but may not do this (403).
 	ErrForbidden = errors.New("forbidden")

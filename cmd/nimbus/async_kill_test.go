@@ -96,7 +96,7 @@ func submitAsync(addr, fn, id string) bool {
 		strings.NewReader(`{"id":"`+id+`"}`))
 	req.Header.Set("X-Amz-Invocation-Type", "Event")
 	req.Header.Set("X-Nimbus-Task-Id", id)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := do(req)
 	if err != nil {
 		return false
 	}
@@ -111,7 +111,7 @@ func succeeded(t *testing.T, addr, fn string) map[string]bool {
 	marker := ""
 	for {
 		u := "http://" + addr + "/nimbus/v1/functions/" + fn + "/tasks?status=Succeeded&limit=1000&marker=" + url.QueryEscape(marker)
-		resp, err := http.Get(u)
+		resp, err := get(u)
 		if err != nil {
 			t.Fatal(err)
 		}

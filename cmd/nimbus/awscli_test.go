@@ -18,8 +18,9 @@ func awsCLI(t *testing.T, s *server, args ...string) (string, string, error) {
 	t.Helper()
 	bin := testenv.Tool(t, "aws")
 	cmd := exec.Command(bin, append(args, "--endpoint-url", "http://"+s.addr)...)
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=nimbus", "AWS_SECRET_ACCESS_KEY=nimbus",
-		"AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1")
+	// As the README says: the node's credentials file, profile nimbus.
+	cmd.Env = append(os.Environ(), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(s.dir, "credentials"), "AWS_PROFILE=nimbus",
+		"AWS_CONFIG_FILE=/dev/null", "AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1")
 	cmd.Dir = t.TempDir()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -220,7 +220,7 @@ func submitStatus(addr, fn, id string) (int, string) {
 		strings.NewReader(`{"id":"`+id+`"}`))
 	req.Header.Set("X-Amz-Invocation-Type", "Event")
 	req.Header.Set("X-Nimbus-Task-Id", id)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := do(req)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -243,7 +243,7 @@ func waitStatus(t *testing.T, addr, fn, id string, statuses ...string) map[strin
 	deadline := time.Now().Add(90 * time.Second)
 	var task map[string]any
 	for {
-		resp, err := http.Get("http://" + addr + "/nimbus/v1/functions/" + fn + "/tasks/" + id)
+		resp, err := get("http://" + addr + "/nimbus/v1/functions/" + fn + "/tasks/" + id)
 		if err == nil {
 			task = nil
 			_ = json.NewDecoder(resp.Body).Decode(&task)

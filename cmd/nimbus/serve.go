@@ -53,6 +53,9 @@ func newServeCmd() *cobra.Command {
 	f.Int64Var(&cfg.MaxUnzipped, "max-unzipped-size", cfg.MaxUnzipped, "largest unzipped code package, bytes")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight requests may finish on SIGINT/SIGTERM")
 	f.StringVar(&cfg.NodeKey, "node-key", "", "node key sealing secrets at rest, base64 of 32 bytes (env NIMBUS_NODE_KEY; default: <data-dir>/node.key, made on first start; the same on every node of a cluster)")
+	f.StringVar(&cfg.Auth, "auth", cfg.Auth, "sigv4: every API request must be signed (SigV4) by a Nimbus access key; none: no authentication (local development only, loopback --addr)")
+	f.BoolVar(&cfg.AllowUnauthenticatedRemote, "allow-unauthenticated-remote", false, "allow --auth none on a non-loopback --addr (anyone who reaches it can run code on this host)")
+	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit trail keeps its events (at least 1h)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {

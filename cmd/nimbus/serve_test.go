@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
@@ -76,10 +78,12 @@ func freeAddr(t *testing.T) string {
 
 // server is a `nimbus serve` child process.
 type server struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *bytes.Buffer
-	done chan error
+	cmd   *exec.Cmd
+	addr  string
+	dir   string          // its data directory
+	creds aws.Credentials // the admin key it wrote to dir/credentials
+	logs  *testenv.Buffer // written while the process runs
+	done  chan error
 }
 
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
@@ -87,12 +91,12 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	addr := freeAddr(t)
 	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--shutdown-grace", "10s"}, extra...)
 	cmd := exec.Command(nimbusBin, args...)
-	logs := &bytes.Buffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, addr: addr, logs: logs, done: make(chan error, 1)}
+	s := &server{cmd: cmd, addr: addr, dir: dataDir, logs: logs, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -106,6 +110,11 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
+			// A node that joins a cluster whose keys exist writes no
+			// credentials file: its test lends it the first node's key.
+			if !slices.Contains(extra, "none") && !slices.Contains(extra, "--nats-url") {
+				s.creds = loadCreds(t, addr, dataDir)
+			}
 			return s
 		}
 		select {
@@ -123,7 +132,7 @@ func (s *server) client() *lambda.Client {
 	return lambda.New(lambda.Options{
 		BaseEndpoint: aws.String("http://" + s.addr),
 		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(s.creds.AccessKeyID, s.creds.SecretAccessKey, ""),
 	})
 }
 
@@ -225,14 +234,24 @@ func TestServeGracefulShutdown(t *testing.T) {
 func TestServeRemoteNATS(t *testing.T) {
 	const url = nodetest.SharedNATS
 	prefix := nodetest.SharedNATSPrefix(t)
-	s := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
+	dir := dataDir(t)
+	// Every node of a cluster has the same node key: the keys' secrets
+	// are sealed under it.
+	nodeKey := seal.Generate()
+	s := startServer(t, dir, "--nats-url", url, "--nats-prefix", prefix, "--node-key", nodeKey)
+	s.creds = loadCreds(t, s.addr, dir) // the cluster's first node: it made the admin key
 	create(t, s.client(), "remote", "def handler(e, c):\n    return 'remote'\n")
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	<-s.done
 	s.done <- nil
 
 	// A new node with an empty data dir finds the function in NATS.
-	s2 := startServer(t, dataDir(t), "--nats-url", url, "--nats-prefix", prefix)
+	dir2 := dataDir(t)
+	s2 := startServer(t, dir2, "--nats-url", url, "--nats-prefix", prefix, "--node-key", nodeKey)
+	if _, err := os.Stat(filepath.Join(dir2, "credentials")); err == nil {
+		t.Error("a node joining a cluster that has keys wrote a credentials file of a new admin key")
+	}
+	s2.creds = s.creds
 	resp, err := s2.client().Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("remote")})
 	if err != nil {
 		t.Fatalf("Invoke on a second node: %v", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,7 +238,7 @@ func killMidStream(t *testing.T, b broker) {
 func postJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	b, _ := json.Marshal(v)
-	resp, err := http.Post(url, "application/json", strings.NewReader(string(b)))
+	resp, err := post(url, "application/json", strings.NewReader(string(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +254,7 @@ func waitTriggerActive(t *testing.T, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/nimbus/v1/functions/rec/triggers/in")
+		resp, err := get("http://" + addr + "/nimbus/v1/functions/rec/triggers/in")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
@@ -79,4 +83,25 @@ func waitActive(t *testing.T, c *lambda.Client, name string) *lambda.GetFunction
 func lambdaSHA(b []byte) string {
 	sum := sha256.Sum256(b)
 	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+func TestReadyz(t *testing.T) {
+	var down error
+	srv := httptest.NewServer(api.New(api.Config{Ready: func() error { return down }}))
+	defer srv.Close()
+	get := func() int {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get(); got != 200 {
+		t.Fatalf("ready node: %d", got)
+	}
+	down = errors.New("disk full")
+	if got := get(); got != 503 {
+		t.Fatalf("unready node: %d, want 503", got)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 )
 
 // Lambda's error types.
@@ -87,6 +88,10 @@ func kind(err error) problem {
 	if errors.As(err, &ae) {
 		return problem{status: ae.status, typ: ae.typ, msg: ae.msg}
 	}
+	var authErr *auth.Error
+	if errors.As(err, &authErr) {
+		return problem{status: authErr.Status, typ: authErr.Type, msg: authErr.Message}
+	}
 	msg := err.Error()
 	var ue *nimbus.UserError
 	if errors.As(err, &ue) {
@@ -115,7 +120,7 @@ var kinds = []struct {
 	{nimbus.ErrPreconditionFailed, http.StatusPreconditionFailed, errPrecondition, ""},
 	{nimbus.ErrTooLarge, http.StatusRequestEntityTooLarge, errTooLarge, ""},
 	{nimbus.ErrThrottled, http.StatusTooManyRequests, errTooManyRequests, "ConcurrentInvocationLimitExceeded"},
-	{nimbus.ErrUnauthorized, http.StatusUnauthorized, errUnrecognized, ""},
+	{nimbus.ErrUnauthorized, http.StatusForbidden, errUnrecognized, ""},
 	{nimbus.ErrForbidden, http.StatusForbidden, errAccessDenied, ""},
 	{nimbus.ErrUnavailable, http.StatusServiceUnavailable, errService, ""},
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
@@ -27,6 +28,9 @@ func (s *Server) esmCreate(w http.ResponseWriter, r *http.Request) error {
 	}
 	function, err := registry.ParseName(*req.FunctionName)
 	if err != nil {
+		return err
+	}
+	if err := allow(r, auth.Manage, function); err != nil {
 		return err
 	}
 	in, err := esmTriggerInput(req)

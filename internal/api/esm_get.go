@@ -14,7 +14,7 @@ import (
 func (s *Server) findESM(r *http.Request) (*nimbus.Function, *nimbus.Trigger, error) {
 	id := r.PathValue("uuid")
 	fn, t, err := s.reg.FindTrigger(r.Context(), id)
-	if err == nil && t.Type != nimbus.TriggerKafka {
+	if err == nil && (t.Type != nimbus.TriggerKafka || !sees(r, fn.Name)) {
 		err = nimbus.ErrNotFound
 	}
 	if errors.Is(err, nimbus.ErrNotFound) {
@@ -83,6 +83,9 @@ func (s *Server) esmList(w http.ResponseWriter, r *http.Request) error {
 	}
 	var all []esmView
 	for _, fn := range fns {
+		if !sees(r, fn.Name) {
+			continue
+		}
 		for i := range fn.Triggers {
 			if fn.Triggers[i].Type == nimbus.TriggerKafka {
 				all = append(all, s.viewESM(ts, fn.Name, &fn.Triggers[i]))

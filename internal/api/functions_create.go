@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
@@ -109,11 +110,6 @@ type createFunctionRequest struct {
 }
 
 func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
-	release, err := s.uploads.acquire(r, s.cfg.MaxCodeBody)
-	if err != nil {
-		return err
-	}
-	defer release()
 	var req createFunctionRequest
 	if err := decodeStrictLimit(w, r, s.cfg.MaxCodeBody, &req); err != nil {
 		return err
@@ -123,6 +119,9 @@ func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 	}
 	name, err := registry.ParseName(req.FunctionName)
 	if err != nil {
+		return err
+	}
+	if err := allow(r, auth.Manage, name); err != nil {
 		return err
 	}
 	in := req.input(name)

@@ -87,7 +87,7 @@ func (s *Server) functionsList(w http.ResponseWriter, r *http.Request) error {
 	if !validMarker(marker) {
 		return nimbus.Invalidf("Marker %q is not a marker returned by ListFunctions", marker)
 	}
-	fns, more, err := s.reg.Page(r.Context(), marker, maxItems)
+	fns, more, err := s.pageSeen(r, marker, maxItems)
 	if err != nil {
 		return err
 	}
@@ -100,6 +100,31 @@ func (s *Server) functionsList(w http.ResponseWriter, r *http.Request) error {
 		resp.NextMarker = &next
 	}
 	return writeJSON(w, http.StatusOK, resp)
+}
+
+// pageSeen is registry.Page keeping the functions the caller may see: a
+// key restricted to some functions reads pages of those only.
+func (s *Server) pageSeen(r *http.Request, marker string, limit int) ([]*nimbus.Function, bool, error) {
+	var out []*nimbus.Function
+	for {
+		fns, more, err := s.reg.Page(r.Context(), marker, limit)
+		if err != nil {
+			return nil, false, err
+		}
+		for i, fn := range fns {
+			if !sees(r, fn.Name) {
+				continue
+			}
+			out = append(out, fn)
+			if len(out) == limit {
+				return out, more || i < len(fns)-1, nil
+			}
+		}
+		if !more || len(fns) == 0 {
+			return out, false, nil
+		}
+		marker = fns[len(fns)-1].Name
+	}
 }
 
 // validMarker: markers are function names (the last one of the page).

@@ -43,11 +43,6 @@ func (s *Server) functionsUpdateCode(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	release, err := s.uploads.acquire(r, s.cfg.MaxCodeBody)
-	if err != nil {
-		return err
-	}
-	defer release()
 	var req updateCodeRequest
 	if err := decodeStrictLimit(w, r, s.cfg.MaxCodeBody, &req); err != nil {
 		return err

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/version"
 )
 
@@ -30,4 +32,18 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // wantsJSON reports whether an Accept header asks for JSON and not text.
 func wantsJSON(accept string) bool {
 	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/")
+}
+
+// ready is GET /readyz: 200 "ready" when the node can serve (its store
+// takes writes), else 503 with the reason. Like /healthz it needs no key.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Nimbus-Version", version.String())
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			writeError(w, r, s.log, fmt.Errorf("%w: not ready: %v", nimbus.ErrUnavailable, err))
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ready\n")
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/audit"
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
@@ -34,9 +36,17 @@ type Config struct {
 	// and UploadWait how long one waits for room (upload.go; 0: defaults).
 	UploadMemory int64
 	UploadWait   time.Duration
-	// Authenticator checks a request's credentials; nil accepts every
-	// request (SigV4-signed or not).
-	Authenticator func(*http.Request) error
+	// Verifier checks every API request's SigV4 signature against the
+	// node's access keys; nil turns authentication off (--auth none):
+	// every request is auth.Anonymous, an admin.
+	Verifier *auth.Verifier
+	// Limiter bounds failed authentications per client address (nil: no
+	// bound).
+	Limiter *auth.Limiter
+	// Keys manages access keys; nil answers the keys routes with an error.
+	Keys KeyService
+	// Ready says whether the node can serve (GET /readyz); nil: always.
+	Ready func() error
 	// Async is the Async Service (asynchronous invokes, tasks, dead
 	// letters); nil answers those requests with an error.
 	Async AsyncService
@@ -44,7 +54,9 @@ type Config struct {
 	// with an error.
 	Triggers TriggerService
 	S3       S3Receiver // object-storage trigger notifications (s3_routes.go); nil answers 404
-	Logger   *slog.Logger
+	// Audit keeps the audit trail (audit.go); nil keeps none.
+	Audit  audit.Log
+	Logger *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -106,7 +118,10 @@ func (s *Server) routes() {
 	s.triggerRoutes()
 	s.urlRoutes()
 	s.s3Routes()
+	s.keysRoutes()
+	s.auditRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
+	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, newError(http.StatusNotFound, errUnknownOperation,
 			"Unknown operation: "+r.Method+" "+r.URL.Path))
@@ -116,17 +131,27 @@ func (s *Server) routes() {
 // handlerFunc is an API handler that returns its error.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
+// handle serves pattern with h once the request is authenticated and
+// allowed what the pattern does (accessOf) on the function it names, and
+// records it in the audit trail (audit.go).
 func (s *Server) handle(pattern string, h handlerFunc) {
+	access := accessOf(pattern)
+	trail := s.trail(pattern, access)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Authenticator != nil {
-			if err := s.cfg.Authenticator(r); err != nil {
-				writeError(w, r, s.log, err)
-				return
-			}
+		start := time.Now()
+		w, r = trail.begin(w, r)
+		release, err := s.admitUpload(r, pattern) // before authorize, which reads a signed body
+		if err == nil {
+			r, err = s.authorize(r, pattern, access)
 		}
-		if err := h(w, r); err != nil {
+		if err == nil {
+			err = h(w, r)
+		}
+		release()
+		if err != nil {
 			writeError(w, r, s.log, err)
 		}
+		trail.end(w, r, start, err)
 	})
 }
 

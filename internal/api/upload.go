@@ -41,6 +41,23 @@ func newUploadGate(capacity int64, wait time.Duration) *uploadGate {
 	return &uploadGate{sem: semaphore.NewWeighted(capacity), capacity: capacity, wait: wait}
 }
 
+// codeUploads are the routes whose bodies carry a code package.
+var codeUploads = map[string]bool{
+	"POST /2015-03-31/functions":            true,
+	"POST /2015-03-31/functions/{$}":        true,
+	"PUT /2015-03-31/functions/{name}/code": true,
+}
+
+// admitUpload takes room in the upload budget for a request to a code
+// upload route (pattern), before anything reads its body (authentication
+// reads a signed one whole); release gives it back. Other requests pass.
+func (s *Server) admitUpload(r *http.Request, pattern string) (release func(), err error) {
+	if !codeUploads[pattern] {
+		return func() {}, nil
+	}
+	return s.uploads.acquire(r, s.cfg.MaxCodeBody)
+}
+
 // acquire takes room for r's body, whose size is at most limit; release
 // gives it back.
 func (g *uploadGate) acquire(r *http.Request, limit int64) (release func(), err error) {
@@ -53,9 +70,9 @@ func (g *uploadGate) acquire(r *http.Request, limit int64) (release func(), err 
 	defer cancel()
 	if err := g.sem.Acquire(ctx, n); err != nil {
 		if errors.Is(r.Context().Err(), context.Canceled) {
-			return nil, r.Context().Err()
+			return func() {}, r.Context().Err()
 		}
-		return nil, nimbus.Errorf(nimbus.ErrThrottled,
+		return func() {}, nimbus.Errorf(nimbus.ErrThrottled,
 			"Rate Exceeded. Too many code uploads are in progress on this node: none finished within %s. Retry later.", g.wait)
 	}
 	return func() { g.sem.Release(n) }, nil

@@ -218,7 +218,7 @@ func (req urlConfigRequest) apply(old funcurl.Config) (funcurl.Config, error) {
 		}
 		cfg.Key = *req.NimbusKey
 	}
-	if cfg.AuthType == funcurl.AuthNone {
+	if cfg.AuthType != funcurl.AuthKey {
 		cfg.Key = ""
 	}
 	return cfg, cfg.Validate()
@@ -232,7 +232,7 @@ func authType(v string) (string, error) {
 	case lambdaAuthKey:
 		return funcurl.AuthKey, nil
 	case lambdaAuthIAM:
-		return "", nimbus.Invalidf("AuthType AWS_IAM is not supported: Nimbus does not verify SigV4-signed requests to function URLs yet. Use NONE for a public URL, or NIMBUS_KEY (a Nimbus extension) for a URL that requires a key in the %s header", funcurl.KeyHeader)
+		return funcurl.AuthIAM, nil
 	}
 	return "", nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, AWS_IAM] (Nimbus also accepts NIMBUS_KEY)", v)
 }
@@ -268,8 +268,11 @@ func (s *Server) urlConfig(r *http.Request, fn *nimbus.Function, t *nimbus.Trigg
 		AuthType: lambdaAuthNone, InvokeMode: cfg.Mode(),
 		CreationTime: t.Created.UTC().Format(urlTime), LastModifiedTime: t.LastModified.UTC().Format(urlTime),
 	}
-	if cfg.AuthType == funcurl.AuthKey {
+	switch cfg.AuthType {
+	case funcurl.AuthKey:
 		out.AuthType, out.NimbusKey = lambdaAuthKey, cfg.Key
+	case funcurl.AuthIAM:
+		out.AuthType = lambdaAuthIAM
 	}
 	if c := cfg.Cors; c != nil {
 		out.Cors = &lambdaCors{AllowHeaders: c.AllowHeaders, AllowMethods: c.AllowMethods, AllowOrigins: c.AllowOrigins,

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
@@ -51,8 +52,7 @@ func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !c.cfg.Authorized(r) {
-		c.fail(http.StatusForbidden, "Forbidden")
+	if !c.authorized() {
 		return
 	}
 	body, ok := c.readBody()
@@ -73,6 +73,29 @@ func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.invokeEvent(body)
+}
+
+// authorized checks the caller against the URL's auth type, answering the
+// failures: 403 "Forbidden" as Lambda's URLs do, and 429 for an address
+// that failed too often.
+func (c *urlCall) authorized() bool {
+	lim := c.s.cfg.Limiter
+	if err := lim.Check(c.r); err != nil {
+		c.fail(http.StatusTooManyRequests, err.(*auth.Error).Message)
+		return false
+	}
+	ok := c.cfg.Authorized(c.r)
+	if c.cfg.AuthType == funcurl.AuthIAM {
+		p, err := c.s.authenticate(c.r, true)
+		ok = err == nil && p.Allow(auth.Invoke, c.fn.Name, "lambda:InvokeFunctionUrl") == nil
+	}
+	if !ok {
+		if c.cfg.AuthType == funcurl.AuthKey {
+			lim.Failed(c.r) // authenticate counts its own failures
+		}
+		c.fail(http.StatusForbidden, "Forbidden")
+	}
+	return ok
 }
 
 // load finds the function and its URL configuration; it answers 404 when

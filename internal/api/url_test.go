@@ -458,8 +458,6 @@ func TestFunctionURLConfig(t *testing.T) {
 	t.Run("bad create", func(t *testing.T) {
 		_, err := c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("nope"), AuthType: types.FunctionUrlAuthTypeNone})
 		wantAPIError(t, err, "ResourceNotFoundException", "Function not found")
-		_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: name, AuthType: types.FunctionUrlAuthTypeAwsIam})
-		wantAPIError(t, err, "InvalidParameterValueException", "Use NONE")
 		_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: name, AuthType: "BOGUS"})
 		wantAPIError(t, err, "ValidationException", "[NONE, AWS_IAM]")
 		_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: name, AuthType: types.FunctionUrlAuthTypeNone,

@@ -1,5 +1,5 @@
 // Package cli is the client side of the nimbus command: deploy, ls, get, rm,
-// invoke, logs, runtimes, tasks, dlq and triggers. The commands talk to a
+// invoke, logs, runtimes, tasks, dlq, triggers, keys and audit. The commands talk to a
 // Nimbus node over its HTTP API: Lambda's REST dialect through the AWS SDK's
 // Lambda client, and Nimbus's own /nimbus/v1 endpoints (logs, runtimes,
 // tasks, dead letters, triggers) through net/http.
@@ -42,6 +42,7 @@ type globals struct {
 	endpoint string
 	output   outputFlag
 	region   string
+	creds    credFlags
 
 	// waitTimeout bounds how long deploy waits for a function to be ready;
 	// pollInterval is the longest pause between two polls; deploy says it
@@ -71,6 +72,9 @@ func addCommands(root *cobra.Command, g *globals) {
 	pf.VarP(&g.output, "output", "o", "output format: table or json")
 	pf.StringVar(&g.region, "region", envOr("AWS_REGION", defaultRegion),
 		"region the client signs requests for (env AWS_REGION)")
+	pf.StringVar(&g.creds.accessKeyID, "access-key-id", "", "access key to sign requests with (env "+AccessKeyEnv+", else AWS_ACCESS_KEY_ID, AWS_PROFILE, the local node's credentials file)")
+	pf.StringVar(&g.creds.secretAccessKey, "secret-access-key", "", "secret of --access-key-id (env "+SecretKeyEnv+")")
+	pf.StringVar(&g.creds.profile, "profile", "", "profile of the AWS shared credentials files to sign with (env AWS_PROFILE)")
 	triggers := newTriggersCmd(g)
 	triggers.AddCommand(newTriggersRotateKeyCmd(g)) // urlkey.go
 	root.AddCommand(
@@ -84,6 +88,8 @@ func addCommands(root *cobra.Command, g *globals) {
 		newTasksCmd(g),
 		newDLQCmd(g),
 		triggers,
+		newKeysCmd(g),
+		newAuditCmd(g),
 	)
 }
 
@@ -150,13 +156,17 @@ func (g *globals) run(fn func(cmd *cobra.Command, c *client, args []string) erro
 		if g.region == "" {
 			return errors.New("--region must not be empty")
 		}
-		c := newClient(endpoint, g.region)
+		creds, source, err := g.creds.credentials(cmd.Context())
+		if err != nil {
+			return err
+		}
+		c := newClient(endpoint, g.region, creds)
 		defer c.close()
 		err = fn(cmd, c, args)
 		if isConnRefused(err) {
 			return &unreachableError{endpoint: endpoint, err: err}
 		}
-		return err
+		return withCredentialHint(err, creds, source)
 	}
 }
 

@@ -21,18 +21,11 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
-// credentials are what the client signs with: Nimbus accepts any signature
-// unless its operator configured authentication, so these are placeholders.
-var credentials = aws.Credentials{
-	AccessKeyID:     "nimbus",
-	SecretAccessKey: "nimbus",
-	Source:          "nimbus-cli",
-}
-
 // client talks to one Nimbus node.
 type client struct {
 	endpoint string // without a trailing slash
 	region   string
+	creds    aws.Credentials // empty: requests go unsigned
 	lambda   *lambda.Client
 	http     *http.Client
 	// upload shows the progress of large request bodies when its writer is
@@ -40,19 +33,34 @@ type client struct {
 	upload *progressTransport
 }
 
-func newClient(endpoint, region string) *client {
+func newClient(endpoint, region string, creds aws.Credentials) *client {
 	tr := &progressTransport{base: http.DefaultTransport.(*http.Transport).Clone(), threshold: progressThreshold}
 	hc := &http.Client{Transport: tr}
+	var provider aws.CredentialsProvider = aws.AnonymousCredentials{}
+	if creds.HasKeys() {
+		provider = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil })
+	}
 	lc := lambda.New(lambda.Options{
 		BaseEndpoint: aws.String(endpoint),
 		Region:       region,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return credentials, nil
-		}),
-		Retryer:    retry.AddWithMaxAttempts(retry.NewStandard(), 1),
-		HTTPClient: hc,
+		Credentials:  provider,
+		Retryer:      retry.AddWithMaxAttempts(retry.NewStandard(), 1),
+		HTTPClient:   hc,
 	})
-	return &client{endpoint: endpoint, region: region, lambda: lc, http: hc, upload: tr}
+	return &client{endpoint: endpoint, region: region, creds: creds, lambda: lc, http: hc, upload: tr}
+}
+
+// sign signs req for Nimbus (SigV4, service lambda) with the payload hash
+// given, unless the client has no credentials.
+func (c *client) sign(req *http.Request, payloadHash string) error {
+	if !c.creds.HasKeys() {
+		return nil
+	}
+	req.Header.Set("X-Amz-Content-Sha256", payloadHash)
+	if err := v4.NewSigner().SignHTTP(req.Context(), c.creds, req, payloadHash, "lambda", c.region, time.Now()); err != nil {
+		return fmt.Errorf("sign request: %w", err)
+	}
+	return nil
 }
 
 // close releases the client's idle connections.
@@ -136,9 +144,8 @@ func (c *client) get(ctx context.Context, path string, query url.Values) (*http.
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("X-Amz-Content-Sha256", emptySHA256)
-	if err := v4.NewSigner().SignHTTP(ctx, credentials, req, emptySHA256, "lambda", c.region, time.Now()); err != nil {
-		return nil, fmt.Errorf("sign request: %w", err)
+	if err := c.sign(req, emptySHA256); err != nil {
+		return nil, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

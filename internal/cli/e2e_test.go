@@ -20,6 +20,14 @@ import (
 
 func TestMain(m *testing.M) {
 	process.MaybeInit() // the sandbox re-executes this binary for each instance
+	// The commands sign with this key (the fakes check that they sign,
+	// nodes in these tests run with --auth none), never with a key of
+	// the machine's own: no AWS variable or profile, no local node's file.
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} {
+		os.Unsetenv(k)
+	}
+	os.Setenv(AccessKeyEnv, "nimbus")
+	os.Setenv(SecretKeyEnv, "nimbus")
 	os.Exit(m.Run())
 }
 

@@ -28,13 +28,13 @@ func closedEndpoint(t *testing.T) string {
 
 func TestOneLine(t *testing.T) {
 	f := newFake(t)
-	c := newClient(f.URL, "us-east-1")
+	c := newClient(f.URL, "us-east-1", aws.Credentials{})
 	defer c.close()
 	_, notFound := c.lambda.GetFunction(t.Context(), &lambda.GetFunctionInput{FunctionName: aws.String("nope")})
 	_, unknownOp := c.get(t.Context(), "/nimbus/v1/nothing", nil)
 
 	down := closedEndpoint(t)
-	cd := newClient(down, "us-east-1")
+	cd := newClient(down, "us-east-1", aws.Credentials{})
 	defer cd.close()
 	_, refused := cd.lambda.ListFunctions(t.Context(), &lambda.ListFunctionsInput{})
 

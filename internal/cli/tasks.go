@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -120,23 +119,32 @@ func (f *tasksLsFlags) query(cmd *cobra.Command, now time.Time) (url.Values, err
 		}
 		q.Set("status", status)
 	}
-	since, err := parseWhen("--since", f.since, now)
-	if err != nil {
+	if err := setWhen(q, f.since, f.until, now); err != nil {
 		return nil, err
 	}
-	until, err := parseWhen("--until", f.until, now)
+	return q, nil
+}
+
+// setWhen checks --since and --until (RFC 3339, or a duration counting back
+// from now) and sets them in q.
+func setWhen(q url.Values, sinceFlag, untilFlag string, now time.Time) error {
+	since, err := parseWhen("--since", sinceFlag, now)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	until, err := parseWhen("--until", untilFlag, now)
+	if err != nil {
+		return err
 	}
 	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
-		return nil, fmt.Errorf("--since (%s) must be before --until (%s)", since.Format(time.RFC3339), until.Format(time.RFC3339))
+		return fmt.Errorf("--since (%s) must be before --until (%s)", since.Format(time.RFC3339), until.Format(time.RFC3339))
 	}
 	for k, t := range map[string]time.Time{"since": since, "until": until} {
 		if !t.IsZero() {
 			q.Set(k, t.Format(time.RFC3339Nano))
 		}
 	}
-	return q, nil
+	return nil
 }
 
 // parseStatus returns the task status v names, in any case.
@@ -439,13 +447,11 @@ func (c *client) do(ctx context.Context, method, path string, payload []byte, ou
 		return err
 	}
 	sum := sha256.Sum256(payload)
-	hash := hex.EncodeToString(sum[:])
-	req.Header.Set("X-Amz-Content-Sha256", hash)
 	if len(payload) > 0 {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if err := v4.NewSigner().SignHTTP(ctx, credentials, req, hash, "lambda", c.region, time.Now()); err != nil {
-		return fmt.Errorf("sign request: %w", err)
+	if err := c.sign(req, hex.EncodeToString(sum[:])); err != nil {
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 )
 
@@ -311,7 +312,7 @@ func TestTriggersEndToEnd(t *testing.T) {
 		{Name: "ledger", Type: "kafka", Enabled: true, Config: json.RawMessage(`{"brokers":["127.0.0.1:1"],"topic":"ledger"}`), BatchSize: 1, MaxRetries: 0},
 	}
 	var progress strings.Builder
-	c := newClient(endpoint, "us-east-1")
+	c := newClient(endpoint, "us-east-1", aws.Credentials{})
 	defer c.close()
 	if err := syncTriggers(t.Context(), c, "worker", &want, &progress); err != nil {
 		t.Fatal(OneLine(err))

@@ -8,13 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 )
 
 // urlKeyOf reads the key of function's http trigger "url".
 func urlKeyOf(t *testing.T, endpoint, function string) string {
 	t.Helper()
-	c := newClient(endpoint, "us-east-1")
+	c := newClient(endpoint, "us-east-1", aws.Credentials{})
 	defer c.close()
 	var v triggerView
 	if err := c.send(t.Context(), http.MethodGet, triggersPath(function, "url"), nil, &v); err != nil {

@@ -36,7 +36,11 @@ type instance struct {
 	initDuration time.Duration
 	initReported atomic.Bool // Init Duration goes on the first REPORT only
 
+	fz sandbox.Freezer // nil when the sandbox cannot freeze (freeze.go)
+
 	// Guarded by pool.mu.
+	frozen   bool
+	idleGen  uint64 // counts the times a request took the idle instance
 	inflight int
 	inFree   bool
 	retiring bool
@@ -107,6 +111,9 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	}
 	if inst.rapi != nil {
 		inst.rapi.Admit(inst.sb.UID())
+	}
+	if sandbox.IsolationOf(e.cfg.Sandbox).Freeze {
+		inst.fz = sandbox.FreezerOf(inst.sb)
 	}
 	if err := inst.waitReady(ctx); err != nil {
 		inst.sb.Kill()

@@ -191,6 +191,7 @@ func (p *pool) takeFreeLocked() *instance {
 func (p *pool) takeSlotLocked(inst *instance) {
 	if inst.inflight == 0 {
 		p.busy++
+		p.busyLocked(inst)
 	}
 	inst.inflight++
 	if inst.inflight >= p.perInstance {
@@ -323,8 +324,11 @@ func (p *pool) handOffLocked(inst *instance) {
 		inst.inFree = true
 		p.free = append(p.free, inst)
 	}
-	if inst.inflight == 0 && p.e.hungry.Load() {
-		p.e.kick()
+	if inst.inflight == 0 {
+		p.idleLocked(inst)
+		if p.e.hungry.Load() {
+			p.e.kick()
+		}
 	}
 }
 

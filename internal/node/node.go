@@ -20,6 +20,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/async"
 	asyncnats "github.com/nimbus-serverless/nimbus/internal/async/nats"
+	"github.com/nimbus-serverless/nimbus/internal/audit"
+	auditnats "github.com/nimbus-serverless/nimbus/internal/audit/nats"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
@@ -76,7 +78,17 @@ type Config struct {
 	// rest; "" reads <DataDir>/node.key, made on first start. Every node
 	// of a cluster must have the same.
 	NodeKey string
-	Logger  *slog.Logger
+	// Auth is AuthSigV4 (every API request signed by a Nimbus access key)
+	// or AuthNone, refused on a non-loopback Addr unless
+	// AllowUnauthenticatedRemote.
+	Auth                       string
+	AllowUnauthenticatedRemote bool
+	// AuthFailureBurst is how many failed authentications a client address
+	// may make before it is refused for a while (one more every 3 s).
+	AuthFailureBurst int
+	// AuditRetention is how long the audit trail keeps its events.
+	AuditRetention time.Duration
+	Logger         *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -121,6 +133,9 @@ func Defaults() Config {
 		MaxZipped:         lim.MaxZipped,
 		MaxUnzipped:       lim.MaxUnzipped,
 		ShutdownGrace:     30 * time.Second,
+		Auth:              AuthSigV4,
+		AuthFailureBurst:  20,
+		AuditRetention:    audit.DefaultRetention,
 	}
 }
 
@@ -159,8 +174,12 @@ func (c *Config) Validate() error {
 		return errors.New("--max-code-size and --max-unzipped-size must be positive")
 	case len(c.Account) != 12:
 		return fmt.Errorf("--account must be 12 digits, not %q", c.Account)
+	case c.AuditRetention < time.Hour:
+		return fmt.Errorf("--audit-retention must be at least 1h, not %s", c.AuditRetention)
+	case c.AuthFailureBurst < 1:
+		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	}
-	return nil
+	return c.validateAuth()
 }
 
 // Node is a running Nimbus process.
@@ -169,6 +188,8 @@ type Node struct {
 	log      *slog.Logger
 	lock     *dataDirLock
 	key      *seal.Key        // seals secrets at rest
+	auth     authParts        // auth.go
+	audit    *auditnats.Log   // audit.go; closing the store closes it
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -245,8 +266,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			filepath.Join(cfg.DataDir, "code"),
 			filepath.Join(cfg.DataDir, "instances"),
 		},
-		PoolSize: poolSize(cfg.PrestartedHelpers),
-		Logger:   log,
+		// Interpreters installed outside /usr stay visible in an
+		// instance's own root.
+		SystemPaths: runtimes.InstallDirs(rts),
+		PoolSize:    poolSize(cfg.PrestartedHelpers),
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -285,6 +309,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.engine.Refresh(name, fn)
 	})
+	if err := n.openAuth(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.openAudit(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.openAsync(ctx); err != nil {
 		return nil, err
 	}
@@ -295,6 +325,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
+		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
+		Audit: n.auditAPI(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -456,6 +488,8 @@ func (n *Node) closeParts(ctx context.Context) {
 		{"engine", closer(n.engine)},
 		{"sandbox", closer(n.sandbox)},
 		{"registry", closer(n.registry)},
+		{"keys", closer(n.auth.keys)},
+		{"audit trail", closer(n.audit)},
 		{"code cache", closer(n.cache)},
 		{"store", closer(n.store)},
 	}

@@ -53,6 +53,7 @@ func (n *Node) namedFactories(ctx context.Context) (map[string]trigger.NamedFact
 	}
 	timers := timer.New(timer.Deps{KV: ticks, Logger: n.log})
 	n.triggers.s3 = s3trigger.NewReceiver(n.log)
+	n.triggers.s3.RequireSecret = n.cfg.Auth != AuthNone
 	return map[string]trigger.NamedFactory{
 		nimbus.TriggerTimer: timers.Factory,
 		nimbus.TriggerS3:    n.triggers.s3.Factory,

@@ -100,13 +100,16 @@ func allow(w http.ResponseWriter, r *http.Request, method string) bool {
 // handleNext is the /invocation/next long poll.
 func (s *Server) handleNext(w http.ResponseWriter, r *http.Request) {
 	s.readyOnce.Do(func() { close(s.ready) })
+	stop := s.polling()
 	var c *call
 	select {
 	case c = <-s.next:
 	case <-r.Context().Done():
-		return
 	case <-s.closed:
 		abort(w)
+	}
+	stop()
+	if c == nil {
 		return
 	}
 	s.mu.Lock()

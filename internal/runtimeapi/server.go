@@ -90,8 +90,10 @@ type Server struct {
 	closeErr   error
 
 	mu       sync.Mutex
-	cur      *call  // the invocation in flight, nil when idle
-	last     string // request id of the last finished invocation
+	polls    int           // /next long polls waiting for an invocation
+	pollWait chan struct{} // closed when polls becomes > 0; nil if no one waits
+	cur      *call         // the invocation in flight, nil when idle
+	last     string        // request id of the last finished invocation
 	initErr  *nimbus.FunctionError
 	isClosed bool
 }
@@ -196,6 +198,42 @@ func (s *Server) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 		}
 	case <-s.closed:
 		return Result{}, ErrClosed
+	}
+}
+
+// Polling returns a channel that is closed once the runtime waits in a
+// /next long poll (at once if it does now): it has finished with the
+// invocations before and asks for the next. The engine freezes an idle
+// instance then.
+func (s *Server) Polling() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.polls > 0 {
+		return closedChan
+	}
+	if s.pollWait == nil {
+		s.pollWait = make(chan struct{})
+	}
+	return s.pollWait
+}
+
+// closedChan is a closed channel.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// polling counts a /next long poll until the function it returns is
+// called.
+func (s *Server) polling() func() {
+	s.mu.Lock()
+	s.polls++
+	if s.pollWait != nil {
+		close(s.pollWait)
+		s.pollWait = nil
+	}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.polls--
+		s.mu.Unlock()
 	}
 }
 

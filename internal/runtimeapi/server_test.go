@@ -672,3 +672,50 @@ func FuzzParseError(f *testing.F) {
 		}
 	})
 }
+
+// TestPolling checks that Polling is closed exactly while the runtime
+// waits in /next.
+func TestPolling(t *testing.T) {
+	s, err := Listen(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	isClosed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	before := s.Polling()
+	if isClosed(before) {
+		t.Fatal("Polling closed before any /next")
+	}
+	next := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + s.Addr() + "/2018-06-01/runtime/invocation/next")
+		if err == nil {
+			resp.Body.Close()
+		}
+		next <- err
+	}()
+	select {
+	case <-before:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Polling not closed while /next waits")
+	}
+	if !isClosed(s.Polling()) {
+		t.Error("Polling() not closed at once while /next waits")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { _, _ = s.Invoke(ctx, Invocation{RequestID: "r1", Payload: []byte("{}")}) }()
+	if err := <-next; err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if isClosed(s.Polling()) {
+		t.Error("Polling() closed after /next got its invocation")
+	}
+}

@@ -1,6 +1,7 @@
 package runtimes
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,5 +155,27 @@ func TestWorldExecutable(t *testing.T) {
 				t.Errorf("worldExecutable = %v, want ok %v", err, tt.wantOK)
 			}
 		})
+	}
+}
+
+func TestInstallDirs(t *testing.T) {
+	dir := t.TempDir()
+	opt := filepath.Join(dir, "opt", "node", "bin")
+	if err := os.MkdirAll(opt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(opt, "node")
+	link := filepath.Join(dir, "node-link")
+	if err := errors.Join(os.WriteFile(node, nil, 0o755), os.Symlink(node, link)); err != nil {
+		t.Fatal(err)
+	}
+	rts := []Runtime{
+		{ID: "provided.al2023"},
+		{ID: "python3.11", Interp: "/usr/bin/python3"},
+		{ID: "nodejs20.x", Interp: link},
+		{ID: "nodejs22.x", Interp: node},
+	}
+	if got, want := InstallDirs(rts), []string{filepath.Join(dir, "opt", "node")}; !slices.Equal(got, want) {
+		t.Errorf("InstallDirs = %v, want %v", got, want)
 	}
 }

@@ -216,3 +216,29 @@ func searchable(dir string) error {
 		dir = parent
 	}
 }
+
+// InstallDirs returns the host directories the interpreters of rts are
+// installed in, for a sandbox that shows instances only the host's system
+// directories: for each interpreter (symbolic links resolved), the
+// directory above its bin directory (/opt/node for /opt/node/bin/node), or
+// its own directory. Interpreters under /usr add nothing.
+func InstallDirs(rts []Runtime) []string {
+	var dirs []string
+	for _, rt := range rts {
+		if rt.Interp == "" {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(rt.Interp)
+		if err != nil || strings.HasPrefix(real, "/usr/") {
+			continue
+		}
+		dir := filepath.Dir(real)
+		if filepath.Base(dir) == "bin" && filepath.Dir(dir) != "/" {
+			dir = filepath.Dir(dir)
+		}
+		if !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs
+}

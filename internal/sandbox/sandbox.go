@@ -88,6 +88,23 @@ type Instance interface {
 	UID() int
 }
 
+// Freezer is implemented by an Instance that can be frozen between
+// invocations, as Lambda freezes an idle environment: from Freeze until
+// Thaw none of its processes runs (a background process it left burns no
+// CPU). Kill works on a frozen instance. Both return
+// errors.ErrUnsupported where the backend cannot freeze (Isolation.Freeze
+// is false), and nil once the instance has exited.
+type Freezer interface {
+	Freeze() error
+	Thaw() error
+}
+
+// FreezerOf returns inst's Freezer, or nil if it has none.
+func FreezerOf(inst Instance) Freezer {
+	f, _ := inst.(Freezer)
+	return f
+}
+
 // Isolation says what a backend enforces on every instance it starts. A
 // false field is a promise not made: the instance runs without it.
 type Isolation struct {
@@ -116,6 +133,28 @@ type Isolation struct {
 	// every process it started, even one that left its process group or
 	// session.
 	KillAll bool
+	// MinimalRoot: the instance sees a root built for it and nothing else
+	// of the host: the system directories its runtime needs, read-only; a
+	// minimal /etc and /dev; a /proc of its own pid namespace (where the
+	// backend has one); its code and runtime (FixedPaths); an empty /opt;
+	// its private /tmp. Everything but /tmp and /dev/shm is read-only, so
+	// nothing it writes outlives it; no other instance's files, no
+	// cgroup hierarchy (/sys) and no writable host path are there.
+	MinimalRoot bool
+	// Freeze: every Instance is a Freezer that freezes.
+	Freeze bool
+	// NoPrivileges: the instance runs with no capability (effective,
+	// permitted, inheritable, ambient; the bounding set empty where the
+	// backend runs as root) and with no_new_privs, so no set-uid or
+	// file-capability binary gives it any.
+	NoPrivileges bool
+	// SyscallFilter: a seccomp filter refuses the system calls that mount,
+	// make or join namespaces (unshare, setns, clone with namespace flags),
+	// look into other processes (ptrace, process_vm_readv), load kernel
+	// modules or programs (init_module, bpf), use kernel keyrings, perf
+	// events or userfaultfd, or set the clock (see the backend for the
+	// list), in every ABI of the architecture.
+	SyscallFilter bool
 }
 
 // Isolator is implemented by a Backend that says what it enforces.

@@ -33,6 +33,9 @@ func Start(t testing.TB, mod func(*node.Config)) *node.Node {
 	// a client opened but never used (tests with many concurrent clients
 	// leave some).
 	cfg.ShutdownGrace = 10 * time.Second
+	// Tests of other things talk to the API unsigned; tests of
+	// authentication set Auth back to node.AuthSigV4.
+	cfg.Auth = node.AuthNone
 	level := slog.LevelWarn
 	if os.Getenv("NIMBUS_TEST_DEBUG") != "" {
 		level = slog.LevelDebug

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -19,9 +20,15 @@ const (
 	ctlMemory = "memory"
 	ctlCPU    = "cpu"
 	ctlPids   = "pids"
+	// ctlFreezer is v1's freezer hierarchy (v2 has cgroup.freeze in every
+	// cgroup).
+	ctlFreezer = "freezer"
 )
 
 var controllers = []string{ctlMemory, ctlCPU, ctlPids}
+
+// v1Controllers are the v1 hierarchies an instance cgroup is made in.
+var v1Controllers = []string{ctlMemory, ctlCPU, ctlPids, ctlFreezer}
 
 // unified is the key of the only hierarchy of cgroup v2.
 const unified = ""
@@ -44,6 +51,7 @@ type cgroups struct {
 	enabled []string
 	swap    bool // memory.memsw.limit_in_bytes (v1) or memory.swap.max (v2)
 	kill    bool // cgroup.kill (v2, Linux 5.14)
+	freeze  bool // cgroup.freeze (v2, Linux 5.2) or the v1 freezer
 	// missing says what could not be used, for Describe.
 	missing []string
 }
@@ -255,17 +263,20 @@ func (cg *cgroups) probeV2(probe string) {
 	cg.swap = writeFile(filepath.Join(dir, "memory.swap.max"), "0") == nil
 	_, err := os.Stat(filepath.Join(dir, "cgroup.kill"))
 	cg.kill = err == nil
+	_, err = os.Stat(filepath.Join(dir, "cgroup.freeze"))
+	cg.freeze = err == nil
 }
 
 // detectV1 returns the v1 setup: one hierarchy per controller.
 func detectV1(mounts []mount, own map[string]string, probe string) *cgroups {
 	cg := &cgroups{version: 1, parents: make(map[string]string)}
 	tests := map[string][2]string{
-		ctlMemory: {"memory.limit_in_bytes", "1073741824"},
-		ctlCPU:    {"cpu.shares", "1024"},
-		ctlPids:   {"pids.max", "1024"},
+		ctlMemory:  {"memory.limit_in_bytes", "1073741824"},
+		ctlCPU:     {"cpu.shares", "1024"},
+		ctlPids:    {"pids.max", "1024"},
+		ctlFreezer: {"freezer.state", "THAWED"},
 	}
-	for _, c := range controllers {
+	for _, c := range v1Controllers {
 		parent, err := v1Parent(mounts, own, c)
 		if err == nil {
 			err = probeV1(filepath.Join(parent, probe), tests[c][0], tests[c][1])
@@ -276,6 +287,7 @@ func detectV1(mounts []mount, own map[string]string, probe string) *cgroups {
 		}
 		cg.parents[c] = parent
 		cg.enabled = append(cg.enabled, c)
+		cg.freeze = cg.freeze || c == ctlFreezer
 		if c == ctlMemory {
 			cg.swap = probeV1(filepath.Join(parent, probe),
 				"memory.limit_in_bytes", "1073741824", "memory.memsw.limit_in_bytes", "1073741824") == nil
@@ -336,6 +348,7 @@ func (cg *cgroups) sweep() int {
 				continue
 			}
 			g := &cgroup{cg: cg, dirs: map[string]string{k: filepath.Join(parent, e.Name())}}
+			g.frozen.Store(true) // it may be: killAll thaws it
 			g.killAll()
 			if g.remove() == nil {
 				removed++
@@ -352,6 +365,9 @@ func (cg *cgroups) describe() string {
 	}
 	var parts []string
 	for _, c := range cg.enabled {
+		if c == ctlFreezer {
+			continue // said by Describe
+		}
 		if c == ctlMemory && cg.swap {
 			c += " without swap"
 		}
@@ -372,6 +388,8 @@ type cgroup struct {
 	// REPORT line), and pread on an open file is a third of open+read+close.
 	peakFile *os.File
 	peakBuf  [32]byte
+	// frozen: setFrozen(true) was the last call that succeeded.
+	frozen atomic.Bool
 }
 
 // create makes the cgroup named name with limits lim.
@@ -486,14 +504,46 @@ func (g *cgroup) procs() []int {
 }
 
 // signal sends SIGKILL to every process in the cgroup, once: through
-// cgroup.kill where there is one, else pid by pid.
+// cgroup.kill where there is one, else pid by pid; then it thaws the
+// cgroup, for a v1 frozen process dies only once thawed.
 func (g *cgroup) signal() {
-	if g.cg.kill && writeFile(g.file("cgroup.kill"), "1") == nil {
-		return
+	if !g.cg.kill || writeFile(g.file("cgroup.kill"), "1") != nil {
+		for _, pid := range g.procs() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
-	for _, pid := range g.procs() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	if g.frozen.Load() {
+		_ = g.thaw()
 	}
+}
+
+// thaw thaws the cgroup, in whichever hierarchy it has a freezer.
+func (g *cgroup) thaw() error {
+	if _, v1 := g.dirs[ctlFreezer]; v1 {
+		return writeFile(g.file("freezer.state"), "THAWED")
+	}
+	if _, v2 := g.dirs[unified]; v2 && g.cg.freeze {
+		return writeFile(g.file("cgroup.freeze"), "0")
+	}
+	return nil
+}
+
+// setFrozen freezes or thaws every process of the cgroup. Freezing is
+// asynchronous: the processes stop within moments, and none runs again
+// until thawed.
+func (g *cgroup) setFrozen(frozen bool) error {
+	if !g.cg.freeze {
+		return errors.ErrUnsupported
+	}
+	file, value := "cgroup.freeze", map[bool]string{true: "1", false: "0"}[frozen]
+	if g.cg.version == 1 {
+		file, value = "freezer.state", map[bool]string{true: "FROZEN", false: "THAWED"}[frozen]
+	}
+	if err := writeFile(g.file(file), value); err != nil {
+		return err
+	}
+	g.frozen.Store(frozen)
+	return nil
 }
 
 // killAll kills the cgroup's processes until none is left (or drainTimeout

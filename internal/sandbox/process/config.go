@@ -28,18 +28,25 @@
 //     it reaps its orphans or they stay zombies, a signal it sends itself
 //     without a handler is ignored, and when it exits everything it
 //     started is killed;
-//   - a mount namespace: a private tmpfs of Spec.TmpMB on /tmp and on
-//     /dev/shm (their pages are charged to the instance's memory cgroup:
-//     what a function stores there counts toward its memory limit), every
-//     Config.HidePaths entry (and Config.Root) covered by an empty read-only
-//     tmpfs, Spec.CodeDir bound read-only at /var/task (its working
-//     directory) and Spec.RuntimeDir at /var/runtime, as on Lambda, their
-//     host paths hidden. New makes /var/task and /var/runtime on the host,
-//     empty, as mount points; where it cannot, they are bound back
-//     read-only at their own paths instead (sandbox.PathsOf says which);
+//   - a mount namespace and a root of its own (rootfs_linux.go): the helper
+//     pivots into a small read-only tmpfs holding the host's system
+//     directories (read-only), a minimal /etc and /dev, a /proc of its pid
+//     namespace, Spec.CodeDir at /var/task (its working directory) and
+//     Spec.RuntimeDir at /var/runtime, an empty /opt, and a private tmpfs of
+//     Spec.TmpMB on /tmp and on /dev/shm (their pages are charged to the
+//     instance's memory cgroup: what a function stores there counts toward
+//     its memory limit). Nothing else of the host is there. Where the root
+//     cannot be built, the instance keeps the host's root with every
+//     Config.HidePaths entry (and Config.Root) covered by an empty
+//     read-only tmpfs, and its code and runtime bound at /var/task and
+//     /var/runtime (New makes them on the host as mount points) or at their
+//     own paths (sandbox.PathsOf says which);
 //   - a uid and gid of its own, from a range (Config.UID + slot), so
-//     instances cannot signal or ptrace each other, and no_new_privs so
-//     set-uid binaries on the host cannot raise them.
+//     instances cannot signal or ptrace each other;
+//   - no capabilities (the bounding set emptied too), no_new_privs, and a
+//     seccomp filter (seccomp_linux.go) installed just before the exec;
+//   - frozen between invocations when the engine asks (sandbox.Freezer,
+//     through the cgroup freezer), and killable while frozen.
 //
 // Without namespaces (not root, or forbidden by the host), /tmp is a
 // directory under Config.Root that TMPDIR names, with no size limit,
@@ -50,9 +57,10 @@
 // instance has no uid of its own, and such processes escape Kill. New logs
 // what is missing once, Describe says it and Isolation reports it.
 //
-// Other world-writable host directories (/var/tmp, for one) stay shared
-// between instances; per-instance uids keep them from touching each other's
-// files there, but uids are recycled.
+// With the host's root (no root of its own), other world-writable host
+// directories (/var/tmp, for one) stay shared between instances;
+// per-instance uids keep them from touching each other's files there, but
+// uids are recycled.
 package process
 
 import (
@@ -96,6 +104,11 @@ type Config struct {
 	// comment); the program (Spec.Path) must be in one of those or outside
 	// HidePaths. Hiding needs a mount namespace.
 	HidePaths []string
+	// SystemPaths are host directories, beyond /usr, /lib, /lib64, /bin
+	// and /sbin, that instances see read-only at their own paths when they
+	// get a root of their own: where an interpreter lives outside those
+	// (/opt/node, say). Nothing else of the host is in that root.
+	SystemPaths []string
 	// UID and GID are the first of the per-instance ids used when running as
 	// root: an instance in slot n runs as UID+n, GID+n. 0 means DefaultUID
 	// and DefaultGID.
@@ -125,14 +138,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("process: Config.Root: %w", err)
 	}
 	cfg.Root = root
-	hide := make([]string, 0, len(cfg.HidePaths))
-	for _, p := range cfg.HidePaths {
-		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
-			return cfg, fmt.Errorf("process: Config.HidePaths: %q is not an absolute path below /", p)
-		}
-		hide = append(hide, filepath.Clean(p))
+	if cfg.HidePaths, err = belowRoot("HidePaths", cfg.HidePaths); err != nil {
+		return cfg, err
 	}
-	cfg.HidePaths = hide
+	if cfg.SystemPaths, err = belowRoot("SystemPaths", cfg.SystemPaths); err != nil {
+		return cfg, err
+	}
 	if cfg.UID == 0 {
 		cfg.UID = DefaultUID
 	}
@@ -163,6 +174,19 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return cfg, nil
+}
+
+// belowRoot checks that each of paths, Config's field, is an absolute path
+// below /, and returns them cleaned.
+func belowRoot(field string, paths []string) ([]string, error) {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			return nil, fmt.Errorf("process: Config.%s: %q is not an absolute path below /", field, p)
+		}
+		out = append(out, filepath.Clean(p))
+	}
+	return out, nil
 }
 
 // maxID is the largest uid or gid the backend hands out.

@@ -20,6 +20,7 @@ var modes = []struct {
 }{
 	{"namespaces", newBackend},
 	{"no pool", withoutPool},
+	{"host root", hostRoot},
 	{"no namespaces", withoutNamespaces},
 	{"no namespaces or cgroups", withoutCgroups},
 	{"unprivileged", unprivileged},
@@ -30,6 +31,12 @@ var modes = []struct {
 // instances still run as root.)
 func unprivileged(t *testing.T, cfg Config) *Backend {
 	return newAdjusted(t, cfg, func(b *Backend) { b.flags, b.cg, b.root = 0, nil, false })
+}
+
+// hostRoot returns a Backend whose instances keep the host's root, with
+// hidden paths, as New makes it where a root of their own fails.
+func hostRoot(t *testing.T, cfg Config) *Backend {
+	return newAdjusted(t, cfg, func(b *Backend) { b.rootfs = false })
 }
 
 func TestConformance(t *testing.T) {
@@ -52,21 +59,26 @@ func TestIsolation(t *testing.T) {
 		t.Skipf("this host does not allow every feature: %s", b.Describe())
 	}
 	full := sandbox.Isolation{FixedPaths: true, ReadOnlyCode: true, PrivateTmp: true, HiddenPaths: true,
-		MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true}
-	limitsOnly := sandbox.Isolation{MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true}
+		MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true, NoPrivileges: true, SyscallFilter: true,
+		MinimalRoot: true, Freeze: b.cg.freeze}
+	hostRoot := full
+	hostRoot.MinimalRoot = false
+	limitsOnly := sandbox.Isolation{MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true,
+		NoPrivileges: true, SyscallFilter: true, Freeze: b.cg.freeze}
 	want := map[string]sandbox.Isolation{
 		"namespaces":               full,
 		"no pool":                  full,
+		"host root":                hostRoot,
 		"no namespaces":            limitsOnly,
-		"no namespaces or cgroups": {OwnUser: true, KillAll: true},
-		"unprivileged":             {},
+		"no namespaces or cgroups": {OwnUser: true, KillAll: true, NoPrivileges: true, SyscallFilter: true},
+		"unprivileged":             {NoPrivileges: true, SyscallFilter: true},
 	}
 	for _, m := range modes {
 		if got := m.backend(t, Config{}).Isolation(); got != want[m.name] {
 			t.Errorf("%s: Isolation() = %+v, want %+v", m.name, got, want[m.name])
 		}
 	}
-	noPoints := newAdjusted(t, Config{}, func(b *Backend) { b.mountPoints = false })
+	noPoints := newAdjusted(t, Config{}, func(b *Backend) { b.mountPoints, b.rootfs = false, false })
 	if got := noPoints.Isolation(); got.FixedPaths || !got.PrivateTmp || !got.ReadOnlyCode {
 		t.Errorf("without mount points: Isolation() = %+v, want a private /tmp and read-only code at host paths", got)
 	}

@@ -65,6 +65,12 @@ type prepareConfig struct {
 	Mount bool `json:"mount"`
 	// Proc: mount a /proc for the helper's pid namespace.
 	Proc bool `json:"proc"`
+	// Seccomp: assemble the system call filter (see seccomp_linux.go),
+	// which initConfig.Seccomp installs.
+	Seccomp bool `json:"seccomp,omitempty"`
+	// Root: build the instance's root (see rootfs_linux.go); nil keeps the
+	// host's, with hidden paths.
+	Root *rootSpec `json:"root,omitempty"`
 }
 
 // initConfig tells the helper what to set up and run.
@@ -78,8 +84,11 @@ type initConfig struct {
 	TmpMB    int    `json:"tmpMB"`
 	// Mount: the helper is in a mount namespace of its own; set up /tmp,
 	// /dev/shm, the hidden paths and the binds.
-	Mount bool     `json:"mount"`
-	Hide  []string `json:"hide,omitempty"`
+	Mount bool `json:"mount"`
+	// Root is the directory of the root prepareConfig.Root built, which
+	// the helper finishes and pivots into; "" keeps the host's root.
+	Root string   `json:"root,omitempty"`
+	Hide []string `json:"hide,omitempty"`
 	// Binds are host directories to show read-only at another path (or at
 	// their own, under a hidden path).
 	Binds []bind `json:"binds,omitempty"`
@@ -91,6 +100,8 @@ type initConfig struct {
 	Drop bool `json:"drop"`
 	UID  int  `json:"uid"`
 	GID  int  `json:"gid"`
+	// Seccomp: install the system call filter last, just before the exec.
+	Seccomp bool `json:"seccomp,omitempty"`
 	// Probe: set everything up, then exit 0 instead of exec.
 	Probe bool `json:"probe,omitempty"`
 }
@@ -210,18 +221,35 @@ func runInit() error {
 	if err := dropPrivileges(&cfg); err != nil {
 		return err
 	}
-	if cfg.Probe {
-		return nil
-	}
 	if err := os.Chdir(cfg.Dir); err != nil {
 		return op("chdir "+cfg.Dir, errors.Unwrap(err))
+	}
+	if cfg.Seccomp {
+		if filter == nil {
+			return op("install seccomp filter", errors.New("not prepared"))
+		}
+		if err := loadSeccomp(filter); err != nil {
+			return op("install seccomp filter", err)
+		}
+	}
+	if cfg.Probe {
+		return nil
 	}
 	return op("exec "+cfg.Path, syscall.Exec(cfg.Path, cfg.Args, cfg.Env))
 }
 
+// filter is the seccomp filter prepare assembled.
+var filter []unix.SockFilter
+
 // prepare does what needs no initConfig: it stops mounts from propagating
 // to the host and mounts the pid namespace's /proc.
 func prepare(prep *prepareConfig) error {
+	if prep.Seccomp {
+		var err error
+		if filter, err = buildSeccomp(); err != nil {
+			return op("assemble seccomp filter", err)
+		}
+	}
 	if prep.Mount {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return op("make mounts private", err)
@@ -231,6 +259,9 @@ func prepare(prep *prepareConfig) error {
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return op("mount /proc", err)
 		}
+	}
+	if prep.Mount && prep.Root != nil {
+		return buildRoot(prep.Root)
 	}
 	return nil
 }
@@ -332,14 +363,22 @@ func writeAll(fd int, data []byte) error {
 	return nil
 }
 
-// dropPrivileges changes to the instance's uid and gid, forbids gaining
-// privileges through set-uid binaries and re-arms the parent-death signal,
-// which a change of credentials clears. All of it applies to the calling
-// thread only, which MaybeInit locked and which execs the function: the
-// exec ends the runtime's other threads. (syscall.Setuid and its kin
+// dropPrivileges empties the capability bounding set (when the helper may)
+// and the ambient set, changes to the instance's uid and gid, clears every
+// remaining capability, forbids gaining privileges through set-uid or
+// file-capability binaries (no_new_privs) and re-arms the parent-death
+// signal, which a change of credentials clears. All of it applies to the
+// calling thread only, which MaybeInit locked and which execs the function:
+// the exec ends the runtime's other threads. (syscall.Setuid and its kin
 // change every thread, signalling each in turn: a quarter of a millisecond
 // on the start path.)
 func dropPrivileges(cfg *initConfig) error {
+	if err := dropBoundingSet(); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return op("clear ambient capabilities", err)
+	}
 	if cfg.Drop {
 		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
 			return op("setgroups", e)
@@ -353,6 +392,9 @@ func dropPrivileges(cfg *initConfig) error {
 			return op("setuid", e)
 		}
 	}
+	if err := clearCapabilities(); err != nil {
+		return err
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return op("set no_new_privs", err)
 	}
@@ -363,9 +405,10 @@ func dropPrivileges(cfg *initConfig) error {
 }
 
 // setupMounts prepares the helper's mount namespace, made private by
-// prepare: /tmp and /dev/shm are private tmpfs; each hidden path is covered
-// by an empty read-only tmpfs; each bind's source is shown read-only at its
-// target.
+// prepare: with a root of its own (cfg.Root), it finishes that root and
+// pivots into it (finishRoot); else /tmp and /dev/shm become private tmpfs
+// and each bind's source is shown read-only at its target. Then each
+// hidden path still visible is covered by an empty read-only tmpfs.
 func setupMounts(cfg *initConfig) error {
 	// Hold the sources before anything covers them.
 	keep, err := openKept(cfg.Binds)
@@ -377,14 +420,20 @@ func setupMounts(cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := mountTmp(cfg); err != nil {
+	binds := keep // to bind after hiding, in the host's root
+	if cfg.Root != "" {
+		if err := finishRoot(cfg, keep); err != nil {
+			return err
+		}
+		binds = nil
+	} else if err := mountTmp(cfg, ""); err != nil {
 		return err
 	}
 	hidden, err := hide(cfg.Hide)
 	if err != nil {
 		return err
 	}
-	for _, k := range keep {
+	for _, k := range binds {
 		if err := bindReadOnly(k); err != nil {
 			return err
 		}
@@ -398,20 +447,20 @@ func setupMounts(cfg *initConfig) error {
 	return nil
 }
 
-// mountTmp mounts the private tmpfs on /tmp (owned by the function's user)
-// and /dev/shm, each of cfg.TmpMB.
-func mountTmp(cfg *initConfig) error {
+// mountTmp mounts the private tmpfs on root's /tmp (owned by the
+// function's user) and /dev/shm, each of cfg.TmpMB.
+func mountTmp(cfg *initConfig, root string) error {
 	uid, gid := os.Getuid(), os.Getgid()
 	if cfg.Drop {
 		uid, gid = cfg.UID, cfg.GID
 	}
 	opts := fmt.Sprintf("size=%dm,mode=0700,uid=%d,gid=%d", cfg.TmpMB, uid, gid)
-	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+	if err := unix.Mount("tmpfs", root+"/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return op("mount /tmp", err)
 	}
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+	if fi, err := os.Stat(root + "/dev/shm"); err == nil && fi.IsDir() {
 		opts := fmt.Sprintf("size=%dm,mode=1777", cfg.TmpMB)
-		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		if err := unix.Mount("tmpfs", root+"/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 			return op("mount /dev/shm", err)
 		}
 	}

@@ -40,6 +40,7 @@ type instance struct {
 
 	mu     sync.Mutex
 	exited bool // the function has exited; Kill has nothing left to do
+	killed bool // Kill was called: Freeze must not stop the dying
 	err    error
 	peak   int64 // MaxMemoryBytes once the cgroup is gone
 	cgGone bool
@@ -351,6 +352,7 @@ func (i *instance) Kill() {
 	if i.exited {
 		return
 	}
+	i.killed = true
 	// The function has not been reaped: its pid and group are still its own.
 	pid := i.h.cmd.Process.Pid
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -361,6 +363,27 @@ func (i *instance) Kill() {
 	case i.b.root:
 		killUID(i.uid)
 	}
+}
+
+// Freeze stops every process of the instance, through its cgroup's
+// freezer, until Thaw (sandbox.Freezer). It returns errors.ErrUnsupported
+// without a freezer, and nil once the instance has exited or is being
+// killed.
+func (i *instance) Freeze() error { return i.setFrozen(true) }
+
+// Thaw lets the processes Freeze stopped run again.
+func (i *instance) Thaw() error { return i.setFrozen(false) }
+
+func (i *instance) setFrozen(frozen bool) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	switch {
+	case i.cg == nil || !i.cg.cg.freeze:
+		return errors.ErrUnsupported
+	case i.exited || i.killed || i.cgGone:
+		return nil
+	}
+	return i.cg.setFrozen(frozen)
 }
 
 // MaxMemoryBytes reports the peak memory of the instance's cgroup (0

@@ -56,6 +56,12 @@ type Backend struct {
 	mountPoints bool
 	// cg is nil when no cgroup controller can be used.
 	cg *cgroups
+	// seccomp: instances run under the system call filter
+	// (seccomp_linux.go).
+	seccomp bool
+	// rootfs: instances get a root of their own (rootfs_linux.go); it
+	// needs a mount namespace.
+	rootfs bool
 	// missing lists the isolation features the host denies.
 	missing []string
 
@@ -84,6 +90,7 @@ func (b *Backend) releaseIDs() {
 var (
 	_ sandbox.Backend  = (*Backend)(nil)
 	_ sandbox.Isolator = (*Backend)(nil)
+	_ sandbox.Freezer  = (*instance)(nil)
 )
 
 // New checks the host and returns a Backend using whatever isolation it
@@ -170,10 +177,25 @@ func (b *Backend) probe() error {
 			b.mountPoints = true
 		}
 	}
+	b.seccomp, b.rootfs = true, b.mountNS()
+	if _, err := buildSeccomp(); err != nil {
+		b.seccomp = false
+		b.missing = append(b.missing, "seccomp filter ("+err.Error()+")")
+	}
 	err := b.probeRun()
+	for _, f := range []struct {
+		on   *bool
+		name string
+	}{{&b.rootfs, "a root of its own"}, {&b.seccomp, "seccomp filter"}} {
+		if err != nil && *f.on {
+			*f.on = false
+			b.missing = append(b.missing, f.name+" (init helper: "+err.Error()+")")
+			err = b.probeRun()
+		}
+	}
 	if err != nil && b.flags != 0 {
 		b.missing = append(b.missing, "namespaces (init helper: "+err.Error()+")")
-		b.flags = 0
+		b.flags, b.rootfs = 0, false
 		err = b.probeRun()
 	}
 	if err != nil {
@@ -306,9 +328,12 @@ func (b *Backend) Describe() string {
 	} else {
 		parts = append(parts, "no namespaces")
 	}
-	if b.mountNS() {
+	switch {
+	case b.ownRoot():
+		parts = append(parts, "a root of its own (read-only system directories, minimal /etc and /dev, private /tmp)")
+	case b.mountNS():
 		parts = append(parts, "private /tmp, hidden paths")
-	} else {
+	default:
 		parts = append(parts, "/tmp under Root without size limit, no hidden paths")
 	}
 	if b.fixedPaths() {
@@ -321,6 +346,13 @@ func (b *Backend) Describe() string {
 	} else {
 		parts = append(parts, fmt.Sprintf("every instance runs as uid %d", os.Geteuid()))
 	}
+	if b.cg != nil && b.cg.freeze {
+		parts = append(parts, "frozen between invocations")
+	}
+	parts = append(parts, "no capabilities, no_new_privs")
+	if b.seccomp {
+		parts = append(parts, "seccomp filter")
+	}
 	if len(b.missing) > 0 {
 		parts = append(parts, "missing: "+strings.Join(b.missing, "; "))
 	}
@@ -332,20 +364,27 @@ func (b *Backend) mountNS() bool { return b.flags&syscall.CLONE_NEWNS != 0 }
 
 // fixedPaths reports whether instances see their code at sandbox.TaskRoot
 // and their runtime at sandbox.RuntimeRoot.
-func (b *Backend) fixedPaths() bool { return b.mountNS() && b.mountPoints }
+func (b *Backend) fixedPaths() bool { return b.mountNS() && (b.mountPoints || b.rootfs) }
+
+// ownRoot reports whether instances get a root of their own.
+func (b *Backend) ownRoot() bool { return b.mountNS() && b.rootfs }
 
 // Isolation says what the backend enforces, given what New found the host
 // allows (see Describe).
 func (b *Backend) Isolation() sandbox.Isolation {
 	mem := b.cg != nil && b.cg.has(ctlMemory)
 	return sandbox.Isolation{
-		FixedPaths:   b.fixedPaths(),
-		ReadOnlyCode: b.mountNS(),
-		PrivateTmp:   b.mountNS(),
-		HiddenPaths:  b.mountNS(),
-		MemoryLimit:  mem,
-		PidsLimit:    b.cg != nil && b.cg.has(ctlPids),
-		OwnUser:      b.root,
+		FixedPaths:    b.fixedPaths(),
+		ReadOnlyCode:  b.mountNS(),
+		PrivateTmp:    b.mountNS(),
+		HiddenPaths:   b.mountNS(),
+		MemoryLimit:   mem,
+		PidsLimit:     b.cg != nil && b.cg.has(ctlPids),
+		OwnUser:       b.root,
+		MinimalRoot:   b.ownRoot(),
+		Freeze:        b.cg != nil && b.cg.freeze,
+		NoPrivileges:  true,
+		SyscallFilter: b.seccomp,
 		// A cgroup, a uid or a pid namespace finds every process.
 		KillAll: b.cg != nil || b.root || b.flags&syscall.CLONE_NEWPID != 0,
 	}
@@ -482,9 +521,13 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 		TmpMB: spec.TmpMB,
 		Mount: b.mountNS(),
 		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
+		Seccomp: b.seccomp,
 	}
 	if ic.Mount {
 		ic.Hide, ic.Binds = b.mounts(spec)
+	}
+	if b.ownRoot() {
+		ic.Root = b.cfg.Root
 	}
 	if b.flags&syscall.CLONE_NEWUTS != 0 {
 		ic.Hostname = spec.ID[:min(len(spec.ID), 64)]
@@ -560,7 +603,10 @@ func (b *Backend) spawn(stderr *os.File) (*helper, error) {
 		return nil, err
 	}
 	h := &helper{cmd: cmd, ctl: conn.(*net.UnixConn)}
-	prep := prepareConfig{Mount: b.mountNS(), Proc: b.mountNS() && b.flags&syscall.CLONE_NEWPID != 0}
+	prep := prepareConfig{Mount: b.mountNS(), Proc: b.mountNS() && b.flags&syscall.CLONE_NEWPID != 0, Seccomp: b.seccomp}
+	if b.ownRoot() {
+		prep.Root = &rootSpec{Dir: b.cfg.Root, System: rootPaths(b.cfg.SystemPaths), Proc: prep.Proc}
+	}
 	if err := h.send(prep, nil); err != nil {
 		return nil, errors.Join(fmt.Errorf("send config: %w", err), h.destroy())
 	}

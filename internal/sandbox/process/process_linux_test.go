@@ -225,6 +225,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no root", Config{}},
 		{"relative hide path", Config{Root: t.TempDir(), HidePaths: []string{"data"}}},
 		{"hide everything", Config{Root: t.TempDir(), HidePaths: []string{"/"}}},
+		{"relative system path", Config{Root: t.TempDir(), SystemPaths: []string{"opt/node"}}},
+		{"system root", Config{Root: t.TempDir(), SystemPaths: []string{"/"}}},
 		{"negative uid", Config{Root: t.TempDir(), UID: -5}},
 		{"uid range overflows", Config{Root: t.TempDir(), UID: 1<<31 - 10}},
 		{"negative gid", Config{Root: t.TempDir(), GID: -1}},
@@ -256,7 +258,15 @@ func TestDescribe(t *testing.T) {
 		want = append(want, fmt.Sprintf("cgroup v%d (memory", b.cg.version))
 	}
 	if b.flags == syscall.CLONE_NEWPID|syscall.CLONE_NEWNS|syscall.CLONE_NEWIPC|syscall.CLONE_NEWUTS {
-		want = append(want, "namespaces pid, mount, ipc, uts", "private /tmp, hidden paths")
+		want = append(want, "namespaces pid, mount, ipc, uts")
+		if b.ownRoot() {
+			want = append(want, "a root of its own")
+		} else {
+			want = append(want, "private /tmp, hidden paths")
+		}
+	}
+	if b.seccomp {
+		want = append(want, "no capabilities, no_new_privs", "seccomp filter")
 	}
 	if b.fixedPaths() {
 		want = append(want, "code at /var/task, runtime at /var/runtime")
@@ -490,7 +500,9 @@ func TestHidePaths(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := newAdjusted(t, Config{Root: root, HidePaths: []string{filepath.Join(data, "nested"), data}},
-				func(b *Backend) { b.mountPoints = b.mountPoints && tt.fixed })
+				// The host's root, where hidden paths matter (an own root has
+				// no host path to hide; the suite checks it hides them too).
+				func(b *Backend) { b.mountPoints, b.rootfs = b.mountPoints && tt.fixed, false })
 			requireFlag(t, b, syscall.CLONE_NEWNS, "mount")
 			if b.fixedPaths() != tt.fixed {
 				t.Fatalf("fixed paths %v, want %v: %s", b.fixedPaths(), tt.fixed, b.Describe())

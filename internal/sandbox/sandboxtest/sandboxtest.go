@@ -66,6 +66,11 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"MemoryLimit", testMemoryLimit},
 		{"PidsLimit", testPidsLimit},
 		{"KillAll", testKillAll},
+		{"NoPrivileges", testNoPrivileges},
+		{"SyscallFilter", testSyscallFilter},
+		{"MinimalRoot", testMinimalRoot},
+		{"Neighbour", testNeighbour},
+		{"Freeze", testFreeze},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newBackend) })

@@ -25,10 +25,12 @@ import (
 )
 
 // Auth types. NONE makes the URL public; KEY requires the trigger's key in
-// the X-Nimbus-Key header.
+// the X-Nimbus-Key header; AWS_IAM requires a SigV4 signature by an access
+// key allowed to invoke the function (the API checks it, as Lambda does).
 const (
 	AuthNone = "NONE"
 	AuthKey  = "KEY"
+	AuthIAM  = "AWS_IAM"
 )
 
 // Invoke modes, as Lambda names them. An HTTP function's answer is relayed
@@ -119,9 +121,9 @@ func jsonKind(k string) string {
 // Validate checks every field. Errors wrap nimbus.ErrInvalid.
 func (c Config) Validate() error {
 	switch c.AuthType {
-	case AuthNone:
+	case AuthNone, AuthIAM:
 		if c.Key != "" {
-			return nimbus.Invalidf("key: a URL whose authType is NONE takes no key (use authType KEY to require one)")
+			return nimbus.Invalidf("key: a URL whose authType is %s takes no key (use authType KEY to require one)", c.AuthType)
 		}
 	case AuthKey:
 		if c.Key != "" {
@@ -130,9 +132,9 @@ func (c Config) Validate() error {
 			}
 		}
 	case "":
-		return nimbus.Invalidf("authType is required: NONE (a public URL) or KEY (callers send the key in the %s header)", KeyHeader)
+		return nimbus.Invalidf("authType is required: NONE (a public URL), KEY (callers send the key in the %s header) or AWS_IAM (callers sign with SigV4)", KeyHeader)
 	default:
-		return nimbus.Invalidf("authType %q is not valid: use NONE (a public URL) or KEY (callers send the key in the %s header)", c.AuthType, KeyHeader)
+		return nimbus.Invalidf("authType %q is not valid: use NONE (a public URL), KEY (callers send the key in the %s header) or AWS_IAM (callers sign with SigV4)", c.AuthType, KeyHeader)
 	}
 	switch c.InvokeMode {
 	case "", InvokeBuffered, InvokeStream:
@@ -185,7 +187,7 @@ func (c Config) WithKey() Config {
 		if c.Key == "" {
 			c.Key = NewKey()
 		}
-	case AuthNone:
+	case AuthNone, AuthIAM:
 		c.Key = ""
 	}
 	return c
@@ -206,10 +208,14 @@ func (c Config) Encode() json.RawMessage {
 }
 
 // Authorized reports whether r may call the URL: always for NONE; for KEY
-// when X-Nimbus-Key holds the key (compared in constant time).
+// when X-Nimbus-Key holds the key (compared in constant time); never for
+// AWS_IAM, whose signature the API checks instead.
 func (c Config) Authorized(r *nethttp.Request) bool {
-	if c.AuthType != AuthKey {
+	switch c.AuthType {
+	case AuthNone:
 		return true
+	case AuthIAM:
+		return false
 	}
 	got := r.Header.Get(KeyHeader)
 	return c.Key != "" && subtle.ConstantTimeCompare([]byte(got), []byte(c.Key)) == 1

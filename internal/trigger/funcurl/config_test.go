@@ -28,7 +28,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "unknown field", raw: `{"authType":"NONE","auth":"x"}`, wantErr: `unknown field "auth"`},
 		{name: "wrong type", raw: `{"authType":"NONE","cors":{"maxAge":"1"}}`, wantErr: "cors.maxAge must be a JSON integer"},
 		{name: "auth missing", raw: `{}`, wantErr: "authType is required"},
-		{name: "auth unknown", raw: `{"authType":"AWS_IAM"}`, wantErr: `authType "AWS_IAM" is not valid`},
+		{name: "auth unknown", raw: `{"authType":"AWS_SIGV4A"}`, wantErr: `authType "AWS_SIGV4A" is not valid`},
 		{name: "key with none", raw: `{"authType":"NONE","key":"0123456789abcdef"}`, wantErr: "takes no key"},
 		{name: "key short", raw: `{"authType":"KEY","key":"short"}`, wantErr: "16 to 128 characters"},
 		{name: "key bad char", raw: `{"authType":"KEY","key":"0123456789abcdef\n"}`, wantErr: "may hold only"},

@@ -27,6 +27,11 @@ import (
 // Receiver routes notifications to the triggers registered on this node.
 // It is safe for concurrent use.
 type Receiver struct {
+	// RequireSecret refuses notifications to triggers that have no
+	// secret: a node with API authentication on accepts no anonymous
+	// push. Set it before the first Register.
+	RequireSecret bool
+
 	mu   sync.RWMutex
 	regs map[regKey]*registration
 	log  *slog.Logger
@@ -68,6 +73,10 @@ func (r *Receiver) Register(function, triggerName string, cfg Config, sink trigg
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	if r.RequireSecret && cfg.Secret == "" {
+		r.log.Warn("s3 trigger has no secret: its notifications are refused until it has one (authentication is on)",
+			nimbus.LogFunction, function, nimbus.LogTrigger, triggerName)
+	}
 	k := regKey{function, triggerName}
 	r.mu.Lock()
 	r.regs[k] = reg
@@ -102,6 +111,9 @@ func (r *Receiver) Receive(ctx context.Context, function, triggerName, secret st
 		return Result{}, err
 	}
 	defer reg.wg.Done()
+	if reg.cfg.Secret == "" && r.RequireSecret {
+		return Result{}, nimbus.Errorf(nimbus.ErrForbidden, "The trigger has no secret, and this node accepts no unauthenticated notification: give the trigger a secret (config \"secret\") and send it with each notification")
+	}
 	if s := reg.cfg.Secret; s != "" && subtle.ConstantTimeCompare([]byte(s), []byte(secret)) != 1 {
 		return Result{}, nimbus.Errorf(nimbus.ErrForbidden, "The notification must carry the trigger's secret (query parameter secret, Authorization: Bearer or X-Nimbus-Secret)")
 	}

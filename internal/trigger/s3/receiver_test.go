@@ -243,3 +243,23 @@ func waitActive(t *testing.T, st *trigger.Status) {
 
 // The trigger manager's NamedFactory shape.
 var _ func(function, trigger string) trigger.Factory = (*Receiver)(nil).Factory
+
+// TestReceiveRequireSecret: with RequireSecret (a node with authentication
+// on), a trigger without a secret takes no notification; one with a
+// secret takes those that carry it.
+func TestReceiveRequireSecret(t *testing.T) {
+	r, sink := NewReceiver(nil), &triggertest.Sink{}
+	r.RequireSecret = true
+	defer r.Register("fn", "open", mustConfig(t, `{"bucket":"b"}`), sink, trigger.Options{})()
+	defer r.Register("fn", "locked", mustConfig(t, `{"bucket":"b","secret":"0123456789"}`), sink, trigger.Options{})()
+	body := notification(record("s3:ObjectCreated:Put", "b", "k"))
+	if _, err := r.Receive(t.Context(), "fn", "open", "", body); !errors.Is(err, nimbus.ErrForbidden) || !strings.Contains(err.Error(), "no secret") {
+		t.Fatalf("open trigger under RequireSecret: %v, want ErrForbidden naming the missing secret", err)
+	}
+	if _, err := r.Receive(t.Context(), "fn", "locked", "wrong-secret", body); !errors.Is(err, nimbus.ErrForbidden) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if res, err := r.Receive(t.Context(), "fn", "locked", "0123456789", body); err != nil || res.Delivered != 1 {
+		t.Fatalf("right secret: %+v %v", res, err)
+	}
+}

@@ -1,0 +1,331 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
+	"github.com/nimbus-serverless/nimbus/internal/store"
+)
+
+// Key is an access key as the API shows it. SecretAccessKey is set only in
+// the answer that creates or rotates the key: it is shown once.
+type Key struct {
+	Name            string    `json:"Name"`
+	AccessKeyID     string    `json:"AccessKeyId"`
+	SecretAccessKey string    `json:"SecretAccessKey,omitempty"`
+	Role            Role      `json:"Role"`
+	Functions       string    `json:"Functions"`
+	Created         time.Time `json:"Created"`
+	Rotated         time.Time `json:"Rotated,omitzero"`
+}
+
+// record is a key as stored: its secret sealed under the node key, bound
+// to its access key id.
+type record struct {
+	Key
+	SealedSecret string `json:"SealedSecret"`
+}
+
+// known is a key in memory, its secret opened.
+type known struct {
+	key    Key
+	secret string
+}
+
+// Keys is the catalogue of access keys, in a KV bucket shared by the nodes,
+// held in memory (every node follows the bucket) so that a request's lookup
+// touches no store.
+type Keys struct {
+	kv   store.KV
+	seal *seal.Key
+	log  *slog.Logger
+
+	mu     sync.RWMutex
+	byName map[string]known
+	byID   map[string]string // access key id -> name
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var keyName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// OpenKeys loads the keys in kv and follows its changes until Close.
+func OpenKeys(ctx context.Context, kv store.KV, sealKey *seal.Key, log *slog.Logger) (*Keys, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	k := &Keys{kv: kv, seal: sealKey, log: log, done: make(chan struct{})}
+	wctx, cancel := context.WithCancel(context.Background())
+	k.cancel = cancel
+	// Watch before loading, so that no change falls between the two.
+	ch, err := kv.Watch(wctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch keys: %w", err)
+	}
+	if err := k.load(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	go k.follow(wctx, ch)
+	return k, nil
+}
+
+func (k *Keys) load(ctx context.Context) error {
+	names, err := k.kv.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("list keys: %w", err)
+	}
+	byName, byID := map[string]known{}, map[string]string{}
+	for _, name := range names {
+		e, err := k.kv.Get(ctx, name)
+		if errors.Is(err, nimbus.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("load key %s: %w", name, err)
+		}
+		kn, err := k.decode(e.Value)
+		if err != nil {
+			return fmt.Errorf("load key %s: %w", name, err)
+		}
+		byName[name], byID[kn.key.AccessKeyID] = kn, name
+	}
+	k.mu.Lock()
+	k.byName, k.byID = byName, byID
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *Keys) decode(b []byte) (known, error) {
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return known{}, fmt.Errorf("damaged record: %w", err)
+	}
+	secret, err := k.seal.Open(rec.SealedSecret, aad(rec.AccessKeyID))
+	if errors.Is(err, seal.ErrWrongKey) {
+		return known{}, fmt.Errorf("the secret of access key %s was %w: every node of a cluster needs the same --node-key (or NIMBUS_NODE_KEY)", rec.Name, err)
+	}
+	if err != nil {
+		return known{}, fmt.Errorf("open secret of key %s: %w", rec.Name, err)
+	}
+	rec.SecretAccessKey = ""
+	return known{key: rec.Key, secret: string(secret)}, nil
+}
+
+func aad(id string) []byte { return []byte("nimbus access key " + id) }
+
+// follow applies the bucket's changes; when the watch ends early (the store
+// restarted) it watches again and reloads.
+func (k *Keys) follow(ctx context.Context, ch <-chan store.Entry) {
+	defer close(k.done)
+	for {
+		for e := range ch {
+			k.apply(e)
+		}
+		for ctx.Err() == nil {
+			var err error
+			if ch, err = k.kv.Watch(ctx); err == nil {
+				if err = k.load(ctx); err == nil {
+					break
+				}
+			}
+			k.log.Warn("follow access keys", nimbus.LogErr, err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (k *Keys) apply(e store.Entry) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old, ok := k.byName[e.Key]; ok {
+		delete(k.byID, old.key.AccessKeyID)
+		delete(k.byName, e.Key)
+	}
+	if e.Deleted {
+		return
+	}
+	kn, err := k.decode(e.Value)
+	if err != nil {
+		k.log.Error("access key unusable", "key", e.Key, nimbus.LogErr, err)
+		return
+	}
+	k.byName[e.Key], k.byID[kn.key.AccessKeyID] = kn, e.Key
+}
+
+// Close stops following the bucket.
+func (k *Keys) Close(context.Context) error {
+	k.cancel()
+	<-k.done
+	return nil
+}
+
+// Lookup is a Secrets for the Verifier.
+func (k *Keys) Lookup(id string) (string, Principal, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	name, ok := k.byID[id]
+	if !ok {
+		return "", Principal{}, false
+	}
+	kn := k.byName[name]
+	return kn.secret, kn.key.principal(), true
+}
+
+func (key Key) principal() Principal {
+	return Principal{Name: key.Name, AccessKeyID: key.AccessKeyID, Role: key.Role, Functions: key.Functions}
+}
+
+// Len is the number of keys.
+func (k *Keys) Len() int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return len(k.byName)
+}
+
+// List returns the keys, by name, without secrets.
+func (k *Keys) List() []Key {
+	k.mu.RLock()
+	out := make([]Key, 0, len(k.byName))
+	for _, kn := range k.byName {
+		out = append(out, kn.key)
+	}
+	k.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Key) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Create issues a key. Errors: nimbus.ErrInvalid for a bad name, role or
+// glob; nimbus.ErrConflict when the name is taken.
+func (k *Keys) Create(ctx context.Context, name string, role Role, glob string) (Key, error) {
+	if !keyName.MatchString(name) {
+		return Key{}, fmt.Errorf("%w: key name must be 1 to 64 letters, digits, '-' or '_', not %q", nimbus.ErrInvalid, name)
+	}
+	if _, err := ParseRole(string(role)); err != nil {
+		return Key{}, fmt.Errorf("%w: %v", nimbus.ErrInvalid, err)
+	}
+	if glob == "" {
+		glob = "*"
+	}
+	if err := ValidGlob(glob); err != nil {
+		return Key{}, fmt.Errorf("%w: %v", nimbus.ErrInvalid, err)
+	}
+	if role == Admin && glob != "*" {
+		return Key{}, fmt.Errorf("%w: an admin key touches every function; --functions is for developer and invoker keys", nimbus.ErrInvalid)
+	}
+	key := Key{Name: name, Role: role, Functions: glob, Created: time.Now().UTC().Truncate(time.Second)}
+	key.AccessKeyID, key.SecretAccessKey = newPair()
+	b := k.encode(key)
+	if _, err := k.kv.Create(ctx, name, b); err != nil {
+		if errors.Is(err, nimbus.ErrConflict) {
+			return Key{}, fmt.Errorf("%w: a key named %s exists", nimbus.ErrConflict, name)
+		}
+		return Key{}, fmt.Errorf("store key: %w", err)
+	}
+	k.apply(store.Entry{Key: name, Value: b})
+	return key, nil
+}
+
+func (k *Keys) encode(key Key) []byte {
+	rec := record{Key: key, SealedSecret: k.seal.Seal([]byte(key.SecretAccessKey), aad(key.AccessKeyID))}
+	rec.SecretAccessKey = ""
+	b, _ := json.Marshal(rec)
+	return b
+}
+
+// newPair returns a new access key id ("NIMB" and 16 base32 characters,
+// the shape of AWS's) and a 40-character secret.
+func newPair() (id, secret string) {
+	raw := make([]byte, 10)
+	_, _ = rand.Read(raw)
+	id = "NIMB" + base32.StdEncoding.EncodeToString(raw)
+	sec := make([]byte, 30)
+	_, _ = rand.Read(sec)
+	return id, base64.StdEncoding.EncodeToString(sec)
+}
+
+// Rotate gives a key a new access key id and secret; the old pair stops
+// working at once. Errors: nimbus.ErrNotFound.
+func (k *Keys) Rotate(ctx context.Context, name string) (Key, error) {
+	for {
+		e, err := k.kv.Get(ctx, name)
+		if err != nil {
+			return Key{}, k.notFound(name, err)
+		}
+		kn, err := k.decode(e.Value)
+		if err != nil {
+			return Key{}, err
+		}
+		key := kn.key
+		key.AccessKeyID, key.SecretAccessKey = newPair()
+		key.Rotated = time.Now().UTC().Truncate(time.Second)
+		b := k.encode(key)
+		if _, err := k.kv.Update(ctx, name, b, e.Revision); errors.Is(err, nimbus.ErrPreconditionFailed) {
+			continue
+		} else if err != nil {
+			return Key{}, k.notFound(name, err)
+		}
+		k.apply(store.Entry{Key: name, Value: b})
+		return key, nil
+	}
+}
+
+// Delete removes a key. Errors: nimbus.ErrNotFound; nimbus.ErrConflict for
+// the last admin key (nobody could manage keys after it).
+func (k *Keys) Delete(ctx context.Context, name string) error {
+	k.mu.RLock()
+	kn, ok := k.byName[name]
+	admins := 0
+	for _, o := range k.byName {
+		if o.key.Role == Admin {
+			admins++
+		}
+	}
+	k.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("%w: no key named %s", nimbus.ErrNotFound, name)
+	}
+	if kn.key.Role == Admin && admins == 1 {
+		return fmt.Errorf("%w: %s is the last admin key; create another admin key first", nimbus.ErrConflict, name)
+	}
+	if err := k.kv.Delete(ctx, name); err != nil {
+		return k.notFound(name, err)
+	}
+	k.apply(store.Entry{Key: name, Deleted: true})
+	return nil
+}
+
+func (k *Keys) notFound(name string, err error) error {
+	if errors.Is(err, nimbus.ErrNotFound) || errors.Is(err, nimbus.ErrPreconditionFailed) {
+		return fmt.Errorf("%w: no key named %s", nimbus.ErrNotFound, name)
+	}
+	return fmt.Errorf("key %s: %w", name, err)
+}

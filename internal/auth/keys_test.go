@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
+	"github.com/nimbus-serverless/nimbus/internal/store/mem"
+)
+
+func TestKeys(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	kv := mem.NewKV()
+	sk, _ := seal.Parse(seal.Generate())
+	k, err := OpenKeys(t.Context(), kv, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close(t.Context())
+
+	admin, err := k.Create(t.Context(), "admin", Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin.SecretAccessKey == "" || !strings.HasPrefix(admin.AccessKeyID, "NIMB") || len(admin.AccessKeyID) != 20 {
+		t.Fatalf("new key %+v", admin)
+	}
+	// The store holds the secret sealed, never in clear.
+	e, err := kv.Get(t.Context(), "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(e.Value), admin.SecretAccessKey) || !strings.Contains(string(e.Value), seal.Prefix) {
+		t.Fatalf("stored key %s holds its secret in clear", e.Value)
+	}
+	if secret, p, ok := k.Lookup(admin.AccessKeyID); !ok || secret != admin.SecretAccessKey || p.Role != Admin || p.Name != "admin" {
+		t.Fatalf("Lookup = %q %+v %v", secret, p, ok)
+	}
+	for _, bad := range []struct {
+		name, glob string
+		role       Role
+	}{
+		{"", "*", Developer}, {"has space", "*", Developer}, {"x", "*", "root"}, {"x", "[", Developer}, {"x", "team-*", Admin},
+	} {
+		if _, err := k.Create(t.Context(), bad.name, bad.role, bad.glob); !errors.Is(err, nimbus.ErrInvalid) {
+			t.Errorf("Create(%q, %q, %q) = %v, want ErrInvalid", bad.name, bad.role, bad.glob, err)
+		}
+	}
+	if _, err := k.Create(t.Context(), "admin", Developer, "*"); !errors.Is(err, nimbus.ErrConflict) {
+		t.Fatalf("second key named admin: %v", err)
+	}
+	dev, err := k.Create(t.Context(), "dev", Developer, "team-a-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := k.Rotate(t.Context(), "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := k.Lookup(dev.AccessKeyID); ok {
+		t.Fatal("the old pair still works after Rotate")
+	}
+	if _, p, ok := k.Lookup(rotated.AccessKeyID); !ok || p.Functions != "team-a-*" {
+		t.Fatalf("rotated key: %+v %v", p, ok)
+	}
+	if err := k.Delete(t.Context(), "admin"); !errors.Is(err, nimbus.ErrConflict) {
+		t.Fatalf("deleting the last admin key: %v", err)
+	}
+	if err := k.Delete(t.Context(), "nope"); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Fatalf("deleting a missing key: %v", err)
+	}
+	if err := k.Delete(t.Context(), "dev"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := k.Lookup(rotated.AccessKeyID); ok {
+		t.Fatal("a deleted key still works")
+	}
+
+	// Another node following the same bucket sees the changes, and one
+	// with another node key refuses to start.
+	k2, err := OpenKeys(t.Context(), kv, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k2.Close(t.Context())
+	late, err := k.Create(t.Context(), "late", Invoker, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, _, ok := k2.Lookup(late.AccessKeyID); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("another node never saw the new key")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	other, _ := seal.Parse(seal.Generate())
+	if _, err := OpenKeys(t.Context(), kv, other, nil); err == nil || !strings.Contains(err.Error(), "--node-key") {
+		t.Fatalf("open under another node key: %v", err)
+	}
+}
+
+func TestAllow(t *testing.T) {
+	dev := Principal{Name: "d", Role: Developer, Functions: "team-a-*"}
+	inv := Principal{Name: "i", Role: Invoker, Functions: "team-a-*"}
+	adm := Principal{Name: "a", Role: Admin, Functions: "*"}
+	cases := []struct {
+		p      Principal
+		access Access
+		fn     string
+		ok     bool
+	}{
+		{adm, Administer, "", true},
+		{adm, Manage, "team-b-x", true},
+		{dev, Manage, "team-a-x", true},
+		{dev, Manage, "arn:aws:lambda:us-east-1:000000000000:function:team-a-x:prod", true},
+		{dev, Manage, "team-b-x", false},
+		{dev, Read, "", true},
+		{dev, Invoke, "team-b-x", false},
+		{dev, Administer, "", false},
+		{inv, Invoke, "team-a-x", true},
+		{inv, Invoke, "team-a-x:1", true},
+		{inv, Invoke, "team-b-x", false},
+		{inv, Read, "team-a-x", false},
+		{inv, Manage, "team-a-x", false},
+		{inv, Read, "", false},
+		{inv, Invoke, "", false},
+	}
+	for _, c := range cases {
+		err := c.p.Allow(c.access, c.fn, "op")
+		if (err == nil) != c.ok {
+			t.Errorf("%s %d on %q: %v, want allowed=%v", c.p.Role, c.access, c.fn, err, c.ok)
+		}
+		if err != nil {
+			var ae *Error
+			if !errors.As(err, &ae) || ae.Type != "AccessDeniedException" || ae.Status != 403 {
+				t.Errorf("denial %v is not a 403 AccessDeniedException", err)
+			}
+		}
+	}
+}
