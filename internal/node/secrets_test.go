@@ -32,6 +32,7 @@ func openNode(t *testing.T, dir, key string, logs io.Writer) (*node.Node, error)
 	cfg := node.Defaults()
 	cfg.Addr, cfg.DataDir, cfg.NodeKey = "127.0.0.1:0", dir, key
 	cfg.PrestartedHelpers = 0
+	cfg.Auth = node.AuthNone // the test is about what is stored and logged
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return node.Open(t.Context(), cfg)
