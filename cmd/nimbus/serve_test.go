@@ -270,6 +270,10 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--max-instances", "0"}, "--max-instances"},
 		{[]string{"serve", "--prestarted-helpers", "-1"}, "--prestarted-helpers"},
+		{[]string{"serve", "--memory-overcommit", "0"}, "--memory-overcommit must be a number above 0"},
+		{[]string{"serve", "--memory-overcommit", "NaN"}, "--memory-overcommit must be a number above 0"},
+		{[]string{"serve", "--max-memory", "-1"}, "--max-memory"},
+		{[]string{"serve", "--max-upload-memory", "0"}, "--max-upload-memory"},
 		{[]string{"serve", "--addr", "256.0.0.1:99999", "--data-dir", dataDir(t)}, "listen"},
 		{[]string{"serve", "--nope"}, "unknown flag"},
 	}

@@ -14,28 +14,44 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
+	"github.com/nimbus-serverless/nimbus/internal/store"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
 
 // newMemServer is an API server over an in-memory store, for fuzzing.
 func newMemServer(tb testing.TB, dir string) http.Handler {
 	tb.Helper()
-	st := mem.New()
-	kv, _ := st.KV(tb.Context(), "functions")
 	lim := codepkg.DefaultLimits()
 	lim.MaxZipped = 1 << 20
+	reg, _ := memRegistry(tb, dir, lim, "python3.11", "provided.al2023")
+	return api.New(api.Config{Registry: reg, Invoker: echoInvoker{}, MaxCodeBody: 2 << 20})
+}
+
+// memRegistry opens a registry over an in-memory store, with its code
+// cache in dir, offering runtimes; it returns the functions bucket too.
+func memRegistry(tb testing.TB, dir string, lim codepkg.Limits, runtimes ...string) (*registry.Registry, store.KV) {
+	tb.Helper()
+	st := mem.New()
+	kv, _ := st.KV(tb.Context(), "functions")
 	cache, err := codepkg.NewCache(dir, st.Blobs(), lim, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = cache.Close(context.Background()) })
-	reg := openRegistry(tb, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "provided.al2023"}, Limits: lim})
-	return api.New(api.Config{Registry: reg, Invoker: echoInvoker{}, MaxCodeBody: 2 << 20})
+	return openRegistry(tb, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: runtimes, Limits: lim}), kv
 }
 
 // openRegistry opens a registry and closes it when the test ends.
 func openRegistry(tb testing.TB, cfg registry.Config) *registry.Registry {
 	tb.Helper()
+	if cfg.Key == nil {
+		key, err := seal.Parse(seal.Generate())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Key = key
+	}
 	reg, err := registry.Open(tb.Context(), cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -32,6 +32,10 @@ type Config struct {
 	Account string // 12 digits, used in ARNs
 	// MaxCodeBody caps a request carrying a code package (base64 in JSON).
 	MaxCodeBody int64
+	// UploadMemory bounds the bytes of code upload bodies handled at once
+	// and UploadWait how long one waits for room (upload.go; 0: defaults).
+	UploadMemory int64
+	UploadWait   time.Duration
 	// Verifier checks every API request's SigV4 signature against the
 	// node's access keys; nil turns authentication off (--auth none):
 	// every request is auth.Anonymous, an admin.
@@ -61,6 +65,8 @@ type Server struct {
 	reg *registry.Registry
 	log *slog.Logger
 	mux *http.ServeMux
+	// uploads bounds the code upload bodies handled at once (upload.go).
+	uploads *uploadGate
 }
 
 // maxConfigBody caps requests that carry no code.
@@ -80,7 +86,8 @@ func New(cfg Config) *Server {
 	if cfg.MaxCodeBody == 0 {
 		cfg.MaxCodeBody = 70 << 20
 	}
-	s := &Server{cfg: cfg, reg: cfg.Registry, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, reg: cfg.Registry, log: cfg.Logger, mux: http.NewServeMux(),
+		uploads: newUploadGate(cfg.UploadMemory, cfg.UploadWait)}
 	s.routes()
 	return s
 }
@@ -133,10 +140,14 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		w, r = trail.begin(w, r)
-		r, err := s.authorize(r, pattern, access)
+		release, err := s.admitUpload(r, pattern) // before authorize, which reads a signed body
+		if err == nil {
+			r, err = s.authorize(r, pattern, access)
+		}
 		if err == nil {
 			err = h(w, r)
 		}
+		release()
 		if err != nil {
 			writeError(w, r, s.log, err)
 		}

@@ -14,7 +14,6 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
-	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
 
 // fakeInvoker answers invokes with a fixed result.
@@ -33,15 +32,7 @@ func (fakeInvoker) Warm(string) int { return 0 }
 // that have public URLs: "py" (Runtime API) and "web" (runtime http).
 func newURLServer(t *testing.T, inv api.Invoker) http.Handler {
 	t.Helper()
-	st := mem.New()
-	kv, _ := st.KV(t.Context(), "functions")
-	lim := codepkg.DefaultLimits()
-	cache, err := codepkg.NewCache(t.TempDir(), st.Blobs(), lim, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cache.Close(context.Background()) })
-	reg := openRegistry(t, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: []string{"python3.11", "http"}, Limits: lim})
+	reg, _ := memRegistry(t, t.TempDir(), codepkg.DefaultLimits(), "python3.11", "http")
 	h := api.New(api.Config{Registry: reg, Invoker: inv})
 	zip := nodetest.Zip(t, map[string]string{"app.py": pyEcho, "bootstrap": "#!/bin/sh\n"})
 	for name, rt := range map[string]string{"py": "python3.11", "web": "http"} {

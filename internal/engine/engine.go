@@ -43,6 +43,10 @@ type Config struct {
 	Account      string
 	// MaxInstances caps instances on this node, all functions together.
 	MaxInstances int
+	// MaxMemoryMB caps the sum of the memory limits (MemorySize) of the
+	// instances on this node, starting ones included (0: no cap). A start
+	// beyond it is made room for as one beyond MaxInstances is (evict.go).
+	MaxMemoryMB int
 	// IdleTimeout stops instances unused this long (a function may override it).
 	IdleTimeout time.Duration
 	// QueueDepth bounds the requests waiting per function; QueueTimeout is
@@ -107,6 +111,7 @@ type Engine struct {
 	pools     map[string]*pool // current pool per function name
 	draining  map[*pool]struct{}
 	instances int // on this node, all pools, including starting ones
+	memoryMB  int // the memory limits of those instances, summed
 	closed    bool
 	// starved are the pools whose waiting requests need instances that
 	// the node has no slot for (see evict.go); evicting counts the
@@ -347,34 +352,47 @@ func (e *Engine) arn(name string) string {
 	return "arn:aws:lambda:" + e.cfg.Region + ":" + e.cfg.Account + ":function:" + name
 }
 
-// reserveSlot takes a node-wide instance slot for an instance that the
-// caller starts in a new goroutine, counted here in wg (under mu, so that
-// Close never waits while a start is being added).
-func (e *Engine) reserveSlot() bool {
+// reserveSlot takes a node-wide instance slot, and memoryMB of the node's
+// memory, for an instance that the caller starts in a new goroutine,
+// counted here in wg (under mu, so that Close never waits while a start is
+// being added).
+func (e *Engine) reserveSlot(memoryMB int) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.takeSlotsLocked(1) == 1
+	return e.takeSlotsLocked(1, memoryMB) == 1
 }
 
-// takeSlotsLocked takes up to n slots, as reserveSlot does, and returns how
-// many it took.
-func (e *Engine) takeSlotsLocked(n int) int {
+// takeSlotsLocked takes up to n slots of memoryMB each, as reserveSlot
+// does, and returns how many it took.
+func (e *Engine) takeSlotsLocked(n, memoryMB int) int {
 	if e.closed {
 		return 0
 	}
-	n = max(min(n, e.cfg.MaxInstances-e.instances), 0)
+	n = min(n, e.cfg.MaxInstances-e.instances)
+	if e.cfg.MaxMemoryMB > 0 && memoryMB > 0 {
+		n = min(n, (e.cfg.MaxMemoryMB-e.memoryMB)/memoryMB)
+	}
+	n = max(n, 0)
 	e.instances += n
+	e.memoryMB += n * memoryMB
 	e.wg.Add(n)
 	return n
 }
 
-// releaseSlot gives back the slot of an instance that exited (or failed to
-// start); evicted says it was evicted to make room. Pools waiting for room
-// get it.
-func (e *Engine) releaseSlot(evicted bool) {
+// fits reports whether an instance of memoryMB can ever start on this
+// node: whether it is within MaxMemoryMB.
+func (e *Engine) fits(memoryMB int) bool {
+	return e.cfg.MaxMemoryMB <= 0 || memoryMB <= e.cfg.MaxMemoryMB
+}
+
+// releaseSlot gives back the slot, and the memory, of an instance that
+// exited (or failed to start); evicted says it was evicted to make room.
+// Pools waiting for room get it.
+func (e *Engine) releaseSlot(memoryMB int, evicted bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.instances--
+	e.memoryMB -= memoryMB
 	if evicted {
 		e.evicting--
 	}

@@ -7,11 +7,15 @@ import (
 )
 
 // Making room on a full node. A pool whose waiting requests need instances
-// that the node has no slot for (MaxInstances) is starved: it notes itself
+// that the node has no slot for (MaxInstances) or no memory for
+// (MaxMemoryMB: the sum of the instances' memory limits) is starved: it notes itself
 // in Engine.starved, with what it lacks in pool.short, and kicks makeRoom.
 // makeRoom, a goroutine of its own, lets the starved pools take the slots
 // that are free and evicts, for what they still lack, the least recently
 // used idle instances of other pools node-wide, one per missing instance.
+// An eviction frees the evicted instance's memory, which may be less than
+// the starved pool's instances need: makeRoom then evicts again once it
+// has exited, until the instance fits or nothing idle is left.
 // It runs again when an instance exits and frees its slot (releaseSlot) and
 // when an instance goes idle while pools are starved.
 //
@@ -32,7 +36,7 @@ import (
 func (e *Engine) reserveSlots(p *pool, want int) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	got := e.takeSlotsLocked(want)
+	got := e.takeSlotsLocked(want, p.memoryMB)
 	short := want - got
 	if e.closed {
 		short = 0

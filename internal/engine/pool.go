@@ -27,6 +27,9 @@ type pool struct {
 	fn   *nimbus.Function
 	key  string
 	rt   runtimes.Runtime
+	// memoryMB is the memory limit of the version's instances (part of
+	// its key: it does not change).
+	memoryMB int
 	// keyed is the last function value found to have key (guarded by
 	// Engine.mu).
 	keyed *nimbus.Function
@@ -63,7 +66,7 @@ type acquired struct {
 }
 
 func newPool(e *Engine, fn *nimbus.Function, key string, rt runtimes.Runtime) *pool {
-	p := &pool{e: e, name: fn.Name, fn: fn, key: key, rt: rt, all: make(map[*instance]struct{})}
+	p := &pool{e: e, name: fn.Name, fn: fn, key: key, rt: rt, memoryMB: fn.MemoryMB, all: make(map[*instance]struct{})}
 	p.limits(fn)
 	return p
 }
@@ -113,6 +116,11 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, err
 	if inst := p.takeFreeLocked(); inst != nil {
 		p.mu.Unlock()
 		return inst, nil
+	}
+	if !p.e.fits(p.memoryMB) {
+		p.mu.Unlock()
+		return nil, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. Function %s's MemorySize of %d MB is more than this node admits (%d MB of instances in all).",
+			p.name, p.memoryMB, p.e.cfg.MaxMemoryMB)
 	}
 	if p.initErr != nil && p.e.cfg.Now().Before(p.initErrUntil) {
 		f := p.initErr
@@ -240,7 +248,7 @@ func (p *pool) scaleLocked() {
 
 // ensureMinLocked starts instances up to the provisioned minimum.
 func (p *pool) ensureMinLocked() {
-	for !p.draining && len(p.all)+p.starting < p.minWarm && p.e.reserveSlot() {
+	for !p.draining && len(p.all)+p.starting < p.minWarm && p.e.reserveSlot(p.memoryMB) {
 		p.starting++
 		go p.start() // counted by reserveSlot
 	}
@@ -259,7 +267,7 @@ func (p *pool) start() {
 	defer p.mu.Unlock()
 	p.starting--
 	if err != nil {
-		p.e.releaseSlot(false)
+		p.e.releaseSlot(p.memoryMB, false)
 		var f *initFailure
 		if errors.As(err, &f) {
 			p.noteInitErrorLocked(f)
@@ -385,7 +393,7 @@ func (p *pool) watch(inst *instance) {
 		p.retiring--
 	}
 	p.removeFreeLocked(inst)
-	p.e.releaseSlot(inst.evicted)
+	p.e.releaseSlot(p.memoryMB, inst.evicted)
 	if !inst.retiring {
 		p.e.log.Warn("instance exited", nimbus.LogFunction, p.name, nimbus.LogInstance, inst.id, nimbus.LogErr, inst.sb.Err())
 	}

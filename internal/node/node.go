@@ -43,6 +43,14 @@ type Config struct {
 	Account    string
 
 	MaxInstances int
+	// MaxMemoryMB caps the sum of the memory limits of the node's
+	// instances (0: the host's memory times MemoryOvercommit; memory.go).
+	MaxMemoryMB      int
+	MemoryOvercommit float64
+	// UploadMemoryMB bounds the code upload bodies (CreateFunction,
+	// UpdateFunctionCode) read at once; a request beyond it waits, then
+	// gets 429.
+	UploadMemoryMB int
 	// PrestartedHelpers is how many sandbox helpers are kept started and
 	// waiting, to take their start off cold starts (0: none).
 	PrestartedHelpers int
@@ -111,6 +119,9 @@ func Defaults() Config {
 		Account:      "000000000000",
 		MaxInstances: 1000,
 
+		MemoryOvercommit: 1.5,
+		UploadMemoryMB:   256,
+
 		PrestartedHelpers: process.DefaultPoolSize,
 		IdleTimeout:       10 * time.Minute,
 		QueueDepth:        1000,
@@ -137,6 +148,12 @@ func (c *Config) Validate() error {
 		return errors.New("--data-dir must not be empty")
 	case c.MaxInstances < 1:
 		return fmt.Errorf("--max-instances must be at least 1, not %d", c.MaxInstances)
+	case c.MaxMemoryMB < 0:
+		return fmt.Errorf("--max-memory must be a number of MB, or 0 for the host's memory times --memory-overcommit, not %d", c.MaxMemoryMB)
+	case !(c.MemoryOvercommit > 0 && c.MemoryOvercommit <= 100):
+		return fmt.Errorf("--memory-overcommit must be a number above 0 and at most 100 (e.g. 1.5), not %v", c.MemoryOvercommit)
+	case c.UploadMemoryMB < 1:
+		return fmt.Errorf("--max-upload-memory must be at least 1 MB, not %d", c.UploadMemoryMB)
 	case c.PrestartedHelpers < 0 || c.PrestartedHelpers > 64:
 		return fmt.Errorf("--prestarted-helpers must be 0 to 64, not %d", c.PrestartedHelpers)
 	case c.IdleTimeout <= 0:
@@ -265,15 +282,20 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ids[i] = rt.ID
 	}
 	n.registry, err = registry.Open(ctx, registry.Config{
-		KV: kv, Blobs: n.store.Blobs(), Code: cache, Runtimes: ids, Limits: lim, Logger: log,
+		KV: kv, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	logs := engine.NewLogStore(0, 0)
+	memMB, err := cfg.memoryBudgetMB()
+	if err != nil {
+		return nil, err
+	}
+	log.Info("memory admission", "max_memory_mb", memMB, "overcommit", cfg.MemoryOvercommit, "max_memory_flag", cfg.MaxMemoryMB > 0)
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
-		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances,
+		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
 	})
@@ -301,7 +323,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.api = api.New(api.Config{
 		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
-		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, Logger: log,
+		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
 		Audit: n.auditAPI(),

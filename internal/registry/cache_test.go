@@ -41,6 +41,9 @@ func newTestRegistry(t *testing.T, kv store.KV, blobs store.Blobs) *Registry {
 // openTestRegistry opens a registry and closes it when the test ends.
 func openTestRegistry(t *testing.T, cfg Config) *Registry {
 	t.Helper()
+	if cfg.Key == nil {
+		cfg.Key = testKey
+	}
 	r, err := Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("open registry: %v", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 )
 
 // maxDestinationSecret bounds a destination secret's length in bytes.
@@ -84,6 +85,10 @@ func validateEventInvokeRanges(c *nimbus.EventInvokeConfig) error {
 		// The value is a secret: the message does not repeat it.
 		return nimbus.Errorf(nimbus.ErrValidation,
 			"1 validation error detected: Value at 'nimbusDestinationSecret' failed to satisfy constraint: Member must have length less than or equal to %d", maxDestinationSecret)
+	}
+	if seal.Sealed(c.DestinationSecret) { // how stored secrets begin (seal.go)
+		return nimbus.Errorf(nimbus.ErrValidation,
+			"1 validation error detected: Value at 'nimbusDestinationSecret' failed to satisfy constraint: Member must not begin with %q", seal.Prefix)
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (c *slowCode) Ensure(ctx context.Context, d string) (string, error) {
 
 func openSlow(t *testing.T, code *slowCode) *Registry {
 	t.Helper()
-	r, err := Open(t.Context(), Config{KV: mem.NewKV(), Blobs: mem.NewBlobs(), Code: code, Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()})
+	r, err := Open(t.Context(), Config{KV: mem.NewKV(), Blobs: mem.NewBlobs(), Code: code, Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits(), Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}

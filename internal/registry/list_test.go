@@ -238,7 +238,7 @@ func (failingKeysKV) Keys(context.Context) ([]string, error) {
 // TestOpenFailsWithoutLoad: a registry that cannot load the functions does
 // not open (it would list nothing), and leaves no goroutine behind.
 func TestOpenFailsWithoutLoad(t *testing.T) {
-	_, err := Open(t.Context(), Config{KV: failingKeysKV{mem.NewKV()}, Blobs: mem.NewBlobs(), Code: readyCode{}})
+	_, err := Open(t.Context(), Config{KV: failingKeysKV{mem.NewKV()}, Blobs: mem.NewBlobs(), Code: readyCode{}, Key: testKey})
 	if err == nil || !strings.Contains(err.Error(), "load functions") || !strings.Contains(err.Error(), "store unavailable") {
 		t.Fatalf("Open with a failing store: %v, want the load's error", err)
 	}

@@ -9,18 +9,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
 
@@ -34,10 +35,13 @@ type Preparer interface {
 
 // Config wires a Registry.
 type Config struct {
-	KV       store.KV    // the functions bucket
-	Blobs    store.Blobs // code packages
-	Code     Preparer    // the node's code cache
-	Runtimes []string    // runtime IDs this node offers
+	KV    store.KV    // the functions bucket
+	Blobs store.Blobs // code packages
+	Code  Preparer    // the node's code cache
+	// Key is the node key that seals functions' secrets in the store
+	// (seal.go); required.
+	Key      *seal.Key
+	Runtimes []string // runtime IDs this node offers
 	Limits   codepkg.Limits
 	Logger   *slog.Logger
 	Now      func() time.Time // defaults to time.Now
@@ -59,14 +63,20 @@ type Registry struct {
 	codeMu    sync.Mutex
 	uploading map[string]int // under codeMu
 	closed    bool
-	wg        sync.WaitGroup // the watch and background preparations
-	ctx       context.Context
-	cancel    context.CancelFunc
+	// opened is set once Open has loaded every function: before, a
+	// function sealed under another node key fails the load (watch.go).
+	opened atomic.Bool
+	wg     sync.WaitGroup // the watch and background preparations
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Open returns a Registry holding every function in memory: it loads them
 // and watches the bucket for changes until Close.
 func Open(ctx context.Context, cfg Config) (*Registry, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("registry: Config.Key (the node key) is required")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -89,6 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 		_ = r.Close(context.Background())
 		return nil, fmt.Errorf("load functions: %w", err)
 	}
+	r.opened.Store(true)
 	return r, nil
 }
 
@@ -144,6 +155,10 @@ func (r *Registry) Get(ctx context.Context, name string) (*nimbus.Function, erro
 		return fn, nil
 	}
 	fn, rev, err := r.get(ctx, name)
+	if oe := (*OpenError)(nil); errors.As(err, &oe) {
+		r.log.Error("open function's secrets", nimbus.LogFunction, name, nimbus.LogErr, err)
+		err = nil // shown Failed, with the reason
+	}
 	if err == nil {
 		r.cache.fill(name, fn, rev, epoch)
 	}
@@ -154,7 +169,8 @@ func notFound(name string) error {
 	return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", name)
 }
 
-// get reads a function from the store.
+// get reads a function from the store. A function whose secrets do not
+// open comes with an *OpenError, as decode returns it.
 func (r *Registry) get(ctx context.Context, name string) (*nimbus.Function, uint64, error) {
 	e, err := r.cfg.KV.Get(ctx, name)
 	if errors.Is(err, nimbus.ErrNotFound) {
@@ -163,11 +179,8 @@ func (r *Registry) get(ctx context.Context, name string) (*nimbus.Function, uint
 	if err != nil {
 		return nil, 0, fmt.Errorf("get function: %w", err)
 	}
-	var fn nimbus.Function
-	if err := json.Unmarshal(e.Value, &fn); err != nil {
-		return nil, 0, fmt.Errorf("decode function %s: %w", name, err)
-	}
-	return &fn, e.Revision, nil
+	fn, _, err := r.decode(name, e.Value)
+	return fn, e.Revision, err
 }
 
 // List returns every function, sorted by name. The functions are shared:
@@ -291,9 +304,9 @@ func (r *Registry) createRecord(ctx context.Context, fn *nimbus.Function) (*nimb
 	fn.RevisionID = uuid.NewString()
 	fn.State, fn.StateReason, fn.StateReasonCode = nimbus.StatePending, "The function is being created.", "Creating"
 	fn.LastUpdateStatus = nimbus.UpdateInProgress
-	b, err := json.Marshal(fn)
+	b, err := r.encode(fn)
 	if err != nil {
-		return fn, 0, fmt.Errorf("encode function: %w", err)
+		return fn, 0, err
 	}
 	rev, err := r.cfg.KV.Create(ctx, fn.Name, b)
 	if errors.Is(err, nimbus.ErrConflict) {
@@ -406,6 +419,9 @@ var errSkip = errors.New("no change")
 func (r *Registry) modify(ctx context.Context, name, revisionID string, change func(*nimbus.Function) error) (*nimbus.Function, error) {
 	for {
 		fn, rev, err := r.get(ctx, name)
+		if oe := (*OpenError)(nil); errors.As(err, &oe) {
+			return nil, nimbus.Errorf(nimbus.ErrConflict, "%v. It cannot be changed until they open: delete it and create it again", oe)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -417,9 +433,9 @@ func (r *Registry) modify(ctx context.Context, name, revisionID string, change f
 			return nil, err
 		}
 		fn.RevisionID = uuid.NewString()
-		b, err := json.Marshal(fn)
+		b, err := r.encode(fn)
 		if err != nil {
-			return nil, fmt.Errorf("encode function: %w", err)
+			return nil, err
 		}
 		newRev, err := r.cfg.KV.Update(ctx, name, b, rev)
 		if errors.Is(err, nimbus.ErrPreconditionFailed) {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/seal"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
 
@@ -69,26 +69,28 @@ func (r *Registry) follow(ctx context.Context, report func(error)) error {
 
 // load reads every function into the cache for epoch, loadReaders at a
 // time, and tells listeners about the functions that changed or went away
-// since the previous epoch (after a restart of the watch).
+// since the previous epoch (after a restart of the watch). Records with
+// secrets in clear (written before sealing) are sealed again.
 func (r *Registry) load(ctx context.Context, epoch uint64) error {
 	keys, err := r.cfg.KV.Keys(ctx)
 	if err != nil {
 		return fmt.Errorf("list functions: %w", err)
 	}
 	changed := make([][]string, loadReaders)
+	clear := make([][]string, loadReaders)
 	g, gctx := errgroup.WithContext(ctx)
 	for w := range loadReaders {
 		g.Go(func() error {
 			for i := w; i < len(keys); i += loadReaders {
-				fn, rev, err := r.get(gctx, keys[i])
-				if errors.Is(err, nimbus.ErrNotFound) {
-					continue // deleted meanwhile: the watch has it
-				}
+				wasClear, ok, err := r.loadOne(gctx, keys[i], epoch)
 				if err != nil {
 					return err
 				}
-				if r.cache.applyAt(epoch, keys[i], fn, rev) {
+				if ok {
 					changed[w] = append(changed[w], keys[i])
+				}
+				if wasClear {
+					clear[w] = append(clear[w], keys[i])
 				}
 			}
 			return nil
@@ -106,7 +108,64 @@ func (r *Registry) load(ctx context.Context, epoch uint64) error {
 			r.changed(name)
 		}
 	}
+	for _, names := range clear {
+		for _, name := range names {
+			r.reseal(ctx, name)
+		}
+	}
 	return nil
+}
+
+// loadOne reads one function into the cache for epoch. It reports whether
+// the entry changed and whether the record held its secrets in clear. A
+// function whose secrets do not open is cached Failed and logged; sealed
+// under another node key, it fails the registry's Open instead.
+func (r *Registry) loadOne(ctx context.Context, name string, epoch uint64) (clear, changed bool, err error) {
+	e, err := r.cfg.KV.Get(ctx, name)
+	if errors.Is(err, nimbus.ErrNotFound) {
+		return false, false, nil // deleted meanwhile: the watch has it
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("get function: %w", err)
+	}
+	fn, clear, err := r.decode(name, e.Value)
+	if oe := (*OpenError)(nil); errors.As(err, &oe) {
+		if errors.Is(err, seal.ErrWrongKey) && !r.opened.Load() {
+			return false, false, err
+		}
+		r.log.Error("open function's secrets", nimbus.LogFunction, name, nimbus.LogErr, err)
+	} else if err != nil {
+		return false, false, err
+	}
+	return clear, r.cache.applyAt(epoch, name, fn, e.Revision), nil
+}
+
+// reseal writes again, sealed, a record that holds its secrets in clear,
+// unless it changed meanwhile (that write sealed them). It keeps the
+// RevisionId: nothing a caller sees changes. A failure is logged; the next
+// write or load seals it.
+func (r *Registry) reseal(ctx context.Context, name string) {
+	e, err := r.cfg.KV.Get(ctx, name)
+	if err != nil {
+		return
+	}
+	fn, clear, err := r.decode(name, e.Value)
+	if err != nil || !clear {
+		return
+	}
+	b, err := r.encode(fn)
+	if err == nil {
+		var rev uint64
+		rev, err = r.cfg.KV.Update(ctx, name, b, e.Revision)
+		if err == nil {
+			r.cache.wrote(name, fn, rev)
+			r.log.Info("sealed the secrets of a function stored in clear", nimbus.LogFunction, name)
+			return
+		}
+	}
+	if !errors.Is(err, nimbus.ErrPreconditionFailed) && ctx.Err() == nil {
+		r.log.Warn("seal the secrets of a function stored in clear", nimbus.LogFunction, name, nimbus.LogErr, err)
+	}
 }
 
 // consume applies the watch's changes until its channel closes.
@@ -117,12 +176,14 @@ func (r *Registry) consume(ch <-chan store.Entry) {
 			r.changed(e.Key)
 			continue
 		}
-		var fn nimbus.Function
-		if err := json.Unmarshal(e.Value, &fn); err != nil {
+		fn, _, err := r.decode(e.Key, e.Value)
+		if oe := (*OpenError)(nil); errors.As(err, &oe) {
+			r.log.Error("open function's secrets", nimbus.LogFunction, e.Key, nimbus.LogErr, err)
+		} else if err != nil {
 			r.log.Warn("decode watched function", nimbus.LogFunction, e.Key, nimbus.LogErr, err)
 			continue
 		}
-		r.cache.apply(e.Key, &fn, e.Revision)
+		r.cache.apply(e.Key, fn, e.Revision)
 		r.changed(e.Key)
 	}
 }
