@@ -38,6 +38,7 @@ var namespaces = []struct {
 	{syscall.CLONE_NEWNS, "mount"},
 	{syscall.CLONE_NEWIPC, "ipc"},
 	{syscall.CLONE_NEWUTS, "uts"},
+	{syscall.CLONE_NEWNET, "network"},
 }
 
 // Backend starts instances as processes. It is safe for concurrent use.
@@ -56,6 +57,8 @@ type Backend struct {
 	mountPoints bool
 	// cg is nil when no cgroup controller can be used.
 	cg *cgroups
+	// net is the network isolation; nil without (see netOn).
+	net *network
 	// missing lists the isolation features the host denies.
 	missing []string
 
@@ -163,6 +166,7 @@ func (b *Backend) probe() error {
 		}
 		b.flags |= ns.flag
 	}
+	b.probeNetwork()
 	if b.mountNS() {
 		if err := makeMountPoints(sandbox.TaskRoot, sandbox.RuntimeRoot); err != nil {
 			b.missing = append(b.missing, "code at "+sandbox.TaskRoot+" ("+err.Error()+")")
@@ -171,9 +175,14 @@ func (b *Backend) probe() error {
 		}
 	}
 	err := b.probeRun()
+	if errors.Is(err, errNetwork) {
+		b.dropNetwork(err)
+		err = b.probeRun()
+	}
 	if err != nil && b.flags != 0 {
 		b.missing = append(b.missing, "namespaces (init helper: "+err.Error()+")")
 		b.flags = 0
+		b.dropNetwork(nil)
 		err = b.probeRun()
 	}
 	if err != nil {
@@ -252,7 +261,10 @@ func (b *Backend) probeRun() error {
 				b.disableCgroups(err)
 			}
 		}
-		err = h.run(ctx, b.probeConfig(), nil)
+		err = b.probeLink(h)
+		if err == nil {
+			err = h.run(ctx, b.probeConfig(), nil)
+		}
 		if err != nil {
 			h.kill()
 		}
@@ -311,6 +323,11 @@ func (b *Backend) Describe() string {
 	} else {
 		parts = append(parts, "/tmp under Root without size limit, no hidden paths")
 	}
+	if b.netOn() {
+		parts = append(parts, b.net.describe())
+	} else {
+		parts = append(parts, "every instance on the host's network")
+	}
 	if b.fixedPaths() {
 		parts = append(parts, "code at "+sandbox.TaskRoot+", runtime at "+sandbox.RuntimeRoot)
 	} else {
@@ -347,7 +364,8 @@ func (b *Backend) Isolation() sandbox.Isolation {
 		PidsLimit:    b.cg != nil && b.cg.has(ctlPids),
 		OwnUser:      b.root,
 		// A cgroup, a uid or a pid namespace finds every process.
-		KillAll: b.cg != nil || b.root || b.flags&syscall.CLONE_NEWPID != 0,
+		KillAll:          b.cg != nil || b.root || b.flags&syscall.CLONE_NEWPID != 0,
+		NetworkIsolation: b.netOn(),
 	}
 }
 
@@ -399,6 +417,9 @@ func checkSpec(spec *sandbox.Spec) error {
 		if spec.RuntimeDir, err = checkDir(spec.ID, "runtime", spec.RuntimeDir); err != nil {
 			return err
 		}
+	}
+	if spec.Network, err = sandbox.ParseNetwork(string(spec.Network)); err != nil {
+		return nimbus.Invalidf("instance %s: %v", spec.ID, err)
 	}
 	if spec.MemoryMB < 0 || spec.PidsMax < 0 || spec.TmpMB < 0 {
 		return nimbus.Invalidf("instance %s: negative limit", spec.ID)
@@ -482,6 +503,7 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 		TmpMB: spec.TmpMB,
 		Mount: b.mountNS(),
 		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
+		NetNS: -1,
 	}
 	if ic.Mount {
 		ic.Hide, ic.Binds = b.mounts(spec)
@@ -509,6 +531,9 @@ func (b *Backend) mounts(spec sandbox.Spec) (hide []string, binds []bind) {
 			hide = append(hide, d.Source)
 		}
 	}
+	if r := b.resolvFor(spec.Network); r != "" {
+		binds = append(binds, bind{r, "/etc/resolv.conf"})
+	}
 	return hide, binds
 }
 
@@ -521,6 +546,9 @@ type helper struct {
 	cmd *exec.Cmd
 	ctl *net.UnixConn // this end of the control socket (see ctlFD)
 	cg  *cgroup       // the cgroup it was placed in; nil without cgroups
+	// link is its network namespace's veth pair; nil without network
+	// isolation.
+	link *nsLink
 	// pooled: it came from the pool of pre-started helpers.
 	pooled bool
 }
@@ -588,6 +616,11 @@ func (b *Backend) newHelper(name string, lim limits) (*helper, error) {
 	if g != nil {
 		if err := g.add(h.cmd.Process.Pid); err != nil {
 			return nil, errors.Join(fmt.Errorf("join cgroup: %w", err), h.destroy())
+		}
+	}
+	if b.netOn() {
+		if h.link, err = b.net.attach(h.cmd.Process.Pid); err != nil {
+			return nil, errors.Join(fmt.Errorf("network: %w", err), h.destroy())
 		}
 	}
 	return h, nil
@@ -712,6 +745,9 @@ func (h *helper) destroy() error {
 	h.kill()
 	_ = h.cmd.Wait()
 	_ = h.ctl.Close()
+	if h.link != nil {
+		h.link.release()
+	}
 	if h.cg != nil {
 		return h.cg.remove()
 	}

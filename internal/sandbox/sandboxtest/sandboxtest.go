@@ -66,6 +66,10 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"MemoryLimit", testMemoryLimit},
 		{"PidsLimit", testPidsLimit},
 		{"KillAll", testKillAll},
+		{"NetworkHostLoopback", testNetworkHostLoopback},
+		{"NetworkHostAddresses", testNetworkHostAddresses},
+		{"NetworkPrepare", testNetworkPrepare},
+		{"NetworkNeighbours", testNetworkNeighbours},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newBackend) })
