@@ -39,6 +39,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Account, "account", cfg.Account, "12-digit account id shown in ARNs")
 	f.IntVar(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "most instances on this node, all functions together")
 	f.IntVar(&cfg.PrestartedHelpers, "prestarted-helpers", cfg.PrestartedHelpers, "sandbox helpers kept started to speed up cold starts (0: none)")
+	f.StringVar(&cfg.FunctionNetwork, "function-network", cfg.FunctionNetwork, "network of instances of functions that choose none: egress (outside addresses, not this host), none or host (this host's network, loopback included)")
 	f.DurationVar(&cfg.IdleTimeout, "instance-idle-timeout", cfg.IdleTimeout, "stop an instance unused for this long")
 	f.IntVar(&cfg.QueueDepth, "queue-depth", cfg.QueueDepth, "most requests waiting for an instance, per function")
 	f.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "how long a request may wait for an instance before a 429")

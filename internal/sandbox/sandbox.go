@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
+	"strings"
 )
 
 // ErrOutOfMemory is the exit reason of an instance killed for using more
@@ -228,4 +230,18 @@ func PathsOf(b Backend, spec Spec) Paths {
 		p.RuntimeDir = RuntimeRoot
 	}
 	return p
+}
+
+// WithEnv returns env ("K=V" each) with each of vars set, replacing any
+// value env had for the same name: what a backend does with the variables
+// Spec.Prepare returns.
+func WithEnv(env []string, vars ...string) []string {
+	out := make([]string, 0, len(env)+len(vars))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(vars, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, vars...)
 }

@@ -687,9 +687,6 @@ func (i *instance) prepareNet(ic *initConfig, files []*os.File) (*initConfig, []
 	if err != nil {
 		return nil, nil, fmt.Errorf("prepare: %w", err)
 	}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		c.Env = withEnv(c.Env, k, v)
-	}
+	c.Env = sandbox.WithEnv(c.Env, env...)
 	return &c, files, nil
 }
