@@ -385,6 +385,9 @@ func (n *Node) pruneCode(ctx context.Context, cache *codepkg.Cache) {
 // Addr is the address the API listens on.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
+// Isolation is what the node's sandbox enforces on instances.
+func (n *Node) Isolation() sandbox.Isolation { return n.sandbox.Isolation() }
+
 // Engine is the node's engine (for tests).
 func (n *Node) Engine() *engine.Engine { return n.engine }
 
