@@ -195,6 +195,13 @@ func createProbe(t *testing.T, n *node.Node, c *lambda.Client, name, network str
 	if err != nil {
 		t.Fatalf("create %s: %v", name, err)
 	}
+	setNetwork(t, n, name, network)
+	waitActive(t, c, name)
+}
+
+// setNetwork sets the function's NimbusNetwork.
+func setNetwork(t testing.TB, n *node.Node, name, network string) {
+	t.Helper()
 	body := fmt.Sprintf(`{"NimbusNetwork":%q}`, network)
 	req, _ := http.NewRequest(http.MethodPut, nodetest.Endpoint(n)+"/2015-03-31/functions/"+name+"/configuration", strings.NewReader(body))
 	resp, err := http.DefaultClient.Do(req)
@@ -205,7 +212,6 @@ func createProbe(t *testing.T, n *node.Node, c *lambda.Client, name, network str
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("set network of %s: %s", name, resp.Status)
 	}
-	waitActive(t, c, name)
 }
 
 // waitActive polls until the function's last update is done.
