@@ -588,14 +588,7 @@ func TestDeployHTTPConcurrency(t *testing.T) {
 			t.Fatalf("deploy: %v", r.err)
 		}
 	}
-	var sent []int
-	for _, r := range f.requests() {
-		if raw, ok := r.Body["NimbusHttpConcurrency"]; ok {
-			var n int
-			_ = json.Unmarshal(raw, &n)
-			sent = append(sent, n)
-		}
-	}
+	sent := sentField[int](f, "NimbusHttpConcurrency")
 	// Sent with the create and with the configuration update, not with the
 	// code.
 	if want := []int{8, 8}; !slices.Equal(sent, want) {
@@ -622,17 +615,24 @@ func TestDeployNetwork(t *testing.T) {
 			t.Fatalf("deploy: %v", r.err)
 		}
 	}
-	var sent []string
-	for _, r := range f.requests() {
-		if raw, ok := r.Body["NimbusNetwork"]; ok {
-			var n string
-			_ = json.Unmarshal(raw, &n)
-			sent = append(sent, n)
-		}
-	}
+	sent := sentField[string](f, "NimbusNetwork")
 	if want := []string{"none", "none"}; !slices.Equal(sent, want) {
 		t.Errorf("NimbusNetwork sent: got %v, want %v", sent, want)
 	}
+}
+
+// sentField returns the values of field in the request bodies f received,
+// in order.
+func sentField[T any](f *fakeNimbus, field string) []T {
+	var sent []T
+	for _, r := range f.requests() {
+		if raw, ok := r.Body[field]; ok {
+			var v T
+			_ = json.Unmarshal(raw, &v)
+			sent = append(sent, v)
+		}
+	}
+	return sent
 }
 
 func TestDeployFlagErrors(t *testing.T) {

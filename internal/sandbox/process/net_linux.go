@@ -73,9 +73,10 @@ type network struct {
 	resolv string
 	lock   *os.File // the claim
 
-	mu   sync.Mutex
-	used []bool // by slot: slot n has block addresses 2n (host) and 2n+1
-	next int
+	mu     sync.Mutex
+	used   []bool // by slot: slot n has block addresses 2n (host) and 2n+1
+	next   int
+	closed bool // close was called: new namespaces get no veth
 }
 
 // newNetwork claims a block of cfg.NetworkRange, removes what an earlier
@@ -107,10 +108,17 @@ func newNetwork(cfg *Config, log *slog.Logger) (*network, error) {
 		return nil, fmt.Errorf("open network namespace: %w", err)
 	}
 	if err := nw.start(cfg); err != nil {
-		nw.close()
+		nw.discard()
 		return nil, err
 	}
 	return nw, nil
+}
+
+// discard closes a network no instance uses, the host's namespace too.
+func (nw *network) discard() error {
+	err := nw.close()
+	nw.hostNS.Close()
+	return err
 }
 
 // start cleans up after an earlier holder of the claim and installs the
@@ -142,18 +150,21 @@ func (nw *network) start(cfg *Config) error {
 }
 
 // close removes the table and the links and gives up the claim. Instances
-// still running lose their network.
+// still running lose their network; namespaces attached later get no veth
+// pair (egress becomes none: nothing is opened). The host's namespace stays
+// open for host instances.
 func (nw *network) close() error {
-	var errs []error
-	if nw.table != "" {
-		errs = append(errs, nw.uninstall())
+	nw.mu.Lock()
+	if nw.closed {
+		nw.mu.Unlock()
+		return nil
 	}
+	nw.closed = true
+	nw.mu.Unlock()
+	err := nw.uninstall()
 	nw.sweep()
-	if nw.hostNS != nil {
-		nw.hostNS.Close()
-	}
 	nw.lock.Close()
-	return errors.Join(errs...)
+	return err
 }
 
 // sweep deletes the host links named for this claim and reports how many.
@@ -306,6 +317,9 @@ func (nw *network) attach(pid int) (l *nsLink, err error) {
 		return nil, err
 	}
 	l = &nsLink{nw: nw, slot: slot, name: nw.prefix + strconv.Itoa(slot)}
+	if slot < 0 {
+		l.name = ""
+	}
 	defer func() {
 		if err != nil {
 			l.release()
@@ -313,6 +327,9 @@ func (nw *network) attach(pid int) (l *nsLink, err error) {
 	}()
 	if l.ns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil {
 		return nil, fmt.Errorf("open network namespace: %w", err)
+	}
+	if slot < 0 {
+		return l, l.loopbackUp()
 	}
 	host, peer := addAddr(nw.block.Addr(), 2*slot), addAddr(nw.block.Addr(), 2*slot+1)
 	la := netlink.NewLinkAttrs()
@@ -331,6 +348,28 @@ func (nw *network) attach(pid int) (l *nsLink, err error) {
 	return l, l.inside(host, peer)
 }
 
+// loopbackUp brings up the namespace's loopback alone (after close).
+func (l *nsLink) loopbackUp() error {
+	h, err := netlink.NewHandleAt(netns.NsHandle(l.ns.Fd()))
+	if err != nil {
+		return fmt.Errorf("netlink in namespace: %w", err)
+	}
+	defer h.Close()
+	return setLoopbackUp(h)
+}
+
+// setLoopbackUp brings up lo.
+func setLoopbackUp(h *netlink.Handle) error {
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
 // inside sets up the namespace's side: loopback and eth0 up, eth0's
 // address and the default route through the host.
 func (l *nsLink) inside(host, peer netip.Addr) error {
@@ -339,12 +378,8 @@ func (l *nsLink) inside(host, peer netip.Addr) error {
 		return fmt.Errorf("netlink in namespace: %w", err)
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		return fmt.Errorf("loopback up: %w", err)
+	if err := setLoopbackUp(h); err != nil {
+		return err
 	}
 	eth, err := h.LinkByName("eth0")
 	if err != nil {
@@ -369,10 +404,13 @@ func ipNet(a netip.Addr) *net.IPNet {
 }
 
 // acquire reserves a slot (a /31) of the block, round robin: a slot is
-// reused as late as possible.
+// reused as late as possible. After close it returns -1: no slot.
 func (nw *network) acquire() (int, error) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
+	if nw.closed {
+		return -1, nil
+	}
 	for n := range len(nw.used) {
 		s := (nw.next + n) % len(nw.used)
 		if !nw.used[s] {
@@ -394,6 +432,9 @@ func (l *nsLink) cut() error {
 	defer l.mu.RUnlock()
 	if l.ns == nil {
 		return errNetGone
+	}
+	if l.name == "" {
+		return nil // no veth
 	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(l.ns.Fd()))
 	if err != nil {
@@ -448,9 +489,11 @@ func (l *nsLink) release() {
 			l.nw.log.Warn("delete veth", "link", l.name, "err", err)
 		}
 	}
-	l.nw.mu.Lock()
-	l.nw.used[l.slot] = false
-	l.nw.mu.Unlock()
+	if l.slot >= 0 {
+		l.nw.mu.Lock()
+		l.nw.used[l.slot] = false
+		l.nw.mu.Unlock()
+	}
 }
 
 // deleteLink deletes the link named name, if there is one.
@@ -658,7 +701,7 @@ func (b *Backend) dropNetwork(err error) {
 	}
 	b.flags &^= syscall.CLONE_NEWNET
 	if b.net != nil {
-		if err := b.net.close(); err != nil {
+		if err := b.net.discard(); err != nil {
 			b.log.Warn("remove network rules", "err", err)
 		}
 		b.net = nil
