@@ -251,6 +251,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--max-instances", "0"}, "--max-instances"},
 		{[]string{"serve", "--prestarted-helpers", "-1"}, "--prestarted-helpers"},
+		{[]string{"serve", "--function-network", "bridge"}, `--function-network must be egress, none or host, not "bridge"`},
 		{[]string{"serve", "--addr", "256.0.0.1:99999", "--data-dir", dataDir(t)}, "listen"},
 		{[]string{"serve", "--nope"}, "unknown flag"},
 	}
