@@ -131,6 +131,11 @@ type Function struct {
 	TracingMode string `json:"tracingMode,omitempty"`
 	// Logging is Lambda's LoggingConfig (nil: text logs, no level filter).
 	Logging *LoggingConfig `json:"logging,omitempty"`
+	// NimbusNetwork is the network of the function's instances: NetworkEgress
+	// (outside addresses, but not the host nor other instances),
+	// NetworkNone (nothing but its own loopback) or NetworkHost (the host's
+	// network, as any process on it); "" means the node's default.
+	NimbusNetwork string `json:"network,omitempty"`
 	// DeadLetterTarget receives the event of an asynchronous invocation
 	// that failed for good (Lambda's DeadLetterConfig.TargetArn): a
 	// destination as in EventInvokeConfig.
@@ -142,6 +147,13 @@ const (
 	MinEphemeralMB     = 512
 	MaxEphemeralMB     = 10240
 	DefaultEphemeralMB = 512
+)
+
+// Networks of a function's instances (Function.NimbusNetwork).
+const (
+	NetworkEgress = "egress"
+	NetworkNone   = "none"
+	NetworkHost   = "host"
 )
 
 // Tracing modes (TracingConfig.Mode).

@@ -42,6 +42,7 @@ func newServeCmd() *cobra.Command {
 	f.Float64Var(&cfg.MemoryOvercommit, "memory-overcommit", cfg.MemoryOvercommit, "how far instances' memory limits may add up beyond the host's memory (1: not at all)")
 	f.IntVar(&cfg.UploadMemoryMB, "max-upload-memory", cfg.UploadMemoryMB, "most MB of code upload bodies handled at once; more wait, then get 429")
 	f.IntVar(&cfg.PrestartedHelpers, "prestarted-helpers", cfg.PrestartedHelpers, "sandbox helpers kept started to speed up cold starts (0: none)")
+	f.StringVar(&cfg.FunctionNetwork, "function-network", cfg.FunctionNetwork, "network of instances of functions that choose none: egress (outside addresses, not this host), none or host (this host's network, loopback included)")
 	f.DurationVar(&cfg.IdleTimeout, "instance-idle-timeout", cfg.IdleTimeout, "stop an instance unused for this long")
 	f.IntVar(&cfg.QueueDepth, "queue-depth", cfg.QueueDepth, "most requests waiting for an instance, per function")
 	f.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "how long a request may wait for an instance before a 429")

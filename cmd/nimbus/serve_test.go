@@ -274,6 +274,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--memory-overcommit", "NaN"}, "--memory-overcommit must be a number above 0"},
 		{[]string{"serve", "--max-memory", "-1"}, "--max-memory"},
 		{[]string{"serve", "--max-upload-memory", "0"}, "--max-upload-memory"},
+		{[]string{"serve", "--function-network", "bridge"}, `--function-network must be egress, none or host, not "bridge"`},
 		{[]string{"serve", "--addr", "256.0.0.1:99999", "--data-dir", dataDir(t)}, "listen"},
 		{[]string{"serve", "--nope"}, "unknown flag"},
 	}

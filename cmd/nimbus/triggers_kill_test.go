@@ -24,7 +24,9 @@ import (
 
 // recorder is a Python function that adds each event's "n" to a Redis set
 // (over a raw socket: the function has no libraries), so the test can count
-// what was processed whatever the duplicates.
+// what was processed whatever the duplicates. Redis is on the host's
+// loopback, which only functions on the host's network reach: the nodes
+// run with --function-network host.
 const recorder = `import json, os, socket
 KEY = os.environ["RESULT_KEY"].encode()
 def sadd(members):
@@ -213,7 +215,7 @@ func killMidStream(t *testing.T, b broker) {
 	t.Cleanup(func() { rc.Del(context.Background(), id, id+"-result") })
 
 	dir := dataDir(t)
-	s := startServer(t, dir)
+	s := startServer(t, dir, "--function-network", "host")
 	_, err := s.client().CreateFunction(t.Context(), createInput(t, "rec", recorder, map[string]string{"RESULT_KEY": id + "-result"}))
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +233,7 @@ func killMidStream(t *testing.T, b broker) {
 	s.done <- nil
 	b.publish(t, id, total/2, total) // while Nimbus is down
 
-	startServer(t, dir)
+	startServer(t, dir, "--function-network", "host")
 	waitCount(t, rc, id+"-result", total, 2*time.Minute)
 }
 

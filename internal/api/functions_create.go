@@ -45,6 +45,9 @@ type configurationFields struct {
 	// IdleTimeoutSeconds is a Nimbus extension: this function's instance
 	// idle timeout (0: the node's).
 	IdleTimeoutSeconds *int `json:"NimbusIdleTimeoutSeconds"`
+	// Network is a Nimbus extension: the network of the function's
+	// instances, egress, none or host ("": the node's default).
+	Network *string `json:"NimbusNetwork"`
 }
 
 // input is the registry's view of the fields; an Environment without
@@ -54,6 +57,7 @@ func (f *configurationFields) input(name string) registry.FunctionInput {
 		Name: name, Runtime: f.Runtime, Handler: f.Handler, Role: f.Role,
 		Description: f.Description, MemoryMB: f.MemorySize, Timeout: f.Timeout,
 		HTTPConcurrency: f.HTTPConcurrency, IdleTimeoutSeconds: f.IdleTimeoutSeconds,
+		Network: f.Network,
 	}
 	if f.Environment != nil {
 		vars := f.Environment.Variables

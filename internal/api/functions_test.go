@@ -189,7 +189,7 @@ func TestNimbusExtensions(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	createPy(t, client(n), "ext", pyZip(t))
 	url := nodetest.Endpoint(n) + "/2015-03-31/functions/ext/configuration"
-	if status, typ, msg := rawCall(t, http.MethodPut, url, `{"NimbusIdleTimeoutSeconds":120,"NimbusHttpConcurrency":4}`); status != 200 {
+	if status, typ, msg := rawCall(t, http.MethodPut, url, `{"NimbusIdleTimeoutSeconds":120,"NimbusHttpConcurrency":4,"NimbusNetwork":"none"}`); status != 200 {
 		t.Fatalf("update: %d %s %s", status, typ, msg)
 	}
 	resp, err := http.Get(url)
@@ -197,15 +197,22 @@ func TestNimbusExtensions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var got struct{ NimbusIdleTimeoutSeconds, NimbusHttpConcurrency int }
+	var got struct {
+		NimbusIdleTimeoutSeconds, NimbusHttpConcurrency int
+		NimbusNetwork                                   string
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 		t.Fatal(err)
 	}
-	if got.NimbusIdleTimeoutSeconds != 120 || got.NimbusHttpConcurrency != 4 {
-		t.Errorf("configuration = %+v, want idle 120 s and HTTP concurrency 4", got)
+	if got.NimbusIdleTimeoutSeconds != 120 || got.NimbusHttpConcurrency != 4 || got.NimbusNetwork != "none" {
+		t.Errorf("configuration = %+v, want idle 120 s, HTTP concurrency 4 and network none", got)
 	}
 	if status, typ, _ := rawCall(t, http.MethodPut, url, `{"NimbusIdleTimeoutSeconds":-5}`); status != 400 || typ != "ValidationException" {
 		t.Errorf("negative idle timeout: %d %s, want 400 ValidationException", status, typ)
+	}
+	status, typ, msg := rawCall(t, http.MethodPut, url, `{"NimbusNetwork":"bridge"}`)
+	if status != 400 || typ != "InvalidParameterValueException" || !strings.Contains(msg, `NimbusNetwork "bridge" is invalid`) {
+		t.Errorf("network bridge: %d %s %q, want 400 InvalidParameterValueException naming NimbusNetwork", status, typ, msg)
 	}
 }
 

@@ -44,6 +44,8 @@ type functionConfiguration struct {
 	// Nimbus's extensions; Lambda clients ignore them.
 	NimbusHttpConcurrency    int `json:"NimbusHttpConcurrency,omitempty"`
 	NimbusIdleTimeoutSeconds int `json:"NimbusIdleTimeoutSeconds,omitempty"`
+	// NimbusNetwork is the function's own network, if it chose one.
+	NimbusNetwork string `json:"NimbusNetwork,omitempty"`
 }
 
 type environment struct {
@@ -118,6 +120,7 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 
 		NimbusHttpConcurrency:    fn.HTTPConcurrency,
 		NimbusIdleTimeoutSeconds: int(fn.IdleTimeout / time.Second),
+		NimbusNetwork:            fn.NimbusNetwork,
 	}
 	if fn.LastUpdateStatus == nimbus.UpdateFailed {
 		c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = fn.StateReason, fn.StateReasonCode

@@ -588,14 +588,7 @@ func TestDeployHTTPConcurrency(t *testing.T) {
 			t.Fatalf("deploy: %v", r.err)
 		}
 	}
-	var sent []int
-	for _, r := range f.requests() {
-		if raw, ok := r.Body["NimbusHttpConcurrency"]; ok {
-			var n int
-			_ = json.Unmarshal(raw, &n)
-			sent = append(sent, n)
-		}
-	}
+	sent := sentField[int](f, "NimbusHttpConcurrency")
 	// Sent with the create and with the configuration update, not with the
 	// code.
 	if want := []int{8, 8}; !slices.Equal(sent, want) {
@@ -610,6 +603,36 @@ func TestDeployHTTPConcurrency(t *testing.T) {
 			t.Errorf("%s %s: body is not JSON: %q", r.Method, r.Path, r.Raw)
 		}
 	}
+}
+
+// TestDeployNetwork: --network reaches the node as NimbusNetwork, with the
+// create and with the configuration update.
+func TestDeployNetwork(t *testing.T) {
+	f := newFake(t)
+	args := []string{"deploy", "fn", "--runtime", "python3.11", "--handler", "app.handler", "--code", writeApp(t), "--network", "none"}
+	for range 2 { // create, then update
+		if r := runCmd(t, f.URL, "", args...); r.err != nil {
+			t.Fatalf("deploy: %v", r.err)
+		}
+	}
+	sent := sentField[string](f, "NimbusNetwork")
+	if want := []string{"none", "none"}; !slices.Equal(sent, want) {
+		t.Errorf("NimbusNetwork sent: got %v, want %v", sent, want)
+	}
+}
+
+// sentField returns the values of field in the request bodies f received,
+// in order.
+func sentField[T any](f *fakeNimbus, field string) []T {
+	var sent []T
+	for _, r := range f.requests() {
+		if raw, ok := r.Body[field]; ok {
+			var v T
+			_ = json.Unmarshal(raw, &v)
+			sent = append(sent, v)
+		}
+	}
+	return sent
 }
 
 func TestDeployFlagErrors(t *testing.T) {
@@ -645,6 +668,7 @@ func TestDeployFlagErrors(t *testing.T) {
 		{append([]string{"hello", "--env", "1X=2"}, ok...), `invalid --env "1X=2": environment variable name "1X" is invalid: it must start with a letter and have at least two letters, digits or underscores`},
 		{append([]string{"hello", "--env", "AB=1", "--env", "AB=2"}, ok...), "invalid --env: AB is given twice"},
 		{append([]string{"hello", "--http-concurrency", "0"}, ok...), "http-concurrency must be 1 to 1000, not 0"},
+		{append([]string{"hello", "--network", "bridge"}, ok...), `network must be egress, none or host, not "bridge"`},
 		{[]string{"hello", "--runtime", "python3.11", "--code", dir}, "handler is required for runtime python3.11 (for example app.handler)"},
 		{[]string{"hello", "--runtime", "python3.11", "--handler", "a.b", "--code", notZip}, "deploy hello: code " + notZip + " is not a zip archive"},
 		{[]string{"hello", "--runtime", "python3.11", "--handler", "a.b", "--code", empty}, "deploy hello: code directory " + empty + " is empty"},

@@ -32,6 +32,7 @@ type deployFlags struct {
 	env             []string
 	httpConcurrency int
 	idleTimeout     string
+	network         string
 	ephemeralMB     int
 	tracing         string
 	logFormat       string
@@ -84,6 +85,7 @@ and checks every entry before deploying any.`,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	fl.StringVar(&f.description, "description", "", "description, at most 256 characters")
 	fl.IntVar(&f.httpConcurrency, "http-concurrency", 0, "requests one instance of an HTTP function takes at once")
+	fl.StringVar(&f.network, "network", "", "network of the function's instances: egress (outside addresses, not the node's host), none or host (default: the node's --function-network)")
 	fl.StringVar(&f.idleTimeout, "idle-timeout", "", "stop this function's instances after this long unused (default: the node's --instance-idle-timeout)")
 	fl.IntVar(&f.ephemeralMB, "ephemeral-storage", 0, "size of an instance's /tmp in MB, 512 to 10240 (default 512)")
 	fl.StringVar(&f.tracing, "tracing", "", "tracing mode: Active or PassThrough (default PassThrough)")
@@ -106,6 +108,7 @@ func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, 
 	s := functionSpec{
 		Name: args[0], Runtime: f.runtime, Handler: f.handler, Code: f.code,
 		Description: f.description, MemoryMB: f.memory, HTTPConcurrency: f.httpConcurrency,
+		Network: f.network,
 	}
 	s.EphemeralMB, s.DeadLetter = f.ephemeralMB, f.deadLetter
 	s.Tracing = canonical(f.tracing, tracingModes)
@@ -348,6 +351,9 @@ func (s *functionSpec) extensions(opts ...func(*lambda.Options)) []func(*lambda.
 	}
 	if s.IdleTimeout > 0 {
 		fields["NimbusIdleTimeoutSeconds"] = s.IdleTimeout
+	}
+	if s.Network != "" {
+		fields["NimbusNetwork"] = s.Network
 	}
 	if len(fields) > 0 {
 		opts = append(opts, withBodyFields(fields))

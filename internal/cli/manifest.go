@@ -33,6 +33,9 @@ type manifestFunction struct {
 	Environment     map[string]string `yaml:"environment"`
 	HTTPConcurrency int               `yaml:"httpConcurrency"`
 	IdleTimeout     manifestIdle      `yaml:"idleTimeout"`
+	// Network is the network of the function's instances: egress, none
+	// or host.
+	Network string `yaml:"network"`
 	// EphemeralStorage is the size of an instance's /tmp in MB.
 	EphemeralStorage int              `yaml:"ephemeralStorage"`
 	Tracing          string           `yaml:"tracing"`
@@ -159,6 +162,7 @@ func (f *manifestFunction) spec(dir string) functionSpec {
 		Environment:     f.Environment,
 		HTTPConcurrency: f.HTTPConcurrency,
 		IdleTimeout:     int(f.IdleTimeout),
+		Network:         f.Network,
 		Triggers:        f.triggerSpecs(),
 		EphemeralMB:     f.EphemeralStorage,
 		Tracing:         canonical(f.Tracing, tracingModes),

@@ -27,6 +27,7 @@ functions:
       PORT: 8080
       DEBUG: true
     httpConcurrency: 4
+    network: none
 `
 
 func TestParseManifest(t *testing.T) {
@@ -38,7 +39,7 @@ func TestParseManifest(t *testing.T) {
 		{Name: "hello", Runtime: "python3.11", Handler: "app.handler", Code: "/proj/hello", MemoryMB: 256,
 			Timeout: 30, Description: "greets", Environment: map[string]string{"GREETING": "hi"}},
 		{Name: "worker", Runtime: "provided.al2023", Code: "/abs/worker.zip", Timeout: 120,
-			Environment: map[string]string{"PORT": "8080", "DEBUG": "true"}, HTTPConcurrency: 4},
+			Environment: map[string]string{"PORT": "8080", "DEBUG": "true"}, HTTPConcurrency: 4, Network: "none"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -81,6 +82,7 @@ func TestParseManifestErrors(t *testing.T) {
 			"line 2: functions[0] (\"hello\"): memory must be 128 to 10240 MB, not 64\n" +
 				"line 2: functions[0] (\"hello\"): environment variable name \"X\" is invalid: it must start with a letter and have at least two letters, digits or underscores\n" +
 				"line 2: functions[0] (\"hello\"): httpConcurrency must be 1 to 1000, not 1001"},
+		{"bad network", base + "    network: bridge\n", `line 2: functions[0] ("hello"): network must be egress, none or host, not "bridge"`},
 		{"second entry", base + "  - name: bye\n    runtime: python3.11\n    code: .\n",
 			`line 6: functions[1] ("bye"): handler is required for runtime python3.11 (for example app.handler)`},
 	}

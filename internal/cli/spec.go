@@ -35,6 +35,9 @@ type functionSpec struct {
 	HTTPConcurrency int
 	// IdleTimeout (seconds) is sent only when set, likewise.
 	IdleTimeout int
+	// Network is the network of the function's instances (egress, none
+	// or host), sent only when set, likewise.
+	Network string
 	// EphemeralMB sizes an instance's /tmp; 0: nimbus.DefaultEphemeralMB.
 	EphemeralMB int
 	// Tracing is Active or PassThrough; "": PassThrough.
@@ -98,6 +101,11 @@ func (s *functionSpec) problems() []error {
 	}
 	if c := s.HTTPConcurrency; c < 0 || c > maxHTTPConcurrency {
 		add("httpConcurrency must be 1 to %d, not %d", maxHTTPConcurrency, c)
+	}
+	switch s.Network {
+	case "", nimbus.NetworkEgress, nimbus.NetworkNone, nimbus.NetworkHost:
+	default:
+		add("network must be egress, none or host, not %q", s.Network)
 	}
 	return append(errs, s.settingProblems()...)
 }

@@ -58,6 +58,9 @@ type Config struct {
 	// ReapInterval is how often idle instances are looked for; 0 disables
 	// the background reaper (tests call Reap).
 	ReapInterval time.Duration
+	// Network is the network of instances of functions that do not choose
+	// one (nimbus.Function.NimbusNetwork); "" is sandbox.NetworkEgress.
+	Network sandbox.Network
 	// Now is the clock; tests inject one.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -86,6 +89,11 @@ func (c *Config) validate() error {
 	if c.InitTimeout <= 0 {
 		c.InitTimeout = 10 * time.Second
 	}
+	n, err := sandbox.ParseNetwork(string(c.Network))
+	if err != nil {
+		return fmt.Errorf("engine: Network: %w", err)
+	}
+	c.Network = n
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -253,8 +261,8 @@ func versionKey(fn *nimbus.Function) string {
 	}
 	sort.Strings(env)
 	sys := newSysLog(fn, "")
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%v\x00%d\x00%s\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler,
-		fn.MemoryMB, fn.Timeout, fn.TmpMB(), sys.json, sys.level, strings.Join(logEnv(fn), "\x00"), strings.Join(env, "\x00"))
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%v\x00%d\x00%s\x00%s\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler,
+		fn.MemoryMB, fn.Timeout, fn.TmpMB(), sys.json, sys.level, strings.Join(logEnv(fn), "\x00"), strings.Join(env, "\x00"), fn.NimbusNetwork)
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 

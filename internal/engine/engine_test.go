@@ -71,6 +71,13 @@ func (b *execBackend) Close(context.Context) error { b.closed.Store(true); retur
 
 func (b *execBackend) Start(_ context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	b.starts.Add(1)
+	if spec.Prepare != nil {
+		env, err := spec.Prepare(sandbox.HostNet{})
+		if err != nil {
+			return nil, err
+		}
+		spec.Env = sandbox.WithEnv(spec.Env, env...)
+	}
 	b.mu.Lock()
 	b.specs = append(b.specs, spec)
 	b.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
 // maxPayload is Lambda's synchronous request and response limit.
@@ -19,6 +20,7 @@ const maxPayload = 6 << 20
 // httpTarget is the port an HTTP function's instance serves on.
 type httpTarget struct {
 	addr   string
+	net    sandbox.Net
 	client *http.Client
 }
 
@@ -32,14 +34,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func newHTTPTarget(port int) *httpTarget {
+// newHTTPTarget reaches port on the loopback of network n.
+func newHTTPTarget(port int, n sandbox.Net) *httpTarget {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	tr := &http.Transport{
+		DialContext:         n.DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &httpTarget{addr: addr, client: &http.Client{Transport: tr}}
+	return &httpTarget{addr: addr, net: n, client: &http.Client{Transport: tr}}
 }
 
 // waitReady polls until the port accepts connections, the instance exits
@@ -47,7 +51,9 @@ func newHTTPTarget(port int) *httpTarget {
 func (t *httpTarget) waitReady(ctx context.Context, exited <-chan struct{}, exitErr func(string) *nimbus.FunctionError) error {
 	delay := 200 * time.Microsecond
 	for {
-		c, err := net.DialTimeout("tcp", t.addr, time.Second)
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := t.net.DialContext(dctx, "tcp", t.addr)
+		cancel()
 		if err == nil {
 			c.Close()
 			return nil

@@ -29,6 +29,9 @@ type instance struct {
 	rapi *runtimeapi.Server // Runtime-API functions
 	http *httpTarget        // HTTP functions
 	out  *output
+	// net is the instance's network, where rapi listens and http dials.
+	net      sandbox.Net
+	kindHTTP bool
 
 	ctx    context.Context // ends when the instance exits (watch)
 	cancel context.CancelFunc
@@ -72,37 +75,21 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
 			sys: sys, took: time.Since(began)}
 	}
-	inst := &instance{id: newID(fn.Name), pool: p, fn: fn}
+	inst := &instance{id: newID(fn.Name), pool: p, fn: fn, kindHTTP: rt.Kind == runtimes.KindHTTP}
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
-	apiAddr := ""
-	extraEnv := logEnv(fn)
-	if rt.Kind == runtimes.KindHTTP {
-		port, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("pick port: %w", err)
-		}
-		inst.http = newHTTPTarget(port)
-		extraEnv = append(extraEnv, "PORT="+strconv.Itoa(port))
-	} else {
-		// Connections wait until the instance's user is known (Admit,
-		// below): only that user may reach this instance's Runtime API.
-		inst.rapi, err = runtimeapi.ListenPending(e.log.With(nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id))
-		if err != nil {
-			return nil, fmt.Errorf("runtime api: %w", err)
-		}
-		apiAddr = inst.rapi.Addr()
-	}
 	inst.out, err = newOutput(e.cfg.Logs, fn.Name, sys, &e.wg)
 	if err != nil {
 		inst.close()
 		return nil, err
 	}
-	env := append(runtimes.Env(fn, rt, apiAddr, seen, e.cfg.Region), extraEnv...)
-	env = lastWins(env)
+	// AWS_LAMBDA_RUNTIME_API (or PORT) comes from prepare, once the
+	// instance's network is known.
+	env := lastWins(append(runtimes.Env(fn, rt, "", seen, e.cfg.Region), logEnv(fn)...))
 	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
 		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir,
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
+		Network: e.network(fn), Prepare: inst.prepare,
 	})
 	inst.out.closeWriter()
 	if err != nil {
@@ -110,7 +97,13 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		return nil, fmt.Errorf("start instance: %w", err)
 	}
 	if inst.rapi != nil {
-		inst.rapi.Admit(inst.sb.UID())
+		// Only the instance's user may use its Runtime API; in a network of
+		// its own, only the instance can reach it at all.
+		uid := inst.sb.UID()
+		if inst.net.Private() {
+			uid = -1
+		}
+		inst.rapi.Admit(uid)
 	}
 	if sandbox.IsolationOf(e.cfg.Sandbox).Freeze {
 		inst.fz = sandbox.FreezerOf(inst.sb)
@@ -130,6 +123,53 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	inst.initDuration = time.Since(began)
 	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration)
 	return inst, nil
+}
+
+// network is the network of fn's instances: its own, or the node's default.
+// The registry validated fn's.
+func (e *Engine) network(fn *nimbus.Function) sandbox.Network {
+	if fn.NimbusNetwork != "" {
+		return sandbox.Network(fn.NimbusNetwork)
+	}
+	return e.cfg.Network
+}
+
+// The Runtime API's address and an HTTP function's port in an instance's
+// own network (sandbox.Net.Private), as on Lambda; on the host's network
+// they are free loopback ports.
+const (
+	privateRuntimeAPI = "127.0.0.1:9001"
+	privateHTTPPort   = 8080
+)
+
+// prepare is the instance's sandbox.Spec.Prepare: it makes the instance's
+// Runtime API server in its network n (or, for an HTTP function, picks
+// its port there) and returns the variables that tell the instance.
+func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
+	inst.closeServers() // made for an earlier helper that failed
+	inst.net = n
+	if inst.kindHTTP {
+		port := privateHTTPPort
+		if !n.Private() {
+			var err error
+			if port, err = freePort(); err != nil {
+				return nil, fmt.Errorf("pick port: %w", err)
+			}
+		}
+		inst.http = newHTTPTarget(port, n)
+		return []string{"PORT=" + strconv.Itoa(port)}, nil
+	}
+	addr := privateRuntimeAPI
+	if !n.Private() {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := n.Listen("tcp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("runtime api: listen: %w", err)
+	}
+	// Connections wait until the instance's user is known (Admit).
+	inst.rapi = runtimeapi.ServePending(ln, inst.pool.e.log.With(nimbus.LogFunction, inst.fn.Name, nimbus.LogInstance, inst.id))
+	return []string{"AWS_LAMBDA_RUNTIME_API=" + inst.rapi.Addr()}, nil
 }
 
 // initFailure is a function whose instance could not start: the error,
@@ -324,14 +364,21 @@ func (inst *instance) stop() {
 	}
 }
 
-// close releases the instance's servers and pipes.
-func (inst *instance) close() {
+// closeServers closes the instance's Runtime API server or HTTP client.
+func (inst *instance) closeServers() {
 	if inst.rapi != nil {
 		_ = inst.rapi.Close()
+		inst.rapi = nil
 	}
 	if inst.http != nil {
 		inst.http.close()
+		inst.http = nil
 	}
+}
+
+// close releases the instance's servers and pipes.
+func (inst *instance) close() {
+	inst.closeServers()
 	if inst.out != nil {
 		inst.out.close()
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
 	"github.com/nimbus-serverless/nimbus/internal/seal"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
@@ -54,9 +55,12 @@ type Config struct {
 	// PrestartedHelpers is how many sandbox helpers are kept started and
 	// waiting, to take their start off cold starts (0: none).
 	PrestartedHelpers int
-	IdleTimeout       time.Duration
-	QueueDepth        int
-	QueueTimeout      time.Duration
+	// FunctionNetwork is the network of instances of functions that do
+	// not choose one: egress (the default), none or host.
+	FunctionNetwork string
+	IdleTimeout     time.Duration
+	QueueDepth      int
+	QueueTimeout    time.Duration
 	// The Async Service: the largest event, how long task records and
 	// dead letters are kept, how many events run at once on this node, and
 	// how long an event batch may go without a heartbeat before another
@@ -123,6 +127,7 @@ func Defaults() Config {
 		UploadMemoryMB:   256,
 
 		PrestartedHelpers: process.DefaultPoolSize,
+		FunctionNetwork:   nimbus.NetworkEgress,
 		IdleTimeout:       10 * time.Minute,
 		QueueDepth:        1000,
 		QueueTimeout:      10 * time.Second,
@@ -158,6 +163,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--prestarted-helpers must be 0 to 64, not %d", c.PrestartedHelpers)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("--instance-idle-timeout must be positive, not %s", c.IdleTimeout)
+	case !validNetwork(c.FunctionNetwork):
+		return fmt.Errorf("--function-network must be egress, none or host, not %q", c.FunctionNetwork)
 	case c.QueueDepth < 0:
 		return fmt.Errorf("--queue-depth must not be negative, not %d", c.QueueDepth)
 	case c.QueueTimeout <= 0:
@@ -298,6 +305,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
+		Network: sandbox.Network(cfg.FunctionNetwork),
 	})
 	if err != nil {
 		return nil, err
@@ -440,6 +448,9 @@ func (n *Node) pruneCode(ctx context.Context, cache *codepkg.Cache) {
 // Addr is the address the API listens on.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
+// Isolation is what the node's sandbox enforces on instances.
+func (n *Node) Isolation() sandbox.Isolation { return n.sandbox.Isolation() }
+
 // Engine is the node's engine (for tests).
 func (n *Node) Engine() *engine.Engine { return n.engine }
 
@@ -526,4 +537,11 @@ func closer[T interface {
 		return nil
 	}
 	return c.Close
+}
+
+// validNetwork reports whether s names a network of instances ("": the
+// default, egress).
+func validNetwork(s string) bool {
+	_, err := sandbox.ParseNetwork(s)
+	return err == nil
 }

@@ -42,6 +42,9 @@ type FunctionInput struct {
 	// DeadLetterTarget is Lambda's DeadLetterConfig.TargetArn: a
 	// destination as EventInvokeConfig takes; "" removes it.
 	DeadLetterTarget *string
+	// Network is the network of the function's instances: egress, none or
+	// host; "" means the node's default.
+	Network *string
 }
 
 // LoggingInput is Lambda's LoggingConfig as a request sets it: nil fields
@@ -246,6 +249,14 @@ func (in FunctionInput) applyRuntimeSettings(fn *nimbus.Function) error {
 			return validationf("ephemeralStorage.size", mb, rangeConstraint(mb, nimbus.MinEphemeralMB, nimbus.MaxEphemeralMB))
 		}
 		fn.EphemeralStorageMB = mb
+	}
+	if in.Network != nil {
+		switch n := *in.Network; n {
+		case "", nimbus.NetworkEgress, nimbus.NetworkNone, nimbus.NetworkHost:
+			fn.NimbusNetwork = n
+		default:
+			return nimbus.Invalidf("NimbusNetwork %q is invalid: it must be egress (outside addresses, not the host), none (no network), host (the host's network), or empty for the node's default", n)
+		}
 	}
 	if in.TracingMode != nil {
 		switch m := *in.TracingMode; m {

@@ -116,6 +116,13 @@ func ListenPending(log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	return ServePending(ln, log), nil
+}
+
+// ServePending is ListenPending on a listener the caller made (in an
+// instance's network namespace: see sandbox.Net); the server owns ln and
+// closes it with Close. Its Addr is ln's address.
+func ServePending(ln net.Listener, log *slog.Logger) *Server {
 	s := &Server{
 		log:        log,
 		addr:       ln.Addr().String(),
@@ -138,10 +145,11 @@ func ListenPending(log *slog.Logger) (*Server, error) {
 		defer close(s.serveDone)
 		_ = s.hs.Serve(admitListener{Listener: ln, s: s}) // http.ErrServerClosed after Close
 	}()
-	return s, nil
+	return s
 }
 
-// Addr is the server's "127.0.0.1:PORT", the instance's AWS_LAMBDA_RUNTIME_API.
+// Addr is the server's "127.0.0.1:PORT", the instance's AWS_LAMBDA_RUNTIME_API
+// (in the instance's network).
 func (s *Server) Addr() string { return s.addr }
 
 // Ready is closed when the runtime first calls /invocation/next: its

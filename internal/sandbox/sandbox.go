@@ -8,7 +8,11 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"slices"
+	"strings"
 )
 
 // ErrOutOfMemory is the exit reason of an instance killed for using more
@@ -49,6 +53,75 @@ type Spec struct {
 	TmpMB int
 	// Stdout and Stderr receive the instance's output.
 	Stdout, Stderr io.Writer
+	// Network is the instance's network ("": NetworkEgress). A backend
+	// without Isolation.NetworkIsolation runs every instance on the host's
+	// network.
+	Network Network
+	// Prepare, if not nil, is called by Start once the instance's network
+	// exists and before its program runs, with that network: the caller
+	// makes its listeners there (the Runtime API) and keeps n to dial the
+	// instance (an HTTP function's port). The "K=V" variables it returns
+	// are added to Env, replacing those of the same name. Start may call it
+	// more than once (each time for a new network; the caller closes what
+	// it made for the previous one). An error fails Start.
+	Prepare func(n Net) (env []string, err error)
+}
+
+// Network is how an instance reaches the network.
+type Network string
+
+// The networks an instance may have.
+const (
+	// NetworkEgress: a network namespace of its own that reaches outside
+	// addresses, but neither the host itself (its loopback, its addresses,
+	// the services listening there) nor other instances.
+	NetworkEgress Network = "egress"
+	// NetworkNone: a network namespace with only its own loopback.
+	NetworkNone Network = "none"
+	// NetworkHost: the host's network, as any host process.
+	NetworkHost Network = "host"
+)
+
+// ParseNetwork checks s, a network's name; "" is NetworkEgress.
+func ParseNetwork(s string) (Network, error) {
+	switch n := Network(s); n {
+	case "":
+		return NetworkEgress, nil
+	case NetworkEgress, NetworkNone, NetworkHost:
+		return n, nil
+	}
+	return "", fmt.Errorf("network %q: want egress, none or host", s)
+}
+
+// Net is an instance's network as the host reaches it (see Spec.Prepare).
+// Its methods are safe for concurrent use; they fail once the instance
+// has exited.
+type Net interface {
+	// Private reports whether the network is the instance's own: its
+	// loopback is not the host's, and only the instance reaches what
+	// Listen makes.
+	Private() bool
+	// Listen listens in the instance's network, as net.Listen.
+	Listen(network, address string) (net.Listener, error)
+	// DialContext connects from the instance's network, as
+	// net.Dialer.DialContext: "127.0.0.1:port" is the instance's loopback
+	// when Private.
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// HostNet is the host's network, the Net of an instance without a network
+// of its own.
+type HostNet struct{}
+
+func (HostNet) Private() bool { return false }
+
+func (HostNet) Listen(network, address string) (net.Listener, error) {
+	return net.Listen(network, address)
+}
+
+func (HostNet) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, address)
 }
 
 // Backend starts instances.
@@ -155,6 +228,12 @@ type Isolation struct {
 	// events or userfaultfd, or set the clock (see the backend for the
 	// list), in every ABI of the architecture.
 	SyscallFilter bool
+	// NetworkIsolation: Spec.Network is enforced. An egress or none
+	// instance has a network namespace of its own (its own loopback, no
+	// abstract unix sockets of the host or of other instances); it reaches
+	// neither the host's loopback nor its addresses nor other instances.
+	// Without it every instance is on the host's network.
+	NetworkIsolation bool
 }
 
 // Isolator is implemented by a Backend that says what it enforces.
@@ -190,4 +269,18 @@ func PathsOf(b Backend, spec Spec) Paths {
 		p.RuntimeDir = RuntimeRoot
 	}
 	return p
+}
+
+// WithEnv returns env ("K=V" each) with each of vars set, replacing any
+// value env had for the same name: what a backend does with the variables
+// Spec.Prepare returns.
+func WithEnv(env []string, vars ...string) []string {
+	out := make([]string, 0, len(env)+len(vars))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(vars, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, vars...)
 }

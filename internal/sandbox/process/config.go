@@ -66,6 +66,7 @@ package process
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 )
 
@@ -91,6 +92,13 @@ const (
 	// maxPoolSize bounds Config.PoolSize.
 	maxPoolSize = 64
 )
+
+// DefaultNetworkRange is where instances' addresses are taken from when
+// Config.NetworkRange is not set: the shared address space of RFC 6598,
+// which the internet does not route and few private networks use. Each
+// backend on a host takes a block of it: with the default MaxInstances, a
+// /18 (100.64.0.0/18 for the first, 100.64.64.0/18 for the second...).
+var DefaultNetworkRange = netip.MustParsePrefix("100.64.0.0/10")
 
 // Config configures a Backend.
 type Config struct {
@@ -123,6 +131,14 @@ type Config struct {
 	// are given an instance, and hold about 3 MB of memory each;
 	// Backend.Close kills them.
 	PoolSize int
+	// NetworkRange is where instances' addresses come from (see
+	// net_linux.go): each backend on a host takes a block of it big enough
+	// for a /31 per instance. The zero value means DefaultNetworkRange.
+	NetworkRange netip.Prefix
+	// Nameservers, if set, are the DNS servers egress instances use;
+	// otherwise the host's, where instances can reach them (not on the
+	// host itself).
+	Nameservers []netip.Addr
 	// Logger receives warnings; nil discards them.
 	Logger *slog.Logger
 }
@@ -169,6 +185,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("process: Config.UID %d is out of range", cfg.UID)
 	case cfg.GID < 0 || cfg.GID > maxID-cfg.MaxInstances:
 		return cfg, fmt.Errorf("process: Config.GID %d is out of range", cfg.GID)
+	}
+	if !cfg.NetworkRange.IsValid() {
+		cfg.NetworkRange = DefaultNetworkRange
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -53,14 +53,14 @@ func TestConformance(t *testing.T) {
 // skips only what a mode does not enforce.
 func TestIsolation(t *testing.T) {
 	b := newBackend(t, Config{})
-	all := b.root && b.flags == syscall.CLONE_NEWPID|syscall.CLONE_NEWNS|syscall.CLONE_NEWIPC|syscall.CLONE_NEWUTS &&
+	all := b.root && b.flags == syscall.CLONE_NEWPID|syscall.CLONE_NEWNS|syscall.CLONE_NEWIPC|syscall.CLONE_NEWUTS|syscall.CLONE_NEWNET &&
 		b.cg != nil && b.cg.has(ctlMemory) && b.cg.has(ctlPids) && b.mountPoints
 	if !all {
 		t.Skipf("this host does not allow every feature: %s", b.Describe())
 	}
 	full := sandbox.Isolation{FixedPaths: true, ReadOnlyCode: true, PrivateTmp: true, HiddenPaths: true,
 		MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true, NoPrivileges: true, SyscallFilter: true,
-		MinimalRoot: true, Freeze: b.cg.freeze}
+		MinimalRoot: true, Freeze: b.cg.freeze, NetworkIsolation: true}
 	hostRoot := full
 	hostRoot.MinimalRoot = false
 	limitsOnly := sandbox.Isolation{MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true,

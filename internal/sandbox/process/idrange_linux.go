@@ -18,10 +18,7 @@ const idRanges = 256
 // after it, and moves cfg.UID and cfg.GID to the range it got. The lock
 // lasts while the returned file is open.
 func claimIDs(cfg *Config) (*os.File, error) {
-	dir := "/run/nimbus"
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		dir = os.TempDir()
-	}
+	dir := lockDir()
 	for k := range idRanges {
 		shift := k * cfg.MaxInstances
 		uid, gid := cfg.UID+shift, cfg.GID+shift
@@ -29,16 +26,55 @@ func claimIDs(cfg *Config) (*os.File, error) {
 			break
 		}
 		path := filepath.Join(dir, fmt.Sprintf("uids-%d-%d.lock", uid, cfg.MaxInstances))
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := tryLock(path)
 		if err != nil {
 			return nil, fmt.Errorf("claim instance ids: %w", err)
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
+		if f == nil {
 			continue // another backend has it
 		}
 		cfg.UID, cfg.GID = uid, gid
 		return f, nil
 	}
 	return nil, fmt.Errorf("claim instance ids: the %d ranges of %d ids from uid %d are all in use", idRanges, cfg.MaxInstances, cfg.UID)
+}
+
+// lockDir is where backends keep the lock files of their claims.
+func lockDir() string {
+	dir := "/run/nimbus"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		dir = os.TempDir()
+	}
+	return dir
+}
+
+// tryLock takes an exclusive lock on the file at path, made if need be, and
+// returns it open, or nil if another process holds it.
+func tryLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
+}
+
+// claimLock claims the first of n numbered resources named what (a lock
+// file <what>-<k>.lock each) that no other backend holds, and returns the
+// lock, held while the file is open, and k.
+func claimLock(what string, n int) (*os.File, int, error) {
+	dir := lockDir()
+	for k := range n {
+		f, err := tryLock(filepath.Join(dir, fmt.Sprintf("%s-%d.lock", what, k)))
+		if err != nil {
+			return nil, 0, fmt.Errorf("claim %s: %w", what, err)
+		}
+		if f != nil {
+			return f, k, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("claim %s: all %d are in use", what, n)
 }

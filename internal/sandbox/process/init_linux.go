@@ -43,8 +43,9 @@ const (
 	ackByte   = '.' // has its initConfig; nothing is set up for it yet
 )
 
-// maxFDs is the most files an initConfig comes with (stdout and stderr).
-const maxFDs = 2
+// maxFDs is the most files an initConfig comes with (stdout, stderr and
+// a network namespace).
+const maxFDs = 3
 
 // maxMsg bounds a message on the control socket (the kernel allows an exec
 // a few MB of arguments and environment).
@@ -102,6 +103,9 @@ type initConfig struct {
 	GID  int  `json:"gid"`
 	// Seccomp: install the system call filter last, just before the exec.
 	Seccomp bool `json:"seccomp,omitempty"`
+	// NetNS is the index, among the files that came with the config, of a
+	// network namespace to join (sandbox.NetworkHost); -1 for none.
+	NetNS int `json:"netns"`
 	// Probe: set everything up, then exit 0 instead of exec.
 	Probe bool `json:"probe,omitempty"`
 }
@@ -202,6 +206,9 @@ func runInit() error {
 		return op("acknowledge config", err)
 	}
 	if err := setStdio(cfg.Stdio, fds); err != nil {
+		return err
+	}
+	if err := joinNetNS(cfg.NetNS, fds); err != nil {
 		return err
 	}
 	// Nothing but the function's stdio may survive the exec; a successful

@@ -91,11 +91,21 @@ func (i *instance) start(ctx context.Context) (err error) {
 		return err
 	}
 	i.cg = i.h.cg
-	if err := i.h.run(ctx, ic, files); err != nil {
+	if err := i.run(ctx, ic, files); err != nil {
 		return err
 	}
 	go i.reap()
 	return nil
+}
+
+// run readies the network of the instance's helper and has it set up and
+// exec the function (see helper.run).
+func (i *instance) run(ctx context.Context, ic *initConfig, files []*os.File) error {
+	ic, files, err := i.prepareNet(ic, files)
+	if err != nil {
+		return err
+	}
+	return i.h.run(ctx, ic, files)
 }
 
 // startPooled gives the instance h, taken from the pool, with its cgroup
@@ -108,7 +118,7 @@ func (i *instance) startPooled(ctx context.Context, h *helper, lim limits, ic *i
 			return fmt.Errorf("set cgroup limits: %w", err)
 		}
 	}
-	if err := h.run(ctx, ic, files); err != nil {
+	if err := i.run(ctx, ic, files); err != nil {
 		return err
 	}
 	go i.reap()
@@ -312,8 +322,12 @@ func (i *instance) reason(waitErr error) error {
 	return ee
 }
 
-// cleanup removes the cgroup and the tmp dir and frees the slot.
+// cleanup removes the cgroup, the network and the tmp dir and frees the
+// slot.
 func (i *instance) cleanup() {
+	if i.h != nil && i.h.link != nil {
+		i.h.link.release()
+	}
 	if i.cg != nil {
 		i.mu.Lock() // peak reads through a shared file handle
 		i.peak, i.cgGone = i.cg.peak(), true

@@ -134,6 +134,9 @@ func (b *Backend) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("sandbox close: a helper was still starting: %w", ctx.Err()))
 	}
+	if b.net != nil {
+		errs = append(errs, b.net.close())
+	}
 	b.releaseIDs()
 	return errors.Join(errs...)
 }

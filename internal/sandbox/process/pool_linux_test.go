@@ -400,3 +400,50 @@ func BenchmarkStart(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStartNetwork times Start of a pooled helper in each network, the
+// Runtime API's listener made by Prepare as the engine makes it, host being
+// the baseline. The networks take turns in each iteration, so that a
+// change of the machine's load hits them alike; each reports its median
+// (ms, p50-<network>).
+func BenchmarkStartNetwork(b *testing.B) {
+	be := newAdjusted(b, Config{PoolSize: 1}, nil)
+	if !be.netOn() {
+		b.Skipf("no network isolation: %s", be.Describe())
+	}
+	code := sandboxtest.HostDir(b)
+	networks := []sandbox.Network{sandbox.NetworkHost, sandbox.NetworkEgress, sandbox.NetworkNone}
+	lat := map[sandbox.Network][]time.Duration{}
+	k := 0
+	for range b.N {
+		for _, n := range networks {
+			b.StopTimer()
+			settle(b, be)
+			time.Sleep(20 * time.Millisecond) // let the refill's cgroup move pass
+			k++
+			spec := sandbox.Spec{ID: fmt.Sprintf("bench%d", k), Path: "/bin/true", CodeDir: code, Network: n,
+				Prepare: func(in sandbox.Net) ([]string, error) {
+					ln, err := in.Listen("tcp4", "127.0.0.1:0")
+					if err != nil {
+						return nil, err
+					}
+					b.Cleanup(func() { ln.Close() })
+					return []string{"AWS_LAMBDA_RUNTIME_API=" + ln.Addr().String()}, nil
+				}}
+			b.StartTimer()
+			began := time.Now()
+			inst, err := be.Start(b.Context(), spec)
+			lat[n] = append(lat[n], time.Since(began))
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-inst.Done()
+		}
+	}
+	for _, n := range networks {
+		d := lat[n]
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "p50-"+string(n)+"-ms")
+	}
+}

@@ -38,6 +38,7 @@ var namespaces = []struct {
 	{syscall.CLONE_NEWNS, "mount"},
 	{syscall.CLONE_NEWIPC, "ipc"},
 	{syscall.CLONE_NEWUTS, "uts"},
+	{syscall.CLONE_NEWNET, "network"},
 }
 
 // Backend starts instances as processes. It is safe for concurrent use.
@@ -62,6 +63,8 @@ type Backend struct {
 	// rootfs: instances get a root of their own (rootfs_linux.go); it
 	// needs a mount namespace.
 	rootfs bool
+	// net is the network isolation; nil without (see netOn).
+	net *network
 	// missing lists the isolation features the host denies.
 	missing []string
 
@@ -170,6 +173,7 @@ func (b *Backend) probe() error {
 		}
 		b.flags |= ns.flag
 	}
+	b.probeNetwork()
 	if b.mountNS() {
 		if err := makeMountPoints(sandbox.TaskRoot, sandbox.RuntimeRoot); err != nil {
 			b.missing = append(b.missing, "code at "+sandbox.TaskRoot+" ("+err.Error()+")")
@@ -183,6 +187,10 @@ func (b *Backend) probe() error {
 		b.missing = append(b.missing, "seccomp filter ("+err.Error()+")")
 	}
 	err := b.probeRun()
+	if errors.Is(err, errNetwork) {
+		b.dropNetwork(err)
+		err = b.probeRun()
+	}
 	for _, f := range []struct {
 		on   *bool
 		name string
@@ -196,6 +204,7 @@ func (b *Backend) probe() error {
 	if err != nil && b.flags != 0 {
 		b.missing = append(b.missing, "namespaces (init helper: "+err.Error()+")")
 		b.flags, b.rootfs = 0, false
+		b.dropNetwork(nil)
 		err = b.probeRun()
 	}
 	if err != nil {
@@ -274,7 +283,10 @@ func (b *Backend) probeRun() error {
 				b.disableCgroups(err)
 			}
 		}
-		err = h.run(ctx, b.probeConfig(), nil)
+		err = b.probeLink(h)
+		if err == nil {
+			err = h.run(ctx, b.probeConfig(), nil)
+		}
 		if err != nil {
 			h.kill()
 		}
@@ -336,6 +348,11 @@ func (b *Backend) Describe() string {
 	default:
 		parts = append(parts, "/tmp under Root without size limit, no hidden paths")
 	}
+	if b.netOn() {
+		parts = append(parts, b.net.describe())
+	} else {
+		parts = append(parts, "every instance on the host's network")
+	}
 	if b.fixedPaths() {
 		parts = append(parts, "code at "+sandbox.TaskRoot+", runtime at "+sandbox.RuntimeRoot)
 	} else {
@@ -386,7 +403,8 @@ func (b *Backend) Isolation() sandbox.Isolation {
 		NoPrivileges:  true,
 		SyscallFilter: b.seccomp,
 		// A cgroup, a uid or a pid namespace finds every process.
-		KillAll: b.cg != nil || b.root || b.flags&syscall.CLONE_NEWPID != 0,
+		KillAll:          b.cg != nil || b.root || b.flags&syscall.CLONE_NEWPID != 0,
+		NetworkIsolation: b.netOn(),
 	}
 }
 
@@ -438,6 +456,9 @@ func checkSpec(spec *sandbox.Spec) error {
 		if spec.RuntimeDir, err = checkDir(spec.ID, "runtime", spec.RuntimeDir); err != nil {
 			return err
 		}
+	}
+	if spec.Network, err = sandbox.ParseNetwork(string(spec.Network)); err != nil {
+		return nimbus.Invalidf("instance %s: %v", spec.ID, err)
 	}
 	if spec.MemoryMB < 0 || spec.PidsMax < 0 || spec.TmpMB < 0 {
 		return nimbus.Invalidf("instance %s: negative limit", spec.ID)
@@ -522,6 +543,7 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 		Mount: b.mountNS(),
 		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
 		Seccomp: b.seccomp,
+		NetNS: -1,
 	}
 	if ic.Mount {
 		ic.Hide, ic.Binds = b.mounts(spec)
@@ -552,6 +574,9 @@ func (b *Backend) mounts(spec sandbox.Spec) (hide []string, binds []bind) {
 			hide = append(hide, d.Source)
 		}
 	}
+	if r := b.resolvFor(spec.Network); r != "" {
+		binds = append(binds, bind{r, "/etc/resolv.conf"})
+	}
 	return hide, binds
 }
 
@@ -564,6 +589,9 @@ type helper struct {
 	cmd *exec.Cmd
 	ctl *net.UnixConn // this end of the control socket (see ctlFD)
 	cg  *cgroup       // the cgroup it was placed in; nil without cgroups
+	// link is its network namespace's veth pair; nil without network
+	// isolation.
+	link *nsLink
 	// pooled: it came from the pool of pre-started helpers.
 	pooled bool
 }
@@ -634,6 +662,11 @@ func (b *Backend) newHelper(name string, lim limits) (*helper, error) {
 	if g != nil {
 		if err := g.add(h.cmd.Process.Pid); err != nil {
 			return nil, errors.Join(fmt.Errorf("join cgroup: %w", err), h.destroy())
+		}
+	}
+	if b.netOn() {
+		if h.link, err = b.net.attach(h.cmd.Process.Pid); err != nil {
+			return nil, errors.Join(fmt.Errorf("network: %w", err), h.destroy())
 		}
 	}
 	return h, nil
@@ -758,6 +791,9 @@ func (h *helper) destroy() error {
 	h.kill()
 	_ = h.cmd.Wait()
 	_ = h.ctl.Close()
+	if h.link != nil {
+		h.link.release()
+	}
 	if h.cg != nil {
 		return h.cg.remove()
 	}

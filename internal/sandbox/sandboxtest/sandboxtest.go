@@ -71,6 +71,10 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"MinimalRoot", testMinimalRoot},
 		{"Neighbour", testNeighbour},
 		{"Freeze", testFreeze},
+		{"NetworkHostLoopback", testNetworkHostLoopback},
+		{"NetworkHostAddresses", testNetworkHostAddresses},
+		{"NetworkPrepare", testNetworkPrepare},
+		{"NetworkNeighbours", testNetworkNeighbours},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newBackend) })
