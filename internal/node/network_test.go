@@ -59,14 +59,20 @@ type outside struct{ addr string }
 
 // startOutside makes network namespace nimbus-test-<pid> joined to the
 // host by a veth pair on a /30 of 198.18.0.0/15 (the benchmarking range)
-// and runs a TCP server there; everything goes when the test ends.
-func startOutside(t *testing.T) outside {
+// and runs a TCP server there; everything goes when the test ends. With
+// linkLocal the /30 is one of 169.254.0.0/16 instead, the range of clouds'
+// metadata services (namespace nimbus-test-<pid>-ll).
+func startOutside(t *testing.T, linkLocal bool) outside {
 	t.Helper()
 	ipTool := testenv.Tool(t, "ip")
 	pid := os.Getpid()
 	ns, host, peer := fmt.Sprintf("nimbus-test-%d", pid), fmt.Sprintf("ntst%da", pid%100000), fmt.Sprintf("ntst%db", pid%100000)
 	k := pid % 16384 * 4
 	base := fmt.Sprintf("198.%d.%d.", 18+k>>16, k>>8&255)
+	if linkLocal {
+		ns, host, peer = ns+"-ll", fmt.Sprintf("ntst%dc", pid%100000), fmt.Sprintf("ntst%dd", pid%100000)
+		base = fmt.Sprintf("169.254.%d.", 1+k>>8%250)
+	}
 	hostIP, peerIP := base+fmt.Sprint(k&255+1), base+fmt.Sprint(k&255+2)
 	run := func(args ...string) {
 		t.Helper()
@@ -141,7 +147,7 @@ func TestNetworkIsolation(t *testing.T) {
 	if !n.Isolation().NetworkIsolation {
 		t.Skip("the node's sandbox has no network isolation on this host (needs root and network namespaces)")
 	}
-	out := startOutside(t)
+	out, meta := startOutside(t, false), startOutside(t, true)
 	c := lambdaClient(n)
 	abstract := fmt.Sprintf("nimbus-test-%d", os.Getpid())
 	createProbe(t, n, c, "neighbour", nimbus.NetworkHost)
@@ -152,11 +158,12 @@ func TestNetworkIsolation(t *testing.T) {
 		"neighbour Runtime API": nb.API,
 		"neighbour abstract":    "@" + abstract,
 		"outside":               out.addr,
+		"link-local (metadata)": meta.addr,
 	}
 	open := map[string][]string{ // the doors open in each network
 		nimbus.NetworkEgress: {"outside"},
 		nimbus.NetworkNone:   nil,
-		nimbus.NetworkHost:   {"host loopback", "Nimbus API", "neighbour Runtime API", "neighbour abstract", "outside"},
+		nimbus.NetworkHost:   {"host loopback", "Nimbus API", "neighbour Runtime API", "neighbour abstract", "outside", "link-local (metadata)"},
 	}
 	var addrs []string
 	for _, a := range doors {

@@ -250,6 +250,9 @@ func (nw *network) install(guard bool) error {
 	fwd := chain("forward", nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
 	rule(fwd, ifname(expr.MetaKeyOIFNAME, nw.prefix, expr.CmpOpEq), established(), accept)
 	rule(fwd, ifname(expr.MetaKeyOIFNAME, nw.prefix, expr.CmpOpEq), drop)
+	// Out of an instance: anywhere but the link-local range, where
+	// clouds serve their metadata and credentials (169.254.169.254).
+	rule(fwd, ifname(expr.MetaKeyIIFNAME, nw.prefix, expr.CmpOpEq), linkLocalDest(), drop)
 	rule(fwd, ifname(expr.MetaKeyIIFNAME, nw.prefix, expr.CmpOpEq), accept)
 	if guard {
 		rule(fwd, ifname(expr.MetaKeyIIFNAME, linkPrefix, expr.CmpOpNeq), ifname(expr.MetaKeyOIFNAME, linkPrefix, expr.CmpOpNeq), drop)
@@ -280,6 +283,18 @@ func ifname(key expr.MetaKey, prefix string, op expr.CmpOp) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: key, Register: 1},
 		&expr.Cmp{Op: op, Register: 1, Data: []byte(prefix)},
+	}
+}
+
+// linkLocalDest matches IPv4 packets to 169.254.0.0/16: `ip daddr
+// 169.254.0.0/16` in an inet table.
+func linkLocalDest() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 255, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{169, 254, 0, 0}},
 	}
 }
 
