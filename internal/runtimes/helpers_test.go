@@ -127,7 +127,7 @@ type instance struct {
 
 // start runs an instance of rt for the code in codeDir in the test sandbox,
 // exactly as the engine would: Install, Dir, PathsOf, Command, Env, Start,
-// Admit.
+// Admit (on the host's network, where the Runtime API listens).
 func start(t *testing.T, rt Runtime, codeDir, handler string, userEnv map[string]string) *instance {
 	t.Helper()
 	bootDir := filepath.Join(sandboxtest.HostDir(t), "runtimes")
@@ -139,6 +139,9 @@ func start(t *testing.T, rt Runtime, codeDir, handler string, userEnv map[string
 	spec := sandbox.Spec{
 		ID: fmt.Sprintf("rt%d", lastID.Add(1)), CodeDir: codeDir, RuntimeDir: Dir(rt, bootDir),
 		MemoryMB: 1024, Stdout: &in.out, Stderr: &in.out,
+		// The Runtime API below is on the host's loopback: these tests
+		// are about the bootstraps, network isolation is the sandbox's.
+		Network: sandbox.NetworkHost,
 	}
 	in.in, in.runtimeHost = sandbox.PathsOf(b, spec), spec.RuntimeDir
 	var err error
