@@ -105,7 +105,10 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 			t.Logf("server log:\n%s", logs)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	// A start on a loaded machine (the whole suite under -race, the
+	// previous node's leftover links and cgroups to clean) can take many
+	// seconds; a quiet one takes well under one.
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
