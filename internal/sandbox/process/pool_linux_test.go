@@ -366,8 +366,10 @@ func TestStartLeaksNoDescriptor(t *testing.T) {
 		}
 		settle(t, b)
 	}
-	if after := openFDs(t); after != before {
-		t.Errorf("%d open descriptors after 4 starts, want %d as before", after, before)
+	// Fewer is no leak: descriptors of earlier tests' goroutines may
+	// close meanwhile.
+	if after := openFDs(t); after > before {
+		t.Errorf("%d open descriptors after 4 starts, want at most %d as before", after, before)
 	}
 }
 
