@@ -334,7 +334,10 @@ func probeV1(dir string, fileValues ...string) error {
 // ("nimbus.<pid>.<id>" where no process <pid> exists), killing what is left
 // in them, and returns how many it removed.
 func (cg *cgroups) sweep() int {
-	removed := 0
+	// A cgroup of cgroup v1 is a directory in each controller's
+	// hierarchy: gather them by name, so that killing its processes can
+	// thaw them in the freezer's (a frozen process dies only once thawed).
+	stale := map[string]map[string]string{} // name -> controller -> dir
 	for k, parent := range cg.parents {
 		ents, err := os.ReadDir(parent)
 		if err != nil {
@@ -347,12 +350,19 @@ func (cg *cgroups) sweep() int {
 			if !ok || !ok2 || err != nil || !e.IsDir() || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
 				continue
 			}
-			g := &cgroup{cg: cg, dirs: map[string]string{k: filepath.Join(parent, e.Name())}}
-			g.frozen.Store(true) // it may be: killAll thaws it
-			g.killAll()
-			if g.remove() == nil {
-				removed++
+			if stale[e.Name()] == nil {
+				stale[e.Name()] = map[string]string{}
 			}
+			stale[e.Name()][k] = filepath.Join(parent, e.Name())
+		}
+	}
+	removed := 0
+	for _, dirs := range stale {
+		g := &cgroup{cg: cg, dirs: dirs}
+		g.frozen.Store(true) // it may be: killAll thaws it
+		g.killAll()
+		if g.remove() == nil {
+			removed++
 		}
 	}
 	return removed

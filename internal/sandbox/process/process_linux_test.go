@@ -726,8 +726,31 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer live.remove()
-	if n := b.cg.sweep(); n != len(g.dirs) {
-		t.Errorf("sweep() = %d, want %d", n, len(g.dirs))
+	// A process left in it, frozen as an idle instance is: killing it
+	// needs the thaw of the freezer's hierarchy (cgroup v1), whichever
+	// controller the sweep meets first.
+	sleeper := exec.Command("sleep", "1000")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- sleeper.Wait() }()
+	if err := g.add(sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if b.cg.freeze {
+		if err := g.setFrozen(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.cg.sweep(); n != 1 {
+		t.Errorf("sweep() = %d, want 1", n)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = sleeper.Process.Kill()
+		t.Fatal("the stale cgroup's (frozen) process is still alive after the sweep")
 	}
 	for _, dir := range g.dirs {
 		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
