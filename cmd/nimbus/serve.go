@@ -44,6 +44,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.PrestartedHelpers, "prestarted-helpers", cfg.PrestartedHelpers, "sandbox helpers kept started to speed up cold starts (0: none)")
 	f.StringVar(&cfg.FunctionNetwork, "function-network", cfg.FunctionNetwork, "network of instances of functions that choose none: egress (outside addresses, not this host), none or host (this host's network, loopback included)")
 	f.DurationVar(&cfg.IdleTimeout, "instance-idle-timeout", cfg.IdleTimeout, "stop an instance unused for this long")
+	f.DurationVar(&cfg.FreezeAfter, "freeze-after", cfg.FreezeAfter, "how long an idle instance runs before it is frozen, so that what it left running burns no CPU (0: at once, as Lambda; each thaw costs about a millisecond on cgroup v1)")
 	f.IntVar(&cfg.QueueDepth, "queue-depth", cfg.QueueDepth, "most requests waiting for an instance, per function")
 	f.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "how long a request may wait for an instance before a 429")
 	f.IntVar(&cfg.AsyncMaxPayload, "async-max-payload", cfg.AsyncMaxPayload, "largest asynchronous event in bytes")

@@ -272,6 +272,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--log-format", "xml"}, "--log-format must be text or json"},
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--max-instances", "0"}, "--max-instances"},
+		{[]string{"serve", "--freeze-after", "-1s"}, "--freeze-after must be 0 or more"},
 		{[]string{"serve", "--prestarted-helpers", "-1"}, "--prestarted-helpers"},
 		{[]string{"serve", "--memory-overcommit", "0"}, "--memory-overcommit must be a number above 0"},
 		{[]string{"serve", "--memory-overcommit", "NaN"}, "--memory-overcommit must be a number above 0"},

@@ -58,6 +58,12 @@ type Config struct {
 	// ReapInterval is how often idle instances are looked for; 0 disables
 	// the background reaper (tests call Reap).
 	ReapInterval time.Duration
+	// FreezeAfter is how long an idle instance (its runtime back in
+	// /invocation/next) runs before it is frozen (freeze.go); 0 freezes
+	// it at once, as Lambda does. A thaw costs about a millisecond on
+	// cgroup v1 (docs/BENCHMARKS.md), so requests that follow each other
+	// closer than this do not pay it.
+	FreezeAfter time.Duration
 	// Network is the network of instances of functions that do not choose
 	// one (nimbus.Function.NimbusNetwork); "" is sandbox.NetworkEgress.
 	Network sandbox.Network

@@ -29,12 +29,20 @@ func (p *pool) idleLocked(inst *instance) {
 }
 
 // freezeIdle freezes inst if it is still in the idle period gen once its
-// runtime polls for the next invocation.
+// runtime polls for the next invocation and Config.FreezeAfter has passed.
 func (p *pool) freezeIdle(inst *instance, gen uint64) {
 	if inst.rapi != nil {
 		t := time.NewTimer(freezeGrace)
 		select {
 		case <-inst.rapi.Polling():
+		case <-t.C:
+		case <-inst.ctx.Done():
+		}
+		t.Stop()
+	}
+	if d := p.e.cfg.FreezeAfter; d > 0 {
+		t := time.NewTimer(d)
+		select {
 		case <-t.C:
 		case <-inst.ctx.Done():
 		}

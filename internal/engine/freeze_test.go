@@ -76,3 +76,21 @@ func TestFreezeIdle(t *testing.T) {
 	// Close kills the frozen instance; the harness checks that nothing is
 	// left running.
 }
+
+// TestFreezeAfter: an idle instance is not frozen before FreezeAfter has
+// passed, so requests that follow each other closely pay no thaw.
+func TestFreezeAfter(t *testing.T) {
+	started := make(chan *stopInstance, 4)
+	h := newHarness(t, func(c *Config) {
+		c.Sandbox = stopBackend{execBackend: c.Sandbox.(*execBackend), started: started}
+		c.FreezeAfter = time.Hour
+	})
+	h.ok(t, h.fn, `{"echo":1}`)
+	states := (<-started).states
+	h.ok(t, h.fn, `{"echo":2}`)
+	select {
+	case got := <-states:
+		t.Fatalf("the instance was frozen (%v) within FreezeAfter", got)
+	case <-time.After(2 * time.Second):
+	}
+}

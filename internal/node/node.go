@@ -59,8 +59,11 @@ type Config struct {
 	// not choose one: egress (the default), none or host.
 	FunctionNetwork string
 	IdleTimeout     time.Duration
-	QueueDepth      int
-	QueueTimeout    time.Duration
+	// FreezeAfter is how long an idle instance runs before it is frozen
+	// (0: at once).
+	FreezeAfter  time.Duration
+	QueueDepth   int
+	QueueTimeout time.Duration
 	// The Async Service: the largest event, how long task records and
 	// dead letters are kept, how many events run at once on this node, and
 	// how long an event batch may go without a heartbeat before another
@@ -129,6 +132,7 @@ func Defaults() Config {
 		PrestartedHelpers: process.DefaultPoolSize,
 		FunctionNetwork:   nimbus.NetworkEgress,
 		IdleTimeout:       10 * time.Minute,
+		FreezeAfter:       100 * time.Millisecond,
 		QueueDepth:        1000,
 		QueueTimeout:      10 * time.Second,
 		AsyncMaxPayload:   async.DefaultMaxPayload,
@@ -163,6 +167,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--prestarted-helpers must be 0 to 64, not %d", c.PrestartedHelpers)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("--instance-idle-timeout must be positive, not %s", c.IdleTimeout)
+	case c.FreezeAfter < 0 || c.FreezeAfter >= c.IdleTimeout:
+		return fmt.Errorf("--freeze-after must be 0 or more and below --instance-idle-timeout, not %s", c.FreezeAfter)
 	case !validNetwork(c.FunctionNetwork):
 		return fmt.Errorf("--function-network must be egress, none or host, not %q", c.FunctionNetwork)
 	case c.QueueDepth < 0:
@@ -303,7 +309,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
-		IdleTimeout: cfg.IdleTimeout, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
+		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
 		Network: sandbox.Network(cfg.FunctionNetwork),
 	})
