@@ -45,6 +45,11 @@ func TestServeAuthDefault(t *testing.T) {
 	if out, stderr, err := runCLI(t, s, local, "ls"); err != nil {
 		t.Fatalf("nimbus ls with the local credentials file: %v\n%s%s", err, out, stderr)
 	}
+	// The AWS CLI's way (the README's export) works for the nimbus CLI too.
+	awsEnv := []string{"NIMBUS_DATA_DIR=" + t.TempDir(), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "credentials"), "AWS_PROFILE=nimbus"}
+	if out, stderr, err := runCLI(t, s, awsEnv, "ls"); err != nil {
+		t.Fatalf("nimbus ls with AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE: %v\n%s%s", err, out, stderr)
+	}
 	// Without the file, the CLI's request is unsigned and refused, and it
 	// says where it looked.
 	_, stderr, err := runCLI(t, s, []string{"NIMBUS_DATA_DIR=" + t.TempDir()}, "ls")

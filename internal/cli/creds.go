@@ -118,8 +118,18 @@ func sharedProfile(ctx context.Context, profile string, files []string) (aws.Cre
 		}
 	}
 	sc, err := config.LoadSharedConfigProfile(ctx, profile, func(o *config.LoadSharedConfigOptions) {
-		if files != nil {
+		switch {
+		case files != nil:
 			o.CredentialsFiles, o.ConfigFiles = files, []string{}
+		default:
+			// The SDK's loader reads these variables only through
+			// LoadDefaultConfig: honour them as the AWS CLI does.
+			if f := os.Getenv("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
+				o.CredentialsFiles = []string{f}
+			}
+			if f := os.Getenv("AWS_CONFIG_FILE"); f != "" {
+				o.ConfigFiles = []string{f}
+			}
 		}
 	})
 	if err != nil {
