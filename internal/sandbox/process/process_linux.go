@@ -543,7 +543,7 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 		Mount: b.mountNS(),
 		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
 		Seccomp: b.seccomp,
-		NetNS: -1,
+		NetNS:   -1,
 	}
 	if ic.Mount {
 		ic.Hide, ic.Binds = b.mounts(spec)
