@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
@@ -114,16 +115,7 @@ func loopbackServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	sandboxtest.Greet(t, ln)
 	return ln.Addr().String()
 }
 

@@ -94,14 +94,9 @@ func connect(t *testing.T, b sandbox.Backend, n sandbox.Network, prepare func(sa
 	return got
 }
 
-// hostListener listens on address and answers every connection "hello"
-// until the test ends.
-func hostListener(t *testing.T, address string) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp4", address)
-	if err != nil {
-		t.Fatal(err)
-	}
+// Greet answers every connection to ln "hello" until the test ends, and
+// then closes ln.
+func Greet(t testing.TB, ln net.Listener) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -113,6 +108,17 @@ func hostListener(t *testing.T, address string) net.Listener {
 			c.Close()
 		}
 	}()
+}
+
+// hostListener listens on address and answers every connection "hello"
+// until the test ends.
+func hostListener(t *testing.T, address string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Greet(t, ln)
 	return ln
 }
 
@@ -193,17 +199,7 @@ func testNetworkPrepare(t *testing.T, nb NewBackend) {
 			if err != nil {
 				return nil, err
 			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					_, _ = c.Write([]byte("hello"))
-					c.Close()
-				}
-			}()
+			Greet(t, ln)
 			addr = ln.Addr().String()
 			return nil, nil
 		}
