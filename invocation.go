@@ -3,6 +3,7 @@ package nimbus
 import (
 	"io"
 	"net/http"
+	"time"
 )
 
 // Invocation is one call of a function, however it arrived: the Invoke API,
@@ -14,7 +15,20 @@ type Invocation struct {
 	TraceID       string
 	// HTTP, when set, is forwarded as is to an HTTP function.
 	HTTP *HTTPRequest
+	// Trigger is how the invocation arrived: one of the Trigger* kinds,
+	// or a message trigger's type (kafka, rabbitmq, nats, mqtt, redis, s3).
+	Trigger string
+	// TaskID is the async task the invocation runs, if any.
+	TaskID string
 }
+
+// Trigger kinds of an Invocation that are not a trigger's type (those are
+// TriggerTimer, TriggerKafka, ...).
+const (
+	TriggerAPI   = "api"   // the Invoke API, synchronous
+	TriggerURL   = "url"   // a function URL
+	TriggerAsync = "async" // the Async Service (an Event invoke)
+)
 
 // Result is an invocation's outcome.
 type Result struct {
@@ -26,6 +40,30 @@ type Result struct {
 	LogTail []byte
 	// HTTP is the response of an HTTP function.
 	HTTP *HTTPResponse
+	// Report is what the engine measured of the invocation.
+	Report Report
+}
+
+// Report is what the engine measured of one invocation, for its REPORT
+// line, its invocation record, metrics and billing.
+type Report struct {
+	// InstanceID is the instance that ran it ("" when none did: an init
+	// that failed).
+	InstanceID string
+	// ColdStart says an instance was started for this request; Init is
+	// how long that start took (0 on a warm start).
+	ColdStart bool
+	Init      time.Duration
+	// Queued is how long the request waited for an instance (a cold
+	// start's own init included).
+	Queued time.Duration
+	// Duration is the run, from the request handed to the instance to
+	// its answer.
+	Duration time.Duration
+	// MemoryMB is the function's memory size; MaxMemoryUsedMB the most
+	// its instance used so far.
+	MemoryMB        int
+	MaxMemoryUsedMB int64
 }
 
 // HTTPRequest is a request forwarded as is to an HTTP function.

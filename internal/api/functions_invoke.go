@@ -74,7 +74,7 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	reqID := uuid.NewString()
 	res, err := s.cfg.Invoker.Invoke(r.Context(), fn, nimbus.Invocation{
-		RequestID: reqID, Payload: payload, ClientContext: clientContext, TraceID: traceID(r),
+		RequestID: reqID, Payload: payload, ClientContext: clientContext, TraceID: traceID(r), Trigger: nimbus.TriggerAPI,
 	})
 	if err == nil {
 		err = callerGone(r)

@@ -166,7 +166,7 @@ func (c *urlCall) invokeEvent(body []byte) {
 			" bytes (a binary body grows by a third in base64); a function URL accepts events of at most 6291456 bytes (6 MB)")
 		return
 	}
-	res, ok := c.invoke(nimbus.Invocation{RequestID: c.id, Payload: payload, TraceID: trace})
+	res, ok := c.invoke(nimbus.Invocation{RequestID: c.id, Payload: payload, TraceID: trace, Trigger: nimbus.TriggerURL})
 	if !ok {
 		return
 	}

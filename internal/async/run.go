@@ -127,7 +127,8 @@ func (s *Service) invoke(ev *Event, fn *nimbus.Function) (nimbus.Result, error, 
 	b := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		start := time.Now()
-		res, err := s.cfg.Invoker.Invoke(ctx, fn, nimbus.Invocation{RequestID: ev.ID, Payload: ev.Payload, TraceID: ev.TraceID})
+		res, err := s.cfg.Invoker.Invoke(ctx, fn, nimbus.Invocation{RequestID: ev.ID, Payload: ev.Payload, TraceID: ev.TraceID,
+			Trigger: nimbus.TriggerAsync, TaskID: ev.ID})
 		elapsed := time.Since(start)
 		if context.Cause(ctx) == errStopped {
 			return res, errStopped, elapsed

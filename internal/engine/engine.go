@@ -177,15 +177,21 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 	if err != nil {
 		return nimbus.Result{}, err
 	}
+	began := time.Now()
 	inst, err := p.acquire(ctx, fn)
 	if err != nil {
 		var f *initFailure
 		if errors.As(err, &f) {
-			return nimbus.Result{Err: f.fe, LogTail: f.logTail()}, nil
+			// The failed start is this request's cold start, whether it
+			// waited for it or was handed its error (Lambda bills it).
+			return nimbus.Result{Err: f.fe, LogTail: f.logTail(), Report: nimbus.Report{ColdStart: true, Init: f.took,
+				Queued: time.Since(began), MemoryMB: fn.MemoryMB}}, nil
 		}
 		return nimbus.Result{}, err
 	}
+	queued := time.Since(began)
 	res, broken := inst.invoke(ctx, req)
+	res.Report.Queued = queued
 	p.release(inst, broken)
 	return res, nil
 }

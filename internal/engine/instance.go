@@ -315,7 +315,10 @@ func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res ni
 		<-inst.sb.Done()
 	}
 	inst.out.drain()
-	res.LogTail = inst.out.end(req.RequestID, inst.report(res.Err, duration))
+	r := inst.report(res.Err, duration)
+	res.LogTail = inst.out.end(req.RequestID, r)
+	res.Report = nimbus.Report{InstanceID: inst.id, ColdStart: r.init > 0, Init: r.init, Duration: duration,
+		MemoryMB: r.memoryMB, MaxMemoryUsedMB: r.maxUsedMB}
 	return res, broken
 }
 

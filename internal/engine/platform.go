@@ -77,6 +77,11 @@ func reportOf(fe *nimbus.FunctionError, d time.Duration) invokeReport {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// billed is an invocation's billed duration in milliseconds: its run and,
+// on a cold start, its init (as Lambda bills every runtime's init since
+// August 2025), rounded up to the millisecond.
+func (r invokeReport) billed() int64 { return billedMS(r.duration + r.init) }
+
 // billedMS is d in started milliseconds (at least 1).
 func billedMS(d time.Duration) int64 {
 	billed := int64(d / time.Millisecond)
@@ -162,13 +167,13 @@ func (s sysLog) report(requestID string, r invokeReport) string {
 	if !s.json {
 		var b strings.Builder
 		fmt.Fprintf(&b, "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
-			requestID, ms(r.duration), billedMS(r.duration), r.memoryMB, r.maxUsedMB)
+			requestID, ms(r.duration), r.billed(), r.memoryMB, r.maxUsedMB)
 		if r.init > 0 {
 			fmt.Fprintf(&b, "\tInit Duration: %.2f ms", ms(r.init))
 		}
 		return b.String()
 	}
-	m := reportMetrics{DurationMs: ms(r.duration), BilledDurationMs: billedMS(r.duration),
+	m := reportMetrics{DurationMs: ms(r.duration), BilledDurationMs: r.billed(),
 		MemorySizeMB: r.memoryMB, MaxMemoryUsedMB: r.maxUsedMB}
 	if r.init > 0 {
 		init := ms(r.init)

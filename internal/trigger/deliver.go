@@ -294,6 +294,7 @@ func (d *Deliverer) request(items []item) nimbus.Invocation {
 	return nimbus.Invocation{
 		RequestID: uuid.NewString(),
 		Payload:   payload,
+		Trigger:   d.cfg.Trigger.Type,
 		HTTP: &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: payload,
 			Header: http.Header{"Content-Type": {ct}}},
 	}
