@@ -58,6 +58,35 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Auth, "auth", cfg.Auth, "sigv4: every API request must be signed (SigV4) by a Nimbus access key; none: no authentication (local development only, loopback --addr)")
 	f.BoolVar(&cfg.AllowUnauthenticatedRemote, "allow-unauthenticated-remote", false, "allow --auth none on a non-loopback --addr (anyone who reaches it can run code on this host)")
 	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit trail keeps its events (at least 1h)")
+	f.DurationVar(&cfg.InvocationRetention, "invocation-retention", cfg.InvocationRetention, "how long invocation records and functions' logs are kept (at least 1h)")
+	var pricesFile string
+	f.StringVar(&pricesFile, "prices", "", "price table of usage reports: a JSON or YAML file of Currency, PerMillionRequests, PerGBSecond, FreeRequestsPerMonth, FreeGBSecondsPerMonth (default: Lambda's list prices); the --price-* flags override it")
+	f.StringVar(&cfg.Prices.Currency, "price-currency", cfg.Prices.Currency, "currency of usage costs")
+	f.Float64Var(&cfg.Prices.PerMillionRequests, "price-per-million-requests", cfg.Prices.PerMillionRequests, "price of a million billed requests")
+	f.Float64Var(&cfg.Prices.PerGBSecond, "price-per-gb-second", cfg.Prices.PerGBSecond, "price of a GB-second (memory GB times billed seconds)")
+	f.Int64Var(&cfg.Prices.FreeRequestsPerMonth, "price-free-requests", cfg.Prices.FreeRequestsPerMonth, "free requests per calendar month (all functions together)")
+	f.Float64Var(&cfg.Prices.FreeGBSecondsPerMonth, "price-free-gb-seconds", cfg.Prices.FreeGBSecondsPerMonth, "free GB-seconds per calendar month (all functions together)")
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if pricesFile == "" {
+			return nil
+		}
+		p, err := node.LoadPrices(pricesFile)
+		if err != nil {
+			return err
+		}
+		// Flags given on the command line win over the file.
+		set := func(name string, apply func()) {
+			if !cmd.Flags().Changed(name) {
+				apply()
+			}
+		}
+		set("price-currency", func() { cfg.Prices.Currency = p.Currency })
+		set("price-per-million-requests", func() { cfg.Prices.PerMillionRequests = p.PerMillionRequests })
+		set("price-per-gb-second", func() { cfg.Prices.PerGBSecond = p.PerGBSecond })
+		set("price-free-requests", func() { cfg.Prices.FreeRequestsPerMonth = p.FreeRequestsPerMonth })
+		set("price-free-gb-seconds", func() { cfg.Prices.FreeGBSecondsPerMonth = p.FreeGBSecondsPerMonth })
+		return nil
+	}
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -228,7 +229,35 @@ func timeParam(v, name string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return time.Time{}, nimbus.Errorf(nimbus.ErrValidation, "%s must be an RFC 3339 time such as 2026-11-24T10:00:00Z, not %q", name, v)
+		// Or a duration ago: 1h, 30m, 7d.
+		d, derr := parseAgo(v)
+		if derr != nil {
+			return time.Time{}, nimbus.Errorf(nimbus.ErrValidation, "%s must be an RFC 3339 time such as 2026-11-24T10:00:00Z or a duration ago such as 1h or 7d, not %q", name, v)
+		}
+		return time.Now().Add(-d), nil
 	}
 	return t, nil
+}
+
+// parseAgo reads a positive duration, with d for days (7d, 1d12h).
+func parseAgo(v string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.IndexByte(v, 'd'); i > 0 {
+		n, err := strconv.Atoi(v[:i])
+		if err != nil || n < 0 || n > 100000 {
+			return 0, errors.New("bad days")
+		}
+		days, v = time.Duration(n)*24*time.Hour, v[i+1:]
+	}
+	var d time.Duration
+	if v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, err
+		}
+	}
+	if d+days <= 0 {
+		return 0, errors.New("not positive")
+	}
+	return d + days, nil
 }

@@ -35,7 +35,11 @@ const (
 const (
 	formatTable = "table"
 	formatJSON  = "json"
+	formatCSV   = "csv" // nimbus usage only (csvAnnotation)
 )
+
+// csvAnnotation marks the commands that offer -o csv.
+const csvAnnotation = "csv"
 
 // globals holds the persistent flags and the settings every command shares.
 type globals struct {
@@ -69,7 +73,7 @@ func addCommands(root *cobra.Command, g *globals) {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.endpoint, "endpoint", envOr(EndpointEnv, DefaultEndpoint),
 		"URL of the Nimbus API (env "+EndpointEnv+")")
-	pf.VarP(&g.output, "output", "o", "output format: table or json")
+	pf.VarP(&g.output, "output", "o", "output format: table or json (csv for usage)")
 	pf.StringVar(&g.region, "region", envOr("AWS_REGION", defaultRegion),
 		"region the client signs requests for (env AWS_REGION)")
 	pf.StringVar(&g.creds.accessKeyID, "access-key-id", "", "access key to sign requests with (env "+AccessKeyEnv+", else AWS_ACCESS_KEY_ID, AWS_PROFILE, the local node's credentials file)")
@@ -90,6 +94,8 @@ func addCommands(root *cobra.Command, g *globals) {
 		triggers,
 		newKeysCmd(g),
 		newAuditCmd(g),
+		newInvocationsCmd(g),
+		newUsageCmd(g),
 	)
 }
 
@@ -136,11 +142,11 @@ func (o *outputFlag) Type() string   { return "format" }
 
 func (o *outputFlag) Set(v string) error {
 	switch v {
-	case formatTable, formatJSON:
+	case formatTable, formatJSON, formatCSV:
 		*o = outputFlag(v)
 		return nil
 	}
-	return fmt.Errorf("must be table or json, not %q", v)
+	return fmt.Errorf("must be table, json or csv, not %q", v)
 }
 
 func (g *globals) json() bool { return g.output == formatJSON }
@@ -152,6 +158,9 @@ func (g *globals) run(fn func(cmd *cobra.Command, c *client, args []string) erro
 		endpoint, err := checkEndpoint(g.endpoint)
 		if err != nil {
 			return err
+		}
+		if g.output == formatCSV && cmd.Annotations[csvAnnotation] == "" {
+			return fmt.Errorf("-o csv is offered by nimbus usage only; use table or json for nimbus %s", cmd.Name())
 		}
 		if g.region == "" {
 			return errors.New("--region must not be empty")

@@ -25,6 +25,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/observe"
+	"github.com/nimbus-serverless/nimbus/internal/records"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
@@ -95,7 +97,12 @@ type Config struct {
 	AuthFailureBurst int
 	// AuditRetention is how long the audit trail keeps its events.
 	AuditRetention time.Duration
-	Logger         *slog.Logger
+	// InvocationRetention is how long invocation records (and functions'
+	// logs) are kept.
+	InvocationRetention time.Duration
+	// Prices is the price table of usage reports.
+	Prices records.Prices
+	Logger *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -145,6 +152,9 @@ func Defaults() Config {
 		Auth:              AuthSigV4,
 		AuthFailureBurst:  20,
 		AuditRetention:    audit.DefaultRetention,
+
+		InvocationRetention: records.DefaultRetention,
+		Prices:              records.DefaultPrices(),
 	}
 }
 
@@ -189,6 +199,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--account must be 12 digits, not %q", c.Account)
 	case c.AuditRetention < time.Hour:
 		return fmt.Errorf("--audit-retention must be at least 1h, not %s", c.AuditRetention)
+	case c.InvocationRetention < time.Hour:
+		return fmt.Errorf("--invocation-retention must be at least 1h, not %s", c.InvocationRetention)
+	case c.Prices.Check() != nil:
+		return fmt.Errorf("--price-*: %v", c.Prices.Check())
 	case c.AuthFailureBurst < 1:
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	}
@@ -208,6 +222,8 @@ type Node struct {
 	cache    *codepkg.Cache
 	sandbox  *process.Backend // the node made it, the node closes it
 	engine   *engine.Engine
+	records  *records.Store   // records.go
+	invoker  *observe.Invoker // the engine, observed: what every caller uses
 	api      *api.Server
 	async    asyncParts // async.go
 	destOnce sync.Once
@@ -329,6 +345,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.openAudit(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.openRecords(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.openAsync(ctx); err != nil {
 		return nil, err
 	}
@@ -336,11 +355,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.api = api.New(api.Config{
-		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
+		Registry: n.registry, Invoker: n.invoker, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
-		Audit: n.auditAPI(),
+		Audit: n.auditAPI(), Records: n.records,
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -504,6 +523,7 @@ func (n *Node) closeParts(ctx context.Context) {
 	}{
 		{"engine", closer(n.engine)},
 		{"sandbox", closer(n.sandbox)},
+		{"invocation records", closer(n.records)},
 		{"registry", closer(n.registry)},
 		{"keys", closer(n.auth.keys)},
 		{"audit trail", closer(n.audit)},

@@ -1,0 +1,72 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/nimbus-serverless/nimbus/internal/observe"
+	"github.com/nimbus-serverless/nimbus/internal/records"
+)
+
+// openRecords opens the invocation records (and the usage metered from
+// them) and the observed invoker every caller of the engine goes through.
+func (n *Node) openRecords(ctx context.Context) error {
+	id, err := nodeID(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	n.records, err = records.Open(ctx, records.Config{
+		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Retention: n.cfg.InvocationRetention,
+		Health: n.store.Healthy, Node: id, Prices: n.cfg.Prices, Aggregate: true, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.invoker = &observe.Invoker{Engine: n.engine, Sink: n.records, Node: id}
+	return nil
+}
+
+// LoadPrices reads a price table file (JSON or YAML, records.Prices'
+// fields), over the defaults.
+func LoadPrices(path string) (records.Prices, error) {
+	p := records.DefaultPrices()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return p, fmt.Errorf("--prices: %w", err)
+	}
+	if strings.HasSuffix(path, ".json") {
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&p)
+	} else {
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		err = dec.Decode(&yamlPrices{&p})
+	}
+	if err != nil {
+		return p, fmt.Errorf("--prices %s: %v", path, err)
+	}
+	if err := p.Check(); err != nil {
+		return p, fmt.Errorf("--prices %s: %v", path, err)
+	}
+	return p, nil
+}
+
+// yamlPrices reads Prices under the same names as JSON.
+type yamlPrices struct{ p *records.Prices }
+
+func (y *yamlPrices) UnmarshalYAML(v *yaml.Node) error {
+	var m map[string]any
+	if err := v.Decode(&m); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(m)
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(y.p)
+}
