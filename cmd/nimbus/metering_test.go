@@ -177,6 +177,26 @@ func TestInvocationRecordsAndUsage(t *testing.T) {
 		t.Errorf("usage table: %v\n%s", err, out)
 	}
 
+	// An asynchronous invocation's record names its task.
+	ev, err := s.client().Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("meter"), Payload: []byte(`{}`), InvocationType: "Event"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, _ := awsmiddleware.GetRequestIDMetadata(ev.ResultMetadata)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, _, err = nimbusCLI(t, s, "invocations", "meter", "--limit", "5", "-o", "json")
+		var latest []records.Record
+		if err == nil && json.Unmarshal([]byte(out), &latest) == nil && len(latest) > 0 && latest[0].Trigger == "async" {
+			if latest[0].TaskID != task || latest[0].RequestID != task || latest[0].Status != records.StatusSuccess {
+				t.Errorf("async record %+v, want task %s", latest[0], task)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of the async invocation %s: %s", task, out)
+		}
+	}
+
 	// Bad input: one line on the CLI, Lambda's error shape on the API.
 	for _, args := range [][]string{
 		{"invocations", "meter", "--since", "yesterday"}, {"invocations", "meter", "--limit", "0"},
