@@ -180,9 +180,9 @@ func newCountsFixture(t *testing.T, kv store.KV, flushEvery time.Duration) *coun
 	}}
 	f.m = NewManager(ManagerConfig{
 		Functions: newFakeFunctions(f.fn), Invoker: inv,
-		Types:     map[string]Factory{"push": func(json.RawMessage) (Source, error) { return nil, nil }},
-		Sleep:     func(context.Context, time.Duration) error { return nil },
-		Counts:    NewCountStore(kv), FlushEvery: flushEvery,
+		Types:  map[string]Factory{"push": func(json.RawMessage) (Source, error) { return nil, nil }},
+		Sleep:  func(context.Context, time.Duration) error { return nil },
+		Counts: NewCountStore(kv), FlushEvery: flushEvery,
 	})
 	if err := f.m.Open(t.Context()); err != nil {
 		t.Fatal(err)

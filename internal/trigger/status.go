@@ -17,11 +17,11 @@ const (
 // Status is a trigger's live state on this node. It is safe for concurrent
 // use.
 type Status struct {
-	mu        sync.Mutex
-	state     string
-	reason    string
-	lag       int64
-	hasLag    bool
+	mu     sync.Mutex
+	state  string
+	reason string
+	lag    int64
+	hasLag bool
 	// counts since the last take (the Manager flushes them to the
 	// store; without a store they are the totals).
 	counts Counts
