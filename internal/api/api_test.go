@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/version"
 )
 
 func TestMain(m *testing.M) {
@@ -85,23 +88,73 @@ func lambdaSHA(b []byte) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// TestReadyz: /readyz answers 200 when every check passes and 503 naming
+// each failing check otherwise, in text (first line "ready" or "not
+// ready", then the version) or JSON; no check is always ready.
 func TestReadyz(t *testing.T) {
-	var down error
-	srv := httptest.NewServer(api.New(api.Config{Ready: func() error { return down }}))
+	var storeErr, sandboxErr error
+	srv := httptest.NewServer(api.New(api.Config{Ready: []api.ReadyCheck{
+		{Name: "store", Check: func() error { return storeErr }},
+		{Name: "sandbox", Check: func() error { return sandboxErr }},
+	}}))
 	defer srv.Close()
-	get := func() int {
-		resp, err := http.Get(srv.URL + "/readyz")
+	get := func(url, accept string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.Header.Get("X-Nimbus-Version") != version.String() {
+			t.Errorf("X-Nimbus-Version %q", resp.Header.Get("X-Nimbus-Version"))
+		}
+		return resp.StatusCode, string(b)
 	}
-	if got := get(); got != 200 {
-		t.Fatalf("ready node: %d", got)
+	v := version.String()
+	tests := []struct {
+		name           string
+		store, sandbox error
+		code           int
+		text           string
+		status         string
+		storeAt, sbAt  string
+	}{
+		{"ready", nil, nil, 200, "ready\nversion " + v + "\nstore: ok\nsandbox: ok\n", "ok", "ok", "ok"},
+		{"store down", errors.New("store: disk full\nno space"), nil, 503,
+			"not ready\nversion " + v + "\nstore: store: disk full; no space\nsandbox: ok\n", "unavailable", "store: disk full; no space", "ok"},
+		{"sandbox failing", nil, errors.New("sandbox: pre-starting a helper failed: boom"), 503,
+			"not ready\nversion " + v + "\nstore: ok\nsandbox: sandbox: pre-starting a helper failed: boom\n", "unavailable", "ok", "sandbox: pre-starting a helper failed: boom"},
+		{"both", errors.New("s1"), errors.New("s2"), 503,
+			"not ready\nversion " + v + "\nstore: s1\nsandbox: s2\n", "unavailable", "s1", "s2"},
 	}
-	down = errors.New("disk full")
-	if got := get(); got != 503 {
-		t.Fatalf("unready node: %d, want 503", got)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			storeErr, sandboxErr = tc.store, tc.sandbox
+			if code, body := get(srv.URL+"/readyz", ""); code != tc.code || body != tc.text {
+				t.Errorf("text: %d %q, want %d %q", code, body, tc.code, tc.text)
+			}
+			for _, u := range []struct{ url, accept string }{{srv.URL + "/readyz", "application/json"}, {srv.URL + "/readyz?format=json", ""}} {
+				code, body := get(u.url, u.accept)
+				var got struct {
+					Status, Version string
+					Checks          map[string]string
+				}
+				if err := json.Unmarshal([]byte(body), &got); err != nil || code != tc.code || got.Status != tc.status ||
+					got.Version != v || got.Checks["store"] != tc.storeAt || got.Checks["sandbox"] != tc.sbAt || len(got.Checks) != 2 {
+					t.Errorf("JSON (%s %q): %d %s (%v)", u.url, u.accept, code, body, err)
+				}
+			}
+		})
+	}
+
+	none := httptest.NewServer(api.New(api.Config{}))
+	defer none.Close()
+	if code, body := get(none.URL+"/readyz", ""); code != 200 || body != "ready\nversion "+v+"\n" {
+		t.Errorf("no checks: %d %q", code, body)
 	}
 }

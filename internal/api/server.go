@@ -45,8 +45,9 @@ type Config struct {
 	Limiter *auth.Limiter
 	// Keys manages access keys; nil answers the keys routes with an error.
 	Keys KeyService
-	// Ready says whether the node can serve (GET /readyz); nil: always.
-	Ready func() error
+	// Ready are the checks of GET /readyz (health.go), in the order
+	// shown; the node is ready when each returns nil. None: always ready.
+	Ready []ReadyCheck
 	// Async is the Async Service (asynchronous invokes, tasks, dead
 	// letters); nil answers those requests with an error.
 	Async AsyncService

@@ -47,6 +47,9 @@ type triggerStatus struct {
 	LastEvent time.Time `json:"lastEvent,omitzero"`
 	Delivered int64     `json:"delivered"`
 	Failed    int64     `json:"failed"`
+	// LastError is why the last failed attempt failed, at LastErrorTime.
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorTime time.Time `json:"lastErrorTime,omitzero"`
 }
 
 // triggerBody is what create and update send: nil fields are left out
@@ -416,6 +419,9 @@ func writeTriggerDetail(w io.Writer, t triggerView) error {
 	row("Failed", strconv.FormatInt(s.Failed, 10))
 	row("Lag", lag(s.Lag))
 	row("Last event", eventTime(s.LastEvent))
+	if s.LastError != "" {
+		row("Last error", eventTime(s.LastErrorTime)+" "+oneLineText(s.LastError))
+	}
 	row("Last modified", eventTime(t.LastModified))
 	return tw.Flush()
 }

@@ -36,7 +36,8 @@ func sampleTriggers() []triggerView {
 	return []triggerView{
 		{ID: "6f1c", Name: "orders", Type: "kafka", Enabled: true, Config: json.RawMessage(`{"brokers":["127.0.0.1:9092"],"topic":"orders"}`),
 			BatchSize: 100, BatchWindow: "500ms", MaxRetries: 3, FailureDestination: "nats:orders.failed", Created: at, LastModified: at,
-			Status: triggerStatus{State: "Active", Lag: &lag, LastEvent: at, Delivered: 1200, Failed: 2}},
+			Status: triggerStatus{State: "Active", Lag: &lag, LastEvent: at, Delivered: 1200, Failed: 2,
+				LastError: "the function failed: Error: boom", LastErrorTime: at}},
 		{ID: "9a2d", Name: "jobs", Type: "rabbitmq", Config: json.RawMessage(`{"url":"amqp://127.0.0.1:5672","queue":"jobs"}`),
 			BatchSize: 1, BatchWindow: "0s", MaxRetries: 0, Concurrency: 2, Created: at, LastModified: at,
 			Status: triggerStatus{State: "Error", Reason: jobsReason}},

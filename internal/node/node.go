@@ -358,7 +358,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Registry: n.registry, Invoker: n.invoker, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
-		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
+		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
 		Audit: n.auditAPI(), Records: n.records,
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)

@@ -83,9 +83,13 @@ func (n *Node) openTriggers(ctx context.Context) error {
 		},
 		Prepare: prepareTrigger,
 	}
+	counts, err := n.store.KV(ctx, trigger.CountsBucket)
+	if err != nil {
+		return fmt.Errorf("open trigger counts bucket: %w", err)
+	}
 	m := trigger.NewManager(trigger.ManagerConfig{
 		Functions: n.registry, Invoker: n.invoker, Failures: n.triggerFailures(),
-		Types: factories, Named: named, Logger: n.log,
+		Types: factories, Named: named, Logger: n.log, Counts: trigger.NewCountStore(counts),
 	})
 	n.triggers.manager = m
 	n.registry.OnChange(m.Changed)

@@ -72,7 +72,8 @@ type SinkConfig struct {
 	Failures   FailureSender
 	DeadLetter DeadLetterer
 	// Status gets the counts: Delivered for messages whose invocation
-	// succeeded, Failed for those that failed for good.
+	// succeeded, Failed for those that failed for good, and the reason of
+	// each failed attempt (Errored).
 	Status *Status
 	Logger *slog.Logger
 	// MaxPayload caps one invocation's payload (default MaxPayload).
@@ -140,6 +141,7 @@ func (d *Deliverer) Deliver(ctx context.Context, batch []Message) error {
 	chunks, tooBig := d.chunk(items)
 	if len(tooBig) > 0 {
 		reason := fmt.Sprintf("the event is larger than the %d-byte payload limit", d.cfg.MaxPayload)
+		d.cfg.Status.Errored(reason, d.cfg.Now())
 		if err := d.fail(ctx, tooBig, outcome{reason: reason}, 0); err != nil {
 			return err
 		}
@@ -226,6 +228,7 @@ func (d *Deliverer) deliverChunk(ctx context.Context, items []item) error {
 		if len(out.failed) == 0 {
 			return nil
 		}
+		d.cfg.Status.Errored(out.reason, d.cfg.Now())
 		if attempt > d.cfg.Trigger.MaxRetries {
 			return d.fail(ctx, out.failed, out, attempt)
 		}

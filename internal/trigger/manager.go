@@ -49,6 +49,12 @@ type ManagerConfig struct {
 	Retry, Throttle Backoff
 	Sleep           func(ctx context.Context, d time.Duration) error
 	Now             func() time.Time
+	// Counts keeps the triggers' counts (delivered, failed, last event,
+	// last error) in the store, added up across nodes and kept across
+	// restarts; nil keeps them in this process only. FlushEvery is how
+	// often this node adds its counts to it (default DefaultFlushEvery).
+	Counts     *CountStore
+	FlushEvery time.Duration
 }
 
 // NamedFactory makes the Factory of one trigger of one function.
@@ -86,6 +92,14 @@ type Manager struct {
 	// leaving are deleted triggers whose broker state is being forgotten;
 	// a trigger created again under the same name waits for that.
 	leaving map[runKey]*run
+
+	// flushMu orders flushes of the counts and deletions of a trigger's
+	// counts (manager_counts.go); cmu guards counts, the stored and
+	// unflushed counts by key. Neither is held with mu.
+	flushMu      sync.Mutex
+	flushFailing bool // the last flush failed (under flushMu)
+	cmu          sync.Mutex
+	counts       map[string]*countState
 }
 
 type runKey struct{ function, trigger string }
@@ -127,9 +141,13 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.FlushEvery <= 0 {
+		cfg.FlushEvery = DefaultFlushEvery
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, runs: make(map[runKey]*run),
-		byFunction: make(map[string]map[string]bool), leaving: make(map[runKey]*run)}
+		byFunction: make(map[string]map[string]bool), leaving: make(map[runKey]*run),
+		counts: make(map[string]*countState)}
 }
 
 // Open starts the triggers of every function. Changes reported before Open
@@ -142,6 +160,9 @@ func (m *Manager) Open(ctx context.Context) error {
 	}
 	m.open = true // from now on changes apply; none is missed
 	m.mu.Unlock()
+	if m.cfg.Counts != nil {
+		m.wg.Go(m.flushLoop)
+	}
 	fns, err := m.cfg.Functions.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list functions: %w", err)
@@ -241,6 +262,7 @@ func (m *Manager) forgetLocked(k runKey, r *run) {
 			close(r.gone)
 		}()
 		<-r.done
+		m.forgetCounts(m.ctx, k.function, &r.trigger)
 		src, err := m.source(k.function, r.trigger)
 		f, ok := src.(Forgetter)
 		if err != nil || !ok {
@@ -440,14 +462,20 @@ func (m *Manager) Status(function string, t *nimbus.Trigger) StatusView {
 	m.mu.Lock()
 	r := m.runs[runKey{function, t.Name}]
 	m.mu.Unlock()
-	if r == nil || r.fingerprint != fingerprint(*t) {
-		if !t.Enabled {
-			return StatusView{State: StateDisabled}
-		}
-		return StatusView{State: StateConnecting}
+	var v StatusView
+	var live *Status
+	switch {
+	case r != nil && r.fingerprint == fingerprint(*t):
+		v = r.status.View()
+	case !t.Enabled:
+		v = StatusView{State: StateDisabled}
+	default:
+		v = StatusView{State: StateConnecting}
 	}
-	v, c := r.status.View(), r.counts.View()
-	v.Delivered, v.Failed, v.LastEvent = c.Delivered, c.Failed, c.LastEvent
+	if r != nil {
+		live = r.counts
+	}
+	v.setCounts(m.countsOf(function, t, live))
 	return v
 }
 
@@ -485,8 +513,9 @@ func (m *Manager) Count(function, trigger string, delivered bool) {
 // acknowledged, so they are delivered again) and the removal of deleted
 // triggers' broker state has ended (it is cut short). It returns ctx's
 // error when ctx ends first; the sources then go on stopping in the
-// background. Changes after Close are ignored, and Open fails.
-func (m *Manager) Close(ctx context.Context) error {
+// background. Then it adds the last counts to the store. Changes after
+// Close are ignored, and Open fails.
+func (m *Manager) Close(ctx context.Context) (err error) {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
@@ -498,8 +527,14 @@ func (m *Manager) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("close trigger manager: sources still stopping: %w", ctx.Err())
+		err = fmt.Errorf("close trigger manager: sources still stopping: %w", ctx.Err())
 	}
+	if m.cfg.Counts != nil {
+		// The last counts, even when ctx has ended: a flush is short.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), countsTimeout)
+		m.flush(fctx)
+		cancel()
+	}
+	return err
 }

@@ -30,6 +30,10 @@ type pool struct {
 	idle    []*helper // oldest first
 	filling bool      // a fill goroutine runs
 	closed  bool
+	// filled: the pool was full at least once; failure is why the last
+	// helper start failed (nil once one starts again). Ready reads them.
+	filled  bool
+	failure error
 	wg      sync.WaitGroup // the fill goroutine
 }
 
@@ -87,8 +91,13 @@ func (b *Backend) fill() {
 		closed := p.closed
 		if err == nil && !closed {
 			p.idle = append(p.idle, h)
+			p.failure = nil
+			p.filled = p.filled || len(p.idle) >= p.size
 			p.mu.Unlock()
 			continue
+		}
+		if err != nil {
+			p.failure = err
 		}
 		p.filling = false
 		p.mu.Unlock()
@@ -99,6 +108,30 @@ func (b *Backend) fill() {
 		}
 		return
 	}
+}
+
+// Ready reports whether the pool of pre-started helpers works: nil when
+// the backend keeps no pool, or when the pool was full at least once and
+// its last helper start did not fail; else an error saying which. While it
+// is not ready it has the pool refilled, so that a readiness probe retries
+// a start that failed (at most one start at a time).
+func (b *Backend) Ready() error {
+	p := &b.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return errors.New("sandbox: closed")
+	case p.size == 0:
+		return nil
+	case p.failure != nil:
+		b.fillLocked()
+		return fmt.Errorf("sandbox: pre-starting a helper failed: %w", p.failure)
+	case !p.filled:
+		b.fillLocked()
+		return fmt.Errorf("sandbox: pre-starting helpers (%d of %d ready)", len(p.idle), p.size)
+	}
+	return nil
 }
 
 // Close kills the idle pre-started helpers, removes their cgroups and

@@ -449,3 +449,64 @@ func BenchmarkStartNetwork(b *testing.B) {
 		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "p50-"+string(n)+"-ms")
 	}
 }
+
+// TestPoolReady: Ready says no while the pool has never been full or its
+// last helper start failed (a probe retries the start), and yes once it is
+// full; a backend without a pool is ready; a closed one is not.
+func TestPoolReady(t *testing.T) {
+	exe := ""
+	b := newAdjusted(t, Config{PoolSize: 2}, func(b *Backend) { exe, b.exe = b.exe, "/nonexistent/nimbus-helper" })
+	idle := func() bool {
+		b.pool.mu.Lock()
+		defer b.pool.mu.Unlock()
+		return !b.pool.filling
+	}
+	waitFor(t, "the failed fill to end", idle)
+	err := b.Ready()
+	if err == nil || !strings.Contains(err.Error(), "pre-starting a helper failed") {
+		t.Fatalf("Ready with helpers that cannot start: %v, want the start's failure", err)
+	}
+	waitFor(t, "the retried fill to end", idle) // Ready started it
+	b.exe = exe
+	if err := b.Ready(); err == nil {
+		t.Fatal("Ready before a start succeeded: nil")
+	}
+	waitFor(t, "Ready", func() bool { return b.Ready() == nil })
+	settle(t, b)
+
+	// Ready once full stays ready while instances take helpers.
+	h := b.take()
+	if h == nil {
+		t.Fatal("no idle helper")
+	}
+	if err := h.destroy(); err != nil {
+		t.Error(err)
+	}
+	if err := b.Ready(); err != nil {
+		t.Errorf("Ready after a take: %v", err)
+	}
+	settle(t, b)
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Ready after Close: %v, want closed", err)
+	}
+
+	if err := withoutPool(t, Config{}).Ready(); err != nil {
+		t.Errorf("Ready without a pool: %v", err)
+	}
+}
+
+// TestPoolReadyBeforeFull: a pool that has not been full yet is not ready.
+func TestPoolReadyBeforeFull(t *testing.T) {
+	b := withoutPool(t, Config{})
+	b.pool.mu.Lock()
+	b.pool.size = 2 // no fill has run: as just after New
+	b.pool.mu.Unlock()
+	if err := b.Ready(); err == nil || !strings.Contains(err.Error(), "0 of 2 ready") {
+		t.Errorf("Ready of an empty pool: %v, want 0 of 2 ready", err)
+	}
+	waitFor(t, "Ready", func() bool { return b.Ready() == nil })
+	settle(t, b)
+}

@@ -33,3 +33,6 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instanc
 
 // Close does nothing off Linux.
 func (b *Backend) Close(context.Context) error { return nil }
+
+// Ready fails off Linux.
+func (b *Backend) Ready() error { return errUnsupported }
