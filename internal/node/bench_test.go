@@ -397,9 +397,13 @@ func BenchmarkWarmInvoke(b *testing.B) {
 	n := nodetest.Start(b, nil)
 	c := lambdaClient(n)
 	invokeURL := deploy(b, n, c, goFunction(b, "noop"))
+	// The same node without invocation records, usage, durable logs,
+	// metrics and traces: what they cost (issue 14: within 5 %).
+	off := nodetest.Start(b, func(c *node.Config) { c.NoObservability = true })
+	offURL := deploy(b, off, lambdaClient(off), goFunction(b, "noop"))
 	body := []byte(`{"sleep_ms":0}`)
 	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"echo-process", echoProcURL},
-		{"relay-floor", relayURL}, {"nimbus", invokeURL}}
+		{"relay-floor", relayURL}, {"nimbus-observability-off", offURL}, {"nimbus", invokeURL}}
 
 	for _, t := range targets {
 		b.Run("serial/"+t.name, func(b *testing.B) {

@@ -102,6 +102,9 @@ type Config struct {
 	InvocationRetention time.Duration
 	// Prices is the price table of usage reports.
 	Prices records.Prices
+	// NoObservability turns off invocation records, usage, durable logs,
+	// metrics and traces: for benchmarks that measure what they cost.
+	NoObservability bool
 	Logger *slog.Logger
 }
 
@@ -359,7 +362,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
-		Audit: n.auditAPI(), Records: n.records,
+		Audit: n.auditAPI(), Records: n.recordsAPI(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/observe"
 	"github.com/nimbus-serverless/nimbus/internal/records"
 )
@@ -20,6 +21,10 @@ func (n *Node) openRecords(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if n.cfg.NoObservability {
+		n.invoker = &observe.Invoker{Engine: n.engine, Node: id}
+		return nil
+	}
 	n.records, err = records.Open(ctx, records.Config{
 		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Retention: n.cfg.InvocationRetention,
 		Health: n.store.Healthy, Node: id, Prices: n.cfg.Prices, Aggregate: true, Logger: n.log,
@@ -29,6 +34,14 @@ func (n *Node) openRecords(ctx context.Context) error {
 	}
 	n.invoker = &observe.Invoker{Engine: n.engine, Sink: n.records, Node: id}
 	return nil
+}
+
+// recordsAPI is what the API lists records and usage from (nil: none).
+func (n *Node) recordsAPI() api.Records {
+	if n.records == nil {
+		return nil
+	}
+	return n.records
 }
 
 // LoadPrices reads a price table file (JSON or YAML, records.Prices'
