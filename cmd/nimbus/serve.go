@@ -58,6 +58,9 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Auth, "auth", cfg.Auth, "sigv4: every API request must be signed (SigV4) by a Nimbus access key; none: no authentication (local development only, loopback --addr)")
 	f.BoolVar(&cfg.AllowUnauthenticatedRemote, "allow-unauthenticated-remote", false, "allow --auth none on a non-loopback --addr (anyone who reaches it can run code on this host)")
 	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit trail keeps its events (at least 1h)")
+	f.DurationVar(&cfg.InvocationRetention, "invocation-retention", cfg.InvocationRetention, "how long invocation records and function log lines are kept (at least 1h)")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", cfg.LogMaxBytes, "most bytes of log kept per function, the oldest going first (at least 1 MiB)")
+	f.Float64Var(&cfg.LogRate, "log-rate", cfg.LogRate, "MiB per second of output each instance may log, the rest dropped with a marker line (0: no limit)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {

@@ -25,6 +25,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/fnlog"
+	fnlognats "github.com/nimbus-serverless/nimbus/internal/fnlog/nats"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
@@ -95,7 +97,14 @@ type Config struct {
 	AuthFailureBurst int
 	// AuditRetention is how long the audit trail keeps its events.
 	AuditRetention time.Duration
-	Logger         *slog.Logger
+	// InvocationRetention is how long invocation records and function
+	// log lines are kept.
+	InvocationRetention time.Duration
+	// LogMaxBytes bounds each function's stored log; LogRate is how many
+	// MiB per second of output each instance may log (0: no limit).
+	LogMaxBytes int64
+	LogRate     float64
+	Logger      *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -145,6 +154,10 @@ func Defaults() Config {
 		Auth:              AuthSigV4,
 		AuthFailureBurst:  20,
 		AuditRetention:    audit.DefaultRetention,
+
+		InvocationRetention: fnlog.DefaultRetention,
+		LogMaxBytes:         fnlog.DefaultMaxBytes,
+		LogRate:             engine.DefaultLogRate >> 20,
 	}
 }
 
@@ -189,6 +202,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--account must be 12 digits, not %q", c.Account)
 	case c.AuditRetention < time.Hour:
 		return fmt.Errorf("--audit-retention must be at least 1h, not %s", c.AuditRetention)
+	case c.InvocationRetention < time.Hour:
+		return fmt.Errorf("--invocation-retention must be at least 1h, not %s", c.InvocationRetention)
+	case c.LogMaxBytes < 1<<20:
+		return fmt.Errorf("--log-max-bytes must be at least 1048576 (1 MiB), not %d", c.LogMaxBytes)
+	case !(c.LogRate >= 0 && c.LogRate <= 1<<20):
+		return fmt.Errorf("--log-rate must be a number of MiB per second from 0 (no limit) up, not %v", c.LogRate)
 	case c.AuthFailureBurst < 1:
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	}
@@ -203,6 +222,7 @@ type Node struct {
 	key      *seal.Key        // seals secrets at rest
 	auth     authParts        // auth.go
 	audit    *auditnats.Log   // audit.go; closing the store closes it
+	fnlogs   *fnlognats.Store // fnlogs.go
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -301,13 +321,16 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	logs := engine.NewLogStore(0, 0)
+	if err := n.openFunctionLogs(ctx, logs); err != nil {
+		return nil, err
+	}
 	memMB, err := cfg.memoryBudgetMB()
 	if err != nil {
 		return nil, err
 	}
 	log.Info("memory admission", "max_memory_mb", memMB, "overcommit", cfg.MemoryOvercommit, "max_memory_flag", cfg.MaxMemoryMB > 0)
 	n.engine, err = engine.New(engine.Config{
-		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
+		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
@@ -340,7 +363,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
-		Audit: n.auditAPI(),
+		Audit: n.auditAPI(), DurableLogs: n.fnlogs,
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -507,6 +530,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		{"registry", closer(n.registry)},
 		{"keys", closer(n.auth.keys)},
 		{"audit trail", closer(n.audit)},
+		{"function logs", closer(n.fnlogs)},
 		{"code cache", closer(n.cache)},
 		{"store", closer(n.store)},
 	}

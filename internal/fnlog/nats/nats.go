@@ -85,7 +85,8 @@ type Store struct {
 	purges   []string // functions whose subject is to be purged
 	closed   bool
 
-	kick    chan struct{} // a batch is full, or a purge waits
+	kick    chan struct{}      // a batch is full, or a purge waits
+	syncs   chan chan struct{} // flush now, and close the channel when done
 	stop    chan struct{}
 	stopped chan struct{}
 
@@ -116,7 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg: cfg, name: cfg.Prefix + "_LOGS", subj: strings.ToLower(cfg.Prefix) + ".logs.",
 		log: cfg.Logger, pending: make(map[string]*batch),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+		kick: make(chan struct{}, 1), syncs: make(chan chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -217,6 +218,24 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 }
 
+// Sync writes the lines buffered so far now, and returns when the store
+// has taken them (or dropped them), when the Store is closed, or when ctx
+// ends.
+func (s *Store) Sync(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case s.syncs <- done:
+	case <-s.stopped:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
 // run flushes every FlushInterval, and at once when a batch is full,
 // until Close; then once more.
 func (s *Store) run() {
@@ -232,6 +251,9 @@ func (s *Store) run() {
 			s.flush(true)
 		case <-s.kick:
 			s.flush(false)
+		case done := <-s.syncs:
+			s.flush(true)
+			close(done)
 		}
 	}
 }

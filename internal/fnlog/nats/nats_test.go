@@ -287,3 +287,13 @@ func TestLongLines(t *testing.T) {
 		t.Fatalf("dropped %d", s.Dropped())
 	}
 }
+
+// TestReadWritesBufferedLines: a read first writes what this node holds,
+// so a line added just before is read back, however long the interval.
+func TestReadWritesBufferedLines(t *testing.T) {
+	s, _ := open(t, t.TempDir(), func(c *Config) { c.FlushInterval = time.Hour })
+	s.Add(engine.LogRecord{Time: time.Now(), Function: "f", RequestID: "r", Line: "just now"})
+	if got := lines(read(t, s, "f", fnlog.Query{Limit: 10})); got != "just now" {
+		t.Fatalf("read %q, want the line just added", got)
+	}
+}

@@ -19,11 +19,12 @@ import (
 const maxSkew = 5 * time.Minute
 
 // Read returns the q.Limit most recent lines of fn matching q, oldest
-// first, and the position of the newest message it considered (Follow
+// first (this node's buffered lines written first: Sync), and the position of the newest message it considered (Follow
 // continues after it). It reads the subject backwards in spans of
 // sequences, each forward by a consumer of its own. ErrUnavailable: the
 // store did not answer.
 func (s *Store) Read(ctx context.Context, fn string, q fnlog.Query) ([]engine.LogRecord, uint64, error) {
+	s.Sync(ctx)
 	subj := s.subj + fn
 	last, err := s.st.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
