@@ -44,8 +44,8 @@ type Config struct {
 	// twice as many; lines over it are dropped and counted in a marker
 	// line (logs.go).
 	LogRate float64
-	Region       string
-	Account      string
+	Region  string
+	Account string
 	// MaxInstances caps instances on this node, all functions together.
 	MaxInstances int
 	// MaxMemoryMB caps the sum of the memory limits (MemorySize) of the
