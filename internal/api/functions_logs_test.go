@@ -245,6 +245,9 @@ def handler(event, context):
 	if len(markers) == 0 || dropped < (mib-2)<<20 {
 		t.Errorf("%d markers count %d MiB dropped of %d MiB written", len(markers), dropped>>20, mib)
 	}
+	if st := n.FunctionLogStats(); st.RateDroppedBytes < uint64(dropped) || st.Written == 0 {
+		t.Errorf("stats %+v, want at least %d bytes dropped over the rate and lines written", st, dropped)
+	}
 	if last := recs[len(recs)-1].Line; !strings.HasPrefix(last, "REPORT RequestId: "+id) {
 		t.Errorf("the last stored line is %.80q, want the REPORT", last)
 	}

@@ -59,7 +59,8 @@ func (r *LogRecord) size() int { return len(r.Line) + recordOverhead }
 type LogStore struct {
 	perFunction, total int
 
-	sink atomic.Pointer[LogSink] // SetSink; nil: none
+	sink        atomic.Pointer[LogSink] // SetSink; nil: none
+	rateDropped atomic.Uint64           // bytes of output over instances' log rate
 
 	mu    sync.Mutex
 	funcs map[string]*funcLog
@@ -106,6 +107,10 @@ func (s *LogStore) logOf(fn string) *funcLog {
 // SetSink makes the store pass every record it keeps to k, and the
 // functions it forgets.
 func (s *LogStore) SetSink(k LogSink) { s.sink.Store(&k) }
+
+// RateDropped is how many bytes of instances' output were dropped over
+// their log rate (Config.LogRate), since the store was made.
+func (s *LogStore) RateDropped() uint64 { return s.rateDropped.Load() }
 
 // toSink passes rec to the sink, if there is one.
 func (s *LogStore) toSink(rec LogRecord) {
@@ -398,6 +403,7 @@ func (o *output) outputLocked(line []byte) {
 		return
 	}
 	o.dropped += int64(len(line) + 1)
+	o.store.rateDropped.Add(uint64(len(line) + 1))
 	o.markLocked(now, false)
 }
 

@@ -277,6 +277,9 @@ func TestOutputRateLimit(t *testing.T) {
 	if kept < 200 || kept > 300 {
 		t.Errorf("kept %d lines of 1000 bytes, want about 256 (the burst)", kept)
 	}
+	if got := s.RateDropped(); got != uint64(dropped) {
+		t.Errorf("RateDropped() = %d, the markers say %d", got, dropped)
+	}
 	if dropped != (1000-kept)*1000 || len(markers) == 0 || len(markers) > 2 {
 		t.Errorf("markers %v count %d bytes dropped, want %d in one or two markers", markers, dropped, (1000-kept)*1000)
 	}

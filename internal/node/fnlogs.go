@@ -32,11 +32,23 @@ func engineLogRate(mib float64) float64 {
 	return mib * (1 << 20)
 }
 
-// FunctionLogs counts the lines written to the durable function logs and
-// those dropped (over the buffer, or not taken by the store), for metrics.
-func (n *Node) FunctionLogs() (written, dropped uint64) {
-	if n.fnlogs == nil {
-		return 0, 0
+// FunctionLogStats counts what became of functions' log lines since the
+// node started (for metrics; every field only grows).
+type FunctionLogStats struct {
+	// Written is how many lines the durable store acknowledged, Dropped
+	// how many it lost (over its 8 MiB buffer, or a write the store did
+	// not take: down, full, or slower than the 2 s write timeout).
+	Written, Dropped uint64
+	// RateDroppedBytes is how many bytes of instances' output were
+	// dropped over --log-rate (each drop also leaves a marker line).
+	RateDroppedBytes uint64
+}
+
+// FunctionLogStats says what became of functions' log lines.
+func (n *Node) FunctionLogStats() FunctionLogStats {
+	st := FunctionLogStats{RateDroppedBytes: n.logs.RateDropped()}
+	if n.fnlogs != nil {
+		st.Written, st.Dropped = n.fnlogs.Written(), n.fnlogs.Dropped()
 	}
-	return n.fnlogs.Written(), n.fnlogs.Dropped()
+	return st
 }

@@ -223,6 +223,7 @@ type Node struct {
 	auth     authParts        // auth.go
 	audit    *auditnats.Log   // audit.go; closing the store closes it
 	fnlogs   *fnlognats.Store // fnlogs.go
+	logs     *engine.LogStore // functions' recent lines in memory
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -321,6 +322,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	logs := engine.NewLogStore(0, 0)
+	n.logs = logs
 	if err := n.openFunctionLogs(ctx, logs); err != nil {
 		return nil, err
 	}
