@@ -474,6 +474,7 @@ func (o *output) takeTail() []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.flushLocked()
+	o.markLocked(time.Now(), true)
 	tail := append([]byte(nil), o.tail...)
 	o.tail = o.tail[:0]
 	return tail
