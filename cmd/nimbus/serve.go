@@ -87,6 +87,8 @@ func newServeCmd() *cobra.Command {
 		set("price-free-gb-seconds", func() { cfg.Prices.FreeGBSecondsPerMonth = p.FreeGBSecondsPerMonth })
 		return nil
 	}
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", cfg.LogMaxBytes, "most bytes of log kept per function, the oldest going first (at least 1 MiB)")
+	f.Float64Var(&cfg.LogRate, "log-rate", cfg.LogRate, "MiB per second of output each instance may log, the rest dropped with a marker line (0: no limit)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {

@@ -27,9 +27,12 @@ type Config struct {
 	// Invoker runs functions; nil answers invokes with an error.
 	Invoker Invoker
 	// Logs holds functions' recent logs.
-	Logs    *engine.LogStore
-	Region  string // e.g. us-east-1
-	Account string // 12 digits, used in ARNs
+	Logs *engine.LogStore
+	// DurableLogs, when set, is where GET /nimbus/v1/functions/{name}/logs
+	// reads (every node's lines, kept across restarts); nil: Logs.
+	DurableLogs LogReader
+	Region      string // e.g. us-east-1
+	Account     string // 12 digits, used in ARNs
 	// MaxCodeBody caps a request carrying a code package (base64 in JSON).
 	MaxCodeBody int64
 	// UploadMemory bounds the bytes of code upload bodies handled at once

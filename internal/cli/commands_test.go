@@ -190,6 +190,10 @@ func TestLogs(t *testing.T) {
 				`{"function":"alpha","line":"hello\n","requestId":"r1","time":"2024-05-01T12:00:01Z"}` + "\n" +
 				`{"function":"alpha","line":"END RequestId: r1","requestId":"r1","time":"2024-05-01T12:00:02Z"}` + "\n",
 			"limit=2"},
+		{[]string{"logs", "alpha", "--since", "1h", "--until", "2099-01-01T00:00:00Z", "--request-id", "r1", "--filter", "a b"},
+			"START RequestId: r1\nhello\nEND RequestId: r1\n", "filter=a%20b&request_id=r1&since=1h&until=2099-01-01T00%3A00%3A00Z"},
+		{[]string{"logs", "alpha", "--since", "2026-12-06T07:00:00+01:00"},
+			"START RequestId: r1\nhello\nEND RequestId: r1\n", "since=2026-12-06T07%3A00%3A00%2B01%3A00"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -211,7 +215,12 @@ func TestLogs(t *testing.T) {
 		want string
 	}{
 		{[]string{"logs", "nope"}, "ResourceNotFoundException: Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope"},
-		{[]string{"logs", "alpha", "--limit", "-1"}, "--limit must be 0 or more, not -1"},
+		{[]string{"logs", "alpha", "--limit", "-1"}, "--limit must be 0 to 10000, not -1"},
+		{[]string{"logs", "alpha", "--limit", "10001"}, "--limit must be 0 to 10000, not 10001"},
+		{[]string{"logs", "alpha", "--since", "yesterday"}, `--since: "yesterday" is neither an RFC 3339 time (2006-01-02T15:04:05Z) nor a duration before now (1h, 30m)`},
+		{[]string{"logs", "alpha", "--until", "-5m"}, `--until: "-5m" is neither an RFC 3339 time (2006-01-02T15:04:05Z) nor a duration before now (1h, 30m)`},
+		{[]string{"logs", "alpha", "--since", "1h", "--until", "2h"}, "--until (2h) is before --since (1h)"},
+		{[]string{"logs", "alpha", "--follow", "--until", "1h"}, "--until cannot be used with --follow"},
 		{[]string{"logs"}, "accepts 1 arg(s), received 0"},
 	}
 	for _, tc := range bad {

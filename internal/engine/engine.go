@@ -39,8 +39,13 @@ type Config struct {
 	Runtimes     []runtimes.Runtime
 	BootstrapDir string // where runtimes.Install put the bootstraps
 	Logs         *LogStore
-	Region       string
-	Account      string
+	// LogRate bounds the bytes per second of output each instance writes
+	// to its log (0: DefaultLogRate; negative: no bound), with a burst of
+	// twice as many; lines over it are dropped and counted in a marker
+	// line (logs.go).
+	LogRate float64
+	Region  string
+	Account string
 	// MaxInstances caps instances on this node, all functions together.
 	MaxInstances int
 	// MaxMemoryMB caps the sum of the memory limits (MemorySize) of the

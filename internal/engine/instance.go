@@ -77,7 +77,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	}
 	inst := &instance{id: newID(fn.Name), pool: p, fn: fn, kindHTTP: rt.Kind == runtimes.KindHTTP}
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
-	inst.out, err = newOutput(e.cfg.Logs, fn.Name, sys, &e.wg)
+	inst.out, err = newOutput(e.cfg.Logs, fn.Name, sys, newLogLimiter(e.cfg.LogRate), &e.wg)
 	if err != nil {
 		inst.close()
 		return nil, err

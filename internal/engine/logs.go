@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Log sizes.
@@ -24,7 +27,19 @@ const (
 	// bytes: the LogRecord itself (72 bytes) and the slack of the slice
 	// holding it.
 	recordOverhead = 160
+	// DefaultLogRate is how many bytes of output per second an instance
+	// may write to its log (with a burst of twice as many); the rest is
+	// dropped, and a marker line says how much (output.markLocked).
+	DefaultLogRate = 5 << 20
 )
+
+// LogSink receives every record a LogStore keeps (a durable store of
+// function logs). Add must not block: it is called on the path that reads
+// an instance's output. Forget tells it a function was deleted.
+type LogSink interface {
+	Add(LogRecord)
+	Forget(fn string)
+}
 
 // LogRecord is one line of a function's log.
 type LogRecord struct {
@@ -43,6 +58,9 @@ func (r *LogRecord) size() int { return len(r.Line) + recordOverhead }
 // first. A function's log goes with the function (Forget).
 type LogStore struct {
 	perFunction, total int
+
+	sink        atomic.Pointer[LogSink] // SetSink; nil: none
+	rateDropped atomic.Uint64           // bytes of output over instances' log rate
 
 	mu    sync.Mutex
 	funcs map[string]*funcLog
@@ -86,6 +104,21 @@ func (s *LogStore) logOf(fn string) *funcLog {
 	return l
 }
 
+// SetSink makes the store pass every record it keeps to k, and the
+// functions it forgets.
+func (s *LogStore) SetSink(k LogSink) { s.sink.Store(&k) }
+
+// RateDropped is how many bytes of instances' output were dropped over
+// their log rate (Config.LogRate), since the store was made.
+func (s *LogStore) RateDropped() uint64 { return s.rateDropped.Load() }
+
+// toSink passes rec to the sink, if there is one.
+func (s *LogStore) toSink(rec LogRecord) {
+	if k := s.sink.Load(); k != nil {
+		(*k).Add(rec)
+	}
+}
+
 // handle returns fn's log for an instance to append to.
 func (s *LogStore) handle(fn string) *funcLog {
 	s.mu.Lock()
@@ -96,20 +129,28 @@ func (s *LogStore) handle(fn string) *funcLog {
 // Append adds a record; followers that cannot keep up miss it.
 func (s *LogStore) Append(rec LogRecord) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.appendLocked(s.logOf(rec.Function), rec)
+	ok := s.appendLocked(s.logOf(rec.Function), rec)
+	s.mu.Unlock()
+	if ok {
+		s.toSink(rec)
+	}
 }
 
 // appendTo adds a record to l, unless l's function was forgotten.
 func (s *LogStore) appendTo(l *funcLog, rec LogRecord) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.appendLocked(l, rec)
+	ok := s.appendLocked(l, rec)
+	s.mu.Unlock()
+	if ok {
+		s.toSink(rec)
+	}
 }
 
-func (s *LogStore) appendLocked(l *funcLog, rec LogRecord) {
+// appendLocked adds rec to l and reports whether it did (not when l's
+// function was forgotten).
+func (s *LogStore) appendLocked(l *funcLog, rec LogRecord) bool {
 	if l.gone {
-		return
+		return false
 	}
 	l.recs = append(l.recs, rec)
 	l.bytes += rec.size()
@@ -131,6 +172,7 @@ func (s *LogStore) appendLocked(l *funcLog, rec LogRecord) {
 		default:
 		}
 	}
+	return true
 }
 
 // dropOldest drops l's oldest record. Called with mu held, l not empty.
@@ -157,6 +199,9 @@ func (s *LogStore) dropOldest(l *funcLog) {
 // its followers' channels close, and lines its remaining instances write
 // are dropped.
 func (s *LogStore) Forget(fn string) {
+	if k := s.sink.Load(); k != nil {
+		(*k).Forget(fn)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.funcs[fn]
@@ -222,11 +267,29 @@ type output struct {
 	partial []byte
 	tail    []byte
 	buf     []byte
+	// limit bounds the bytes of output lines per second (nil: no bound);
+	// dropped counts the bytes of the lines it refused since the last
+	// marker, written at most once per second (markedAt).
+	limit    *rate.Limiter
+	dropped  int64
+	markedAt time.Time
+}
+
+// newLogLimiter returns the limiter of an instance's output for a rate in
+// bytes per second (0: DefaultLogRate; negative: none).
+func newLogLimiter(bytesPerSecond float64) *rate.Limiter {
+	switch {
+	case bytesPerSecond < 0:
+		return nil
+	case bytesPerSecond == 0:
+		bytesPerSecond = DefaultLogRate
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSecond), max(int(2*bytesPerSecond), maxLineBytes+1))
 }
 
 // newOutput returns an output whose reader goroutine wg counts; sys writes
 // its platform lines.
-func newOutput(store *LogStore, fn string, sys sysLog, wg *sync.WaitGroup) (*output, error) {
+func newOutput(store *LogStore, fn string, sys sysLog, limit *rate.Limiter, wg *sync.WaitGroup) (*output, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("log pipe: %w", err)
@@ -237,7 +300,7 @@ func newOutput(store *LogStore, fn string, sys sysLog, wg *sync.WaitGroup) (*out
 		w.Close()
 		return nil, fmt.Errorf("log pipe: %w", err)
 	}
-	o := &output{store: store, log: store.handle(fn), fn: fn, sys: sys, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk)}
+	o := &output{store: store, log: store.handle(fn), fn: fn, sys: sys, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk), limit: limit}
 	wg.Go(o.loop)
 	return o, nil
 }
@@ -309,10 +372,10 @@ func (o *output) consumeLocked(b []byte) {
 		}
 		if len(o.partial) > 0 {
 			o.partial = append(o.partial, b[:i]...)
-			o.emitLocked(string(o.partial))
+			o.outputLocked(o.partial)
 			o.partial = o.partial[:0]
 		} else {
-			o.emitLocked(string(b[:i]))
+			o.outputLocked(b[:i])
 		}
 		b = b[i+1:]
 	}
@@ -320,9 +383,38 @@ func (o *output) consumeLocked(b []byte) {
 
 func (o *output) flushLocked() {
 	if len(o.partial) > 0 {
-		o.emitLocked(string(o.partial))
+		o.outputLocked(o.partial)
 		o.partial = o.partial[:0]
 	}
+}
+
+// outputLocked adds a line the instance wrote, unless it is over the
+// instance's log rate: then its bytes are counted, and a marker line says
+// how many were dropped, once a second.
+func (o *output) outputLocked(line []byte) {
+	if o.limit == nil {
+		o.emitLocked(string(line))
+		return
+	}
+	now := time.Now()
+	if o.limit.AllowN(now, len(line)+1) {
+		o.markLocked(now, false)
+		o.emitLocked(string(line))
+		return
+	}
+	o.dropped += int64(len(line) + 1)
+	o.store.rateDropped.Add(uint64(len(line) + 1))
+	o.markLocked(now, false)
+}
+
+// markLocked writes the marker of the bytes dropped since the last one,
+// if a second has passed since it (or now, with force).
+func (o *output) markLocked(now time.Time, force bool) {
+	if o.dropped == 0 || (!force && now.Sub(o.markedAt) < time.Second) {
+		return
+	}
+	o.emitLocked(fmt.Sprintf("[nimbus] log rate limit: dropped %d bytes in the last second", o.dropped))
+	o.dropped, o.markedAt = 0, now
 }
 
 func (o *output) emitLocked(line string) {
@@ -368,6 +460,7 @@ func (o *output) end(requestID string, r invokeReport) []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.flushLocked()
+	o.markLocked(time.Now(), true)
 	o.platformLocked(o.sys.end(requestID, r))
 	o.platformLocked(o.sys.report(requestID, r))
 	tail := append([]byte(nil), o.tail...)
@@ -381,6 +474,7 @@ func (o *output) takeTail() []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.flushLocked()
+	o.markLocked(time.Now(), true)
 	tail := append([]byte(nil), o.tail...)
 	o.tail = o.tail[:0]
 	return tail

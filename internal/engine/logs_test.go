@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,5 +194,97 @@ func TestDeletedFunctionLogs(t *testing.T) {
 		if r.RequestID != "new-function" {
 			t.Errorf("the new function's log shows %q of request %q", r.Line, r.RequestID)
 		}
+	}
+}
+
+// sinkRecorder is a LogSink that keeps what it gets.
+type sinkRecorder struct {
+	mu     sync.Mutex
+	recs   []LogRecord
+	forgot []string
+}
+
+func (k *sinkRecorder) Add(r LogRecord) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.recs = append(k.recs, r)
+}
+
+func (k *sinkRecorder) Forget(fn string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.forgot = append(k.forgot, fn)
+}
+
+// TestLogStoreSink: every record the store keeps goes to its sink, a
+// forgotten function too, and the lines of a forgotten function's last
+// instances go to neither.
+func TestLogStoreSink(t *testing.T) {
+	s := NewLogStore(0, 0)
+	k := &sinkRecorder{}
+	s.SetSink(k)
+	s.Append(LogRecord{Function: "a", Line: "1"})
+	l := s.handle("b")
+	s.appendTo(l, LogRecord{Function: "b", Line: "2"})
+	s.Forget("b")
+	s.appendTo(l, LogRecord{Function: "b", Line: "late"})
+	if len(k.recs) != 2 || k.recs[0].Line != "1" || k.recs[1].Line != "2" {
+		t.Errorf("the sink got %+v, want lines 1 and 2", k.recs)
+	}
+	if len(k.forgot) != 1 || k.forgot[0] != "b" {
+		t.Errorf("the sink forgot %v, want [b]", k.forgot)
+	}
+}
+
+// TestOutputRateLimit: lines over an instance's log rate are dropped, and
+// a marker line attributed to the request says how many bytes; the lines
+// within it and the platform's lines are kept.
+func TestOutputRateLimit(t *testing.T) {
+	s := NewLogStore(0, 0)
+	var wg sync.WaitGroup
+	o, err := newOutput(s, "f", sysLog{}, newLogLimiter(100_000), &wg) // burst 256 KB+1
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.begin("req-1")
+	line := strings.Repeat("x", 999) + "\n" // 1000 bytes a line
+	o.mu.Lock()
+	for range 1000 { // 1 MB at once: about 256 lines fit the burst
+		o.consumeLocked([]byte(line))
+	}
+	o.mu.Unlock()
+	o.end("req-1", invokeReport{status: statusSuccess})
+	o.close()
+	wg.Wait()
+	kept, dropped := 0, 0
+	var markers []string
+	for _, r := range s.Read("f", -1) {
+		if r.RequestID != "req-1" {
+			t.Errorf("line %q of request %q", r.Line, r.RequestID)
+		}
+		switch {
+		case strings.HasPrefix(r.Line, "xxx"):
+			kept++
+		case strings.HasPrefix(r.Line, "[nimbus] log rate limit: dropped "):
+			markers = append(markers, r.Line)
+			var n int
+			if _, err := fmt.Sscanf(r.Line, "[nimbus] log rate limit: dropped %d bytes in the last second", &n); err != nil {
+				t.Fatalf("marker %q: %v", r.Line, err)
+			}
+			dropped += n
+		}
+	}
+	if kept < 200 || kept > 300 {
+		t.Errorf("kept %d lines of 1000 bytes, want about 256 (the burst)", kept)
+	}
+	if got := s.RateDropped(); got != uint64(dropped) {
+		t.Errorf("RateDropped() = %d, the markers say %d", got, dropped)
+	}
+	if dropped != (1000-kept)*1000 || len(markers) == 0 || len(markers) > 2 {
+		t.Errorf("markers %v count %d bytes dropped, want %d in one or two markers", markers, dropped, (1000-kept)*1000)
+	}
+	all := s.Read("f", -1)
+	if !strings.HasPrefix(all[0].Line, "START") || !strings.HasPrefix(all[len(all)-1].Line, "REPORT") {
+		t.Errorf("the platform lines were dropped: first %q, last %q", all[0].Line, all[len(all)-1].Line)
 	}
 }

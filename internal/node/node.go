@@ -25,6 +25,8 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/fnlog"
+	fnlognats "github.com/nimbus-serverless/nimbus/internal/fnlog/nats"
 	"github.com/nimbus-serverless/nimbus/internal/observe"
 	"github.com/nimbus-serverless/nimbus/internal/records"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
@@ -97,15 +99,19 @@ type Config struct {
 	AuthFailureBurst int
 	// AuditRetention is how long the audit trail keeps its events.
 	AuditRetention time.Duration
-	// InvocationRetention is how long invocation records (and functions'
-	// logs) are kept.
+	// InvocationRetention is how long invocation records and function
+	// log lines are kept.
 	InvocationRetention time.Duration
 	// Prices is the price table of usage reports.
 	Prices records.Prices
+	// LogMaxBytes bounds each function's stored log; LogRate is how many
+	// MiB per second of output each instance may log (0: no limit).
+	LogMaxBytes int64
+	LogRate     float64
 	// NoObservability turns off invocation records, usage, durable logs,
 	// metrics and traces: for benchmarks that measure what they cost.
 	NoObservability bool
-	Logger *slog.Logger
+	Logger          *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -158,6 +164,8 @@ func Defaults() Config {
 
 		InvocationRetention: records.DefaultRetention,
 		Prices:              records.DefaultPrices(),
+		LogMaxBytes:         fnlog.DefaultMaxBytes,
+		LogRate:             engine.DefaultLogRate >> 20,
 	}
 }
 
@@ -206,6 +214,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--invocation-retention must be at least 1h, not %s", c.InvocationRetention)
 	case c.Prices.Check() != nil:
 		return fmt.Errorf("--price-*: %v", c.Prices.Check())
+	case c.LogMaxBytes < 1<<20:
+		return fmt.Errorf("--log-max-bytes must be at least 1048576 (1 MiB), not %d", c.LogMaxBytes)
+	case !(c.LogRate >= 0 && c.LogRate <= 1<<20):
+		return fmt.Errorf("--log-rate must be a number of MiB per second from 0 (no limit) up, not %v", c.LogRate)
 	case c.AuthFailureBurst < 1:
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	}
@@ -220,6 +232,8 @@ type Node struct {
 	key      *seal.Key        // seals secrets at rest
 	auth     authParts        // auth.go
 	audit    *auditnats.Log   // audit.go; closing the store closes it
+	fnlogs   *fnlognats.Store // fnlogs.go
+	logs     *engine.LogStore // functions' recent lines in memory
 	store    *natsstore.Store // the node's async and triggers use NATS itself
 	registry *registry.Registry
 	cache    *codepkg.Cache
@@ -320,13 +334,17 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	logs := engine.NewLogStore(0, 0)
+	n.logs = logs
+	if err := n.openFunctionLogs(ctx, logs); err != nil {
+		return nil, err
+	}
 	memMB, err := cfg.memoryBudgetMB()
 	if err != nil {
 		return nil, err
 	}
 	log.Info("memory admission", "max_memory_mb", memMB, "overcommit", cfg.MemoryOvercommit, "max_memory_flag", cfg.MaxMemoryMB > 0)
 	n.engine, err = engine.New(engine.Config{
-		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
+		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
@@ -362,7 +380,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
-		Audit: n.auditAPI(), Records: n.recordsAPI(),
+		Audit: n.auditAPI(), Records: n.recordsAPI(), DurableLogs: n.durableLogs(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -530,6 +548,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		{"registry", closer(n.registry)},
 		{"keys", closer(n.auth.keys)},
 		{"audit trail", closer(n.audit)},
+		{"function logs", closer(n.fnlogs)},
 		{"code cache", closer(n.cache)},
 		{"store", closer(n.store)},
 	}
