@@ -58,6 +58,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Auth, "auth", cfg.Auth, "sigv4: every API request must be signed (SigV4) by a Nimbus access key; none: no authentication (local development only, loopback --addr)")
 	f.BoolVar(&cfg.AllowUnauthenticatedRemote, "allow-unauthenticated-remote", false, "allow --auth none on a non-loopback --addr (anyone who reaches it can run code on this host)")
 	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit trail keeps its events (at least 1h)")
+	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "send invocation traces to this OTLP collector, e.g. http://127.0.0.1:4318 (default: off, unless OTEL_EXPORTER_OTLP_ENDPOINT is set; docs/observability-tracing.md)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {

@@ -25,12 +25,14 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
+	"github.com/nimbus-serverless/nimbus/internal/observe"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
 	"github.com/nimbus-serverless/nimbus/internal/seal"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
+	"github.com/nimbus-serverless/nimbus/internal/tracing"
 )
 
 // Config is everything `nimbus serve` can set.
@@ -95,7 +97,11 @@ type Config struct {
 	AuthFailureBurst int
 	// AuditRetention is how long the audit trail keeps its events.
 	AuditRetention time.Duration
-	Logger         *slog.Logger
+	// OTLPEndpoint is --otlp-endpoint: the OTLP collector that invocation
+	// traces go to (tracing is also on when OTEL_EXPORTER_OTLP_ENDPOINT is
+	// set; docs/observability-tracing.md).
+	OTLPEndpoint string
+	Logger       *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -191,6 +197,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--audit-retention must be at least 1h, not %s", c.AuditRetention)
 	case c.AuthFailureBurst < 1:
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
+	case c.OTLPEndpoint != "" && tracing.ValidateEndpoint(c.OTLPEndpoint) != nil:
+		return fmt.Errorf("--otlp-endpoint: %w", tracing.ValidateEndpoint(c.OTLPEndpoint))
 	}
 	return c.validateAuth()
 }
@@ -208,6 +216,8 @@ type Node struct {
 	cache    *codepkg.Cache
 	sandbox  *process.Backend // the node made it, the node closes it
 	engine   *engine.Engine
+	tracing  *tracing.Provider // tracing.go
+	inv      *observe.Invoker  // tracing.go: the engine, observed
 	api      *api.Server
 	async    asyncParts // async.go
 	destOnce sync.Once
@@ -306,12 +316,15 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	log.Info("memory admission", "max_memory_mb", memMB, "overcommit", cfg.MemoryOvercommit, "max_memory_flag", cfg.MaxMemoryMB > 0)
+	if err := n.openTracing(ctx); err != nil {
+		return nil, err
+	}
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs,
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
-		Network: sandbox.Network(cfg.FunctionNetwork),
+		Network: sandbox.Network(cfg.FunctionNetwork), TracerProvider: n.tracing.TracerProvider(),
 	})
 	if err != nil {
 		return nil, err
@@ -336,7 +349,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.api = api.New(api.Config{
-		Registry: n.registry, Invoker: n.engine, Logs: logs, Region: cfg.Region, Account: cfg.Account,
+		Registry: n.registry, Invoker: n.invoker(), Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.store.Healthy,
@@ -503,6 +516,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		close func(context.Context) error
 	}{
 		{"engine", closer(n.engine)},
+		{"tracing", closer(n.tracing)}, // flushes the spans buffered
 		{"sandbox", closer(n.sandbox)},
 		{"registry", closer(n.registry)},
 		{"keys", closer(n.auth.keys)},

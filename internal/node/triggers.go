@@ -84,7 +84,7 @@ func (n *Node) openTriggers(ctx context.Context) error {
 		Prepare: prepareTrigger,
 	}
 	m := trigger.NewManager(trigger.ManagerConfig{
-		Functions: n.registry, Invoker: n.engine, Failures: n.triggerFailures(),
+		Functions: n.registry, Invoker: n.invoker(), Failures: n.triggerFailures(),
 		Types: factories, Named: named, Logger: n.log,
 	})
 	n.triggers.manager = m

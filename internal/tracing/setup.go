@@ -252,6 +252,9 @@ func (p *Provider) Observer(region, account string) observe.Observer {
 	return NewObserver(p.sdk, region, account)
 }
 
+// Close is Shutdown (the node closes its parts with Close).
+func (p *Provider) Close(ctx context.Context) error { return p.Shutdown(ctx) }
+
 // Shutdown exports the spans still buffered and stops the exporter, within
 // ctx. It is a no-op when tracing is off.
 func (p *Provider) Shutdown(ctx context.Context) error {
