@@ -114,6 +114,9 @@ func TestTracingEndToEnd(t *testing.T) {
 		if len(srv.Links) != 1 || srv.Links[0].TraceID != "5bf92f3577b34da6a3ce929d0e0e4736" || srv.Links[0].SpanID != "10f067aa0ba902b7" {
 			t.Fatalf("async span links %+v, want the submitter's span", srv.Links)
 		}
+		if srv.TraceID != "5bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Errorf("async span's trace %s, want the submitter's", srv.TraceID)
+		}
 	})
 
 	t.Run("nats trigger", func(t *testing.T) {

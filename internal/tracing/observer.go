@@ -95,6 +95,12 @@ func (o *Observer) Begin(ctx context.Context, fn *nimbus.Function, req *nimbus.I
 	opts := []trace.SpanStartOption{trace.WithSpanKind(spanKind(req.Trigger)), trace.WithAttributes(attrs...)}
 	if links := linksOf(req.TraceLinks); len(links) > 0 {
 		opts = append(opts, trace.WithLinks(links...))
+		if req.Trigger == nimbus.TriggerAsync && len(links) == 1 && !trace.SpanContextFromContext(ctx).IsValid() {
+			// An async invocation stays in its submitter's trace (the
+			// X-Ray Root the function sees is the submitter's, as on
+			// Lambda), as a root span linked to the submitter.
+			ctx = context.WithValue(ctx, rootKey{}, links[0].SpanContext.TraceID())
+		}
 	}
 	ctx, span := o.tracer.Start(ctx, fn.Name, opts...)
 	if sc := span.SpanContext(); sc.IsValid() {

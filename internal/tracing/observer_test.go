@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -108,5 +109,22 @@ func TestFaaSTrigger(t *testing.T) {
 		if got := FaaSTrigger(kind); got != want {
 			t.Errorf("FaaSTrigger(%q) = %q, want %q", kind, got, want)
 		}
+	}
+}
+
+// TestObserverAsyncStaysInTrace: an async invocation is a root span in its
+// submitter's trace, linked to the submitter's span.
+func TestObserverAsyncStaysInTrace(t *testing.T) {
+	tp, exp := newTestProvider(t)
+	o := NewObserver(tp, "us-east-1", "000000000000")
+	req := nimbus.Invocation{RequestID: "r", Trigger: nimbus.TriggerAsync, TraceLinks: []string{tp1}}
+	_, end := o.Begin(context.Background(), &nimbus.Function{Name: "f"}, &req)
+	end(&records.Record{Status: records.StatusSuccess})
+	s := exp.GetSpans()[0]
+	if s.SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || s.Parent.IsValid() || len(s.Links) != 1 {
+		t.Fatalf("trace %s parent %v links %v, want a root in the submitter's trace, linked", s.SpanContext.TraceID(), s.Parent, s.Links)
+	}
+	if !strings.HasPrefix(req.TraceID, "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;") {
+		t.Fatalf("TraceID %q, want the submitter's Root", req.TraceID)
 	}
 }
