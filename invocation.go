@@ -20,6 +20,11 @@ type Invocation struct {
 	Trigger string
 	// TaskID is the async task the invocation runs, if any.
 	TaskID string
+	// TraceLinks are the span contexts (W3C traceparent or
+	// X-Amzn-Trace-Id values) of what caused the invocation without
+	// waiting for it: the messages of a trigger's batch, the submitter of
+	// an async event. The invocation's span links to each (internal/tracing).
+	TraceLinks []string
 }
 
 // Trigger kinds of an Invocation that are not a trigger's type (those are

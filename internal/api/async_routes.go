@@ -50,7 +50,7 @@ func (s *Server) functionsInvokeAsyncLegacy(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
-	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TraceID: traceID(r)})
+	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TraceID: traceID(r), TraceParent: traceParent(r)})
 	if err != nil {
 		return err
 	}

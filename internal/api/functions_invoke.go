@@ -17,6 +17,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/async"
+	"github.com/nimbus-serverless/nimbus/internal/tracing"
 )
 
 // Invoker runs functions (the engine).
@@ -73,7 +74,7 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusInternalServerError, errService, "this node runs no engine")
 	}
 	reqID := uuid.NewString()
-	res, err := s.cfg.Invoker.Invoke(r.Context(), fn, nimbus.Invocation{
+	res, err := s.cfg.Invoker.Invoke(traceContext(r), fn, nimbus.Invocation{
 		RequestID: reqID, Payload: payload, ClientContext: clientContext, TraceID: traceID(r), Trigger: nimbus.TriggerAPI,
 	})
 	if err == nil {
@@ -121,7 +122,7 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, fn *nimbus.
 	if taskID == "" {
 		taskID = r.Header.Get("X-Fc-Async-Task-Id")
 	}
-	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TaskID: taskID, TraceID: traceID(r)})
+	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TaskID: taskID, TraceID: traceID(r), TraceParent: traceParent(r)})
 	if err != nil {
 		return err
 	}
@@ -167,6 +168,22 @@ func decodeClientContext(v string) (string, error) {
 		return "", newError(http.StatusBadRequest, errInvalidContent, "Client context must be a valid Base64-encoded JSON object.")
 	}
 	return string(b), nil
+}
+
+// traceContext is the request's context with the caller's span context
+// (traceparent, else X-Amzn-Trace-Id): the invocation's span is its child.
+func traceContext(r *http.Request) context.Context {
+	return tracing.Extract(r.Context(), r.Header)
+}
+
+// traceParent is the caller's span context as a traceparent ("" when it
+// sent none), stored with an async event: the event's invocation links to
+// it.
+func traceParent(r *http.Request) string {
+	if r.Header.Get(tracing.HeaderTraceParent) == "" && r.Header.Get(tracing.HeaderXRay) == "" {
+		return ""
+	}
+	return tracing.TraceParentOf(traceContext(r))
 }
 
 // traceID passes on the caller's X-Amzn-Trace-Id or makes an X-Ray-style one.

@@ -24,7 +24,7 @@ func (c *urlCall) relay(body []byte) {
 	if c.cfg.Mode() == funcurl.InvokeStream {
 		req.Respond = rel.start
 	}
-	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, nimbus.Invocation{RequestID: c.id, HTTP: req, TraceID: traceID(c.r), Trigger: nimbus.TriggerURL})
+	res, err := c.s.cfg.Invoker.Invoke(traceContext(c.r), c.fn, nimbus.Invocation{RequestID: c.id, HTTP: req, TraceID: traceID(c.r), Trigger: nimbus.TriggerURL})
 	if rel.started {
 		if gone := callerGone(c.r); gone != nil {
 			// The caller left mid-answer: nothing failed.

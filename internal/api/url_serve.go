@@ -184,7 +184,7 @@ func (c *urlCall) invokeEvent(body []byte) {
 // invoke calls the engine; ok is false when the invocation failed and
 // outcome answered.
 func (c *urlCall) invoke(req nimbus.Invocation) (res nimbus.Result, ok bool) {
-	res, err := c.s.cfg.Invoker.Invoke(c.r.Context(), c.fn, req)
+	res, err := c.s.cfg.Invoker.Invoke(traceContext(c.r), c.fn, req)
 	return res, c.outcome(res, err)
 }
 

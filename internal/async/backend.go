@@ -19,6 +19,9 @@ type Event struct {
 	// earlier.
 	NotBefore time.Time `json:"nb,omitzero"`
 	TraceID   string    `json:"tr,omitempty"`
+	// TraceParent is the submitter's span context (traceparent), which
+	// the invocation's span links to.
+	TraceParent string `json:"tp,omitempty"`
 }
 
 // Claim is a queue message that this node holds: its events run here and

@@ -128,7 +128,7 @@ func (s *Service) invoke(ev *Event, fn *nimbus.Function) (nimbus.Result, error, 
 	for {
 		start := time.Now()
 		res, err := s.cfg.Invoker.Invoke(ctx, fn, nimbus.Invocation{RequestID: ev.ID, Payload: ev.Payload, TraceID: ev.TraceID,
-			Trigger: nimbus.TriggerAsync, TaskID: ev.ID})
+			Trigger: nimbus.TriggerAsync, TaskID: ev.ID, TraceLinks: traceLinks(ev)})
 		elapsed := time.Since(start)
 		if context.Cause(ctx) == errStopped {
 			return res, errStopped, elapsed
@@ -329,4 +329,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// traceLinks is what the event's invocation links to: its submitter.
+func traceLinks(ev *Event) []string {
+	if ev.TraceParent == "" {
+		return nil
+	}
+	return []string{ev.TraceParent}
 }

@@ -17,6 +17,9 @@ type SubmitRequest struct {
 	// the retention window returns the first task and runs nothing more.
 	TaskID  string
 	TraceID string
+	// TraceParent is the submitter's span context (W3C traceparent), if
+	// any: the event's invocation links to it.
+	TraceParent string
 }
 
 var validTaskID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -54,7 +57,7 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 		return "", false, nimbus.Errorf(nimbus.ErrUnavailable, "the Async Service is shutting down")
 	}
 	now := s.cfg.Clock.Now().UTC()
-	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID}
+	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID, TraceParent: req.TraceParent}
 	task := &nimbus.Task{ID: id, Function: fn.Name, Status: nimbus.TaskEnqueued, Created: now, Updated: now}
 	if err := s.q.Put(ctx, []*nimbus.Task{task}, []*Event{ev}); err != nil {
 		return "", false, err

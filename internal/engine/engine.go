@@ -22,9 +22,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/tracing"
 )
 
 // CodeCache gives the directory of a code digest on this node.
@@ -72,6 +76,9 @@ type Config struct {
 	// Network is the network of instances of functions that do not choose
 	// one (nimbus.Function.NimbusNetwork); "" is sandbox.NetworkEgress.
 	Network sandbox.Network
+	// TracerProvider makes the engine's spans (queue, cold start, run:
+	// trace.go) under the invocation's span; nil is the no-op provider.
+	TracerProvider trace.TracerProvider
 	// Now is the clock; tests inject one.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -111,6 +118,9 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
@@ -124,6 +134,7 @@ func (c *Config) validate() error {
 type Engine struct {
 	cfg      Config
 	log      *slog.Logger
+	tracer   trace.Tracer
 	runtimes map[string]runtimes.Runtime
 
 	mu        sync.Mutex
@@ -159,6 +170,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger,
+		tracer:   cfg.TracerProvider.Tracer(tracerName),
 		runtimes: make(map[string]runtimes.Runtime),
 		pools:    make(map[string]*pool),
 		draining: make(map[*pool]struct{}),
@@ -183,10 +195,13 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		return nimbus.Result{}, err
 	}
 	began := time.Now()
+	_, queue := e.span(ctx, "queue")
 	inst, err := p.acquire(ctx, fn)
+	endSpan(queue, nil, err)
 	if err != nil {
 		var f *initFailure
 		if errors.As(err, &f) {
+			e.traceColdStart(ctx, f.boot, "", f.fe)
 			// The failed start is this request's cold start, whether it
 			// waited for it or was handed its error (Lambda bills it).
 			return nimbus.Result{Err: f.fe, LogTail: f.logTail(), Report: nimbus.Report{ColdStart: true, Init: f.took,
@@ -195,7 +210,15 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		return nimbus.Result{}, err
 	}
 	queued := time.Since(began)
-	res, broken := inst.invoke(ctx, req)
+	if inst.coldTraced.CompareAndSwap(false, true) {
+		e.traceColdStart(ctx, inst.boot, inst.id, nil)
+	}
+	rctx, run := e.span(ctx, "run")
+	if run != nil {
+		req.TraceID = tracing.XRay(run.SpanContext())
+	}
+	res, broken := inst.invoke(rctx, req)
+	endSpan(run, res.Err, nil)
 	res.Report.Queued = queued
 	p.release(inst, broken)
 	return res, nil

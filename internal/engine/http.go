@@ -12,6 +12,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
+	"github.com/nimbus-serverless/nimbus/internal/tracing"
 )
 
 // maxPayload is Lambda's synchronous request and response limit.
@@ -86,6 +87,7 @@ func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus
 		out.Header[k] = v
 	}
 	out.Header.Set("X-Amz-Request-Id", req.RequestID)
+	tracing.Inject(ctx, out.Header) // the run span, when traced
 	resp, err := t.client.Do(out)
 	if err != nil {
 		return nimbus.Result{}, fmt.Errorf("forward to HTTP function: %w", err)

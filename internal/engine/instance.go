@@ -38,6 +38,8 @@ type instance struct {
 
 	initDuration time.Duration
 	initReported atomic.Bool // Init Duration goes on the first REPORT only
+	boot         boot        // the start's phases, for its "cold start" span (trace.go)
+	coldTraced   atomic.Bool // the first request recorded that span
 
 	fz sandbox.Freezer // nil when the sandbox cannot freeze (freeze.go)
 
@@ -63,6 +65,7 @@ func newID(name string) string {
 func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function) (*instance, error) {
 	rt := p.rt
 	began := time.Now()
+	b := boot{began: began}
 	sys := newSysLog(fn, e.arn(fn.Name))
 	codeDir, err := e.cfg.Code.Ensure(ctx, fn.CodeSHA256)
 	if err != nil {
@@ -73,7 +76,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	path, args, err := runtimes.Command(rt, codeDir, runtimeDir, seen)
 	if err != nil {
 		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
-			sys: sys, took: time.Since(began)}
+			sys: sys, took: time.Since(began), boot: b}
 	}
 	inst := &instance{id: newID(fn.Name), pool: p, fn: fn, kindHTTP: rt.Kind == runtimes.KindHTTP}
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
@@ -85,6 +88,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	// AWS_LAMBDA_RUNTIME_API (or PORT) comes from prepare, once the
 	// instance's network is known.
 	env := lastWins(append(runtimes.Env(fn, rt, "", seen, e.cfg.Region), logEnv(fn)...))
+	b.sandboxStarted = time.Now()
 	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
 		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir,
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
@@ -92,6 +96,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		Network: e.network(fn), Prepare: inst.prepare,
 	})
 	inst.out.closeWriter()
+	b.sandboxReady = time.Now()
 	if err != nil {
 		inst.close()
 		return nil, fmt.Errorf("start instance: %w", err)
@@ -108,19 +113,22 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	if sandbox.IsolationOf(e.cfg.Sandbox).Freeze {
 		inst.fz = sandbox.FreezerOf(inst.sb)
 	}
-	if err := inst.waitReady(ctx); err != nil {
+	err = inst.waitReady(ctx)
+	b.ready = time.Now()
+	if err != nil {
 		inst.sb.Kill()
 		<-inst.sb.Done()
 		inst.out.drain()
 		var fe *nimbus.FunctionError
 		if errors.As(err, &fe) {
 			inst.out.close()
-			err = &initFailure{fe: fe, tail: inst.out.takeTail(), sys: sys, took: time.Since(began)}
+			err = &initFailure{fe: fe, tail: inst.out.takeTail(), sys: sys, took: time.Since(began), boot: b}
 		}
 		inst.close()
 		return nil, err
 	}
 	inst.initDuration = time.Since(began)
+	inst.boot = b
 	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration)
 	return inst, nil
 }
@@ -180,6 +188,7 @@ type initFailure struct {
 	tail []byte
 	sys  sysLog
 	took time.Duration
+	boot boot
 }
 
 func (f *initFailure) Error() string { return "init: " + f.fe.Error() }

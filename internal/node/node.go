@@ -35,6 +35,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
 	"github.com/nimbus-serverless/nimbus/internal/seal"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
+	"github.com/nimbus-serverless/nimbus/internal/tracing"
 )
 
 // Config is everything `nimbus serve` can set.
@@ -111,7 +112,11 @@ type Config struct {
 	// NoObservability turns off invocation records, usage, durable logs,
 	// metrics and traces: for benchmarks that measure what they cost.
 	NoObservability bool
-	Logger          *slog.Logger
+	// OTLPEndpoint is --otlp-endpoint: the OTLP collector that invocation
+	// traces go to (tracing is also on when OTEL_EXPORTER_OTLP_ENDPOINT is
+	// set; docs/observability-tracing.md).
+	OTLPEndpoint string
+	Logger       *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -220,6 +225,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--log-rate must be a number of MiB per second from 0 (no limit) up, not %v", c.LogRate)
 	case c.AuthFailureBurst < 1:
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
+	case c.OTLPEndpoint != "" && tracing.ValidateEndpoint(c.OTLPEndpoint) != nil:
+		return fmt.Errorf("--otlp-endpoint: %w", tracing.ValidateEndpoint(c.OTLPEndpoint))
 	}
 	return c.validateAuth()
 }
@@ -239,8 +246,9 @@ type Node struct {
 	cache    *codepkg.Cache
 	sandbox  *process.Backend // the node made it, the node closes it
 	engine   *engine.Engine
-	records  *records.Store   // records.go
-	invoker  *observe.Invoker // the engine, observed: what every caller uses
+	records  *records.Store    // records.go
+	invoker  *observe.Invoker  // the engine, observed: what every caller uses
+	tracing  *tracing.Provider // tracing.go
 	api      *api.Server
 	async    asyncParts // async.go
 	destOnce sync.Once
@@ -343,12 +351,15 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	log.Info("memory admission", "max_memory_mb", memMB, "overcommit", cfg.MemoryOvercommit, "max_memory_flag", cfg.MaxMemoryMB > 0)
+	if err := n.openTracing(ctx); err != nil {
+		return nil, err
+	}
 	n.engine, err = engine.New(engine.Config{
 		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
-		Network: sandbox.Network(cfg.FunctionNetwork),
+		Network: sandbox.Network(cfg.FunctionNetwork), TracerProvider: n.tracing.TracerProvider(),
 	})
 	if err != nil {
 		return nil, err
@@ -543,6 +554,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		close func(context.Context) error
 	}{
 		{"engine", closer(n.engine)},
+		{"tracing", closer(n.tracing)}, // flushes the spans buffered
 		{"sandbox", closer(n.sandbox)},
 		{"invocation records", closer(n.records)},
 		{"registry", closer(n.registry)},

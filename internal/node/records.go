@@ -33,6 +33,9 @@ func (n *Node) openRecords(ctx context.Context) error {
 		return err
 	}
 	n.invoker = &observe.Invoker{Engine: n.engine, Sink: n.records, Node: id}
+	if ob := n.tracing.Observer(n.cfg.Region, n.cfg.Account); ob != nil {
+		n.invoker.Observers = append(n.invoker.Observers, ob)
+	}
 	return nil
 }
 

@@ -295,12 +295,24 @@ func (d *Deliverer) request(items []item) nimbus.Invocation {
 		payload, ct = append(msgs, ']'), ContentTypeBatch
 	}
 	return nimbus.Invocation{
-		RequestID: uuid.NewString(),
-		Payload:   payload,
-		Trigger:   d.cfg.Trigger.Type,
+		RequestID:  uuid.NewString(),
+		Payload:    payload,
+		Trigger:    d.cfg.Trigger.Type,
+		TraceLinks: traceLinks(items),
 		HTTP: &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: payload,
 			Header: http.Header{"Content-Type": {ct}}},
 	}
+}
+
+// traceLinks collects the span contexts that came with the items.
+func traceLinks(items []item) []string {
+	var links []string
+	for _, it := range items {
+		if it.msg.TraceParent != "" {
+			links = append(links, it.msg.TraceParent)
+		}
+	}
+	return links
 }
 
 // judge reads an invocation's result: a function error or an HTTP error

@@ -38,6 +38,11 @@ type Message struct {
 	// Extensions are extra CloudEvents attributes (lowercase alphanumeric
 	// names), e.g. {"partition": 3, "offset": 1234}.
 	Extensions map[string]any
+	// TraceParent is the span context that came with the message, if any:
+	// its W3C traceparent header (or its X-Amzn-Trace-Id). The
+	// invocation's span links to the span context of each message of its
+	// batch (nimbus.Invocation.TraceLinks).
+	TraceParent string
 }
 
 // Sink delivers batches to a trigger's function.

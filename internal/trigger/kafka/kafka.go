@@ -301,7 +301,19 @@ func (c *consumer) message(r *kgo.Record) trigger.Message {
 		DataContentType: contentType(r.Value),
 		Data:            r.Value,
 		Extensions:      ext,
+		TraceParent:     traceParent(r.Headers),
 	}
+}
+
+// traceParent is the span context in a record's headers.
+func traceParent(hs []kgo.RecordHeader) string {
+	var t trigger.TraceHeaders
+	for _, h := range hs {
+		if trigger.IsTraceHeader(h.Key) {
+			t.Add(h.Key, string(h.Value))
+		}
+	}
+	return t.Value()
 }
 
 // keyString shows a record key as text, or base64 when it is not UTF-8.

@@ -14,8 +14,12 @@ func (ss *session) messages(batch []inbound) []trigger.Message {
 	for i, m := range batch {
 		p := m.pub
 		var declared string
+		var trace trigger.TraceHeaders
 		if p.Properties != nil {
 			declared = p.Properties.ContentType
+			for _, u := range p.Properties.User {
+				trace.Add(u.Key, u.Value)
+			}
 		}
 		out[i] = trigger.Message{
 			ID:              uuid.NewString(),
@@ -27,6 +31,7 @@ func (ss *session) messages(batch []inbound) []trigger.Message {
 			DataContentType: contentType(declared, p.Payload),
 			Data:            p.Payload,
 			Extensions:      map[string]any{"qos": int(p.QoS), "retain": p.Retain, "redelivered": p.Duplicate()},
+			TraceParent:     trace.Value(),
 		}
 	}
 	return out

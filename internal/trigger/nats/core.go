@@ -55,7 +55,19 @@ func (r *run) coreMessage(m *nats.Msg) trigger.Message {
 		Key:             m.Subject,
 		DataContentType: contentType(m.Data),
 		Data:            m.Data,
+		TraceParent:     traceParent(m.Header),
 	}
+}
+
+// traceParent is the span context in a message's headers.
+func traceParent(h nats.Header) string {
+	var t trigger.TraceHeaders
+	for k, vs := range h {
+		if len(vs) > 0 && trigger.IsTraceHeader(k) {
+			t.Add(k, vs[0])
+		}
+	}
+	return t.Value()
 }
 
 // deliverCore delivers a batch, retrying with back-off while ctx lasts:

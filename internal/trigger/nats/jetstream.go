@@ -211,6 +211,7 @@ func (j *jsRun) message(m jetstream.Msg) (*held, error) {
 		DataContentType: contentType(m.Data()),
 		Data:            m.Data(),
 		Extensions:      map[string]any{"stream": md.Stream, "sequence": md.Sequence.Stream},
+		TraceParent:     traceParent(m.Headers()),
 	}}, nil
 }
 

@@ -32,7 +32,25 @@ func (s *Source) message(prefix, key string, d *amqp.Delivery, now time.Time) tr
 		DataContentType: contentType(d.ContentType, d.Body),
 		Data:            d.Body,
 		Extensions:      extensions(d),
+		TraceParent:     traceParent(d.Headers),
 	}
+}
+
+// traceParent is the span context in a delivery's headers table.
+func traceParent(hs amqp.Table) string {
+	var t trigger.TraceHeaders
+	for k, v := range hs {
+		if !trigger.IsTraceHeader(k) {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			t.Add(k, v)
+		case []byte:
+			t.Add(k, string(v))
+		}
+	}
+	return t.Value()
 }
 
 // contentType is the message's own type, else JSON or octet-stream.

@@ -46,9 +46,22 @@ func (c *consumer) messages(key string, batch []goredis.XMessage) []trigger.Mess
 			DataContentType: ctype,
 			Data:            data,
 			Extensions:      map[string]any{"group": c.set.group, "consumer": c.set.consumer},
+			TraceParent:     traceParent(e.Values),
 		})
 	}
 	return out
+}
+
+// traceParent is the span context in an entry's traceparent (or
+// X-Amzn-Trace-Id) field.
+func traceParent(values map[string]any) string {
+	var t trigger.TraceHeaders
+	for _, name := range []string{"traceparent", "x-amzn-trace-id", "X-Amzn-Trace-Id"} {
+		if v, ok := values[name].(string); ok {
+			t.Add(name, v)
+		}
+	}
+	return t.Value()
 }
 
 // data is the configured field's value, or the JSON object of all fields.

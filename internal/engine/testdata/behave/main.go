@@ -67,7 +67,7 @@ func handle(ctx context.Context, e event) (any, error) {
 	if e.BigResp > 0 {
 		return strings.Repeat("y", e.BigResp), nil
 	}
-	return map[string]any{"echo": e.Echo, "pid": os.Getpid(), "version": version}, nil
+	return map[string]any{"echo": e.Echo, "pid": os.Getpid(), "version": version, "trace": os.Getenv("_X_AMZN_TRACE_ID")}, nil
 }
 
 func main() { lambda.Start(handle) }
