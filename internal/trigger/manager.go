@@ -49,6 +49,8 @@ type ManagerConfig struct {
 	Retry, Throttle Backoff
 	Sleep           func(ctx context.Context, d time.Duration) error
 	Now             func() time.Time
+	// Metrics is passed to each trigger's Sink (nil: nothing is told).
+	Metrics Metrics
 }
 
 // NamedFactory makes the Factory of one trigger of one function.
@@ -325,7 +327,7 @@ func (m *Manager) newSink(function string, t nimbus.Trigger, st *Status, dl Dead
 	return NewSink(SinkConfig{
 		Function: function, Trigger: t, Functions: m.cfg.Functions, Invoker: m.cfg.Invoker,
 		Failures: m.cfg.Failures, DeadLetter: dl, Status: st, Logger: m.log,
-		Retry: m.cfg.Retry, Throttle: m.cfg.Throttle, Sleep: m.cfg.Sleep, Now: m.cfg.Now,
+		Retry: m.cfg.Retry, Throttle: m.cfg.Throttle, Sleep: m.cfg.Sleep, Now: m.cfg.Now, Metrics: m.cfg.Metrics,
 	})
 }
 
