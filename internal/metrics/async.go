@@ -57,7 +57,9 @@ func (m *Metrics) Async() *Async { return m.async }
 func (a *Async) Submitted(fn string) { a.submitted.WithLabelValues(fn).Inc() }
 
 // Started implements async.Metrics.
-func (a *Async) Started(fn string, age time.Duration) { a.age.WithLabelValues(fn).Observe(age.Seconds()) }
+func (a *Async) Started(fn string, age time.Duration) {
+	a.age.WithLabelValues(fn).Observe(age.Seconds())
+}
 
 // Retried implements async.Metrics.
 func (a *Async) Retried(fn string) { a.retries.WithLabelValues(fn).Inc() }

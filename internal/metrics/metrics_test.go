@@ -209,7 +209,9 @@ func TestWatch(t *testing.T) {
 				{Function: "g", Idle: 2},
 			}
 		},
-		Node:    func() metrics.Node { return metrics.Node{Instances: 7, MaxInstances: 100, MemoryMB: 896, MaxMemoryMB: 4096} },
+		Node: func() metrics.Node {
+			return metrics.Node{Instances: 7, MaxInstances: 100, MemoryMB: 896, MaxMemoryMB: 4096}
+		},
 		Helpers: func() (int, int) { return 1, 2 },
 		AsyncBacklog: func() (map[string]int, error) {
 			return map[string]int{"f": 4}, backlogErr
