@@ -55,8 +55,11 @@ type Config struct {
 	Triggers TriggerService
 	S3       S3Receiver // object-storage trigger notifications (s3_routes.go); nil answers 404
 	// Audit keeps the audit trail (audit.go); nil keeps none.
-	Audit  audit.Log
-	Logger *slog.Logger
+	Audit audit.Log
+	// Metrics serves GET /metrics (metrics.go), for admin keys; nil
+	// answers 404.
+	Metrics http.Handler
+	Logger  *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -120,6 +123,7 @@ func (s *Server) routes() {
 	s.s3Routes()
 	s.keysRoutes()
 	s.auditRoutes()
+	s.metricsRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
