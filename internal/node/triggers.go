@@ -84,8 +84,8 @@ func (n *Node) openTriggers(ctx context.Context) error {
 		Prepare: prepareTrigger,
 	}
 	m := trigger.NewManager(trigger.ManagerConfig{
-		Functions: n.registry, Invoker: n.engine, Failures: n.triggerFailures(),
-		Types: factories, Named: named, Logger: n.log,
+		Functions: n.registry, Invoker: n.observed(), Failures: n.triggerFailures(),
+		Types: factories, Named: named, Logger: n.log, Metrics: n.metrics.m.Triggers(),
 	})
 	n.triggers.manager = m
 	n.registry.OnChange(m.Changed)
