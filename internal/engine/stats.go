@@ -24,13 +24,17 @@ type NodeStats struct {
 	MaxInstances, MaxMemoryMB int
 }
 
-// Snapshot returns the figures of every pool, current and draining, taking
-// each pool's lock briefly in turn; no pool is locked while another is.
+// Snapshot returns the figures of every pool, current and draining (an
+// emptied draining pool, which the reaper has yet to forget, is left out),
+// taking each pool's lock briefly in turn; no pool is locked while another
+// is.
 func (e *Engine) Snapshot() []PoolStats {
 	pools := e.allPools()
 	out := make([]PoolStats, 0, len(pools))
 	for _, p := range pools {
-		out = append(out, p.stats())
+		if s := p.stats(); !s.Draining || s != (PoolStats{Function: s.Function, Draining: true}) {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -42,4 +42,14 @@ func TestSnapshot(t *testing.T) {
 	if len(s) != 1 || s[0].Idle != 2 || s[0].Busy != 0 || s[0].Waiting != 0 || s[0].InFlight != 0 {
 		t.Errorf("snapshot once done = %+v, want 2 idle instances only", s)
 	}
+	// Deleted: the pool drains, and once empty it is not shown, though
+	// the reaper has not forgotten it yet.
+	h.e.Refresh("behave", nil)
+	deadline = time.Now().Add(5 * time.Second)
+	for len(h.e.Snapshot()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := h.e.Snapshot(); len(s) > 0 {
+		t.Errorf("snapshot of a deleted function = %+v, want none", s)
+	}
 }
