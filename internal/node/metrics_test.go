@@ -178,6 +178,30 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Error("no go_goroutines")
 	}
 
+	// A timer trigger's ticks are counted as trigger deliveries and as
+	// invocations by the timer.
+	createPython(t, c, "ticked")
+	if err := postTrigger(n, "ticked", `{"name":"often","type":"timer","config":{"schedule":"@every 1s"}}`); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		f = parseScrape(t, api)
+		if v, _ := f.Value("nimbus_trigger_messages_delivered_total", "function", "ticked", "trigger", "timer"); v >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no timer tick was counted as delivered")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	atLeast(f, 1, "faas_invocations_total", "function", "ticked", "trigger", "timer", "outcome", "success")
+	atLeast(f, 1, "nimbus_trigger_batch_size", "function", "ticked", "trigger", "timer")
+	atLeast(f, 1, "nimbus_trigger_lag_seconds", "function", "ticked", "trigger", "timer")
+	if v, _ := f.Value("nimbus_trigger_messages_failed_total", "function", "ticked"); v != 0 {
+		t.Errorf("%v timer ticks failed", v)
+	}
+
 	// The --metrics-addr listener serves the same, unauthenticated.
 	other := parseScrape(t, "http://"+n.MetricsAddr()+"/metrics")
 	check(other, 1, "faas_invocations_total", append(fn, "trigger", "api", "outcome", "function_error")...)
