@@ -117,12 +117,13 @@ func (n *Node) serveMetrics() {
 	})
 }
 
-// closeMetrics stops the --metrics-addr listener.
+// closeMetrics stops the --metrics-addr listener (served or not yet).
 func (n *Node) closeMetrics() {
 	if n.metrics.http != nil {
 		_ = n.metrics.http.Close()
-	} else if n.metrics.ln != nil {
-		n.metrics.ln.Close()
+	}
+	if n.metrics.ln != nil {
+		_ = n.metrics.ln.Close() // not served yet: Open failed after listening
 	}
 }
 
