@@ -204,6 +204,9 @@ func claimedKeyID(r *http.Request) string {
 		_, c, _ = strings.Cut(h, "Credential=")
 	}
 	id, _, _ := strings.Cut(c, "/")
+	if user, _, ok := r.BasicAuth(); ok { // GET /metrics: never the password
+		id = user
+	}
 	var b strings.Builder
 	for _, ch := range id {
 		if b.Len() == 128 {

@@ -21,13 +21,13 @@ type KeyService interface {
 	Rotate(ctx context.Context, name string) (auth.Key, error)
 }
 
-// accessOf is what a route does, from its pattern: keys and the audit trail
-// are administration, invocations invoke, other reads read, the rest
+// accessOf is what a route does, from its pattern: keys, the audit trail
+// and the metrics are administration, invocations invoke, other reads read, the rest
 // manages.
 func accessOf(pattern string) auth.Access {
 	method, path, _ := strings.Cut(pattern, " ")
 	switch {
-	case strings.HasPrefix(path, "/nimbus/v1/keys"), strings.HasPrefix(path, "/nimbus/v1/audit"):
+	case strings.HasPrefix(path, "/nimbus/v1/keys"), strings.HasPrefix(path, "/nimbus/v1/audit"), path == "/metrics":
 		return auth.Administer
 	case method == http.MethodPost && (strings.HasSuffix(path, "/invocations") || strings.Contains(path, "/invoke-async")):
 		return auth.Invoke
@@ -62,7 +62,13 @@ func (s *Server) authenticate(r *http.Request, allowUnsigned bool) (auth.Princip
 // the function it names; handlers of routes that name their function
 // elsewhere (a body, a mapping) call allow themselves.
 func (s *Server) authorize(r *http.Request, pattern string, access auth.Access) (*http.Request, error) {
-	p, err := s.authenticate(r, access == auth.Invoke)
+	var p auth.Principal
+	var err error
+	if pattern == metricsPattern {
+		p, err = s.authenticateScrape(r)
+	} else {
+		p, err = s.authenticate(r, access == auth.Invoke)
+	}
 	if err != nil {
 		return r, err
 	}

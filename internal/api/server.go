@@ -63,6 +63,9 @@ type Config struct {
 	// Records are the invocation records and usage (records_routes.go);
 	// nil answers those routes 404.
 	Records Records
+	// Metrics serves GET /metrics (metrics.go), for admin keys; nil
+	// answers 404.
+	Metrics http.Handler
 	Logger  *slog.Logger
 }
 
@@ -128,6 +131,7 @@ func (s *Server) routes() {
 	s.keysRoutes()
 	s.auditRoutes()
 	s.recordsRoutes()
+	s.metricsRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

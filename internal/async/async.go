@@ -86,7 +86,9 @@ type Config struct {
 	// that died once their claims lapse.
 	Rescan time.Duration
 	Clock  Clock
-	Logger *slog.Logger
+	// Metrics is told what the service does (nil: nothing).
+	Metrics Metrics
+	Logger  *slog.Logger
 }
 
 // Clock is the service's time: tests inject one they move by hand.
@@ -136,6 +138,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
 	}
 	return nil
 }

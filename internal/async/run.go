@@ -89,6 +89,7 @@ func superseded(t nimbus.Task, ev *Event) bool {
 func (s *Service) attempt(ev *Event, fn *nimbus.Function, release func()) bool {
 	attempts := ev.Attempts + 1
 	now := s.cfg.Clock.Now().UTC()
+	s.cfg.Metrics.Started(ev.Function, now.Sub(ev.Created))
 	s.q.RecordLater(&nimbus.Task{ID: ev.ID, Function: ev.Function, Status: nimbus.TaskRunning, Attempts: attempts,
 		Created: ev.Created, Started: now, Updated: now})
 	res, err, elapsed := s.invoke(ev, fn)
@@ -159,7 +160,7 @@ func (s *Service) succeeded(ev *Event, fn *nimbus.Function, attempts int, out []
 	t := s.taskRecord(ev, nimbus.TaskSucceeded, attempts, elapsed)
 	t.Result = truncate(string(out), previewLen)
 	if c := fn.EventInvoke; c != nil && c.OnSuccess != "" {
-		s.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out})
+		s.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out}, DestOnSuccess)
 	}
 	return s.durably("store the outcome", ev, func(ctx context.Context) error {
 		return s.q.Record(ctx, []*nimbus.Task{t})
@@ -180,9 +181,13 @@ func (s *Service) failed(ev *Event, fn *nimbus.Function, attempts int, reason st
 	t.Error = truncate(reason, previewLen)
 	retry := *ev
 	retry.Attempts, retry.NotBefore = attempts, next.UTC()
-	return s.durably("store a retry", ev, func(ctx context.Context) error {
+	if !s.durably("store a retry", ev, func(ctx context.Context) error {
 		return s.q.Put(ctx, []*nimbus.Task{t}, []*Event{&retry})
-	})
+	}) {
+		return false
+	}
+	s.cfg.Metrics.Retried(ev.Function)
+	return true
 }
 
 // fail ends an event for good: a dead letter, the failure destination and
@@ -198,19 +203,24 @@ func (s *Service) fail(ev *Event, fn *nimbus.Function, cond, reason string, atte
 	if !s.durably("store a dead letter", ev, func(ctx context.Context) error { return s.q.Bury(ctx, dl) }) {
 		return false
 	}
+	s.cfg.Metrics.DeadLettered(ev.Function)
 	t := s.taskRecord(ev, status, attempts, elapsed)
 	t.Error = truncate(reason, previewLen)
 	if fn != nil && fn.EventInvoke != nil && fn.EventInvoke.OnFailure != "" {
 		c := fn.EventInvoke
 		s.deliver(t, c.OnFailure, c.DestinationSecret, Outcome{Condition: cond, Payload: ev.Payload,
-			Response: []byte(reason), FuncError: "Unhandled"})
+			Response: []byte(reason), FuncError: "Unhandled"}, DestOnFailure)
 	}
 	if fn != nil && fn.DeadLetterTarget != "" {
 		s.deadLetter(t, fn, cond, reason, ev)
 	}
-	return s.durably("store the outcome", ev, func(ctx context.Context) error {
+	if !s.durably("store the outcome", ev, func(ctx context.Context) error {
 		return s.q.Record(ctx, []*nimbus.Task{t})
-	})
+	}) {
+		return false
+	}
+	s.cfg.Metrics.Failed(ev.Function, cond, t.DestinationStatus == "Delivered")
+	return true
 }
 
 // deadLetter sends a failed event to the function's dead-letter target
@@ -226,6 +236,7 @@ func (s *Service) deadLetter(t *nimbus.Task, fn *nimbus.Function, cond, reason s
 	status := "Delivered"
 	if err := s.send(fn.DeadLetterTarget, secret, o); err != nil {
 		status = truncate("Failed: "+err.Error(), previewLen)
+		s.cfg.Metrics.DestinationFailed(t.Function, DestDeadLetter)
 	}
 	if t.Destination == "" {
 		t.Destination, t.DestinationStatus = fn.DeadLetterTarget, status
@@ -276,11 +287,12 @@ func (s *Service) taskRecord(ev *Event, status string, attempts int, elapsed tim
 }
 
 // deliver sends an outcome to a destination and notes how it went in t.
-func (s *Service) deliver(t *nimbus.Task, dest, secret string, o Outcome) {
+func (s *Service) deliver(t *nimbus.Task, dest, secret string, o Outcome, kind string) {
 	t.Destination = dest
 	o.Function, o.Task, o.Attempts = t.Function, t.ID, t.Attempts
 	if err := s.send(dest, secret, o); err != nil {
 		t.DestinationStatus = truncate("Failed: "+err.Error(), previewLen)
+		s.cfg.Metrics.DestinationFailed(t.Function, kind)
 		s.log.Warn("async: destination", nimbus.LogFunction, t.Function, nimbus.LogTask, t.ID, "destination", dest, nimbus.LogErr, err)
 		return
 	}

@@ -62,6 +62,7 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 	if err := s.q.Put(ctx, []*nimbus.Task{task}, []*Event{ev}); err != nil {
 		return "", false, err
 	}
+	s.cfg.Metrics.Submitted(fn.Name)
 	s.sch.wake(fn.Name)
 	return id, false, nil
 }

@@ -49,7 +49,7 @@ func (n *Node) openAsync(ctx context.Context) error {
 		maxPayload = limit
 	}
 	svc, err := async.Open(ctx, async.Config{
-		Backend: b, Functions: n.registry, Invoker: n.invoker, Destinations: n.destinations(),
+		Backend: b, Functions: n.registry, Invoker: n.invoker, Destinations: n.destinations(), Metrics: n.metrics.m.Async(),
 		MaxPayload: maxPayload, Retention: n.cfg.AsyncRetention, Concurrency: n.cfg.AsyncConcurrency,
 		RetryBase: n.cfg.AsyncRetryBase, Logger: n.log,
 	})

@@ -116,7 +116,10 @@ type Config struct {
 	// traces go to (tracing is also on when OTEL_EXPORTER_OTLP_ENDPOINT is
 	// set; docs/observability-tracing.md).
 	OTLPEndpoint string
-	Logger       *slog.Logger
+	// MetricsAddr, when set, also serves GET /metrics on this host:port,
+	// without authentication (metrics.go).
+	MetricsAddr string
+	Logger      *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -227,6 +230,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("AuthFailureBurst must be at least 1, not %d", c.AuthFailureBurst)
 	case c.OTLPEndpoint != "" && tracing.ValidateEndpoint(c.OTLPEndpoint) != nil:
 		return fmt.Errorf("--otlp-endpoint: %w", tracing.ValidateEndpoint(c.OTLPEndpoint))
+	case validMetricsAddr(c.MetricsAddr) != nil:
+		return validMetricsAddr(c.MetricsAddr)
 	}
 	return c.validateAuth()
 }
@@ -254,6 +259,7 @@ type Node struct {
 	destOnce sync.Once
 	dest     *destination.Sender // async.go: destinationSender
 	triggers triggerParts        // triggers.go
+	metrics  metricsParts        // metrics.go
 	http     *http.Server
 	ln       net.Listener
 
@@ -281,6 +287,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, lock: lock}
+	n.openMetrics()
 	defer func() {
 		if err != nil {
 			n.closeParts(context.Background())
@@ -291,6 +298,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.store, err = natsstore.Open(ctx, natsstore.Config{
 		DataDir: cfg.DataDir, URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Listen: cfg.NATSListen, Logger: log,
+		ObserveWrite: n.metrics.m.StoreWrite,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -370,6 +378,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			fn = nil
 		}
 		n.engine.Refresh(name, fn)
+		n.forgetMetrics(name, fn)
 	})
 	if err := n.openAuth(ctx); err != nil {
 		return nil, err
@@ -386,16 +395,21 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.openTriggers(ctx); err != nil {
 		return nil, err
 	}
+	n.watchMetrics()
 	n.api = api.New(api.Config{
 		Registry: n.registry, Invoker: n.invoker, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
 		Audit: n.auditAPI(), Records: n.recordsAPI(), DurableLogs: n.durableLogs(),
+		Metrics: n.metrics.m.Handler(),
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if err := n.listenMetrics(); err != nil {
+		return nil, err
 	}
 	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, cancel := context.WithCancel(context.Background())
@@ -405,6 +419,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.warmProvisioned(ctx)
 	n.wg.Go(func() { n.pruneLoop(bg, cache) })
+	n.serveMetrics()
 	return n, nil
 }
 
@@ -546,6 +561,7 @@ func (n *Node) closeParts(ctx context.Context) {
 	if n.cancel != nil {
 		n.cancel()
 	}
+	n.closeMetrics()
 	n.wg.Wait()
 	n.closing(n.closeTriggers)
 	n.closeAsync(ctx)

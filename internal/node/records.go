@@ -27,12 +27,12 @@ func (n *Node) openRecords(ctx context.Context) error {
 	}
 	n.records, err = records.Open(ctx, records.Config{
 		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Retention: n.cfg.InvocationRetention,
-		Health: n.store.Healthy, Node: id, Prices: n.cfg.Prices, Aggregate: true, Logger: n.log,
+		Health: n.store.Healthy, Node: id, Prices: n.cfg.Prices, Aggregate: true, Counter: n.metrics.m, Logger: n.log,
 	})
 	if err != nil {
 		return err
 	}
-	n.invoker = &observe.Invoker{Engine: n.engine, Sink: n.records, Node: id}
+	n.invoker = &observe.Invoker{Engine: n.engine, Sink: n.records, Node: id, Observers: []observe.Observer{n.metrics.m.Observer()}}
 	if ob := n.tracing.Observer(n.cfg.Region, n.cfg.Account); ob != nil {
 		n.invoker.Observers = append(n.invoker.Observers, ob)
 	}

@@ -90,6 +90,7 @@ func (n *Node) openTriggers(ctx context.Context) error {
 	m := trigger.NewManager(trigger.ManagerConfig{
 		Functions: n.registry, Invoker: n.invoker, Failures: n.triggerFailures(),
 		Types: factories, Named: named, Logger: n.log, Counts: trigger.NewCountStore(counts),
+		Metrics: n.metrics.m.Triggers(),
 	})
 	n.triggers.manager = m
 	n.registry.OnChange(m.Changed)

@@ -52,7 +52,16 @@ type Config struct {
 	// AggregateInterval is how often the aggregation folds new records
 	// into usage (default 1 s).
 	AggregateInterval time.Duration
-	Logger            *slog.Logger
+	// Counter, when set, is told of the records written and dropped
+	// (metrics.Metrics).
+	Counter Counter
+	Logger  *slog.Logger
+}
+
+// Counter counts records written and dropped.
+type Counter interface {
+	RecordsWritten(n int)
+	RecordsDropped(n int)
 }
 
 // Store keeps the records of a node's invocations in the stream
@@ -68,8 +77,8 @@ type Store struct {
 
 	in      chan Record
 	flushes chan chan struct{}
-	written atomic.Uint64
-	dropped atomic.Uint64
+	written counter
+	dropped counter
 	closed  atomic.Bool
 
 	usage *usage
@@ -111,6 +120,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, name: cfg.Prefix + "_INVOCATIONS", subj: strings.ToLower(cfg.Prefix) + ".inv.",
 		in: make(chan Record, cfg.MaxPending), flushes: make(chan chan struct{})}
+	if cfg.Counter != nil {
+		s.written.tell, s.dropped.tell = cfg.Counter.RecordsWritten, cfg.Counter.RecordsDropped
+	}
 	st, err := cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: s.name, Subjects: []string{s.subj + ">"}, Retention: jetstream.LimitsPolicy,
 		Storage: jetstream.FileStorage, MaxAge: cfg.Retention, Description: "Nimbus invocation records",
@@ -130,6 +142,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// counter is an atomic count that also tells Config.Counter.
+type counter struct {
+	n    atomic.Uint64
+	tell func(int)
+}
+
+func (c *counter) Add(n uint64) {
+	c.n.Add(n)
+	if c.tell != nil {
+		c.tell(int(n))
+	}
+}
+
+func (c *counter) Load() uint64 { return c.n.Load() }
 
 // Add queues a record to be written. It never blocks: when MaxPending
 // records are already waiting, r is dropped (and counted).

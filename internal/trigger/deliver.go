@@ -75,7 +75,9 @@ type SinkConfig struct {
 	// succeeded, Failed for those that failed for good, and the reason of
 	// each failed attempt (Errored).
 	Status *Status
-	Logger *slog.Logger
+	// Metrics is told of batches, deliveries and failures (nil: nothing).
+	Metrics Metrics
+	Logger  *slog.Logger
 	// MaxPayload caps one invocation's payload (default MaxPayload).
 	MaxPayload int
 	// Retry and Throttle are the back-off schedules (defaults RetryBackoff
@@ -103,6 +105,9 @@ func NewSink(cfg SinkConfig) *Deliverer {
 	}
 	if cfg.Status == nil {
 		cfg.Status = NewStatus()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = MaxPayload
@@ -137,6 +142,7 @@ func (d *Deliverer) Deliver(ctx context.Context, batch []Message) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	d.cfg.Metrics.Batch(d.cfg.Function, d.cfg.Trigger.Type, len(batch), lag(batch, d.cfg.Now()))
 	items := d.prepare(batch)
 	chunks, tooBig := d.chunk(items)
 	if len(tooBig) > 0 {
@@ -224,6 +230,7 @@ func (d *Deliverer) deliverChunk(ctx context.Context, items []item) error {
 		}
 		if ok := len(pending) - len(out.failed); ok > 0 {
 			d.cfg.Status.Delivered(ok, d.cfg.Now())
+			d.cfg.Metrics.Delivered(d.cfg.Function, d.cfg.Trigger.Type, ok)
 		}
 		if len(out.failed) == 0 {
 			return nil
@@ -404,6 +411,7 @@ func (d *Deliverer) fail(ctx context.Context, items []item, out outcome, attempt
 		return err
 	}
 	d.cfg.Status.Failed(len(items))
+	d.cfg.Metrics.Failed(d.cfg.Function, d.cfg.Trigger.Type, len(items))
 	return nil
 }
 

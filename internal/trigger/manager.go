@@ -55,6 +55,8 @@ type ManagerConfig struct {
 	// often this node adds its counts to it (default DefaultFlushEvery).
 	Counts     *CountStore
 	FlushEvery time.Duration
+	// Metrics is passed to each trigger's Sink (nil: nothing is told).
+	Metrics Metrics
 }
 
 // NamedFactory makes the Factory of one trigger of one function.
@@ -347,7 +349,7 @@ func (m *Manager) newSink(function string, t nimbus.Trigger, st *Status, dl Dead
 	return NewSink(SinkConfig{
 		Function: function, Trigger: t, Functions: m.cfg.Functions, Invoker: m.cfg.Invoker,
 		Failures: m.cfg.Failures, DeadLetter: dl, Status: st, Logger: m.log,
-		Retry: m.cfg.Retry, Throttle: m.cfg.Throttle, Sleep: m.cfg.Sleep, Now: m.cfg.Now,
+		Retry: m.cfg.Retry, Throttle: m.cfg.Throttle, Sleep: m.cfg.Sleep, Now: m.cfg.Now, Metrics: m.cfg.Metrics,
 	})
 }
 

@@ -51,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		{"StopsReachEveryNode", testStops},
 		{"Letters", testLetters},
 		{"ManyFunctions", testManyFunctions},
+		{"Backlog", testBacklog},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.f(t, h) })
@@ -537,5 +538,33 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testBacklog: a Backlogger counts the messages per function, those held by
+// a claim included, until they are done.
+func testBacklog(t *testing.T, h Harness) {
+	b := node(t, h.New(t))
+	bl, ok := b.(async.Backlogger)
+	if !ok {
+		t.Skip("the backend does not report its backlog")
+	}
+	f1, f2 := uniq(t, "backlog1"), uniq(t, "backlog2")
+	put(t, h, b, f1, "a")
+	put(t, h, b, f1, "b")
+	put(t, h, b, f2, "c")
+	got, err := bl.Backlog(t.Context())
+	if err != nil || got[f1] != 2 || got[f2] != 1 {
+		t.Fatalf("Backlog = %v, %v; want %s: 2, %s: 1", got, err, f1, f2)
+	}
+	c, _ := claim(t, b, f2)
+	if got, _ := bl.Backlog(t.Context()); got[f2] != 1 {
+		t.Errorf("Backlog of a claimed message = %d, want 1", got[f2])
+	}
+	if err := b.Done(t.Context(), c); err != nil {
+		t.Fatalf("Done: %v", err)
+	}
+	if got, _ := bl.Backlog(t.Context()); got[f2] != 0 || got[f1] != 2 {
+		t.Errorf("Backlog after Done = %v, want %s: 2 and no %s", got, f1, f2)
 	}
 }

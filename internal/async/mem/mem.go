@@ -430,3 +430,16 @@ func (n *Node) Close(context.Context) error {
 	}
 	return nil
 }
+
+// Backlog implements async.Backlogger.
+func (n *Node) Backlog(context.Context) (map[string]int, error) {
+	n.s.mu.Lock()
+	defer n.s.mu.Unlock()
+	out := make(map[string]int, len(n.s.queues))
+	for fn, q := range n.s.queues {
+		if len(q) > 0 {
+			out[fn] = len(q)
+		}
+	}
+	return out, nil
+}

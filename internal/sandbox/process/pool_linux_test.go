@@ -162,8 +162,14 @@ func TestPoolClose(t *testing.T) {
 	if len(pids) != 3 {
 		t.Fatalf("idle helpers %v, want 3", pids)
 	}
+	if ready, target := b.Helpers(); ready != 3 || target != 3 {
+		t.Errorf("Helpers() = %d, %d; want 3 ready of 3", ready, target)
+	}
 	if err := b.Close(context.Background()); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+	if ready, _ := b.Helpers(); ready != 0 {
+		t.Errorf("Helpers() after Close: %d ready, want 0", ready)
 	}
 	for _, pid := range pids {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, fs.ErrNotExist) {

@@ -40,6 +40,8 @@ func checkDigest(d string) error {
 type blobs struct {
 	obs    jetstream.ObjectStore
 	health func() error // nil, or why writes fail now (Store.Healthy)
+	// observe is told each write's duration (Config.ObserveWrite).
+	observe func(op string, d time.Duration)
 }
 
 // blobWriteTimeout bounds a Put or Delete whose context has no deadline:
@@ -84,7 +86,12 @@ func (b *blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
 	}
-	if _, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: digest}, f); err != nil {
+	start := time.Now()
+	_, err = b.obs.Put(ctx, jetstream.ObjectMeta{Name: digest}, f)
+	if b.observe != nil {
+		b.observe("blob_put", time.Since(start))
+	}
+	if err != nil {
 		return "", 0, storeErr("blob put "+digest, err)
 	}
 	return digest, size, nil

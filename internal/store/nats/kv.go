@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,6 +34,15 @@ func checkKey(key string) error {
 type kv struct {
 	kv     jetstream.KeyValue
 	health func() error // nil, or why writes fail now (Store.Healthy)
+	// observe is told each write's duration (Config.ObserveWrite).
+	observe func(op string, d time.Duration)
+}
+
+// timed tells observe how long op took since start.
+func (k *kv) timed(op string, start time.Time) {
+	if k.observe != nil {
+		k.observe(op, time.Since(start))
+	}
 }
 
 var _ store.KV = (*kv)(nil)
@@ -62,6 +72,7 @@ func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, erro
 	if err := k.health(); err != nil {
 		return 0, err
 	}
+	defer k.timed("kv_create", time.Now())
 	rev, err := k.kv.Create(ctx, key, value)
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("kv create %q: %w", key, nimbus.ErrConflict)
@@ -86,6 +97,7 @@ func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (
 		// JetStream reads an expected revision of 0 as "must not exist".
 		return 0, fmt.Errorf("kv update %q: revision 0: %w", key, nimbus.ErrPreconditionFailed)
 	}
+	defer k.timed("kv_update", time.Now())
 	next, err := k.kv.Update(ctx, key, value, rev)
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("kv update %q: %w", key, nimbus.ErrPreconditionFailed)
@@ -104,6 +116,7 @@ func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 	if err := k.health(); err != nil {
 		return 0, err
 	}
+	defer k.timed("kv_put", time.Now())
 	rev, err := k.kv.Put(ctx, key, value)
 	if err != nil {
 		return 0, storeErr(fmt.Sprintf("kv put %q", key), err)
@@ -120,6 +133,7 @@ func (k *kv) Delete(ctx context.Context, key string) error {
 	if err := k.health(); err != nil {
 		return err
 	}
+	defer k.timed("kv_delete", time.Now())
 	// JetStream writes a delete marker whether or not the key exists; tie
 	// the marker to the revision seen so that a concurrent write is not
 	// hidden and a concurrent delete reports ErrNotFound.

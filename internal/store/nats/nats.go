@@ -83,6 +83,10 @@ type Config struct {
 	// Logger receives the connection's and the embedded server's logs;
 	// nil discards them.
 	Logger *slog.Logger
+	// ObserveWrite, when set, is told how long each write took: op is
+	// kv_create, kv_update, kv_put, kv_delete or blob_put (metrics).
+	// It must not block.
+	ObserveWrite func(op string, d time.Duration)
 }
 
 // Validate reports the first invalid field of c.
@@ -311,7 +315,7 @@ func (s *Store) openBlobs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open object store %s: %w", name, err)
 	}
-	s.blobs = &blobs{obs: obs, health: s.Healthy}
+	s.blobs = &blobs{obs: obs, health: s.Healthy, observe: s.cfg.ObserveWrite}
 	return nil
 }
 
@@ -355,7 +359,7 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if err != nil {
 		return nil, fmt.Errorf("open kv bucket %s: %w", name, err)
 	}
-	k := &kv{kv: b, health: s.Healthy}
+	k := &kv{kv: b, health: s.Healthy, observe: s.cfg.ObserveWrite}
 	s.kvs[name] = k
 	return k, nil
 }
