@@ -197,6 +197,23 @@ func TestInvocationRecordsAndUsage(t *testing.T) {
 		}
 	}
 
+	// The scrape of the restarted node counts what it ran and wrote.
+	resp, err := get("http://" + s.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`faas_invocations_total{function="meter",outcome="success",qualifier="$LATEST",trigger="async"} 1`,
+		"nimbus_records_written_total ", "nimbus_function_log_lines_written_total ", "faas_invoke_duration_seconds_bucket{function=\"meter\""} {
+		if !strings.Contains(string(scrape), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	if strings.Contains(string(scrape), "nimbus_records_written_total 0\n") {
+		t.Error("/metrics: no record written")
+	}
+
 	// Bad input: one line on the CLI, Lambda's error shape on the API.
 	for _, args := range [][]string{
 		{"invocations", "meter", "--since", "yesterday"}, {"invocations", "meter", "--limit", "0"},
