@@ -90,7 +90,7 @@ func newServeCmd() *cobra.Command {
 	}
 	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", cfg.LogMaxBytes, "most bytes of log kept per function, the oldest going first (at least 1 MiB)")
 	f.Float64Var(&cfg.LogRate, "log-rate", cfg.LogRate, "MiB per second of output each instance may log, the rest dropped with a marker line (0: no limit)")
-	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "send invocation traces to this OTLP collector, e.g. http://127.0.0.1:4318 (default: off, unless OTEL_EXPORTER_OTLP_ENDPOINT is set; docs/observability-tracing.md)")
+	f.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "send invocation traces to this OTLP collector, e.g. http://127.0.0.1:4318 (default: off, unless OTEL_EXPORTER_OTLP_ENDPOINT is set; docs/observability.md)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	if d := os.Getenv("NIMBUS_DATA_DIR"); d != "" {

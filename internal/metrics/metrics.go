@@ -4,7 +4,7 @@
 // hooks those packages define (async.go, trigger.go), store writes and
 // invocation records (store.go). Everything is registered in the node's own
 // prometheus.Registry, with the Go runtime and process collectors; Handler
-// serves it in the exposition format (docs/observability-metrics.md lists
+// serves it in the exposition format (docs/observability.md lists
 // every metric).
 //
 // Names follow the OpenTelemetry FaaS semantic conventions where one exists

@@ -114,7 +114,7 @@ type Config struct {
 	NoObservability bool
 	// OTLPEndpoint is --otlp-endpoint: the OTLP collector that invocation
 	// traces go to (tracing is also on when OTEL_EXPORTER_OTLP_ENDPOINT is
-	// set; docs/observability-tracing.md).
+	// set; docs/observability.md).
 	OTLPEndpoint string
 	// MetricsAddr, when set, also serves GET /metrics on this host:port,
 	// without authentication (metrics.go).

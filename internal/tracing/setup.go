@@ -3,7 +3,7 @@
 // environment variables or --otlp-endpoint, off unless one names an
 // endpoint), the Observer that starts each invocation's span, and the
 // propagation of span contexts in and out: W3C traceparent and
-// X-Amzn-Trace-Id (xray.go), both ways. docs/observability-tracing.md.
+// X-Amzn-Trace-Id (xray.go), both ways. docs/observability.md.
 package tracing
 
 import (
