@@ -195,9 +195,13 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		return nimbus.Result{}, err
 	}
 	began := time.Now()
-	_, queue := e.span(ctx, "queue")
-	inst, err := p.acquire(ctx, fn)
-	endSpan(queue, nil, err)
+	inst, waited, err := p.acquire(ctx, fn)
+	if waited || err != nil {
+		// Only a request that waited for an instance (or was refused) has
+		// a queue span: a warm hit does not queue.
+		_, queue := e.span(ctx, "queue", trace.WithTimestamp(began))
+		endSpan(queue, nil, err)
+	}
 	if err != nil {
 		var f *initFailure
 		if errors.As(err, &f) {

@@ -102,7 +102,7 @@ func (p *pool) limits(fn *nimbus.Function) {
 // the queue as needed. Errors: *nimbus.FunctionError (init failed),
 // nimbus.ErrThrottled, ctx errors; *initFailure when the instance could not
 // start.
-func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, error) {
+func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance, waited bool, err error) {
 	p.mu.Lock()
 	if fn != p.fn {
 		p.setLimitsLocked(fn)
@@ -111,25 +111,25 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, err
 	// instances or not.
 	if p.maxInst == 0 {
 		p.mu.Unlock()
-		return nil, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. The function's reserved concurrency is 0.")
+		return nil, false, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. The function's reserved concurrency is 0.")
 	}
 	if inst := p.takeFreeLocked(); inst != nil {
 		p.mu.Unlock()
-		return inst, nil
+		return inst, false, nil
 	}
 	if !p.e.fits(p.memoryMB) {
 		p.mu.Unlock()
-		return nil, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. Function %s's MemorySize of %d MB is more than this node admits (%d MB of instances in all).",
+		return nil, false, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. Function %s's MemorySize of %d MB is more than this node admits (%d MB of instances in all).",
 			p.name, p.memoryMB, p.e.cfg.MaxMemoryMB)
 	}
 	if p.initErr != nil && p.e.cfg.Now().Before(p.initErrUntil) {
 		f := p.initErr
 		p.mu.Unlock()
-		return nil, f
+		return nil, false, f
 	}
 	if p.waiters.Len() >= p.e.cfg.QueueDepth {
 		p.mu.Unlock()
-		return nil, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. Too many requests are waiting for function %s.", p.name)
+		return nil, false, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. Too many requests are waiting for function %s.", p.name)
 	}
 	w := &waiter{ch: make(chan acquired, 1)}
 	w.el = p.waiters.PushBack(w)
@@ -140,11 +140,11 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (*instance, err
 	defer timer.Stop()
 	select {
 	case a := <-w.ch:
-		return a.inst, a.err
+		return a.inst, true, a.err
 	case <-ctx.Done():
-		return nil, p.abandon(w, ctx.Err())
+		return nil, true, p.abandon(w, ctx.Err())
 	case <-timer.C:
-		return nil, p.abandon(w, nimbus.Errorf(nimbus.ErrThrottled,
+		return nil, true, p.abandon(w, nimbus.Errorf(nimbus.ErrThrottled,
 			"Rate Exceeded. No instance of function %s became free within %s.", p.name, p.e.cfg.QueueTimeout))
 	}
 }

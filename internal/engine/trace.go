@@ -15,7 +15,8 @@ import (
 // starts it, through observe.Invoker):
 //
 //	<function>            the invocation (tracing.Observer)
-//	├── queue             waiting for an instance (pool.acquire)
+//	├── queue             waiting for an instance (pool.acquire); only when
+//	│                     the request waited (or was refused): not on a warm hit
 //	├── cold start        an instance started for this request
 //	│   ├── sandbox start Sandbox.Start
 //	│   └── runtime init  until the runtime's first /next (or $PORT accepts)
@@ -45,11 +46,11 @@ type boot struct {
 }
 
 // span starts a child of the recording span in ctx; nil when there is none.
-func (e *Engine) span(ctx context.Context, name string) (context.Context, trace.Span) {
+func (e *Engine) span(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	if !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
-	return e.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
+	return e.tracer.Start(ctx, name, append(opts, trace.WithSpanKind(trace.SpanKindInternal))...)
 }
 
 // endSpan ends s (nil: nothing), marking a function error.

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -394,16 +395,27 @@ func warm(b *testing.B, hc *http.Client, url string, body []byte, conns, rounds 
 // of the echo server's.
 func BenchmarkWarmInvoke(b *testing.B) {
 	echoURL, echoProcURL, relayURL := startEcho(b), startEchoProcess(b), startRelay(b, parallelClients)
-	n := nodetest.Start(b, nil)
+	// Everything on: records, usage, durable logs, metrics, and traces
+	// exported over OTLP to a collector on loopback that takes and drops
+	// them (a real collector runs elsewhere: its work is not Nimbus's).
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(collector.Close)
+	n := nodetest.Start(b, func(c *node.Config) { c.OTLPEndpoint = collector.URL })
 	c := lambdaClient(n)
 	invokeURL := deploy(b, n, c, goFunction(b, "noop"))
 	// The same node without invocation records, usage, durable logs,
 	// metrics and traces: what they cost (issue 14: within 5 %).
 	off := nodetest.Start(b, func(c *node.Config) { c.NoObservability = true })
 	offURL := deploy(b, off, lambdaClient(off), goFunction(b, "noop"))
+	// A node as shipped: everything but traces, which are off until a
+	// collector is configured.
+	def := nodetest.Start(b, nil)
+	defURL := deploy(b, def, lambdaClient(def), goFunction(b, "noop"))
 	body := []byte(`{"sleep_ms":0}`)
 	targets := []struct{ name, url string }{{"echo-server", echoURL}, {"echo-process", echoProcURL},
-		{"relay-floor", relayURL}, {"nimbus-observability-off", offURL}, {"nimbus", invokeURL}}
+		{"relay-floor", relayURL}, {"nimbus-observability-off", offURL}, {"nimbus-default", defURL}, {"nimbus", invokeURL}}
 
 	for _, t := range targets {
 		b.Run("serial/"+t.name, func(b *testing.B) {

@@ -1,6 +1,7 @@
 package records
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,6 +83,7 @@ type Store struct {
 	closed  atomic.Bool
 
 	usage *usage
+	enc   lineEncoder // the writer's, reused
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -119,7 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Prices = DefaultPrices()
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, name: cfg.Prefix + "_INVOCATIONS", subj: strings.ToLower(cfg.Prefix) + ".inv.",
-		in: make(chan Record, cfg.MaxPending), flushes: make(chan chan struct{})}
+		in: make(chan Record, cfg.MaxPending), flushes: make(chan chan struct{}), enc: newLineEncoder()}
 	if cfg.Counter != nil {
 		s.written.tell, s.dropped.tell = cfg.Counter.RecordsWritten, cfg.Counter.RecordsDropped
 	}
@@ -141,6 +143,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.wg.Go(func() { s.usage.loop(bg) })
 	}
 	return s, nil
+}
+
+// lineEncoder writes a record as a JSON line into buf.
+type lineEncoder struct {
+	*json.Encoder
+	buf *bytes.Buffer
+}
+
+func newLineEncoder() lineEncoder {
+	buf := &bytes.Buffer{}
+	return lineEncoder{json.NewEncoder(buf), buf}
 }
 
 // counter is an atomic count that also tells Config.Counter.
@@ -272,18 +285,19 @@ loop:
 		default:
 			break loop
 		}
-		line, err := json.Marshal(&r)
-		if err != nil {
+		s.enc.buf.Reset()
+		if err := s.enc.Encode(&r); err != nil { // one line, with its newline
 			s.dropped.Add(1)
 			continue
 		}
+		line := s.enc.buf.Bytes()
 		b := byFn[r.Function]
 		if b == nil || len(b.data)+len(line) >= maxMessage {
-			b = &batch{fn: r.Function, id: id()}
+			b = &batch{fn: r.Function, id: id(), data: make([]byte, 0, 16<<10)}
 			byFn[r.Function] = b
 			fresh = append(fresh, b)
 		}
-		b.data = append(append(b.data, line...), '\n')
+		b.data = append(b.data, line...)
 		b.n++
 	}
 	for _, b := range fresh {

@@ -1,6 +1,7 @@
 package records
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -214,7 +215,7 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 	parts := map[string][]part{}
 	err = readRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(seq uint64, data []byte) {
 		per := map[string]*Usage{}
-		for _, r := range decode(data) {
+		for _, r := range decodeMetered(data) {
 			t := r.StartTime.UTC()
 			for _, k := range []string{hourKey(t, r.Function), dayKey(t, r.Function)} {
 				if per[k] == nil {
@@ -254,6 +255,31 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	return hi < last, nil
+}
+
+// metered are the fields of a record that usage needs (the decoder skips
+// the others).
+type metered struct {
+	Function       string    `json:"FunctionName"`
+	StartTime      time.Time `json:"StartTime"`
+	BilledDuration int64     `json:"BilledDuration"`
+	MemorySize     int       `json:"MemorySize"`
+	ColdStart      bool      `json:"ColdStart"`
+	Status         string    `json:"Status"`
+}
+
+// decodeMetered reads the metered fields of a message's records.
+func decodeMetered(data []byte) []Record {
+	var out []Record
+	for line := range bytes.SplitSeq(data, []byte{'\n'}) {
+		var m metered
+		if len(line) == 0 || json.Unmarshal(line, &m) != nil {
+			continue
+		}
+		out = append(out, Record{Function: m.Function, StartTime: m.StartTime, BilledDuration: m.BilledDuration,
+			MemorySize: m.MemorySize, ColdStart: m.ColdStart, Status: m.Status})
+	}
+	return out
 }
 
 // fold updates key with f (which reports whether it changed the usage),
