@@ -48,20 +48,19 @@ func (o *Invoker) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.In
 	if now == nil {
 		now = time.Now
 	}
-	var ends [4]func(*records.Record)
-	n := 0
+	var buf [4]func(*records.Record) // no allocation for up to 4 observers
+	ends := buf[:0]
 	for _, ob := range o.Observers {
 		var end func(*records.Record)
 		ctx, end = ob.Begin(ctx, fn, &req)
-		if end != nil && n < len(ends) {
-			ends[n] = end
-			n++
+		if end != nil {
+			ends = append(ends, end)
 		}
 	}
 	start := now()
 	res, err := o.Engine.Invoke(ctx, fn, req)
 	rec := records.Of(fn, &req, start, now(), &res, err, o.Node)
-	for i := n - 1; i >= 0; i-- {
+	for i := len(ends) - 1; i >= 0; i-- {
 		ends[i](&rec)
 	}
 	if o.Sink != nil {
