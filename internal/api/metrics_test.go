@@ -17,6 +17,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/audit"
 	auditmem "github.com/nimbus-serverless/nimbus/internal/audit/mem"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
+	"github.com/nimbus-serverless/nimbus/internal/metrics/metricstest"
 )
 
 // metricsHandler stands for the node's metrics.
@@ -35,26 +36,6 @@ func metricsServer(t *testing.T, log audit.Log, burst int) *httptest.Server {
 	srv := httptest.NewServer(api.New(api.Config{Verifier: v, Limiter: auth.NewLimiter(burst, time.Hour), Audit: log, Metrics: metricsHandler}))
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-// basicGet sends GET path with HTTP Basic credentials (none when user is
-// "").
-func basicGet(t *testing.T, url, user, password string) (int, http.Header, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, res.Header, string(b)
 }
 
 // lambdaError reads Lambda's error shape, {"Type": "User", "message": ...}
@@ -88,17 +69,17 @@ func TestMetricsAccess(t *testing.T) {
 		recordedKeyID  string
 		recordedStatus int
 	}{
-		{"unsigned", func() (int, http.Header, string) { return basicGet(t, u, "", "") }, 403, "MissingAuthenticationTokenException", "", 403},
+		{"unsigned", func() (int, http.Header, string) { return metricstest.Get(t, u, "", "") }, 403, "MissingAuthenticationTokenException", "", 403},
 		{"signed by an admin", func() (int, http.Header, string) {
 			return signedGet(t, srv, "AKROOT")
 		}, 200, "", "", 0},
 		{"signed by a developer", func() (int, http.Header, string) {
 			return signedGet(t, srv, "AKDEV")
 		}, 403, "AccessDeniedException", "AKDEV", 403},
-		{"basic, an admin key", func() (int, http.Header, string) { return basicGet(t, u, "AKROOT", secretOf("AKROOT")) }, 200, "", "", 0},
-		{"basic, a developer key", func() (int, http.Header, string) { return basicGet(t, u, "AKDEV", secretOf("AKDEV")) }, 403, "AccessDeniedException", "AKDEV", 403},
-		{"basic, a wrong secret", func() (int, http.Header, string) { return basicGet(t, u, "AKROOT", "guess") }, 403, "UnrecognizedClientException", "AKROOT", 403},
-		{"basic, an unknown key", func() (int, http.Header, string) { return basicGet(t, u, "AKNOBODY", "guess") }, 403, "UnrecognizedClientException", "AKNOBODY", 403},
+		{"basic, an admin key", func() (int, http.Header, string) { return metricstest.Get(t, u, "AKROOT", secretOf("AKROOT")) }, 200, "", "", 0},
+		{"basic, a developer key", func() (int, http.Header, string) { return metricstest.Get(t, u, "AKDEV", secretOf("AKDEV")) }, 403, "AccessDeniedException", "AKDEV", 403},
+		{"basic, a wrong secret", func() (int, http.Header, string) { return metricstest.Get(t, u, "AKROOT", "guess") }, 403, "UnrecognizedClientException", "AKROOT", 403},
+		{"basic, an unknown key", func() (int, http.Header, string) { return metricstest.Get(t, u, "AKNOBODY", "guess") }, 403, "UnrecognizedClientException", "AKNOBODY", 403},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before, _, _ := log.List(context.Background(), audit.Filter{Limit: 1000})
@@ -140,11 +121,11 @@ func TestMetricsBasicFailuresAreLimited(t *testing.T) {
 	srv := metricsServer(t, nil, 3)
 	u := srv.URL + "/metrics"
 	for i := range 3 {
-		if code, _, body := basicGet(t, u, "AKROOT", "guess"); code != 403 {
+		if code, _, body := metricstest.Get(t, u, "AKROOT", "guess"); code != 403 {
 			t.Fatalf("failure %d: %d %s, want 403", i+1, code, body)
 		}
 	}
-	code, h, body := basicGet(t, u, "AKROOT", secretOf("AKROOT"))
+	code, h, body := metricstest.Get(t, u, "AKROOT", secretOf("AKROOT"))
 	if code != http.StatusTooManyRequests || lambdaError(t, h, body) != "TooManyRequestsException" {
 		t.Errorf("after 3 failures: %d %s, want 429 TooManyRequestsException", code, body)
 	}
@@ -155,12 +136,12 @@ func TestMetricsBasicFailuresAreLimited(t *testing.T) {
 func TestMetricsOpenOrAbsent(t *testing.T) {
 	open := httptest.NewServer(api.New(api.Config{Metrics: metricsHandler}))
 	defer open.Close()
-	if code, _, body := basicGet(t, open.URL+"/metrics", "", ""); code != 200 || !strings.Contains(body, "nimbus_up") {
+	if code, _, body := metricstest.Get(t, open.URL+"/metrics", "", ""); code != 200 || !strings.Contains(body, "nimbus_up") {
 		t.Errorf("open: %d %s, want the metrics", code, body)
 	}
 	none := httptest.NewServer(api.New(api.Config{}))
 	defer none.Close()
-	code, h, body := basicGet(t, none.URL+"/metrics", "", "")
+	code, h, body := metricstest.Get(t, none.URL+"/metrics", "", "")
 	if code != 404 || lambdaError(t, h, body) != "UnknownOperationException" {
 		t.Errorf("no metrics: %d %s, want 404 UnknownOperationException", code, body)
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -65,29 +64,9 @@ func createPython(t *testing.T, c *lambda.Client, name string) {
 	}
 }
 
-// scrapeURL GETs a /metrics URL (optionally with HTTP Basic credentials)
-// and returns the status and body.
-func scrapeURL(t *testing.T, url, user, password string) (int, http.Header, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, res.Header, string(b)
-}
-
 func parseScrape(t *testing.T, url string) metricstest.Families {
 	t.Helper()
-	code, _, body := scrapeURL(t, url, "", "")
+	code, _, body := metricstest.Get(t, url, "", "")
 	if code != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", url, code, body)
 	}
@@ -258,7 +237,7 @@ func TestMetricsAuth(t *testing.T) {
 		{"developer key", dev.AccessKeyId, dev.SecretAccessKey, 403, "AccessDeniedException"},
 		{"wrong secret", admin.AccessKeyID, admin.SecretAccessKey + "x", 403, "UnrecognizedClientException"},
 	} {
-		code, h, body := scrapeURL(t, api, tt.user, tt.password)
+		code, h, body := metricstest.Get(t, api, tt.user, tt.password)
 		if code != tt.status {
 			t.Errorf("%s: %d %s, want %d", tt.name, code, body, tt.status)
 			continue
@@ -277,7 +256,7 @@ func TestMetricsAuth(t *testing.T) {
 	if code := signedScrape(t, n, admin); code != 200 {
 		t.Errorf("signed by the admin key: %d, want 200", code)
 	}
-	if code, _, body := scrapeURL(t, "http://"+n.MetricsAddr()+"/metrics", "", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
+	if code, _, body := metricstest.Get(t, "http://"+n.MetricsAddr()+"/metrics", "", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("--metrics-addr without credentials: %d %.200s, want the metrics", code, body)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
 // Limits of Filter.Limit.
@@ -185,64 +186,21 @@ func decode(data []byte) []Record {
 	return out
 }
 
-// fetchBatch is how many messages one pull asks for.
-const fetchBatch = 256
-
 // readRange calls each with the messages on subj (a filter, wildcards
 // allowed) with sequences lo to hi, in order, or in reverse order when
-// backwards. It reads with a consumer of its own, deleted after.
+// backwards.
 func readRange(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, each func(seq uint64, data []byte), backwards bool) error {
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
-		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	var got []natsstore.Msg
+	err := natsstore.ReadRange(ctx, st, subj, lo, hi, func(m natsstore.Msg) bool {
+		if backwards {
+			got = append(got, m)
+		} else {
+			each(m.Seq, m.Data)
+		}
+		return true
 	})
-	if err != nil {
-		return err
+	for i := len(got) - 1; i >= 0 && err == nil; i-- {
+		each(got[i].Seq, got[i].Data)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
-	}()
-	type msg struct {
-		seq  uint64
-		data []byte
-	}
-	var got []msg
-	for {
-		b, err := cons.FetchNoWait(fetchBatch)
-		if err != nil {
-			return err
-		}
-		n, done := 0, false
-		for m := range b.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			seq := md.Sequence.Stream
-			if seq > hi || md.NumPending == 0 {
-				done = true
-			}
-			if seq > hi {
-				continue
-			}
-			if backwards {
-				got = append(got, msg{seq, m.Data()})
-			} else {
-				each(seq, m.Data())
-			}
-		}
-		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return err
-		}
-		if done || n == 0 {
-			break
-		}
-	}
-	for i := len(got) - 1; i >= 0; i-- {
-		each(got[i].seq, got[i].data)
-	}
-	return nil
+	return err
 }

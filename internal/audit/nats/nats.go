@@ -23,6 +23,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/audit"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
 // Config wires a Log.
@@ -193,58 +194,23 @@ type stored struct {
 	ev  audit.Event
 }
 
-// fetchBatch is how many messages one pull asks for.
-const fetchBatch = 512
-
 // read returns the messages on subj with sequences lo to hi, in order. A
 // message on subj exists at hi or after it, so the reads never wait.
 func (l *Log) read(ctx context.Context, subj string, lo, hi uint64) ([]stored, error) {
-	cons, err := l.st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
-		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	var out []stored
+	err := natsstore.ReadRange(ctx, l.st, subj, lo, hi, func(m natsstore.Msg) bool {
+		var ev audit.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			l.log().Warn("audit: skipped a damaged event", "seq", m.Seq, "err", err)
+			return true
+		}
+		out = append(out, stored{seq: m.Seq, ev: ev})
+		return true
 	})
 	if err != nil {
 		return nil, l.unavailable("list", err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = l.st.DeleteConsumer(dctx, cons.CachedInfo().Name)
-	}()
-	var out []stored
-	for {
-		batch, err := cons.FetchNoWait(fetchBatch)
-		if err != nil {
-			return nil, l.unavailable("list", err)
-		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return nil, l.unavailable("list", err)
-			}
-			seq := md.Sequence.Stream
-			if seq > hi || md.NumPending == 0 {
-				done = true
-			}
-			if seq > hi {
-				continue
-			}
-			var ev audit.Event
-			if err := json.Unmarshal(m.Data(), &ev); err != nil {
-				l.log().Warn("audit: skipped a damaged event", "seq", seq, "err", err)
-				continue
-			}
-			out = append(out, stored{seq: seq, ev: ev})
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, l.unavailable("list", err)
-		}
-		if done || n == 0 {
-			return out, nil
-		}
-	}
+	return out, nil
 }
 
 func (l *Log) log() *slog.Logger {

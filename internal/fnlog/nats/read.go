@@ -12,6 +12,7 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/fnlog"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
 // maxSkew is how far apart the clocks of the nodes that write may be: a
@@ -75,52 +76,18 @@ type readMsg struct {
 	recs []stored
 }
 
-// fetchBatch is how many messages one pull asks for.
-const fetchBatch = 256
-
 // read returns the messages on subj with sequences lo to hi, in order. A
 // message on subj exists at hi, so the reads never wait.
 func (s *Store) read(ctx context.Context, subj string, lo, hi uint64) ([]readMsg, error) {
-	cons, err := s.st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
-		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	var out []readMsg
+	err := natsstore.ReadRange(ctx, s.st, subj, lo, hi, func(m natsstore.Msg) bool {
+		out = append(out, readMsg{at: m.Time, recs: s.decode(m.Data)})
+		return true
 	})
 	if err != nil {
 		return nil, s.unavailable(err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = s.st.DeleteConsumer(dctx, cons.CachedInfo().Name)
-	}()
-	var out []readMsg
-	for {
-		batch, err := cons.FetchNoWait(fetchBatch)
-		if err != nil {
-			return nil, s.unavailable(err)
-		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return nil, s.unavailable(err)
-			}
-			if md.Sequence.Stream >= hi || md.NumPending == 0 {
-				done = true
-			}
-			if md.Sequence.Stream > hi {
-				continue
-			}
-			out = append(out, readMsg{at: md.Timestamp, recs: s.decode(m.Data())})
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, s.unavailable(err)
-		}
-		if done || n == 0 {
-			return out, nil
-		}
-	}
+	return out, nil
 }
 
 // decode reads a message's lines, skipping damaged ones.

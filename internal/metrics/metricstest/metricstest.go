@@ -3,6 +3,7 @@ package metricstest
 
 import (
 	"io"
+	"net/http"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -91,4 +92,24 @@ func matches(m *dto.Metric, labels []string) bool {
 		}
 	}
 	return true
+}
+
+// Get sends GET url, with HTTP Basic credentials unless user is "", and
+// returns the answer's status, header and body.
+func Get(t testing.TB, url, user, password string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header, string(b)
 }
