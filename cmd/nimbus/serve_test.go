@@ -283,7 +283,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--nope"}, "unknown flag"},
 		{[]string{"serve", "--metrics-addr", "garbage"}, `--metrics-addr must be host:port (e.g. 127.0.0.1:9100), or empty for none, not "garbage"`},
 		{[]string{"serve", "--metrics-addr", "127.0.0.1:99999"}, "--metrics-addr must be host:port"},
-		{[]string{"serve", "--metrics-addr", "256.0.0.1:9100", "--data-dir", dataDir(t)}, "--metrics-addr: listen tcp"},
+		{[]string{"serve", "--metrics-addr", "256.0.0.1:9100", "--addr", "127.0.0.1:0", "--data-dir", dataDir(t)}, "--metrics-addr: listen tcp"},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(nimbusBin, tt.args...)

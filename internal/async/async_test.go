@@ -351,11 +351,34 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// starts counts the START lines of a request in the function's log.
+// starts counts the runs of a request on this node: its invocation
+// records that name the node (each attempt leaves one, within the records'
+// 50 ms flush).
 func (e *env) starts(fn, id string) int {
 	e.t.Helper()
-	_, _, body := e.do("GET", "/nimbus/v1/functions/"+fn+"/logs?limit=100000", nil, "", nil)
-	return strings.Count(body, "START RequestId: "+id)
+	var n int
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, _, body := e.do("GET", "/nimbus/v1/functions/"+fn+"/invocations?limit=1000", nil, "", nil)
+		var page struct {
+			Invocations []struct{ RequestId, Node string }
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil {
+			e.t.Fatalf("invocations of %s: %v: %s", fn, err, body)
+		}
+		n = 0
+		seen := false
+		for _, r := range page.Invocations {
+			if r.RequestId == id {
+				seen = true
+				if r.Node == e.n.ID() {
+					n++
+				}
+			}
+		}
+		if seen || time.Now().After(deadline) {
+			return n
+		}
+	}
 }
 
 func TestLongInvocationIsNotRedelivered(t *testing.T) {

@@ -686,7 +686,7 @@ func TestDeployFlagErrors(t *testing.T) {
 		{[]string{"hello", "-f", manifest}, "give either a NAME (hello) or -f MANIFEST, not both"},
 		{[]string{"-f", manifest, "--memory", "256"}, "--memory cannot be used with -f: the manifest describes the functions"},
 		{[]string{"-f", manifest + ".missing"}, "read manifest: open " + manifest + ".missing: no such file or directory"},
-		{append([]string{"hello", "-o", "yaml"}, ok...), `invalid --output "yaml": must be table or json, not "yaml"`},
+		{append([]string{"hello", "-o", "yaml"}, ok...), `invalid --output "yaml": must be table, json or csv, not "yaml"`},
 		{append([]string{"hello", "--endpoint", "localhost:9000"}, ok...), `invalid --endpoint "localhost:9000": want an http or https URL such as http://127.0.0.1:9000`},
 		{append([]string{"hello", "--region", ""}, ok...), "--region must not be empty"},
 	}

@@ -27,7 +27,7 @@ func TestNumericFlagErrors(t *testing.T) {
 		{[]string{"triggers", "create", "x", "t", "--type", "timer", "--batch-size", "big"}, `invalid --batch-size "big": want a whole number`},
 		{[]string{"triggers", "update", "x", "t", "--max-retries", "3.0"}, `invalid --max-retries "3.0": want a whole number`},
 		{[]string{"invoke", "x", "--async=maybe"}, `invalid --async "maybe": want true or false`},
-		{[]string{"ls", "-o", "yaml"}, `invalid --output "yaml": must be table or json, not "yaml"`},
+		{[]string{"ls", "-o", "yaml"}, `invalid --output "yaml": must be table, json or csv, not "yaml"`},
 	} {
 		r := runCmd(t, f.URL, "", tc.args...)
 		got := OneLine(r.err)

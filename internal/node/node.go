@@ -517,6 +517,13 @@ func (n *Node) pruneCode(ctx context.Context, cache *codepkg.Cache) {
 	}
 }
 
+// ID is the node's id (its data directory's node-id), as invocation
+// records name it.
+func (n *Node) ID() string {
+	id, _ := nodeID(n.cfg.DataDir)
+	return id
+}
+
 // Addr is the address the API listens on.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 

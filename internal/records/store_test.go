@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/records"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
@@ -17,7 +18,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // open opens a Store on an embedded store in dir.
 func open(t *testing.T, dir string, cfg records.Config) (*records.Store, *natsstore.Store) {
 	t.Helper()
-	st, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: dir})
+	return openOn(t, natsstore.Config{DataDir: dir}, cfg)
+}
+
+// openOn opens a Store on the store sc configures.
+func openOn(t *testing.T, sc natsstore.Config, cfg records.Config) (*records.Store, *natsstore.Store) {
+	t.Helper()
+	st, err := natsstore.Open(t.Context(), sc)
+	if cfg.Prefix == "" {
+		cfg.Prefix = sc.Prefix
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,5 +235,38 @@ func TestStoreDownBoundsAndCounts(t *testing.T) {
 	}
 	if s.Written() != 0 {
 		t.Errorf("written %d with the store down", s.Written())
+	}
+}
+
+// TestOnSharedNATS lists and meters records on the machine's NATS server
+// (a cluster's stand-in: --nats-url), which may be older than the embedded
+// one (2.9 takes a consumer's single filter subject only).
+func TestOnSharedNATS(t *testing.T) {
+	prefix := nodetest.SharedNATSPrefix(t) // skips (or fails) when it is not there
+	sc := natsstore.Config{DataDir: t.TempDir(), URL: nodetest.SharedNATS, Prefix: prefix}
+	s, _ := openOn(t, sc, records.Config{FlushInterval: 5 * time.Millisecond, Aggregate: true, AggregateInterval: 20 * time.Millisecond})
+	hour := time.Now().UTC().Truncate(time.Hour)
+	for i := range 30 {
+		r := rec("fs", i, hour.Add(time.Duration(i)*time.Second), records.StatusSuccess, 128, 7, false)
+		s.Add(&r)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.List(t.Context(), records.Filter{Function: "fs", Limit: 100})
+	if err != nil || len(got) != 30 {
+		t.Fatalf("List on the shared NATS: %d records, %v", len(got), err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rep, err := s.Usage(t.Context(), records.UsageQuery{Since: hour, Until: time.Now().Add(time.Minute), Granularity: records.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Total.Requests == 30 && rep.Total.BilledMs == 210 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage on the shared NATS: %+v, want 30 requests, 210 ms", rep.Total.Usage)
+		}
 	}
 }

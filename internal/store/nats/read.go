@@ -21,11 +21,12 @@ const rangeBatch = 256
 // ReadRange calls each with the messages of st on subj (a filter, wildcards
 // allowed) with sequences lo to hi, in order, and stops early when each
 // returns false. It reads with an ephemeral consumer of its own (in
-// memory, no acks), deleted after, and never waits for messages: it ends at
-// hi or at the stream's last message on subj. Errors: the store's.
+// memory, no acks; one filter subject, which NATS servers before 2.10
+// take too), deleted after, and never waits for messages: it ends at hi
+// or at the stream's last message on subj. Errors: the store's.
 func ReadRange(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, each func(Msg) bool) error {
 	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
+		FilterSubject: subj, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
 		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
 	})
 	if err != nil {
