@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -66,6 +67,31 @@ func spanKind(kind string) trace.SpanKind {
 type Observer struct {
 	tracer          trace.Tracer
 	region, account string
+	fns             sync.Map // function name -> *fnAttrs
+}
+
+// fnAttrs are the attributes of a function's spans that only change with
+// its configuration, made once per function (and memory size).
+type fnAttrs struct {
+	memoryMB int
+	kvs      []attribute.KeyValue
+}
+
+// attrsOf returns fn's fixed attributes.
+func (o *Observer) attrsOf(fn *nimbus.Function) []attribute.KeyValue {
+	if a, ok := o.fns.Load(fn.Name); ok && a.(*fnAttrs).memoryMB == fn.MemoryMB {
+		return a.(*fnAttrs).kvs
+	}
+	a := &fnAttrs{memoryMB: fn.MemoryMB, kvs: []attribute.KeyValue{
+		AttrName.String(fn.Name),
+		AttrVersion.String("$LATEST"),
+		AttrMaxMemory.Int64(int64(fn.MemoryMB) << 20),
+		AttrResourceID.String("arn:aws:lambda:" + o.region + ":" + o.account + ":function:" + fn.Name),
+		AttrRegion.String(o.region),
+		AttrAccount.String(o.account),
+	}}
+	o.fns.Store(fn.Name, a)
+	return a.kvs
 }
 
 var _ observe.Observer = (*Observer)(nil)
@@ -78,21 +104,18 @@ func NewObserver(tp trace.TracerProvider, region, account string) *Observer {
 
 // Begin implements observe.Observer.
 func (o *Observer) Begin(ctx context.Context, fn *nimbus.Function, req *nimbus.Invocation) (context.Context, func(*records.Record)) {
-	attrs := []attribute.KeyValue{
+	perCall := [...]attribute.KeyValue{
 		AttrTrigger.String(FaaSTrigger(req.Trigger)),
 		AttrNimbusKind.String(req.Trigger),
 		AttrInvocationID.String(req.RequestID),
-		AttrName.String(fn.Name),
-		AttrVersion.String("$LATEST"),
-		AttrMaxMemory.Int64(int64(fn.MemoryMB) << 20),
-		AttrResourceID.String("arn:aws:lambda:" + o.region + ":" + o.account + ":function:" + fn.Name),
-		AttrRegion.String(o.region),
-		AttrAccount.String(o.account),
+		AttrTaskID.String(req.TaskID),
 	}
+	attrs := perCall[:3]
 	if req.TaskID != "" {
-		attrs = append(attrs, AttrTaskID.String(req.TaskID))
+		attrs = perCall[:]
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(spanKind(req.Trigger)), trace.WithAttributes(attrs...)}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(spanKind(req.Trigger)), trace.WithAttributes(attrs...),
+		trace.WithAttributes(o.attrsOf(fn)...)}
 	if links := linksOf(req.TraceLinks); len(links) > 0 {
 		opts = append(opts, trace.WithLinks(links...))
 		if req.Trigger == nimbus.TriggerAsync && len(links) == 1 && !trace.SpanContextFromContext(ctx).IsValid() {
@@ -111,14 +134,18 @@ func (o *Observer) Begin(ctx context.Context, fn *nimbus.Function, req *nimbus.I
 
 // end finishes an invocation's span with what its record says.
 func end(span trace.Span, r *records.Record) {
-	span.SetAttributes(AttrColdStart.Bool(r.ColdStart), AttrStatus.String(r.Status))
+	kvs := [...]attribute.KeyValue{AttrColdStart.Bool(r.ColdStart), AttrStatus.String(r.Status),
+		AttrInstanceID.String(r.InstanceID), AttrErrorType.String(r.ErrorType)}
+	n := 2
 	if r.InstanceID != "" {
-		span.SetAttributes(AttrInstanceID.String(r.InstanceID))
+		n = 3
 	}
 	if r.Failed() {
-		span.SetAttributes(AttrErrorType.String(r.ErrorType))
+		kvs[n] = kvs[3]
+		n++
 		span.SetStatus(codes.Error, r.ErrorType)
 	}
+	span.SetAttributes(kvs[:n]...)
 	span.End()
 }
 
