@@ -205,11 +205,15 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 	if err != nil {
 		var f *initFailure
 		if errors.As(err, &f) {
-			e.traceColdStart(ctx, f.boot, "", f.fe)
-			// The failed start is this request's cold start, whether it
-			// waited for it or was handed its error (Lambda bills it).
-			return nimbus.Result{Err: f.fe, LogTail: f.logTail(), Report: nimbus.Report{ColdStart: true, Init: f.took,
-				Queued: time.Since(began), MemoryMB: fn.MemoryMB}}, nil
+			rep := nimbus.Report{Queued: time.Since(began), MemoryMB: fn.MemoryMB}
+			if f.claimed.CompareAndSwap(false, true) {
+				// The failed start is the cold start of the first request
+				// it fails (Lambda bills an init that failed); the others
+				// it fails share it.
+				e.traceColdStart(ctx, f.boot, "", f.fe)
+				rep.ColdStart, rep.Init = true, f.took
+			}
+			return nimbus.Result{Err: f.fe, LogTail: f.logTail(), Report: rep}, nil
 		}
 		return nimbus.Result{}, err
 	}

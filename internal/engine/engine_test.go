@@ -542,6 +542,7 @@ func TestInitCrashBackoff(t *testing.T) {
 		c.Code = dirCache{dirs: map[string]string{crashDigest: dir}}
 	})
 	h.fn.CodeSHA256 = crashDigest
+	colds := 0
 	for range 5 {
 		res, err := h.invoke(t, h.fn, `{}`)
 		if err != nil {
@@ -550,9 +551,20 @@ func TestInitCrashBackoff(t *testing.T) {
 		if res.Err == nil || res.Err.Type != "Runtime.ExitError" {
 			t.Fatalf("function error = %+v, want Runtime.ExitError", res.Err)
 		}
+		if res.Report.ColdStart {
+			colds++
+			if res.Report.Init <= 0 {
+				t.Errorf("the failed start's report has no init: %+v", res.Report)
+			}
+		} else if res.Report.Init != 0 {
+			t.Errorf("a request handed the failed start's error reports an init: %+v", res.Report)
+		}
 	}
 	if got := h.sb.starts.Load(); got != 1 {
 		t.Errorf("5 requests within the backoff started %d instances, want 1", got)
+	}
+	if colds != 1 {
+		t.Errorf("%d requests report the one failed start as their cold start (and would bill it), want 1", colds)
 	}
 	h.clock.Add(time.Minute)
 	_, _ = h.invoke(t, h.fn, `{}`)

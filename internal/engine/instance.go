@@ -189,6 +189,10 @@ type initFailure struct {
 	sys  sysLog
 	took time.Duration
 	boot boot
+	// claimed: a request took this start as its cold start. The waiters
+	// a failed start fails, and the requests handed its error during the
+	// back-off, share one start: only one of them bills and reports it.
+	claimed atomic.Bool
 }
 
 func (f *initFailure) Error() string { return "init: " + f.fe.Error() }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -122,39 +123,46 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Record, string, error) {
 		hi = min(hi, atSeq)
 	}
 	out := []Record{}
-	span := uint64(64)
-	for hi > 0 {
+	span := uint64(16)
+	for spans := 0; hi > 0; spans++ {
+		if spans == maxSpans {
+			// A listing that filters out almost everything would read
+			// the whole retention in one call: this page ends here,
+			// and its cursor goes on from the next message down.
+			return out, cursor(hi, math.MaxInt32), nil
+		}
 		lo := uint64(1)
 		if hi > span {
 			lo = hi - span + 1
 		}
 		var stop bool
-		err := readRange(ctx, s.st, subj, lo, hi, func(seq uint64, data []byte) {
+		read := 0
+		err := readRange(ctx, s.st, subj, lo, hi, func(m natsstore.Msg) {
+			read += len(m.Data)
 			if stop {
 				return
 			}
-			recs := decode(data)
+			recs := decode(m.Data)
 			end := len(recs)
-			if seq == atSeq {
+			if m.Seq == atSeq {
 				end = min(end, atIdx)
 			}
-			newest := time.Time{}
 			for i := end - 1; i >= 0; i-- {
 				r := &recs[i]
-				if r.EndTime.After(newest) {
-					newest = r.EndTime
-				}
 				if !f.matches(r) {
 					continue
 				}
 				if len(out) == f.Limit {
 					stop = true
-					f.Cursor = cursor(seq, i+1)
+					f.Cursor = cursor(m.Seq, i+1)
 					return
 				}
 				out = append(out, *r)
 			}
-			if !f.Since.IsZero() && newest.Before(f.Since.Add(-maxSkew)) {
+			// Messages are stored in order: one stored before Since (with
+			// room for the nodes' clocks) and every older one hold only
+			// records that started before it.
+			if !f.Since.IsZero() && m.Time.Before(f.Since.Add(-maxSkew)) {
 				stop = true
 				f.Cursor = ""
 			}
@@ -166,10 +174,20 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Record, string, error) {
 			return out, f.Cursor, nil
 		}
 		hi = lo - 1
-		span = min(2*span, 4096)
+		if read < spanBytes {
+			span = min(2*span, 4096) // a span holds what one read may keep in memory
+		}
 	}
 	return out, "", nil
 }
+
+// A List call reads at most maxSpans spans of messages, each read whole
+// into memory; a span doubles (from 16 messages, up to 4096) while the last
+// one held under spanBytes.
+const (
+	maxSpans  = 32
+	spanBytes = 1 << 20
+)
 
 // decode reads a message's records (JSON lines), skipping damaged ones.
 func decode(data []byte) []Record {
@@ -189,18 +207,18 @@ func decode(data []byte) []Record {
 // readRange calls each with the messages on subj (a filter, wildcards
 // allowed) with sequences lo to hi, in order, or in reverse order when
 // backwards.
-func readRange(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, each func(seq uint64, data []byte), backwards bool) error {
+func readRange(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, each func(natsstore.Msg), backwards bool) error {
 	var got []natsstore.Msg
 	err := natsstore.ReadRange(ctx, st, subj, lo, hi, func(m natsstore.Msg) bool {
 		if backwards {
 			got = append(got, m)
 		} else {
-			each(m.Seq, m.Data)
+			each(m)
 		}
 		return true
 	})
 	for i := len(got) - 1; i >= 0 && err == nil; i-- {
-		each(got[i].Seq, got[i].Data)
+		each(got[i])
 	}
 	return err
 }

@@ -128,6 +128,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	st, err := cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: s.name, Subjects: []string{s.subj + ">"}, Retention: jetstream.LimitsPolicy,
 		Storage: jetstream.FileStorage, MaxAge: cfg.Retention, Description: "Nimbus invocation records",
+		// A batch is resent with its message id until the store takes it:
+		// the server drops a copy it took within this window.
+		Duplicates: dedupWindow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("records: stream %s: %w", s.name, err)
@@ -225,6 +228,9 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 	return err
 }
+
+// dedupWindow is how long the stream remembers a batch's message id.
+const dedupWindow = time.Hour
 
 // maxMessage bounds one message's records (NATS's default max payload is
 // 1 MB).

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
 // Usage is what a function used in a period: what is billed of it.
@@ -213,9 +214,10 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		u   Usage
 	}
 	parts := map[string][]part{}
-	err = readRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(seq uint64, data []byte) {
+	err = readRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) {
+		seq := m.Seq
 		per := map[string]*Usage{}
-		for _, r := range decodeMetered(data) {
+		for _, r := range decodeMetered(m.Data) {
 			t := r.StartTime.UTC()
 			for _, k := range []string{hourKey(t, r.Function), dayKey(t, r.Function)} {
 				if per[k] == nil {
