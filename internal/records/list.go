@@ -184,10 +184,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Record, string, error) {
 // A List call reads at most maxSpans spans of messages, each read whole
 // into memory; a span doubles (from 16 messages, up to 4096) while the last
 // one held under spanBytes.
-const (
-	maxSpans  = 32
-	spanBytes = 1 << 20
-)
+var maxSpans = 32 // a variable for tests
+
+const spanBytes = 1 << 20
 
 // decode reads a message's records (JSON lines), skipping damaged ones.
 func decode(data []byte) []Record {

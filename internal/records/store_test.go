@@ -294,3 +294,50 @@ func TestListSinceSeesPastLateBatches(t *testing.T) {
 		t.Fatalf("since 3m: %+v, %q, %v; want the one recent record", got, next, err)
 	}
 }
+
+// TestListBoundedReadGoesOnByCursor: a listing whose function is rare in a
+// long stream stops after its budget of reads with a cursor, and following
+// the cursors finds the record.
+func TestListBoundedReadGoesOnByCursor(t *testing.T) {
+	defer records.SetMaxSpans(2)()
+	s, _ := open(t, t.TempDir(), records.Config{FlushInterval: 5 * time.Millisecond})
+	now := time.Now().UTC()
+	rare := rec("rare", 1, now, records.StatusFunctionError, 128, 1, false)
+	s.Add(&rare)
+	for i := range 120 { // 120 messages of another function after it
+		r := rec("busy", i, now, records.StatusSuccess, 128, 1, false)
+		s.Add(&r)
+		if err := s.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest := rec("rare", 2, now, records.StatusSuccess, 128, 1, false) // on top, filtered out
+	s.Add(&newest)
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var got []records.Record
+	cur, calls := "", 0
+	for {
+		page, next, err := s.List(t.Context(), records.Filter{Function: "rare", Limit: 10, Cursor: cur,
+			Statuses: []string{records.StatusFunctionError}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls++
+		got = append(got, page...)
+		if next == "" {
+			break
+		}
+		if calls > 20 {
+			t.Fatal("the cursors do not end")
+		}
+		cur = next
+	}
+	if len(got) != 1 || got[0].RequestID != rare.RequestID {
+		t.Fatalf("found %+v, want the rare record", got)
+	}
+	if calls < 2 {
+		t.Errorf("%d calls: the budget of 2 reads (16 + 32 messages) should not cover 121 messages", calls)
+	}
+}
