@@ -110,14 +110,7 @@ func groupUsage(rep *records.UsageReport, by string) []usageRow {
 			rows[k] = &row
 			keys = append(keys, k)
 		}
-		u := &rows[k].Usage
-		u.Requests += r.Requests
-		u.Errors += r.Errors
-		u.Throttles += r.Throttles
-		u.PlatformErrors += r.PlatformErrors
-		u.ColdStarts += r.ColdStarts
-		u.BilledMs += r.BilledMs
-		u.MBms += r.MBms
+		rows[k].Usage.Add(&r.Usage)
 		rows[k].Cost += r.Cost
 	}
 	sort.Strings(keys)

@@ -64,22 +64,28 @@ type runningNode struct {
 
 func openScaleNode(b *testing.B, dir string) *runningNode {
 	b.Helper()
-	n, err := node.Open(context.Background(), scaleConfig(dir))
+	return serveNode(b, scaleConfig(dir))
+}
+
+// serveNode opens a node with cfg and serves it until stop.
+func serveNode(tb testing.TB, cfg node.Config) *runningNode {
+	tb.Helper()
+	n, err := node.Open(context.Background(), cfg)
 	if err != nil {
-		b.Fatalf("open node: %v", err)
+		tb.Fatalf("open node: %v", err)
 	}
 	rn := &runningNode{n: n, done: make(chan error, 1)}
 	go func() { rn.done <- n.Serve() }()
 	return rn
 }
 
-func (rn *runningNode) stop(b *testing.B) {
-	b.Helper()
+func (rn *runningNode) stop(tb testing.TB) {
+	tb.Helper()
 	if err := rn.n.Shutdown(context.Background()); err != nil {
-		b.Errorf("shutdown: %v", err)
+		tb.Errorf("shutdown: %v", err)
 	}
 	if err := <-rn.done; err != nil {
-		b.Errorf("serve: %v", err)
+		tb.Errorf("serve: %v", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -33,39 +32,17 @@ def handler(event, context):
     return {"ok": calls}
 `
 
-// liveNode is a node opened on a given data directory.
-type liveNode struct {
-	n    *node.Node
-	done chan error
-}
-
-func startOn(t *testing.T, dir string) *liveNode {
+// startOn opens a node on the data directory dir.
+func startOn(t *testing.T, dir string) *runningNode {
 	t.Helper()
 	cfg := node.Defaults()
 	cfg.Addr, cfg.DataDir, cfg.Auth, cfg.PrestartedHelpers = "127.0.0.1:0", dir, node.AuthNone, 0
 	cfg.ShutdownGrace = 10 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := node.Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("open node: %v", err)
-	}
-	on := &liveNode{n: n, done: make(chan error, 1)}
-	go func() { on.done <- n.Serve() }()
-	return on
+	return serveNode(t, cfg)
 }
 
-func (on *liveNode) stop(t *testing.T) {
-	t.Helper()
-	if err := on.n.Shutdown(context.Background()); err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	if err := <-on.done; err != nil {
-		t.Errorf("serve: %v", err)
-	}
-}
-
-// send sends a JSON request to the node's API and decodes the answer.
-func (on *liveNode) send(t *testing.T, method, path, body string, out any) {
+func (on *runningNode) send(t *testing.T, method, path, body string, out any) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, nodetest.Endpoint(on.n)+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -85,7 +62,7 @@ func (on *liveNode) send(t *testing.T, method, path, body string, out any) {
 	}
 }
 
-func (on *liveNode) triggerStatus(t *testing.T, function, name string) trigger.StatusView {
+func (on *runningNode) triggerStatus(t *testing.T, function, name string) trigger.StatusView {
 	t.Helper()
 	var v struct{ Status trigger.StatusView }
 	on.send(t, "GET", "/nimbus/v1/functions/"+function+"/triggers/"+name, "", &v)

@@ -59,7 +59,8 @@ func (u *Usage) add(r *Record) {
 	u.MBms += int64(r.MemorySize) * r.BilledDuration
 }
 
-func (u *Usage) plus(o *Usage) {
+// Add adds o's counts to u (not its sequence).
+func (u *Usage) Add(o *Usage) {
 	u.Requests += o.Requests
 	u.Errors += o.Errors
 	u.Throttles += o.Throttles
@@ -243,7 +244,7 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 			changed := false
 			for _, p := range parts[k] {
 				if p.seq > cur.Seq {
-					cur.plus(&p.u)
+					cur.Add(&p.u)
 					cur.Seq = p.seq
 					changed = true
 				}
@@ -403,7 +404,7 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) (*UsageReport, error) {
 		r.Cost = s.cfg.Prices.cost(r.Requests, r.GBSeconds)
 		r.Seq = 0
 		rep.Rows = append(rep.Rows, r)
-		rep.Total.plus(&r.Usage)
+		rep.Total.Add(&r.Usage)
 	}
 	sort.Slice(rep.Rows, func(i, j int) bool {
 		a, b := &rep.Rows[i], &rep.Rows[j]
@@ -509,7 +510,7 @@ func (s *Store) freeTier(ctx context.Context, since, until time.Time) (float64, 
 				days[d] = &Usage{}
 				order = append(order, d)
 			}
-			days[d].plus(&rows[i].Usage)
+			days[d].Add(&rows[i].Usage)
 		}
 		sort.Slice(order, func(i, j int) bool { return order[i].Before(order[j]) })
 		freeReq, freeGBs := float64(p.FreeRequestsPerMonth), p.FreeGBSecondsPerMonth
