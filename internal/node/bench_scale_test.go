@@ -52,6 +52,7 @@ func scaleConfig(dir string) node.Config {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = dir
 	cfg.ShutdownGrace = 10 * time.Second
+	cfg.Auth = node.AuthNone // start and stop are measured, not signing
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return cfg
 }
