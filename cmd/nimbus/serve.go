@@ -57,6 +57,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.NodeKey, "node-key", "", "node key sealing secrets at rest, base64 of 32 bytes (env NIMBUS_NODE_KEY; default: <data-dir>/node.key, made on first start; the same on every node of a cluster)")
 	f.StringVar(&cfg.Auth, "auth", cfg.Auth, "sigv4: every API request must be signed (SigV4) by a Nimbus access key; none: no authentication (local development only, loopback --addr)")
 	f.BoolVar(&cfg.AllowUnauthenticatedRemote, "allow-unauthenticated-remote", false, "allow --auth none on a non-loopback --addr (anyone who reaches it can run code on this host)")
+	f.BoolVar(&cfg.NoConsole, "no-console", false, "do not serve the web console at /console/")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve GET /metrics on this host:port without authentication, for a Prometheus on a private network (off by default; on --addr /metrics needs an admin key)")
 	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit trail keeps its events (at least 1h)")
 	f.DurationVar(&cfg.InvocationRetention, "invocation-retention", cfg.InvocationRetention, "how long invocation records and functions' logs are kept (at least 1h)")

@@ -38,6 +38,7 @@ func (s *Server) triggerRoutes() {
 	s.handle("POST "+base+"/{trigger}/enable", s.triggersEnable)
 	s.handle("POST "+base+"/{trigger}/disable", s.triggersDisable)
 	s.handle("POST "+base+"/{trigger}/rotate-key", s.triggersRotateKey)
+	s.handle("GET /nimbus/v1/triggers", s.triggersListAll)
 	s.esmRoutes()
 }
 
@@ -53,6 +54,9 @@ func (s *Server) triggerService() (TriggerService, error) {
 // with its batching window as a duration string ("500ms"), and its live
 // status on the node that answered.
 type TriggerView struct {
+	// Function is the trigger's function (shown by GET /nimbus/v1/triggers,
+	// which lists every function's).
+	Function           string             `json:"function,omitempty"`
 	ID                 string             `json:"id"`
 	Name               string             `json:"name"`
 	Type               string             `json:"type"`

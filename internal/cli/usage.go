@@ -166,12 +166,10 @@ func billedText(ms int64) string {
 
 func writeUsageCSV(w io.Writer, rows []usageRow, by string) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{by, "requests", "errors", "throttles", "platform_errors", "cold_starts", "billed_duration_ms", "gb_seconds", "cost"})
+	_ = cw.Write(append([]string{by}, records.CSVColumns...))
 	for i := range rows {
 		r := &rows[i]
-		_ = cw.Write([]string{r.label(by), strconv.FormatInt(r.Requests, 10), strconv.FormatInt(r.Errors, 10),
-			strconv.FormatInt(r.Throttles, 10), strconv.FormatInt(r.PlatformErrors, 10), strconv.FormatInt(r.ColdStarts, 10),
-			strconv.FormatInt(r.BilledMs, 10), strconv.FormatFloat(r.GBSeconds, 'f', 6, 64), strconv.FormatFloat(r.Cost, 'f', 9, 64)})
+		_ = cw.Write(append([]string{r.label(by)}, r.CSVFields(r.GBSeconds, r.Cost)...))
 	}
 	cw.Flush()
 	return cw.Error()

@@ -119,7 +119,9 @@ type Config struct {
 	// MetricsAddr, when set, also serves GET /metrics on this host:port,
 	// without authentication (metrics.go).
 	MetricsAddr string
-	Logger      *slog.Logger
+	// NoConsole turns the web console (/console/) off.
+	NoConsole bool
+	Logger    *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -411,7 +413,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.listenMetrics(); err != nil {
 		return nil, err
 	}
-	n.http = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	handler, err := n.handler(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	if err := n.registry.Resume(ctx); err != nil {

@@ -70,6 +70,17 @@ func (u *Usage) Add(o *Usage) {
 	u.MBms += o.MBms
 }
 
+// CSVColumns name the usage columns of CSV exports (the CLI's and the
+// console's), in the order of CSVFields.
+var CSVColumns = []string{"requests", "errors", "throttles", "platform_errors", "cold_starts", "billed_duration_ms", "gb_seconds", "cost"}
+
+// CSVFields are u's CSV columns, with its GB-seconds and cost.
+func (u *Usage) CSVFields(gbSeconds, cost float64) []string {
+	return []string{strconv.FormatInt(u.Requests, 10), strconv.FormatInt(u.Errors, 10),
+		strconv.FormatInt(u.Throttles, 10), strconv.FormatInt(u.PlatformErrors, 10), strconv.FormatInt(u.ColdStarts, 10),
+		strconv.FormatInt(u.BilledMs, 10), strconv.FormatFloat(gbSeconds, 'f', 6, 64), strconv.FormatFloat(cost, 'f', 9, 64)}
+}
+
 // Prices is the price table of usage reports, per the units Lambda and
 // Function Compute bill: requests and GB-seconds, with a monthly free
 // tier (per account: all functions together).

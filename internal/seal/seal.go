@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -37,6 +38,7 @@ var ErrWrongKey = errors.New("sealed under a different node key")
 type Key struct {
 	id   [4]byte
 	aead cipher.AEAD
+	raw  []byte // for Derive
 }
 
 // New returns the Key of 32 raw bytes.
@@ -52,7 +54,7 @@ func New(raw []byte) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node key: %w", err)
 	}
-	k := &Key{aead: aead}
+	k := &Key{aead: aead, raw: bytes.Clone(raw)}
 	sum := sha256.Sum256(append([]byte("nimbus node key id\x00"), raw...))
 	copy(k.id[:], sum[:])
 	return k, nil
@@ -142,6 +144,14 @@ func (k *Key) Seal(plain, aad []byte) string {
 	buf = append(buf, nonce...)
 	buf = k.aead.Seal(buf, nonce, plain, aad)
 	return Prefix + base64.RawStdEncoding.EncodeToString(buf)
+}
+
+// Derive returns a 32-byte key for purpose (e.g. "console session"),
+// derived from the node key with HKDF-SHA256: the same on every node that
+// shares the node key, and independent of the keys of other purposes.
+func (k *Key) Derive(purpose string) []byte {
+	out, _ := hkdf.Key(sha256.New, k.raw, nil, "nimbus "+purpose, 32) // fails only for lengths over 255 hashes
+	return out
 }
 
 // Sealed reports whether s looks like a sealed value.
