@@ -131,6 +131,22 @@ func (a *acc) add(s *Stat) {
 	}
 }
 
+// addPacked adds an index's stat.
+func (a *acc) addPacked(s *istat) {
+	a.Invocations += s.invocations
+	a.Errors += s.errors
+	a.Throttles += s.throttles
+	a.PlatformErrors += s.platformErrors
+	a.ColdStarts += s.coldStarts
+	a.DurationMs += s.durationMs
+	a.MBms += s.mbms
+	for _, b := range s.hist {
+		n := int64(b & (1<<24 - 1))
+		a.hist[b>>24] += n
+		a.n += n
+	}
+}
+
 func (a *acc) addAcc(o *acc) {
 	a.Invocations += o.Invocations
 	a.Errors += o.Errors

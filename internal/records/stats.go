@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -36,16 +37,17 @@ const allFn = "=all"
 
 // resolution is one statistics bucket.
 type resolution struct {
-	name string // the bucket's suffix
-	step time.Duration
-	keep time.Duration
+	name   string // the bucket's suffix
+	step   time.Duration
+	keep   time.Duration // the bucket's TTL
+	serves time.Duration // the longest window that reads it
 }
 
 // resolutions, finest first.
 var resolutions = [...]resolution{
-	{"1m", time.Minute, 2 * time.Hour},
-	{"15m", 15 * time.Minute, 26 * time.Hour},
-	{"1h", time.Hour, 8 * 24 * time.Hour},
+	{"1m", time.Minute, 2 * time.Hour, time.Hour},
+	{"15m", 15 * time.Minute, 26 * time.Hour, 24 * time.Hour},
+	{"1h", time.Hour, 8 * 24 * time.Hour, 7 * 24 * time.Hour},
 }
 
 const (
@@ -74,7 +76,8 @@ type stats struct {
 	js     jetstream.JetStream
 	prefix string
 	kv     [len(resolutions)]jetstream.KeyValue
-	index  *hourIndex
+	// index holds each bucket's keys of the longest window it serves.
+	index [len(resolutions)]*statIndex
 }
 
 func openStats(ctx context.Context, s *Store) (*stats, error) {
@@ -86,7 +89,9 @@ func openStats(ctx context.Context, s *Store) (*stats, error) {
 		}
 		st.kv[i] = kv
 	}
-	st.index = &hourIndex{kv: st.kv[res1h], keep: resolutions[res1h].keep}
+	for i, r := range resolutions {
+		st.index[i] = &statIndex{kv: st.kv[i], keep: r.serves + r.step}
+	}
 	return st, nil
 }
 
@@ -304,131 +309,85 @@ func (s *Store) Stats(ctx context.Context, q StatsQuery) (*StatsReport, error) {
 	return rep, nil
 }
 
-// fewFunctions is how many functions a restricted account's series reads
-// one by one; beyond, it reads every key of the window and keeps theirs.
-const fewFunctions = 32
-
-// series adds q's keys of resolution res in [since, until) into points.
+// series adds q's keys of resolution res in [since, until) into points:
+// one function's or the account's keys, read one by one; or, for a
+// restricted caller, the sum of its functions', from the index.
 func (st *stats) series(ctx context.Context, q StatsQuery, res int, since, until time.Time, points []acc) error {
-	switch {
-	case q.Function != "":
-		return st.seriesOf(ctx, res, since, until, q.Function, nil, points)
-	case q.Functions == nil:
-		return st.seriesOf(ctx, res, since, until, allFn, nil, points)
-	}
-	// A restricted account: the sum of its functions'.
-	idx, err := st.index.get(ctx)
-	if err != nil {
-		return err
-	}
-	fns := idx.active(since.Truncate(time.Hour), until, q.Functions)
-	if len(fns) > fewFunctions {
-		keep := func(fn string) bool { return fn != allFn && q.Functions(fn) }
-		return st.seriesOf(ctx, res, since, until, "*", keep, points)
-	}
-	var mu sync.Mutex
-	return parallel(ctx, 8, len(fns), func(ctx context.Context, i int) error {
-		mine := make([]acc, len(points))
-		if err := st.seriesOf(ctx, res, since, until, fns[i], nil, mine); err != nil {
+	step := resolutions[res].step
+	if q.Function == "" && q.Functions != nil {
+		idx, err := st.index[res].get(ctx)
+		if err != nil {
 			return err
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		for k := range mine {
-			points[k].addAcc(&mine[k])
+		keep := func(fn string) bool { return fn != allFn && q.Functions(fn) }
+		idx.each(since, until, step, keep, func(t time.Time, _ string, s *istat) { points[t.Sub(since)/step].addPacked(s) })
+		return nil
+	}
+	fn := q.Function
+	if fn == "" {
+		fn = allFn
+	}
+	return parallel(ctx, 8, len(points), func(ctx context.Context, i int) error {
+		e, err := st.kv[res].Get(ctx, statKey(since.Add(time.Duration(i)*step), fn))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var s Stat
+		if json.Unmarshal(e.Value(), &s) == nil {
+			points[i].add(&s) // each point its own: no lock
 		}
 		return nil
 	})
 }
 
-// seriesOf adds the keys of fn (a token: a name, allFn or "*" with keep)
-// of resolution res in [since, until) into points.
-func (st *stats) seriesOf(ctx context.Context, res int, since, until time.Time, fn string, keep func(string) bool, points []acc) error {
-	step := resolutions[res].step
-	for d := since.Truncate(24 * time.Hour); d.Before(until); d = d.Add(24 * time.Hour) {
-		err := scan(ctx, st.kv[res], d.Format("20060102")+".*."+fn, func(key string, val []byte) {
-			t, f, ok := parseStatKey(key)
-			if !ok || t.Before(since) || !t.Before(until) || keep != nil && !keep(f) {
-				return
-			}
-			var s Stat
-			if json.Unmarshal(val, &s) == nil {
-				points[t.Sub(since)/step].add(&s)
-			}
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// functions are the totals of each function q admits over [since, until):
-// the window cut into the longest periods a bucket has (the first hour in
-// quarters and minutes, the others whole), the hours read from the index.
+// functions are the totals of each function q admits over [since, until),
+// from the indexes: the window cut into the longest periods a bucket has
+// (its first hour in minutes and quarters, the others whole hours).
 func (st *stats) functions(ctx context.Context, q StatsQuery, since, until time.Time) (map[string]*acc, error) {
 	keep := func(fn string) bool {
 		return fn != allFn && (q.Function == "" || fn == q.Function) && (q.Functions == nil || q.Functions(fn))
 	}
 	out := map[string]*acc{}
-	add := func(fn string, s *Stat) {
+	add := func(_ time.Time, fn string, s *istat) {
 		a := out[fn]
 		if a == nil {
 			a = &acc{}
 			out[fn] = a
 		}
-		a.add(s)
+		a.addPacked(s)
 	}
-	t := since
-	for ; t.Before(until) && t.Truncate(time.Hour) != t; t = t.Add(resolutions[res1m].step) {
-		res := res1m
-		if t.Truncate(15*time.Minute) == t {
-			res = res15m
+	hour := since.Truncate(time.Hour)
+	if hour.Before(since) {
+		hour = hour.Add(time.Hour)
+	}
+	quarter := since.Truncate(15 * time.Minute)
+	if quarter.Before(since) {
+		quarter = quarter.Add(15 * time.Minute)
+	}
+	for _, p := range []struct {
+		res      int
+		from, to time.Time
+	}{{res1m, since, earliest(quarter, until)}, {res15m, quarter, earliest(hour, until)}, {res1h, hour, until}} {
+		if !p.from.Before(p.to) {
+			continue
 		}
-		err := scan(ctx, st.kv[res], t.Format("20060102.1504")+".*", func(key string, val []byte) {
-			_, fn, ok := parseStatKey(key)
-			var s Stat
-			if ok && keep(fn) && json.Unmarshal(val, &s) == nil {
-				add(fn, &s)
-			}
-		})
+		idx, err := st.index[p.res].get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if res == res15m {
-			t = t.Add(15*time.Minute - time.Minute)
-		}
+		idx.each(p.from, p.to, resolutions[p.res].step, keep, add)
 	}
-	if !t.Before(until) {
-		return out, nil
-	}
-	idx, err := st.index.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	idx.each(t, until, keep, add)
 	return out, nil
 }
 
-// scan calls each with the current keys and values of kv that filter
-// matches.
-func scan(ctx context.Context, kv jetstream.KeyValue, filter string, each func(key string, val []byte)) error {
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
-	if err != nil {
-		return err
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e := <-w.Updates():
-			if e == nil {
-				return nil // the current values are all in
-			}
-			each(e.Key(), e.Value())
-		}
-	}
+	return b
 }
 
 // parallel runs f(0) to f(n-1), at most width at a time, and returns the

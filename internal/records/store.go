@@ -227,7 +227,9 @@ func (s *Store) Close(ctx context.Context) error {
 	err := s.Flush(ctx)
 	s.cancel()
 	s.wg.Wait()
-	s.stats.index.close()
+	for _, x := range s.stats.index {
+		x.close()
+	}
 	if n := len(s.in); n > 0 {
 		s.dropped.Add(uint64(n))
 	}

@@ -222,8 +222,16 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 	}
 	parts := map[string][]part{}
 	sb := newStatBuilder(time.Now())
-	err = readRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) {
+	read := from
+	err = natsstore.ReadRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) bool {
 		seq := m.Seq
+		if read > from && seq != read+1 {
+			// A message missing in the middle: dropped on the way (a
+			// pull of large messages past the client's buffer). The
+			// cursors stop before it and the next round reads it.
+			return false
+		}
+		read = seq
 		recs := decodeMetered(m.Data)
 		var fold [len(resolutions)]bool
 		for i := range fold {
@@ -231,7 +239,7 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		}
 		sb.message(seq, recs, fold)
 		if seq <= cur.usage {
-			return
+			return true
 		}
 		per := map[string]*Usage{}
 		for _, r := range recs {
@@ -246,10 +254,17 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		for k, v := range per {
 			parts[k] = append(parts[k], part{seq, *v})
 		}
-	}, false)
+		return true
+	})
 	if err != nil {
 		return false, err
 	}
+	if read == from {
+		return false, nil // none came: the next round tries again
+	}
+	// A read may end before hi (a pull that comes back empty): the
+	// cursors go as far as the messages read.
+	hi = read
 	jobs := sb.folds(u.s.stats)
 	for k, ps := range parts {
 		jobs = append(jobs, func(ctx context.Context) error {
