@@ -235,13 +235,7 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 	sb := newStatBuilder(time.Now())
 	read := from
 	err = natsstore.ReadRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) bool {
-		seq := m.Seq
-		if read > from && seq != read+1 {
-			// A message missing in the middle: dropped on the way (a
-			// pull of large messages past the client's buffer). The
-			// cursors stop before it and the next round reads it.
-			return false
-		}
+		seq := m.Seq // ReadRange skips none: a gap is a deleted message
 		read = seq
 		recs := decodeMetered(m.Data)
 		var fold [len(resolutions)]bool
