@@ -40,6 +40,20 @@ func TestConsoleLink(t *testing.T) {
 	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/console/" {
 		t.Fatalf("following the link: %d at %s", res.StatusCode, res.Request.URL)
 	}
+	// With a function, the link opens its page.
+	r = runCmd(t, endpoint, "", "console", "hello", "--access-key-id", id, "--secret-access-key", secret)
+	jar2, _ := cookiejar.New(nil)
+	res, err = (&http.Client{Jar: jar2}).Get(strings.TrimSpace(r.stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Request.URL.Path != "/console/functions/hello" { // 404: there is no function hello
+		t.Fatalf("the link of a function opens %s", res.Request.URL)
+	}
+	if r = runCmd(t, endpoint, "", "console", "no good"); r.err == nil || !strings.Contains(r.err.Error(), "not a function name") {
+		t.Fatalf("a bad function name: %v", r.err)
+	}
 	// A link whose signature does not match is refused.
 	res, err = http.Get(strings.Replace(link, "X-Amz-Expires=60", "X-Amz-Expires=59", 1))
 	if err != nil {

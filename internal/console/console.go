@@ -51,6 +51,9 @@ type Config struct {
 	// Verify checks a SigV4-presigned request (a login link of `nimbus
 	// console`) and returns its key's principal; nil with Secrets nil.
 	Verify func(*http.Request) (auth.Principal, error)
+	// Credentials is the file where the node wrote its first admin key,
+	// for the login page's hint ("" to give none).
+	Credentials string
 	// Limiter bounds failed logins per client address (nil: no bound).
 	Limiter *auth.Limiter
 	// SessionKey signs session cookies and CSRF tokens (32 bytes, the same

@@ -122,6 +122,7 @@ func checkCSRF(r *http.Request, want string) bool {
 // loginView is the login page's data.
 type loginView struct {
 	Next, Error, Token, KeyID string
+	Credentials               string // where the first admin key is
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +141,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // in the form (a double submit: another site can set neither).
 func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, v loginView) {
 	v.Token = randomToken()
+	v.Credentials = c.cfg.Credentials
 	http.SetCookie(w, cookie(r, loginCookie, v.Token, 3600))
 	c.render(w, r, status, "login", page{Title: "Sign in", Data: v})
 }
@@ -186,7 +188,8 @@ const maxLinkLife = 5 * time.Minute
 // loginLink is GET /console/login/link?X-Amz-...: a login link printed by
 // `nimbus console`, a URL presigned (SigV4) with the CLI's key for at
 // most maxLinkLife. It opens a session for that key, as the login form
-// does, without the secret ever leaving the CLI.
+// does, without the secret ever leaving the CLI, and goes to the page its
+// (signed) next names.
 func (c *Console) loginLink(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.Secrets == nil || c.cfg.Verify == nil {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
@@ -215,7 +218,7 @@ func (c *Console) loginLink(w http.ResponseWriter, r *http.Request) {
 	}
 	s := session{KeyID: p.AccessKeyID, Expires: c.cfg.Now().Add(c.cfg.SessionTTL).Unix(), Nonce: randomToken()}
 	http.SetCookie(w, cookie(r, sessionCookie, c.sealSession(s), int(c.cfg.SessionTTL/time.Second)))
-	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+	http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *visit) error {

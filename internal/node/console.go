@@ -23,9 +23,9 @@ func (n *Node) handler(started time.Time) (http.Handler, error) {
 	}
 	c, err := console.New(console.Config{
 		API: n.api, Secrets: secrets, Verify: verify, Limiter: n.auth.limiter,
-		SessionKey: n.key.Derive("console session"),
-		Node:       func() console.NodeInfo { return n.consoleInfo(started) },
-		Logger:     n.log,
+		SessionKey: n.key.Derive("console session"), Credentials: n.credentialsPath(),
+		Node:   func() console.NodeInfo { return n.consoleInfo(started) },
+		Logger: n.log,
 	})
 	if err != nil {
 		return nil, err

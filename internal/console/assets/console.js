@@ -56,9 +56,9 @@
       });
       var opts = {
         width: Math.max(220, box.clientWidth || fig.clientWidth || 300), height: 150,
-        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(max || 0, 1)]; } } },
+        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
         axes: [{ stroke: '#555' }, { stroke: '#555', size: 48, values: function (u, vals) { return vals.map(fmtNum); } }],
-        series: series, legend: { show: true }
+        series: series, legend: { show: true, live: window.innerWidth > 700 }
       };
       plots.push({ fig: fig, plot: new uPlot(opts, data, box) });
       fig.dataset.drawn = '1';
