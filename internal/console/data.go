@@ -39,7 +39,7 @@ type fnConfig struct {
 }
 
 // Modified is LastModified as a time.
-func (f *fnConfig) Modified() time.Time {
+func (f fnConfig) Modified() time.Time {
 	t, _ := time.Parse("2006-01-02T15:04:05.000-0700", f.LastModified)
 	return t
 }
