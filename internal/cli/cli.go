@@ -96,6 +96,7 @@ func addCommands(root *cobra.Command, g *globals) {
 		newAuditCmd(g),
 		newInvocationsCmd(g),
 		newUsageCmd(g),
+		newConsoleCmd(g),
 	)
 }
 

@@ -48,6 +48,9 @@ type Config struct {
 	// nil turns authentication off (--auth none): every visitor is
 	// auth.Anonymous and no login is asked.
 	Secrets auth.Secrets
+	// Verify checks a SigV4-presigned request (a login link of `nimbus
+	// console`) and returns its key's principal; nil with Secrets nil.
+	Verify func(*http.Request) (auth.Principal, error)
 	// Limiter bounds failed logins per client address (nil: no bound).
 	Limiter *auth.Limiter
 	// SessionKey signs session cookies and CSRF tokens (32 bytes, the same
@@ -107,6 +110,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /console/assets/", c.serveAsset)
 	c.mux.HandleFunc("GET /console/login", c.loginPage)
 	c.mux.HandleFunc("POST /console/login", c.login)
+	c.mux.HandleFunc("GET /console/login/link", c.loginLink)
 	c.handle("POST /console/logout", c.logout)
 	c.handle("GET /console/ping", c.ping)
 	c.handle("GET /console/{$}", c.overview)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -177,6 +178,44 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, cookie(r, sessionCookie, c.sealSession(s), int(c.cfg.SessionTTL/time.Second)))
 	http.SetCookie(w, cookie(r, loginCookie, "", -1))
 	http.Redirect(w, r, v.Next, http.StatusSeeOther)
+}
+
+// maxLinkLife bounds how long a login link may be valid.
+const maxLinkLife = 5 * time.Minute
+
+// loginLink is GET /console/login/link?X-Amz-...: a login link printed by
+// `nimbus console`, a URL presigned (SigV4) with the CLI's key for at
+// most maxLinkLife. It opens a session for that key, as the login form
+// does, without the secret ever leaving the CLI.
+func (c *Console) loginLink(w http.ResponseWriter, r *http.Request) {
+	if c.cfg.Secrets == nil || c.cfg.Verify == nil {
+		http.Redirect(w, r, Prefix, http.StatusSeeOther)
+		return
+	}
+	fail := func(status int, msg string) {
+		c.showLogin(w, r, status, loginView{Next: Prefix, Error: msg})
+	}
+	if secs, err := strconv.Atoi(r.URL.Query().Get("X-Amz-Expires")); err != nil || time.Duration(secs)*time.Second > maxLinkLife {
+		fail(http.StatusForbidden, "This sign-in link is not valid: a link of nimbus console lasts at most 5 minutes. Run nimbus console again.")
+		return
+	}
+	if err := c.cfg.Limiter.Check(r); err != nil {
+		fail(http.StatusTooManyRequests, "Too many failed sign-ins from this address. Wait a minute and try again.")
+		return
+	}
+	p, err := c.cfg.Verify(r)
+	if err != nil {
+		c.cfg.Limiter.Failed(r)
+		msg := err.Error()
+		if ae, ok := err.(*auth.Error); ok {
+			msg = ae.Message
+		}
+		fail(http.StatusForbidden, "This sign-in link is not valid ("+msg+"). Run nimbus console again, or sign in with the key.")
+		return
+	}
+	s := session{KeyID: p.AccessKeyID, Expires: c.cfg.Now().Add(c.cfg.SessionTTL).Unix(), Nonce: randomToken()}
+	http.SetCookie(w, cookie(r, sessionCookie, c.sealSession(s), int(c.cfg.SessionTTL/time.Second)))
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *visit) error {

@@ -16,11 +16,13 @@ func (n *Node) handler(started time.Time) (http.Handler, error) {
 		return n.api, nil
 	}
 	var secrets auth.Secrets
-	if n.auth.verifier != nil {
+	var verify func(*http.Request) (auth.Principal, error)
+	if v := n.auth.verifier; v != nil {
 		secrets = n.auth.keys.Lookup
+		verify = func(r *http.Request) (auth.Principal, error) { return v.Verify(r, false) }
 	}
 	c, err := console.New(console.Config{
-		API: n.api, Secrets: secrets, Limiter: n.auth.limiter,
+		API: n.api, Secrets: secrets, Verify: verify, Limiter: n.auth.limiter,
 		SessionKey: n.key.Derive("console session"),
 		Node:       func() console.NodeInfo { return n.consoleInfo(started) },
 		Logger:     n.log,

@@ -86,3 +86,7 @@ func (y *yamlPrices) UnmarshalYAML(v *yaml.Node) error {
 	dec.DisallowUnknownFields()
 	return dec.Decode(y.p)
 }
+
+// Records is the node's invocation records and usage (nil with
+// NoObservability): for tests and benchmarks that seed records.
+func (n *Node) Records() *records.Store { return n.records }
