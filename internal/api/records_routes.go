@@ -12,16 +12,18 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
-// Records are the invocation records and the usage metered from them
-// (records.Store).
+// Records are the invocation records and the usage and statistics
+// metered from them (records.Store).
 type Records interface {
 	List(ctx context.Context, f records.Filter) ([]records.Record, string, error)
 	Usage(ctx context.Context, q records.UsageQuery) (*records.UsageReport, error)
+	Stats(ctx context.Context, q records.StatsQuery) (*records.StatsReport, error)
 }
 
 func (s *Server) recordsRoutes() {
 	s.handle("GET /nimbus/v1/functions/{name}/invocations", s.invocationsList)
 	s.handle("GET /nimbus/v1/usage", s.usageGet)
+	s.statsRoutes()
 }
 
 // InvocationList is the answer of GET .../invocations.

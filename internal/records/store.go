@@ -83,6 +83,7 @@ type Store struct {
 	closed  atomic.Bool
 
 	usage *usage
+	stats *stats
 	enc   lineEncoder // the writer's, reused
 
 	cancel context.CancelFunc
@@ -137,6 +138,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.st = st
 	if s.usage, err = openUsage(ctx, s); err != nil {
+		return nil, err
+	}
+	if s.stats, err = openStats(ctx, s); err != nil {
 		return nil, err
 	}
 	bg, cancel := context.WithCancel(context.Background())
@@ -223,6 +227,9 @@ func (s *Store) Close(ctx context.Context) error {
 	err := s.Flush(ctx)
 	s.cancel()
 	s.wg.Wait()
+	for _, x := range s.stats.index {
+		x.close()
+	}
 	if n := len(s.in); n > 0 {
 		s.dropped.Add(uint64(n))
 	}

@@ -263,10 +263,16 @@ func TestOnSharedNATS(t *testing.T) {
 			t.Fatal(err)
 		}
 		if rep.Total.Requests == 30 && rep.Total.BilledMs == 210 {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("usage on the shared NATS: %+v, want 30 requests, 210 ms", rep.Total.Usage)
+		}
+	}
+	for _, q := range []records.StatsQuery{{Window: "1h", Function: "fs"}, {Window: "24h", ByFunction: true}, {Window: "7d", Functions: func(fn string) bool { return fn == "fs" }}} {
+		rep, err := s.Stats(t.Context(), q)
+		if err != nil || rep.Total.Invocations != 30 || q.ByFunction && (len(rep.Functions) != 1 || rep.Functions[0].Invocations != 30) {
+			t.Fatalf("stats %+v on the shared NATS: %+v, %v; want 30 invocations", q, rep, err)
 		}
 	}
 }

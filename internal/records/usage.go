@@ -203,22 +203,28 @@ func (u *usage) lead(ctx context.Context) bool {
 // roundMessages bounds the messages one round folds in.
 const roundMessages = 2048
 
-// round folds the record messages after the cursor into usage; more says
-// there are more to fold.
+// round folds the record messages after the cursor into usage and the
+// statistics; more says there are more to fold. Each bucket has its own
+// cursor (a statistics bucket that was lost starts again from the first
+// record kept) and the round starts from the earliest; a message folds
+// into the buckets whose cursor is before it, and each key's sequence
+// keeps a replay from adding anything twice.
 func (u *usage) round(ctx context.Context) (more bool, err error) {
-	var from uint64
-	if e, err := u.kv.Get(ctx, "cursor"); err == nil {
-		from, _ = strconv.ParseUint(string(e.Value()), 10, 64)
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+	cur, err := u.cursors(ctx)
+	if err != nil {
 		return false, err
 	}
+	from := cur.min()
 	info, err := u.s.st.Info(ctx)
 	if err != nil {
 		return false, err
 	}
 	last := info.State.LastSeq
+	if info.State.FirstSeq > 0 {
+		from = max(from, info.State.FirstSeq-1) // the older ones are gone
+	}
 	if last <= from {
-		return false, nil
+		return false, u.keepCursors(ctx, cur, 0)
 	}
 	hi := min(last, from+roundMessages)
 	type part struct {
@@ -226,10 +232,22 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		u   Usage
 	}
 	parts := map[string][]part{}
-	err = readRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) {
-		seq := m.Seq
+	sb := newStatBuilder(time.Now())
+	read := from
+	err = natsstore.ReadRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) bool {
+		seq := m.Seq // ReadRange skips none: a gap is a deleted message
+		read = seq
+		recs := decodeMetered(m.Data)
+		var fold [len(resolutions)]bool
+		for i := range fold {
+			fold[i] = seq > cur.stats[i]
+		}
+		sb.message(seq, recs, fold)
+		if seq <= cur.usage {
+			return true
+		}
 		per := map[string]*Usage{}
-		for _, r := range decodeMetered(m.Data) {
+		for _, r := range recs {
 			t := r.StartTime.UTC()
 			for _, k := range []string{hourKey(t, r.Function), dayKey(t, r.Function)} {
 				if per[k] == nil {
@@ -241,34 +259,111 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		for k, v := range per {
 			parts[k] = append(parts[k], part{seq, *v})
 		}
-	}, false)
+		return true
+	})
 	if err != nil {
 		return false, err
 	}
-	keys := make([]string, 0, len(parts))
-	for k := range parts {
-		keys = append(keys, k)
+	if read == from {
+		return false, nil // none came: the next round tries again
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := u.fold(ctx, k, func(cur *Usage) bool {
-			changed := false
-			for _, p := range parts[k] {
-				if p.seq > cur.Seq {
-					cur.Add(&p.u)
-					cur.Seq = p.seq
-					changed = true
+	// A read may end before hi (a pull that comes back empty): the
+	// cursors go as far as the messages read.
+	hi = read
+	jobs := sb.folds(u.s.stats)
+	for k, ps := range parts {
+		jobs = append(jobs, func(ctx context.Context) error {
+			return foldKey(ctx, u.kv, k, func(cur *Usage) bool {
+				changed := false
+				for _, p := range ps {
+					if p.seq > cur.Seq {
+						cur.Add(&p.u)
+						cur.Seq = p.seq
+						changed = true
+					}
 				}
-			}
-			return changed
-		}); err != nil {
+				return changed
+			})
+		})
+	}
+	if err := parallel(ctx, foldWidth, len(jobs), func(ctx context.Context, i int) error { return jobs[i](ctx) }); err != nil {
+		return false, err
+	}
+	if hi > cur.usage {
+		if _, err := u.kv.Put(ctx, "cursor", []byte(strconv.FormatUint(hi, 10))); err != nil {
 			return false, err
 		}
 	}
-	if _, err := u.kv.Put(ctx, "cursor", []byte(strconv.FormatUint(hi, 10))); err != nil {
-		return false, err
+	return hi < last, u.keepCursors(ctx, cur, hi)
+}
+
+// foldWidth is how many keys a round folds at a time.
+const foldWidth = 16
+
+// cursors are the buckets' cursors: the last message each folded in.
+type cursors struct {
+	usage uint64
+	stats [len(resolutions)]uint64
+	// written is when each statistics cursor was last written.
+	written [len(resolutions)]time.Time
+}
+
+func (c *cursors) min() uint64 {
+	m := c.usage
+	for _, s := range c.stats {
+		m = min(m, s)
 	}
-	return hi < last, nil
+	return m
+}
+
+// cursors reads the buckets' cursors (0 for a bucket that has none).
+func (u *usage) cursors(ctx context.Context) (cursors, error) {
+	var c cursors
+	read := func(kv jetstream.KeyValue) (uint64, time.Time, error) {
+		e, err := kv.Get(ctx, "cursor")
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return 0, time.Time{}, nil
+		}
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
+		return n, e.Created(), nil
+	}
+	var err error
+	if c.usage, _, err = read(u.kv); err != nil {
+		return c, err
+	}
+	for i, kv := range u.s.stats.kv {
+		if c.stats[i], c.written[i], err = read(kv); err == nil {
+			continue
+		}
+		// A bucket lost with its (memory) stream: made again, it is
+		// rebuilt from the records. The handle goes on by the name.
+		if _, cerr := u.s.stats.create(ctx, i); cerr != nil {
+			return c, err
+		}
+		if c.stats[i], c.written[i], err = read(kv); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// keepCursors writes the statistics cursors behind hi, and writes again
+// those of an idle store before their bucket's TTL takes them (which
+// would replay every record kept).
+func (u *usage) keepCursors(ctx context.Context, c cursors, hi uint64) error {
+	for i, kv := range u.s.stats.kv {
+		at := max(c.stats[i], hi)
+		if at == c.stats[i] && time.Since(c.written[i]) < resolutions[i].keep/4 {
+			continue
+		}
+		if _, err := kv.Put(ctx, "cursor", []byte(strconv.FormatUint(at, 10))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // metered are the fields of a record that usage needs (the decoder skips
@@ -276,6 +371,7 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 type metered struct {
 	Function       string    `json:"FunctionName"`
 	StartTime      time.Time `json:"StartTime"`
+	Duration       float64   `json:"Duration"`
 	BilledDuration int64     `json:"BilledDuration"`
 	MemorySize     int       `json:"MemorySize"`
 	ColdStart      bool      `json:"ColdStart"`
@@ -290,26 +386,26 @@ func decodeMetered(data []byte) []Record {
 		if len(line) == 0 || json.Unmarshal(line, &m) != nil {
 			continue
 		}
-		out = append(out, Record{Function: m.Function, StartTime: m.StartTime, BilledDuration: m.BilledDuration,
+		out = append(out, Record{Function: m.Function, StartTime: m.StartTime, Duration: m.Duration, BilledDuration: m.BilledDuration,
 			MemorySize: m.MemorySize, ColdStart: m.ColdStart, Status: m.Status})
 	}
 	return out
 }
 
-// fold updates key with f (which reports whether it changed the usage),
-// retrying when another writer changed it meanwhile.
-func (u *usage) fold(ctx context.Context, key string, f func(*Usage) bool) error {
+// foldKey updates key of kv with f (which reports whether it changed the
+// value), retrying when another writer changed it meanwhile.
+func foldKey[T any](ctx context.Context, kv jetstream.KeyValue, key string, f func(*T) bool) error {
 	for {
-		var cur Usage
+		var cur T
 		var rev uint64
-		e, err := u.kv.Get(ctx, key)
+		e, err := kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
 			return err
 		default:
 			if err := json.Unmarshal(e.Value(), &cur); err != nil {
-				return fmt.Errorf("usage %s: %w", key, err)
+				return fmt.Errorf("%s %s: %w", kv.Bucket(), key, err)
 			}
 			rev = e.Revision()
 		}
@@ -318,9 +414,9 @@ func (u *usage) fold(ctx context.Context, key string, f func(*Usage) bool) error
 		}
 		b, _ := json.Marshal(&cur)
 		if rev == 0 {
-			_, err = u.kv.Create(ctx, key, b)
+			_, err = kv.Create(ctx, key, b)
 		} else {
-			_, err = u.kv.Update(ctx, key, b, rev)
+			_, err = kv.Update(ctx, key, b, rev)
 		}
 		if err == nil {
 			return nil
