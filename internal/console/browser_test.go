@@ -222,6 +222,9 @@ type tab struct {
 	ctx   context.Context
 	base  string
 	shots string
+	// section is the element whose text a failed wait shows (the page's
+	// main when "").
+	section string
 
 	mu   sync.Mutex
 	logs []chromedp.ConsoleMessage
@@ -313,6 +316,25 @@ func (b *tab) open(t *testing.T, p string) {
 	t.Helper()
 	b.do(t, "open "+p, chromedp.Navigate(b.base+p))
 	b.wait(t, "page "+p+" loaded", `document.readyState === "complete" && !!window.htmx`, 10*time.Second)
+	b.settle(t)
+}
+
+// settle waits for the page's layout to stop moving: the live log tail
+// fills in just after the page loads and pushes the sections below it
+// down, and a click aimed before that lands on whatever moved under it.
+func (b *tab) settle(t *testing.T) {
+	t.Helper()
+	b.wait(t, "the live tail started", `!document.querySelector("#log-tail") || !document.querySelector("#log-tail").textContent.includes("Connecting")`, 10*time.Second)
+	last, same := -1, 0
+	for deadline := time.Now().Add(5 * time.Second); same < 3 && time.Now().Before(deadline); {
+		h, err := eval[int](b, `document.documentElement.scrollHeight`)
+		if err == nil && h == last {
+			same++
+		} else {
+			last, same = h, 0
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // eval evaluates expr in the page.
@@ -334,7 +356,7 @@ func (b *tab) wait(t *testing.T, what, cond string, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not so after %v (%s; last error %v); page %s:\n%s", what, timeout, cond, err, b.location(), b.mainText())
+			t.Fatalf("%s: still not so after %v (%s; last error %v); page %s:\n%s", what, timeout, cond, err, b.location(), b.mainText(b.section))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -356,9 +378,13 @@ func (b *tab) location() string {
 	return s
 }
 
-// mainText is the page's main text, for failure messages.
-func (b *tab) mainText() string {
-	s, _ := eval[string](b, `(document.querySelector("main") || document.body || {}).innerText || ""`)
+// mainText is the text of the element sel ("": the page's main), for
+// failure messages.
+func (b *tab) mainText(sel string) string {
+	if sel == "" {
+		sel = "main"
+	}
+	s, _ := eval[string](b, fmt.Sprintf(`(document.querySelector(%s) || document.body || {}).innerText || ""`, jsString(sel)))
 	if len(s) > 2000 {
 		s = s[:2000] + "…"
 	}
@@ -511,7 +537,7 @@ func testInvoke(t *testing.T, b *tab, sn *signedNode) {
 	)
 	b.wait(t, "the invoke's outcome", `!!document.querySelector("#invoke-outcome")`, 30*time.Second)
 	if got := b.text(t, "#invoke-status"); got != "Succeeded" {
-		t.Fatalf("invoke status = %q: %s", got, b.mainText())
+		t.Fatalf("invoke status = %q: %s", got, b.mainText(""))
 	}
 	if got := b.text(t, "#invoke-response"); !strings.Contains(got, `"greeting": "hi the console"`) && !strings.Contains(got, `"greeting":"hi the console"`) {
 		t.Errorf("invoke response = %q", got)
@@ -596,6 +622,8 @@ func checkLocalTime(t *testing.T, b *tab, sel string) {
 // asyncStop stops a running asynchronous task and the one queued behind
 // it.
 func asyncStop(t *testing.T, b *tab, sn *signedNode) {
+	b.section = "#async"
+	defer func() { b.section = "" }()
 	sn.invoke(t, "sleeper", `{}`, true)
 	sn.invoke(t, "sleeper", `{}`, true)
 	b.open(t, "/console/functions/sleeper")
@@ -609,7 +637,7 @@ func asyncStop(t *testing.T, b *tab, sn *signedNode) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tasks %v, want one Running and one Enqueued:\n%s", s, b.mainText())
+			t.Fatalf("tasks %v, want one Running and one Enqueued:\n%s", s, b.mainText(""))
 		}
 		time.Sleep(500 * time.Millisecond)
 		b.open(t, "/console/functions/sleeper")
@@ -627,7 +655,7 @@ func asyncStop(t *testing.T, b *tab, sn *signedNode) {
 	// The other task, queued or just started: stop it too.
 	other, err := eval[string](b, `Array.from(document.querySelectorAll("#tasks tr[id]")).find(r => !!r.querySelector(".stop-task")).id`)
 	if err != nil {
-		t.Fatalf("no second task to stop: %v\n%s", err, b.mainText())
+		t.Fatalf("no second task to stop: %v\n%s", err, b.mainText(""))
 	}
 	orow := fmt.Sprintf(`[id=%s]`, jsString(other))
 	b.do(t, "stop the other task", chromedp.Click(chromedp.CSS(orow+" .stop-task")))
@@ -639,7 +667,7 @@ func asyncStop(t *testing.T, b *tab, sn *signedNode) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tasks %v, want both Stopped:\n%s", s, b.mainText())
+			t.Fatalf("tasks %v, want both Stopped:\n%s", s, b.mainText(""))
 		}
 		time.Sleep(500 * time.Millisecond)
 		b.open(t, "/console/functions/sleeper")
@@ -651,6 +679,8 @@ func asyncStop(t *testing.T, b *tab, sn *signedNode) {
 
 // triggerToggle disables and enables hello's timer trigger.
 func triggerToggle(t *testing.T, b *tab, sn *signedNode) {
+	b.section = "#triggers"
+	defer func() { b.section = "" }()
 	b.open(t, "/console/functions/hello")
 	b.wait(t, "the trigger", `!!document.querySelector('#trigger-hourly button[data-action="disable"]')`, 10*time.Second)
 	b.do(t, "disable the trigger", chromedp.Click(chromedp.CSS(`#trigger-hourly button[data-action="disable"]`)))
@@ -692,7 +722,7 @@ func usage(t *testing.T, b *tab, sn *signedNode) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hello's usage never showed:\n%s", b.mainText())
+			t.Fatalf("hello's usage never showed:\n%s", b.mainText(""))
 		}
 		time.Sleep(time.Second)
 	}
