@@ -74,14 +74,14 @@ func (s *Server) functionsLogs(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if follow {
-		streamLogs(r.Context(), w, enc, live, gone, &q, s.cfg.DurableLogs == nil)
+		streamLogs(r.Context(), s.cfg.Closing, w, enc, live, gone, &q, s.cfg.DurableLogs == nil)
 	}
 	return nil
 }
 
 // streamLogs writes the records of live (filtered when filter) until ctx
-// ends or live or gone closes.
-func streamLogs(ctx context.Context, w http.ResponseWriter, enc *json.Encoder, live, gone <-chan engine.LogRecord, q *fnlog.Query, filter bool) {
+// ends, the node shuts down (closing), or live or gone closes.
+func streamLogs(ctx context.Context, closing <-chan struct{}, w http.ResponseWriter, enc *json.Encoder, live, gone <-chan engine.LogRecord, q *fnlog.Query, filter bool) {
 	flusher, _ := w.(http.Flusher)
 	for {
 		if flusher != nil {
@@ -89,6 +89,8 @@ func streamLogs(ctx context.Context, w http.ResponseWriter, enc *json.Encoder, l
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-closing: // the node is shutting down
 			return
 		case _, ok := <-gone:
 			if !ok {

@@ -66,6 +66,10 @@ type Config struct {
 	// Metrics serves GET /metrics (metrics.go), for admin keys; nil
 	// answers 404.
 	Metrics http.Handler
+	// Closing closes when the node starts shutting down: answers that
+	// stream until the client leaves (a log follow) end then, so that
+	// they do not hold the shutdown for its whole grace period.
+	Closing <-chan struct{}
 	Logger  *slog.Logger
 }
 

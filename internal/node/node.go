@@ -264,6 +264,10 @@ type Node struct {
 	metrics  metricsParts        // metrics.go
 	http     *http.Server
 	ln       net.Listener
+	// stopping closes when Shutdown begins: the API's streaming answers
+	// (log follows, the console's live tail) end then.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -288,7 +292,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, lock: lock}
+	n := &Node{cfg: cfg, log: log, lock: lock, stopping: make(chan struct{})}
 	n.openMetrics()
 	defer func() {
 		if err != nil {
@@ -404,7 +408,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
 		Audit: n.auditAPI(), Records: n.recordsAPI(), DurableLogs: n.durableLogs(),
-		Metrics: n.metrics.m.Handler(),
+		Metrics: n.metrics.m.Handler(), Closing: n.stopping,
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -418,6 +422,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.http.RegisterOnShutdown(func() { n.stoppingOnce.Do(func() { close(n.stopping) }) })
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	if err := n.registry.Resume(ctx); err != nil {
