@@ -25,7 +25,11 @@ func (s *Store) Fold(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if c.min() >= info.State.LastSeq {
+		low := c.usage
+		for _, s := range c.stats {
+			low = min(low, s)
+		}
+		if low >= info.State.LastSeq {
 			return nil
 		}
 	}

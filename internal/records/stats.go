@@ -27,9 +27,10 @@ import (
 // The buckets are in memory: statistics are derived, and a file bucket
 // would fsync every key of every round on a node's embedded store. Each
 // bucket keeps its own "cursor"; a bucket that was lost (its server
-// restarted) has none, and the round rebuilds it from the records still
-// in the stream (the usage keys, whose sequences are ahead, take nothing
-// of the replay).
+// restarted) has none, and the round rebuilds it, by passes of its own
+// beside the normal fold, from the first record of its retention still in
+// the stream (usage never waits for it, and its keys, whose sequences are
+// ahead, take nothing of the replay).
 
 // allFn is the function token of the account's keys: not a function name
 // (those are [A-Za-z0-9_-]).

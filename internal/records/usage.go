@@ -203,30 +203,86 @@ func (u *usage) lead(ctx context.Context) bool {
 // roundMessages bounds the messages one round folds in.
 const roundMessages = 2048
 
-// round folds the record messages after the cursor into usage and the
+// round folds the record messages after the cursors into usage and the
 // statistics; more says there are more to fold. Each bucket has its own
-// cursor (a statistics bucket that was lost starts again from the first
-// record kept) and the round starts from the earliest; a message folds
-// into the buckets whose cursor is before it, and each key's sequence
-// keeps a replay from adding anything twice.
+// cursor, and each key's sequence keeps a replay from adding anything
+// twice. Usage and the statistics buckets that kept up are folded from
+// usage's cursor. A statistics bucket behind it (lost with its memory
+// stream when the server restarted, or new) catches up by passes of its
+// own, from the first record of its retention, so that usage never waits
+// for it.
 func (u *usage) round(ctx context.Context) (more bool, err error) {
 	cur, err := u.cursors(ctx)
 	if err != nil {
 		return false, err
 	}
-	from := cur.min()
 	info, err := u.s.st.Info(ctx)
 	if err != nil {
 		return false, err
 	}
-	last := info.State.LastSeq
+	last, gone := info.State.LastSeq, uint64(0)
 	if info.State.FirstSeq > 0 {
-		from = max(from, info.State.FirstSeq-1) // the older ones are gone
+		gone = info.State.FirstSeq - 1 // the older ones are gone
 	}
+	behind, lo, err := u.behind(ctx, &cur, gone)
+	if err != nil {
+		return false, err
+	}
+	if behind != (bucketSet{}) {
+		if _, err := u.pass(ctx, &cur, behind, false, lo, min(cur.usage, lo+roundMessages)); err != nil {
+			return false, err
+		}
+		more = true
+	}
+	from := max(cur.usage, gone)
 	if last <= from {
-		return false, u.keepCursors(ctx, cur, 0)
+		return more, u.keepCursors(ctx, &cur, bucketSet{}, 0)
 	}
-	hi := min(last, from+roundMessages)
+	var kept bucketSet
+	for i := range kept {
+		kept[i] = !behind[i]
+	}
+	hi, err := u.pass(ctx, &cur, kept, true, from, min(last, from+roundMessages))
+	if err != nil {
+		return false, err
+	}
+	return more || hi < last, nil
+}
+
+// bucketSet selects statistics buckets.
+type bucketSet [len(resolutions)]bool
+
+// replaySlack is how much earlier than its bucket's retention a replay
+// starts: a record is stored when its invocation ends, up to a timeout
+// (and a queue wait) after it started.
+const replaySlack = time.Hour
+
+// behind finds the statistics buckets behind usage and the cursor their
+// catch-up starts after; a bucket with no cursor (lost or new) starts at
+// the first record of its retention.
+func (u *usage) behind(ctx context.Context, cur *cursors, gone uint64) (set bucketSet, lo uint64, err error) {
+	lo = cur.usage
+	for i := range cur.stats {
+		if cur.stats[i] == 0 && cur.usage > 0 {
+			seq, err := natsstore.SeqSince(ctx, u.s.st, u.s.subj+">", time.Now().Add(-resolutions[i].keep-replaySlack))
+			if err != nil {
+				return set, 0, err
+			}
+			cur.stats[i] = min(max(seq, 1)-1, cur.usage)
+		}
+		cur.stats[i] = max(cur.stats[i], gone)
+		if cur.stats[i] < cur.usage {
+			set[i] = true
+			lo = min(lo, cur.stats[i])
+		}
+	}
+	return set, lo, nil
+}
+
+// pass folds the record messages from+1 to hi into the statistics buckets
+// of set (and into usage when withUsage), then moves their cursors to the
+// last message read, and returns it.
+func (u *usage) pass(ctx context.Context, cur *cursors, set bucketSet, withUsage bool, from, hi uint64) (uint64, error) {
 	type part struct {
 		seq uint64
 		u   Usage
@@ -234,16 +290,16 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 	parts := map[string][]part{}
 	sb := newStatBuilder(time.Now())
 	read := from
-	err = natsstore.ReadRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) bool {
+	err := natsstore.ReadRange(ctx, u.s.st, u.s.subj+">", from+1, hi, func(m natsstore.Msg) bool {
 		seq := m.Seq // ReadRange skips none: a gap is a deleted message
 		read = seq
 		recs := decodeMetered(m.Data)
-		var fold [len(resolutions)]bool
+		var fold bucketSet
 		for i := range fold {
-			fold[i] = seq > cur.stats[i]
+			fold[i] = set[i] && seq > cur.stats[i]
 		}
 		sb.message(seq, recs, fold)
-		if seq <= cur.usage {
+		if !withUsage || seq <= cur.usage {
 			return true
 		}
 		per := map[string]*Usage{}
@@ -261,15 +317,9 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		}
 		return true
 	})
-	if err != nil {
-		return false, err
+	if err != nil || read == from {
+		return read, err // none came: the next round tries again
 	}
-	if read == from {
-		return false, nil // none came: the next round tries again
-	}
-	// A read may end before hi (a pull that comes back empty): the
-	// cursors go as far as the messages read.
-	hi = read
 	jobs := sb.folds(u.s.stats)
 	for k, ps := range parts {
 		jobs = append(jobs, func(ctx context.Context) error {
@@ -287,14 +337,17 @@ func (u *usage) round(ctx context.Context) (more bool, err error) {
 		})
 	}
 	if err := parallel(ctx, foldWidth, len(jobs), func(ctx context.Context, i int) error { return jobs[i](ctx) }); err != nil {
-		return false, err
+		return read, err
 	}
-	if hi > cur.usage {
-		if _, err := u.kv.Put(ctx, "cursor", []byte(strconv.FormatUint(hi, 10))); err != nil {
-			return false, err
+	// A read may end before hi (a pull that comes back empty): the
+	// cursors go as far as the messages read.
+	if withUsage && read > cur.usage {
+		if _, err := u.kv.Put(ctx, "cursor", []byte(strconv.FormatUint(read, 10))); err != nil {
+			return read, err
 		}
+		cur.usage = read
 	}
-	return hi < last, u.keepCursors(ctx, cur, hi)
+	return read, u.keepCursors(ctx, cur, set, read)
 }
 
 // foldWidth is how many keys a round folds at a time.
@@ -306,14 +359,6 @@ type cursors struct {
 	stats [len(resolutions)]uint64
 	// written is when each statistics cursor was last written.
 	written [len(resolutions)]time.Time
-}
-
-func (c *cursors) min() uint64 {
-	m := c.usage
-	for _, s := range c.stats {
-		m = min(m, s)
-	}
-	return m
 }
 
 // cursors reads the buckets' cursors (0 for a bucket that has none).
@@ -350,18 +395,22 @@ func (u *usage) cursors(ctx context.Context) (cursors, error) {
 	return c, nil
 }
 
-// keepCursors writes the statistics cursors behind hi, and writes again
-// those of an idle store before their bucket's TTL takes them (which
-// would replay every record kept).
-func (u *usage) keepCursors(ctx context.Context, c cursors, hi uint64) error {
+// keepCursors moves the cursors of the statistics buckets of set to hi
+// (never back), and writes again those of an idle store before their
+// bucket's TTL takes them (which would replay the records kept).
+func (u *usage) keepCursors(ctx context.Context, c *cursors, set bucketSet, hi uint64) error {
 	for i, kv := range u.s.stats.kv {
-		at := max(c.stats[i], hi)
-		if at == c.stats[i] && time.Since(c.written[i]) < resolutions[i].keep/4 {
+		at := c.stats[i]
+		if set[i] {
+			at = max(at, hi)
+		}
+		if at == c.stats[i] && !c.written[i].IsZero() && time.Since(c.written[i]) < resolutions[i].keep/4 {
 			continue
 		}
 		if _, err := kv.Put(ctx, "cursor", []byte(strconv.FormatUint(at, 10))); err != nil {
 			return err
 		}
+		c.stats[i], c.written[i] = at, time.Now()
 	}
 	return nil
 }

@@ -101,3 +101,40 @@ func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint
 		}
 	}
 }
+
+// SeqSince is the sequence of the first message of st on subj stored at t
+// or later, or the stream's last sequence + 1 when there is none.
+// Errors: the store's.
+func SeqSince(ctx context.Context, st jetstream.Stream, subj string, t time.Time) (uint64, error) {
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: subj, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	b, err := cons.FetchNoWait(1)
+	if err != nil {
+		return 0, err
+	}
+	for m := range b.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			return 0, err
+		}
+		return md.Sequence.Stream, nil
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq + 1, nil
+}
