@@ -17,16 +17,17 @@ const linkLife = 60 * time.Second
 
 // newConsoleCmd is `nimbus console`: the address of the web console, as a
 // login link signed with the CLI's key (SigV4, presigned for a minute), so
-// that opening it signs the browser in without typing the secret.
+// that opening it (and confirming) signs the browser in without typing the
+// secret.
 func newConsoleCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "console [FUNCTION]",
-		Short: "Print a link that opens the web console, signed in with your key",
+		Short: "Print a link that signs a browser in to the web console with your key",
 		Long: `Console prints the address of the node's web console. With a key (the
 node's local credentials file, a profile or the environment, as for every
-command) it is a login link: a URL presigned with the key, valid for one
-minute, that signs the browser in as that key; the secret itself is not in
-it. Without a key (a node run with --auth none) it is the console's address.
+command) it is a login link: a URL presigned with the key, valid once for
+one minute, that offers to sign the browser in as that key; the secret
+itself is not in it. Without a key (a node run with --auth none) it is the console's address.
 With FUNCTION, the link opens that function's page.`,
 		Example: `  nimbus console             # open the printed link in a browser within a minute
   nimbus console hello       # the page of function hello`,
@@ -52,7 +53,7 @@ With FUNCTION, the link opens that function's page.`,
 			if err != nil {
 				return fmt.Errorf("sign the login link: %w", err)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Open this link within a minute to sign in to the console as key %s:\n", c.creds.AccessKeyID)
+			fmt.Fprintf(cmd.ErrOrStderr(), "Open this link within a minute to sign in to the console as key %s (it works once):\n", c.creds.AccessKeyID)
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), link)
 			return err
 		}),

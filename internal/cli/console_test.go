@@ -2,10 +2,14 @@ package cli
 
 import (
 	"bufio"
+	"html"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -32,22 +36,31 @@ func TestConsoleLink(t *testing.T) {
 	}
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar}
-	res, err := browser.Get(link) // follows the redirect to the overview
+	page := getPage(t, browser, link)
+	if !strings.Contains(page, "Sign in as key <strong id=\"link-key\">admin</strong>") {
+		t.Fatalf("the link's page asks nothing:\n%s", page)
+	}
+	res := confirm(t, browser, endpoint, page)
+	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/console/" {
+		t.Fatalf("confirming the link: %d at %s", res.StatusCode, res.Request.URL)
+	}
+	// A link signs in once.
+	if res = confirm(t, browser, endpoint, page); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a ticket confirmed twice: %d", res.StatusCode)
+	}
+	res, err := http.Get(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/console/" {
-		t.Fatalf("following the link: %d at %s", res.StatusCode, res.Request.URL)
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a used link: %d", res.StatusCode)
 	}
 	// With a function, the link opens its page.
 	r = runCmd(t, endpoint, "", "console", "hello", "--access-key-id", id, "--secret-access-key", secret)
 	jar2, _ := cookiejar.New(nil)
-	res, err = (&http.Client{Jar: jar2}).Get(strings.TrimSpace(r.stdout))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	b2 := &http.Client{Jar: jar2}
+	res = confirm(t, b2, endpoint, getPage(t, b2, strings.TrimSpace(r.stdout)))
 	if res.Request.URL.Path != "/console/functions/hello" { // 404: there is no function hello
 		t.Fatalf("the link of a function opens %s", res.Request.URL)
 	}
@@ -79,6 +92,42 @@ func TestConsoleLink(t *testing.T) {
 	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/console/" {
 		t.Fatalf("the console of an open node: %d at %s", res.StatusCode, res.Request.URL)
 	}
+}
+
+// getPage GETs url with client and returns the page.
+func getPage(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	res, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, res.StatusCode, b)
+	}
+	return string(b)
+}
+
+var hiddenInput = regexp.MustCompile(`name="(csrf|ticket)" value="([^"]+)"`)
+
+// confirm posts the confirmation form of a login link's page.
+func confirm(t *testing.T, client *http.Client, endpoint, page string) *http.Response {
+	t.Helper()
+	form := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	// The form's token is the browser's login cookie (put back for a
+	// replay: a successful sign-in clears it).
+	u, _ := url.Parse(endpoint + "/console/")
+	client.Jar.SetCookies(u, []*http.Cookie{{Name: "nimbus_login", Value: form.Get("csrf"), Path: "/console/"}})
+	res, err := client.PostForm(endpoint+"/console/login/link", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
 }
 
 // readCredentials reads the key of a credentials file nimbus serve wrote.

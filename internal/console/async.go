@@ -63,17 +63,19 @@ func (c *Console) taskStop(w http.ResponseWriter, r *http.Request, v *visit) err
 }
 
 // deadLettersRedrive is POST /console/functions/{name}/dead-letters/redrive
-// with seq (one dead letter) or none (all of them).
+// with seq: one dead letter.
 func (c *Console) deadLettersRedrive(w http.ResponseWriter, r *http.Request, v *visit) error {
 	name := r.PathValue("name")
 	var req api.RedriveRequest
-	if s := r.PostFormValue("seq"); s != "" {
-		seq, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return &apiError{Status: http.StatusBadRequest, Type: "InvalidParameterValueException", Message: "seq must be a dead letter's number, not " + strconv.Quote(s)}
-		}
-		req.Seqs = []uint64{seq}
+	s, err := formValue(r, "seq")
+	if err != nil {
+		return err
 	}
+	seq, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return &apiError{Status: http.StatusBadRequest, Type: "InvalidParameterValueException", Message: "seq must be a dead letter's number, not " + strconv.Quote(s)}
+	}
+	req.Seqs = []uint64{seq}
 	if err := v.post(fnPath("/nimbus/v1/functions/", name)+"/dead-letters/redrive", req, nil); err != nil {
 		return err
 	}

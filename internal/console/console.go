@@ -77,6 +77,7 @@ type Console struct {
 	assets http.Handler
 	etags  map[string]string // asset path -> ETag
 	mux    *http.ServeMux
+	links  usedLinks // login links used (session.go)
 }
 
 // New returns a Console. It fails only when its embedded templates do not
@@ -114,6 +115,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /console/login", c.loginPage)
 	c.mux.HandleFunc("POST /console/login", c.login)
 	c.mux.HandleFunc("GET /console/login/link", c.loginLink)
+	c.mux.HandleFunc("POST /console/login/link", c.linkConfirm)
 	c.handle("POST /console/logout", c.logout)
 	c.handle("GET /console/ping", c.ping)
 	c.handle("GET /console/{$}", c.overview)

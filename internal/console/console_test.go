@@ -3,8 +3,12 @@ package console_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
 )
@@ -226,4 +230,91 @@ func TestAssets(t *testing.T) {
 		t.Fatalf("headers: %v", res.Header)
 	}
 	mustContain(t, "overview", page, "/console/assets/vendor/htmx-2.0.11/htmx.min.js")
+}
+
+// TestBadForms: a test invoke's form too large for any event is refused
+// (never run with an empty event), and forms that lack their field are
+// refused rather than given a default.
+func TestBadForms(t *testing.T) {
+	s := startSite(t, nil)
+	s.deploy(t, s.admin, "echo")
+	b := s.browser(t)
+	b.login(s.admin.AccessKeyID, s.admin.SecretAccessKey)
+	_, page := b.get("/console/functions/echo")
+	tok := token(t, page)
+	htmx := map[string]string{"HX-Request": "true", "X-CSRF-Token": tok}
+	huge := url.Values{"payload": {`{"x":"` + strings.Repeat("%", 7<<20) + `"}`}}
+	res, out := b.do("POST", "/console/functions/echo/invoke", huge, htmx)
+	if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(out, "at most 6 MB") {
+		t.Fatalf("a 21 MB form: %d %s", res.StatusCode, out)
+	}
+	res, out = b.do("POST", "/console/functions/echo/invoke", url.Values{"event": {"{}"}}, htmx)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(out, "no payload field") {
+		t.Fatalf("no payload: %d %s", res.StatusCode, out)
+	}
+	res, out = b.do("POST", "/console/functions/echo/dead-letters/redrive", url.Values{}, htmx)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(out, "no seq field") {
+		t.Fatalf("redrive without seq: %d %s", res.StatusCode, out)
+	}
+	res, out = b.do("POST", "/console/functions/echo/dead-letters/redrive", url.Values{"seq": {"x"}}, htmx)
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("redrive of seq x: %d %s", res.StatusCode, out)
+	}
+	res, out = b.do("POST", "/console/functions/echo/triggers/t1/explode", url.Values{}, htmx)
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("a trigger action that is none: %d %s", res.StatusCode, out)
+	}
+	// A function's page by ARN goes to its own address.
+	res, _ = b.get("/console/functions/arn:aws:lambda:us-east-1:000000000000:function:echo?window=24h")
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/console/functions/echo?window=24h" {
+		t.Fatalf("by ARN: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+}
+
+// TestOverviewNodeFigures: the node's instances and memory (every
+// function's) are shown to admin keys only, as /metrics is.
+func TestOverviewNodeFigures(t *testing.T) {
+	s := startSite(t, nil)
+	var key struct{ AccessKeyId, SecretAccessKey string }
+	if code := s.api(t, s.admin, "POST", "/nimbus/v1/keys", map[string]string{"name": "dev", "role": "developer", "functions": "team-*"}, &key); code != http.StatusCreated {
+		t.Fatalf("create key: %d", code)
+	}
+	admin, dev := s.browser(t), s.browser(t)
+	admin.login(s.admin.AccessKeyID, s.admin.SecretAccessKey)
+	dev.login(key.AccessKeyId, key.SecretAccessKey)
+	_, page := admin.get("/console/")
+	mustContain(t, "admin overview", page, "<dt>Instances</dt>", "<dt>Memory</dt>")
+	_, page = dev.get("/console/")
+	mustContain(t, "developer overview", page, "<dt>Version</dt>", `id="node-admin-only"`)
+	if strings.Contains(page, "<dt>Instances</dt>") {
+		t.Fatal("a developer key sees the node's instances")
+	}
+}
+
+// TestLoginLinkLifetime: a login link is valid for at most 5 minutes from
+// now, whatever date it claims; it only asks to confirm the sign-in (a
+// GET signs nobody in).
+func TestLoginLinkLifetime(t *testing.T) {
+	s := startSite(t, nil)
+	link := func(at time.Time, expires int) string {
+		req, _ := http.NewRequest("GET", s.base+"/console/login/link?X-Amz-Expires="+strconv.Itoa(expires), nil)
+		u, _, err := v4.NewSigner().PresignHTTP(t.Context(), s.admin, req,
+			"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "lambda", "us-east-1", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimPrefix(u, s.base)
+	}
+	b := s.browser(t)
+	res, page := b.get(link(time.Now().Add(4*time.Minute), 300))
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(page, "at most 5 minutes") {
+		t.Fatalf("a link dated 4 minutes ahead, for 5: %d %s", res.StatusCode, page)
+	}
+	res, page = b.get(link(time.Now(), 60))
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, `id="link-confirm"`) {
+		t.Fatalf("a link for a minute: %d %s", res.StatusCode, page)
+	}
+	if res, _ = b.get("/console/functions"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the link's page signed the browser in by itself: %d", res.StatusCode)
+	}
 }

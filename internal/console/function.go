@@ -11,6 +11,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/records"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 // fnPath is the API path of function name.
@@ -57,6 +58,14 @@ type asyncView struct {
 // function is GET /console/functions/{name}?window=: one function.
 func (c *Console) function(w http.ResponseWriter, r *http.Request, v *visit) error {
 	name := r.PathValue("name")
+	if bare, err := registry.ParseName(name); err == nil && bare != name {
+		u := fnURL(bare) // an ARN or name:$LATEST: the page's own address
+		if r.URL.RawQuery != "" {
+			u += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, u, http.StatusSeeOther)
+		return nil
+	}
 	var got struct {
 		Configuration fnConfig
 		Concurrency   *struct{ ReservedConcurrentExecutions *int }

@@ -34,6 +34,10 @@ func (c *Console) handle(pattern string, h func(http.ResponseWriter, *http.Reque
 		v := &visit{c: c, r: r, p: p, csrf: token}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			if err := r.ParseForm(); err != nil {
+				c.fail(w, r, v, formError(err))
+				return
+			}
 			if !checkCSRF(r, token) {
 				c.fail(w, r, v, &apiError{Status: http.StatusForbidden, Type: "InvalidCSRFToken",
 					Message: "This form is out of date (its security token does not match your session). Reload the page and try again."})
@@ -46,8 +50,27 @@ func (c *Console) handle(pattern string, h func(http.ResponseWriter, *http.Reque
 	})
 }
 
-// maxForm caps a console form (a test invoke's payload is the largest).
-const maxForm = 6<<20 + 64<<10
+// maxForm caps a console form: a test invoke's payload is the largest,
+// up to Lambda's 6 MB, which URL-encoding can make three times longer.
+const maxForm = 3*6<<20 + 64<<10
+
+// formError is the error of a form that does not parse.
+func formError(err error) *apiError {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Type: "RequestTooLargeException",
+			Message: "The form is too large: a test invoke's event may have at most 6 MB (6291456 bytes)."}
+	}
+	return &apiError{Status: http.StatusBadRequest, Type: "InvalidRequestContentException", Message: "The form could not be read: " + err.Error()}
+}
+
+// formValue is a field a form must have.
+func formValue(r *http.Request, name string) (string, error) {
+	if vs, ok := r.PostForm[name]; ok && len(vs) > 0 {
+		return vs[0], nil
+	}
+	return "", &apiError{Status: http.StatusBadRequest, Type: "InvalidParameterValueException", Message: "The form has no " + name + " field."}
+}
 
 // signIn sends a visitor without a session to the login page: a redirect
 // for a page, an HX-Redirect for htmx, 401 for the rest.
@@ -82,8 +105,10 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, v *visit, err err
 		if errors.Is(err, context.Canceled) {
 			return
 		}
-		c.log.Warn("console", "path", r.URL.Path, "err", err)
-		ae = &apiError{Status: http.StatusInternalServerError, Type: "ServiceException", Message: "The console failed: " + err.Error()}
+		id := randomToken()[:12]
+		c.log.Error("console failed", "path", r.URL.Path, "error_id", id, "err", err)
+		ae = &apiError{Status: http.StatusInternalServerError, Type: "ServiceException",
+			Message: "The console failed to answer (error id " + id + ", in the node's log). Try again; if it goes on, report the id."}
 	}
 	if r.Header.Get("HX-Request") != "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -216,6 +241,15 @@ func (v *visit) stream(ctx context.Context, path string) (io.ReadCloser, error) 
 	pr, pw := io.Pipe()
 	sw := &streamWriter{h: http.Header{}, w: pw, started: make(chan struct{})}
 	go func() {
+		defer func() {
+			// The API's handler runs outside net/http's own recovery here:
+			// a panic ends this stream, not the node.
+			if p := recover(); p != nil {
+				v.c.log.Error("console: the API panicked in a stream", "path", path, "panic", p)
+				sw.WriteHeader(http.StatusInternalServerError)
+				_ = pw.CloseWithError(fmt.Errorf("the API failed: %v", p))
+			}
+		}()
 		v.c.cfg.API.ServeHTTP(sw, req)
 		sw.WriteHeader(http.StatusOK)
 		_ = pw.Close()

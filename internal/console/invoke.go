@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,9 +25,12 @@ type invokeView struct {
 // synchronous invoke with the log tail, as Invoke --log-type Tail.
 func (c *Console) functionInvoke(w http.ResponseWriter, r *http.Request, v *visit) error {
 	name := r.PathValue("name")
-	payload := r.PostFormValue("payload")
-	if payload == "" {
-		payload = "{}"
+	payload, err := formValue(r, "payload")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(payload) == "" {
+		payload = "{}" // an empty editor: the empty event
 	}
 	view := invokeView{Name: name, Payload: payload}
 	if !json.Valid([]byte(payload)) {

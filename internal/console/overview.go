@@ -5,10 +5,14 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/auth"
 )
 
 type overviewView struct {
-	Node          NodeInfo
+	Node NodeInfo
+	// Admin: the node's instances and memory are shown to admin keys
+	// only, as /metrics is.
+	Admin         bool
 	Uptime        string
 	Functions     int
 	Hour, Day     statsPoint
@@ -36,7 +40,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *visit) err
 		return err
 	}
 	node := c.cfg.Node()
-	view := overviewView{Node: node, Functions: len(fns), Hour: hour.Total, Day: day.Total, ErrorTriggers: bad,
+	view := overviewView{Node: node, Admin: v.p.Role == auth.Admin, Functions: len(fns), Hour: hour.Total, Day: day.Total, ErrorTriggers: bad,
 		Charts: []chart{
 			chartOf("ov-hour", "Last hour: invocations per minute", "", hour, []string{"Invocations", "Errors", "Throttles"},
 				invocations, errorsOf, throttles),

@@ -48,7 +48,7 @@ func (p page) SignedIn() bool { return p.Visit != nil && p.Visit.c.cfg.Secrets !
 func (page) Version() string { return version.String() }
 
 // pageNames are the templates that are whole pages.
-var pageNames = []string{"login", "error", "overview", "functions", "function", "logs", "usage"}
+var pageNames = []string{"login", "link", "error", "overview", "functions", "function", "logs", "usage"}
 
 // parseTemplates parses the layout and fragments once, then each page on
 // a clone of them; "fragments" is the layout and fragments alone, for
@@ -179,13 +179,16 @@ func money(f float64, currency string) string {
 
 // count formats an integer with thin separators of thousands.
 func count(n int64) string {
+	if n < 0 {
+		return "-" + count(-n)
+	}
 	s := fmt.Sprint(n)
-	if n < 10_000 && n > -10_000 {
+	if n < 10_000 {
 		return s
 	}
 	var b strings.Builder
 	for i, ch := range s {
-		if i > 0 && (len(s)-i)%3 == 0 && ch != '-' {
+		if i > 0 && (len(s)-i)%3 == 0 {
 			b.WriteRune(',')
 		}
 		b.WriteRune(ch)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/auth"
@@ -140,10 +141,21 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // showLogin renders the login form with a fresh CSRF token in a cookie and
 // in the form (a double submit: another site can set neither).
 func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, v loginView) {
-	v.Token = randomToken()
+	v.Token = c.loginToken(w, r)
 	v.Credentials = c.cfg.Credentials
-	http.SetCookie(w, cookie(r, loginCookie, v.Token, 3600))
 	c.render(w, r, status, "login", page{Title: "Sign in", Data: v})
+}
+
+// loginToken is the sign-in forms' CSRF token, in a cookie: one per
+// browser, kept while it is fresh, so that a second sign-in tab does not
+// void the first one's form.
+func (c *Console) loginToken(w http.ResponseWriter, r *http.Request) string {
+	token := randomToken()
+	if ck, err := r.Cookie(loginCookie); err == nil && len(ck.Value) == len(token) {
+		token = ck.Value
+	}
+	http.SetCookie(w, cookie(r, loginCookie, token, 3600))
+	return token
 }
 
 // login is POST /console/login: access_key_id and secret_access_key.
@@ -182,28 +194,41 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, v.Next, http.StatusSeeOther)
 }
 
-// maxLinkLife bounds how long a login link may be valid.
+// maxLinkLife bounds how long a login link may be valid: from now to the
+// end of its signature's validity, whatever date it claims.
 const maxLinkLife = 5 * time.Minute
+
+// linkView is the confirmation page of a login link.
+type linkView struct {
+	Key        auth.Principal
+	Ticket     string
+	Token      string
+	Next       string
+	Expires    time.Time
+	Credential string
+}
 
 // loginLink is GET /console/login/link?X-Amz-...: a login link printed by
 // `nimbus console`, a URL presigned (SigV4) with the CLI's key for at
-// most maxLinkLife. It opens a session for that key, as the login form
-// does, without the secret ever leaving the CLI, and goes to the page its
-// (signed) next names.
+// most maxLinkLife. It changes nothing: it asks to confirm the sign-in
+// as that key (a page from another site cannot sign a visitor in as its
+// own key), and the confirmation (linkConfirm) opens the session, once
+// per link, without the secret ever leaving the CLI.
 func (c *Console) loginLink(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.Secrets == nil || c.cfg.Verify == nil {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
 		return
 	}
-	fail := func(status int, msg string) {
-		c.showLogin(w, r, status, loginView{Next: Prefix, Error: msg})
-	}
-	if secs, err := strconv.Atoi(r.URL.Query().Get("X-Amz-Expires")); err != nil || time.Duration(secs)*time.Second > maxLinkLife {
-		fail(http.StatusForbidden, "This sign-in link is not valid: a link of nimbus console lasts at most 5 minutes. Run nimbus console again.")
+	q := r.URL.Query()
+	secs, err := strconv.Atoi(q.Get("X-Amz-Expires"))
+	date, derr := time.Parse("20060102T150405Z", q.Get("X-Amz-Date"))
+	ends := date.Add(time.Duration(secs) * time.Second)
+	if err != nil || derr != nil || ends.Sub(c.cfg.Now()) > maxLinkLife {
+		c.linkFailed(w, r, http.StatusForbidden, "This sign-in link is not valid: a link of nimbus console lasts at most 5 minutes. Run nimbus console again.")
 		return
 	}
 	if err := c.cfg.Limiter.Check(r); err != nil {
-		fail(http.StatusTooManyRequests, "Too many failed sign-ins from this address. Wait a minute and try again.")
+		c.linkFailed(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address. Wait a minute and try again.")
 		return
 	}
 	p, err := c.cfg.Verify(r)
@@ -213,12 +238,104 @@ func (c *Console) loginLink(w http.ResponseWriter, r *http.Request) {
 		if ae, ok := err.(*auth.Error); ok {
 			msg = ae.Message
 		}
-		fail(http.StatusForbidden, "This sign-in link is not valid ("+msg+"). Run nimbus console again, or sign in with the key.")
+		c.linkFailed(w, r, http.StatusForbidden, "This sign-in link is not valid ("+msg+"). Run nimbus console again, or sign in with the key.")
 		return
 	}
-	s := session{KeyID: p.AccessKeyID, Expires: c.cfg.Now().Add(c.cfg.SessionTTL).Unix(), Nonce: randomToken()}
+	if c.links.used(q.Get("X-Amz-Signature"), c.cfg.Now()) {
+		c.linkFailed(w, r, http.StatusForbidden, "This sign-in link was used already. Run nimbus console again.")
+		return
+	}
+	next := safeNext(q.Get("next"))
+	v := linkView{Key: p, Next: next, Expires: ends, Token: c.loginToken(w, r),
+		Ticket: c.ticket(p.AccessKeyID, ends, q.Get("X-Amz-Signature"), next)}
+	c.render(w, r, http.StatusOK, "link", page{Title: "Sign in", Data: v})
+}
+
+// linkFailed shows the login form with why a link did not sign in.
+func (c *Console) linkFailed(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	c.showLogin(w, r, status, loginView{Next: Prefix, Error: msg})
+}
+
+// ticket binds a confirmed link's key, expiry, signature and destination
+// under the session key: what the confirmation form carries.
+func (c *Console) ticket(keyID string, ends time.Time, sig, next string) string {
+	body := strings.Join([]string{keyID, strconv.FormatInt(ends.Unix(), 10), sig, next}, "|")
+	return base64.RawURLEncoding.EncodeToString([]byte(body)) + "." + c.mac("link|"+body)
+}
+
+// linkConfirm is POST /console/login/link: the confirmation of a login
+// link's sign-in, with the ticket of its page.
+func (c *Console) linkConfirm(w http.ResponseWriter, r *http.Request) {
+	if c.cfg.Secrets == nil || c.cfg.Verify == nil {
+		http.Redirect(w, r, Prefix, http.StatusSeeOther)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	ck, err := r.Cookie(loginCookie)
+	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(r.PostFormValue(csrfField))) != 1 || !sameOrigin(r) {
+		c.linkFailed(w, r, http.StatusForbidden, "The sign-in form expired. Please try again.")
+		return
+	}
+	body, mac, ok := strings.Cut(r.PostFormValue("ticket"), ".")
+	raw, derr := base64.RawURLEncoding.DecodeString(body)
+	parts := strings.Split(string(raw), "|")
+	if !ok || derr != nil || len(parts) != 4 || !hmac.Equal([]byte(mac), []byte(c.mac("link|"+string(raw)))) {
+		c.linkFailed(w, r, http.StatusForbidden, "This sign-in link is not valid. Run nimbus console again.")
+		return
+	}
+	keyID, sig, next := parts[0], parts[2], parts[3]
+	ends, _ := strconv.ParseInt(parts[1], 10, 64)
+	now := c.cfg.Now()
+	if now.Unix() >= ends {
+		c.linkFailed(w, r, http.StatusForbidden, "This sign-in link has expired. Run nimbus console again.")
+		return
+	}
+	if !c.links.use(sig, time.Unix(ends, 0), now) {
+		c.linkFailed(w, r, http.StatusForbidden, "This sign-in link was used already. Run nimbus console again.")
+		return
+	}
+	if _, _, found := c.cfg.Secrets(keyID); !found {
+		c.linkFailed(w, r, http.StatusForbidden, "The key of this sign-in link no longer exists.")
+		return
+	}
+	s := session{KeyID: keyID, Expires: now.Add(c.cfg.SessionTTL).Unix(), Nonce: randomToken()}
 	http.SetCookie(w, cookie(r, sessionCookie, c.sealSession(s), int(c.cfg.SessionTTL/time.Second)))
-	http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+	http.SetCookie(w, cookie(r, loginCookie, "", -1))
+	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+}
+
+// usedLinks remembers the signatures of the login links used on this
+// node until they expire: a link signs in once.
+type usedLinks struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // signature -> the link's expiry
+}
+
+// used reports whether the link of signature sig was used.
+func (u *usedLinks) used(sig string, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ends, ok := u.seen[sig]
+	return ok && now.Before(ends)
+}
+
+// use marks a link used, and reports whether it was not already.
+func (u *usedLinks) use(sig string, ends, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.seen == nil {
+		u.seen = map[string]time.Time{}
+	}
+	for s, e := range u.seen {
+		if !now.Before(e) {
+			delete(u.seen, s)
+		}
+	}
+	if e, ok := u.seen[sig]; ok && now.Before(e) {
+		return false
+	}
+	u.seen[sig] = ends
+	return true
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *visit) error {

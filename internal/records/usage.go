@@ -169,7 +169,9 @@ func (u *usage) loop(ctx context.Context) {
 				if err != nil && ctx.Err() == nil {
 					u.s.log.Warn("usage: aggregation failed; will retry", "err", err)
 				}
-				if !more || err != nil {
+				// A long catch-up keeps the lease, or leaves the work to
+				// the node that took it.
+				if !more || err != nil || !u.lead(ctx) {
 					break
 				}
 			}

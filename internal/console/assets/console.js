@@ -128,6 +128,7 @@
       var atBottom = el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
       var line = document.createElement('div');
       line.className = 'line';
+      line.dataset.key = key;
       var t = document.createElement('time');
       t.setAttribute('datetime', rec.time);
       t.className = 't';
@@ -139,7 +140,11 @@
       line.appendChild(l);
       el.appendChild(line);
       localize(line);
-      while (el.querySelectorAll('.line').length > max) el.querySelector('.line').remove();
+      while (el.querySelectorAll('.line').length > max) {
+        var first = el.querySelector('.line');
+        seen.delete(first.dataset.key); // the set stays as small as the tail
+        first.remove();
+      }
       if (atBottom) el.scrollTop = el.scrollHeight;
     };
     es.onerror = function () { ping(); };

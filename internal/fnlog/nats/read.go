@@ -110,6 +110,9 @@ func (s *Store) decode(data []byte) []stored {
 	return out
 }
 
+// followInactive is how long a follow's consumer outlives its reader.
+const followInactive = 10 * time.Second
+
 // Follow sends fn's lines matching q (its Since, RequestID and Filter)
 // stored after the position after, as they come, until ctx ends; then
 // the channel closes. ErrUnavailable: the store did not answer.
@@ -117,6 +120,9 @@ func (s *Store) Follow(ctx context.Context, fn string, q fnlog.Query, after uint
 	cons, err := s.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{s.subj + fn}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: after + 1,
+		// Gone from the server soon after the follow stops (nats.go's
+		// default keeps it 5 minutes: every console page view opens one).
+		InactiveThreshold: followInactive,
 	})
 	if err != nil {
 		return nil, s.unavailable(err)
