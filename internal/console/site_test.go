@@ -3,9 +3,6 @@ package console_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -14,10 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
@@ -68,28 +63,7 @@ func credentialsIn(t *testing.T, path string) aws.Credentials {
 // api sends a SigV4-signed API request and decodes a JSON answer into out.
 func (s *site) api(t *testing.T, creds aws.Credentials, method, path string, body any, out any) int {
 	t.Helper()
-	var b []byte
-	if body != nil {
-		b, _ = json.Marshal(body)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, s.base+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	if err := v4.NewSigner().SignHTTP(t.Context(), creds, req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	rb, _ := io.ReadAll(res.Body)
-	if out != nil && json.Unmarshal(rb, out) != nil {
-		t.Fatalf("%s %s = %d %s: not JSON", method, path, res.StatusCode, rb)
-	}
-	return res.StatusCode
+	return nodetest.Call(t, s.base, creds, method, path, body, out)
 }
 
 // deploy creates a Python function that logs a line and echoes its event.

@@ -1,14 +1,9 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/nimbus-serverless/nimbus/internal/audit"
@@ -66,28 +60,7 @@ func (sn *signedNode) stop(t *testing.T) {
 // call sends a request signed with creds and decodes a JSON answer into out.
 func (sn *signedNode) call(t *testing.T, creds aws.Credentials, method, path string, body any, out any) int {
 	t.Helper()
-	var b []byte
-	if body != nil {
-		b, _ = json.Marshal(body)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, nodetest.Endpoint(sn.n)+path, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	if err := v4.NewSigner().SignHTTP(t.Context(), creds, req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	rb, _ := io.ReadAll(res.Body)
-	if out != nil && json.Unmarshal(rb, out) != nil {
-		t.Fatalf("%s %s = %d %s: not JSON", method, path, res.StatusCode, rb)
-	}
-	return res.StatusCode
+	return nodetest.Call(t, nodetest.Endpoint(sn.n), creds, method, path, body, out)
 }
 
 // TestAuditTrail: on a node with authentication on, changes and a denied

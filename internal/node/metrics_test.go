@@ -1,8 +1,6 @@
 package node_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -264,18 +261,5 @@ func TestMetricsAuth(t *testing.T) {
 // signedScrape GETs /metrics on the API signed with creds.
 func signedScrape(t *testing.T, n *node.Node, creds aws.Credentials) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, nodetest.Endpoint(n)+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(nil)
-	if err := v4.NewSigner().SignHTTP(t.Context(), creds, req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	return res.StatusCode
+	return nodetest.Call(t, nodetest.Endpoint(n), creds, http.MethodGet, "/metrics", nil, nil)
 }

@@ -29,19 +29,8 @@ type Stat struct {
 
 // add folds r in.
 func (s *Stat) add(r *Record) {
-	switch r.Status {
-	case StatusThrottled:
-		s.Throttles++
+	if !tally(r, &s.Invocations, &s.Errors, &s.Throttles, &s.PlatformErrors, &s.ColdStarts) {
 		return
-	case StatusPlatformError:
-		s.PlatformErrors++
-		return
-	case StatusFunctionError, StatusTimeout:
-		s.Errors++
-	}
-	s.Invocations++
-	if r.ColdStart {
-		s.ColdStarts++
 	}
 	s.DurationMs += r.Duration
 	s.MBms += int64(r.MemorySize) * r.BilledDuration

@@ -41,22 +41,31 @@ func (u *Usage) GBSeconds() float64 { return float64(u.MBms) / 1024 / 1000 }
 
 // add folds r in.
 func (u *Usage) add(r *Record) {
+	if tally(r, &u.Requests, &u.Errors, &u.Throttles, &u.PlatformErrors, &u.ColdStarts) {
+		u.BilledMs += r.BilledDuration
+		u.MBms += int64(r.MemorySize) * r.BilledDuration
+	}
+}
+
+// tally counts r in the counters every aggregate of records keeps, and
+// reports whether the invocation ran (throttled ones and those Nimbus
+// failed to run did not: they have no duration and no bill).
+func tally(r *Record, ran, errs, throttles, platform, cold *int64) bool {
 	switch r.Status {
 	case StatusThrottled:
-		u.Throttles++
-		return
+		*throttles++
+		return false
 	case StatusPlatformError:
-		u.PlatformErrors++
-		return
+		*platform++
+		return false
 	case StatusFunctionError, StatusTimeout:
-		u.Errors++
+		*errs++
 	}
-	u.Requests++
+	*ran++
 	if r.ColdStart {
-		u.ColdStarts++
+		*cold++
 	}
-	u.BilledMs += r.BilledDuration
-	u.MBms += int64(r.MemorySize) * r.BilledDuration
+	return true
 }
 
 // Add adds o's counts to u (not its sequence).
