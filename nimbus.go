@@ -140,6 +140,48 @@ type Function struct {
 	// that failed for good (Lambda's DeadLetterConfig.TargetArn): a
 	// destination as in EventInvokeConfig.
 	DeadLetterTarget string `json:"deadLetterTarget,omitempty"`
+
+	// Version is "" for the function itself ($LATEST), or the number of
+	// a published version: then the Function is that version's immutable
+	// snapshot (registry.Version), which runs in a pool of its own.
+	Version string `json:"version,omitempty"`
+	// Versions are the function's published versions, oldest first, and
+	// LastVersion the highest number ever published (numbers are not
+	// used again after a delete).
+	Versions    []VersionRef `json:"versions,omitempty"`
+	LastVersion int          `json:"lastVersion,omitempty"`
+	// Aliases name versions, by name.
+	Aliases []Alias `json:"aliases,omitempty"`
+}
+
+// Latest is the qualifier of a function's unpublished version.
+const Latest = "$LATEST"
+
+// Qualifier is the version f is: its number, or Latest.
+func (f *Function) Qualifier() string {
+	if f.Version == "" {
+		return Latest
+	}
+	return f.Version
+}
+
+// VersionRef is a published version, as its function's record lists it:
+// the code it keeps while it exists.
+type VersionRef struct {
+	Number     int    `json:"number"`
+	CodeSHA256 string `json:"codeSha256"`
+}
+
+// Alias is a name for a version of a function (Lambda's alias): requests
+// to it go to FunctionVersion, or to another version for a share of them
+// (Weights, AdditionalVersionWeights: at most one other version, its
+// share from 0 to 1).
+type Alias struct {
+	Name            string             `json:"name"`
+	FunctionVersion string             `json:"functionVersion"`
+	Description     string             `json:"description,omitempty"`
+	Weights         map[string]float64 `json:"weights,omitempty"`
+	RevisionID      string             `json:"revisionId"`
 }
 
 // Ephemeral storage (/tmp) limits, as Lambda has them.

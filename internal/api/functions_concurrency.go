@@ -81,8 +81,8 @@ func (s *Server) provisionedQualifier(r *http.Request, name string) error {
 	if !validQualifier(q[0]) {
 		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})", q[0])
 	}
-	if q[0] != "$LATEST" {
-		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s (Nimbus serves only the $LATEST version so far: use Qualifier $LATEST)", s.arn(name), q[0])
+	if q[0] != nimbus.Latest {
+		return s.unqualified(r.Context(), name, q[0])
 	}
 	return nil
 }

@@ -133,6 +133,9 @@ func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	fn, err := s.reg.Create(r.Context(), in, req.Code.ZipFile)
+	if err == nil && req.Publish {
+		fn, err = s.publishSettled(r.Context(), name)
+	}
 	if err != nil {
 		return err
 	}

@@ -23,13 +23,16 @@ type concurrency struct {
 }
 
 func (s *Server) functionsGet(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, err := s.qualified(r.Context(), r, false)
 	if err != nil {
 		return err
 	}
 	resp := getFunctionResponse{Configuration: s.configuration(fn), Tags: map[string]string{}}
 	resp.Code.RepositoryType = "S3"
 	resp.Code.Location = "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
+	if fn.Version != "" {
+		resp.Code.Location += "?Qualifier=" + fn.Version
+	}
 	if fn.ReservedConcurrency != nil {
 		resp.Concurrency = &concurrency{ReservedConcurrentExecutions: fn.ReservedConcurrency}
 	}
@@ -37,7 +40,7 @@ func (s *Server) functionsGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) functionsGetConfiguration(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, err := s.qualified(r.Context(), r, false)
 	if err != nil {
 		return err
 	}
@@ -46,7 +49,7 @@ func (s *Server) functionsGetConfiguration(w http.ResponseWriter, r *http.Reques
 
 // codeDownload serves a function's zip package (GetFunction's Code.Location).
 func (s *Server) codeDownload(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, err := s.qualified(r.Context(), r, false)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ const (
 )
 
 func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, err := s.qualified(r.Context(), r, true)
 	if err != nil {
 		return err
 	}
@@ -68,6 +68,9 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if isAsync {
+		if fn.Version != "" {
+			return nimbus.Invalidf("Asynchronous invocation of a version or an alias (Qualifier %s) is not supported yet: the Async Service runs $LATEST; invoke it synchronously, or asynchronously without a Qualifier", r.URL.Query().Get("Qualifier"))
+		}
 		return s.invokeAsync(w, r, fn, payload)
 	}
 	if s.cfg.Invoker == nil {
@@ -85,7 +88,7 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set("X-Amzn-RequestId", reqID)
-	h.Set("X-Amz-Executed-Version", "$LATEST")
+	h.Set("X-Amz-Executed-Version", fn.Qualifier())
 	if logType == "Tail" {
 		h.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(res.LogTail))
 	}

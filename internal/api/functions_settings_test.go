@@ -246,7 +246,7 @@ func TestFunctionSettingsRefused(t *testing.T) {
 			in.CodeSigningConfigArn = aws.String("arn:aws:lambda:us-east-1:000000000000:code-signing-config:csc-1")
 		},
 			"InvalidParameterValueException", "CodeSigningConfigArn is not supported"},
-		{"publish", func(in *lambda.CreateFunctionInput) { in.Publish = true }, "InvalidParameterValueException", "Publishing versions is not supported"},
+		{"publishTo", func(in *lambda.CreateFunctionInput) { in.PublishTo = types.FunctionVersionLatestPublishedLatestPublished }, "InvalidParameterValueException", "PublishTo is not supported"},
 		{"tags", func(in *lambda.CreateFunctionInput) { in.Tags = map[string]string{"team": "a"} }, "InvalidParameterValueException", "Tags are not supported"},
 		{"image package", func(in *lambda.CreateFunctionInput) { in.PackageType = types.PackageTypeImage }, "InvalidParameterValueException", "PackageType Image"},
 		{"tmp", func(in *lambda.CreateFunctionInput) {
@@ -271,7 +271,7 @@ func TestFunctionSettingsRefused(t *testing.T) {
 		msg  string
 	}{
 		{"dry run", lambda.UpdateFunctionCodeInput{ZipFile: zip, DryRun: true}, "DryRun is not supported"},
-		{"publish", lambda.UpdateFunctionCodeInput{ZipFile: zip, Publish: true}, "Publishing versions is not supported"},
+		{"publishTo", lambda.UpdateFunctionCodeInput{ZipFile: zip, PublishTo: types.FunctionVersionLatestPublishedLatestPublished}, "PublishTo is not supported"},
 		{"architecture", lambda.UpdateFunctionCodeInput{ZipFile: zip, Architectures: []types.Architecture{types.ArchitectureArm64}}, "Architecture arm64"},
 	}
 	for _, tt := range codeUpdates {

@@ -96,10 +96,11 @@ func (req *createFunctionRequest) unsupported() error {
 	return req.unsupportedFields.check()
 }
 
-// checkPublish refuses publishing a version: Nimbus runs $LATEST only.
-func checkPublish(publish bool, publishTo string) error {
-	if publish || publishTo != "" {
-		return nimbus.Invalidf("Publishing versions is not supported yet: Nimbus runs only $LATEST; leave Publish and PublishTo out")
+// checkPublish refuses PublishTo (SnapStart's LATEST_PUBLISHED): Publish
+// itself is taken.
+func checkPublish(_ bool, publishTo string) error {
+	if publishTo != "" {
+		return nimbus.Invalidf("PublishTo is not supported: Nimbus has no SnapStart; use Publish")
 	}
 	return nil
 }

@@ -51,6 +51,9 @@ func (s *Server) functionsUpdateCode(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	fn, err := s.reg.UpdateCode(r.Context(), name, req.ZipFile, req.RevisionId)
+	if err == nil && req.Publish {
+		fn, err = s.publishSettled(r.Context(), name)
+	}
 	if err != nil {
 		return err
 	}
@@ -86,6 +89,9 @@ func (s *Server) functionsUpdateConfiguration(w http.ResponseWriter, r *http.Req
 }
 
 func (s *Server) functionsDelete(w http.ResponseWriter, r *http.Request) error {
+	if q := r.URL.Query().Get("Qualifier"); q != "" {
+		return s.versionDelete(w, r, q)
+	}
 	fn, err := s.getFunction(r.Context(), r)
 	if err != nil {
 		return err

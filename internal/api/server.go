@@ -127,6 +127,7 @@ func (s *Server) routes() {
 	s.handle("GET /nimbus/v1/functions/{name}/code", s.codeDownload)
 	s.handle("GET /nimbus/v1/functions/{name}/logs", s.functionsLogs)
 	s.handle("GET /nimbus/v1/runtimes", s.runtimesList)
+	s.versionRoutes()
 	s.eventInvokeRoutes()
 	s.asyncRoutes()
 	s.triggerRoutes()
@@ -260,8 +261,8 @@ func (s *Server) getFunction(ctx context.Context, r *http.Request) (*nimbus.Func
 	if err != nil {
 		return nil, err
 	}
-	if q := r.URL.Query().Get("Qualifier"); q != "" && q != "$LATEST" {
-		return nil, nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s (Nimbus serves only the $LATEST version so far)", s.arn(name), q)
+	if q := r.URL.Query().Get("Qualifier"); q != "" && q != nimbus.Latest {
+		return nil, s.unqualified(ctx, name, q)
 	}
 	fn, err := s.reg.Get(ctx, name)
 	if errors.Is(err, nimbus.ErrNotFound) {

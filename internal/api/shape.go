@@ -96,7 +96,7 @@ func lambdaSHA(hexDigest string) string {
 func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 	c := functionConfiguration{
 		FunctionName:     fn.Name,
-		FunctionArn:      s.arn(fn.Name),
+		FunctionArn:      s.qualifiedArn(fn),
 		Runtime:          fn.Runtime,
 		Role:             fn.Role,
 		Handler:          fn.Handler,
@@ -106,7 +106,7 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 		MemorySize:       fn.MemoryMB,
 		LastModified:     fn.LastModified.UTC().Format(lambdaTime),
 		CodeSha256:       lambdaSHA(fn.CodeSHA256),
-		Version:          "$LATEST",
+		Version:          fn.Qualifier(),
 		TracingConfig:    tracingConfig{Mode: cmp.Or(fn.TracingMode, nimbus.TracingPassThrough)},
 		RevisionId:       fn.RevisionID,
 		State:            fn.State,
@@ -132,6 +132,15 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 		c.DeadLetterConfig = &deadLetterConfig{TargetArn: fn.DeadLetterTarget}
 	}
 	return c
+}
+
+// qualifiedArn is fn's ARN as Lambda shows it in a configuration: with
+// the version's number for a version, bare for $LATEST.
+func (s *Server) qualifiedArn(fn *nimbus.Function) string {
+	if fn.Version != "" {
+		return s.arn(fn.Name) + ":" + fn.Version
+	}
+	return s.arn(fn.Name)
 }
 
 func (s *Server) arn(name string) string {

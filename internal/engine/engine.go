@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -314,13 +315,32 @@ func versionKey(fn *nimbus.Function) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
+// published reports whether version v of fn exists.
+func published(fn *nimbus.Function, v string) bool {
+	for _, r := range fn.Versions {
+		if strconv.Itoa(r.Number) == v {
+			return true
+		}
+	}
+	return false
+}
+
+// poolID is the key of fn's pools: each published version (and $LATEST,
+// the bare name) has pools of its own.
+func poolID(fn *nimbus.Function) string {
+	if fn.Version == "" {
+		return fn.Name
+	}
+	return fn.Name + ":" + fn.Version
+}
+
 // pool returns the pool of fn's current version, replacing (and draining)
 // one of an older version.
 func (e *Engine) pool(fn *nimbus.Function) (*pool, error) {
 	e.mu.Lock()
 	// The registry's cache hands out one value per version of a function:
 	// the same pointer needs no hashing.
-	if p := e.pools[fn.Name]; p != nil && p.keyed == fn && !e.closed {
+	if p := e.pools[poolID(fn)]; p != nil && p.keyed == fn && !e.closed {
 		e.mu.Unlock()
 		return p, nil
 	}
@@ -341,7 +361,7 @@ func (e *Engine) swapPool(fn *nimbus.Function, key string) (p, old *pool, err er
 	if e.closed {
 		return nil, nil, nimbus.Errorf(nimbus.ErrConflict, "Nimbus is shutting down")
 	}
-	p = e.pools[fn.Name]
+	p = e.pools[poolID(fn)]
 	if p != nil && p.key == key {
 		p.keyed = fn
 		return p, nil, nil
@@ -356,14 +376,14 @@ func (e *Engine) swapPool(fn *nimbus.Function, key string) (p, old *pool, err er
 	old = p
 	p = newPool(e, fn, key, rt)
 	p.keyed = fn
-	e.pools[fn.Name] = p
+	e.pools[p.id] = p
 	return p, old, nil
 }
 
 // retirePoolLocked takes p out of service: no new requests reach it. The
 // caller then drains it (p.drain, without e.mu: pool locks come first).
 func (e *Engine) retirePoolLocked(p *pool) {
-	delete(e.pools, p.name)
+	delete(e.pools, p.id)
 	e.draining[p] = struct{}{}
 }
 
@@ -373,12 +393,15 @@ func (e *Engine) retirePoolLocked(p *pool) {
 func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	if fn == nil || fn.State == nimbus.StateFailed {
 		e.mu.Lock()
-		p := e.pools[name]
-		if p != nil {
-			e.retirePoolLocked(p)
+		var gone []*pool // $LATEST's pool; and a deleted function's versions'
+		for id, p := range e.pools {
+			if id == name || fn == nil && p.name == name {
+				e.retirePoolLocked(p)
+				gone = append(gone, p)
+			}
 		}
 		e.mu.Unlock()
-		if p != nil {
+		for _, p := range gone {
 			p.drain()
 		}
 		if fn == nil {
@@ -388,7 +411,17 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	}
 	e.mu.Lock()
 	running := e.pools[name] != nil
+	var gone []*pool // the pools of versions deleted
+	for _, p := range e.pools {
+		if p.name == name && p.fn.Version != "" && !published(fn, p.fn.Version) {
+			e.retirePoolLocked(p)
+			gone = append(gone, p)
+		}
+	}
 	e.mu.Unlock()
+	for _, p := range gone {
+		p.drain()
+	}
 	if !running && fn.ProvisionedConcurrency == 0 {
 		return // nothing runs and nothing is to be kept warm
 	}

@@ -35,13 +35,14 @@ const (
 // successful invocation or start is at INFO, one of a failure (an error or
 // timeout) at WARN. The function's own lines are not touched here.
 type sysLog struct {
-	json  bool
-	level int // the least level written (JSON only)
-	arn   string
+	json    bool
+	level   int // the least level written (JSON only)
+	arn     string
+	version string // $LATEST or a version's number
 }
 
 func newSysLog(fn *nimbus.Function, arn string) sysLog {
-	s := sysLog{json: fn.JSONLogs(), level: levelInfo, arn: arn}
+	s := sysLog{json: fn.JSONLogs(), level: levelInfo, arn: arn, version: fn.Qualifier()}
 	if fn.Logging != nil {
 		switch strings.ToUpper(fn.Logging.SystemLogLevel) {
 		case "DEBUG":
@@ -115,13 +116,13 @@ func levelOf(status string) int {
 // start is the START line ("" if filtered out).
 func (s sysLog) start(requestID string) string {
 	if !s.json {
-		return "START RequestId: " + requestID + " Version: $LATEST"
+		return "START RequestId: " + requestID + " Version: " + s.version
 	}
 	return s.record(levelInfo, "platform.start", struct {
 		RequestID   string `json:"requestId"`
 		FunctionARN string `json:"functionArn"`
 		Version     string `json:"version"`
-	}{requestID, s.arn, "$LATEST"})
+	}{requestID, s.arn, s.version})
 }
 
 // timedOut is the line of a request that ran out of time; JSON records say

@@ -24,6 +24,7 @@ const (
 type pool struct {
 	e    *Engine
 	name string // the function's; fn may change, the name does not
+	id   string // the pool's key in the engine: the name, or name:version (poolID)
 	fn   *nimbus.Function
 	key  string
 	rt   runtimes.Runtime
@@ -66,7 +67,7 @@ type acquired struct {
 }
 
 func newPool(e *Engine, fn *nimbus.Function, key string, rt runtimes.Runtime) *pool {
-	p := &pool{e: e, name: fn.Name, fn: fn, key: key, rt: rt, memoryMB: fn.MemoryMB, all: make(map[*instance]struct{})}
+	p := &pool{e: e, name: fn.Name, id: poolID(fn), fn: fn, key: key, rt: rt, memoryMB: fn.MemoryMB, all: make(map[*instance]struct{})}
 	p.limits(fn)
 	return p
 }

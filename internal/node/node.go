@@ -349,8 +349,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	for i, rt := range rts {
 		ids[i] = rt.ID
 	}
+	versions, err := n.store.KV(ctx, "versions")
+	if err != nil {
+		return nil, fmt.Errorf("open versions bucket: %w", err)
+	}
 	n.registry, err = registry.Open(ctx, registry.Config{
-		KV: kv, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
+		KV: kv, Versions: versions, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ func BilledMillis(d time.Duration) int64 {
 func Of(fn *nimbus.Function, req *nimbus.Invocation, start, end time.Time, res *nimbus.Result, err error, node string) Record {
 	rep := res.Report
 	r := Record{
-		RequestID: req.RequestID, Function: fn.Name, Qualifier: "$LATEST", Trigger: req.Trigger,
+		RequestID: req.RequestID, Function: fn.Name, Qualifier: fn.Qualifier(), Trigger: req.Trigger,
 		StartTime: start.UTC(), EndTime: end.UTC(), MemorySize: fn.MemoryMB, Node: node,
 		TaskID: req.TaskID, TraceID: req.TraceID, InstanceID: rep.InstanceID,
 		ColdStart: rep.ColdStart, QueueDuration: Millis(rep.Queued), MaxMemoryUsed: rep.MaxMemoryUsedMB,

@@ -108,7 +108,9 @@ func (c *fnCache) index(name string, fn *nimbus.Function) {
 		return
 	}
 	c.names.ReplaceOrInsert(name)
-	c.code[fn.CodeSHA256]++
+	for _, d := range codeOf(fn) { // a published version keeps its code
+		c.code[d]++
+	}
 }
 
 func (c *fnCache) unindex(name string, fn *nimbus.Function) {
@@ -116,9 +118,20 @@ func (c *fnCache) unindex(name string, fn *nimbus.Function) {
 		return
 	}
 	c.names.Delete(name)
-	if c.code[fn.CodeSHA256]--; c.code[fn.CodeSHA256] <= 0 {
-		delete(c.code, fn.CodeSHA256)
+	for _, d := range codeOf(fn) {
+		if c.code[d]--; c.code[d] <= 0 {
+			delete(c.code, d)
+		}
 	}
+}
+
+// codeOf is the code digests fn uses: its own and its versions'.
+func codeOf(fn *nimbus.Function) []string {
+	out := []string{fn.CodeSHA256}
+	for _, v := range fn.Versions {
+		out = append(out, v.CodeSHA256)
+	}
+	return out
 }
 
 // wrote records a local write at rev: nothing older is taken from now on.

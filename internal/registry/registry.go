@@ -37,7 +37,10 @@ type Preparer interface {
 type Config struct {
 	KV    store.KV    // the functions bucket
 	Blobs store.Blobs // code packages
-	Code  Preparer    // the node's code cache
+	// Versions is the bucket of published versions' snapshots
+	// (versions.go); nil: the registry publishes none.
+	Versions store.KV
+	Code     Preparer // the node's code cache
 	// Key is the node key that seals functions' secrets in the store
 	// (seal.go); required.
 	Key      *seal.Key
@@ -53,7 +56,8 @@ type Registry struct {
 	cfg Config
 	log *slog.Logger
 
-	cache *fnCache
+	cache    *fnCache
+	versions versionCache // published versions read (versions.go)
 
 	mu        sync.Mutex
 	listeners []func(name string)
@@ -526,6 +530,9 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	r.cache.deletedLocally(name)
 	r.changed(name)
 	r.dropUnusedCode(ctx, fn.CodeSHA256)
+	if r.cfg.Versions != nil {
+		r.deleteVersions(ctx, fn)
+	}
 	return nil
 }
 
@@ -536,7 +543,9 @@ func (r *Registry) CodeInUse(ctx context.Context) (map[string]bool, error) {
 	}
 	inUse := make(map[string]bool)
 	err := r.Walk(ctx, func(fn *nimbus.Function) bool {
-		inUse[fn.CodeSHA256] = true
+		for _, d := range codeOf(fn) {
+			inUse[d] = true
+		}
 		return true
 	})
 	return inUse, err

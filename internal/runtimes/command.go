@@ -181,7 +181,7 @@ func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Pat
 	if memory == 0 {
 		memory = nimbus.DefaultMemoryMB
 	}
-	const version = "$LATEST"
+	version := fn.Qualifier()
 	return map[string]string{
 		"_HANDLER":                        fn.Handler,
 		"AWS_REGION":                      region,

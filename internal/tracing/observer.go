@@ -79,18 +79,19 @@ type fnAttrs struct {
 
 // attrsOf returns fn's fixed attributes.
 func (o *Observer) attrsOf(fn *nimbus.Function) []attribute.KeyValue {
-	if a, ok := o.fns.Load(fn.Name); ok && a.(*fnAttrs).memoryMB == fn.MemoryMB {
+	key := fn.Name + ":" + fn.Qualifier()
+	if a, ok := o.fns.Load(key); ok && a.(*fnAttrs).memoryMB == fn.MemoryMB {
 		return a.(*fnAttrs).kvs
 	}
 	a := &fnAttrs{memoryMB: fn.MemoryMB, kvs: []attribute.KeyValue{
 		AttrName.String(fn.Name),
-		AttrVersion.String("$LATEST"),
+		AttrVersion.String(fn.Qualifier()),
 		AttrMaxMemory.Int64(int64(fn.MemoryMB) << 20),
 		AttrResourceID.String("arn:aws:lambda:" + o.region + ":" + o.account + ":function:" + fn.Name),
 		AttrRegion.String(o.region),
 		AttrAccount.String(o.account),
 	}}
-	o.fns.Store(fn.Name, a)
+	o.fns.Store(key, a)
 	return a.kvs
 }
 

@@ -1,0 +1,275 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nimbus-serverless/nimbus"
+)
+
+// Versions: a published version is an immutable snapshot of a function's
+// code and configuration, numbered 1, 2, ... per function. The function's
+// record lists its versions (Function.Versions, with the code each keeps)
+// and its aliases; each version's snapshot is a record of its own in the
+// versions bucket (Config.Versions), key <function>.<number>, written
+// before the function's record names it and sealed as a function is.
+// Snapshots never change, so every node caches the ones it reads.
+
+// versionCache holds the snapshots a node has read, by key.
+type versionCache struct {
+	mu sync.Mutex
+	m  map[string]*nimbus.Function
+}
+
+func versionKey(name string, n int) string { return name + "." + strconv.Itoa(n) }
+
+// snapshot is fn as version n: its code and configuration, without what
+// belongs to the function as a whole (triggers, asynchronous settings,
+// concurrency, versions, aliases).
+func snapshot(fn *nimbus.Function, n int) *nimbus.Function {
+	v := *fn
+	v.Version = strconv.Itoa(n)
+	v.Environment = maps.Clone(fn.Environment)
+	v.Triggers, v.EventInvoke, v.Versions, v.Aliases, v.LastVersion = nil, nil, nil, nil, 0
+	v.ReservedConcurrency, v.ProvisionedConcurrency = nil, 0
+	if fn.Logging != nil {
+		l := *fn.Logging
+		v.Logging = &l
+	}
+	return &v
+}
+
+// sameConfig reports whether two snapshots have the same code and
+// configuration (what publishing compares).
+func sameConfig(a, b *nimbus.Function) bool {
+	x, y := *a, *b
+	for _, f := range []*nimbus.Function{&x, &y} {
+		f.Version, f.RevisionID, f.LastModified, f.Description = "", "", time.Time{}, ""
+		f.State, f.StateReason, f.StateReasonCode, f.LastUpdateStatus = "", "", "", ""
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// PublishInput is what PublishVersion takes: optional preconditions (the
+// code's hex SHA-256, the function's RevisionID) and the version's
+// description (empty: the function's).
+type PublishInput struct {
+	CodeSHA256, RevisionID, Description string
+}
+
+// Publish publishes fn's current code and configuration as a version, or
+// returns the latest version when nothing changed since it. Errors:
+// nimbus.ErrNotFound, nimbus.ErrPreconditionFailed (a precondition does
+// not hold), nimbus.ErrConflict (an update in progress), nimbus.ErrInvalid.
+func (r *Registry) Publish(ctx context.Context, name string, in PublishInput) (*nimbus.Function, error) {
+	if r.cfg.Versions == nil {
+		return nil, nimbus.Invalidf("this node keeps no versions")
+	}
+	for {
+		fn, rev, err := r.get(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if in.RevisionID != "" && in.RevisionID != fn.RevisionID {
+			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
+				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+		}
+		if in.CodeSHA256 != "" && in.CodeSHA256 != fn.CodeSHA256 {
+			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
+				"CodeSHA256 (%s) is different from current CodeSHA256 in $LATEST (%s). Please try again with the current CodeSHA256.", in.CodeSHA256, fn.CodeSHA256)
+		}
+		if fn.State != nimbus.StateActive || fn.LastUpdateStatus == nimbus.UpdateInProgress {
+			return nil, nimbus.Errorf(nimbus.ErrConflict,
+				"The operation cannot be performed at this time. An update is in progress for resource: %s", name)
+		}
+		n := fn.LastVersion + 1
+		v := snapshot(fn, n)
+		if in.Description != "" {
+			v.Description = in.Description
+		}
+		if k := len(fn.Versions); k > 0 {
+			last, err := r.Version(ctx, name, fn.Versions[k-1].Number)
+			if err != nil {
+				return nil, err
+			}
+			if sameConfig(last, v) {
+				return last, nil // nothing changed since
+			}
+		}
+		v.RevisionID, v.LastModified = uuid.NewString(), r.cfg.Now().UTC()
+		b, err := r.encode(v)
+		if err != nil {
+			return nil, err
+		}
+		// The snapshot first: a function record never names a version
+		// that is not stored. A number a failed publish wrote is written
+		// over by the next.
+		if _, err := r.cfg.Versions.Put(ctx, versionKey(name, n), b); err != nil {
+			return nil, fmt.Errorf("store version: %w", err)
+		}
+		next := *fn
+		next.LastVersion = n
+		next.Versions = append(slices.Clone(fn.Versions), nimbus.VersionRef{Number: n, CodeSHA256: fn.CodeSHA256})
+		next.RevisionID = uuid.NewString()
+		rb, err := r.encode(&next)
+		if err != nil {
+			return nil, err
+		}
+		newRev, err := r.cfg.KV.Update(ctx, name, rb, rev)
+		if errors.Is(err, nimbus.ErrPreconditionFailed) {
+			continue // changed meanwhile: publish what it is now
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store function: %w", err)
+		}
+		r.cache.wrote(name, &next, newRev)
+		r.changed(name)
+		r.versions.put(versionKey(name, n), v)
+		return v, nil
+	}
+}
+
+// Version returns published version n of function name. Errors:
+// nimbus.ErrNotFound.
+func (r *Registry) Version(ctx context.Context, name string, n int) (*nimbus.Function, error) {
+	fn, err := r.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(fn.Versions, func(v nimbus.VersionRef) bool { return v.Number == n }) {
+		return nil, versionNotFound(name, strconv.Itoa(n))
+	}
+	key := versionKey(name, n)
+	if v := r.versions.get(key); v != nil {
+		return v, nil
+	}
+	e, err := r.cfg.Versions.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, nimbus.ErrNotFound) {
+			return nil, versionNotFound(name, strconv.Itoa(n))
+		}
+		return nil, fmt.Errorf("load version: %w", err)
+	}
+	v, _, err := r.decode(name, e.Value)
+	if err != nil {
+		return nil, err
+	}
+	r.versions.put(key, v)
+	return v, nil
+}
+
+func versionNotFound(name, q string) error {
+	return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s", name, q)
+}
+
+// Resolve returns what an invocation of name with qualifier runs: the
+// function ("" or $LATEST), a published version (a number), or the
+// version an alias routes this request to (by its weights). Errors:
+// nimbus.ErrNotFound.
+func (r *Registry) Resolve(ctx context.Context, name, qualifier string) (*nimbus.Function, error) {
+	fn, err := r.Get(ctx, name)
+	if err != nil || qualifier == "" || qualifier == nimbus.Latest {
+		return fn, err
+	}
+	if n, err := strconv.Atoi(qualifier); err == nil {
+		return r.Version(ctx, name, n)
+	}
+	a := findAlias(fn, qualifier)
+	if a == nil {
+		return nil, versionNotFound(name, qualifier)
+	}
+	target := a.FunctionVersion
+	roll := rand.Float64()
+	for v, w := range a.Weights { // at most one
+		if roll < w {
+			target = v
+		}
+	}
+	if target == nimbus.Latest {
+		return fn, nil
+	}
+	n, _ := strconv.Atoi(target)
+	return r.Version(ctx, name, n)
+}
+
+func findAlias(fn *nimbus.Function, name string) *nimbus.Alias {
+	for i := range fn.Aliases {
+		if fn.Aliases[i].Name == name {
+			return &fn.Aliases[i]
+		}
+	}
+	return nil
+}
+
+// DeleteVersion deletes published version n: not one an alias routes to.
+// Errors: nimbus.ErrNotFound, nimbus.ErrConflict.
+func (r *Registry) DeleteVersion(ctx context.Context, name string, n int) error {
+	q := strconv.Itoa(n)
+	var code string
+	_, err := r.modify(ctx, name, "", func(fn *nimbus.Function) error {
+		i := slices.IndexFunc(fn.Versions, func(v nimbus.VersionRef) bool { return v.Number == n })
+		if i < 0 {
+			return versionNotFound(name, q)
+		}
+		for _, a := range fn.Aliases {
+			if a.FunctionVersion == q || a.Weights[q] > 0 {
+				return nimbus.Errorf(nimbus.ErrConflict, "Unable to delete version because the following aliases reference it: [%s]", a.Name)
+			}
+		}
+		code = fn.Versions[i].CodeSHA256
+		fn.Versions = slices.Delete(slices.Clone(fn.Versions), i, i+1)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.versions.drop(versionKey(name, n))
+	if err := r.cfg.Versions.Delete(ctx, versionKey(name, n)); err != nil && !errors.Is(err, nimbus.ErrNotFound) {
+		r.log.Warn("delete version record", nimbus.LogFunction, name, "version", n, nimbus.LogErr, err)
+	}
+	r.dropUnusedCode(ctx, code)
+	return nil
+}
+
+// deleteVersions removes the version records of a deleted function.
+func (r *Registry) deleteVersions(ctx context.Context, fn *nimbus.Function) {
+	for _, v := range fn.Versions {
+		key := versionKey(fn.Name, v.Number)
+		r.versions.drop(key)
+		if err := r.cfg.Versions.Delete(ctx, key); err != nil && !errors.Is(err, nimbus.ErrNotFound) {
+			r.log.Warn("delete version record", nimbus.LogFunction, fn.Name, "version", v.Number, nimbus.LogErr, err)
+		}
+		r.dropUnusedCode(ctx, v.CodeSHA256)
+	}
+}
+
+func (c *versionCache) get(key string) *nimbus.Function {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+func (c *versionCache) put(key string, v *nimbus.Function) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*nimbus.Function{}
+	}
+	c.m[key] = v
+}
+
+func (c *versionCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
+}
