@@ -74,6 +74,11 @@ func TestLambdaAPIDoc(t *testing.T) {
 			t.Errorf("%s: in plannedUnknown but not planned in %s", name, apiDoc)
 		}
 	}
+	for _, name := range sortedKeys(rows) {
+		if rows[name].status == "planned" && !slices.Contains(plannedUnknown, name) {
+			t.Errorf("%s: planned in %s but not in plannedUnknown", name, apiDoc)
+		}
+	}
 	if t.Failed() {
 		return
 	}
