@@ -137,6 +137,7 @@ func (s *Server) routes() {
 	s.auditRoutes()
 	s.recordsRoutes()
 	s.metricsRoutes()
+	s.unsupportedRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
