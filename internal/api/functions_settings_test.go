@@ -246,7 +246,9 @@ func TestFunctionSettingsRefused(t *testing.T) {
 			in.CodeSigningConfigArn = aws.String("arn:aws:lambda:us-east-1:000000000000:code-signing-config:csc-1")
 		},
 			"InvalidParameterValueException", "CodeSigningConfigArn is not supported"},
-		{"publishTo", func(in *lambda.CreateFunctionInput) { in.PublishTo = types.FunctionVersionLatestPublishedLatestPublished }, "InvalidParameterValueException", "PublishTo is not supported"},
+		{"publishTo", func(in *lambda.CreateFunctionInput) {
+			in.PublishTo = types.FunctionVersionLatestPublishedLatestPublished
+		}, "InvalidParameterValueException", "PublishTo is not supported"},
 		{"tags", func(in *lambda.CreateFunctionInput) { in.Tags = map[string]string{"team": "a"} }, "InvalidParameterValueException", "Tags are not supported"},
 		{"image package", func(in *lambda.CreateFunctionInput) { in.PackageType = types.PackageTypeImage }, "InvalidParameterValueException", "PackageType Image"},
 		{"tmp", func(in *lambda.CreateFunctionInput) {
