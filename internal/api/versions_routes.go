@@ -293,11 +293,17 @@ func (s *Server) aliasesList(w http.ResponseWriter, r *http.Request) error {
 // names: $LATEST (none), a version, or the version an alias points at
 // (route: as an invocation would be routed, by the alias's weights).
 func (s *Server) qualified(ctx context.Context, r *http.Request, route bool) (*nimbus.Function, error) {
-	name, err := functionName(r)
+	name, derived, err := registry.ParseQualifiedName(r.PathValue("name"))
 	if err != nil {
 		return nil, err
 	}
 	q := r.URL.Query().Get("Qualifier")
+	switch {
+	case derived != "" && q != "" && derived != q:
+		return nil, nimbus.Invalidf("The derived qualifier from the function name does not match the specified qualifier.")
+	case derived != "":
+		q = derived // name:qualifier, as Lambda takes it
+	}
 	if q != "" && !validQualifier(q) {
 		return nil, nimbus.Errorf(nimbus.ErrValidation,
 			"1 validation error detected: Value '%s' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})", q)

@@ -87,6 +87,11 @@ func TestVersions(t *testing.T) {
 	if r, ev := invokeQ(t, c, name, "2"); r.Release != "r2" || r.Version != "2" || ev != "2" {
 		t.Errorf("version 2 (published by UpdateFunctionCode): %+v executed %s", r, ev)
 	}
+	if r, ev := invokeQ(t, c, name+":1", ""); r.Release != "r1" || ev != "1" { // name:qualifier, as Lambda takes it
+		t.Errorf("ver:1: %+v executed %s", r, ev)
+	}
+	_, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name + ":1"), Qualifier: aws.String("2")})
+	wantAPIError(t, err, "InvalidParameterValueException", "does not match the specified qualifier")
 	_, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Qualifier: aws.String("9")})
 	wantAPIError(t, err, "ResourceNotFoundException", "function:ver:9")
 

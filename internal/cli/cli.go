@@ -97,6 +97,9 @@ func addCommands(root *cobra.Command, g *globals) {
 		newInvocationsCmd(g),
 		newUsageCmd(g),
 		newConsoleCmd(g),
+		newPublishCmd(g),
+		newVersionsCmd(g),
+		newAliasCmd(g),
 	)
 }
 

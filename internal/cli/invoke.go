@@ -32,9 +32,11 @@ type invokeFlags struct {
 func newInvokeCmd(g *globals) *cobra.Command {
 	var f invokeFlags
 	cmd := &cobra.Command{
-		Use:   "invoke NAME",
+		Use:   "invoke NAME[:VERSION|:ALIAS]",
 		Short: "Invoke a function and print its response, or enqueue an event (--async)",
 		Long: `Invoke runs a function once, synchronously, and prints its response to stdout.
+NAME:VERSION runs a published version (nimbus publish), NAME:ALIAS the
+version an alias routes the request to (nimbus alias set).
 --payload is the event: JSON text, @FILE to read it from a file, or @- to
 read it from stdin; it must be valid JSON (default {}). --logs prints the
 tail of the invocation's log to stderr.
@@ -47,6 +49,8 @@ its task once the event is stored (nimbus tasks get NAME ID follows it).
 --task-id sets that id: submitting the same id again, while its record is
 kept, runs the event once and answers with the same task.`,
 		Example: `  nimbus invoke hello --payload '{"name": "Ada"}'
+  nimbus invoke hello:live                       # the version alias live points at
+  nimbus invoke hello:3                          # version 3
   nimbus invoke hello --payload @event.json --logs
   echo '{"name": "Ada"}' | nimbus invoke hello --payload @-
   nimbus invoke hello --async --payload '{"name": "Ada"}'

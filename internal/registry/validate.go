@@ -129,27 +129,37 @@ func ValidateName(name string) error {
 
 // ParseName accepts a function name, a partial ARN (123456789012:function:
 // name) or a full ARN, each with an optional qualifier, as Lambda does, and
-// returns the bare name. Only the $LATEST qualifier exists in Nimbus so far.
-// Errors: nimbus.ErrValidation, nimbus.ErrNotFound (unknown qualifier).
+// returns the bare name, for the operations that take $LATEST only.
+// Errors: nimbus.ErrValidation, nimbus.ErrNotFound (another qualifier).
 func ParseName(s string) (string, error) {
+	name, q, err := ParseQualifiedName(s)
+	if err != nil {
+		return "", err
+	}
+	if q != "" && q != nimbus.Latest {
+		return "", nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s (this operation takes only $LATEST in Nimbus so far)", s)
+	}
+	return name, nil
+}
+
+// ParseQualifiedName is ParseName keeping the qualifier ("" when none):
+// a version's number, an alias or $LATEST. Errors: nimbus.ErrValidation.
+func ParseQualifiedName(s string) (name, qualifier string, err error) {
 	if len(s) > 170 || s == "" {
-		return "", validationf("functionName", s, "Member must have length less than or equal to 170 and greater than or equal to 1")
+		return "", "", validationf("functionName", s, "Member must have length less than or equal to 170 and greater than or equal to 1")
 	}
 	if ValidName(s) { // a plain name, the usual case
-		return s, nil
+		return s, "", nil
 	}
 	m := arnRE().FindStringSubmatch(s)
 	if m == nil {
-		return "", validationf("functionName", s,
+		return "", "", validationf("functionName", s,
 			`Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?`)
 	}
 	if err := ValidateName(m[1]); err != nil {
-		return "", err
+		return "", "", err
 	}
-	if m[2] != "" && m[2] != "$LATEST" {
-		return "", nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s (Nimbus serves only the $LATEST version so far)", s)
-	}
-	return m[1], nil
+	return m[1], m[2], nil
 }
 
 // apply validates the set fields of in and writes them into fn.

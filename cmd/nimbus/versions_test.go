@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestVersionsAWSCLI: a canary rollout with the real AWS CLI and then the
+// nimbus CLI: create with --publish (version 1), alias live -> 1, publish
+// version 2, shift half of live's requests to it, then all; every
+// invocation lands on a version the alias routes to, none fails.
+func TestVersionsAWSCLI(t *testing.T) {
+	s := startServer(t, dataDir(t))
+	dir := t.TempDir()
+	pkg := func(release string) string {
+		p := filepath.Join(dir, release+".zip")
+		if err := os.WriteFile(p, pyPackage(t, "def handler(event, context):\n    return {'release': '"+release+"', 'version': context.function_version}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return "fileb://" + p
+	}
+	out := mustAWS(t, s, "lambda", "create-function", "--function-name", "shop", "--runtime", "python3.11", "--handler", "app.handler",
+		"--role", "arn:aws:iam::000000000000:role/nimbus", "--zip-file", pkg("one"), "--publish")
+	var v struct{ Version, FunctionArn string }
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version != "1" || !strings.HasSuffix(v.FunctionArn, ":function:shop:1") {
+		t.Fatalf("create-function --publish printed %s (%v)", out, err)
+	}
+	out = mustAWS(t, s, "lambda", "create-alias", "--function-name", "shop", "--name", "live", "--function-version", "1")
+	if !strings.Contains(out, `"AliasArn": "arn:aws:lambda:us-east-1:000000000000:function:shop:live"`) {
+		t.Fatalf("create-alias printed %s", out)
+	}
+	mustAWS(t, s, "lambda", "update-function-code", "--function-name", "shop", "--zip-file", pkg("two"))
+	mustAWS(t, s, "lambda", "wait", "function-updated-v2", "--function-name", "shop")
+	out = mustAWS(t, s, "lambda", "publish-version", "--function-name", "shop", "--description", "two")
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version != "2" {
+		t.Fatalf("publish-version printed %s (%v)", out, err)
+	}
+	out = mustAWS(t, s, "lambda", "list-versions-by-function", "--function-name", "shop", "--query", "Versions[].Version", "--output", "text")
+	if strings.Join(strings.Fields(out), ",") != "$LATEST,1,2" {
+		t.Errorf("list-versions-by-function: %q", out)
+	}
+	mustAWS(t, s, "lambda", "update-alias", "--function-name", "shop", "--name", "live", "--routing-config", `{"AdditionalVersionWeights": {"2": 0.5}}`)
+	invoke := func(qualifier string) (release, executed string) {
+		t.Helper()
+		outFile := filepath.Join(dir, "out.json")
+		meta := mustAWS(t, s, "lambda", "invoke", "--function-name", "shop", "--qualifier", qualifier, outFile)
+		var m struct {
+			StatusCode      int
+			ExecutedVersion string
+			FunctionError   string
+		}
+		var r struct{ Release, Version string }
+		b, _ := os.ReadFile(outFile)
+		if err := json.Unmarshal([]byte(meta), &m); err != nil || m.StatusCode != 200 || m.FunctionError != "" || json.Unmarshal(b, &r) != nil || r.Version != m.ExecutedVersion {
+			t.Fatalf("invoke %s printed %s, wrote %s", qualifier, meta, b)
+		}
+		return r.Release, m.ExecutedVersion
+	}
+	seen := map[string]bool{}
+	for range 24 {
+		rel, ev := invoke("live")
+		seen[ev+"="+rel] = true
+	}
+	if !seen["1=one"] || !seen["2=two"] || len(seen) != 2 {
+		t.Errorf("24 invokes of live at 50 %% saw %v, want both 1=one and 2=two", seen)
+	}
+	if rel, ev := invoke("1"); rel != "one" || ev != "1" {
+		t.Errorf("version 1: %s %s", rel, ev)
+	}
+
+	// The nimbus CLI, as its help shows it.
+	cli := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := nimbusCLI(t, s, args...)
+		if err != nil {
+			t.Fatalf("nimbus %s: %v\n%s", strings.Join(args, " "), err, errOut)
+		}
+		return out
+	}
+	out = cli("alias", "set", "shop", "live", "2")
+	if out != "Alias live of shop: 2\n" {
+		t.Errorf("alias set: %q", out)
+	}
+	for range 5 {
+		if out = cli("invoke", "shop:live"); !strings.Contains(out, `"release": "two"`) {
+			t.Fatalf("invoke shop:live after the shift: %s", out)
+		}
+	}
+	out = cli("alias", "set", "shop", "canary", "1", "--weight", "2=0.1")
+	if out != "Alias canary of shop: 1 (90 %), 2 (10 %)\n" {
+		t.Errorf("alias set --weight: %q", out)
+	}
+	out = cli("alias", "ls", "shop")
+	if !strings.Contains(out, "ALIAS") || !strings.Contains(out, "canary") || !strings.Contains(out, "live") {
+		t.Errorf("alias ls: %s", out)
+	}
+	mustAWS(t, s, "lambda", "update-function-configuration", "--function-name", "shop", "--memory-size", "256")
+	mustAWS(t, s, "lambda", "wait", "function-updated-v2", "--function-name", "shop")
+	out = cli("publish", "shop", "-o", "json")
+	var pv struct{ Version string }
+	if err := json.Unmarshal([]byte(out), &pv); err != nil || pv.Version != "3" {
+		t.Errorf("publish -o json: %s", out)
+	}
+	out = cli("versions", "shop")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 5 || !strings.HasPrefix(lines[0], "VERSION") || !strings.HasPrefix(lines[4], "3 ") {
+		t.Errorf("versions: %s", out)
+	}
+	if _, errOut, err := nimbusCLI(t, s, "alias", "set", "shop", "x", "1", "--weight", "2"); err == nil || !strings.Contains(errOut, "--weight must be VERSION=SHARE") {
+		t.Errorf("alias set --weight 2: %v %s", err, errOut)
+	}
+	if _, errOut, err := nimbusCLI(t, s, "invoke", "shop:nope"); err == nil || !strings.Contains(errOut, "shop:nope") {
+		t.Errorf("invoke shop:nope: %v %s", err, errOut)
+	}
+	cli("alias", "rm", "shop", "canary")
+	if _, errOut, err := awsCLI(t, s, "lambda", "get-alias", "--function-name", "shop", "--name", "canary"); err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
+		t.Errorf("get-alias after alias rm: %v %s", err, errOut)
+	}
+	mustAWS(t, s, "lambda", "delete-function", "--function-name", "shop")
+}
