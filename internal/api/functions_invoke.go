@@ -68,9 +68,6 @@ func (s *Server) functionsInvoke(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if isAsync {
-		if fn.Version != "" {
-			return nimbus.Invalidf("Asynchronous invocation of a version or an alias (Qualifier %s) is not supported yet: the Async Service runs $LATEST; invoke it synchronously, or asynchronously without a Qualifier", r.URL.Query().Get("Qualifier"))
-		}
 		return s.invokeAsync(w, r, fn, payload)
 	}
 	if s.cfg.Invoker == nil {
@@ -125,7 +122,16 @@ func (s *Server) invokeAsync(w http.ResponseWriter, r *http.Request, fn *nimbus.
 	if taskID == "" {
 		taskID = r.Header.Get("X-Fc-Async-Task-Id")
 	}
-	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TaskID: taskID, TraceID: traceID(r), TraceParent: traceParent(r)})
+	// A version or an alias: the event keeps the qualifier asked for
+	// (an alias routes it when it runs) and goes to the function's queue.
+	q := invokedQualifier(r)
+	if fn.Version != "" {
+		if fn, err = s.reg.Get(r.Context(), fn.Name); err != nil {
+			return err
+		}
+	}
+	id, _, err := as.Submit(r.Context(), fn, async.SubmitRequest{Payload: payload, TaskID: taskID, TraceID: traceID(r), TraceParent: traceParent(r),
+		Qualifier: q})
 	if err != nil {
 		return err
 	}

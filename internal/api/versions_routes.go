@@ -375,3 +375,13 @@ func (s *Server) unqualified(ctx context.Context, name, q string) error {
 	}
 	return nimbus.Invalidf("Qualifier %s: this operation takes only $LATEST in Nimbus so far; versions and aliases are taken by Invoke, GetFunction, GetFunctionConfiguration, DeleteFunction and the alias operations", q)
 }
+
+// invokedQualifier is the qualifier an invoke names: its Qualifier, or the
+// one of name:qualifier ("" for none).
+func invokedQualifier(r *http.Request) string {
+	if q := r.URL.Query().Get("Qualifier"); q != "" {
+		return q
+	}
+	_, q, _ := registry.ParseQualifiedName(r.PathValue("name"))
+	return q
+}

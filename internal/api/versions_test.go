@@ -3,10 +3,15 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/nimbus-serverless/nimbus"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -146,8 +151,27 @@ func TestVersions(t *testing.T) {
 	if err != nil || aws.ToString(v4.Version) != "3" { // nothing changed since 3
 		t.Fatalf("publish after a delete: %v %+v", err, v4)
 	}
-	_, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Qualifier: aws.String("1"), InvocationType: types.InvocationTypeEvent})
-	wantAPIError(t, err, "InvalidParameterValueException", "not supported yet")
+	// An asynchronous invoke of a version (and through an alias) runs it.
+	for _, q := range []string{"1", "keep"} {
+		out, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Qualifier: aws.String(q), InvocationType: types.InvocationTypeEvent})
+		if err != nil {
+			t.Fatalf("async invoke of %s: %v", q, err)
+		}
+		id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+		url := nodetest.Endpoint(n) + "/nimbus/v1/functions/ver/tasks/" + id
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			task := callJSON[nimbus.Task](t, "GET", url, "", http.StatusOK)
+			if task.Status == nimbus.TaskSucceeded {
+				if !strings.Contains(task.Result, `"release": "r1"`) || !strings.Contains(task.Result, `"version": "1"`) {
+					t.Errorf("async %s ran %q, want version 1", q, task.Result)
+				}
+				break
+			}
+			if nimbus.TaskFinal(task.Status) || time.Now().After(deadline) {
+				t.Fatalf("async %s: task %+v, want Succeeded", q, task)
+			}
+		}
+	}
 	if _, err := c.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(name)}); err != nil {
 		t.Fatal(err)
 	}

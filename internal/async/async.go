@@ -53,6 +53,9 @@ type Outcome struct {
 	Payload   []byte // the event
 	Response  []byte // the function's result or error
 	FuncError string // "Unhandled" when the function failed
+	// Qualifier is the version or alias the event was sent to ("":
+	// $LATEST), Executed the version that ran ("" when none did).
+	Qualifier, Executed string
 	// DeadLetter: send the event itself (Payload), as Lambda sends it to
 	// a function's dead-letter target, rather than a destination record.
 	DeadLetter bool
@@ -65,8 +68,11 @@ type Destinations interface {
 
 // Config wires a Service.
 type Config struct {
-	Backend      Backend
-	Functions    Functions
+	Backend   Backend
+	Functions Functions
+	// Resolve finds the version an event sent to a version or an alias
+	// runs (registry.Resolve); nil: events run $LATEST only.
+	Resolve      func(ctx context.Context, name, qualifier string) (*nimbus.Function, error)
 	Invoker      Invoker
 	Destinations Destinations // nil: outcomes are only recorded
 

@@ -22,6 +22,11 @@ type Event struct {
 	// TraceParent is the submitter's span context (traceparent), which
 	// the invocation's span links to.
 	TraceParent string `json:"tp,omitempty"`
+	// Qualifier is the version or alias the event was sent to ("": the
+	// function's $LATEST); an alias routes the event when it runs.
+	Qualifier string `json:"q,omitempty"`
+	// executed is the version the current attempt runs.
+	executed string
 }
 
 // Claim is a queue message that this node holds: its events run here and

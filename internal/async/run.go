@@ -75,7 +75,17 @@ func (s *Service) execute(ev *Event, release func()) bool {
 	if s.cfg.Clock.Now().Sub(ev.Created) > fn.EventInvoke.MaxAge() {
 		return s.fail(ev, fn, CondEventAgeExceeded, "the event is older than its maximum age", ev.Attempts, 0)
 	}
-	return s.attempt(ev, fn, release)
+	run := fn
+	if ev.Qualifier != "" { // a version, or the one the alias routes it to now
+		if run, err = s.cfg.Resolve(s.runCtx, ev.Function, ev.Qualifier); errors.Is(err, nimbus.ErrNotFound) {
+			return s.fail(ev, fn, CondFunctionDeleted,
+				fmt.Sprintf("version or alias %s of function %s was deleted before the event ran", ev.Qualifier, ev.Function), ev.Attempts, 0)
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return s.attempt(ev, fn, run, release)
 }
 
 // superseded reports whether the task record shows a later attempt than the
@@ -86,13 +96,16 @@ func superseded(t nimbus.Task, ev *Event) bool {
 
 // attempt invokes the function once (waiting out throttles) and records
 // what came of it.
-func (s *Service) attempt(ev *Event, fn *nimbus.Function, release func()) bool {
+// fn is the function (its settings: retries, destinations), run what runs
+// (fn, or a version of it).
+func (s *Service) attempt(ev *Event, fn, run *nimbus.Function, release func()) bool {
 	attempts := ev.Attempts + 1
 	now := s.cfg.Clock.Now().UTC()
 	s.cfg.Metrics.Started(ev.Function, now.Sub(ev.Created))
 	s.q.RecordLater(&nimbus.Task{ID: ev.ID, Function: ev.Function, Status: nimbus.TaskRunning, Attempts: attempts,
 		Created: ev.Created, Started: now, Updated: now})
-	res, err, elapsed := s.invoke(ev, fn)
+	ev.executed = run.Qualifier()
+	res, err, elapsed := s.invoke(ev, run)
 	release()
 	switch {
 	case errors.Is(err, errStopped):
@@ -160,7 +173,8 @@ func (s *Service) succeeded(ev *Event, fn *nimbus.Function, attempts int, out []
 	t := s.taskRecord(ev, nimbus.TaskSucceeded, attempts, elapsed)
 	t.Result = truncate(string(out), previewLen)
 	if c := fn.EventInvoke; c != nil && c.OnSuccess != "" {
-		s.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out}, DestOnSuccess)
+		s.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out,
+			Qualifier: ev.Qualifier, Executed: ev.executed}, DestOnSuccess)
 	}
 	return s.durably("store the outcome", ev, func(ctx context.Context) error {
 		return s.q.Record(ctx, []*nimbus.Task{t})
@@ -209,7 +223,7 @@ func (s *Service) fail(ev *Event, fn *nimbus.Function, cond, reason string, atte
 	if fn != nil && fn.EventInvoke != nil && fn.EventInvoke.OnFailure != "" {
 		c := fn.EventInvoke
 		s.deliver(t, c.OnFailure, c.DestinationSecret, Outcome{Condition: cond, Payload: ev.Payload,
-			Response: []byte(reason), FuncError: "Unhandled"}, DestOnFailure)
+			Response: []byte(reason), FuncError: "Unhandled", Qualifier: ev.Qualifier, Executed: ev.executed}, DestOnFailure)
 	}
 	if fn != nil && fn.DeadLetterTarget != "" {
 		s.deadLetter(t, fn, cond, reason, ev)
@@ -228,7 +242,7 @@ func (s *Service) fail(ev *Event, fn *nimbus.Function, cond, reason string, atte
 // destination took that place.
 func (s *Service) deadLetter(t *nimbus.Task, fn *nimbus.Function, cond, reason string, ev *Event) {
 	o := Outcome{Function: t.Function, Task: t.ID, Condition: cond, Attempts: t.Attempts, Payload: ev.Payload,
-		Response: []byte(reason), FuncError: "Unhandled", DeadLetter: true}
+		Response: []byte(reason), FuncError: "Unhandled", DeadLetter: true, Qualifier: ev.Qualifier, Executed: ev.executed}
 	secret := ""
 	if fn.EventInvoke != nil {
 		secret = fn.EventInvoke.DestinationSecret // a webhook target is signed as destinations are

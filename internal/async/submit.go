@@ -20,6 +20,8 @@ type SubmitRequest struct {
 	// TraceParent is the submitter's span context (W3C traceparent), if
 	// any: the event's invocation links to it.
 	TraceParent string
+	// Qualifier is the version or alias invoked ("": $LATEST).
+	Qualifier string
 }
 
 var validTaskID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -57,7 +59,14 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 		return "", false, nimbus.Errorf(nimbus.ErrUnavailable, "the Async Service is shutting down")
 	}
 	now := s.cfg.Clock.Now().UTC()
-	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID, TraceParent: req.TraceParent}
+	if req.Qualifier == nimbus.Latest {
+		req.Qualifier = ""
+	}
+	if req.Qualifier != "" && s.cfg.Resolve == nil {
+		return "", false, nimbus.Invalidf("this Async Service runs $LATEST only")
+	}
+	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID, TraceParent: req.TraceParent,
+		Qualifier: req.Qualifier}
 	task := &nimbus.Task{ID: id, Function: fn.Name, Status: nimbus.TaskEnqueued, Created: now, Updated: now}
 	if err := s.q.Put(ctx, []*nimbus.Task{task}, []*Event{ev}); err != nil {
 		return "", false, err

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,7 +50,7 @@ func (n *Node) openAsync(ctx context.Context) error {
 		maxPayload = limit
 	}
 	svc, err := async.Open(ctx, async.Config{
-		Backend: b, Functions: n.registry, Invoker: n.invoker, Destinations: n.destinations(), Metrics: n.metrics.m.Async(),
+		Backend: b, Functions: n.registry, Resolve: n.registry.Resolve, Invoker: n.invoker, Destinations: n.destinations(), Metrics: n.metrics.m.Async(),
 		MaxPayload: maxPayload, Retention: n.cfg.AsyncRetention, Concurrency: n.cfg.AsyncConcurrency,
 		RetryBase: n.cfg.AsyncRetryBase, Logger: n.log,
 	})
@@ -113,7 +114,7 @@ func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Ou
 		Timestamp: time.Now().UTC(),
 		RequestContext: destination.RequestContext{
 			RequestID:              o.Task,
-			FunctionARN:            d.n.qualifiedARN(o.Function),
+			FunctionARN:            d.n.qualifiedARN(o.Function, o.Qualifier),
 			Condition:              o.Condition,
 			ApproximateInvokeCount: o.Attempts,
 		},
@@ -121,7 +122,7 @@ func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Ou
 		ResponsePayload: o.Response,
 	}
 	if o.Attempts > 0 {
-		rec.ResponseContext = &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: o.FuncError}
+		rec.ResponseContext = &destination.ResponseContext{StatusCode: 200, ExecutedVersion: cmp.Or(o.Executed, nimbus.Latest), FunctionError: o.FuncError}
 	}
 	if o.Condition != async.CondSuccess && !json.Valid(o.Response) {
 		rec.RequestContext.Reason = string(o.Response)
@@ -151,6 +152,6 @@ func (n *Node) closeAsync(ctx context.Context) {
 func (n *Node) Async() *async.Service { return n.async.svc }
 
 // qualifiedARN is a function's $LATEST ARN, as destination records name it.
-func (n *Node) qualifiedARN(name string) string {
-	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s:$LATEST", n.cfg.Region, n.cfg.Account, name)
+func (n *Node) qualifiedARN(name, qualifier string) string {
+	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s:%s", n.cfg.Region, n.cfg.Account, name, cmp.Or(qualifier, nimbus.Latest))
 }

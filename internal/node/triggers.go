@@ -162,7 +162,7 @@ func (s triggerService) Count(function, trigger string, delivered bool) {
 // trigger names: another function (through the Async Service), a webhook,
 // or a NATS subject on the store's server.
 func (n *Node) triggerFailures() trigger.FailureSender {
-	return failureSender{s: n.destinationSender(), arn: n.qualifiedARN}
+	return failureSender{s: n.destinationSender(), arn: func(fn string) string { return n.qualifiedARN(fn, "") }}
 }
 
 // failureSender sends a trigger.Failure as Lambda's destination record:
