@@ -125,6 +125,7 @@ func (s *Server) addPermission(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrictLimit(w, r, maxConfigBody, &req); err != nil {
 		return err
 	}
+	noteResource(r, req.StatementId)
 	st, err := req.statement()
 	if err != nil {
 		return err
@@ -149,6 +150,7 @@ func (s *Server) removePermission(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	sid := r.PathValue("sid")
+	noteResource(r, sid)
 	if !statementIDRE.MatchString(sid) {
 		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'statementId' failed to satisfy constraint: Member must satisfy regular expression pattern: ([a-zA-Z0-9-_.]+)", sid)
 	}
