@@ -431,11 +431,12 @@ func (r *Registry) modify(ctx context.Context, name, revisionID string, change f
 			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
 				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
 		}
-		if err := change(fn); errors.Is(err, errKeepRevision) {
-			// a change outside the configuration: same RevisionID
-		} else if err != nil {
+		err = change(fn)
+		keep := errors.Is(err, errKeepRevision)
+		if err != nil && !keep {
 			return nil, err
-		} else {
+		}
+		if !keep {
 			fn.RevisionID = uuid.NewString()
 		}
 		b, err := r.encode(fn)
