@@ -140,6 +140,18 @@ type Function struct {
 	// that failed for good (Lambda's DeadLetterConfig.TargetArn): a
 	// destination as in EventInvokeConfig.
 	DeadLetterTarget string `json:"deadLetterTarget,omitempty"`
+	// Tags are the function's tags (Lambda's TagResource); changing them
+	// keeps the RevisionID, as in Lambda.
+	Tags map[string]string `json:"tags,omitempty"`
+	// Policy is the function's resource-based policy, one statement per
+	// AddPermission (policy.go).
+	Policy []PolicyStatement `json:"policy,omitempty"`
+	// RecursiveLoop is Lambda's recursion config: RecursiveLoopTerminate
+	// ("") or RecursiveLoopAllow.
+	RecursiveLoop string `json:"recursiveLoop,omitempty"`
+	// UpdateRuntimeOn is Lambda's runtime management config:
+	// UpdateRuntimeAuto ("") or UpdateRuntimeOnFunctionUpdate.
+	UpdateRuntimeOn string `json:"updateRuntimeOn,omitempty"`
 
 	// Version is "" for the function itself ($LATEST), or the number of
 	// a published version: then the Function is that version's immutable

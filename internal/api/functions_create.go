@@ -129,6 +129,7 @@ func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	in := req.input(name)
+	in.Tags = req.Tags
 	if err := s.checkDeadLetter(r.Context(), in); err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func (s *Server) functionsGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp := getFunctionResponse{Configuration: s.configuration(fn), Tags: map[string]string{}}
+	resp := getFunctionResponse{Configuration: s.configuration(fn), Tags: tagsOf(fn)}
 	resp.Code.RepositoryType = "S3"
 	resp.Code.Location = "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
 	if fn.Version != "" {

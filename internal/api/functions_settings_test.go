@@ -249,7 +249,7 @@ func TestFunctionSettingsRefused(t *testing.T) {
 		{"publishTo", func(in *lambda.CreateFunctionInput) {
 			in.PublishTo = types.FunctionVersionLatestPublishedLatestPublished
 		}, "InvalidParameterValueException", "PublishTo is not supported"},
-		{"tags", func(in *lambda.CreateFunctionInput) { in.Tags = map[string]string{"team": "a"} }, "InvalidParameterValueException", "Tags are not supported"},
+		{"reserved tag", func(in *lambda.CreateFunctionInput) { in.Tags = map[string]string{"aws:team": "a"} }, "InvalidParameterValueException", "keys starting with aws: are reserved"},
 		{"image package", func(in *lambda.CreateFunctionInput) { in.PackageType = types.PackageTypeImage }, "InvalidParameterValueException", "PackageType Image"},
 		{"tmp", func(in *lambda.CreateFunctionInput) {
 			in.EphemeralStorage = &types.EphemeralStorage{Size: aws.Int32(20000)}

@@ -34,7 +34,7 @@ type createOnlyFields struct {
 	CodeSigningConfigArn string
 	Publish              bool
 	PublishTo            string
-	Tags                 map[string]string
+	Tags                 map[string]string // kept (tags_routes.go)
 }
 
 // check refuses the unsupported fields that are set.
@@ -70,8 +70,6 @@ func (f *createOnlyFields) check() error {
 		return nimbus.Invalidf("PackageType %s is not supported yet: Nimbus runs Zip packages", f.PackageType)
 	case f.CodeSigningConfigArn != "":
 		return nimbus.Invalidf("CodeSigningConfigArn is not supported: Nimbus does not verify code signatures")
-	case len(f.Tags) > 0:
-		return nimbus.Invalidf("Tags are not supported yet: leave Tags out")
 	}
 	if err := checkPublish(f.Publish, f.PublishTo); err != nil {
 		return err

@@ -91,6 +91,11 @@ func FuzzFunctionRequests(f *testing.F) {
 		`"LoggingConfig":{"LogFormat":"JSON","ApplicationLogLevel":"DEBUG"},"DeadLetterConfig":{"TargetArn":"nats:x"},"VpcConfig":{"SubnetIds":[]}}`)
 	f.Add("GET", "/2019-09-30/functions/f/provisioned-concurrency?List=ALL&MaxItems=5", ``)
 	f.Add("PUT", "/2019-09-30/functions/f/provisioned-concurrency?Qualifier=$LATEST", `{"ProvisionedConcurrentExecutions":2}`)
+	f.Add("POST", "/2017-03-31/tags/arn:aws:lambda:us-east-1:000000000000:function:f", `{"Tags":{"team":"a","aws:x":""}}`)
+	f.Add("DELETE", "/2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Af?tagKeys=team", ``)
+	f.Add("POST", "/2015-03-31/functions/f/policy", `{"StatementId":"s","Action":"lambda:InvokeFunction","Principal":"s3.amazonaws.com","SourceArn":"arn:aws:s3:::b"}`)
+	f.Add("PUT", "/2024-08-31/functions/f/recursion-config", `{"RecursiveLoop":"Allow"}`)
+	f.Add("PUT", "/2021-07-20/functions/f/runtime-management-config", `{"UpdateRuntimeOn":"Manual","RuntimeVersionArn":"x"}`)
 	h := newMemServer(f, f.TempDir())
 	f.Fuzz(func(t *testing.T, method, path, body string) {
 		switch method {

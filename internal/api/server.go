@@ -63,6 +63,9 @@ type Config struct {
 	// Records are the invocation records and usage (records_routes.go);
 	// nil answers those routes 404.
 	Records Records
+	// Limits are the node's limits GetAccountSettings reports
+	// (account_settings.go); nil reports zeros.
+	Limits NodeLimits
 	// Metrics serves GET /metrics (metrics.go), for admin keys; nil
 	// answers 404.
 	Metrics http.Handler
@@ -138,6 +141,10 @@ func (s *Server) routes() {
 	s.recordsRoutes()
 	s.metricsRoutes()
 	s.unsupportedRoutes()
+	s.tagRoutes()
+	s.policyRoutes()
+	s.accountRoutes()
+	s.functionConfigRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -41,17 +41,7 @@ const (
 // unsupportedOps are the operations of docs/lambda-api.md whose status
 // is "not supported".
 var unsupportedOps = []unsupportedRoute{
-	// Code signing (ListCodeSigningConfigs and GetFunctionCodeSigningConfig
-	// answer as Lambda does without a config; they are not here).
-	{"POST /2020-04-22/code-signing-configs", false, noCodeSigning},
-	{"POST /2020-04-22/code-signing-configs/{$}", false, noCodeSigning},
-	{"GET /2020-04-22/code-signing-configs/{arn}", true, noCodeSigningConfig},
-	{"PUT /2020-04-22/code-signing-configs/{arn}", true, noCodeSigningConfig},
-	{"DELETE /2020-04-22/code-signing-configs/{arn}", true, noCodeSigningConfig},
-	{"GET /2020-04-22/code-signing-configs/{arn}/functions", true, noCodeSigningConfig},
-	{"PUT /2020-06-30/functions/{name}/code-signing-config", false, noCodeSigning},
-	{"DELETE /2020-06-30/functions/{name}/code-signing-config", false,
-		"A Nimbus function never has a code signing config, so there is none to remove. " + noCodeSigning},
+	// Code signing: function_configs.go (Nimbus verifies no signatures).
 
 	// Capacity providers (Lambda Managed Instances).
 	{"POST /2025-11-30/capacity-providers", false, noCapacity},

@@ -419,7 +419,9 @@ func (r *Registry) settle(name, digest string, prepErr error) {
 var errSkip = errors.New("no change")
 
 // modify applies change to the current function in a compare-and-swap loop.
-// A non-empty revisionID must match the function's RevisionID.
+// A non-empty revisionID must match the function's RevisionID. The write
+// gives the function a new RevisionID, unless change returns
+// errKeepRevision (its change is written, and the RevisionID kept).
 func (r *Registry) modify(ctx context.Context, name, revisionID string, change func(*nimbus.Function) error) (*nimbus.Function, error) {
 	for {
 		fn, rev, err := r.get(ctx, name)
@@ -433,10 +435,14 @@ func (r *Registry) modify(ctx context.Context, name, revisionID string, change f
 			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
 				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
 		}
-		if err := change(fn); err != nil {
+		err = change(fn)
+		keep := errors.Is(err, errKeepRevision)
+		if err != nil && !keep {
 			return nil, err
 		}
-		fn.RevisionID = uuid.NewString()
+		if !keep {
+			fn.RevisionID = uuid.NewString()
+		}
 		b, err := r.encode(fn)
 		if err != nil {
 			return nil, err

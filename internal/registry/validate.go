@@ -45,6 +45,9 @@ type FunctionInput struct {
 	// Network is the network of the function's instances: egress, none or
 	// host; "" means the node's default.
 	Network *string
+	// Tags are a new function's tags (CreateFunction's; updates have
+	// none): settings.go.
+	Tags map[string]string
 }
 
 // LoggingInput is Lambda's LoggingConfig as a request sets it: nil fields
@@ -225,6 +228,9 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 		fn.IdleTimeout = time.Duration(*in.IdleTimeoutSeconds) * time.Second
 	}
 	if err := in.applyRuntimeSettings(fn); err != nil {
+		return err
+	}
+	if err := in.applyTags(fn); err != nil {
 		return err
 	}
 	if NeedsHandler(fn.Runtime) && fn.Handler == "" {

@@ -35,12 +35,14 @@ func versionKey(name string, n int) string { return name + "." + strconv.Itoa(n)
 
 // snapshot is fn as version n: its code and configuration, without what
 // belongs to the function as a whole (triggers, asynchronous settings,
-// concurrency, versions, aliases).
+// concurrency, versions, aliases, tags, its policy, recursion and runtime
+// settings).
 func snapshot(fn *nimbus.Function, n int) *nimbus.Function {
 	v := *fn
 	v.Version = strconv.Itoa(n)
 	v.Environment = maps.Clone(fn.Environment)
 	v.Triggers, v.EventInvoke, v.Versions, v.Aliases, v.LastVersion = nil, nil, nil, nil, 0
+	v.Tags, v.Policy, v.RecursiveLoop, v.UpdateRuntimeOn = nil, nil, "", "" // the function's, not a version's
 	v.ReservedConcurrency, v.ProvisionedConcurrency = nil, 0
 	if fn.Logging != nil {
 		l := *fn.Logging

@@ -1,0 +1,36 @@
+package nimbus
+
+// PolicyStatement is one statement of a function's resource-based policy,
+// as AddPermission gave it: the API renders it in Lambda's policy document
+// shape. Only Allow statements exist, as in Lambda.
+type PolicyStatement struct {
+	Sid    string `json:"sid"`
+	Action string `json:"action"` // lambda:InvokeFunction, lambda:*, ...
+	// Principal is as given: "*", an account id, an ARN, a service
+	// (s3.amazonaws.com) or a Nimbus access key id.
+	Principal string `json:"principal"`
+	// The conditions; empty ones do not apply.
+	SourceArn             string `json:"sourceArn,omitempty"`
+	SourceAccount         string `json:"sourceAccount,omitempty"`
+	PrincipalOrgID        string `json:"principalOrgId,omitempty"`
+	EventSourceToken      string `json:"eventSourceToken,omitempty"`
+	FunctionURLAuthType   string `json:"functionUrlAuthType,omitempty"`
+	InvokedViaFunctionURL bool   `json:"invokedViaFunctionUrl,omitempty"`
+}
+
+// Conditional reports whether the statement has any condition.
+func (s *PolicyStatement) Conditional() bool {
+	return s.SourceArn != "" || s.SourceAccount != "" || s.PrincipalOrgID != "" ||
+		s.EventSourceToken != "" || s.FunctionURLAuthType != "" || s.InvokedViaFunctionURL
+}
+
+// Recursion configs (Function.RecursiveLoop) and runtime management
+// configs (Function.UpdateRuntimeOn), as Lambda names them.
+const (
+	RecursiveLoopTerminate = "Terminate"
+	RecursiveLoopAllow     = "Allow"
+
+	UpdateRuntimeAuto             = "Auto"
+	UpdateRuntimeOnFunctionUpdate = "FunctionUpdate"
+	UpdateRuntimeManual           = "Manual"
+)
