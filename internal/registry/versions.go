@@ -108,22 +108,14 @@ func (r *Registry) Publish(ctx context.Context, name string, in PublishInput) (*
 				return last, nil // nothing changed since
 			}
 		}
-		v.RevisionID, v.LastModified = uuid.NewString(), r.cfg.Now().UTC()
-		b, err := r.encode(v)
-		if err != nil {
-			return nil, err
-		}
-		// The snapshot first: a function record never names a version
-		// that is not stored. A number a failed publish wrote is written
-		// over by the next.
-		if _, err := r.cfg.Versions.Put(ctx, versionKey(name, n), b); err != nil {
-			return nil, fmt.Errorf("store version: %w", err)
-		}
-		next := *fn
-		next.LastVersion = n
-		next.Versions = append(slices.Clone(fn.Versions), nimbus.VersionRef{Number: n, CodeSHA256: fn.CodeSHA256})
-		next.RevisionID = uuid.NewString()
-		rb, err := r.encode(&next)
+		// The number first: reserved in the function's record (by a
+		// compare-and-swap on the record read), it is this publish's
+		// alone; then the snapshot; then the record lists it. A publish
+		// that stops half way leaves a number unused, never two versions
+		// under one number.
+		reserved := *fn
+		reserved.LastVersion = n
+		rb, err := r.encode(&reserved)
 		if err != nil {
 			return nil, err
 		}
@@ -134,11 +126,34 @@ func (r *Registry) Publish(ctx context.Context, name string, in PublishInput) (*
 		if err != nil {
 			return nil, fmt.Errorf("store function: %w", err)
 		}
-		r.cache.wrote(name, &next, newRev)
-		r.changed(name)
-		r.versions.put(versionKey(name, n), v)
-		return v, nil
+		r.cache.wrote(name, &reserved, newRev)
+		return r.storeVersion(ctx, name, v)
 	}
+}
+
+// storeVersion stores snapshot v (its number reserved) and lists it in
+// its function's record.
+func (r *Registry) storeVersion(ctx context.Context, name string, v *nimbus.Function) (*nimbus.Function, error) {
+	release := r.holdCode(v.CodeSHA256) // the code stays while no record names it
+	defer release()
+	n, _ := strconv.Atoi(v.Version)
+	v.RevisionID, v.LastModified = uuid.NewString(), r.cfg.Now().UTC()
+	b, err := r.encode(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.cfg.Versions.Put(ctx, versionKey(name, n), b); err != nil {
+		return nil, fmt.Errorf("store version: %w", err)
+	}
+	r.versions.put(versionKey(name, n), v)
+	_, err = r.modify(ctx, name, "", func(fn *nimbus.Function) error {
+		fn.Versions = append(slices.Clone(fn.Versions), nimbus.VersionRef{Number: n, CodeSHA256: v.CodeSHA256})
+		return errKeepRevision // publishing leaves $LATEST as it is
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Version returns published version n of function name. Errors:
