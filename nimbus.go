@@ -164,6 +164,11 @@ type Function struct {
 	LastVersion int          `json:"lastVersion,omitempty"`
 	// Aliases name versions, by name.
 	Aliases []Alias `json:"aliases,omitempty"`
+	// ProvisionedVersions is the provisioned concurrency of versions and
+	// aliases, by qualifier (a version's number or an alias's name):
+	// that many warm instances of the version are kept ($LATEST's is
+	// ProvisionedConcurrency).
+	ProvisionedVersions map[string]int `json:"provisionedVersions,omitempty"`
 }
 
 // Latest is the qualifier of a function's unpublished version.

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -81,9 +84,6 @@ func (s *Server) provisionedQualifier(r *http.Request, name string) error {
 	if !validQualifier(q[0]) {
 		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})", q[0])
 	}
-	if q[0] != nimbus.Latest {
-		return s.unqualified(r.Context(), name, q[0])
-	}
 	return nil
 }
 
@@ -100,23 +100,41 @@ func validQualifier(q string) bool {
 	return true
 }
 
-// provisionedFunction parses the name and qualifier and loads the function.
-func (s *Server) provisionedFunction(r *http.Request) (*nimbus.Function, error) {
+// provisionedFunction parses the name and qualifier ($LATEST, a version or
+// an alias) and loads the function; q is the qualifier.
+func (s *Server) provisionedFunction(r *http.Request) (fn *nimbus.Function, q string, err error) {
 	name, err := functionName(r)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := s.provisionedQualifier(r, name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return s.getFunction(r.Context(), r)
+	q = r.URL.Query().Get("Qualifier")
+	if fn, err = s.reg.Get(r.Context(), name); err != nil {
+		return nil, "", s.notFound(name, "", err)
+	}
+	if q != nimbus.Latest {
+		if _, err := s.reg.Resolve(r.Context(), name, q); err != nil {
+			return nil, "", s.notFound(name, q, err)
+		}
+	}
+	return fn, q, nil
+}
+
+// provisionedOf is the provisioned concurrency fn has for qualifier q.
+func provisionedOf(fn *nimbus.Function, q string) int {
+	if q == nimbus.Latest {
+		return fn.ProvisionedConcurrency
+	}
+	return fn.ProvisionedVersions[q]
 }
 
 // provisionedPut keeps a minimum of warm instances of $LATEST (Lambda's
 // PutProvisionedConcurrencyConfig). It may not be more than the function's
 // reserved concurrency, as in Lambda.
 func (s *Server) provisionedPut(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.provisionedFunction(r)
+	fn, q, err := s.provisionedFunction(r)
 	if err != nil {
 		return err
 	}
@@ -135,34 +153,55 @@ func (s *Server) provisionedPut(w http.ResponseWriter, r *http.Request) error {
 	case fn.ReservedConcurrency != nil && *n > *fn.ReservedConcurrency:
 		return nimbus.Invalidf("Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function (%d > %d)", *n, *fn.ReservedConcurrency)
 	}
-	fn, err = s.reg.SetConcurrency(r.Context(), fn.Name, nil, false, *n)
+	if q == nimbus.Latest {
+		fn, err = s.reg.SetConcurrency(r.Context(), fn.Name, nil, false, *n)
+	} else {
+		fn, err = s.reg.SetProvisioned(r.Context(), fn.Name, q, *n)
+	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusAccepted, s.provisioned(fn, false))
+	return writeJSON(w, http.StatusAccepted, s.provisioned(r.Context(), fn, q, false))
 }
 
-// provisioned is fn's config; withARN adds the qualified FunctionArn (List).
-func (s *Server) provisioned(fn *nimbus.Function, withARN bool) provisionedResponse {
+// provisioned is fn's config for qualifier q; withARN adds the qualified
+// FunctionArn (List).
+func (s *Server) provisioned(ctx context.Context, fn *nimbus.Function, q string, withARN bool) provisionedResponse {
+	want, pool := provisionedOf(fn, q), fn.Name
+	if q != nimbus.Latest {
+		if v, err := s.reg.Resolve(ctx, fn.Name, aliasTarget(fn, q)); err == nil {
+			pool = fn.Name + ":" + v.Version // the version's pool (engine.poolID)
+		}
+	}
 	avail := 0
 	if s.cfg.Invoker != nil {
-		avail = min(s.cfg.Invoker.Warm(fn.Name), fn.ProvisionedConcurrency)
+		avail = min(s.cfg.Invoker.Warm(pool), want)
 	}
 	status := "IN_PROGRESS"
-	if avail >= fn.ProvisionedConcurrency {
+	if avail >= want {
 		status = "READY"
 	}
 	out := provisionedResponse{
-		RequestedProvisionedConcurrentExecutions: fn.ProvisionedConcurrency,
+		RequestedProvisionedConcurrentExecutions: want,
 		AvailableProvisionedConcurrentExecutions: avail,
 		AllocatedProvisionedConcurrentExecutions: avail,
 		Status:                                   status,
 		LastModified:                             fn.LastModified.UTC().Format(lambdaTime),
 	}
 	if withARN {
-		out.FunctionArn = s.arn(fn.Name) + ":$LATEST"
+		out.FunctionArn = s.arn(fn.Name) + ":" + q
 	}
 	return out
+}
+
+// aliasTarget is the version alias q points at (q itself if it is none).
+func aliasTarget(fn *nimbus.Function, q string) string {
+	for _, a := range fn.Aliases {
+		if a.Name == q {
+			return a.FunctionVersion
+		}
+	}
+	return q
 }
 
 // provisionedGet is GetProvisionedConcurrencyConfig, or with ?List=ALL
@@ -172,14 +211,14 @@ func (s *Server) provisionedGet(w http.ResponseWriter, r *http.Request) error {
 	if _, list := r.URL.Query()["List"]; list {
 		return s.provisionedList(w, r)
 	}
-	fn, err := s.provisionedFunction(r)
+	fn, q, err := s.provisionedFunction(r)
 	if err != nil {
 		return err
 	}
-	if fn.ProvisionedConcurrency == 0 {
+	if provisionedOf(fn, q) == 0 {
 		return newError(http.StatusNotFound, errNoProvisioned, "No Provisioned Concurrency Config found for this function")
 	}
-	return writeJSON(w, http.StatusOK, s.provisioned(fn, false))
+	return writeJSON(w, http.StatusOK, s.provisioned(r.Context(), fn, q, false))
 }
 
 // maxProvisionedListItems is Lambda's MaxItems cap of
@@ -209,20 +248,29 @@ func (s *Server) provisionedList(w http.ResponseWriter, r *http.Request) error {
 		ProvisionedConcurrencyConfigs []provisionedResponse
 	}{ProvisionedConcurrencyConfigs: []provisionedResponse{}}
 	if fn.ProvisionedConcurrency > 0 {
-		out.ProvisionedConcurrencyConfigs = append(out.ProvisionedConcurrencyConfigs, s.provisioned(fn, true))
+		out.ProvisionedConcurrencyConfigs = append(out.ProvisionedConcurrencyConfigs, s.provisioned(r.Context(), fn, nimbus.Latest, true))
+	}
+	qs := slices.Sorted(maps.Keys(fn.ProvisionedVersions))
+	for _, q := range qs {
+		out.ProvisionedConcurrencyConfigs = append(out.ProvisionedConcurrencyConfigs, s.provisioned(r.Context(), fn, q, true))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) provisionedDelete(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.provisionedFunction(r)
+	fn, q, err := s.provisionedFunction(r)
 	if err != nil {
 		return err
 	}
-	if fn.ProvisionedConcurrency == 0 {
+	if provisionedOf(fn, q) == 0 {
 		return nimbus.Errorf(nimbus.ErrNotFound, "No Provisioned Concurrency Config found for this function")
 	}
-	if _, err := s.reg.SetConcurrency(r.Context(), fn.Name, nil, false, 0); err != nil {
+	if q == nimbus.Latest {
+		_, err = s.reg.SetConcurrency(r.Context(), fn.Name, nil, false, 0)
+	} else {
+		_, err = s.reg.SetProvisioned(r.Context(), fn.Name, q, 0)
+	}
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -115,8 +115,8 @@ func TestProvisionedConcurrencyBadInput(t *testing.T) {
 		_, err := c.PutProvisionedConcurrencyConfig(ctx, &lambda.PutProvisionedConcurrencyConfigInput{FunctionName: fn, Qualifier: q, ProvisionedConcurrentExecutions: aws.Int32(v)})
 		return err
 	}
-	wantAPIError(t, put(name, aws.String("prod"), 1), "ResourceNotFoundException", "function:pc:prod (this operation takes only $LATEST")
-	wantAPIError(t, put(name, aws.String("1"), 1), "ResourceNotFoundException", "function:pc:1 (this operation takes only $LATEST")
+	wantAPIError(t, put(name, aws.String("prod"), 1), "ResourceNotFoundException", "function:pc:prod")
+	wantAPIError(t, put(name, aws.String("1"), 1), "ResourceNotFoundException", "function:pc:1")
 	wantAPIError(t, put(name, latest, 0), "ValidationException", "Value '0' at 'provisionedConcurrentExecutions'")
 	wantAPIError(t, put(name, latest, -3), "ValidationException", "greater than or equal to 1")
 	wantAPIError(t, put(aws.String("nope"), latest, 1), "ResourceNotFoundException", "Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope")

@@ -313,3 +313,64 @@ func TestAliasCanary(t *testing.T) {
 	_, err = c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(name), Qualifier: aws.String("live")})
 	wantAPIError(t, err, "ResourceNotFoundException", "canary:live")
 }
+
+// TestProvisionedVersions: provisioned concurrency on an alias keeps that
+// many warm instances of the version it points at, follows the alias when
+// it moves, is listed with its qualified ARN, and goes with a delete.
+func TestProvisionedVersions(t *testing.T) {
+	n := nodetest.Start(t, nil)
+	c := client(n)
+	ctx := t.Context()
+	const name = "pv"
+	createPy(t, c, name, pyRelease(t, "v1"))
+	waitActive(t, c, name)
+	if _, err := c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, &lambda.CreateAliasInput{FunctionName: aws.String(name), Name: aws.String("live"), FunctionVersion: aws.String("1")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.PutProvisionedConcurrencyConfig(ctx, &lambda.PutProvisionedConcurrencyConfigInput{FunctionName: aws.String(name),
+		Qualifier: aws.String("nope"), ProvisionedConcurrentExecutions: aws.Int32(1)})
+	wantAPIError(t, err, "ResourceNotFoundException", "function:pv:nope")
+	if _, err := c.PutProvisionedConcurrencyConfig(ctx, &lambda.PutProvisionedConcurrencyConfigInput{FunctionName: aws.String(name),
+		Qualifier: aws.String("live"), ProvisionedConcurrentExecutions: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	ready := func(q string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			out, err := c.GetProvisionedConcurrencyConfig(ctx, &lambda.GetProvisionedConcurrencyConfigInput{FunctionName: aws.String(name), Qualifier: aws.String(q)})
+			if err != nil {
+				t.Fatalf("GetProvisionedConcurrencyConfig %s: %v", q, err)
+			}
+			if out.Status == types.ProvisionedConcurrencyStatusEnumReady && aws.ToInt32(out.AvailableProvisionedConcurrentExecutions) == 2 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s with %d available, want READY with 2", q, out.Status, aws.ToInt32(out.AvailableProvisionedConcurrentExecutions))
+			}
+		}
+	}
+	ready("live")
+	if r, ev := invokeQ(t, c, name, "live"); r.Release != "v1" || ev != "1" {
+		t.Fatalf("live: %+v %s", r, ev)
+	}
+	// The alias moves to version 2: its warm instances follow.
+	if _, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(name), ZipFile: pyRelease(t, "v2"), Publish: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateAlias(ctx, &lambda.UpdateAliasInput{FunctionName: aws.String(name), Name: aws.String("live"), FunctionVersion: aws.String("2")}); err != nil {
+		t.Fatal(err)
+	}
+	ready("live")
+	list, err := c.ListProvisionedConcurrencyConfigs(ctx, &lambda.ListProvisionedConcurrencyConfigsInput{FunctionName: aws.String(name)})
+	if err != nil || len(list.ProvisionedConcurrencyConfigs) != 1 || !strings.HasSuffix(aws.ToString(list.ProvisionedConcurrencyConfigs[0].FunctionArn), ":function:pv:live") {
+		t.Fatalf("ListProvisionedConcurrencyConfigs: %v %+v", err, list)
+	}
+	if _, err := c.DeleteProvisionedConcurrencyConfig(ctx, &lambda.DeleteProvisionedConcurrencyConfigInput{FunctionName: aws.String(name), Qualifier: aws.String("live")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetProvisionedConcurrencyConfig(ctx, &lambda.GetProvisionedConcurrencyConfigInput{FunctionName: aws.String(name), Qualifier: aws.String("live")})
+	wantAPIError(t, err, "ProvisionedConcurrencyConfigNotFoundException", "No Provisioned Concurrency Config")
+}

@@ -552,3 +552,20 @@ func (e *Engine) Close(ctx context.Context) error {
 		return fmt.Errorf("close engine: %w", ctx.Err())
 	}
 }
+
+// Provision keeps min warm instances of version fn (a published version's
+// snapshot), or with 0 no longer: provisioned concurrency of a version or
+// an alias. Errors: those of starting the version's pool.
+func (e *Engine) Provision(fn *nimbus.Function, min int) error {
+	c := *fn
+	c.ProvisionedConcurrency = min
+	p, err := e.pool(&c)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.setLimitsLocked(&c)
+	p.ensureMinLocked()
+	p.mu.Unlock()
+	return nil
+}

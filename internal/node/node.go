@@ -240,30 +240,31 @@ func (c *Config) Validate() error {
 
 // Node is a running Nimbus process.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	lock     *dataDirLock
-	key      *seal.Key        // seals secrets at rest
-	auth     authParts        // auth.go
-	audit    *auditnats.Log   // audit.go; closing the store closes it
-	fnlogs   *fnlognats.Store // fnlogs.go
-	logs     *engine.LogStore // functions' recent lines in memory
-	store    *natsstore.Store // the node's async and triggers use NATS itself
-	registry *registry.Registry
-	cache    *codepkg.Cache
-	sandbox  *process.Backend // the node made it, the node closes it
-	engine   *engine.Engine
-	records  *records.Store    // records.go
-	invoker  *observe.Invoker  // the engine, observed: what every caller uses
-	tracing  *tracing.Provider // tracing.go
-	api      *api.Server
-	async    asyncParts // async.go
-	destOnce sync.Once
-	dest     *destination.Sender // async.go: destinationSender
-	triggers triggerParts        // triggers.go
-	metrics  metricsParts        // metrics.go
-	http     *http.Server
-	ln       net.Listener
+	cfg         Config
+	log         *slog.Logger
+	lock        *dataDirLock
+	key         *seal.Key        // seals secrets at rest
+	auth        authParts        // auth.go
+	audit       *auditnats.Log   // audit.go; closing the store closes it
+	fnlogs      *fnlognats.Store // fnlogs.go
+	logs        *engine.LogStore // functions' recent lines in memory
+	store       *natsstore.Store // the node's async and triggers use NATS itself
+	registry    *registry.Registry
+	cache       *codepkg.Cache
+	sandbox     *process.Backend // the node made it, the node closes it
+	engine      *engine.Engine
+	records     *records.Store    // records.go
+	invoker     *observe.Invoker  // the engine, observed: what every caller uses
+	tracing     *tracing.Provider // tracing.go
+	api         *api.Server
+	async       asyncParts // async.go
+	destOnce    sync.Once
+	dest        *destination.Sender // async.go: destinationSender
+	triggers    triggerParts        // triggers.go
+	metrics     metricsParts        // metrics.go
+	provisioned provisionedVersions // provisioned.go
+	http        *http.Server
+	ln          net.Listener
 	// stopping closes when Shutdown begins: the API's streaming answers
 	// (log follows, the console's live tail) end then.
 	stopping     chan struct{}
@@ -388,6 +389,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			fn = nil
 		}
 		n.engine.Refresh(name, fn)
+		n.provisionVersions(name, fn)
 		n.forgetMetrics(name, fn)
 	})
 	if err := n.openAuth(ctx); err != nil {
@@ -477,6 +479,9 @@ func (n *Node) warmProvisioned(ctx context.Context) {
 	err := n.registry.Walk(ctx, func(fn *nimbus.Function) bool {
 		if fn.ProvisionedConcurrency > 0 {
 			n.engine.Refresh(fn.Name, fn)
+		}
+		if len(fn.ProvisionedVersions) > 0 {
+			n.provisionVersions(fn.Name, fn)
 		}
 		return true
 	})

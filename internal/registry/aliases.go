@@ -82,6 +82,7 @@ func (r *Registry) DeleteAlias(ctx context.Context, name, alias string) error {
 			return aliasNotFound(name, alias)
 		}
 		fn.Aliases = slices.Delete(slices.Clone(fn.Aliases), i, i+1)
+		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, alias)
 		return nil
 	})
 	return err

@@ -43,6 +43,7 @@ func snapshot(fn *nimbus.Function, n int) *nimbus.Function {
 	v.Environment = maps.Clone(fn.Environment)
 	v.Triggers, v.EventInvoke, v.Versions, v.Aliases, v.LastVersion = nil, nil, nil, nil, 0
 	v.Tags, v.Policy, v.RecursiveLoop, v.UpdateRuntimeOn = nil, nil, "", "" // the function's, not a version's
+	v.ProvisionedVersions = nil
 	v.ReservedConcurrency, v.ProvisionedConcurrency = nil, 0
 	if fn.Logging != nil {
 		l := *fn.Logging
@@ -245,6 +246,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, name string, n int) error 
 		}
 		code = fn.Versions[i].CodeSHA256
 		fn.Versions = slices.Delete(slices.Clone(fn.Versions), i, i+1)
+		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, q)
 		return nil
 	})
 	if err != nil {
@@ -289,4 +291,57 @@ func (c *versionCache) drop(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, key)
+}
+
+// withoutKey is m without k (a copy; nil when empty).
+func withoutKey(m map[string]int, k string) map[string]int {
+	if _, ok := m[k]; !ok {
+		return m
+	}
+	out := maps.Clone(m)
+	delete(out, k)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// SetProvisioned keeps n warm instances of the version qualifier names (a
+// version's number or an alias: the version it points at), or with n 0
+// no longer. Errors: nimbus.ErrNotFound (no such version or alias).
+func (r *Registry) SetProvisioned(ctx context.Context, name, qualifier string, n int) (*nimbus.Function, error) {
+	return r.modify(ctx, name, "", func(fn *nimbus.Function) error {
+		if !hasVersion(fn, qualifier) && findAlias(fn, qualifier) == nil {
+			return versionNotFound(name, qualifier)
+		}
+		if n == 0 {
+			if _, ok := fn.ProvisionedVersions[qualifier]; !ok {
+				return versionNotFound(name, qualifier)
+			}
+			fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, qualifier)
+			return nil
+		}
+		fn.ProvisionedVersions = maps.Clone(fn.ProvisionedVersions)
+		if fn.ProvisionedVersions == nil {
+			fn.ProvisionedVersions = map[string]int{}
+		}
+		fn.ProvisionedVersions[qualifier] = n
+		return nil
+	})
+}
+
+// ProvisionedTargets resolves fn's provisioned concurrency of versions and
+// aliases to the versions they keep warm (an alias: the version it points
+// at), summed per version number.
+func (r *Registry) ProvisionedTargets(ctx context.Context, fn *nimbus.Function) map[int]int {
+	out := map[int]int{}
+	for q, n := range fn.ProvisionedVersions {
+		if a := findAlias(fn, q); a != nil {
+			q = a.FunctionVersion
+		}
+		if v, err := strconv.Atoi(q); err == nil {
+			out[v] += n
+		}
+	}
+	return out
 }
