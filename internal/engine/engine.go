@@ -412,8 +412,10 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	e.mu.Lock()
 	running := e.pools[name] != nil
 	var gone []*pool // the pools of versions deleted
-	for _, p := range e.pools {
-		if p.name == name && p.fn.Version != "" && !published(fn, p.fn.Version) {
+	for id, p := range e.pools {
+		// A version's pool is keyed name:version (its id never changes;
+		// p.fn is the pool's to guard).
+		if v, ok := strings.CutPrefix(id, name+":"); ok && p.name == name && !published(fn, v) {
 			e.retirePoolLocked(p)
 			gone = append(gone, p)
 		}
