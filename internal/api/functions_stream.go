@@ -18,7 +18,8 @@ const eventStreamType = "application/vnd.amazon.eventstream"
 
 // functionsInvokeStream answers InvokeWithResponseStream: the function's
 // answer as event-stream messages, PayloadChunk events as it arrives (an
-// HTTP function's body) or at once (any other function's whole result),
+// HTTP function's body, a Runtime-API function's streamed response) or at
+// once (any other function's whole result),
 // then one InvokeComplete event with the function's error, if any, and the
 // log tail.
 func (s *Server) functionsInvokeStream(w http.ResponseWriter, r *http.Request) error {
@@ -26,23 +27,12 @@ func (s *Server) functionsInvokeStream(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	switch t := r.Header.Get("X-Amz-Invocation-Type"); t {
-	case "", "RequestResponse":
-	case "DryRun":
+	if err := checkStreamInvoke(r, fn); err != nil {
+		return err
+	}
+	if r.Header.Get("X-Amz-Invocation-Type") == "DryRun" {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
-	default:
-		return nimbus.Errorf(nimbus.ErrValidation,
-			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]", t)
-	}
-	logType := r.Header.Get("X-Amz-Log-Type")
-	if logType != "" && logType != "None" && logType != "Tail" {
-		return nimbus.Errorf(nimbus.ErrValidation,
-			"1 validation error detected: Value '%s' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]", logType)
-	}
-	if fn.State == nimbus.StateFailed {
-		return nimbus.Errorf(nimbus.ErrConflict,
-			"The operation cannot be performed at this time. The function is currently in the following state: Failed. %s", fn.StateReason)
 	}
 	clientContext, err := decodeClientContext(r.Header.Get("X-Amz-Client-Context"))
 	if err != nil {
@@ -64,6 +54,8 @@ func (s *Server) functionsInvokeStream(w http.ResponseWriter, r *http.Request) e
 		// body handed over as it arrives.
 		req.HTTP = &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: payload,
 			Header: http.Header{"Content-Type": {"application/json"}}, Respond: es.respond}
+	} else {
+		req.Stream = chunkWriter{es} // used by a function that streams (streamifyResponse)
 	}
 	res, err := s.cfg.Invoker.Invoke(traceContext(r), fn, req)
 	if err == nil {
@@ -82,10 +74,31 @@ func (s *Server) functionsInvokeStream(w http.ResponseWriter, r *http.Request) e
 		return nil
 	}
 	var tail []byte
-	if logType == "Tail" {
+	if r.Header.Get("X-Amz-Log-Type") == "Tail" {
 		tail = res.LogTail
 	}
 	es.complete(s.completeEvent(r, res.Err, err, tail))
+	return nil
+}
+
+// checkStreamInvoke checks an InvokeWithResponseStream's headers and its
+// function's state, as Invoke does; Event is not one of its invocation
+// types.
+func checkStreamInvoke(r *http.Request, fn *nimbus.Function) error {
+	switch t := r.Header.Get("X-Amz-Invocation-Type"); t {
+	case "", "RequestResponse", "DryRun":
+	default:
+		return nimbus.Errorf(nimbus.ErrValidation,
+			"1 validation error detected: Value '%s' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]", t)
+	}
+	if lt := r.Header.Get("X-Amz-Log-Type"); lt != "" && lt != "None" && lt != "Tail" {
+		return nimbus.Errorf(nimbus.ErrValidation,
+			"1 validation error detected: Value '%s' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]", lt)
+	}
+	if fn.State == nimbus.StateFailed {
+		return nimbus.Errorf(nimbus.ErrConflict,
+			"The operation cannot be performed at this time. The function is currently in the following state: Failed. %s", fn.StateReason)
+	}
 	return nil
 }
 
@@ -148,10 +161,14 @@ func (es *eventStreamWriter) respond(int, http.Header) io.Writer {
 	return chunkWriter{es}
 }
 
-// chunk sends p as one PayloadChunk event (nothing when p is empty).
+// chunk sends p as one PayloadChunk event (nothing when p is empty),
+// starting the answer if it has not started.
 func (es *eventStreamWriter) chunk(p []byte) error {
 	if len(p) == 0 {
 		return es.err
+	}
+	if !es.started {
+		es.start()
 	}
 	return es.send("PayloadChunk", "application/octet-stream", p)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
@@ -302,5 +304,73 @@ func TestInvokeStreamBoto3(t *testing.T) {
 	}
 	if u := report["unknown"]; u.Err != "ResourceNotFoundException" {
 		t.Errorf("unknown function: %+v", u)
+	}
+}
+
+// nodeStreamFunctions are streaming Node handlers.
+const nodeStreamFunctions = `const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+exports.count = awslambda.streamifyResponse(async (event, responseStream) => {
+  for (let i = 1; i <= event.n; i++) {
+    responseStream.write(i + '\n');
+    await sleep(5);
+  }
+  console.log('counted to', event.n);
+  responseStream.end();
+});
+exports.midFail = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write('partial');
+  await sleep(5);
+  throw new TypeError('broke mid-stream');
+});
+`
+
+// nodeRuntime is the id of a Node runtime on this host (nodejs20.x, ...).
+func nodeRuntime(t *testing.T) string {
+	t.Helper()
+	for _, rt := range runtimes.Discover(slog.New(slog.DiscardHandler)) {
+		if rt.Kind == runtimes.KindNode {
+			return rt.ID
+		}
+	}
+	testenv.Missing(t, "node (18 or later)", errors.New("no Node runtime found"))
+	return ""
+}
+
+// TestInvokeStreamNode: a Node streamifyResponse handler's writes come as
+// PayloadChunks (the order of their arrival against the handler's writes is
+// the runtimes package's TestNodeStreamifyResponse), its log in
+// InvokeComplete, an error after its first write as InvokeComplete's; a
+// plain Invoke of it reads the stream whole.
+func TestInvokeStreamNode(t *testing.T) {
+	rt := nodeRuntime(t)
+	n := nodetest.Start(t, nil)
+	c := client(n)
+	for _, h := range []string{"count", "midFail"} {
+		deploy(t, c, fixture{name: "node-" + h, runtime: rt, handler: "index." + h, timeout: 30,
+			zip: nodetest.Zip(t, map[string]string{"index.js": nodeStreamFunctions})})
+	}
+	s, err := invokeStream(t, c, &lambda.InvokeWithResponseStreamInput{
+		FunctionName: aws.String("node-count"), Payload: []byte(`{"n":5}`), LogType: types.LogTypeTail}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.chunks, ""); got != "1\n2\n3\n4\n5\n" || s.complete.ErrorCode != nil {
+		t.Errorf("streamed %q (chunks %q), InvokeComplete %q", got, s.chunks, aws.ToString(s.complete.ErrorCode))
+	}
+	if logs, _ := base64.StdEncoding.DecodeString(aws.ToString(s.complete.LogResult)); !strings.Contains(string(logs), "counted to 5") {
+		t.Errorf("LogResult = %q", logs)
+	}
+	if out := invoke(t, c, "node-count", `{"n":2}`); string(out.Payload) != "1\n2\n" || out.FunctionError != nil {
+		t.Errorf("Invoke: %q %q", out.Payload, aws.ToString(out.FunctionError))
+	}
+
+	s, err = invokeStream(t, c, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("node-midFail")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.chunks, "") != "partial" || aws.ToString(s.complete.ErrorCode) != "TypeError" ||
+		aws.ToString(s.complete.ErrorDetails) != "broke mid-stream" {
+		t.Errorf("midFail: chunks %q, InvokeComplete %q %q", s.chunks,
+			aws.ToString(s.complete.ErrorCode), aws.ToString(s.complete.ErrorDetails))
 	}
 }
