@@ -251,7 +251,8 @@ func streamPython(t *testing.T) string {
 }
 
 // TestInvokeStreamBoto3: boto3's invoke_with_response_stream reads a
-// buffered Python function's answer, a function error and an HTTP
+// buffered Python function's answer, a function error, a Node
+// streamifyResponse function's chunks and an HTTP
 // function's streamed chunks, releasing its last chunk once it read the
 // first, as TestInvokeStreamHTTPFunction does (testdata/boto3_stream.py).
 func TestInvokeStreamBoto3(t *testing.T) {
@@ -266,6 +267,8 @@ func TestInvokeStreamBoto3(t *testing.T) {
 		"bootstrap": []byte("#!/bin/sh\nexec /usr/bin/python3 server.py\n"),
 		"server.py": []byte(gateServer),
 	}, "bootstrap")})
+	deploy(t, c, fixture{name: "node-count", runtime: nodeRuntime(t), handler: "index.count", timeout: 30,
+		zip: nodetest.Zip(t, map[string]string{"index.js": nodeStreamFunctions})})
 	if status, typ, msg := rawCall(t, http.MethodPut, nodetest.Endpoint(n)+"/2015-03-31/functions/web/configuration", `{"NimbusHttpConcurrency":2}`); status != 200 {
 		t.Fatalf("set HTTP concurrency: %d %s %s", status, typ, msg)
 	}
@@ -301,6 +304,9 @@ func TestInvokeStreamBoto3(t *testing.T) {
 	}
 	if h := report["http"]; strings.Join(h.Chunks, "") != "first\nreleased\n" || h.ErrorCode != "" {
 		t.Errorf("http: %+v", h)
+	}
+	if nd := report["node"]; strings.Join(nd.Chunks, "") != "1\n2\n3\n" || nd.ErrorCode != "" {
+		t.Errorf("node: %+v", nd)
 	}
 	if u := report["unknown"]; u.Err != "ResourceNotFoundException" {
 		t.Errorf("unknown function: %+v", u)

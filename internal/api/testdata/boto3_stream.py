@@ -47,5 +47,6 @@ def release(chunk):
 report["buffered"] = stream("py", Payload=b'{"k": "v"}', LogType="Tail")
 report["error"] = stream("pyfail")
 report["http"] = stream("web", on_chunk=release, Payload=b'{"wait": true}')
+report["node"] = stream("node-count", Payload=b'{"n": 3}')
 report["unknown"] = stream("no-such-function")
 json.dump(report, sys.stdout)
