@@ -105,6 +105,21 @@ func TestInvokeStreamBuffered(t *testing.T) {
 		t.Errorf("ExecutedVersion %q, Content-Type %q", s.version, s.ctype)
 	}
 
+	// A published version, by number and through an alias.
+	if _, err := c.PublishVersion(t.Context(), &lambda.PublishVersionInput{FunctionName: aws.String("py")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(t.Context(), &lambda.CreateAliasInput{FunctionName: aws.String("py"), Name: aws.String("live"),
+		FunctionVersion: aws.String("1")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"1", "live"} {
+		s, err := invokeStream(t, c, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("py"), Qualifier: aws.String(q)}, nil)
+		if err != nil || s.version != "1" || len(s.chunks) != 1 {
+			t.Errorf("Qualifier %s: ExecutedVersion %q, chunks %q, %v", q, s.version, s.chunks, err)
+		}
+	}
+
 	// No log asked: none given.
 	s, err = invokeStream(t, c, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("py")}, nil)
 	if err != nil || s.complete.LogResult != nil {
@@ -328,6 +343,11 @@ exports.midFail = awslambda.streamifyResponse(async (event, responseStream) => {
   await sleep(5);
   throw new TypeError('broke mid-stream');
 });
+exports.slow = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write('started');
+  await sleep(60000);
+  responseStream.end('never');
+});
 `
 
 // nodeRuntime is the id of a Node runtime on this host (nodejs20.x, ...).
@@ -351,8 +371,12 @@ func TestInvokeStreamNode(t *testing.T) {
 	rt := nodeRuntime(t)
 	n := nodetest.Start(t, nil)
 	c := client(n)
-	for _, h := range []string{"count", "midFail"} {
-		deploy(t, c, fixture{name: "node-" + h, runtime: rt, handler: "index." + h, timeout: 30,
+	for _, h := range []string{"count", "midFail", "slow"} {
+		timeout := int32(30)
+		if h == "slow" {
+			timeout = 1
+		}
+		deploy(t, c, fixture{name: "node-" + h, runtime: rt, handler: "index." + h, timeout: timeout,
 			zip: nodetest.Zip(t, map[string]string{"index.js": nodeStreamFunctions})})
 	}
 	s, err := invokeStream(t, c, &lambda.InvokeWithResponseStreamInput{
@@ -377,6 +401,18 @@ func TestInvokeStreamNode(t *testing.T) {
 	if strings.Join(s.chunks, "") != "partial" || aws.ToString(s.complete.ErrorCode) != "TypeError" ||
 		aws.ToString(s.complete.ErrorDetails) != "broke mid-stream" {
 		t.Errorf("midFail: chunks %q, InvokeComplete %q %q", s.chunks,
+			aws.ToString(s.complete.ErrorCode), aws.ToString(s.complete.ErrorDetails))
+	}
+
+	// A timeout after the first chunk: the stream ends with Lambda's
+	// timeout error, and the instance is replaced.
+	s, err = invokeStream(t, c, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("node-slow")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.chunks, "") != "started" || aws.ToString(s.complete.ErrorCode) != "Sandbox.Timedout" ||
+		!strings.Contains(aws.ToString(s.complete.ErrorDetails), "Task timed out after 1.00 seconds") {
+		t.Errorf("slow: chunks %q, InvokeComplete %q %q", s.chunks,
 			aws.ToString(s.complete.ErrorCode), aws.ToString(s.complete.ErrorDetails))
 	}
 }
