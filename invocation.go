@@ -15,6 +15,11 @@ type Invocation struct {
 	TraceID       string
 	// HTTP, when set, is forwarded as is to an HTTP function.
 	HTTP *HTTPRequest
+	// Stream, when set, receives the body of a Runtime-API function's
+	// streamed response (Node's awslambda.streamifyResponse) as it
+	// arrives, while the instance stays busy; Result.Payload is then
+	// empty. A function that answers whole leaves it untouched.
+	Stream io.Writer
 	// Trigger is how the invocation arrived: one of the Trigger* kinds,
 	// or a message trigger's type (kafka, rabbitmq, nats, mqtt, redis, s3).
 	Trigger string

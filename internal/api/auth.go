@@ -29,7 +29,7 @@ func accessOf(pattern string) auth.Access {
 	switch {
 	case strings.HasPrefix(path, "/nimbus/v1/keys"), strings.HasPrefix(path, "/nimbus/v1/audit"), path == "/metrics":
 		return auth.Administer
-	case method == http.MethodPost && (strings.HasSuffix(path, "/invocations") || strings.Contains(path, "/invoke-async")):
+	case method == http.MethodPost && (strings.HasSuffix(path, "invocations") || strings.Contains(path, "/invoke-async")):
 		return auth.Invoke
 	case method == http.MethodGet || method == http.MethodHead:
 		return auth.Read

@@ -36,8 +36,6 @@ var plannedUnknown = []string{
 	"PublishLayerVersion", "GetLayerVersion", "GetLayerVersionByArn", "ListLayers",
 	"ListLayerVersions", "DeleteLayerVersion",
 	"AddLayerVersionPermission", "RemoveLayerVersionPermission", "GetLayerVersionPolicy",
-	// Response streaming (issue 16).
-	"InvokeWithResponseStream",
 }
 
 // TestLambdaAPIDoc keeps docs/lambda-api.md true: its table names exactly

@@ -121,6 +121,7 @@ func (s *Server) routes() {
 	s.handle("PUT "+fns+"/{name}/configuration", s.functionsUpdateConfiguration)
 	s.handle("DELETE "+fns+"/{name}", s.functionsDelete)
 	s.handle("POST "+fns+"/{name}/invocations", s.functionsInvoke)
+	s.handle("POST /2021-11-15/functions/{name}/response-streaming-invocations", s.functionsInvokeStream)
 	s.handle("PUT /2017-10-31/functions/{name}/concurrency", s.concurrencyPut)
 	s.handle("DELETE /2017-10-31/functions/{name}/concurrency", s.concurrencyDelete)
 	s.handle("GET /2019-09-30/functions/{name}/concurrency", s.concurrencyGet)

@@ -311,6 +311,7 @@ func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res ni
 			RequestID: req.RequestID, Payload: req.Payload, Deadline: deadline,
 			FunctionARN: p.e.arn(fn.Name),
 			TraceID:     req.TraceID, ClientContext: req.ClientContext,
+			Stream: req.Stream,
 		})
 		res.Payload, res.Err = r.Payload, r.Err
 		if r.Err != nil {

@@ -170,6 +170,10 @@ func (s *Server) handleAnswer(w http.ResponseWriter, r *http.Request, id string,
 		s.writeFault(w, r, *f)
 		return
 	}
+	if !isErr && streamed(r) {
+		s.handleStreamAnswer(w, r, c)
+		return
+	}
 	body, tooLarge, err := readBody(r)
 	switch {
 	case err != nil:

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,6 +49,11 @@ type Invocation struct {
 	// 15 minutes from the hand-off.
 	Deadline time.Time
 	Payload  []byte
+	// Stream, when set, receives the body of a streamed response
+	// (Lambda-Runtime-Function-Response-Mode: streaming) as it arrives,
+	// until Invoke returns; Result.Payload is then empty. Without it a
+	// streamed response is read whole, as any other.
+	Stream io.Writer
 }
 
 // Result is how the runtime answered an invocation.
@@ -68,6 +74,7 @@ type call struct {
 	answered  bool // the runtime posted /response or /error
 	res       Result
 	err       error
+	stream    *streamGuard // inv.Stream, nil if none
 }
 
 // Server is the Runtime API server of one instance. Its methods are safe for
@@ -175,11 +182,15 @@ func (s *Server) InitErr() *nimbus.FunctionError {
 // invocation; the caller should kill the instance); an error wrapping
 // nimbus.ErrConflict if an invocation is already in flight; an error wrapping
 // nimbus.ErrTooLarge (a *nimbus.UserError with Lambda's message) if the
-// response is over MaxResponse; ErrClosed if the server is closed; the
+// response is over MaxResponse (a streamed one to Stream: MaxStream); ErrClosed if the server is closed; the
 // runtime's init error (a *nimbus.FunctionError) if it reported one before
 // taking the invocation; another error if reading the response failed.
 func (s *Server) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	c := &call{inv: inv, done: make(chan struct{})}
+	if inv.Stream != nil {
+		c.stream = &streamGuard{w: inv.Stream}
+		defer c.stream.close() // before the caller writes to Stream again
+	}
 	if err := s.begin(c); err != nil {
 		return Result{}, err
 	}

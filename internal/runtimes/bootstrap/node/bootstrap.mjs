@@ -14,16 +14,32 @@
 // function writes to process.stdout and process.stderr is filtered the way
 // Lambda's platform does: a line that is a JSON object with a "level" has
 // that level, any other line is INFO.
+//
+// Response streaming: the global awslambda.streamifyResponse(handler) marks
+// a handler (async (event, responseStream, context) => ...) whose answer is
+// what it writes to responseStream (a Writable; setContentType before the
+// first write), posted to the Runtime API as it is written, in Lambda's
+// streaming mode (a chunked /response with
+// Lambda-Runtime-Function-Response-Mode: streaming; an error after the first
+// write goes in the trailers). awslambda.HttpResponseStream.from(stream,
+// {statusCode, headers, cookies}) writes Lambda's HTTP integration prelude.
 
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
 
 const API_PREFIX = '/2018-06-01/runtime';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const ERROR_BODY_HEADER = 'Lambda-Runtime-Function-Error-Body';
+// Where Lambda's runtime marks a streaming handler, and the mark.
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const STREAM_RESPONSE = 'response';
+const HTTP_INTEGRATION_TYPE = 'application/vnd.awslambda.http-integration-response';
 const THIS_FILE = fileURLToPath(import.meta.url);
 
 // Fault is an error the runtime reports with a Lambda error type of its own.
@@ -232,6 +248,41 @@ class RuntimeClient {
     return this.post(`/invocation/${requestId}/response`, payload, { 'Content-Type': 'application/json' });
   }
 
+  // streamResponse opens a streamed /response: it returns the request
+  // (write the body to it, end it, with trailers for an error) and a
+  // promise of the answer's status.
+  streamResponse(requestId, contentType) {
+    let req;
+    const done = new Promise((resolve, reject) => {
+      req = http.request(
+        {
+          host: this.host, port: this.port, method: 'POST', agent: this.agent,
+          path: `${API_PREFIX}/invocation/${requestId}/response`,
+          headers: {
+            'Content-Type': contentType,
+            'Lambda-Runtime-Function-Response-Mode': 'streaming',
+            'Transfer-Encoding': 'chunked',
+            Trailer: `${ERROR_TYPE_HEADER}, ${ERROR_BODY_HEADER}`,
+          },
+        },
+        (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () => {
+            if (res.statusCode !== 202) {
+              console.warn(`POST streamed response: status ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8')}`);
+            }
+            resolve(res.statusCode);
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+    });
+    req.flushHeaders();
+    return { req, done };
+  }
+
   error(requestId, doc) {
     return this.post(`/invocation/${requestId}/error`, JSON.stringify(doc), errorHeaders(doc));
   }
@@ -239,6 +290,93 @@ class RuntimeClient {
   initError(doc) {
     return this.post('/init/error', JSON.stringify(doc), errorHeaders(doc));
   }
+}
+
+// ResponseStream is a streaming handler's responseStream: what is written
+// to it goes to the Runtime API at once. The request is opened at the first
+// write (or when the handler ends), so that a handler that fails before
+// writing anything posts an ordinary /error.
+class ResponseStream extends Writable {
+  constructor(client, requestId) {
+    super();
+    this.client = client;
+    this.requestId = requestId;
+    this.contentType = 'application/octet-stream';
+    this.post = null; // {req, done} once opened
+  }
+
+  setContentType(contentType) {
+    this.contentType = contentType;
+  }
+
+  open() {
+    if (this.post === null) {
+      this.post = this.client.streamResponse(this.requestId, this.contentType);
+    }
+    return this.post;
+  }
+
+  _write(chunk, encoding, cb) {
+    this.open().req.write(chunk, cb);
+  }
+}
+
+// HttpResponseStream is Lambda's: from() starts a function URL style answer
+// with its status, headers and cookies (a JSON prelude and 8 NUL bytes).
+class HttpResponseStream {
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(HTTP_INTEGRATION_TYPE);
+    underlyingStream.write(Buffer.concat([Buffer.from(JSON.stringify(prelude || {})), Buffer.alloc(8)]));
+    return underlyingStream;
+  }
+}
+
+// installGlobals provides Lambda's global awslambda object.
+function installGlobals() {
+  globalThis.awslambda = {
+    streamifyResponse(handler) {
+      handler[STREAMING] = STREAM_RESPONSE;
+      return handler;
+    },
+    HttpResponseStream,
+  };
+}
+
+// runStreaming runs a streaming handler and posts its answer: the stream,
+// ended if the handler did not end it, or its error (in the trailers once
+// the stream has begun).
+async function runStreaming(client, fn, requestId, event, context) {
+  const rs = new ResponseStream(client, requestId);
+  let error;
+  try {
+    await fn(event, rs, context);
+    if (!rs.writableEnded) {
+      rs.end();
+    }
+    await finished(rs);
+  } catch (err) {
+    error = err;
+  }
+  current = null;
+  if (error === undefined) {
+    const { req, done } = rs.open();
+    req.end();
+    await done;
+    return;
+  }
+  const doc = errorDoc(error);
+  logError('Invoke Error', error);
+  if (rs.post === null) {
+    await client.error(requestId, doc);
+    return;
+  }
+  const { req, done } = rs.post;
+  req.addTrailers({
+    [ERROR_TYPE_HEADER]: doc.errorType,
+    [ERROR_BODY_HEADER]: Buffer.from(JSON.stringify(doc)).toString('base64'),
+  });
+  req.end();
+  await done;
 }
 
 function errorHeaders(doc) {
@@ -511,6 +649,10 @@ async function handle(client, fn, r) {
     } catch (err) {
       throw new Fault('Runtime.UnmarshalError', `Unable to parse input as JSON: ${err.message}`);
     }
+    if (fn[STREAMING] === STREAM_RESPONSE) {
+      await runStreaming(client, fn, requestId, event, makeContext(r.headers));
+      return;
+    }
     outcome = await run(fn, event, makeContext(r.headers));
     if (!('error' in outcome)) {
       outcome.payload = serialize(outcome.value);
@@ -550,6 +692,7 @@ async function main() {
   const client = new RuntimeClient(process.env.AWS_LAMBDA_RUNTIME_API || '');
   patchConsole();
   filterOutput();
+  installGlobals();
   process.on('uncaughtException', (err) => crash(client, 'Uncaught Exception', err, errorDoc(err)));
   process.on('unhandledRejection', (reason) => {
     const doc = errorDoc(reason);
