@@ -24,6 +24,7 @@ var ErrOutOfMemory = errors.New("out of memory")
 const (
 	TaskRoot    = "/var/task"
 	RuntimeRoot = "/var/runtime"
+	OptRoot     = "/opt" // the function's layers
 )
 
 // Spec says what to start and under which limits.
@@ -45,6 +46,9 @@ type Spec struct {
 	// (the Python or Node bootstrap), seen read-only at
 	// PathsOf(...).RuntimeDir; "" for none.
 	RuntimeDir string
+	// OptDir is an optional host directory of the function's layers,
+	// merged, seen read-only at PathsOf(...).Opt; "" for none.
+	OptDir string
 	// MemoryMB is the memory limit; CPU share is proportional to it.
 	MemoryMB int
 	// PidsMax caps the processes and threads the instance may create.
@@ -181,12 +185,12 @@ func FreezerOf(inst Instance) Freezer {
 // Isolation says what a backend enforces on every instance it starts. A
 // false field is a promise not made: the instance runs without it.
 type Isolation struct {
-	// FixedPaths: an instance sees Spec.CodeDir at TaskRoot and
-	// Spec.RuntimeDir at RuntimeRoot, and neither at its host path. Without
-	// it, both are seen at their host paths.
+	// FixedPaths: an instance sees Spec.CodeDir at TaskRoot,
+	// Spec.RuntimeDir at RuntimeRoot and Spec.OptDir at OptRoot, and none
+	// at its host path. Without it, they are seen at their host paths.
 	FixedPaths bool
-	// ReadOnlyCode: the instance cannot change Spec.CodeDir or
-	// Spec.RuntimeDir, whatever their file modes. Without it, only their
+	// ReadOnlyCode: the instance cannot change Spec.CodeDir,
+	// Spec.RuntimeDir or Spec.OptDir, whatever their file modes. Without it, only their
 	// modes protect them.
 	ReadOnlyCode bool
 	// PrivateTmp: /tmp is the instance's own, Spec.TmpMB in size; no other
@@ -254,19 +258,23 @@ func IsolationOf(b Backend) Isolation {
 type Paths struct {
 	TaskRoot   string // Spec.CodeDir
 	RuntimeDir string // Spec.RuntimeDir ("" when it is "")
+	Opt        string // Spec.OptDir ("" when it is "")
 }
 
-// PathsOf returns where an instance that b starts for spec sees spec.CodeDir
-// and spec.RuntimeDir: TaskRoot and RuntimeRoot if b has FixedPaths, else
-// their host paths. Program paths, arguments and environment (Path, Args,
+// PathsOf returns where an instance that b starts for spec sees spec.CodeDir,
+// spec.RuntimeDir and spec.OptDir: TaskRoot, RuntimeRoot and OptRoot if b
+// has FixedPaths, else their host paths. Program paths, arguments and environment (Path, Args,
 // LAMBDA_TASK_ROOT) name them so.
 func PathsOf(b Backend, spec Spec) Paths {
 	if !IsolationOf(b).FixedPaths {
-		return Paths{TaskRoot: spec.CodeDir, RuntimeDir: spec.RuntimeDir}
+		return Paths{TaskRoot: spec.CodeDir, RuntimeDir: spec.RuntimeDir, Opt: spec.OptDir}
 	}
 	p := Paths{TaskRoot: TaskRoot}
 	if spec.RuntimeDir != "" {
 		p.RuntimeDir = RuntimeRoot
+	}
+	if spec.OptDir != "" {
+		p.Opt = OptRoot
 	}
 	return p
 }

@@ -32,7 +32,8 @@
 //     pivots into a small read-only tmpfs holding the host's system
 //     directories (read-only), a minimal /etc and /dev, a /proc of its pid
 //     namespace, Spec.CodeDir at /var/task (its working directory) and
-//     Spec.RuntimeDir at /var/runtime, an empty /opt, and a private tmpfs of
+//     Spec.RuntimeDir at /var/runtime, Spec.OptDir (the layers) or nothing
+//     at /opt, and a private tmpfs of
 //     Spec.TmpMB on /tmp and on /dev/shm (their pages are charged to the
 //     instance's memory cgroup: what a function stores there counts toward
 //     its memory limit). Nothing else of the host is there. Where the root

@@ -457,6 +457,11 @@ func checkSpec(spec *sandbox.Spec) error {
 			return err
 		}
 	}
+	if spec.OptDir != "" {
+		if spec.OptDir, err = checkDir(spec.ID, "layers", spec.OptDir); err != nil {
+			return err
+		}
+	}
 	if spec.Network, err = sandbox.ParseNetwork(string(spec.Network)); err != nil {
 		return nimbus.Invalidf("instance %s: %v", spec.ID, err)
 	}
@@ -558,14 +563,14 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 }
 
 // mounts returns what an instance of spec with a mount namespace hides
-// and binds: Config.HidePaths and Root; the code directory and the runtime
-// directory, bound at sandbox.TaskRoot and sandbox.RuntimeRoot (their host
-// paths hidden), or bound back at their own paths without fixedPaths (so
+// and binds: Config.HidePaths and Root; the code, runtime and layers
+// directories, bound at sandbox.TaskRoot, sandbox.RuntimeRoot and
+// sandbox.OptRoot (their host paths hidden), or bound back at their own paths without fixedPaths (so
 // that they stay visible under a hidden path).
 func (b *Backend) mounts(spec sandbox.Spec) (hide []string, binds []bind) {
 	hide = slices.Clone(b.hide)
 	in := sandbox.PathsOf(b, spec)
-	for _, d := range []bind{{spec.CodeDir, in.TaskRoot}, {spec.RuntimeDir, in.RuntimeDir}} {
+	for _, d := range []bind{{spec.CodeDir, in.TaskRoot}, {spec.RuntimeDir, in.RuntimeDir}, {spec.OptDir, in.Opt}} {
 		if d.Source == "" {
 			continue
 		}

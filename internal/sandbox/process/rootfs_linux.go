@@ -28,7 +28,7 @@ import (
 //	                                 the fd links and a private shm
 //	/proc                            of the instance's pid namespace
 //	/var/task /var/runtime           its code and runtime, read-only
-//	/opt                             empty (layers later)
+//	/opt                             its layers (Spec.OptDir), read-only, or empty
 //	/tmp                             its private tmpfs
 //
 // Everything but /tmp and /dev/shm is read-only. The host's /home, /root,

@@ -57,6 +57,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"Code", testCode},
 		{"ReadOnlyCode", testReadOnlyCode},
 		{"FixedPaths", testFixedPaths},
+		{"Layers", testLayers},
 		{"TmpWritable", testTmpWritable},
 		{"TmpPrivate", testTmpPrivate},
 		{"TmpSize", testTmpSize},
