@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -133,7 +134,8 @@ const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 // on runtime rt whose Runtime API is at apiAddr and which sees its code and
 // runtime directories at in.TaskRoot and in.RuntimeDir. It is Lambda's
 // standard environment with the function's own variables merged in: they may
-// override LANG, PATH, TZ, LD_LIBRARY_PATH, PYTHONPATH and NODE_PATH, but not
+// override LANG, PATH, TZ, LD_LIBRARY_PATH, PYTHONPATH and NODE_PATH (which
+// name the layers' directories at in.Opt, if any, as Lambda's do), but not
 // the reserved variables (see IsReserved), whose values they set are dropped.
 // LAMBDA_TASK_ROOT is in.TaskRoot; LAMBDA_RUNTIME_DIR is in.RuntimeDir, or
 // in.TaskRoot for a runtime without one. An empty region means
@@ -151,6 +153,9 @@ func Env(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Paths, regi
 		env["PYTHONPATH"] = codeDir
 	case KindNode:
 		env["NODE_PATH"] = filepath.Join(codeDir, "node_modules") + ":" + codeDir
+	}
+	if in.Opt != "" {
+		optEnv(env, rt, in.Opt)
 	}
 	for k, v := range fn.Environment {
 		if !reserved[k] {
@@ -205,4 +210,23 @@ func logStream(version string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails
 	return time.Now().UTC().Format("2006/01/02") + "/[" + version + "]" + hex.EncodeToString(b[:])
+}
+
+// optEnv adds the directories of a function's layers, merged at opt, to
+// env as Lambda does: bin/ to PATH, lib/ to LD_LIBRARY_PATH, python/ (and
+// its site-packages) to PYTHONPATH, nodejs/node_modules (and
+// nodejs/node<major>/node_modules) to NODE_PATH.
+func optEnv(env map[string]string, rt Runtime, opt string) {
+	env["PATH"] += ":" + opt + "/bin"
+	env["LD_LIBRARY_PATH"] += ":" + opt + "/lib"
+	switch rt.Kind {
+	case KindPython:
+		env["PYTHONPATH"] += ":" + opt + "/python/lib/" + rt.ID + "/site-packages:" + opt + "/python"
+	case KindNode:
+		dirs := opt + "/nodejs/node_modules:"
+		if major, ok := strings.CutPrefix(strings.TrimSuffix(rt.ID, ".x"), "nodejs"); ok {
+			dirs = opt + "/nodejs/node" + major + "/node_modules:" + dirs
+		}
+		env["NODE_PATH"] = dirs + env["NODE_PATH"]
+	}
 }
