@@ -169,6 +169,9 @@ type Function struct {
 	// that many warm instances of the version are kept ($LATEST's is
 	// ProvisionedConcurrency).
 	ProvisionedVersions map[string]int `json:"provisionedVersions,omitempty"`
+	// Layers are the ARNs of the layer versions the function adds under
+	// /opt, in order: a later one's files over an earlier one's.
+	Layers []string `json:"layers,omitempty"`
 }
 
 // Latest is the qualifier of a function's unpublished version.

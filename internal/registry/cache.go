@@ -6,6 +6,7 @@ import (
 	"github.com/google/btree"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 )
 
 // fnCache keeps every function decoded in memory, so that an invoke does
@@ -125,11 +126,15 @@ func (c *fnCache) unindex(name string, fn *nimbus.Function) {
 	}
 }
 
-// codeOf is the code digests fn uses: its own and its versions'.
+// codeOf is the code digests fn uses: its own and its versions', and
+// the key of its merged layers (codepkg.LayersKey).
 func codeOf(fn *nimbus.Function) []string {
 	out := []string{fn.CodeSHA256}
 	for _, v := range fn.Versions {
 		out = append(out, v.CodeSHA256)
+	}
+	if len(fn.Layers) > 0 { // the merged directory of its layers
+		out = append(out, codepkg.LayersKey(fn.Layers))
 	}
 	return out
 }

@@ -52,6 +52,9 @@ func (r *Registry) dropIfUnused(ctx context.Context, digest string) (deleted boo
 	if used, ok := r.cache.usesCode(digest); used || !ok {
 		return false, nil
 	}
+	if layers, ok := r.layerCodeInUse(ctx); !ok || layers[digest] {
+		return false, nil // a layer's package
+	}
 	err = r.cfg.Blobs.Delete(ctx, digest)
 	if errors.Is(err, nimbus.ErrNotFound) {
 		return false, nil

@@ -40,6 +40,7 @@ type Config struct {
 	// Versions is the bucket of published versions' snapshots
 	// (versions.go); nil: the registry publishes none.
 	Versions store.KV
+	Layers   store.KV // layer versions (layers.go); nil: the registry keeps none
 	Code     Preparer // the node's code cache
 	// Key is the node key that seals functions' secrets in the store
 	// (seal.go); required.
@@ -58,6 +59,7 @@ type Registry struct {
 
 	cache    *fnCache
 	versions versionCache // published versions read (versions.go)
+	layers   layerCache   // layer versions read (layers.go)
 
 	mu        sync.Mutex
 	listeners []func(name string)
@@ -284,6 +286,9 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	if _, err := r.Get(ctx, fn.Name); err == nil {
 		return nil, exists(fn.Name) // before storing a package for nothing
 	}
+	if err := r.checkNewCode(ctx, fn, nil, zip); err != nil {
+		return nil, err
+	}
 	release, err := r.putCode(ctx, fn, zip)
 	if err != nil {
 		return nil, err
@@ -466,7 +471,9 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 	if len(zip) == 0 {
 		return nil, nimbus.Invalidf("ZipFile is required")
 	}
-	if _, err := r.Get(ctx, name); err != nil {
+	if cur, err := r.Get(ctx, name); err != nil {
+		return nil, err
+	} else if err := r.checkNewCode(ctx, cur, cur.Layers, zip); err != nil {
 		return nil, err
 	}
 	var code nimbus.Function
@@ -494,8 +501,14 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 // nimbus.ErrPreconditionFailed.
 func (r *Registry) UpdateConfig(ctx context.Context, name string, in FunctionInput, revisionID string) (*nimbus.Function, error) {
 	return r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
+		had := fn.Layers
 		if err := in.apply(fn, r.cfg.Runtimes); err != nil {
 			return err
+		}
+		if in.Layers != nil || in.Runtime != nil {
+			if err := r.checkLayers(ctx, fn, had, -1); err != nil {
+				return err
+			}
 		}
 		fn.LastModified = r.cfg.Now().UTC()
 		return nil

@@ -48,6 +48,9 @@ type FunctionInput struct {
 	// Tags are a new function's tags (CreateFunction's; updates have
 	// none): settings.go.
 	Tags map[string]string
+	// Layers are layer version ARNs, in order (layers.go); empty removes
+	// them.
+	Layers *[]string
 }
 
 // LoggingInput is Lambda's LoggingConfig as a request sets it: nil fields
@@ -182,6 +185,12 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 	}
 	if in.Role != nil {
 		fn.Role = *in.Role
+	}
+	if in.Layers != nil {
+		fn.Layers = nil
+		if len(*in.Layers) > 0 {
+			fn.Layers = slices.Clone(*in.Layers)
+		}
 	}
 	if in.Description != nil {
 		if utf8.RuneCountInString(*in.Description) > 256 {
