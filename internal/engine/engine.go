@@ -254,8 +254,10 @@ func (e *Engine) CodeInUse(inUse map[string]bool) {
 	for _, p := range pools {
 		p.mu.Lock()
 		inUse[p.fn.CodeSHA256] = true
+		layersInUse(inUse, p.fn)
 		for inst := range p.all {
 			inUse[inst.fn.CodeSHA256] = true
+			layersInUse(inUse, inst.fn)
 		}
 		p.mu.Unlock()
 	}

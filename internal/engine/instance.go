@@ -71,8 +71,12 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	if err != nil {
 		return nil, fmt.Errorf("prepare code: %w", err)
 	}
+	optDir, err := e.layersDir(ctx, fn)
+	if err != nil {
+		return nil, fmt.Errorf("prepare layers: %w", err)
+	}
 	runtimeDir := runtimes.Dir(rt, e.cfg.BootstrapDir)
-	seen := sandbox.PathsOf(e.cfg.Sandbox, sandbox.Spec{CodeDir: codeDir, RuntimeDir: runtimeDir})
+	seen := sandbox.PathsOf(e.cfg.Sandbox, sandbox.Spec{CodeDir: codeDir, RuntimeDir: runtimeDir, OptDir: optDir})
 	path, args, err := runtimes.Command(rt, codeDir, runtimeDir, seen)
 	if err != nil {
 		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
@@ -90,7 +94,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	env := lastWins(append(runtimes.Env(fn, rt, "", seen, e.cfg.Region), logEnv(fn)...))
 	b.sandboxStarted = time.Now()
 	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
-		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir,
+		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir, OptDir: optDir,
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
 		Network: e.network(fn), Prepare: inst.prepare,

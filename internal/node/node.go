@@ -354,8 +354,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open versions bucket: %w", err)
 	}
+	layers, err := n.store.KV(ctx, "layers")
+	if err != nil {
+		return nil, fmt.Errorf("open layers bucket: %w", err)
+	}
 	n.registry, err = registry.Open(ctx, registry.Config{
-		KV: kv, Versions: versions, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
+		KV: kv, Versions: versions, Layers: layers, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -374,7 +378,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.engine, err = engine.New(engine.Config{
-		Sandbox: sb, Code: cache, Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
+		Sandbox: sb, Code: n.registry.CodeWithLayers(cache), Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
