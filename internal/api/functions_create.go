@@ -38,6 +38,7 @@ type configurationFields struct {
 	DeadLetterConfig *struct {
 		TargetArn *string
 	}
+	Layers []string // layer version ARNs; [] removes them
 	unsupportedFields
 	// HTTPConcurrency is a Nimbus extension: requests one instance of an
 	// HTTP function takes at once.
@@ -83,12 +84,21 @@ func (f *configurationFields) input(name string) registry.FunctionInput {
 		}
 		in.DeadLetterTarget = &target
 	}
+	if f.Layers != nil {
+		in.Layers = &f.Layers
+	}
 	return in
 }
 
 // checkDeadLetter checks a dead-letter target for this node's region and
-// account, and that a function target exists.
+// account, and that a function target exists; and that layer ARNs are of
+// this node's region and account.
 func (s *Server) checkDeadLetter(ctx context.Context, in registry.FunctionInput) error {
+	if in.Layers != nil {
+		if err := s.checkLayerArns(*in.Layers); err != nil {
+			return err
+		}
+	}
 	if in.DeadLetterTarget == nil || *in.DeadLetterTarget == "" {
 		return nil
 	}

@@ -209,7 +209,7 @@ func TestFunctionSettingsRefused(t *testing.T) {
 		{"VPC dual stack", lambda.UpdateFunctionConfigurationInput{VpcConfig: &types.VpcConfig{Ipv6AllowedForDualStack: aws.Bool(true)}},
 			"InvalidParameterValueException", "VpcConfig is not supported"},
 		{"layers", lambda.UpdateFunctionConfigurationInput{Layers: []string{"arn:aws:lambda:us-east-1:000000000000:layer:x:1"}},
-			"InvalidParameterValueException", "Layers are not supported"},
+			"InvalidParameterValueException", "Layer version arn:aws:lambda:us-east-1:000000000000:layer:x:1 does not exist."},
 		{"KMS", lambda.UpdateFunctionConfigurationInput{KMSKeyArn: aws.String("arn:aws:kms:us-east-1:000000000000:key/k")},
 			"InvalidParameterValueException", "KMSKeyArn is not supported"},
 		{"file systems", lambda.UpdateFunctionConfigurationInput{FileSystemConfigs: []types.FileSystemConfig{{Arn: aws.String("arn:aws:elasticfilesystem:us-east-1:000000000000:access-point/fsap-1"), LocalMountPath: aws.String("/mnt/efs")}}},

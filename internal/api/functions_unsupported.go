@@ -17,7 +17,6 @@ type unsupportedFields struct {
 		SecurityGroupIds        []string
 		Ipv6AllowedForDualStack *bool
 	}
-	Layers                 []string
 	KMSKeyArn              *string
 	FileSystemConfigs      []json.RawMessage
 	ImageConfig            json.RawMessage
@@ -43,8 +42,6 @@ func (f *unsupportedFields) check() error {
 		return nimbus.Invalidf("VpcConfig is not supported: Nimbus runs functions on its node's own network. Leave VpcConfig out, or send it empty to clear it")
 	}
 	switch {
-	case len(f.Layers) > 0:
-		return nimbus.Invalidf("Layers are not supported yet: include dependencies in the package")
 	case f.KMSKeyArn != nil && *f.KMSKeyArn != "":
 		return nimbus.Invalidf("KMSKeyArn is not supported: Nimbus has no AWS KMS; leave KMSKeyArn out")
 	case len(f.FileSystemConfigs) > 0:

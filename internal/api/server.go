@@ -132,6 +132,7 @@ func (s *Server) routes() {
 	s.handle("GET /nimbus/v1/functions/{name}/logs", s.functionsLogs)
 	s.handle("GET /nimbus/v1/runtimes", s.runtimesList)
 	s.versionRoutes()
+	s.layerRoutes()
 	s.eventInvokeRoutes()
 	s.asyncRoutes()
 	s.triggerRoutes()

@@ -41,6 +41,7 @@ type functionConfiguration struct {
 	EphemeralStorage           ephemeralStorage  `json:"EphemeralStorage"`
 	LoggingConfig              loggingConfig     `json:"LoggingConfig"`
 	DeadLetterConfig           *deadLetterConfig `json:"DeadLetterConfig,omitempty"`
+	Layers                     []functionLayer   `json:"Layers,omitempty"`
 	// Nimbus's extensions; Lambda clients ignore them.
 	NimbusHttpConcurrency    int `json:"NimbusHttpConcurrency,omitempty"`
 	NimbusIdleTimeoutSeconds int `json:"NimbusIdleTimeoutSeconds,omitempty"`
@@ -128,6 +129,7 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 	if fn.Environment != nil {
 		c.Environment = &environment{Variables: fn.Environment}
 	}
+	c.Layers = s.layersOf(fn)
 	if fn.DeadLetterTarget != "" {
 		c.DeadLetterConfig = &deadLetterConfig{TargetArn: fn.DeadLetterTarget}
 	}
