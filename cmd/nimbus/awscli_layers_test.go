@@ -51,6 +51,11 @@ func TestAWSCLILayers(t *testing.T) {
 	if got, _ := os.ReadFile(outFile); string(got) != `{"word": "from the layer"}` {
 		t.Errorf("invoke wrote %s", got)
 	}
+	if _, errOut, err := awsCLI(t, s, "lambda", "update-function-configuration", "--function-name", "layered",
+		"--layers", "arn:aws:lambda:us-east-1:000000000000:layer:x:1"); err == nil ||
+		!strings.Contains(errOut, "InvalidParameterValueException") || !strings.Contains(errOut, "does not exist") {
+		t.Errorf("update-function-configuration with an unknown layer: %v, %s", err, errOut)
+	}
 	mustAWS(t, s, "lambda", "delete-layer-version", "--layer-name", "greeting", "--version-number", "1")
 	if _, errOut, err := awsCLI(t, s, "lambda", "get-layer-version", "--layer-name", "greeting", "--version-number", "1"); err == nil ||
 		!strings.Contains(errOut, "ResourceNotFoundException") {

@@ -146,7 +146,6 @@ func awsSettings(t *testing.T, s *server) {
 		{[]string{"--vpc-config", "SubnetIds=subnet-1,SecurityGroupIds=sg-1"}, "InvalidParameterValueException"},
 		{[]string{"--tracing-config", "Mode=Sometimes"}, "ValidationException"},
 		{[]string{"--dead-letter-config", "TargetArn=arn:aws:sqs:us-east-1:000000000000:dlq"}, "InvalidParameterValueException"},
-		{[]string{"--layers", "arn:aws:lambda:us-east-1:000000000000:layer:x:1"}, "InvalidParameterValueException"},
 	} {
 		_, errOut, err := awsCLI(t, s, append([]string{"lambda", "update-function-configuration", "--function-name", "hello2"}, tc.args...)...)
 		if err == nil || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "not supported") && tc.want != "ValidationException" {
