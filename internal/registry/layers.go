@@ -165,8 +165,8 @@ func (r *Registry) PublishLayer(ctx context.Context, in LayerInput, zip []byte) 
 	if v.UnzippedSize, err = codepkg.Measure(zip, r.cfg.Limits); err != nil {
 		return nil, err
 	}
-	hex, _ := codepkg.Digest(zip)
-	release := r.holdCode(hex)
+	digest, _ := codepkg.Digest(zip)
+	release := r.holdCode(digest) // not collected before its record is written
 	defer release()
 	if v.CodeSHA256, v.CodeSize, err = r.cfg.Blobs.Put(ctx, bytes.NewReader(zip)); err != nil {
 		return nil, fmt.Errorf("store layer: %w", err)
