@@ -89,9 +89,9 @@ func TestLayers(t *testing.T) {
 
 	libZip := nodetest.Zip(t, map[string]string{
 		"python/lib/python3.11/site-packages/greet.py": "def hello():\n    return 'from layer one'\n",
-		"python/shared.py":                       "WHO = 'one'\n",
-		"nodejs/node_modules/greet/index.js":     "exports.hello = () => 'node layer';\n",
-		"bin/tool":                               "#!/bin/sh\necho tool\n",
+		"python/shared.py":                   "WHO = 'one'\n",
+		"nodejs/node_modules/greet/index.js": "exports.hello = () => 'node layer';\n",
+		"bin/tool":                           "#!/bin/sh\necho tool\n",
 	}, "bin/tool")
 	lib := publishLayer(t, c, "lib", libZip, types.RuntimePython311, types.Runtime(nodetest.NodeRuntime(t)))
 	if got, want := aws.ToString(lib.LayerVersionArn), layerArnPrefix+"lib:1"; got != want {
