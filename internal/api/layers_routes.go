@@ -435,12 +435,15 @@ func (s *Server) layersOf(fn *nimbus.Function) []functionLayer {
 	return out
 }
 
-// checkLayerArns checks that the function's layer ARNs are this node's.
+// checkLayerArns checks that the function's layer ARNs are this node's,
+// and writes each as this node spells it (the aws partition).
 func (s *Server) checkLayerArns(arns []string) error {
-	for _, arn := range arns {
-		if _, _, err := s.parseLayerArn(arn); err != nil {
+	for i, arn := range arns {
+		name, n, err := s.parseLayerArn(arn)
+		if err != nil {
 			return err
 		}
+		arns[i] = s.layerVersionArn(name, n)
 	}
 	return nil
 }
