@@ -242,6 +242,9 @@ func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, pro
 	if err := syncTriggers(ctx, c, s.Name, s.Triggers, progress); err != nil {
 		return functionView{}, err
 	}
+	if err := publishAndAlias(ctx, c, s, progress); err != nil {
+		return functionView{}, err
+	}
 	return v, nil
 }
 
@@ -278,6 +281,9 @@ func (c *client) createFunction(ctx context.Context, s *functionSpec, zip []byte
 	}
 	if s.DeadLetter != "" {
 		in.DeadLetterConfig = s.deadLetterConfig()
+	}
+	if s.Layers != nil {
+		in.Layers = *s.Layers
 	}
 	_, err := c.lambda.CreateFunction(ctx, in, s.extensions(withoutValidation)...)
 	return err
@@ -339,6 +345,7 @@ func (g *globals) updateFunction(ctx context.Context, c *client, s *functionSpec
 		TracingConfig:    s.tracingConfig(),
 		LoggingConfig:    s.loggingConfig(),
 		DeadLetterConfig: s.deadLetterConfig(),
+		Layers:           s.layers(),
 	}, s.extensions()...)
 	return err
 }

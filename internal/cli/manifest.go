@@ -46,6 +46,13 @@ type manifestFunction struct {
 	// Triggers, when present, are all the function's triggers: deploy
 	// creates, updates and deletes triggers to match (triggers.go).
 	Triggers *[]manifestTrigger `yaml:"triggers"`
+	// Layers, when present, are the function's layer version ARNs, in
+	// order; absent leaves them as they are.
+	Layers *[]string `yaml:"layers"`
+	// Publish publishes a version after the deploy; Aliases point at
+	// versions (manifest_versions.go).
+	Publish bool                 `yaml:"publish"`
+	Aliases map[string]aliasSpec `yaml:"aliases"`
 }
 
 // manifestLogging is Lambda's LoggingConfig.
@@ -167,6 +174,9 @@ func (f *manifestFunction) spec(dir string) functionSpec {
 		EphemeralMB:     f.EphemeralStorage,
 		Tracing:         canonical(f.Tracing, tracingModes),
 		DeadLetter:      f.DeadLetter,
+		Layers:          f.Layers,
+		Publish:         f.Publish,
+		Aliases:         f.Aliases,
 	}
 	if l := f.Logging; l != nil {
 		s.LogFormat = canonical(l.Format, logFormats)

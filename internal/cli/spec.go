@@ -50,6 +50,13 @@ type functionSpec struct {
 	// Triggers, when not nil, are all the function's triggers (a
 	// manifest's triggers: list); nil leaves them alone.
 	Triggers *[]triggerSpec
+	// Layers, when not nil, are the function's layer version ARNs; nil
+	// leaves them alone.
+	Layers *[]string
+	// Publish publishes a version after the deploy; Aliases then point
+	// at versions (manifest_versions.go).
+	Publish bool
+	Aliases map[string]aliasSpec
 }
 
 // maxDescription is Lambda's limit on a description, in characters.
@@ -107,6 +114,7 @@ func (s *functionSpec) problems() []error {
 	default:
 		add("network must be egress, none or host, not %q", s.Network)
 	}
+	errs = append(errs, s.versionProblems()...)
 	return append(errs, s.settingProblems()...)
 }
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -192,28 +191,12 @@ to VERSION); without --weight the alias sends every request to VERSION.`,
 				return err
 			}
 			name, alias, version := args[0], args[1], args[2]
-			routing := &types.AliasRoutingConfiguration{AdditionalVersionWeights: weights}
 			var desc *string
 			if cmd.Flags().Changed("description") {
 				desc = aws.String(description)
 			}
-			var out aliasView
-			up, err := c.lambda.UpdateAlias(cmd.Context(), &lambda.UpdateAliasInput{FunctionName: aws.String(name), Name: aws.String(alias),
-				FunctionVersion: aws.String(version), RoutingConfig: routing, Description: desc})
-			var nf *types.ResourceNotFoundException
-			switch {
-			case err == nil:
-				out = viewAlias(&types.AliasConfiguration{Name: up.Name, FunctionVersion: up.FunctionVersion, Description: up.Description,
-					RoutingConfig: up.RoutingConfig, AliasArn: up.AliasArn})
-			case errors.As(err, &nf) && strings.Contains(nf.ErrorMessage(), "Alias not found"):
-				cr, err := c.lambda.CreateAlias(cmd.Context(), &lambda.CreateAliasInput{FunctionName: aws.String(name), Name: aws.String(alias),
-					FunctionVersion: aws.String(version), RoutingConfig: routing, Description: desc})
-				if err != nil {
-					return err
-				}
-				out = viewAlias(&types.AliasConfiguration{Name: cr.Name, FunctionVersion: cr.FunctionVersion, Description: cr.Description,
-					RoutingConfig: cr.RoutingConfig, AliasArn: cr.AliasArn})
-			default:
+			out, err := setAlias(cmd.Context(), c, name, alias, version, weights, desc)
+			if err != nil {
 				return err
 			}
 			if g.json() {
