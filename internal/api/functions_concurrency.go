@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 type putConcurrencyRequest struct {
@@ -169,7 +170,7 @@ func (s *Server) provisionedPut(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) provisioned(ctx context.Context, fn *nimbus.Function, q string, withARN bool) provisionedResponse {
 	want, pool := provisionedOf(fn, q), fn.Name
 	if q != nimbus.Latest {
-		if v, err := s.reg.Resolve(ctx, fn.Name, aliasTarget(fn, q)); err == nil {
+		if v, err := s.reg.Resolve(ctx, fn.Name, registry.AliasVersion(fn, q)); err == nil {
 			pool = fn.Name + ":" + v.Version // the version's pool (engine.poolID)
 		}
 	}
@@ -192,16 +193,6 @@ func (s *Server) provisioned(ctx context.Context, fn *nimbus.Function, q string,
 		out.FunctionArn = s.arn(fn.Name) + ":" + q
 	}
 	return out
-}
-
-// aliasTarget is the version alias q points at (q itself if it is none).
-func aliasTarget(fn *nimbus.Function, q string) string {
-	for _, a := range fn.Aliases {
-		if a.Name == q {
-			return a.FunctionVersion
-		}
-	}
-	return q
 }
 
 // provisionedGet is GetProvisionedConcurrencyConfig, or with ?List=ALL

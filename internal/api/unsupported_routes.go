@@ -36,12 +36,19 @@ const (
 	noDurableExecution = "Durable execution not found: Nimbus has no durable functions. " +
 		"Asynchronous invocations are kept as tasks (GET /nimbus/v1/functions/{name}/tasks, POST .../tasks/{id}/stop)"
 	noDurableCallback = "Durable execution callback not found: Nimbus has no durable functions"
+	noPolicyDocument  = "Nimbus keeps a function's resource-based policy statement by statement: " +
+		"use AddPermission, RemovePermission and GetPolicy (aws lambda add-permission, remove-permission, get-policy)"
 )
 
 // unsupportedOps are the operations of docs/lambda-api.md whose status
 // is "not supported".
 var unsupportedOps = []unsupportedRoute{
 	// Code signing: function_configs.go (Nimbus verifies no signatures).
+
+	// Whole policy documents (2026): the statement operations work.
+	{"PUT /2026-07-09/resource-policy/{arn}", false, noPolicyDocument},
+	{"GET /2026-07-09/resource-policy/{arn}", false, noPolicyDocument},
+	{"DELETE /2026-07-09/resource-policy/{arn}", false, noPolicyDocument},
 
 	// Capacity providers (Lambda Managed Instances).
 	{"POST /2025-11-30/capacity-providers", false, noCapacity},

@@ -220,6 +220,15 @@ func (r *Registry) Resolve(ctx context.Context, name, qualifier string) (*nimbus
 	return r.Version(ctx, name, n)
 }
 
+// AliasVersion is the version alias q of fn points at, or q itself when
+// fn has no such alias (a version's number, $LATEST).
+func AliasVersion(fn *nimbus.Function, q string) string {
+	if a := findAlias(fn, q); a != nil {
+		return a.FunctionVersion
+	}
+	return q
+}
+
 func findAlias(fn *nimbus.Function, name string) *nimbus.Alias {
 	for i := range fn.Aliases {
 		if fn.Aliases[i].Name == name {
@@ -336,10 +345,7 @@ func (r *Registry) SetProvisioned(ctx context.Context, name, qualifier string, n
 func (r *Registry) ProvisionedTargets(ctx context.Context, fn *nimbus.Function) map[int]int {
 	out := map[int]int{}
 	for q, n := range fn.ProvisionedVersions {
-		if a := findAlias(fn, q); a != nil {
-			q = a.FunctionVersion
-		}
-		if v, err := strconv.Atoi(q); err == nil {
+		if v, err := strconv.Atoi(AliasVersion(fn, q)); err == nil {
 			out[v] += n
 		}
 	}
