@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,7 +62,7 @@ func seedFunctions(b *testing.B, base string, count int) {
 	for i := range count {
 		body, _ := json.Marshal(map[string]any{"FunctionName": fmt.Sprintf("fn-%04d", i), "Runtime": "python3.11",
 			"Handler": "lambda_function.handler", "Role": "arn:aws:iam::000000000000:role/x", "Code": map[string]any{"ZipFile": zip}})
-		res, err := http.Post(base+"/2015-03-31/functions", "application/json", bytesReader(body))
+		res, err := http.Post(base+"/2015-03-31/functions", "application/json", bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
 		}

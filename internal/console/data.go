@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -157,5 +156,3 @@ type rawJSON = json.RawMessage
 
 // isHTMX reports whether r is an htmx request (which wants a fragment).
 func isHTMX(r *http.Request) bool { return r.Header.Get("HX-Request") != "" }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

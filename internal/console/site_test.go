@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -155,5 +154,3 @@ func mustContain(t *testing.T, what, page string, wants ...string) {
 		}
 	}
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

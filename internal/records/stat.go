@@ -39,6 +39,14 @@ func (s *Stat) add(r *Record) {
 
 // Add adds o's counts to s (not its sequence).
 func (s *Stat) Add(o *Stat) {
+	s.addCounts(o)
+	for i := 0; i+1 < len(o.Hist); i += 2 {
+		s.Hist = histAdd(s.Hist, int(o.Hist[i]), o.Hist[i+1])
+	}
+}
+
+// addCounts adds o's counters to s (not its histogram nor sequence).
+func (s *Stat) addCounts(o *Stat) {
 	s.Invocations += o.Invocations
 	s.Errors += o.Errors
 	s.Throttles += o.Throttles
@@ -46,9 +54,6 @@ func (s *Stat) Add(o *Stat) {
 	s.ColdStarts += o.ColdStarts
 	s.DurationMs += o.DurationMs
 	s.MBms += o.MBms
-	for i := 0; i+1 < len(o.Hist); i += 2 {
-		s.Hist = histAdd(s.Hist, int(o.Hist[i]), o.Hist[i+1])
-	}
 }
 
 // active reports whether anything was asked of the function in the period.
@@ -105,13 +110,7 @@ type acc struct {
 }
 
 func (a *acc) add(s *Stat) {
-	a.Invocations += s.Invocations
-	a.Errors += s.Errors
-	a.Throttles += s.Throttles
-	a.PlatformErrors += s.PlatformErrors
-	a.ColdStarts += s.ColdStarts
-	a.DurationMs += s.DurationMs
-	a.MBms += s.MBms
+	a.addCounts(s)
 	for i := 0; i+1 < len(s.Hist); i += 2 {
 		if k := int(s.Hist[i]) - histLo; k >= 0 && k < histN {
 			a.hist[k] += s.Hist[i+1]
@@ -137,13 +136,7 @@ func (a *acc) addPacked(s *istat) {
 }
 
 func (a *acc) addAcc(o *acc) {
-	a.Invocations += o.Invocations
-	a.Errors += o.Errors
-	a.Throttles += o.Throttles
-	a.PlatformErrors += o.PlatformErrors
-	a.ColdStarts += o.ColdStarts
-	a.DurationMs += o.DurationMs
-	a.MBms += o.MBms
+	a.addCounts(&o.Stat)
 	for k, n := range o.hist {
 		a.hist[k] += n
 	}
