@@ -18,11 +18,15 @@ type Msg struct {
 // rangeBatch is the most messages one pull of ReadRange asks for, and
 // rangeBytes about the most bytes: the client drops the messages of a
 // pull past its pending limit (64 MB), silently for a consumer without
-// acks, so pulls of large messages ask for fewer.
+// acks, so pulls of large messages ask for fewer. The first pull asks for
+// firstBatch, which is under rangeBytes even at NATS's largest payload
+// (1 MB by default), and later pulls for what the sizes seen allow.
 const (
 	rangeBatch = 256
 	rangeBytes = 16 << 20
 )
+
+var firstBatch = 16 // a variable for the tests, which ask for drops
 
 // ReadRange calls each with the messages of st on subj (a filter, wildcards
 // allowed) with sequences lo to hi, in order, and stops early when each
@@ -34,19 +38,21 @@ const (
 // from where the gap began, with smaller pulls: none is skipped.
 // Errors: the store's.
 func ReadRange(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, each func(Msg) bool) error {
-	batch := rangeBatch
+	batch, limit := firstBatch, rangeBatch
 	for {
-		next, err := readFrom(ctx, st, subj, lo, hi, &batch, each)
+		next, err := readFrom(ctx, st, subj, lo, hi, &batch, limit, each)
 		if err != nil || next == 0 {
 			return err
 		}
-		lo, batch = next, max(1, batch/4)
+		limit = max(1, batch/4)
+		lo, batch = next, limit
 	}
 }
 
-// readFrom is ReadRange with one consumer; after a gap it returns the
-// sequence to read again from (0: done).
-func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, batch *int, each func(Msg) bool) (uint64, error) {
+// readFrom is ReadRange with one consumer, pulls of *batch messages at
+// most limit; after a gap it returns the sequence to read again from (0:
+// done).
+func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint64, batch *int, limit int, each func(Msg) bool) (uint64, error) {
 	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject: subj, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
 		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
@@ -60,6 +66,7 @@ func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint
 		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
 	}()
 	var delivered uint64 // the consumer sequence of the last message
+	var pending uint64   // messages on subj after the last one, when it came
 	for {
 		b, err := cons.FetchNoWait(*batch)
 		if err != nil {
@@ -77,7 +84,7 @@ func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint
 				}
 				return lo, nil // the client dropped messages: read again from lo
 			}
-			delivered = md.Sequence.Consumer
+			delivered, pending = md.Sequence.Consumer, md.NumPending
 			seq := md.Sequence.Stream
 			if seq >= hi || md.NumPending == 0 {
 				done = true
@@ -85,9 +92,7 @@ func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint
 			if seq > hi {
 				continue
 			}
-			if size := len(m.Data()); size > 0 {
-				*batch = min(*batch, max(1, rangeBytes/size))
-			}
+			*batch = min(limit, max(1, rangeBytes/max(1, len(m.Data()))))
 			if !each(Msg{Seq: seq, Time: md.Timestamp, Data: m.Data()}) {
 				return 0, nil
 			}
@@ -96,7 +101,16 @@ func readFrom(ctx context.Context, st jetstream.Stream, subj string, lo, hi uint
 		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return 0, err
 		}
-		if done || n == 0 {
+		if done {
+			return 0, nil
+		}
+		if n == 0 {
+			if pending > 0 {
+				// The client dropped the last messages of a pull: nothing
+				// after them shows the gap, but the last one seen said
+				// more were to come.
+				return lo, nil
+			}
 			return 0, nil
 		}
 	}
