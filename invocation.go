@@ -30,6 +30,11 @@ type Invocation struct {
 	// waiting for it: the messages of a trigger's batch, the submitter of
 	// an async event. The invocation's span links to each (internal/tracing).
 	TraceLinks []string
+	// Lineage is how many times each function ran in the chain of
+	// invocations that led to this one, this one's function included
+	// (internal/recursion sets it); the instance gets it in its trace
+	// header, for what the function invokes next.
+	Lineage string
 }
 
 // Trigger kinds of an Invocation that are not a trigger's type (those are

@@ -43,6 +43,9 @@ var (
 	// answer or cannot write, e.g. a full disk); retrying later may work
 	// (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrRecursive: the invocation would run a function in a recursive
+	// loop past the limit (Lambda's RecursiveInvocationException, 400).
+	ErrRecursive = errors.New("recursive invocation")
 )
 
 // Invalidf returns an error that wraps ErrInvalid with a message meant for

@@ -28,6 +28,7 @@ const (
 	errUnknownOperation = "UnknownOperationException"
 	errUnrecognized     = "UnrecognizedClientException"
 	errAccessDenied     = "AccessDeniedException"
+	errRecursive        = "RecursiveInvocationException"
 )
 
 // apiError is an error with a Lambda error type and status.
@@ -123,6 +124,7 @@ var kinds = []struct {
 	{nimbus.ErrUnauthorized, http.StatusForbidden, errUnrecognized, ""},
 	{nimbus.ErrForbidden, http.StatusForbidden, errAccessDenied, ""},
 	{nimbus.ErrUnavailable, http.StatusServiceUnavailable, errService, ""},
+	{nimbus.ErrRecursive, http.StatusBadRequest, errRecursive, ""},
 }
 
 // writeError answers a Lambda API request with err in Lambda's shape.

@@ -17,6 +17,9 @@ const (
 	CondRetriesExhausted = "RetriesExhausted"
 	CondEventAgeExceeded = "EventAgeExceeded"
 	CondFunctionDeleted  = "FunctionDeleted"
+	// CondRecursiveLoop: the function ran in a recursive loop past its
+	// limit (internal/recursion); the event is not retried.
+	CondRecursiveLoop = "RecursiveInvocationException"
 )
 
 // previewLen bounds the result and error kept in a task record.
@@ -112,6 +115,8 @@ func (s *Service) attempt(ev *Event, fn, run *nimbus.Function, release func()) b
 		return s.finish(ev, nimbus.TaskStopped, errStopped.Error(), attempts)
 	case s.runCtx.Err() != nil:
 		return false // shutting down: the event runs again elsewhere or later
+	case errors.Is(err, nimbus.ErrRecursive):
+		return s.fail(ev, fn, CondRecursiveLoop, err.Error(), attempts, elapsed)
 	case err != nil:
 		return s.failed(ev, fn, attempts, "Nimbus could not run the function: "+err.Error(), elapsed)
 	case res.Err != nil:

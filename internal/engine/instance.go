@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/recursion"
 	"github.com/nimbus-serverless/nimbus/internal/runtimeapi"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
@@ -314,7 +315,7 @@ func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res ni
 		r, err = inst.rapi.Invoke(ictx, runtimeapi.Invocation{
 			RequestID: req.RequestID, Payload: req.Payload, Deadline: deadline,
 			FunctionARN: p.e.arn(fn.Name),
-			TraceID:     req.TraceID, ClientContext: req.ClientContext,
+			TraceID:     recursion.Header(req.TraceID, req.Lineage), ClientContext: req.ClientContext,
 			Stream: req.Stream,
 		})
 		res.Payload, res.Err = r.Payload, r.Err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/records"
+	"github.com/nimbus-serverless/nimbus/internal/recursion"
 )
 
 // Engine is what Invoker wraps (engine.Engine).
@@ -42,8 +43,13 @@ type Invoker struct {
 	Now       func() time.Time
 }
 
-// Invoke runs req through the engine, observed.
+// Invoke runs req through the engine, observed. An invocation of a
+// function in a recursive loop past its limit is refused before it runs
+// (internal/recursion), unobserved: it never ran.
 func (o *Invoker) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error) {
+	if err := recursion.Check(fn, &req); err != nil {
+		return nimbus.Result{}, err
+	}
 	now := o.Now
 	if now == nil {
 		now = time.Now
