@@ -89,6 +89,9 @@ const (
 	// DefaultMemoryMB and DefaultTimeout are Lambda's defaults.
 	DefaultMemoryMB = 128
 	DefaultTimeout  = 3
+	// MemoryPerCPU is the memory that comes with one CPU's worth of time,
+	// as Lambda scales CPU with memory (6 CPUs at the maximum).
+	MemoryPerCPU = 1769
 )
 
 // Function is a function's stored configuration: what CreateFunction and

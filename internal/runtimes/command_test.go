@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -254,6 +256,28 @@ func TestEnv(t *testing.T) {
 	}
 }
 
+// TestEnvGOMAXPROCS: a Go function runs Go code on as many threads as its
+// CPU share, rounded up, at most the host's CPUs, unless it says otherwise.
+func TestEnvGOMAXPROCS(t *testing.T) {
+	provided := Runtime{ID: "provided.al2023", Kind: KindProvided}
+	for _, c := range []struct {
+		memory int
+		own    string
+		want   int
+	}{
+		{128, "", 1}, {1769, "", 1}, {1770, "", min(2, runtime.NumCPU())},
+		{10240, "", min(6, runtime.NumCPU())}, {128, "8", 8},
+	} {
+		fn := &nimbus.Function{Name: "f", MemoryMB: c.memory}
+		if c.own != "" {
+			fn.Environment = map[string]string{"GOMAXPROCS": c.own}
+		}
+		if got := envMap(t, Env(fn, provided, "127.0.0.1:1", sandbox.Paths{TaskRoot: "/code"}, ""))["GOMAXPROCS"]; got != strconv.Itoa(c.want) {
+			t.Errorf("%d MB (own %q): GOMAXPROCS=%s, want %d", c.memory, c.own, got, c.want)
+		}
+	}
+}
+
 func TestEnvDefaults(t *testing.T) {
 	fn := &nimbus.Function{Name: "f"}
 	node := Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}
@@ -267,6 +291,7 @@ func TestEnvDefaults(t *testing.T) {
 		"_HANDLER":                        "",
 		"LAMBDA_TASK_ROOT":                "/code",
 		"LAMBDA_RUNTIME_DIR":              "/code", // no runtime directory
+		"GOMAXPROCS":                      "1",
 	}
 	for k, w := range want {
 		if v, ok := got[k]; !ok || v != w {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nimbus-serverless/nimbus"
 )
 
 // Controllers an instance is limited by.
@@ -64,9 +66,9 @@ type limits struct {
 }
 
 // cpuShares is the v1 cpu.shares of an instance with memoryMB of memory:
-// 1024 (one CPU's worth) at 1769 MB, as Lambda scales CPU with memory.
+// 1024 (one CPU's worth) at nimbus.MemoryPerCPU.
 func cpuShares(memoryMB int) int {
-	return max(2, 1024*memoryMB/1769)
+	return max(2, 1024*memoryMB/nimbus.MemoryPerCPU)
 }
 
 // cpuWeight is the v2 cpu.weight matching cpuShares (100 is the default
@@ -161,10 +163,46 @@ func detectCgroups(probe string) *cgroups {
 		return &cgroups{missing: []string{"cgroups (" + err.Error() + ")"}}
 	}
 	mounts, own := parseMountinfo(string(mi)), parseProcCgroup(string(pc))
-	if cg := detectV2(mounts, own, probe); cg != nil {
-		return cg
+	cg := detectV2(mounts, own, probe)
+	if cg == nil {
+		cg = detectV1(mounts, own, probe)
 	}
-	return detectV1(mounts, own, probe)
+	if cg.version != 0 {
+		if err := cg.nest(); err != nil {
+			cg.missing = append(cg.missing, "a parent cgroup for instances ("+shortErr(err)+")")
+		}
+	}
+	return cg
+}
+
+// nestName is the cgroup, below this process's own, that instance cgroups
+// are made in: one for every Nimbus process that shares its cgroup. With
+// the default CPU weight, it takes one share of the host's CPU, which the
+// instances divide among themselves by their weights (memory-proportional),
+// instead of each competing with every process on the host.
+const nestName = "nimbus"
+
+// nest moves the parents of instance cgroups into nestName below them,
+// made if need be (and on v2 with the controllers enabled for its
+// children). On error the parents stay as they were.
+func (cg *cgroups) nest() error {
+	nested := make(map[string]string, len(cg.parents))
+	for k, parent := range cg.parents {
+		dir := filepath.Join(parent, nestName)
+		if err := makeCgroupDir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if cg.version == 2 {
+			for _, c := range cg.enabled {
+				if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+c); err != nil {
+					return err
+				}
+			}
+		}
+		nested[k] = dir
+	}
+	cg.parents = nested
+	return nil
 }
 
 // detectV2 returns the v2 setup if a cgroup2 hierarchy has the memory
@@ -332,28 +370,32 @@ func probeV1(dir string, fileValues ...string) error {
 
 // sweep removes the instance cgroups of Nimbus processes that are gone
 // ("nimbus.<pid>.<id>" where no process <pid> exists), killing what is left
-// in them, and returns how many it removed.
+// in them, and returns how many it removed. It looks in the parents and,
+// for the cgroups of a Nimbus from before nestName, the directories above.
 func (cg *cgroups) sweep() int {
 	// A cgroup of cgroup v1 is a directory in each controller's
-	// hierarchy: gather them by name, so that killing its processes can
+	// hierarchy: gather them by path, so that killing its processes can
 	// thaw them in the freezer's (a frozen process dies only once thawed).
-	stale := map[string]map[string]string{} // name -> controller -> dir
+	stale := map[string]map[string]string{} // [legacy] name -> controller -> dir
 	for k, parent := range cg.parents {
-		ents, err := os.ReadDir(parent)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			rest, ok := strings.CutPrefix(e.Name(), "nimbus.")
-			pidStr, _, ok2 := strings.Cut(rest, ".")
-			pid, err := strconv.Atoi(pidStr)
-			if !ok || !ok2 || err != nil || !e.IsDir() || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+		for i, dir := range []string{parent, filepath.Dir(parent)} {
+			ents, err := os.ReadDir(dir)
+			if err != nil {
 				continue
 			}
-			if stale[e.Name()] == nil {
-				stale[e.Name()] = map[string]string{}
+			for _, e := range ents {
+				rest, ok := strings.CutPrefix(e.Name(), "nimbus.")
+				pidStr, _, ok2 := strings.Cut(rest, ".")
+				pid, err := strconv.Atoi(pidStr)
+				if !ok || !ok2 || err != nil || !e.IsDir() || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+					continue
+				}
+				key := strings.Repeat("legacy ", i) + e.Name()
+				if stale[key] == nil {
+					stale[key] = map[string]string{}
+				}
+				stale[key][k] = filepath.Join(dir, e.Name())
 			}
-			stale[e.Name()][k] = filepath.Join(parent, e.Name())
 		}
 	}
 	removed := 0

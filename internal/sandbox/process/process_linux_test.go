@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -721,6 +722,19 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One left by a Nimbus from before the nimbus parent, beside it.
+	before := *b.cg
+	before.parents = map[string]string{}
+	for k, parent := range b.cg.parents {
+		if filepath.Base(parent) != nestName {
+			t.Fatalf("instance cgroups are made in %s, not in a %q parent", parent, nestName)
+		}
+		before.parents[k] = filepath.Dir(parent)
+	}
+	legacy, err := before.create("nimbus.99999999.t2", limits{memoryMB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
 	live, err := b.cg.create(b.cgroupName("live"), limits{memoryMB: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -743,8 +757,8 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := b.cg.sweep(); n != 1 {
-		t.Errorf("sweep() = %d, want 1", n)
+	if n := b.cg.sweep(); n != 2 {
+		t.Errorf("sweep() = %d, want 2", n)
 	}
 	select {
 	case <-exited:
@@ -752,7 +766,7 @@ func TestSweep(t *testing.T) {
 		_ = sleeper.Process.Kill()
 		t.Fatal("the stale cgroup's (frozen) process is still alive after the sweep")
 	}
-	for _, dir := range g.dirs {
+	for _, dir := range append(slices.Collect(maps.Values(g.dirs)), slices.Collect(maps.Values(legacy.dirs))...) {
 		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("stale cgroup %s: stat error %v, want it removed", dir, err)
 		}
