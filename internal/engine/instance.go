@@ -132,6 +132,12 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		inst.close()
 		return nil, err
 	}
+	if in := sandbox.InitializerOf(inst.sb); in != nil {
+		// Init ran at one CPU's weight; invocations run at the memory's.
+		if err := in.InitDone(); err != nil {
+			e.log.Warn("set the CPU weight of a started instance", nimbus.LogInstance, inst.id, nimbus.LogErr, err)
+		}
+	}
 	inst.initDuration = time.Since(began)
 	inst.boot = b
 	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration)

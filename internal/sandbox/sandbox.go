@@ -176,6 +176,21 @@ type Freezer interface {
 	Thaw() error
 }
 
+// Initializer is implemented by an Instance that runs its initialisation
+// (from its start to its first request) at one CPU's weight, whatever its
+// memory: InitDone, once it is ready, gives it the weight its memory
+// entitles it to. (Lambda gives an environment's init a full CPU the same
+// way.) InitDone is safe to call more than once, and after exit.
+type Initializer interface {
+	InitDone() error
+}
+
+// InitializerOf returns inst's Initializer, or nil if it has none.
+func InitializerOf(inst Instance) Initializer {
+	in, _ := inst.(Initializer)
+	return in
+}
+
 // FreezerOf returns inst's Freezer, or nil if it has none.
 func FreezerOf(inst Instance) Freezer {
 	f, _ := inst.(Freezer)

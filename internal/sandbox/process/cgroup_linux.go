@@ -63,6 +63,9 @@ type cgroups struct {
 type limits struct {
 	memoryMB int
 	pids     int
+	// initCPU: the CPU weight is at least one CPU's until setCPU (the
+	// instance initialises; see sandbox.Initializer).
+	initCPU bool
 }
 
 // cpuShares is the v1 cpu.shares of an instance with memoryMB of memory:
@@ -482,17 +485,15 @@ func (g *cgroup) setLimits(lim limits) error {
 			if g.cg.swap {
 				w = append(w, "memory.memsw.limit_in_bytes", bytes)
 			}
-			if g.cg.has(ctlCPU) {
-				w = append(w, "cpu.shares", strconv.Itoa(cpuShares(lim.memoryMB)))
-			}
 		} else {
 			w = append(w, "memory.max", bytes)
 			if g.cg.swap {
 				w = append(w, "memory.swap.max", "0")
 			}
-			if g.cg.has(ctlCPU) {
-				w = append(w, "cpu.weight", strconv.Itoa(cpuWeight(lim.memoryMB)))
-			}
+		}
+		if g.cg.has(ctlCPU) {
+			f, v := cpuFile(g.cg.version, lim.cpuMemoryMB())
+			w = append(w, f, v)
 		}
 	}
 	if lim.pids > 0 && g.cg.has(ctlPids) {
@@ -504,6 +505,33 @@ func (g *cgroup) setLimits(lim limits) error {
 		}
 	}
 	return nil
+}
+
+// cpuMemoryMB is the memory the CPU weight is made from.
+func (lim limits) cpuMemoryMB() int {
+	if lim.initCPU {
+		return max(lim.memoryMB, nimbus.MemoryPerCPU)
+	}
+	return lim.memoryMB
+}
+
+// cpuFile returns the CPU weight file of cgroup version v and its value
+// for memoryMB of memory.
+func cpuFile(v, memoryMB int) (file, value string) {
+	if v == 1 {
+		return "cpu.shares", strconv.Itoa(cpuShares(memoryMB))
+	}
+	return "cpu.weight", strconv.Itoa(cpuWeight(memoryMB))
+}
+
+// setCPU sets the CPU weight for memoryMB of memory (nothing without the
+// cpu controller).
+func (g *cgroup) setCPU(memoryMB int) error {
+	if !g.cg.has(ctlCPU) {
+		return nil
+	}
+	f, v := cpuFile(g.cg.version, memoryMB)
+	return writeFile(g.file(f), v)
 }
 
 // assign sets the limits of a pre-started helper's cgroup (created with no

@@ -44,6 +44,8 @@ type instance struct {
 	err    error
 	peak   int64 // MaxMemoryBytes once the cgroup is gone
 	cgGone bool
+	// initCPU: the cgroup has one CPU's weight until InitDone.
+	initCPU bool
 }
 
 // start prepares the instance, gives it a pre-started helper (or starts
@@ -73,7 +75,8 @@ func (i *instance) start(ctx context.Context) (err error) {
 		return fmt.Errorf("create output pipes: %w", err)
 	}
 	files := stdioFiles(ic, stdout, stderr)
-	lim := limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax}
+	lim := limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax, initCPU: true}
+	i.initCPU = true
 	if h := i.b.take(); h != nil {
 		err := i.startPooled(ctx, h, lim, ic, files)
 		if err == nil || !errors.Is(err, errLost) || ctx.Err() != nil {
@@ -398,6 +401,18 @@ func (i *instance) setFrozen(frozen bool) error {
 		return nil
 	}
 	return i.cg.setFrozen(frozen)
+}
+
+// InitDone gives the instance the CPU weight of its memory, after its
+// initialisation ran at one CPU's (sandbox.Initializer).
+func (i *instance) InitDone() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.cg == nil || !i.initCPU || i.exited || i.cgGone || i.spec.MemoryMB == 0 {
+		return nil
+	}
+	i.initCPU = false
+	return i.cg.setCPU(i.spec.MemoryMB)
 }
 
 // MaxMemoryBytes reports the peak memory of the instance's cgroup (0

@@ -383,6 +383,8 @@ func TestCleanup(t *testing.T) {
 	}
 }
 
+// TestLimits: an instance's cgroup has its limits, and one CPU's weight
+// until InitDone gives it its memory's.
 func TestLimits(t *testing.T) {
 	b := newBackend(t, Config{})
 	requireController(t, b, ctlMemory)
@@ -390,31 +392,44 @@ func TestLimits(t *testing.T) {
 	spec.MemoryMB, spec.PidsMax = 64, 50
 	inst := startPooled(t, b, spec)
 	want := map[string]string{}
+	cpuFile, initCPU, cpu := "cpu.shares", "1024", "37" // 1024*64/1769
 	if b.cg.version == 1 {
 		want["memory.limit_in_bytes"] = "67108864"
 		if b.cg.swap {
 			want["memory.memsw.limit_in_bytes"] = "67108864"
-		}
-		if b.cg.has(ctlCPU) {
-			want["cpu.shares"] = "37" // 1024*64/1769
 		}
 	} else {
 		want["memory.max"] = "67108864"
 		if b.cg.swap {
 			want["memory.swap.max"] = "0"
 		}
-		if b.cg.has(ctlCPU) {
-			want["cpu.weight"] = "3"
-		}
+		cpuFile, initCPU, cpu = "cpu.weight", "100", "3"
 	}
 	if b.cg.has(ctlPids) {
 		want["pids.max"] = "50"
 	}
-	for file, w := range want {
-		data, err := os.ReadFile(inst.cg.file(file))
-		if got := strings.TrimSpace(string(data)); err != nil || got != w {
-			t.Errorf("%s = %q (error %v), want %q", file, got, err, w)
+	if b.cg.has(ctlCPU) {
+		want[cpuFile] = initCPU
+	}
+	check := func() {
+		t.Helper()
+		for file, w := range want {
+			data, err := os.ReadFile(inst.cg.file(file))
+			if got := strings.TrimSpace(string(data)); err != nil || got != w {
+				t.Errorf("%s = %q (error %v), want %q", file, got, err, w)
+			}
 		}
+	}
+	check()
+	var _ sandbox.Initializer = inst
+	for range 2 {
+		if err := inst.InitDone(); err != nil {
+			t.Fatal(err)
+		}
+		if b.cg.has(ctlCPU) {
+			want[cpuFile] = cpu
+		}
+		check()
 	}
 	procs := inst.cg.procs()
 	if len(procs) != 1 || procs[0] != inst.h.cmd.Process.Pid {
