@@ -180,6 +180,29 @@ func TestEventInvokeConfigNimbusFields(t *testing.T) {
 	}
 }
 
+// errorCase is a raw request and the Lambda error it must get.
+type errorCase struct {
+	name, method, url, body string
+	wantStatus              int
+	wantType, wantMsg       string
+}
+
+// checkErrors sends each case's request and checks its error.
+func checkErrors(t *testing.T, tests []errorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, typ, msg := rawCall(t, tt.method, tt.url, tt.body)
+			if status != tt.wantStatus || typ != tt.wantType {
+				t.Errorf("got %d %s (%q), want %d %s", status, typ, msg, tt.wantStatus, tt.wantType)
+			}
+			if !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("message %q does not mention %q", msg, tt.wantMsg)
+			}
+		})
+	}
+}
+
 func TestEventInvokeConfigBadInput(t *testing.T) {
 	n := nodetest.Start(t, nil)
 	c := client(n)
@@ -188,11 +211,7 @@ func TestEventInvokeConfigBadInput(t *testing.T) {
 	base := nodetest.Endpoint(n) + "/2019-09-25/functions/"
 	eic := base + "bad/event-invoke-config"
 	dest := func(d string) string { return `{"DestinationConfig":{"OnFailure":{"Destination":"` + d + `"}}}` }
-	tests := []struct {
-		name, method, url, body string
-		wantStatus              int
-		wantType, wantMsg       string
-	}{
+	tests := []errorCase{
 		{"retries too many", "PUT", eic, `{"MaximumRetryAttempts":9}`, 400, "ValidationException", "less than or equal to 8"},
 		{"retries negative", "PUT", eic, `{"MaximumRetryAttempts":-1}`, 400, "ValidationException", "maximumRetryAttempts"},
 		{"age too short", "PUT", eic, `{"MaximumEventAgeInSeconds":59}`, 400, "ValidationException", "greater than or equal to 60"},
@@ -228,17 +247,7 @@ func TestEventInvokeConfigBadInput(t *testing.T) {
 		{"list max items text", "GET", eic + "/list?MaxItems=ten", ``, 400, "ValidationException", "maxItems"},
 		{"list unknown marker", "GET", eic + "/list?Marker=xyz", ``, 400, "InvalidParameterValueException", "Marker"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, typ, msg := rawCall(t, tt.method, tt.url, tt.body)
-			if status != tt.wantStatus || typ != tt.wantType {
-				t.Errorf("got %d %s (%q), want %d %s", status, typ, msg, tt.wantStatus, tt.wantType)
-			}
-			if !strings.Contains(msg, tt.wantMsg) {
-				t.Errorf("message %q does not mention %q", msg, tt.wantMsg)
-			}
-		})
-	}
+	checkErrors(t, tests)
 	// Nothing was written by the bad requests.
 	_, err := c.GetFunctionEventInvokeConfig(t.Context(), &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String("bad")})
 	wantNotFound(t, "Get after bad requests", err, "doesn't have an EventInvokeConfig")
@@ -463,11 +472,7 @@ func TestEventInvokeConfigBadQualifiers(t *testing.T) {
 	base := nodetest.Endpoint(n) + "/2019-09-25/functions/"
 	eic := base + "bq/event-invoke-config"
 	retries := `{"MaximumRetryAttempts":1}`
-	tests := []struct {
-		name, method, url, body string
-		wantStatus              int
-		wantType, wantMsg       string
-	}{
+	tests := []errorCase{
 		{"missing version put", "PUT", eic + "?Qualifier=2", retries, 404, "ResourceNotFoundException", "Function not found: " + eiARN + "bq:2"},
 		{"missing alias put", "PUT", eic + "?Qualifier=nope", retries, 404, "ResourceNotFoundException", "Function not found: " + eiARN + "bq:nope"},
 		{"missing alias in the name", "PUT", base + "bq:nope/event-invoke-config", retries, 404, "ResourceNotFoundException", eiARN + "bq:nope"},
@@ -484,17 +489,7 @@ func TestEventInvokeConfigBadQualifiers(t *testing.T) {
 		{"concurrency on an alias", "PUT", eic + "?Qualifier=live", `{"NimbusMaxConcurrency":2}`, 400, "InvalidParameterValueException", "NimbusMaxConcurrency"},
 		{"rate on a version", "PUT", eic + "?Qualifier=1", `{"MaximumRetryAttempts":0,"NimbusMaxEventsPerSecond":5}`, 400, "InvalidParameterValueException", "function's own config"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, typ, msg := rawCall(t, tt.method, tt.url, tt.body)
-			if status != tt.wantStatus || typ != tt.wantType {
-				t.Errorf("got %d %s (%q), want %d %s", status, typ, msg, tt.wantStatus, tt.wantType)
-			}
-			if !strings.Contains(msg, tt.wantMsg) {
-				t.Errorf("message %q does not mention %q", msg, tt.wantMsg)
-			}
-		})
-	}
+	checkErrors(t, tests)
 	list, err := c.ListFunctionEventInvokeConfigs(t.Context(), &lambda.ListFunctionEventInvokeConfigsInput{FunctionName: aws.String("bq")})
 	if err != nil || len(list.FunctionEventInvokeConfigs) != 0 {
 		t.Errorf("List after bad requests = %+v, %v; want none written", list, err)
