@@ -474,6 +474,7 @@ func TestEventInvokeConfigBadQualifiers(t *testing.T) {
 	retries := `{"MaximumRetryAttempts":1}`
 	tests := []errorCase{
 		{"missing version put", "PUT", eic + "?Qualifier=2", retries, 404, "ResourceNotFoundException", "Function not found: " + eiARN + "bq:2"},
+		{"version not as Nimbus writes it", "PUT", eic + "?Qualifier=01", retries, 404, "ResourceNotFoundException", "Function not found: " + eiARN + "bq:01"},
 		{"missing alias put", "PUT", eic + "?Qualifier=nope", retries, 404, "ResourceNotFoundException", "Function not found: " + eiARN + "bq:nope"},
 		{"missing alias in the name", "PUT", base + "bq:nope/event-invoke-config", retries, 404, "ResourceNotFoundException", eiARN + "bq:nope"},
 		{"missing version update", "POST", eic + "?Qualifier=7", retries, 404, "ResourceNotFoundException", eiARN + "bq:7"},

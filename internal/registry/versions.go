@@ -230,9 +230,13 @@ func AliasVersion(fn *nimbus.Function, q string) string {
 }
 
 // HasQualifier reports whether fn has qualifier q: "" or $LATEST, a
-// published version's number or an alias's name.
+// published version's number (as Nimbus writes it: "1", not "01") or an
+// alias's name.
 func HasQualifier(fn *nimbus.Function, q string) bool {
-	return q == "" || q == nimbus.Latest || hasVersion(fn, q) || findAlias(fn, q) != nil
+	if n, err := strconv.Atoi(q); err == nil {
+		return strconv.Itoa(n) == q && hasVersion(fn, q)
+	}
+	return q == "" || q == nimbus.Latest || findAlias(fn, q) != nil
 }
 
 func findAlias(fn *nimbus.Function, name string) *nimbus.Alias {
