@@ -37,6 +37,19 @@ type EventInvokeConfig struct {
 	LastModified       time.Time `json:"lastModified"`
 }
 
+// EventInvokeFor is the asynchronous invocation configuration of
+// qualifier q ("" or Latest: EventInvoke; a version's number or an alias's
+// name: EventInvokeQualified), nil when q has none. An event follows the
+// configuration of the qualifier it was invoked with, and only that one:
+// an alias's events do not fall back to $LATEST's nor to the version's
+// configuration, as in Lambda.
+func (f *Function) EventInvokeFor(q string) *EventInvokeConfig {
+	if q == "" || q == Latest {
+		return f.EventInvoke
+	}
+	return f.EventInvokeQualified[q]
+}
+
 // Retries returns the effective retry count.
 func (c *EventInvokeConfig) Retries() int {
 	if c == nil || c.MaximumRetryAttempts == nil {

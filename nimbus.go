@@ -124,9 +124,17 @@ type Function struct {
 	HTTPConcurrency int `json:"httpConcurrency,omitempty"`
 	// IdleTimeout overrides the node's instance idle timeout when non-zero.
 	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
-	// EventInvoke is the asynchronous invocation configuration (nil: the
-	// defaults).
+	// EventInvoke is the asynchronous invocation configuration of
+	// $LATEST, the unqualified function (nil: the defaults). Its
+	// flow-control settings are the function's queue's: they hold for the
+	// asynchronous events of every version and alias.
 	EventInvoke *EventInvokeConfig `json:"eventInvoke,omitempty"`
+	// EventInvokeQualified are the asynchronous invocation configurations
+	// of versions and aliases, by qualifier (a version's number or an
+	// alias's name), without flow-control settings. They are kept here,
+	// on the function, not in a version's snapshot: a version is
+	// immutable, its event invoke config is not (as in Lambda).
+	EventInvokeQualified map[string]*EventInvokeConfig `json:"eventInvokeQualified,omitempty"`
 	// Triggers connect event sources to the function.
 	Triggers []Trigger `json:"triggers,omitempty"`
 	// EphemeralStorageMB is the size of an instance's private /tmp

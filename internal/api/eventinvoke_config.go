@@ -2,17 +2,22 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
-// Lambda's event invoke config API: a function's asynchronous invocation
-// settings (retries, event age, destinations), with Nimbus's flow-control
-// settings and destination secret as Nimbus* fields of the same JSON.
+// Lambda's event invoke config API: the asynchronous invocation settings
+// (retries, event age, destinations) of a function's $LATEST, versions and
+// aliases, each qualifier its own, with Nimbus's flow-control settings
+// (the function's own config only) and destination secret as Nimbus*
+// fields of the same JSON.
 
 func (s *Server) eventInvokeRoutes() {
 	const path = "/2019-09-25/functions/{name}/event-invoke-config"
@@ -75,7 +80,7 @@ func (s *Server) eventInvokeUpdate(w http.ResponseWriter, r *http.Request) error
 // eventInvokeWrite serves Put (replace every setting) and Update (merge the
 // given ones into an existing configuration).
 func (s *Server) eventInvokeWrite(w http.ResponseWriter, r *http.Request, merge bool) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.eventInvokeTarget(r)
 	if err != nil {
 		return err
 	}
@@ -83,19 +88,38 @@ func (s *Server) eventInvokeWrite(w http.ResponseWriter, r *http.Request, merge 
 	if err != nil {
 		return err
 	}
-	fn, err = s.reg.SetEventInvokeConfig(r.Context(), fn.Name, func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
+	fn, err = s.reg.SetEventInvokeConfig(r.Context(), fn.Name, q, func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
 		if !merge {
 			return req.apply(&nimbus.EventInvokeConfig{}), nil
 		}
 		if cur == nil {
-			return nil, s.noEventInvoke(fn.Name)
+			return nil, s.noEventInvoke(fn.Name, q)
 		}
 		return req.apply(cur), nil
 	})
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.eventInvokeShape(fn.Name, fn.EventInvoke))
+	return writeJSON(w, http.StatusOK, s.eventInvokeShape(fn.Name, q, fn.EventInvokeFor(q)))
+}
+
+// eventInvokeTarget parses the function and the qualifier a request names
+// ($LATEST when none) and loads the function. A function, version or
+// alias that does not exist is not found, as Lambda words it.
+func (s *Server) eventInvokeTarget(r *http.Request) (*nimbus.Function, string, error) {
+	name, q, err := requestQualifier(r)
+	if err != nil {
+		return nil, "", err
+	}
+	q = cmp.Or(q, nimbus.Latest)
+	fn, err := s.reg.Get(r.Context(), name)
+	if err == nil && !registry.HasQualifier(fn, q) {
+		err = nimbus.ErrNotFound
+	}
+	if err != nil {
+		return nil, "", s.notFound(name, q, err)
+	}
+	return fn, q, nil
 }
 
 // decodeEventInvoke reads and checks a Put or Update body: unknown fields
@@ -165,24 +189,25 @@ func (d *eventInvokeDestination) value() string {
 }
 
 func (s *Server) eventInvokeGet(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.eventInvokeTarget(r)
 	if err != nil {
 		return err
 	}
-	if fn.EventInvoke == nil {
-		return s.noEventInvoke(fn.Name)
+	c := fn.EventInvokeFor(q)
+	if c == nil {
+		return s.noEventInvoke(fn.Name, q)
 	}
-	return writeJSON(w, http.StatusOK, s.eventInvokeShape(fn.Name, fn.EventInvoke))
+	return writeJSON(w, http.StatusOK, s.eventInvokeShape(fn.Name, q, c))
 }
 
 func (s *Server) eventInvokeDelete(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.eventInvokeTarget(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.reg.SetEventInvokeConfig(r.Context(), fn.Name, func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
+	_, err = s.reg.SetEventInvokeConfig(r.Context(), fn.Name, q, func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
 		if cur == nil {
-			return nil, s.noEventInvoke(fn.Name)
+			return nil, s.noEventInvoke(fn.Name, q)
 		}
 		return nil, nil
 	})
@@ -193,40 +218,74 @@ func (s *Server) eventInvokeDelete(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// eventInvokeList lists the function's configurations: Nimbus has one
-// version per function, so there is at most one and never a next page.
+// eventInvokeList lists the configurations of the function's qualifiers:
+// $LATEST's, then its versions' by number, then its aliases' in the order
+// they were created. MaxItems (default and at most 50) pages them; the
+// NextMarker is the last qualifier of the page.
 func (s *Server) eventInvokeList(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	maxItems := maxEventInvokeListItems
 	if v := q.Get("MaxItems"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxEventInvokeListItems {
 			return nimbus.Errorf(nimbus.ErrValidation,
 				"1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must be an integer from 1 to %d", v, maxEventInvokeListItems)
 		}
-	}
-	if m := q.Get("Marker"); m != "" {
-		return nimbus.Invalidf("The Marker %q is not valid: pass the NextMarker of a previous answer", m)
+		maxItems = n
 	}
 	fn, err := s.getFunction(r.Context(), r)
 	if err != nil {
 		return err
 	}
+	quals := qualifiers(fn)
+	if m := q.Get("Marker"); m != "" {
+		i := slices.Index(quals, m)
+		if i < 0 {
+			return nimbus.Invalidf("The Marker %q is not valid: pass the NextMarker of a previous answer", m)
+		}
+		quals = quals[i+1:]
+	}
 	out := eventInvokeListResponse{FunctionEventInvokeConfigs: []eventInvokeResponse{}}
-	if fn.EventInvoke != nil {
-		out.FunctionEventInvokeConfigs = append(out.FunctionEventInvokeConfigs, s.eventInvokeShape(fn.Name, fn.EventInvoke))
+	last := ""
+	for _, qual := range quals {
+		c := fn.EventInvokeFor(qual)
+		if c == nil {
+			continue
+		}
+		if len(out.FunctionEventInvokeConfigs) == maxItems {
+			out.NextMarker = &last
+			break
+		}
+		out.FunctionEventInvokeConfigs = append(out.FunctionEventInvokeConfigs, s.eventInvokeShape(fn.Name, qual, c))
+		last = qual
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// noEventInvoke is Lambda's error for a function without a configuration.
-func (s *Server) noEventInvoke(name string) error {
-	return nimbus.Errorf(nimbus.ErrNotFound, "The function %s:$LATEST doesn't have an EventInvokeConfig", s.arn(name))
+// qualifiers are fn's qualifiers: $LATEST, its versions' numbers in order,
+// its aliases' names in the order they were created.
+func qualifiers(fn *nimbus.Function) []string {
+	out := make([]string, 0, 1+len(fn.Versions)+len(fn.Aliases))
+	out = append(out, nimbus.Latest)
+	for _, v := range fn.Versions {
+		out = append(out, strconv.Itoa(v.Number))
+	}
+	for _, a := range fn.Aliases {
+		out = append(out, a.Name)
+	}
+	return out
 }
 
-func (s *Server) eventInvokeShape(name string, c *nimbus.EventInvokeConfig) eventInvokeResponse {
+// noEventInvoke is Lambda's error for a function, version or alias
+// without a configuration.
+func (s *Server) noEventInvoke(name, q string) error {
+	return nimbus.Errorf(nimbus.ErrNotFound, "The function %s:%s doesn't have an EventInvokeConfig", s.arn(name), q)
+}
+
+func (s *Server) eventInvokeShape(name, q string, c *nimbus.EventInvokeConfig) eventInvokeResponse {
 	return eventInvokeResponse{
 		LastModified:             float64(c.LastModified.UnixMilli()) / 1000,
-		FunctionArn:              s.arn(name) + ":$LATEST",
+		FunctionArn:              s.arn(name) + ":" + q,
 		MaximumRetryAttempts:     c.MaximumRetryAttempts,
 		MaximumEventAgeInSeconds: c.MaximumEventAgeInSeconds,
 		DestinationConfig: eventInvokeDestinations{

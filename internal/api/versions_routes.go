@@ -293,20 +293,9 @@ func (s *Server) aliasesList(w http.ResponseWriter, r *http.Request) error {
 // names: $LATEST (none), a version, or the version an alias points at
 // (route: as an invocation would be routed, by the alias's weights).
 func (s *Server) qualified(ctx context.Context, r *http.Request, route bool) (*nimbus.Function, error) {
-	name, derived, err := registry.ParseQualifiedName(r.PathValue("name"))
+	name, q, err := requestQualifier(r)
 	if err != nil {
 		return nil, err
-	}
-	q := r.URL.Query().Get("Qualifier")
-	switch {
-	case derived != "" && q != "" && derived != q:
-		return nil, nimbus.Invalidf("The derived qualifier from the function name does not match the specified qualifier.")
-	case derived != "":
-		q = derived // name:qualifier, as Lambda takes it
-	}
-	if q != "" && !validQualifier(q) {
-		return nil, nimbus.Errorf(nimbus.ErrValidation,
-			"1 validation error detected: Value '%s' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})", q)
 	}
 	if !route && q != "" && q != nimbus.Latest {
 		if _, err := strconv.Atoi(q); err != nil { // an alias: its main version
@@ -319,6 +308,28 @@ func (s *Server) qualified(ctx context.Context, r *http.Request, route bool) (*n
 	}
 	fn, err := s.reg.Resolve(ctx, name, q)
 	return fn, s.notFound(name, q, err)
+}
+
+// requestQualifier parses the request's function name and the qualifier
+// it names: its Qualifier, or the one of name:qualifier (both: they must
+// agree), "" for none.
+func requestQualifier(r *http.Request) (name, q string, err error) {
+	name, derived, err := registry.ParseQualifiedName(r.PathValue("name"))
+	if err != nil {
+		return "", "", err
+	}
+	q = r.URL.Query().Get("Qualifier")
+	switch {
+	case derived != "" && q != "" && derived != q:
+		return "", "", nimbus.Invalidf("The derived qualifier from the function name does not match the specified qualifier.")
+	case derived != "":
+		q = derived // name:qualifier, as Lambda takes it
+	}
+	if q != "" && !validQualifier(q) {
+		return "", "", nimbus.Errorf(nimbus.ErrValidation,
+			"1 validation error detected: Value '%s' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})", q)
+	}
+	return name, q, nil
 }
 
 // notFound gives a missing function or version Lambda's message.

@@ -38,6 +38,8 @@ func (s *Service) function(name string) *nimbus.Function {
 
 // limit is how many of the function's events may run at once on this node.
 // A deleted function's events run at the node's concurrency (to fail).
+// Flow control is the function's queue's, which the events of every
+// version and alias share: it is set on the function's own configuration.
 func (s *Service) limit(name string) int {
 	n := s.cfg.Concurrency
 	fn := s.function(name)
@@ -75,7 +77,7 @@ func (s *Service) execute(ev *Event, release func()) bool {
 	if err != nil {
 		return false
 	}
-	if s.cfg.Clock.Now().Sub(ev.Created) > fn.EventInvoke.MaxAge() {
+	if s.cfg.Clock.Now().Sub(ev.Created) > eventInvoke(fn, ev).MaxAge() {
 		return s.fail(ev, fn, CondEventAgeExceeded, "the event is older than its maximum age", ev.Attempts, 0)
 	}
 	run := fn
@@ -99,8 +101,8 @@ func superseded(t nimbus.Task, ev *Event) bool {
 
 // attempt invokes the function once (waiting out throttles) and records
 // what came of it.
-// fn is the function (its settings: retries, destinations), run what runs
-// (fn, or a version of it).
+// fn is the function (its settings: retries, destinations, those of the
+// event's qualifier), run what runs (fn, or a version of it).
 func (s *Service) attempt(ev *Event, fn, run *nimbus.Function, release func()) bool {
 	attempts := ev.Attempts + 1
 	now := s.cfg.Clock.Now().UTC()
@@ -177,7 +179,7 @@ func (s *Service) stopLocal(key string) {
 func (s *Service) succeeded(ev *Event, fn *nimbus.Function, attempts int, out []byte, elapsed time.Duration) bool {
 	t := s.taskRecord(ev, nimbus.TaskSucceeded, attempts, elapsed)
 	t.Result = truncate(string(out), previewLen)
-	if c := fn.EventInvoke; c != nil && c.OnSuccess != "" {
+	if c := eventInvoke(fn, ev); c != nil && c.OnSuccess != "" {
 		s.deliver(t, c.OnSuccess, c.DestinationSecret, Outcome{Condition: CondSuccess, Payload: ev.Payload, Response: out,
 			Qualifier: ev.Qualifier, Executed: ev.executed}, DestOnSuccess)
 	}
@@ -189,11 +191,12 @@ func (s *Service) succeeded(ev *Event, fn *nimbus.Function, attempts int, out []
 // failed handles a failed attempt: a retry after back-off while attempts and
 // age allow, else the failure path.
 func (s *Service) failed(ev *Event, fn *nimbus.Function, attempts int, reason string, elapsed time.Duration) bool {
-	if attempts > fn.EventInvoke.Retries() {
+	c := eventInvoke(fn, ev)
+	if attempts > c.Retries() {
 		return s.fail(ev, fn, CondRetriesExhausted, reason, attempts, elapsed)
 	}
 	next := s.cfg.Clock.Now().Add(retryDelay(s.cfg.RetryBase, s.cfg.RetryMax, attempts))
-	if next.Sub(ev.Created) > fn.EventInvoke.MaxAge() {
+	if next.Sub(ev.Created) > c.MaxAge() {
 		return s.fail(ev, fn, CondEventAgeExceeded, "no retry within the event's maximum age; last error: "+reason, attempts, elapsed)
 	}
 	t := s.taskRecord(ev, nimbus.TaskRetrying, attempts, elapsed)
@@ -225,8 +228,7 @@ func (s *Service) fail(ev *Event, fn *nimbus.Function, cond, reason string, atte
 	s.cfg.Metrics.DeadLettered(ev.Function)
 	t := s.taskRecord(ev, status, attempts, elapsed)
 	t.Error = truncate(reason, previewLen)
-	if fn != nil && fn.EventInvoke != nil && fn.EventInvoke.OnFailure != "" {
-		c := fn.EventInvoke
+	if c := eventInvoke(fn, ev); c != nil && c.OnFailure != "" {
 		s.deliver(t, c.OnFailure, c.DestinationSecret, Outcome{Condition: cond, Payload: ev.Payload,
 			Response: []byte(reason), FuncError: "Unhandled", Qualifier: ev.Qualifier, Executed: ev.executed}, DestOnFailure)
 	}
@@ -249,8 +251,8 @@ func (s *Service) deadLetter(t *nimbus.Task, fn *nimbus.Function, cond, reason s
 	o := Outcome{Function: t.Function, Task: t.ID, Condition: cond, Attempts: t.Attempts, Payload: ev.Payload,
 		Response: []byte(reason), FuncError: "Unhandled", DeadLetter: true, Qualifier: ev.Qualifier, Executed: ev.executed}
 	secret := ""
-	if fn.EventInvoke != nil {
-		secret = fn.EventInvoke.DestinationSecret // a webhook target is signed as destinations are
+	if c := eventInvoke(fn, ev); c != nil {
+		secret = c.DestinationSecret // a webhook target is signed as destinations are
 	}
 	status := "Delivered"
 	if err := s.send(fn.DeadLetterTarget, secret, o); err != nil {
@@ -260,6 +262,16 @@ func (s *Service) deadLetter(t *nimbus.Task, fn *nimbus.Function, cond, reason s
 	if t.Destination == "" {
 		t.Destination, t.DestinationStatus = fn.DeadLetterTarget, status
 	}
+}
+
+// eventInvoke is the asynchronous invocation configuration ev follows:
+// its qualifier's (nil when fn, a deleted function, is nil, or the
+// qualifier has none).
+func eventInvoke(fn *nimbus.Function, ev *Event) *nimbus.EventInvokeConfig {
+	if fn == nil {
+		return nil
+	}
+	return fn.EventInvokeFor(ev.Qualifier)
 }
 
 // finish writes a final record with no destination (a stop).

@@ -500,6 +500,53 @@ func TestServiceStop(t *testing.T) {
 	}
 }
 
+// TestServiceQualifierConfig: an event follows the event invoke config of
+// the qualifier it was invoked with (retries and destinations), not the
+// function's: an alias's, a version's, $LATEST's for an unqualified one.
+func TestServiceQualifierConfig(t *testing.T) {
+	h := newHarness(t, func(c *async.Config) {
+		c.Resolve = func(_ context.Context, name, q string) (*nimbus.Function, error) {
+			v := &nimbus.Function{Name: name, Runtime: "provided.al2023", MemoryMB: 128, Timeout: 3, Version: "1"}
+			if q != "1" && q != "live" {
+				return nil, nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s", name, q)
+			}
+			return v, nil
+		}
+	})
+	zero := 0
+	h.deploy("fn", func(fn *nimbus.Function) {
+		fn.EventInvoke = &nimbus.EventInvokeConfig{OnSuccess: "nats:latest.ok", OnFailure: "nats:latest.failed"}
+		fn.EventInvokeQualified = map[string]*nimbus.EventInvokeConfig{
+			"live": {MaximumRetryAttempts: &zero, OnFailure: "nats:live.failed"},
+			"1":    {OnSuccess: "nats:v1.ok"},
+		}
+	})
+	h.inv.handle("fn", func(_ context.Context, payload []byte) (nimbus.Result, error) {
+		if string(payload) == `"fail"` {
+			return nimbus.Result{Err: &nimbus.FunctionError{Type: "Boom", Message: "no"}}, nil
+		}
+		return nimbus.Result{Payload: []byte(`"ok"`)}, nil
+	})
+	submit := func(q, payload string) string {
+		fn, _ := h.fns.Get(t.Context(), "fn")
+		id, _, err := h.svc.Submit(t.Context(), fn, async.SubmitRequest{Payload: []byte(payload), Qualifier: q})
+		if err != nil {
+			t.Fatalf("submit %s: %v", q, err)
+		}
+		return id
+	}
+	// live: no retry, its own failure destination.
+	if got := h.waitStatus("fn", submit("live", `"fail"`), nimbus.TaskFailed); got.Attempts != 1 {
+		t.Errorf("live's failed task = %+v, want 1 attempt (live's MaximumRetryAttempts 0)", got)
+	}
+	h.waitStatus("fn", submit("1", `"pass"`), nimbus.TaskSucceeded)
+	h.waitStatus("fn", submit("", `"pass"`), nimbus.TaskSucceeded)
+	want := []string{`nats:live.failed RetriesExhausted false "fail"`, `nats:v1.ok Success false "pass"`, `nats:latest.ok Success false "pass"`}
+	if got := h.dest.list(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("deliveries = %q, want %q", got, want)
+	}
+}
+
 func TestServiceFunctionDeleted(t *testing.T) {
 	h := newHarness(t, nil)
 	zero := 0

@@ -83,6 +83,7 @@ func (r *Registry) DeleteAlias(ctx context.Context, name, alias string) error {
 		}
 		fn.Aliases = slices.Delete(slices.Clone(fn.Aliases), i, i+1)
 		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, alias)
+		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, alias)
 		return nil
 	})
 	return err

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"strconv"
 
@@ -14,32 +15,56 @@ import (
 // maxDestinationSecret bounds a destination secret's length in bytes.
 const maxDestinationSecret = 1024
 
-// SetEventInvokeConfig replaces a function's asynchronous invocation
-// configuration with what change returns (nil removes it). change gets a
-// copy of the current configuration (nil when there is none) and may be
-// called more than once, as the write is a compare-and-swap loop; it should
-// only compute. The result is validated and stamped with LastModified.
-// Errors: nimbus.ErrNotFound (the function), nimbus.ErrValidation (a value
-// out of range), nimbus.ErrInvalid (a destination), and change's own.
-func (r *Registry) SetEventInvokeConfig(ctx context.Context, name string, change func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error)) (*nimbus.Function, error) {
+// SetEventInvokeConfig replaces the asynchronous invocation configuration
+// of a function's qualifier ("" or $LATEST: the function's own; a
+// version's number or an alias's name) with what change returns (nil
+// removes it). change gets a copy of the current configuration (nil when
+// there is none) and may be called more than once, as the write is a
+// compare-and-swap loop; it should only compute. The result is validated
+// and stamped with LastModified. Flow-control settings are the function's
+// queue's: a version's or alias's configuration may not have them.
+// Errors: nimbus.ErrNotFound (the function, version or alias),
+// nimbus.ErrValidation (a value out of range), nimbus.ErrInvalid (a
+// destination, flow control on a qualifier), and change's own.
+func (r *Registry) SetEventInvokeConfig(ctx context.Context, name, qualifier string, change func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error)) (*nimbus.Function, error) {
 	return r.modify(ctx, name, "", func(fn *nimbus.Function) error {
+		if !HasQualifier(fn, qualifier) {
+			return versionNotFound(name, qualifier)
+		}
 		var cur *nimbus.EventInvokeConfig
-		if fn.EventInvoke != nil {
-			cur = cloneEventInvoke(fn.EventInvoke)
+		if c := fn.EventInvokeFor(qualifier); c != nil {
+			cur = cloneEventInvoke(c)
 		}
 		next, err := change(cur)
 		if err != nil {
 			return err
 		}
 		if next != nil {
-			if err := r.validateEventInvoke(ctx, fn.Name, next); err != nil {
+			if err := r.validateEventInvoke(ctx, fn.Name, qualifier, next); err != nil {
 				return err
 			}
 			next.LastModified = r.cfg.Now().UTC()
 		}
-		fn.EventInvoke = next
+		setEventInvoke(fn, qualifier, next)
 		return nil
 	})
+}
+
+// setEventInvoke sets (or with nil removes) qualifier q's configuration
+// in fn, copying the map it changes.
+func setEventInvoke(fn *nimbus.Function, q string, c *nimbus.EventInvokeConfig) {
+	switch {
+	case q == "" || q == nimbus.Latest:
+		fn.EventInvoke = c
+	case c == nil:
+		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, q)
+	default:
+		fn.EventInvokeQualified = maps.Clone(fn.EventInvokeQualified)
+		if fn.EventInvokeQualified == nil {
+			fn.EventInvokeQualified = map[string]*nimbus.EventInvokeConfig{}
+		}
+		fn.EventInvokeQualified[q] = c
+	}
 }
 
 func cloneEventInvoke(c *nimbus.EventInvokeConfig) *nimbus.EventInvokeConfig {
@@ -56,9 +81,13 @@ func cloneEventInvoke(c *nimbus.EventInvokeConfig) *nimbus.EventInvokeConfig {
 // validateEventInvoke checks c as Lambda does, with Nimbus's wider ranges,
 // and checks that destination functions exist and are not the function
 // itself.
-func (r *Registry) validateEventInvoke(ctx context.Context, name string, c *nimbus.EventInvokeConfig) error {
+func (r *Registry) validateEventInvoke(ctx context.Context, name, qualifier string, c *nimbus.EventInvokeConfig) error {
 	if err := validateEventInvokeRanges(c); err != nil {
 		return err
+	}
+	if qualifier != "" && qualifier != nimbus.Latest && (c.MaxConcurrency != 0 || c.MaxEventsPerSecond != 0) {
+		return nimbus.Invalidf("NimbusMaxConcurrency and NimbusMaxEventsPerSecond are the flow control of the function's asynchronous queue, "+
+			"which all its versions and aliases share: set them on the function's own config (no Qualifier, or $LATEST), not on %s:%s", name, qualifier)
 	}
 	for _, dest := range []string{c.OnSuccess, c.OnFailure} {
 		if err := r.validateDestination(ctx, name, dest); err != nil {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
 
@@ -30,7 +32,7 @@ func set(c nimbus.EventInvokeConfig) func(*nimbus.EventInvokeConfig) (*nimbus.Ev
 func TestSetEventInvokeConfig(t *testing.T) {
 	r := newEventInvokeRegistry(t, "f", "next")
 	ctx := t.Context()
-	fn, err := r.SetEventInvokeConfig(ctx, "f", set(nimbus.EventInvokeConfig{
+	fn, err := r.SetEventInvokeConfig(ctx, "f", "", set(nimbus.EventInvokeConfig{
 		MaximumRetryAttempts: new(8), MaximumEventAgeInSeconds: new(nimbus.MaxEventAgeSeconds),
 		OnSuccess: "next", OnFailure: "https://example.com/hook", DestinationSecret: "k",
 		MaxConcurrency: 3, MaxEventsPerSecond: 0.5,
@@ -42,7 +44,7 @@ func TestSetEventInvokeConfig(t *testing.T) {
 		t.Fatalf("stored config = %+v", c)
 	}
 	// change gets a copy of the current configuration.
-	fn, err = r.SetEventInvokeConfig(ctx, "f", func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
+	fn, err = r.SetEventInvokeConfig(ctx, "f", "", func(cur *nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
 		if cur == nil || *cur.MaximumRetryAttempts != 8 {
 			return nil, errors.New("no current config")
 		}
@@ -56,15 +58,15 @@ func TestSetEventInvokeConfig(t *testing.T) {
 	if err != nil || got.EventInvoke.Retries() != 1 {
 		t.Fatalf("Get after set: %+v, %v", got.EventInvoke, err)
 	}
-	fn, err = r.SetEventInvokeConfig(ctx, "f", set0)
+	fn, err = r.SetEventInvokeConfig(ctx, "f", "", set0)
 	if err != nil || fn.EventInvoke != nil {
 		t.Fatalf("remove: %+v, %v", fn.EventInvoke, err)
 	}
-	if _, err := r.SetEventInvokeConfig(ctx, "nope", set0); !errors.Is(err, nimbus.ErrNotFound) {
+	if _, err := r.SetEventInvokeConfig(ctx, "nope", "", set0); !errors.Is(err, nimbus.ErrNotFound) {
 		t.Errorf("unknown function: %v, want nimbus.ErrNotFound", err)
 	}
 	boom := errors.New("boom")
-	if _, err := r.SetEventInvokeConfig(ctx, "f", func(*nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, err := r.SetEventInvokeConfig(ctx, "f", "", func(*nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Errorf("change's error: %v, want it returned", err)
 	}
 }
@@ -94,7 +96,7 @@ func TestSetEventInvokeConfigBad(t *testing.T) {
 		{"wildcard subject", nimbus.EventInvokeConfig{OnFailure: "nats:a.*"}, nimbus.ErrInvalid, "wildcards"},
 	}
 	for _, tt := range tests {
-		_, err := r.SetEventInvokeConfig(t.Context(), "f", set(tt.c))
+		_, err := r.SetEventInvokeConfig(t.Context(), "f", "", set(tt.c))
 		if !errors.Is(err, tt.kind) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %v mentioning %q", tt.name, err, tt.kind, tt.want)
 		}
@@ -105,5 +107,85 @@ func TestSetEventInvokeConfigBad(t *testing.T) {
 	fn, err := r.Get(context.Background(), "f")
 	if err != nil || fn.EventInvoke != nil {
 		t.Errorf("after bad sets: %+v, %v; want no config", fn.EventInvoke, err)
+	}
+}
+
+// TestEventInvokeConfigQualified: versions and aliases have configs of
+// their own, on the function's record (a version's snapshot stays as it
+// was published), sealed each under its own qualifier, without flow
+// control, and gone with their version or alias.
+func TestEventInvokeConfigQualified(t *testing.T) {
+	kv, blobs := mem.NewKV(), mem.NewBlobs()
+	cfg := Config{KV: kv, Versions: mem.NewKV(), Blobs: blobs, Code: readyCode{}, Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()}
+	r := openTestRegistry(t, cfg)
+	ctx := t.Context()
+	rt, h := "python3.11", "app.handler"
+	if _, err := r.Create(ctx, FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, testZip(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, r, "f")
+	if _, err := r.Publish(ctx, "f", PublishInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateAlias(ctx, "f", "live", AliasInput{FunctionVersion: new("1")}); err != nil {
+		t.Fatal(err)
+	}
+	for q, retries := range map[string]int{"": 1, "1": 0, "live": 2} {
+		c := nimbus.EventInvokeConfig{MaximumRetryAttempts: new(retries), DestinationSecret: destSecret + "-" + q}
+		if _, err := r.SetEventInvokeConfig(ctx, "f", q, set(c)); err != nil {
+			t.Fatalf("set %q: %v", q, err)
+		}
+	}
+	fn, err := r.Get(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int{"": 1, nimbus.Latest: 1, "1": 0, "live": 2, "2": nimbus.DefaultRetryAttempts} {
+		if got := fn.EventInvokeFor(q).Retries(); got != want {
+			t.Errorf("EventInvokeFor(%q).Retries() = %d, want %d", q, got, want)
+		}
+	}
+	if v, err := r.Version(ctx, "f", 1); err != nil || v.EventInvoke != nil || v.EventInvokeQualified != nil {
+		t.Errorf("version 1's snapshot: %+v, %v; want no event invoke config", v, err)
+	}
+
+	// Sealed each for its qualifier: another node opens them.
+	e, err := kv.Get(ctx, "f")
+	if err != nil || bytes.Contains(e.Value, []byte(destSecret)) {
+		t.Fatalf("stored record holds a destination secret in clear (%v): %s", err, e.Value)
+	}
+	other := openTestRegistry(t, cfg)
+	fn2, err := other.Get(ctx, "f")
+	if err != nil || fn2.EventInvokeFor("live").DestinationSecret != destSecret+"-live" || fn2.EventInvoke.DestinationSecret != destSecret+"-" {
+		t.Fatalf("other node: %+v, %v", fn2, err)
+	}
+
+	for _, tt := range []struct {
+		q    string
+		c    nimbus.EventInvokeConfig
+		kind error
+		want string
+	}{
+		{"2", nimbus.EventInvokeConfig{MaximumRetryAttempts: new(1)}, nimbus.ErrNotFound, "f:2"},
+		{"nope", nimbus.EventInvokeConfig{MaximumRetryAttempts: new(1)}, nimbus.ErrNotFound, "f:nope"},
+		{"live", nimbus.EventInvokeConfig{MaxConcurrency: 2}, nimbus.ErrInvalid, "NimbusMaxConcurrency"},
+		{"1", nimbus.EventInvokeConfig{MaxEventsPerSecond: 1}, nimbus.ErrInvalid, "not on f:1"},
+	} {
+		if _, err := r.SetEventInvokeConfig(ctx, "f", tt.q, set(tt.c)); !errors.Is(err, tt.kind) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("set %q %+v: %v, want %v mentioning %q", tt.q, tt.c, err, tt.kind, tt.want)
+		}
+	}
+	if _, err := r.SetEventInvokeConfig(ctx, "f", nimbus.Latest, set(nimbus.EventInvokeConfig{MaxConcurrency: 2})); err != nil {
+		t.Errorf("flow control on $LATEST: %v", err)
+	}
+
+	if err := r.DeleteAlias(ctx, "f", "live"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DeleteVersion(ctx, "f", 1); err != nil {
+		t.Fatal(err)
+	}
+	if fn, err = r.Get(ctx, "f"); err != nil || fn.EventInvokeQualified != nil || fn.EventInvoke == nil {
+		t.Errorf("after deleting the alias and the version: %+v, %v; want $LATEST's config alone", fn, err)
 	}
 }

@@ -14,7 +14,8 @@ import (
 // Secrets at rest. A function's record is stored with its secrets sealed
 // under the node key (Config.Key): the environment variables (the whole
 // map, names too), the asynchronous invocation's webhook signing secret
-// (EventInvokeConfig.DestinationSecret) and each trigger's Config (the whole config: every type's
+// (EventInvokeConfig.DestinationSecret, of the function's config and of
+// each version's and alias's) and each trigger's Config (the whole config: every type's
 // passwords, tokens, URL credentials and function URL keys, without
 // needing to know which members hold them). The associated data binds a
 // sealed value to its function (and trigger), so a value copied into
@@ -67,10 +68,12 @@ func (r *Registry) encode(fn *nimbus.Function) ([]byte, error) {
 		}
 		s.Environment = sealedString(r.cfg.Key.Seal(plain, envAAD(fn.Name)))
 	}
-	if ei := fn.EventInvoke; ei != nil && ei.DestinationSecret != "" {
-		c := *ei
-		c.DestinationSecret = r.cfg.Key.Seal([]byte(ei.DestinationSecret), destinationSecretAAD(fn.Name))
-		s.Function.EventInvoke = &c
+	s.Function.EventInvoke = r.sealDestinationSecret(fn.EventInvoke, fn.Name)
+	if len(fn.EventInvokeQualified) > 0 {
+		s.Function.EventInvokeQualified = make(map[string]*nimbus.EventInvokeConfig, len(fn.EventInvokeQualified))
+		for q, c := range fn.EventInvokeQualified {
+			s.Function.EventInvokeQualified[q] = r.sealDestinationSecret(c, fn.Name+":"+q)
+		}
 	}
 	for _, t := range fn.Triggers {
 		st := storedTrigger{Trigger: t}
@@ -85,6 +88,43 @@ func (r *Registry) encode(fn *nimbus.Function) ([]byte, error) {
 		return nil, fmt.Errorf("encode function: %w", err)
 	}
 	return b, nil
+}
+
+// sealDestinationSecret returns c with its destination secret sealed for
+// owner (the function's name, or name:qualifier for a version's or an
+// alias's configuration), or c itself when it has none.
+func (r *Registry) sealDestinationSecret(c *nimbus.EventInvokeConfig, owner string) *nimbus.EventInvokeConfig {
+	if c == nil || c.DestinationSecret == "" {
+		return c
+	}
+	sealed := *c
+	sealed.DestinationSecret = r.cfg.Key.Seal([]byte(c.DestinationSecret), destinationSecretAAD(owner))
+	return &sealed
+}
+
+// openDestinationSecrets opens, in place, the destination secrets of fn's
+// event invoke configs, as decoded; clear reports one stored in clear. A
+// secret that does not open is removed and reported as the error.
+func (r *Registry) openDestinationSecrets(fn *nimbus.Function) (clear bool, err error) {
+	open := func(c *nimbus.EventInvokeConfig, owner, what string) {
+		if c == nil || c.DestinationSecret == "" {
+			return
+		}
+		if !seal.Sealed(c.DestinationSecret) {
+			clear = true
+			return
+		}
+		plain, openErr := r.cfg.Key.Open(c.DestinationSecret, destinationSecretAAD(owner))
+		if openErr != nil {
+			err = cmp.Or(err, error(&OpenError{Function: fn.Name, What: what, Err: openErr}))
+		}
+		c.DestinationSecret = string(plain)
+	}
+	open(fn.EventInvoke, fn.Name, "destination secret")
+	for q, c := range fn.EventInvokeQualified {
+		open(c, fn.Name+":"+q, "destination secret of "+q)
+	}
+	return clear, err
 }
 
 // sealedString is a sealed value as a JSON string (sealed values are
@@ -126,16 +166,8 @@ func (r *Registry) decode(name string, b []byte) (fn *nimbus.Function, clear boo
 		openErr = err
 	}
 	fn.Environment, clear = env, envClear
-	if ei := fn.EventInvoke; ei != nil && ei.DestinationSecret != "" {
-		if !seal.Sealed(ei.DestinationSecret) {
-			clear = true
-		} else if plain, err := r.cfg.Key.Open(ei.DestinationSecret, destinationSecretAAD(fn.Name)); err != nil {
-			openErr = cmp.Or(openErr, error(&OpenError{Function: fn.Name, What: "destination secret", Err: err}))
-			ei.DestinationSecret = ""
-		} else {
-			ei.DestinationSecret = string(plain)
-		}
-	}
+	secretClear, err := r.openDestinationSecrets(fn)
+	openErr, clear = cmp.Or(openErr, err), clear || secretClear
 	if len(s.Triggers) > 0 {
 		fn.Triggers = make([]nimbus.Trigger, len(s.Triggers))
 	}

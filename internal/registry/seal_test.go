@@ -79,7 +79,7 @@ func createWithSecrets(t *testing.T, r *Registry, name string) {
 		t.Fatal(err)
 	}
 	secret := destSecret
-	if _, err := r.SetEventInvokeConfig(ctx, name, func(*nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
+	if _, err := r.SetEventInvokeConfig(ctx, name, "", func(*nimbus.EventInvokeConfig) (*nimbus.EventInvokeConfig, error) {
 		return &nimbus.EventInvokeConfig{DestinationSecret: secret}, nil
 	}); err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func snapshot(fn *nimbus.Function, n int) *nimbus.Function {
 	v.Environment = maps.Clone(fn.Environment)
 	v.Triggers, v.EventInvoke, v.Versions, v.Aliases, v.LastVersion = nil, nil, nil, nil, 0
 	v.Tags, v.Policy, v.RecursiveLoop, v.UpdateRuntimeOn = nil, nil, "", "" // the function's, not a version's
-	v.ProvisionedVersions = nil
+	v.ProvisionedVersions, v.EventInvokeQualified = nil, nil
 	v.ReservedConcurrency, v.ProvisionedConcurrency = nil, 0
 	if fn.Logging != nil {
 		l := *fn.Logging
@@ -229,6 +229,16 @@ func AliasVersion(fn *nimbus.Function, q string) string {
 	return q
 }
 
+// HasQualifier reports whether fn has qualifier q: "" or $LATEST, a
+// published version's number (as Nimbus writes it: "1", not "01") or an
+// alias's name.
+func HasQualifier(fn *nimbus.Function, q string) bool {
+	if n, err := strconv.Atoi(q); err == nil {
+		return strconv.Itoa(n) == q && hasVersion(fn, q)
+	}
+	return q == "" || q == nimbus.Latest || findAlias(fn, q) != nil
+}
+
 func findAlias(fn *nimbus.Function, name string) *nimbus.Alias {
 	for i := range fn.Aliases {
 		if fn.Aliases[i].Name == name {
@@ -256,6 +266,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, name string, n int) error 
 		code = fn.Versions[i].CodeSHA256
 		fn.Versions = slices.Delete(slices.Clone(fn.Versions), i, i+1)
 		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, q)
+		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, q)
 		return nil
 	})
 	if err != nil {
@@ -303,7 +314,7 @@ func (c *versionCache) drop(key string) {
 }
 
 // withoutKey is m without k (a copy; nil when empty).
-func withoutKey(m map[string]int, k string) map[string]int {
+func withoutKey[V any](m map[string]V, k string) map[string]V {
 	if _, ok := m[k]; !ok {
 		return m
 	}
