@@ -167,6 +167,19 @@ func TestTableRatiosToTheSameRound(t *testing.T) {
 	}
 }
 
+func TestColdTable(t *testing.T) {
+	tb := Table{Baseline: "direct"}
+	tb.Add(Sample{Group: "cold", Row: "direct", Value: 5})
+	tb.Add(Sample{Group: "cold", Row: "nimbus", Value: 12.5, Errors: 1})
+	var out bytes.Buffer
+	tb.WriteCold(&out)
+	want := "\n**cold**\n\n| path | x direct (median, min-max) | ms, median of rounds' medians | errors |\n| --- | --- | --- | --- |\n" +
+		"| direct | 1.000x (1.000-1.000) | 5.0 | 0 |\n| nimbus | 2.500x (2.500-2.500) | 12.5 | 1 |\n"
+	if got := out.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 
 func TestMedian(t *testing.T) {

@@ -143,13 +143,18 @@ func lastLines(b []byte, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePort is a port of 127.0.0.1 that was free a moment ago, for the peers
-// that take a port but cannot report the one they chose (RIE, of-watchdog).
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freePorts are n distinct ports of 127.0.0.1 that were free a moment ago,
+// for the servers that take a port but cannot report one they chose (the
+// echo server as a function, RIE, of-watchdog).
+func freePorts(n int) ([]string, error) {
+	var ports []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close() // held until all are chosen, so they differ
+		ports = append(ports, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
+	return ports, nil
 }

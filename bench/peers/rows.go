@@ -105,24 +105,21 @@ func timedExec(argv ...string) func(ctx context.Context) (time.Duration, error) 
 
 // launchEcho starts the echo server on a free port.
 func (b *bench) launchEcho(ctx context.Context) (*proc, string, error) {
-	port, err := freePort()
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, "", err
 	}
-	return b.launched(ctx, "echo", "http://127.0.0.1:"+port+"/", []string{"PORT=" + port}, b.bins["echo"])
+	return b.launched(ctx, "echo", "http://127.0.0.1:"+ports[0]+"/", []string{"PORT=" + ports[0]}, b.bins["echo"])
 }
 
 // launchOfWatchdog starts of-watchdog in http mode on a free port, in front
 // of the echo server, which it starts itself.
 func (b *bench) launchOfWatchdog(ctx context.Context) (*proc, string, error) {
-	port, err := freePort()
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, "", err
 	}
-	up, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
+	port, up := ports[0], ports[1]
 	env := []string{"port=" + port, "metrics_port=0", "mode=http", "upstream_url=http://127.0.0.1:" + up,
 		"fprocess=" + b.bins["echo"], "PORT=" + up}
 	return b.launched(ctx, "of-watchdog", "http://127.0.0.1:"+port+"/", env, b.cfg.OfWatchdog)
@@ -131,14 +128,11 @@ func (b *bench) launchOfWatchdog(ctx context.Context) (*proc, string, error) {
 // launchRIE starts the Runtime Interface Emulator on free ports with the
 // no-op function as its bootstrap.
 func (b *bench) launchRIE(ctx context.Context) (*proc, string, error) {
-	port, err := freePort()
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, "", err
 	}
-	api, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
+	port, api := ports[0], ports[1]
 	url := "http://127.0.0.1:" + port + "/2015-03-31/functions/function/invocations"
 	return b.launched(ctx, "rie", url, nil, b.cfg.RIE,
 		"--runtime-interface-emulator-address", "127.0.0.1:"+port, "--runtime-api-address", "127.0.0.1:"+api, b.bins["noop"])

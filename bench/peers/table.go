@@ -109,29 +109,28 @@ func median[T float64 | time.Duration](xs []T) T {
 
 // WriteWarm prints the warm rows as markdown: one table per group.
 func (t *Table) WriteWarm(w io.Writer) {
-	group := ""
-	for _, l := range t.Lines() {
-		if l.Group != group {
-			group = l.Group
-			fmt.Fprintf(w, "\n**%s**\n\n", group)
-			fmt.Fprintln(w, "| path | x direct (median, min-max) | req/s | p50 | p99 | errors |")
-			fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
-		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %d |\n", l.Row, ratio(l), l.Value, ms(l.P50), ms(l.P99), l.Errors)
-	}
+	t.write(w, "req/s | p50 | p99", func(l Line) string {
+		return fmt.Sprintf("%.0f | %s | %s", l.Value, ms(l.P50), ms(l.P99))
+	})
 }
 
 // WriteCold prints the cold rows as markdown: time to the first answer.
 func (t *Table) WriteCold(w io.Writer) {
+	t.write(w, "ms, median of rounds' medians", func(l Line) string { return fmt.Sprintf("%.1f", l.Value) })
+}
+
+// write prints one markdown table per group, with the figures' columns
+// (named by head, cells by cells) between the ratio and the errors.
+func (t *Table) write(w io.Writer, head string, cells func(Line) string) {
 	group := ""
 	for _, l := range t.Lines() {
 		if l.Group != group {
 			group = l.Group
-			fmt.Fprintf(w, "\n**%s**\n\n", group)
-			fmt.Fprintln(w, "| path | x direct (median, min-max) | ms, median of rounds' p50 | errors |")
-			fmt.Fprintln(w, "| --- | --- | --- | --- |")
+			cols := strings.Count(head, "|") + 1
+			fmt.Fprintf(w, "\n**%s**\n\n| path | x direct (median, min-max) | %s | errors |\n|%s\n",
+				group, head, strings.Repeat(" --- |", cols+3))
 		}
-		fmt.Fprintf(w, "| %s | %s | %.1f | %d |\n", l.Row, ratio(l), l.Value, l.Errors)
+		fmt.Fprintf(w, "| %s | %s | %s | %d |\n", l.Row, ratio(l), cells(l), l.Errors)
 	}
 }
 
