@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -220,4 +224,47 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
+}
+
+func TestProcStopsItsGroup(t *testing.T) {
+	dir := t.TempDir()
+	for _, run := range []string{"first", "second"} {
+		// The shell prints the pid of a child it started, then waits.
+		p, err := start(dir, "sh", nil, "/bin/sh", "-c", "sleep 60 & echo $!; wait")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := p.firstLine(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		child, err := strconv.Atoi(line)
+		if err != nil {
+			t.Fatalf("%s run: the first line %q is not the child's pid: it was read from an earlier run", run, line)
+		}
+		p.stop(time.Second)
+		if p.alive() {
+			t.Errorf("%s run: the shell is alive after stop", run)
+		}
+		for deadline := time.Now().Add(2 * time.Second); running(child); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s run: its child %d is alive after stop", run, child)
+			}
+		}
+		p.stop(time.Second) // stopping again does nothing
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "sh.log")); strings.Count(string(b), "\n") != 2 {
+		t.Errorf("the log has %q, want both runs' lines", b)
+	}
+}
+
+// running tells whether pid is a process that has not exited (a zombie
+// waiting for init to reap it has).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(after, "Z")
 }

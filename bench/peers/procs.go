@@ -24,18 +24,24 @@ import (
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
+	since  int64         // the size of its log file when it started
 	exited chan struct{} // closed when the process has exited (not reaped)
 	reaped chan struct{} // closed by the first stop, once it is reaped
 }
 
-// start runs argv with env added to a clean environment, its output in a
-// file of dir named after it.
+// start runs argv with env added to a clean environment, its output added
+// to a file of dir named after it (kept across restarts, so that a crash's
+// output stays).
 func start(dir, name string, env []string, argv ...string) (*proc, error) {
-	log, err := os.Create(filepath.Join(dir, name+".log"))
+	log, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer log.Close()
+	fi, err := log.Stat()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir}, env...)
 	cmd.Dir = dir
@@ -44,7 +50,7 @@ func start(dir, name string, env []string, argv ...string) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, exited: make(chan struct{}), reaped: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, since: fi.Size(), exited: make(chan struct{}), reaped: make(chan struct{})}
 	go func() {
 		var info unix.Siginfo
 		for unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
@@ -87,7 +93,10 @@ func (p *proc) stop(grace time.Duration) {
 // output is the process's output so far.
 func (p *proc) output() []byte {
 	b, _ := os.ReadFile(filepath.Join(p.cmd.Dir, p.name+".log"))
-	return b
+	if int64(len(b)) < p.since {
+		return nil
+	}
+	return b[p.since:]
 }
 
 // firstLine waits until the process has printed a first line and returns
