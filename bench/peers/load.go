@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +20,7 @@ type Load struct {
 	Conns    int           // clients, and connections
 	Warmup   time.Duration // run but not counted, first
 	Duration time.Duration // counted
+	Count    int           // when positive: send this many requests, then stop (Duration caps the run)
 }
 
 // Requester makes the next request of a client. It runs on the client's
@@ -60,8 +63,8 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // or dropped connection), so that a target that is down is not spun on.
 const errorPause = time.Millisecond
 
-// Run drives next's requests for l.Warmup then l.Duration and returns what
-// the counted part measured.
+// Run drives next's requests for l.Warmup then l.Duration (or until l.Count
+// were sent) and returns what the counted part measured.
 func (l Load) Run(ctx context.Context, next Requester) Outcome {
 	tr := &http.Transport{
 		MaxIdleConns: l.Conns, MaxIdleConnsPerHost: l.Conns, MaxConnsPerHost: l.Conns,
@@ -73,10 +76,15 @@ func (l Load) Run(ctx context.Context, next Requester) Outcome {
 	ctx, cancel := context.WithTimeout(ctx, l.Warmup+l.Duration)
 	defer cancel()
 	start := time.Now().Add(l.Warmup)
+	left := new(atomic.Int64) // requests left to send
+	left.Store(math.MaxInt64)
+	if l.Count > 0 {
+		left.Store(int64(l.Count))
+	}
 	outs := make([]Outcome, l.Conns)
 	var wg sync.WaitGroup
 	for i := range outs {
-		wg.Go(func() { outs[i] = client(ctx, hc, next, start) })
+		wg.Go(func() { outs[i] = client(ctx, hc, next, start, left) })
 	}
 	wg.Wait()
 	var total Outcome
@@ -86,15 +94,18 @@ func (l Load) Run(ctx context.Context, next Requester) Outcome {
 		total.Latency = append(total.Latency, o.Latency...)
 	}
 	total.Elapsed = l.Duration
+	if l.Count > 0 {
+		total.Elapsed = time.Since(start)
+	}
 	slices.Sort(total.Latency)
 	return total
 }
 
 // client is one closed-loop client: it counts what ends after start, until
-// ctx is done.
-func client(ctx context.Context, hc *http.Client, next Requester, start time.Time) Outcome {
+// ctx is done or no request is left.
+func client(ctx context.Context, hc *http.Client, next Requester, start time.Time, left *atomic.Int64) Outcome {
 	var o Outcome
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && left.Add(-1) >= 0 {
 		req, err := next(ctx)
 		if err != nil {
 			o.Errors++

@@ -20,6 +20,10 @@
 //   - Nimbus Invoke: the same node's Invoke API, SigV4-signed, to the no-op
 //     as a provided.al2023 function.
 //
+// Async rows: the Async Service end to end (events/s from the first submit
+// to the last event's end, as the node's metrics count them) against
+// synchronous invokes of the same no-op in the same round.
+//
 // Cold rows: process start (or, for Nimbus, the request on a new instance)
 // to the first answer, beside the bare exec of the same binaries and
 // interpreters. Usage (from the repository root; docs/BENCHMARKS.md):
@@ -48,6 +52,7 @@ type Config struct {
 	Duration        time.Duration
 	Conns           []int
 	Cold            int    // cold samples per row and round; 0: no cold rows
+	Async           int    // invokes of each kind of the async rows per round; 0: no async rows
 	OfWatchdog      string // of-watchdog binary; "" or missing: no row
 	RIE             string // aws-lambda-rie binary; "" or missing: no row
 	Memory          []int  // MemorySize of the Nimbus functions: two warm rows each; the cold rows take the first
@@ -71,6 +76,8 @@ func (c Config) Validate() error {
 		return errors.New("-memory must name at least one size")
 	case c.Cold < 0:
 		return fmt.Errorf("-cold must not be negative, not %d", c.Cold)
+	case c.Async < 0:
+		return fmt.Errorf("-async must not be negative, not %d", c.Async)
 	}
 	for _, n := range c.Conns {
 		if n < 1 {
@@ -109,6 +116,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "counted time of each warm row")
 	conns := fs.String("conns", "1,16", "connection counts of the warm rows, comma-separated")
 	fs.IntVar(&cfg.Cold, "cold", 5, "cold starts per cold row and round (0: no cold rows)")
+	fs.IntVar(&cfg.Async, "async", 1000, "synchronous and asynchronous invokes per round of the async rows, at the largest -conns (0: no async rows)")
 	fs.StringVar(&cfg.OfWatchdog, "of-watchdog", "/tmp/peers/bin/of-watchdog", "of-watchdog binary (its row is skipped when missing)")
 	fs.StringVar(&cfg.RIE, "rie", "/tmp/peers/bin/aws-lambda-rie", "aws-lambda-rie binary (its rows are skipped when missing)")
 	memory := fs.String("memory", "128,1769", "MemorySize in MB of the Nimbus functions, comma-separated: two warm rows each (CPU weight follows memory; 1769 is a full CPU's); the cold rows take the first")

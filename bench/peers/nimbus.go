@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,26 +83,32 @@ func (n *nimbusNode) call(ctx context.Context, method, path string, in, out any)
 			return err
 		}
 	}
+	b, err := n.send(ctx, method, path, body)
+	if err != nil || out == nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// send sends a signed API request and returns the body of its 2xx answer.
+func (n *nimbusNode) send(ctx context.Context, method, path string, body []byte) ([]byte, error) {
 	req, err := request(ctx, method, n.endpoint+path, body, bodyHash(body), n.creds)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := n.hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
 	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return b, nil
 }
 
 // fn is a function to deploy.
@@ -203,14 +210,18 @@ func (n *nimbusNode) invokeURL(name string) string {
 // is safe for concurrent use).
 var signer = v4.NewSigner()
 
-// request makes a request of body to url, signed with SigV4 by creds as an
-// AWS SDK signs a Lambda request, unless creds has no keys.
-func request(ctx context.Context, method, url string, body []byte, hash string, creds aws.Credentials) (*http.Request, error) {
+// request makes a request of body to url with header's name and value
+// pairs, signed with SigV4 by creds as an AWS SDK signs a Lambda request,
+// unless creds has no keys.
+func request(ctx context.Context, method, url string, body []byte, hash string, creds aws.Credentials, header ...string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if !creds.HasKeys() {
 		return req, nil
 	}
@@ -223,11 +234,33 @@ func bodyHash(body []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// poster is a Requester of POSTs of body to url, signed by creds unless it
-// has no keys.
-func poster(url string, body []byte, creds aws.Credentials) Requester {
+// poster is a Requester of POSTs of body to url with header's name and
+// value pairs, signed by creds unless it has no keys.
+func poster(url string, body []byte, creds aws.Credentials, header ...string) Requester {
 	hash := bodyHash(body)
 	return func(ctx context.Context) (*http.Request, error) {
-		return request(ctx, http.MethodPost, url, body, hash, creds)
+		return request(ctx, http.MethodPost, url, body, hash, creds, header...)
 	}
+}
+
+// successes is how many invocations of the function ended in success on
+// the node, from its metrics.
+func (n *nimbusNode) successes(ctx context.Context, name string) (int, error) {
+	b, err := n.send(ctx, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "faas_invocations_total{") || !strings.Contains(line, `function="`+name+`"`) ||
+			!strings.Contains(line, `outcome="success"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[strings.LastIndexByte(line, ' ')+1:]), 64)
+		if err != nil {
+			return 0, fmt.Errorf("metrics: %q: %w", line, err)
+		}
+		total += int(v)
+	}
+	return total, nil
 }

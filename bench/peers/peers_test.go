@@ -268,3 +268,16 @@ func running(pid int) bool {
 	_, after, _ := strings.Cut(string(b), ") ")
 	return !strings.HasPrefix(after, "Z")
 }
+
+func TestLoadCount(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { n.Add(1) }))
+	defer srv.Close()
+	o := Load{Conns: 3, Duration: 10 * time.Second, Count: 100}.Run(t.Context(), poster(srv.URL, body, aws.Credentials{}))
+	if o.Requests != 100 || o.Errors != 0 || n.Load() != 100 {
+		t.Errorf("got %d answers and %d errors of %d requests served, want 100 of 100", o.Requests, o.Errors, n.Load())
+	}
+	if o.Elapsed <= 0 || o.Elapsed > 5*time.Second {
+		t.Errorf("got elapsed %s, want the time the 100 took", o.Elapsed)
+	}
+}

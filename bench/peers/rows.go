@@ -197,6 +197,9 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 		)
 	}
 	colds = append(colds, b.nimbusColds(n, fns)...)
+	if b.cfg.Async > 0 {
+		b.async = &asyncRows{n: n, fn: "async", count: b.cfg.Async, conns: slices.Max(b.cfg.Conns)}
+	}
 	keep := func(name string) bool { return name == "direct" || b.cfg.Rows.MatchString(name) }
 	rows = slices.DeleteFunc(rows, func(r *warmRow) bool { return !keep(r.name) })
 	colds = slices.DeleteFunc(colds, func(r *coldRow) bool { return !keep(r.name) })
@@ -262,7 +265,8 @@ func (b *bench) deploy(ctx context.Context, n *nimbusNode) (deployed, error) {
 			fn{Name: echoName(mb), Runtime: "http", Files: map[string][]byte{"bootstrap": echo}, Memory: mb, Concurrency: b.cfg.HTTPConcurrency},
 			fn{Name: noopName(mb), Runtime: "provided.al2023", Files: map[string][]byte{"bootstrap": noop}, Memory: mb})
 	}
-	fns = append(fns, fn{Name: "cold-go", Runtime: "provided.al2023", Files: map[string][]byte{"bootstrap": noop}})
+	fns = append(fns, fn{Name: "cold-go", Runtime: "provided.al2023", Files: map[string][]byte{"bootstrap": noop}},
+		fn{Name: "async", Runtime: "provided.al2023", Files: map[string][]byte{"bootstrap": noop}, Memory: slices.Max(b.cfg.Memory)})
 	if rt, ok := d.rts[runtimes.KindPython]; ok {
 		fns = append(fns, fn{Name: "cold-python", Runtime: rt.ID, Handler: "app.handler",
 			Files: map[string][]byte{"app.py": []byte("def handler(event, context):\n    return event\n")}})

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,13 +19,15 @@ var body = []byte(`{"sleep_ms":0}`)
 
 // bench is one run: its binaries, its processes and its tables.
 type bench struct {
-	cfg   Config
-	dir   string            // the run's temporary directory
-	bins  map[string]string // built binaries by name: echo, proxy, noop, nimbus
-	procs []*proc           // every process started, to stop at the end
-	warm  Table
-	cold  Table
-	notes []string // printed under the tables
+	cfg        Config
+	dir        string            // the run's temporary directory
+	bins       map[string]string // built binaries by name: echo, proxy, noop, nimbus
+	procs      []*proc           // every process started, to stop at the end
+	warm       Table
+	cold       Table
+	async      *asyncRows // nil: no async rows
+	asyncTable Table
+	notes      []string // printed under the tables
 }
 
 // run builds the binaries, starts the peers and the node, runs the rounds
@@ -39,7 +42,7 @@ func run(ctx context.Context, cfg Config) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	b := &bench{cfg: cfg, dir: dir, warm: Table{Baseline: "direct"}, cold: Table{Baseline: "direct"}}
+	b := &bench{cfg: cfg, dir: dir, warm: Table{Baseline: "direct"}, cold: Table{Baseline: "direct"}, asyncTable: Table{Baseline: "sync"}}
 	defer b.stopAll()
 	load0 := loadAverage()
 	began := time.Now().UTC()
@@ -68,6 +71,9 @@ func run(ctx context.Context, cfg Config) error {
 	b.warm.WriteWarm(&out)
 	if cfg.Cold > 0 {
 		b.cold.WriteCold(&out)
+	}
+	if b.async != nil {
+		b.asyncTable.WriteAsync(&out)
 	}
 	for _, n := range b.notes {
 		fmt.Fprintf(&out, "\n- %s", n)
@@ -140,6 +146,9 @@ func (b *bench) round(ctx context.Context, r int, rows []*warmRow, colds []*cold
 			fmt.Fprintf(os.Stderr, "round %d %s %-40s %9.0f req/s p50 %s p99 %s errors %d\n", r+1, group, row.name, s.Value, ms(s.P50), ms(s.P99), s.Errors)
 		}
 	}
+	if b.cfg.Cold == 0 {
+		colds = nil
+	}
 	for _, row := range rotate(colds, r) {
 		s, err := row.measure(ctx, b.cfg.Cold)
 		if err != nil {
@@ -148,6 +157,19 @@ func (b *bench) round(ctx context.Context, r int, rows []*warmRow, colds []*cold
 		s.Group, s.Round = "cold start, to the first answer", r
 		b.cold.Add(s)
 		fmt.Fprintf(os.Stderr, "round %d cold %-40s %7.1f ms errors %d\n", r+1, row.name, s.Value, s.Errors)
+	}
+	if b.async == nil {
+		return ctx.Err()
+	}
+	sync, async, err := b.async.measure(ctx)
+	if err != nil {
+		return fmt.Errorf("round %d, async: %w", r+1, err)
+	}
+	group := fmt.Sprintf("async end to end: %d invokes of the no-op (%d MB) per round, %d connections, invokes/s", b.async.count, slices.Max(b.cfg.Memory), b.async.conns)
+	for _, s := range []Sample{sync, async} {
+		s.Group, s.Round = group, r
+		b.asyncTable.Add(s)
+		fmt.Fprintf(os.Stderr, "round %d async %-40s %7.0f /s errors %d\n", r+1, s.Row, s.Value, s.Errors)
 	}
 	return ctx.Err()
 }

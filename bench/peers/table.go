@@ -119,6 +119,11 @@ func (t *Table) WriteCold(w io.Writer) {
 	t.write(w, "ms, median of rounds' medians", func(l Line) string { return fmt.Sprintf("%.1f", l.Value) })
 }
 
+// WriteAsync prints the async rows as markdown: invokes per second.
+func (t *Table) WriteAsync(w io.Writer) {
+	t.write(w, "per second", func(l Line) string { return fmt.Sprintf("%.0f", l.Value) })
+}
+
 // write prints one markdown table per group, with the figures' columns
 // (named by head, cells by cells) between the ratio and the errors.
 func (t *Table) write(w io.Writer, head string, cells func(Line) string) {
@@ -127,8 +132,8 @@ func (t *Table) write(w io.Writer, head string, cells func(Line) string) {
 		if l.Group != group {
 			group = l.Group
 			cols := strings.Count(head, "|") + 1
-			fmt.Fprintf(w, "\n**%s**\n\n| path | x direct (median, min-max) | %s | errors |\n|%s\n",
-				group, head, strings.Repeat(" --- |", cols+3))
+			fmt.Fprintf(w, "\n**%s**\n\n| path | x %s (median, min-max) | %s | errors |\n|%s\n",
+				group, t.Baseline, head, strings.Repeat(" --- |", cols+3))
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %d |\n", l.Row, ratio(l), cells(l), l.Errors)
 	}
