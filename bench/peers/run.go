@@ -204,7 +204,7 @@ func commit(ctx context.Context) string {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if err := exec.CommandContext(ctx, "git", "diff", "--quiet", "HEAD").Run(); err != nil {
+	if out, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err != nil || len(out) > 0 {
 		c += "+changes"
 	}
 	return c
