@@ -293,16 +293,9 @@ func (s *Server) aliasesList(w http.ResponseWriter, r *http.Request) error {
 // names: $LATEST (none), a version, or the version an alias points at
 // (route: as an invocation would be routed, by the alias's weights).
 func (s *Server) qualified(ctx context.Context, r *http.Request, route bool) (*nimbus.Function, error) {
-	name, derived, err := registry.ParseQualifiedName(r.PathValue("name"))
+	name, q, err := requestQualifier(r)
 	if err != nil {
 		return nil, err
-	}
-	q := r.URL.Query().Get("Qualifier")
-	switch {
-	case derived != "" && q != "" && derived != q:
-		return nil, nimbus.Invalidf("The derived qualifier from the function name does not match the specified qualifier.")
-	case derived != "":
-		q = derived // name:qualifier, as Lambda takes it
 	}
 	if q != "" && !validQualifier(q) {
 		return nil, nimbus.Errorf(nimbus.ErrValidation,
@@ -319,6 +312,24 @@ func (s *Server) qualified(ctx context.Context, r *http.Request, route bool) (*n
 	}
 	fn, err := s.reg.Resolve(ctx, name, q)
 	return fn, s.notFound(name, q, err)
+}
+
+// requestQualifier parses the function name of a request and the
+// qualifier it names: its Qualifier, or the one of name:qualifier, as
+// Lambda takes it ("" for none). The two must agree.
+func requestQualifier(r *http.Request) (name, q string, err error) {
+	name, derived, err := registry.ParseQualifiedName(r.PathValue("name"))
+	if err != nil {
+		return "", "", err
+	}
+	q = r.URL.Query().Get("Qualifier")
+	switch {
+	case derived != "" && q != "" && derived != q:
+		return "", "", nimbus.Invalidf("The derived qualifier from the function name does not match the specified qualifier.")
+	case derived != "":
+		q = derived
+	}
+	return name, q, nil
 }
 
 // notFound gives a missing function or version Lambda's message.
