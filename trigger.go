@@ -26,6 +26,11 @@ type Trigger struct {
 	Name    string `json:"name"`
 	Type    string `json:"type"`
 	Enabled bool   `json:"enabled"`
+	// Qualifier is the version or alias the trigger invokes ("": the
+	// function's $LATEST). An alias is resolved at each invocation, by its
+	// weights, so moving the alias moves the trigger's traffic. A function
+	// URL (an http trigger) takes an alias only.
+	Qualifier string `json:"qualifier,omitempty"`
 	// Config holds the type's own settings; the type's package decodes and
 	// validates it (e.g. trigger/kafka.Config).
 	Config json.RawMessage `json:"config,omitempty"`

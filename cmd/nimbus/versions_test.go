@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,7 @@ func TestVersionsAWSCLI(t *testing.T) {
 			t.Fatalf("invoke shop:live after the shift: %s", out)
 		}
 	}
+	aliasURL(t, s, cli)
 	out = cli("alias", "set", "shop", "canary", "1", "--weight", "2=0.1")
 	if out != "Alias canary of shop: 1 (90 %), 2 (10 %)\n" {
 		t.Errorf("alias set --weight: %q", out)
@@ -119,4 +121,53 @@ func TestVersionsAWSCLI(t *testing.T) {
 		t.Errorf("get-alias after alias rm: %v %s", err, errOut)
 	}
 	mustAWS(t, s, "lambda", "delete-function", "--function-name", "shop")
+}
+
+// aliasURL: with the AWS CLI, a function URL of alias live of shop (live
+// -> 2) runs the version the alias points at, follows it when it moves,
+// refuses a version's number, and goes away with the alias.
+func aliasURL(t *testing.T, s *server, cli func(args ...string) string) {
+	t.Helper()
+	out := mustAWS(t, s, "lambda", "create-function-url-config", "--function-name", "shop", "--qualifier", "live", "--auth-type", "NONE")
+	var u struct{ FunctionUrl, FunctionArn string }
+	if err := json.Unmarshal([]byte(out), &u); err != nil || u.FunctionUrl != "http://"+s.addr+"/fn/shop:live/" ||
+		u.FunctionArn != "arn:aws:lambda:us-east-1:000000000000:function:shop:live" {
+		t.Fatalf("create-function-url-config --qualifier live printed %s (%v)", out, err)
+	}
+	release := func() string {
+		t.Helper()
+		resp, err := http.Get(u.FunctionUrl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct{ Release string }
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d (%v)", u.FunctionUrl, resp.StatusCode, err)
+		}
+		return r.Release
+	}
+	if got := release(); got != "two" {
+		t.Errorf("the URL of live -> 2 ran %q", got)
+	}
+	cli("alias", "set", "shop", "live", "1")
+	if got := release(); got != "one" {
+		t.Errorf("the URL of live -> 1 ran %q", got)
+	}
+	out = mustAWS(t, s, "lambda", "get-function-url-config", "--function-name", "shop:live", "--query", "FunctionArn", "--output", "text")
+	if strings.TrimSpace(out) != u.FunctionArn {
+		t.Errorf("get-function-url-config shop:live: %s", out)
+	}
+	if _, errOut, err := awsCLI(t, s, "lambda", "create-function-url-config", "--function-name", "shop", "--qualifier", "1", "--auth-type", "NONE"); err == nil ||
+		!strings.Contains(errOut, "ValidationException") {
+		t.Errorf("create-function-url-config --qualifier 1: %v %s", err, errOut)
+	}
+	mustAWS(t, s, "lambda", "create-alias", "--function-name", "shop", "--name", "old", "--function-version", "1")
+	mustAWS(t, s, "lambda", "create-function-url-config", "--function-name", "shop", "--qualifier", "old", "--auth-type", "AWS_IAM")
+	mustAWS(t, s, "lambda", "delete-alias", "--function-name", "shop", "--name", "old")
+	out = mustAWS(t, s, "lambda", "list-function-url-configs", "--function-name", "shop", "--query", "FunctionUrlConfigs[].FunctionArn", "--output", "text")
+	if strings.TrimSpace(out) != u.FunctionArn {
+		t.Errorf("list-function-url-configs after delete-alias old: %q, want live's only", out)
+	}
+	cli("alias", "set", "shop", "live", "2")
 }

@@ -26,7 +26,7 @@ func (s *Server) esmCreate(w http.ResponseWriter, r *http.Request) error {
 	if req.FunctionName == nil {
 		return nimbus.Invalidf("FunctionName is required")
 	}
-	function, err := registry.ParseName(*req.FunctionName)
+	function, q, err := registry.ParseQualifiedName(*req.FunctionName)
 	if err != nil {
 		return err
 	}
@@ -37,9 +37,10 @@ func (s *Server) esmCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	in.Qualifier = &q
 	t, err := s.reg.AddTrigger(r.Context(), function, in, ts.Types())
 	if err != nil {
-		return s.notFoundFunction(function, err)
+		return s.notFound(function, q, err)
 	}
 	return writeJSON(w, http.StatusAccepted, s.viewESM(ts, function, t))
 }
@@ -123,36 +124,44 @@ func (s *Server) esmUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := esmUpdatable(req, fn.Name); err != nil {
+	q, err := esmUpdatable(req, fn.Name)
+	if err != nil {
 		return err
 	}
 	batch, retries, window, dest, err := esmSettings(req)
 	if err != nil {
 		return err
 	}
-	in := registry.TriggerInput{Enabled: req.Enabled, BatchSize: batch, BatchWindow: window, MaxRetries: retries, FailureDestination: dest}
+	in := registry.TriggerInput{Enabled: req.Enabled, BatchSize: batch, BatchWindow: window, MaxRetries: retries, FailureDestination: dest, Qualifier: q}
 	t, err = s.reg.UpdateTrigger(r.Context(), fn.Name, t.Name, in, ts.Types())
 	if err != nil {
+		if q != nil {
+			return s.notFound(fn.Name, *q, err)
+		}
 		return err
 	}
 	return writeJSON(w, http.StatusAccepted, s.viewESM(ts, fn.Name, t))
 }
 
 // esmUpdatable refuses changes UpdateEventSourceMapping cannot make in
-// Nimbus: another function, or another source.
-func esmUpdatable(req *esmRequest, function string) error {
+// Nimbus: another function, or another source. It returns the qualifier
+// a FunctionName names (another version or alias of the function may
+// be), nil when the request names none.
+func esmUpdatable(req *esmRequest, function string) (*string, error) {
+	var qualifier *string
 	if req.FunctionName != nil {
-		name, err := registry.ParseName(*req.FunctionName)
+		name, q, err := registry.ParseQualifiedName(*req.FunctionName)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if name != function {
-			return nimbus.Invalidf("Nimbus cannot move an event source mapping to another function (%s to %s): delete it and create another", function, name)
+			return nil, nimbus.Invalidf("Nimbus cannot move an event source mapping to another function (%s to %s): delete it and create another", function, name)
 		}
+		qualifier = &q
 	}
 	if req.EventSourceArn != nil || req.SelfManagedEventSource != nil || req.Topics != nil ||
 		req.StartingPosition != nil || req.SelfManagedKafkaEventSourceConfig != nil {
-		return nimbus.Invalidf("The event source of a mapping cannot be changed (EventSourceArn, SelfManagedEventSource, Topics, StartingPosition, SelfManagedKafkaEventSourceConfig): delete it and create another")
+		return nil, nimbus.Invalidf("The event source of a mapping cannot be changed (EventSourceArn, SelfManagedEventSource, Topics, StartingPosition, SelfManagedKafkaEventSourceConfig): delete it and create another")
 	}
-	return nil
+	return qualifier, nil
 }

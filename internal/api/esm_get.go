@@ -61,8 +61,8 @@ type esmListAnswer struct {
 }
 
 // esmList is ListEventSourceMappings: GET /2015-03-31/event-source-mappings/,
-// every kafka trigger (of one function with FunctionName), in pages of
-// MaxItems (default 100) continued from Marker.
+// every kafka trigger (with FunctionName, those of one function and
+// qualifier), in pages of MaxItems (default 100) continued from Marker.
 func (s *Server) esmList(w http.ResponseWriter, r *http.Request) error {
 	ts, err := s.triggerService()
 	if err != nil {
@@ -77,7 +77,7 @@ func (s *Server) esmList(w http.ResponseWriter, r *http.Request) error {
 	if q.Get("EventSourceArn") != "" {
 		return writeJSON(w, http.StatusOK, out) // Nimbus has no ARN-named sources
 	}
-	fns, err := s.esmFunctions(r)
+	fns, qualifier, err := s.esmFunctions(r)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (s *Server) esmList(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		for i := range fn.Triggers {
-			if fn.Triggers[i].Type == nimbus.TriggerKafka {
+			if t := &fn.Triggers[i]; t.Type == nimbus.TriggerKafka && (qualifier == nil || t.Qualifier == *qualifier) {
 				all = append(all, s.viewESM(ts, fn.Name, &fn.Triggers[i]))
 			}
 		}
@@ -108,21 +108,28 @@ func (s *Server) esmList(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// esmFunctions returns the function FunctionName names, or every function.
-func (s *Server) esmFunctions(r *http.Request) ([]*nimbus.Function, error) {
+// esmFunctions returns the function FunctionName names and the qualifier
+// whose mappings are listed, as Lambda lists them: "" ($LATEST) for a
+// bare name, the version or alias of a qualified one. Without
+// FunctionName, every function and a nil qualifier (all mappings).
+func (s *Server) esmFunctions(r *http.Request) ([]*nimbus.Function, *string, error) {
 	name := r.URL.Query().Get("FunctionName")
 	if name == "" {
-		return s.reg.List(r.Context())
+		fns, err := s.reg.List(r.Context())
+		return fns, nil, err
 	}
-	bare, err := registry.ParseName(name)
+	bare, q, err := registry.ParseQualifiedName(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fn, err := s.reg.Get(r.Context(), bare)
 	if err != nil {
-		return nil, s.notFoundFunction(bare, err)
+		return nil, nil, s.notFoundFunction(bare, err)
 	}
-	return []*nimbus.Function{fn}, nil
+	if q == nimbus.Latest {
+		q = ""
+	}
+	return []*nimbus.Function{fn}, &q, nil
 }
 
 func esmLimit(v string) (int, error) {

@@ -134,12 +134,13 @@ type esmView struct {
 	FunctionResponseTypes             []string              `json:"FunctionResponseTypes"`
 }
 
-// viewESM shows a kafka trigger as an event source mapping.
+// viewESM shows a kafka trigger as an event source mapping (its
+// FunctionArn qualified by the trigger's version or alias).
 func (s *Server) viewESM(ts TriggerService, function string, t *nimbus.Trigger) esmView {
 	var c kafkaConfig
 	_ = json.Unmarshal(shownConfig(ts, t), &c)
 	v := esmView{
-		UUID: t.ID, FunctionArn: s.arn(function), State: "Disabled", StateTransitionReason: "USER_INITIATED",
+		UUID: t.ID, FunctionArn: s.arnQualified(function, t.Qualifier), State: "Disabled", StateTransitionReason: "USER_INITIATED",
 		LastModified: float64(t.LastModified.UnixMilli()) / 1000, BatchSize: max(t.BatchSize, 1),
 		MaximumBatchingWindowInSeconds: int(t.BatchWindow / time.Second), MaximumRetryAttempts: t.MaxRetries,
 		StartingPosition: c.StartPosition, Topics: []string{c.Topic},

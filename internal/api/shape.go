@@ -139,10 +139,16 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 // qualifiedArn is fn's ARN as Lambda shows it in a configuration: with
 // the version's number for a version, bare for $LATEST.
 func (s *Server) qualifiedArn(fn *nimbus.Function) string {
-	if fn.Version != "" {
-		return s.arn(fn.Name) + ":" + fn.Version
+	return s.arnQualified(fn.Name, fn.Version)
+}
+
+// arnQualified is function name's ARN qualified by a version or alias q
+// (bare when q is "").
+func (s *Server) arnQualified(name, q string) string {
+	if q != "" {
+		return s.arn(name) + ":" + q
 	}
-	return s.arn(fn.Name)
+	return s.arn(name)
 }
 
 func (s *Server) arn(name string) string {

@@ -2,7 +2,8 @@ package api
 
 import (
 	"net/http"
-	"strconv"
+
+	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
@@ -54,7 +55,7 @@ type urlConfigResponse struct {
 }
 
 func (s *Server) urlConfigCreate(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.urlFunction(r)
 	if err != nil {
 		return err
 	}
@@ -72,14 +73,14 @@ func (s *Server) urlConfigCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := cfg.ValidateFor(fn); err != nil {
 		return err
 	}
-	if t := funcurl.Find(fn); t != nil {
+	if t := funcurl.Find(fn, q); t != nil {
 		return s.urlExists(fn.Name, t)
 	}
-	typ := nimbus.TriggerHTTP
+	typ, id := nimbus.TriggerHTTP, uuid.NewString()
 	t, err := s.reg.AddTrigger(r.Context(), fn.Name, registry.TriggerInput{
-		Name: funcurl.URLTriggerName, Type: &typ, Config: cfg.Encode()}, s.urlTypes())
+		Name: funcurl.TriggerName(q, id), ID: id, Type: &typ, Config: cfg.Encode(), Qualifier: &q}, s.urlTypes())
 	if err != nil {
-		return err
+		return s.notFound(fn.Name, q, err)
 	}
 	resp := s.urlConfig(r, fn, t)
 	resp.LastModifiedTime = "" // not in CreateFunctionUrlConfig's response
@@ -95,10 +96,10 @@ func (s *Server) urlTypes() registry.TriggerTypes {
 	return registry.TriggerTypes{Factories: map[string]trigger.Factory{nimbus.TriggerHTTP: funcurl.Factory}}
 }
 
-// urlExists is the conflict of a second URL (http trigger t) for a
-// function.
+// urlExists is the conflict of a second URL for a function or alias
+// (http trigger t).
 func (s *Server) urlExists(name string, t *nimbus.Trigger) error {
-	return nimbus.Errorf(nimbus.ErrConflict, "Failed to create function url config for [functionArn = %s]. Error message:  FunctionUrlConfig exists for this Lambda function (http trigger %q)", s.arn(name), t.Name)
+	return nimbus.Errorf(nimbus.ErrConflict, "Failed to create function url config for [functionArn = %s]. Error message:  FunctionUrlConfig exists for this Lambda function (http trigger %q)", s.arnQualified(name, t.Qualifier), t.Name)
 }
 
 func (s *Server) urlConfigGet(w http.ResponseWriter, r *http.Request) error {
@@ -153,32 +154,66 @@ func (s *Server) urlConfigDelete(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// urlConfigList is ListFunctionUrlConfigs: the function's own URL and
+// its aliases', in pages of MaxItems (default 50) continued from Marker.
 func (s *Server) urlConfigList(w http.ResponseWriter, r *http.Request) error {
-	if v := r.URL.Query().Get("MaxItems"); v != "" {
-		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 50 {
-			return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50", v)
-		}
+	from, limit, err := listPage(r)
+	if err != nil {
+		return err
 	}
 	fn, err := s.getFunction(r.Context(), r)
 	if err != nil {
 		return err
 	}
-	out := struct {
-		FunctionUrlConfigs []urlConfigResponse
-	}{FunctionUrlConfigs: []urlConfigResponse{}}
-	if t := funcurl.Find(fn); t != nil {
-		out.FunctionUrlConfigs = append(out.FunctionUrlConfigs, s.urlConfig(r, fn, t))
+	all := []urlConfigResponse{}
+	for i := range fn.Triggers {
+		if fn.Triggers[i].Type == nimbus.TriggerHTTP {
+			all = append(all, s.urlConfig(r, fn, &fn.Triggers[i]))
+		}
 	}
+	var out struct {
+		FunctionUrlConfigs []urlConfigResponse
+		NextMarker         string `json:",omitempty"`
+	}
+	out.FunctionUrlConfigs, out.NextMarker = page(all, from, limit)
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// urlTrigger loads the function and its http trigger (404 when none).
+// urlFunction loads the function of a function URL request, with the
+// alias its Qualifier (or name:alias) names: "" for the function's own
+// URL ($LATEST). A version's number is refused, as Lambda does, and an
+// alias that does not exist is not found.
+func (s *Server) urlFunction(r *http.Request) (*nimbus.Function, string, error) {
+	name, q, err := requestQualifier(r)
+	if err != nil {
+		return nil, "", err
+	}
+	if q != "" {
+		if err := registry.ValidateURLQualifier(q); err != nil {
+			return nil, "", err
+		}
+	}
+	if q == nimbus.Latest {
+		q = ""
+	}
+	fn, err := s.reg.Get(r.Context(), name)
+	if err == nil && q != "" {
+		_, err = s.reg.Alias(r.Context(), name, q)
+	}
+	if err != nil {
+		return nil, "", s.notFound(name, q, err)
+	}
+	return fn, q, nil
+}
+
+// urlTrigger loads the function and the http trigger of the request's
+// qualifier (404 when none).
 func (s *Server) urlTrigger(r *http.Request) (*nimbus.Function, *nimbus.Trigger, error) {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.urlFunction(r)
 	if err != nil {
 		return nil, nil, err
 	}
-	t := funcurl.Find(fn)
+	t := funcurl.Find(fn, q)
 	if t == nil {
 		return nil, nil, errNoURL()
 	}
@@ -253,7 +288,8 @@ func (c *lambdaCors) config() *funcurl.CORS {
 	return out
 }
 
-// urlConfig is the FunctionUrlConfig of fn's http trigger t.
+// urlConfig is the FunctionUrlConfig of fn's http trigger t (its
+// FunctionArn qualified by t's alias).
 func (s *Server) urlConfig(r *http.Request, fn *nimbus.Function, t *nimbus.Trigger) urlConfigResponse {
 	cfg, err := funcurl.ParseConfig(t.Config)
 	if err != nil {
@@ -264,7 +300,7 @@ func (s *Server) urlConfig(r *http.Request, fn *nimbus.Function, t *nimbus.Trigg
 		scheme = "https"
 	}
 	out := urlConfigResponse{
-		FunctionUrl: scheme + "://" + r.Host + urlPrefix + fn.Name + "/", FunctionArn: s.arn(fn.Name),
+		FunctionUrl: scheme + "://" + r.Host + urlPrefix + funcurl.Path(fn.Name, t), FunctionArn: s.arnQualified(fn.Name, t.Qualifier),
 		AuthType: lambdaAuthNone, InvokeMode: cfg.Mode(),
 		CreationTime: t.Created.UTC().Format(urlTime), LastModifiedTime: t.LastModified.UTC().Format(urlTime),
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
+	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
@@ -98,14 +100,18 @@ func (c *urlCall) authorized() bool {
 	return ok
 }
 
-// load finds the function and its URL configuration; it answers 404 when
-// there is none.
+// load finds the function, its URL configuration and what the request
+// runs: the function, or for an alias's URL (/fn/{name}:{alias}/...) the
+// version the alias routes this request to (trigger.Target). It answers
+// 404 when there is no such URL.
 func (c *urlCall) load() bool {
 	rest := strings.TrimPrefix(c.r.URL.EscapedPath(), urlPrefix)
-	name, path, _ := strings.Cut(rest, "/")
+	seg, path, _ := strings.Cut(rest, "/")
 	c.path = "/" + path
+	seg, _ = url.PathUnescape(seg) // "%3A" is a ':' too
+	name, q, _ := strings.Cut(seg, ":")
 	if !registry.ValidName(name) {
-		c.fail(http.StatusNotFound, "No function URL here: "+strconv.Quote(name)+" is not a function name (function URLs are "+urlPrefix+"{function name}/...)")
+		c.fail(http.StatusNotFound, "No function URL here: "+strconv.Quote(seg)+" is not a function name (function URLs are "+urlPrefix+"{function name}/... and "+urlPrefix+"{function name}:{alias}/...)")
 		return false
 	}
 	fn, err := c.s.reg.Get(c.r.Context(), name)
@@ -118,19 +124,21 @@ func (c *urlCall) load() bool {
 		return false
 	}
 	c.fn = fn
-	t := funcurl.Find(fn)
+	t := funcurl.Find(fn, q)
 	if t != nil {
 		c.trigger = t.Name
 	}
 	if t == nil || !t.Enabled {
-		msg := "Function " + name + " has no function URL: create one with CreateFunctionUrlConfig or an http trigger"
+		msg := "Function " + seg + " has no function URL: create one with CreateFunctionUrlConfig or an http trigger"
 		if t != nil {
-			msg = "The function URL of " + name + " is disabled: enable its http trigger " + strconv.Quote(t.Name)
+			msg = "The function URL of " + seg + " is disabled: enable its http trigger " + strconv.Quote(t.Name)
 		}
 		c.fail(http.StatusNotFound, msg)
 		return false
 	}
-	c.cfg, err = funcurl.ParseConfig(t.Config)
+	if c.cfg, err = funcurl.ParseConfig(t.Config); err == nil {
+		c.fn, err = trigger.Target(c.r.Context(), c.s.reg, fn, t.Qualifier)
+	}
 	if err != nil {
 		c.error(err)
 		return false

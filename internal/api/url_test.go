@@ -474,7 +474,7 @@ func TestFunctionURLConfig(t *testing.T) {
 		wantAPIError(t, err, "ValidationException", "[BUFFERED, RESPONSE_STREAM]")
 		_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: name, AuthType: types.FunctionUrlAuthTypeNone,
 			Qualifier: aws.String("prod")})
-		wantAPIError(t, err, "ResourceNotFoundException", "$LATEST")
+		wantAPIError(t, err, "ResourceNotFoundException", "function:cfg:prod")
 		url := ep + "/2021-10-31/functions/cfg/url"
 		for _, tt := range []struct{ body, typ, msg string }{
 			{``, "InvalidRequestContentException", "empty"},

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -162,14 +163,15 @@ func (s triggerService) Count(function, trigger string, delivered bool) {
 // trigger names: another function (through the Async Service), a webhook,
 // or a NATS subject on the store's server.
 func (n *Node) triggerFailures() trigger.FailureSender {
-	return failureSender{s: n.destinationSender(), arn: func(fn string) string { return n.qualifiedARN(fn, "") }}
+	return failureSender{s: n.destinationSender(), arn: n.qualifiedARN}
 }
 
 // failureSender sends a trigger.Failure as Lambda's destination record:
-// requestPayload is the CloudEvent the function was given.
+// requestPayload is the CloudEvent the function was given, and the
+// function's ARN is qualified by the trigger's version or alias.
 type failureSender struct {
 	s   *destination.Sender
-	arn func(function string) string
+	arn func(function, qualifier string) string
 }
 
 // conditionEventTooLarge is the condition of a message that went to the
@@ -187,13 +189,13 @@ func (f failureSender) Send(ctx context.Context, dest string, fl trigger.Failure
 		RequestContext: destination.RequestContext{
 			// Stable across redeliveries, so a NATS stream drops duplicates.
 			RequestID:   fl.Function + "/" + fl.Trigger + "/" + fl.Message.ID,
-			FunctionARN: f.arn(fl.Function), Condition: cond, ApproximateInvokeCount: fl.Attempts, Reason: fl.Reason,
+			FunctionARN: f.arn(fl.Function, fl.Qualifier), Condition: cond, ApproximateInvokeCount: fl.Attempts, Reason: fl.Reason,
 		},
 		RequestPayload:  fl.Event,
 		ResponsePayload: fl.Response,
 	}
-	if fl.Attempts > 0 {
-		rec.ResponseContext = &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: fl.FuncError}
+	if fl.Attempts > 0 && (fl.Executed != "" || fl.Qualifier == "") { // a version ran
+		rec.ResponseContext = &destination.ResponseContext{StatusCode: 200, ExecutedVersion: cmp.Or(fl.Executed, nimbus.Latest), FunctionError: fl.FuncError}
 	}
 	return f.s.Send(ctx, dest, "", rec)
 }

@@ -74,7 +74,9 @@ func (r *Registry) UpdateAlias(ctx context.Context, name, alias string, in Alias
 	return &out, err
 }
 
-// DeleteAlias removes an alias. Errors: nimbus.ErrNotFound.
+// DeleteAlias removes an alias, and its function URL with it, as Lambda
+// does; the other triggers that invoke the alias stay, and fail their
+// messages until it is made again. Errors: nimbus.ErrNotFound.
 func (r *Registry) DeleteAlias(ctx context.Context, name, alias string) error {
 	_, err := r.modify(ctx, name, "", func(fn *nimbus.Function) error {
 		i := slices.IndexFunc(fn.Aliases, func(a nimbus.Alias) bool { return a.Name == alias })
@@ -84,6 +86,9 @@ func (r *Registry) DeleteAlias(ctx context.Context, name, alias string) error {
 		fn.Aliases = slices.Delete(slices.Clone(fn.Aliases), i, i+1)
 		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, alias)
 		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, alias)
+		fn.Triggers = slices.DeleteFunc(slices.Clone(fn.Triggers), func(t nimbus.Trigger) bool {
+			return t.Type == nimbus.TriggerHTTP && t.Qualifier == alias
+		})
 		return nil
 	})
 	return err

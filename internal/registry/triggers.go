@@ -62,6 +62,9 @@ type TriggerInput struct {
 	MaxRetries         *int
 	FailureDestination *string
 	Concurrency        *int
+	// Qualifier is the version or alias the trigger invokes ("" or
+	// $LATEST: the function's $LATEST).
+	Qualifier *string
 }
 
 // maxTriggerConfig caps a trigger's Config.
@@ -89,6 +92,16 @@ func (in *TriggerInput) apply(t *nimbus.Trigger, types TriggerTypes) error {
 	}
 	if in.Config != nil {
 		t.Config = slices.Clone(in.Config)
+	}
+	if in.Qualifier != nil {
+		q := *in.Qualifier
+		if q == nimbus.Latest {
+			q = ""
+		}
+		if q != "" && !aliasName.MatchString(q) {
+			return validationf("qualifier", q, "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})")
+		}
+		t.Qualifier = q
 	}
 	if err := in.applyNumbers(t); err != nil {
 		return err
@@ -190,6 +203,9 @@ func (r *Registry) AddTrigger(ctx context.Context, function string, in TriggerIn
 		if err := canAdd(fn, &out); err != nil {
 			return err
 		}
+		if err := checkQualifier(fn, &out); err != nil {
+			return err
+		}
 		if err := types.prepare(fn, &out); err != nil {
 			return err
 		}
@@ -211,11 +227,57 @@ func canAdd(fn *nimbus.Function, t *nimbus.Trigger) error {
 		if o.Name == t.Name {
 			return nimbus.Errorf(nimbus.ErrConflict, "Function %s has a trigger named %s already", fn.Name, t.Name)
 		}
-		if o.Type == nimbus.TriggerHTTP && t.Type == nimbus.TriggerHTTP {
+	}
+	return oneURL(fn, t)
+}
+
+// oneURL checks that t is not a second function URL (http trigger) for
+// its qualifier: a function has at most one URL of its own and one per
+// alias.
+func oneURL(fn *nimbus.Function, t *nimbus.Trigger) error {
+	if t.Type != nimbus.TriggerHTTP {
+		return nil
+	}
+	for _, o := range fn.Triggers {
+		if o.Type == nimbus.TriggerHTTP && o.Qualifier == t.Qualifier && o.Name != t.Name {
+			if t.Qualifier != "" {
+				return nimbus.Errorf(nimbus.ErrConflict, "Function %s has an HTTP trigger (function URL) for alias %s already: %s", fn.Name, t.Qualifier, o.Name)
+			}
 			return nimbus.Errorf(nimbus.ErrConflict, "Function %s has an HTTP trigger (function URL) already: %s", fn.Name, o.Name)
 		}
 	}
 	return nil
+}
+
+// checkQualifier checks t's qualifier against fn: one of its versions or
+// aliases; an alias only for a function URL, as Lambda's. Errors:
+// nimbus.ErrValidation, nimbus.ErrNotFound.
+func checkQualifier(fn *nimbus.Function, t *nimbus.Trigger) error {
+	q := t.Qualifier
+	switch {
+	case q == "":
+		return nil
+	case t.Type == nimbus.TriggerHTTP:
+		if err := ValidateURLQualifier(q); err != nil {
+			return err
+		}
+		if findAlias(fn, q) == nil {
+			return nimbus.Errorf(nimbus.ErrNotFound, "Function %s has no alias %s (a function URL takes an alias)", fn.Name, q)
+		}
+	case !hasVersion(fn, q) && findAlias(fn, q) == nil:
+		return nimbus.Errorf(nimbus.ErrNotFound, "Function %s has no version or alias %s", fn.Name, q)
+	}
+	return nil
+}
+
+// ValidateURLQualifier checks the Qualifier of a function URL: an alias
+// or $LATEST, never a version's number. Errors: nimbus.ErrValidation, with
+// Lambda's message.
+func ValidateURLQualifier(q string) error {
+	if q == nimbus.Latest || validAliasName(q) == nil {
+		return nil
+	}
+	return validationf("qualifier", q, `Member must satisfy regular expression pattern: (^\$LATEST$)|((?!^[0-9]+$)([a-zA-Z0-9-_]+))`)
 }
 
 // GetTrigger returns one trigger of a function. Errors: nimbus.ErrNotFound.
@@ -276,6 +338,12 @@ func (r *Registry) UpdateTrigger(ctx context.Context, function, name string, in 
 			return err
 		}
 		if err := complete(t, prev); err != nil {
+			return err
+		}
+		if err := oneURL(fn, t); err != nil {
+			return err
+		}
+		if err := checkQualifier(fn, t); err != nil {
 			return err
 		}
 		return types.prepare(fn, t)

@@ -3,11 +3,14 @@ package registry
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/codepkg"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
@@ -333,5 +336,72 @@ func TestRotateTriggerKeyRefusals(t *testing.T) {
 		if a, b := after.Triggers[i], before.Triggers[i]; string(a.Config) != string(b.Config) || !a.LastModified.Equal(b.LastModified) {
 			t.Errorf("a refused rotation changed trigger %s: %+v, was %+v", a.Name, a, b)
 		}
+	}
+}
+
+// TestTriggerQualifier: a trigger invokes a version or an alias that
+// exists; a function URL an alias only, one per alias, and it goes away
+// with its alias while other triggers of the alias stay.
+func TestTriggerQualifier(t *testing.T) {
+	r := openTestRegistry(t, Config{KV: mem.NewKV(), Versions: mem.NewKV(), Blobs: mem.NewBlobs(), Code: readyCode{},
+		Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()})
+	ctx := t.Context()
+	rt, h := "python3.11", "app.handler"
+	if _, err := r.Create(ctx, FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, testZip(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, r, "f")
+	if _, err := r.Publish(ctx, "f", PublishInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateAlias(ctx, "f", "live", AliasInput{FunctionVersion: ptr("1")}); err != nil {
+		t.Fatal(err)
+	}
+	url := json.RawMessage(`{"authType":"NONE"}`)
+	tests := []struct {
+		name, typ, qualifier string
+		want                 error
+	}{
+		{"alias", "fake", "live", nil},
+		{"version", "fake", "1", nil},
+		{"$LATEST", "fake", "$LATEST", nil},
+		{"missing version", "fake", "9", nimbus.ErrNotFound},
+		{"missing alias", "fake", "gone", nimbus.ErrNotFound},
+		{"bad characters", "fake", "a.b", nimbus.ErrValidation},
+		{"url of an alias", "http", "live", nil},
+		{"url of a version", "http", "1", nimbus.ErrValidation},
+		{"url of a missing alias", "http", "gone", nimbus.ErrNotFound},
+		{"second url of an alias", "http", "live", nimbus.ErrConflict},
+		{"url of the function", "http", "", nil},
+	}
+	for i, tt := range tests {
+		in := TriggerInput{Name: fmt.Sprintf("t%d", i), Type: ptr(tt.typ), Qualifier: ptr(tt.qualifier)}
+		if tt.typ == "http" {
+			in.Config = url
+		}
+		got, err := r.AddTrigger(ctx, "f", in, testTypes())
+		if !errors.Is(err, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
+		}
+		if err == nil && tt.qualifier == "$LATEST" && got.Qualifier != "" {
+			t.Errorf("%s: stored qualifier %q, want \"\"", tt.name, got.Qualifier)
+		}
+	}
+	if _, err := r.UpdateTrigger(ctx, "f", "t0", TriggerInput{Qualifier: ptr("9")}, testTypes()); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Errorf("update to a missing version: got %v, want ErrNotFound", err)
+	}
+	if err := r.DeleteAlias(ctx, "f", "live"); err != nil {
+		t.Fatal(err)
+	}
+	fn, err := r.Get(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, tr := range fn.Triggers {
+		left = append(left, tr.Name+"@"+tr.Qualifier)
+	}
+	if want := []string{"t0@live", "t1@1", "t2@", "t10@"}; !slices.Equal(left, want) {
+		t.Errorf("triggers after DeleteAlias: got %v, want %v (the alias's URL deleted, its other triggers kept)", left, want)
 	}
 }

@@ -32,6 +32,24 @@ type Invoker interface {
 type Functions interface {
 	// Get errors: nimbus.ErrNotFound.
 	Get(ctx context.Context, name string) (*nimbus.Function, error)
+	// Resolve returns the function name with qualifier: a published
+	// version, or the version an alias routes this call to (by its
+	// weights). Errors: nimbus.ErrNotFound (the function, version or alias).
+	Resolve(ctx context.Context, name, qualifier string) (*nimbus.Function, error)
+}
+
+// Target is what an invocation through a trigger of fn whose Qualifier is
+// qualifier runs: fn itself ("": $LATEST), or the version qualifier names;
+// for an alias, the version it routes this invocation to. Every trigger
+// calls it for each invocation (a function URL for each request, a message
+// trigger for each attempt at a batch), so moving an alias moves the
+// triggers' traffic at once. Errors: nimbus.ErrNotFound (the version or
+// alias no longer exists).
+func Target(ctx context.Context, fns Functions, fn *nimbus.Function, qualifier string) (*nimbus.Function, error) {
+	if qualifier == "" {
+		return fn, nil
+	}
+	return fns.Resolve(ctx, fn.Name, qualifier)
 }
 
 // Failure is a message that failed for good, as sent to a failure
@@ -50,6 +68,9 @@ type Failure struct {
 	// FuncError is "Unhandled" or "Handled" when the function failed.
 	Response  []byte
 	FuncError string
+	// Qualifier is the trigger's version or alias ("": $LATEST); Executed
+	// the version that ran last ("" when none did).
+	Qualifier, Executed string
 }
 
 // FailureSender sends messages that failed for good to a failure
@@ -255,11 +276,15 @@ type outcome struct {
 	reason    string
 	response  []byte
 	funcError string
+	// executed is the version that ran ("" when none did).
+	executed string
 }
 
 // attempt invokes the function once with items, waiting out throttling. Its
 // error means the Deliverer cannot go on (ctx ended, shutting down, the
-// function is gone).
+// function is gone). A trigger's version or alias that is gone fails the
+// attempt, as a failed invocation does: the messages are retried, then go
+// to the failure destination.
 func (d *Deliverer) attempt(ctx context.Context, items []item) (outcome, error) {
 	req := d.request(items)
 	for throttled := 0; ; throttled++ {
@@ -267,10 +292,20 @@ func (d *Deliverer) attempt(ctx context.Context, items []item) (outcome, error) 
 		if err != nil {
 			return outcome{}, fmt.Errorf("look up function: %w", err)
 		}
-		res, err := d.cfg.Invoker.Invoke(ctx, fn, req)
+		run, err := Target(ctx, d.cfg.Functions, fn, d.cfg.Trigger.Qualifier)
+		if errors.Is(err, nimbus.ErrNotFound) {
+			return outcome{failed: items, reason: fmt.Sprintf("version or alias %s of function %s does not exist (deleted since the trigger was made)",
+				d.cfg.Trigger.Qualifier, d.cfg.Function)}, nil
+		}
+		if err != nil {
+			return outcome{}, fmt.Errorf("look up version %s: %w", d.cfg.Trigger.Qualifier, err)
+		}
+		res, err := d.cfg.Invoker.Invoke(ctx, run, req)
 		switch {
 		case err == nil:
-			return judge(items, res), nil
+			out := judge(items, res)
+			out.executed = run.Qualifier()
+			return out, nil
 		case ctx.Err() != nil:
 			return outcome{}, ctx.Err()
 		case errors.Is(err, nimbus.ErrThrottled):
@@ -428,7 +463,8 @@ func (d *Deliverer) toDestination(ctx context.Context, dest string, items []item
 	}
 	for _, it := range items {
 		f := Failure{Function: d.cfg.Function, Trigger: d.cfg.Trigger.Name, Message: it.msg, Event: it.ev,
-			Reason: reason, Attempts: attempts, Response: out.response, FuncError: out.funcError}
+			Reason: reason, Attempts: attempts, Response: out.response, FuncError: out.funcError,
+			Qualifier: d.cfg.Trigger.Qualifier, Executed: out.executed}
 		err := d.retrySend(ctx, func() error { return d.cfg.Failures.Send(ctx, dest, f) })
 		if err != nil {
 			return fmt.Errorf("send message %s to failure destination %s: %w", it.msg.ID, dest, err)

@@ -38,6 +38,12 @@ func (f *fakeFunctions) Get(_ context.Context, name string) (*nimbus.Function, e
 	return fn, nil
 }
 
+// Resolve serves the function put under "name:qualifier" (a version, or
+// the one an alias routes to).
+func (f *fakeFunctions) Resolve(ctx context.Context, name, qualifier string) (*nimbus.Function, error) {
+	return f.Get(ctx, name+":"+qualifier)
+}
+
 func (f *fakeFunctions) List(context.Context) ([]*nimbus.Function, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -60,16 +66,19 @@ func (f *fakeFunctions) remove(name string) {
 	f.mu.Unlock()
 }
 
-// fakeInvoker answers each invocation with answer, and records them.
+// fakeInvoker answers each invocation with answer, and records them and
+// the version each ran.
 type fakeInvoker struct {
 	mu     sync.Mutex
 	calls  []nimbus.Invocation
+	ran    []string
 	answer func(call int, events []map[string]any) (nimbus.Result, error)
 }
 
-func (f *fakeInvoker) Invoke(_ context.Context, _ *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error) {
+func (f *fakeInvoker) Invoke(_ context.Context, fn *nimbus.Function, req nimbus.Invocation) (nimbus.Result, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, req)
+	f.ran = append(f.ran, fn.Qualifier())
 	n := len(f.calls)
 	f.mu.Unlock()
 	if f.answer == nil {
@@ -159,7 +168,7 @@ type sinkFixture struct {
 	status *Status
 }
 
-func newSinkFixture(t nimbus.Trigger) *sinkFixture {
+func newSinkFixture(t nimbus.Trigger, versions ...*nimbus.Function) *sinkFixture {
 	f := &sinkFixture{inv: &fakeInvoker{}, sender: &fakeSender{}, sleeps: &sleeps{}, status: NewStatus()}
 	if t.Name == "" {
 		t.Name = "t1"
@@ -168,7 +177,7 @@ func newSinkFixture(t nimbus.Trigger) *sinkFixture {
 		t.Type = "fake"
 	}
 	f.sink = NewSink(SinkConfig{
-		Function: "fn", Trigger: t, Functions: newFakeFunctions(&nimbus.Function{Name: "fn"}),
+		Function: "fn", Trigger: t, Functions: newFakeFunctions(append(versions, &nimbus.Function{Name: "fn"})...),
 		Invoker: f.inv, Failures: f.sender, Status: f.status, Sleep: f.sleeps.sleep,
 		Retry: Backoff{Base: time.Second, Max: 8 * time.Second}, Throttle: Backoff{Base: time.Millisecond, Max: 4 * time.Millisecond},
 	})
@@ -209,6 +218,38 @@ func TestDeliverShapes(t *testing.T) {
 			t.Errorf("got %v, want id, source, type and time filled in", ev)
 		}
 	})
+}
+
+// TestDeliverQualifier runs a trigger's batches on the version its alias
+// routes each attempt to, and fails them to the failure destination once
+// the alias is gone.
+func TestDeliverQualifier(t *testing.T) {
+	// fakeFunctions serves the alias's version under "fn:live".
+	v2 := &nimbus.Function{Name: "fn:live", Version: "2"}
+	f := newSinkFixture(nimbus.Trigger{BatchSize: 5, MaxRetries: 1, FailureDestination: "nats:dlq", Qualifier: "live"}, v2)
+	if err := f.sink.Deliver(t.Context(), messages(2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.inv.ran; !slices.Equal(got, []string{"2"}) {
+		t.Errorf("versions run: got %v, want [2] (the alias's)", got)
+	}
+	f.sink.cfg.Functions.(*fakeFunctions).remove("fn:live") // the alias is deleted
+	if err := f.sink.Deliver(t.Context(), messages(1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.inv.requests()); n != 1 {
+		t.Errorf("invocations: got %d, want 1 (none once the alias is gone)", n)
+	}
+	if len(f.sender.sent) != 1 {
+		t.Fatalf("failure destination: got %d, want 1 message", len(f.sender.sent))
+	}
+	if fl := f.sender.sent[0]; fl.Qualifier != "live" || fl.Executed != "" || fl.Attempts != 2 ||
+		!strings.Contains(fl.Reason, "version or alias live of function fn does not exist") {
+		t.Errorf("failure: got %+v, want alias live, 2 attempts, none run", fl)
+	}
+	if v := f.status.View(); v.Delivered != 2 || v.Failed != 1 {
+		t.Errorf("status: got %+v, want 2 delivered and 1 failed", v)
+	}
 }
 
 func TestDeliverPartialBatchResponse(t *testing.T) {

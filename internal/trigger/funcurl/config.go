@@ -222,27 +222,46 @@ func (c Config) Authorized(r *nethttp.Request) bool {
 }
 
 // URLTriggerName is the name of the trigger that Lambda's
-// CreateFunctionUrlConfig creates.
+// CreateFunctionUrlConfig creates for a function's own URL; TriggerName
+// names those of aliases.
 const URLTriggerName = "url"
 
-// Find returns the function's http trigger: the one named "url" if there is
-// one, else the first of type http; nil when it has none. A function has at
-// most one URL, so it should have at most one http trigger.
-func Find(fn *nimbus.Function) *nimbus.Trigger {
-	var first *nimbus.Trigger
+// TriggerName is the name of the http trigger CreateFunctionUrlConfig
+// creates for qualifier (an alias; "" for the function's own URL):
+// "url-<alias>", or "url-" and the start of id when the alias is too long
+// for a trigger name.
+func TriggerName(qualifier, id string) string {
+	switch {
+	case qualifier == "":
+		return URLTriggerName
+	case len(URLTriggerName)+1+len(qualifier) <= maxTriggerName:
+		return URLTriggerName + "-" + qualifier
+	}
+	return URLTriggerName + "-" + id[:8]
+}
+
+// maxTriggerName is the longest trigger name (registry.ValidateTriggerName).
+const maxTriggerName = 64
+
+// Find returns the function URL of qualifier: fn's http trigger whose
+// Qualifier it is ("": the function's own URL, else an alias's); nil when
+// there is none. A function has at most one URL per qualifier.
+func Find(fn *nimbus.Function, qualifier string) *nimbus.Trigger {
 	for i := range fn.Triggers {
-		t := &fn.Triggers[i]
-		if t.Type != nimbus.TriggerHTTP {
-			continue
-		}
-		if t.Name == URLTriggerName {
+		if t := &fn.Triggers[i]; t.Type == nimbus.TriggerHTTP && t.Qualifier == qualifier {
 			return t
 		}
-		if first == nil {
-			first = t
-		}
 	}
-	return first
+	return nil
+}
+
+// Path is where the URL of fn's trigger t is served, after the API's
+// prefix: "<name>/", or "<name>:<alias>/" for an alias's URL.
+func Path(function string, t *nimbus.Trigger) string {
+	if t.Qualifier == "" {
+		return function + "/"
+	}
+	return function + ":" + t.Qualifier + "/"
 }
 
 // IsHTTPFunction reports whether fn is an HTTP function (runtime "http"),

@@ -107,19 +107,24 @@ func TestWithKeyAndAuthorized(t *testing.T) {
 func TestFindAndValidateFor(t *testing.T) {
 	fn := &nimbus.Function{Name: "f", Runtime: "python3.11", Triggers: []nimbus.Trigger{
 		{Name: "tick", Type: nimbus.TriggerTimer},
+		{Name: "live-url", Type: nimbus.TriggerHTTP, Qualifier: "live"},
 		{Name: "web", Type: nimbus.TriggerHTTP},
-		{Name: "url", Type: nimbus.TriggerHTTP},
 	}}
-	if got := Find(fn); got == nil || got.Name != "url" {
-		t.Errorf("Find = %+v, want the trigger named url", got)
-	}
-	fn.Triggers = fn.Triggers[:2]
-	if got := Find(fn); got == nil || got.Name != "web" {
+	if got := Find(fn, ""); got == nil || got.Name != "web" {
 		t.Errorf("Find = %+v, want web", got)
 	}
+	if got := Find(fn, "live"); got == nil || got.Name != "live-url" || Path("f", got) != "f:live/" {
+		t.Errorf("Find(live) = %+v, want live-url at f:live/", got)
+	}
 	fn.Triggers = fn.Triggers[:1]
-	if got := Find(fn); got != nil {
+	if got := Find(fn, ""); got != nil {
 		t.Errorf("Find = %+v, want nil", got)
+	}
+	long := strings.Repeat("a", 61)
+	for q, want := range map[string]string{"": "url", "live": "url-live", long: "url-0123abcd"} {
+		if got := TriggerName(q, "0123abcd-ffff"); got != want {
+			t.Errorf("TriggerName(%q) = %q, want %q", q, got, want)
+		}
 	}
 	stream := Config{AuthType: AuthNone, InvokeMode: InvokeStream}
 	if err := stream.ValidateFor(fn); !errors.Is(err, nimbus.ErrInvalid) {

@@ -79,6 +79,10 @@ func (anyFunction) Get(_ context.Context, name string) (*nimbus.Function, error)
 	return &nimbus.Function{Name: name}, nil
 }
 
+func (f anyFunction) Resolve(ctx context.Context, name, _ string) (*nimbus.Function, error) {
+	return f.Get(ctx, name)
+}
+
 // failureRecorder is a failure destination that keeps what it is sent.
 type failureRecorder struct {
 	mu   sync.Mutex
