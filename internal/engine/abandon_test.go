@@ -14,11 +14,12 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 )
 
-// Digests of the counting functions (behave is the Go one).
+// Digests of the counting functions (behave is the Go one, webGateCode
+// the HTTP one).
 const (
-	pyCountDigest   = "5555555555555555555555555555555555555555555555555555555555555555"
-	nodeCountDigest = "6666666666666666666666666666666666666666666666666666666666666666"
-	webCountDigest  = "7777777777777777777777777777777777777777777777777777777777777777"
+	pyCountDigest   = "8888888888888888888888888888888888888888888888888888888888888888"
+	nodeCountDigest = "9999999999999999999999999999999999999999999999999999999999999999"
+	webCountDigest  = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 )
 
 // Functions that count their calls in their global state and sleep as
@@ -39,30 +40,6 @@ export const handler = async (event) => {
   return { n, pid: process.pid };
 };
 `
-	webCount = `import json, os, threading, time
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-n = 0
-lock = threading.Lock()
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        global n
-        event = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        with lock:
-            n += 1
-            mine = n
-        time.sleep(event.get("sleep_ms", 0) / 1000)
-        out = json.dumps({"n": mine, "pid": os.getpid()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-    def log_message(self, *a):
-        pass
-    def handle_error(self, *a):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-`
 )
 
 // countingHarness is a harness whose engine runs the counting functions
@@ -70,16 +47,10 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 // function, with the host's interpreters and the embedded bootstraps.
 func countingHarness(t *testing.T) (*harness, []*nimbus.Function) {
 	t.Helper()
-	write := func(files map[string]string) string {
+	write := func(name, body string) string {
 		dir := t.TempDir()
-		for name, body := range files {
-			mode := os.FileMode(0o644)
-			if name == "bootstrap" {
-				mode = 0o755
-			}
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), mode); err != nil {
-				t.Fatal(err)
-			}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
 		}
 		return dir
 	}
@@ -104,10 +75,9 @@ func countingHarness(t *testing.T) (*harness, []*nimbus.Function) {
 		c.Runtimes, c.BootstrapDir = rts, boot
 		c.Code = dirCache{dirs: map[string]string{
 			goodDigest:      behaveDir,
-			pyCountDigest:   write(map[string]string{"app.py": pyCount}),
-			nodeCountDigest: write(map[string]string{"index.mjs": nodeCount}),
-			webCountDigest: write(map[string]string{"server.py": webCount,
-				"bootstrap": "#!/bin/sh\nexec /usr/bin/python3 \"$(dirname \"$0\")/server.py\"\n"}),
+			pyCountDigest:   write("app.py", pyCount),
+			nodeCountDigest: write("index.mjs", nodeCount),
+			webCountDigest:  webGateCode(t),
 		}}
 	})
 	fn := func(name, runtime, handler, digest string) *nimbus.Function {
