@@ -31,6 +31,10 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrThrottled: no capacity to run the request now.
 	ErrThrottled = errors.New("throttled")
+	// ErrReservedConcurrency: the function's reserved concurrency is all
+	// in use (or 0). It is an ErrThrottled: errors.Is(err, ErrThrottled)
+	// holds.
+	ErrReservedConcurrency = fmt.Errorf("reserved concurrency: %w", ErrThrottled)
 	// ErrMalformed: a request body cannot be read as what the operation
 	// takes (Lambda's InvalidRequestContentException).
 	ErrMalformed = errors.New("malformed request")

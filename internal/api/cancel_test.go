@@ -13,9 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/records"
 )
 
 // logRecorder is a slog.Handler that keeps every record, at every level.
@@ -190,5 +194,51 @@ func TestStreamCallerGone(t *testing.T) {
 	v := callJSON[api.TriggerView](t, "GET", ep+"/nimbus/v1/functions/sse/triggers/url", "", http.StatusOK)
 	if v.Status.Failed != 0 || v.Status.Delivered != 0 {
 		t.Errorf("URL counts %d delivered, %d failed after its caller left; want neither", v.Status.Delivered, v.Status.Failed)
+	}
+}
+
+// TestCallerLeftRecord (issue 17): an SDK client that gives up 100 ms into
+// a 500 ms run leaves the instance warm. The run goes on to its end and is
+// recorded as abandoned, with its whole duration; the next invoke runs on
+// the same instance, with no cold start.
+func TestCallerLeftRecord(t *testing.T) {
+	n := nodetest.Start(t, patientNode)
+	c := client(n)
+	deploy(t, c, fixture{name: "slow", runtime: "python3.11", handler: "app.handler", timeout: 30,
+		zip: nodetest.Zip(t, map[string]string{"app.py": pySlow})})
+	invoke(t, c, "slow", `{}`)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"), Payload: []byte(`{"sleep": 0.5}`)}); err == nil {
+		t.Fatal("the client that gave up after 100 ms got an answer")
+	}
+	recs := invocations(t, n, "slow", 2) // the abandoned run has ended
+	invoke(t, c, "slow", `{}`)
+	recs = invocations(t, n, "slow", 3)
+	first, left, next := recs[2], recs[1], recs[0]
+	if left.Status != records.StatusAbandoned || left.ErrorType != "Runtime.Abandoned" || left.Duration < 500 || left.BilledDuration < 500 {
+		t.Errorf("record of the abandoned invoke: %+v; want abandoned, Runtime.Abandoned, the whole 500 ms run billed", left)
+	}
+	if !first.ColdStart || left.ColdStart || next.ColdStart || left.InstanceID != first.InstanceID || next.InstanceID != first.InstanceID {
+		t.Errorf("instances (cold start): %s (%v), %s (%v), %s (%v); want one instance, started once",
+			first.InstanceID, first.ColdStart, left.InstanceID, left.ColdStart, next.InstanceID, next.ColdStart)
+	}
+}
+
+// invocations waits for fn's n invocation records and returns them,
+// newest first.
+func invocations(t *testing.T, n *node.Node, fn string, want int) []records.Record {
+	t.Helper()
+	url := nodetest.Endpoint(n) + "/nimbus/v1/functions/" + fn + "/invocations"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l := callJSON[api.InvocationList](t, "GET", url, "", http.StatusOK)
+		if len(l.Invocations) >= want {
+			return l.Invocations
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d invocation records of %s, want %d: %+v", len(l.Invocations), fn, want, l.Invocations)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

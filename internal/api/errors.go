@@ -120,6 +120,7 @@ var kinds = []struct {
 	{nimbus.ErrConflict, http.StatusConflict, errConflict, ""},
 	{nimbus.ErrPreconditionFailed, http.StatusPreconditionFailed, errPrecondition, ""},
 	{nimbus.ErrTooLarge, http.StatusRequestEntityTooLarge, errTooLarge, ""},
+	{nimbus.ErrReservedConcurrency, http.StatusTooManyRequests, errTooManyRequests, "ReservedFunctionConcurrentInvocationLimitExceeded"},
 	{nimbus.ErrThrottled, http.StatusTooManyRequests, errTooManyRequests, "ConcurrentInvocationLimitExceeded"},
 	{nimbus.ErrUnauthorized, http.StatusForbidden, errUnrecognized, ""},
 	{nimbus.ErrForbidden, http.StatusForbidden, errAccessDenied, ""},

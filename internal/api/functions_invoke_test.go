@@ -292,8 +292,8 @@ func TestInvokeLimitsAndFaults(t *testing.T) {
 			o.RetryMaxAttempts = 1
 		})
 		var tmr *types.TooManyRequestsException
-		if !errors.As(err, &tmr) {
-			t.Errorf("reserved 0: err = %v, want TooManyRequestsException", err)
+		if !errors.As(err, &tmr) || tmr.Reason != types.ThrottleReasonReservedFunctionConcurrentInvocationLimitExceeded {
+			t.Errorf("reserved 0: err = %v, want TooManyRequestsException for the reserved concurrency", err)
 		}
 		_, _ = c.DeleteFunctionConcurrency(t.Context(), &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String("echo")})
 	})

@@ -144,6 +144,9 @@ type Engine struct {
 	instances int // on this node, all pools, including starting ones
 	memoryMB  int // the memory limits of those instances, summed
 	closed    bool
+	// reservations are the functions' reserved concurrencies, by name:
+	// one for all the pools of a function (reserve.go).
+	reservations map[string]*reservation
 	// starved are the pools whose waiting requests need instances that
 	// the node has no slot for (see evict.go); evicting counts the
 	// instances evicted for them that have not exited yet.
@@ -176,6 +179,8 @@ func New(cfg Config) (*Engine, error) {
 		pools:    make(map[string]*pool),
 		draining: make(map[*pool]struct{}),
 		starved:  make(map[*pool]struct{}),
+
+		reservations: make(map[string]*reservation),
 	}
 	for _, rt := range cfg.Runtimes {
 		e.runtimes[rt.ID] = rt
@@ -376,7 +381,7 @@ func (e *Engine) swapPool(fn *nimbus.Function, key string) (p, old *pool, err er
 		e.retirePoolLocked(p)
 	}
 	old = p
-	p = newPool(e, fn, key, rt)
+	p = newPool(e, fn, key, rt, e.reservationLocked(fn.Name))
 	p.keyed = fn
 	e.pools[p.id] = p
 	return p, old, nil
@@ -402,6 +407,9 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 				gone = append(gone, p)
 			}
 		}
+		if fn == nil {
+			delete(e.reservations, name) // its draining pools keep theirs
+		}
 		e.mu.Unlock()
 		for _, p := range gone {
 			p.drain()
@@ -413,18 +421,28 @@ func (e *Engine) Refresh(name string, fn *nimbus.Function) {
 	}
 	e.mu.Lock()
 	running := e.pools[name] != nil
-	var gone []*pool // the pools of versions deleted
+	var gone, versions []*pool // the pools of versions deleted, and kept
 	for id, p := range e.pools {
 		// A version's pool is keyed name:version (its id never changes;
 		// p.fn is the pool's to guard).
-		if v, ok := strings.CutPrefix(id, name+":"); ok && p.name == name && !published(fn, v) {
-			e.retirePoolLocked(p)
-			gone = append(gone, p)
+		if v, ok := strings.CutPrefix(id, name+":"); ok && p.name == name {
+			if published(fn, v) {
+				versions = append(versions, p)
+			} else {
+				e.retirePoolLocked(p)
+				gone = append(gone, p)
+			}
 		}
 	}
+	reserved := e.reservationLocked(name).setLimit(fn.ReservedConcurrency)
 	e.mu.Unlock()
 	for _, p := range gone {
 		p.drain()
+	}
+	if reserved {
+		for _, p := range versions {
+			p.recap()
+		}
 	}
 	if !running && fn.ProvisionedConcurrency == 0 {
 		return // nothing runs and nothing is to be kept warm
@@ -568,6 +586,7 @@ func (e *Engine) Provision(fn *nimbus.Function, min int) error {
 		return err
 	}
 	p.mu.Lock()
+	p.provisioned = min
 	p.setLimitsLocked(&c)
 	p.ensureMinLocked()
 	p.mu.Unlock()

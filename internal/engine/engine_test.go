@@ -573,17 +573,6 @@ func TestInitCrashBackoff(t *testing.T) {
 	}
 }
 
-func TestCallerCancelKillsInstance(t *testing.T) {
-	h := newHarness(t, nil)
-	pid, _ := h.ok(t, h.fn, `{}`)
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	_, _ = h.e.Invoke(ctx, h.fn, nimbus.Invocation{RequestID: "cancelled", Payload: []byte(`{"sleep_ms":2000}`)})
-	if pid2, _ := h.ok(t, h.fn, `{}`); pid2 == pid {
-		t.Error("the instance of an abandoned request was reused while its function still ran")
-	}
-}
-
 func TestLogStore(t *testing.T) {
 	h := newHarness(t, nil)
 	ch, cancel := h.e.cfg.Logs.Follow("behave")

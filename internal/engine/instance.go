@@ -303,36 +303,51 @@ func (inst *instance) exitError(requestID string) *nimbus.FunctionError {
 }
 
 // invoke runs one request. broken reports that the instance must not be
-// reused (it crashed, timed out or was abandoned mid-request).
+// reused (it crashed, timed out, or its caller stopped it mid-request).
+//
+// A caller that leaves (ctx ends: callerLeft) does not break the instance:
+// an HTTP function's request is cancelled (its connection may be dropped),
+// a Runtime-API function's invocation runs on to its answer, within the
+// function's timeout. The answer is dropped: the result is a
+// Runtime.Abandoned error with the run's real duration.
 func (inst *instance) invoke(ctx context.Context, req nimbus.Invocation) (res nimbus.Result, broken bool) {
 	p := inst.pool
 	fn := inst.fn
 	started := time.Now()
 	deadline := started.Add(time.Duration(fn.Timeout) * time.Second)
-	ictx, cancel := context.WithDeadline(ctx, deadline)
-	stop := context.AfterFunc(inst.ctx, cancel)
+	ictx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	stopInst := context.AfterFunc(inst.ctx, cancel)
+	stopCaller := context.AfterFunc(ctx, func() {
+		if inst.http != nil || !callerLeft(ctx) {
+			cancel()
+		}
+	})
 	inst.out.begin(req.RequestID)
 
 	var err error
 	if inst.http != nil {
-		res, err = inst.http.forward(ictx, req)
+		res, err = inst.http.forward(ictx, withRespondTo(ctx, req))
 	} else {
 		var r runtimeapi.Result
 		r, err = inst.rapi.Invoke(ictx, runtimeapi.Invocation{
 			RequestID: req.RequestID, Payload: req.Payload, Deadline: deadline,
 			FunctionARN: p.e.arn(fn.Name),
 			TraceID:     recursion.Header(req.TraceID, req.Lineage), ClientContext: req.ClientContext,
-			Stream: req.Stream,
+			Stream: streamTo(ctx, req.Stream),
 		})
 		res.Payload, res.Err = r.Payload, r.Err
 		if r.Err != nil {
 			r.Err.Unhandled = true
 		}
 	}
-	stop()
+	stopCaller()
+	stopInst()
 	cancel()
-	if err != nil {
+	switch {
+	case err != nil:
 		res, broken = inst.failure(ctx, req.RequestID, deadline, err)
+	case ctx.Err() != nil:
+		res = abandoned(req.RequestID)
 	}
 	duration := time.Since(started)
 	if broken {
@@ -361,14 +376,18 @@ func (inst *instance) failure(ctx context.Context, requestID string, deadline ti
 		// the instance rather than hand it the next request.
 		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Function.ResponseSizeTooLarge", Unhandled: true,
 			Message: "Response payload size exceeded maximum allowed payload size (6291456 bytes)."}}, true
-	case ctx.Err() == nil && !time.Now().Before(deadline):
+	case !time.Now().Before(deadline):
 		msg := fmt.Sprintf("RequestId: %s Error: Task timed out after %d.00 seconds", requestID, fn.Timeout)
 		inst.out.timedOut(requestID, fn.Timeout)
 		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout", Message: msg, Unhandled: true}}, true
+	case ctx.Err() != nil && callerLeft(ctx):
+		// An HTTP function's request, cancelled: the instance serves on.
+		return abandoned(requestID), false
 	case ctx.Err() != nil:
-		// The caller went away mid-request; the function may still be
-		// running, so this instance cannot take another request.
-		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.Abandoned", Message: "the caller cancelled the request", Unhandled: true}}, true
+		// Stopped mid-request; the function may still be running, so
+		// this instance cannot take another request.
+		return nimbus.Result{Err: &nimbus.FunctionError{Type: abandonedType, Unhandled: true,
+			Message: "RequestId: " + requestID + " Error: the invocation was stopped: " + context.Cause(ctx).Error()}}, true
 	}
 	return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.ProtocolError", Unhandled: true,
 		Message: "RequestId: " + requestID + " Error: " + err.Error()}}, true

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 )
@@ -135,12 +137,16 @@ func TestLoweredReservedConcurrencyHTTP(t *testing.T) {
 }
 
 // webGateCode writes an HTTP function that passes the gate of its request
-// body and answers with its pid.
+// body, sleeps as long as its sleep_ms says and answers with its pid and
+// how many requests its instance has taken (n).
 func webGateCode(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	const server = `import json, os, socket
+	const server = `import json, os, socket, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+
+calls = 0
+lock = threading.Lock()
 
 def pass_gate(addr):
     host, port = addr.rsplit(":", 1)
@@ -155,10 +161,15 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):
+        global calls
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        with lock:
+            calls += 1
+            n = calls
         if body.get("gate"):
             pass_gate(body["gate"])
-        out = json.dumps({"pid": os.getpid()}).encode()
+        time.sleep(body.get("sleep_ms", 0) / 1000)
+        out = json.dumps({"pid": os.getpid(), "n": n}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
@@ -167,6 +178,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def handle_error(self, *args):
+        pass  # a caller that left
 
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 `
@@ -178,4 +192,52 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forev
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestReservedConcurrencyIsFunctionWide: a function's reserved concurrency
+// is one count for all its versions' pools, as Lambda's: with 2 reserved
+// and both held on $LATEST, an invoke of version 1 is throttled
+// (ReservedFunctionConcurrentInvocationLimitExceeded), and runs once one
+// is done. Provisioned concurrency is carved out of it: with 1
+// provisioned on version 1, $LATEST runs 1 at a time, version 1 its 1
+// whatever $LATEST runs.
+func TestReservedConcurrencyIsFunctionWide(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.QueueTimeout = 300 * time.Millisecond })
+	h.fn.Timeout = 60 // held at the gate while the test looks
+	latest := withReserved(h.fn, 2)
+	latest.Versions = []nimbus.VersionRef{{Number: 1}}
+	v1 := *h.fn // a version's snapshot holds no concurrency settings
+	v1.Version = "1"
+	h.e.Refresh(latest.Name, latest)
+
+	throttled := func(fn *nimbus.Function) {
+		t.Helper()
+		_, err := h.invoke(t, fn, `{}`)
+		if !errors.Is(err, nimbus.ErrReservedConcurrency) || !errors.Is(err, nimbus.ErrThrottled) {
+			t.Errorf("invoke of %s beyond the reservation: %v, want it throttled for the reserved concurrency", poolID(fn), err)
+		}
+	}
+	g := newGate(t)
+	wait := h.burst(t, latest, g.payload(), 2)
+	waitFor(t, func() bool { running, _, _, _, _ := g.Stats(); return running == 2 })
+	throttled(&v1)
+	throttled(latest)
+	g.Open()
+	wait()
+	h.ok(t, &v1, `{}`)
+
+	if err := h.e.Provision(&v1, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.e.Stats(poolID(&v1)).Idle >= 1 })
+	g = newGate(t)
+	wait = h.burst(t, latest, g.payload(), 1)
+	waitFor(t, func() bool { running, _, _, _, _ := g.Stats(); return running == 1 })
+	throttled(latest) // the other one is version 1's
+	waitV1 := h.burst(t, &v1, g.payload(), 1)
+	waitFor(t, func() bool { running, _, _, _, _ := g.Stats(); return running == 2 })
+	throttled(&v1)
+	g.Open()
+	wait()
+	waitV1()
 }

@@ -34,6 +34,9 @@ type pool struct {
 	// keyed is the last function value found to have key (guarded by
 	// Engine.mu).
 	keyed *nimbus.Function
+	// res is the function's reserved concurrency, which all its pools
+	// share (reserve.go).
+	res *reservation
 
 	mu          sync.Mutex
 	all         map[*instance]struct{}
@@ -42,9 +45,11 @@ type pool struct {
 	busy        int       // instances with a request in flight: at most maxInst
 	retiring    int       // instances of all that are stopping
 	waiters     list.List // of *waiter, oldest first
-	maxInst     int       // per-function cap on instances, and on busy ones
+	maxInst     int       // the function's cap on the pool's instances, and on busy ones
 	perInstance int       // concurrent requests per instance
-	minWarm     int
+	provisioned int       // the version's provisioned concurrency
+	minWarm     int       // provisioned, within maxInst
+	resUsed     int       // what the pool uses of res (also under res.mu)
 	idleTimeout time.Duration
 	draining    bool
 	// short is how many instances the waiting requests lack for want of
@@ -66,8 +71,8 @@ type acquired struct {
 	err  error
 }
 
-func newPool(e *Engine, fn *nimbus.Function, key string, rt runtimes.Runtime) *pool {
-	p := &pool{e: e, name: fn.Name, id: poolID(fn), fn: fn, key: key, rt: rt, memoryMB: fn.MemoryMB, all: make(map[*instance]struct{})}
+func newPool(e *Engine, fn *nimbus.Function, key string, rt runtimes.Runtime, res *reservation) *pool {
+	p := &pool{e: e, name: fn.Name, id: poolID(fn), fn: fn, key: key, rt: rt, memoryMB: fn.MemoryMB, all: make(map[*instance]struct{}), res: res}
 	p.limits(fn)
 	return p
 }
@@ -76,27 +81,50 @@ func newPool(e *Engine, fn *nimbus.Function, key string, rt runtimes.Runtime) *p
 // new instances) at once: idle instances beyond a lowered reserved
 // concurrency stop, and a raised one lets waiting requests go.
 func (p *pool) setLimitsLocked(fn *nimbus.Function) {
-	p.limits(fn)
+	if p.limits(fn) {
+		// A lowered provisioned minimum left room in the reservation
+		// for the function's other pools; they are woken without p.mu.
+		p.e.wg.Go(p.res.wake)
+	}
+	p.applyCapLocked()
+}
+
+// applyCapLocked applies the pool's cap, after it or the function's
+// reservation changed: surplus idle instances stop and waiting requests
+// get the room there is.
+func (p *pool) applyCapLocked() {
 	p.retireSurplusLocked()
 	p.serveWaitersLocked()
 }
 
-// limits takes the concurrency settings of fn.
-func (p *pool) limits(fn *nimbus.Function) {
-	p.maxInst = p.e.cfg.MaxInstances
-	if fn.ReservedConcurrency != nil {
-		p.maxInst = *fn.ReservedConcurrency
+// limits takes the concurrency settings of fn. $LATEST's fn is the
+// function's record, which holds the function's reserved concurrency and
+// $LATEST's provisioned concurrency; a version's (a snapshot) holds
+// neither: its provisioned concurrency comes from Engine.Provision.
+func (p *pool) limits(fn *nimbus.Function) (freed bool) {
+	if fn.Version == "" {
+		p.res.setLimit(fn.ReservedConcurrency)
+		p.provisioned = fn.ProvisionedConcurrency
 	}
 	p.perInstance = 1
 	if p.rt.Kind == runtimes.KindHTTP && fn.HTTPConcurrency > 0 {
 		p.perInstance = fn.HTTPConcurrency
 	}
-	p.minWarm = min(fn.ProvisionedConcurrency, p.maxInst)
 	p.idleTimeout = p.e.cfg.IdleTimeout
 	if fn.IdleTimeout > 0 {
 		p.idleTimeout = fn.IdleTimeout
 	}
 	p.fn = fn
+	return p.capLocked()
+}
+
+// capLocked takes the function's reserved concurrency (or the node's
+// MaxInstances) as the pool's cap, and the provisioned minimum within it.
+// It reports whether room was freed in the reservation (see wake).
+func (p *pool) capLocked() (freed bool) {
+	p.maxInst = p.res.capOr(p.e.cfg.MaxInstances)
+	p.minWarm = min(p.provisioned, p.maxInst)
+	return p.syncReservationLocked()
 }
 
 // acquire returns an instance with a free slot, starting one or waiting in
@@ -112,7 +140,7 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance
 	// instances or not.
 	if p.maxInst == 0 {
 		p.mu.Unlock()
-		return nil, false, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. The function's reserved concurrency is 0.")
+		return nil, false, nimbus.Errorf(nimbus.ErrReservedConcurrency, "Rate Exceeded. The function's reserved concurrency is 0.")
 	}
 	if inst := p.takeFreeLocked(); inst != nil {
 		p.mu.Unlock()
@@ -145,8 +173,7 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance
 	case <-ctx.Done():
 		return nil, true, p.abandon(w, ctx.Err())
 	case <-timer.C:
-		return nil, true, p.abandon(w, nimbus.Errorf(nimbus.ErrThrottled,
-			"Rate Exceeded. No instance of function %s became free within %s.", p.name, p.e.cfg.QueueTimeout))
+		return nil, true, p.abandon(w, p.throttled())
 	}
 }
 
@@ -169,7 +196,7 @@ func (p *pool) abandon(w *waiter, err error) error {
 
 // takeFreeLocked takes a slot on the most recently used instance with one,
 // passing over instances that exited while idle (watch removes them) and,
-// while maxInst instances are busy, idle ones.
+// while the limits allow no more busy instances, idle ones.
 func (p *pool) takeFreeLocked() *instance {
 	for i := len(p.free) - 1; i >= 0; i-- {
 		inst := p.free[i]
@@ -179,25 +206,28 @@ func (p *pool) takeFreeLocked() *instance {
 			continue
 		default:
 		}
-		if inst.inflight == 0 && p.busy >= p.maxInst {
-			continue
+		if p.takeSlotLocked(inst) {
+			return inst
 		}
-		p.takeSlotLocked(inst)
-		return inst
 	}
 	return nil
 }
 
-// takeSlotLocked gives one of inst's request slots to a request.
-func (p *pool) takeSlotLocked(inst *instance) {
+// takeSlotLocked gives one of inst's request slots to a request, and
+// reports whether it could: an idle instance becomes busy only within the
+// limits (takeBusyLocked).
+func (p *pool) takeSlotLocked(inst *instance) bool {
 	if inst.inflight == 0 {
-		p.busy++
+		if !p.takeBusyLocked() {
+			return false
+		}
 		p.busyLocked(inst)
 	}
 	inst.inflight++
 	if inst.inflight >= p.perInstance {
 		p.removeFreeLocked(inst)
 	}
+	return true
 }
 
 // serveWaitersLocked gives free slots to the waiters, oldest first, within
@@ -237,7 +267,11 @@ func (p *pool) retireSurplusLocked() {
 // already waiting in it.
 func (p *pool) scaleLocked() {
 	need := p.waiters.Len() - p.starting*p.perInstance
-	want := min((need+p.perInstance-1)/p.perInstance, p.maxInst-len(p.all)-p.starting)
+	room := p.roomLocked() - p.starting
+	if need > 0 && room <= 0 {
+		p.blockLocked() // an instance will be started when room is freed
+	}
+	want := min((need+p.perInstance-1)/p.perInstance, p.maxInst-len(p.all)-p.starting, room)
 	if want <= 0 && p.short == 0 {
 		return
 	}
@@ -311,10 +345,9 @@ func (p *pool) failWaitersLocked(err error) {
 // draining pool or a lowered limit no longer needs stops, and one that
 // another pool could use is offered to makeRoom.
 func (p *pool) handOffLocked(inst *instance) {
-	for inst.inflight < p.perInstance && p.waiters.Len() > 0 && (inst.inflight > 0 || p.busy < p.maxInst) {
+	for inst.inflight < p.perInstance && p.waiters.Len() > 0 && p.takeSlotLocked(inst) {
 		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
 		w.el = nil
-		p.takeSlotLocked(inst)
 		w.ch <- acquired{inst: inst}
 	}
 	if inst.inflight == 0 && (p.draining || p.surplusLocked()) {
@@ -334,13 +367,24 @@ func (p *pool) handOffLocked(inst *instance) {
 }
 
 // release returns a slot of inst; a broken instance is stopped. A slot
-// freed here may let a waiter onto another instance, or start one.
+// freed here may let a waiter onto another instance, or start one, here
+// or in another pool of the function.
 func (p *pool) release(inst *instance, broken bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	freed := p.releaseLocked(inst, broken)
+	p.mu.Unlock()
+	if freed {
+		p.res.wake()
+	}
+}
+
+// releaseLocked is release under p.mu; it reports whether room was freed
+// in the function's reservation (see wake).
+func (p *pool) releaseLocked(inst *instance, broken bool) (freed bool) {
 	inst.inflight--
 	if inst.inflight == 0 {
 		p.busy--
+		freed = p.syncReservationLocked()
 	}
 	inst.lastUsed = p.e.cfg.Now()
 	_, member := p.all[inst]
@@ -352,6 +396,7 @@ func (p *pool) release(inst *instance, broken bool) {
 		p.handOffLocked(inst)
 	}
 	p.serveWaitersLocked()
+	return freed
 }
 
 // retireLocked stops inst; watch removes it once it has exited.
@@ -426,12 +471,16 @@ func (p *pool) reap(now time.Time) (gone bool) {
 // function's new pool.
 func (p *pool) drain() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.draining = true
 	for inst := range p.all {
 		if inst.inflight == 0 {
 			p.retireLocked(inst)
 		}
+	}
+	freed := p.syncReservationLocked() // its provisioned minimum no longer counts
+	p.mu.Unlock()
+	if freed {
+		p.res.wake()
 	}
 }
 

@@ -62,6 +62,8 @@ func outcomeIndex(status string) int {
 		return 2
 	case records.StatusThrottled:
 		return 3
+	case records.StatusAbandoned:
+		return 5
 	}
 	return 4
 }
@@ -90,7 +92,7 @@ func newInvocationVecs() invocationVecs {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
 	}
 	return invocationVecs{
-		invocations: counter("faas_invocations_total", "Invocations, by how they arrived (trigger) and how they ended (outcome: success, function_error, timeout, throttled, platform_error).",
+		invocations: counter("faas_invocations_total", "Invocations, by how they arrived (trigger) and how they ended (outcome: success, function_error, timeout, throttled, platform_error, abandoned).",
 			[]string{LabelFunction, LabelQualifier, LabelTrigger, LabelOutcome}),
 		errors:     counter("faas_errors_total", "Invocations that failed: the function's error or crash, a timeout, or a platform failure (throttles are not errors).", fqt),
 		timeouts:   counter("faas_timeouts_total", "Invocations stopped at the function's timeout.", fqt),
@@ -126,7 +128,7 @@ type atomicSeries = atomic.Pointer[trigSeries]
 
 // trigSeries are a function's series for one trigger.
 type trigSeries struct {
-	outcomes                              [5]prometheus.Counter // by outcomeIndex
+	outcomes                              [6]prometheus.Counter // by outcomeIndex
 	errors, timeouts, coldstarts, throttl prometheus.Counter
 	duration                              prometheus.Observer
 }
@@ -150,7 +152,7 @@ func (m *Metrics) end(r *records.Record) {
 	oi := outcomeIndex(r.Status)
 	ts.outcomes[oi].Inc()
 	switch r.Status {
-	case records.StatusSuccess:
+	case records.StatusSuccess, records.StatusAbandoned:
 	case records.StatusThrottled:
 		ts.throttl.Inc()
 	case records.StatusTimeout:

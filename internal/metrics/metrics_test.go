@@ -57,7 +57,9 @@ func TestInvocations(t *testing.T) {
 	timeout.Status, timeout.Duration = records.StatusTimeout, 1000
 	throttled := records.Record{Function: "f", Qualifier: "$LATEST", Trigger: "async", Status: records.StatusThrottled}
 	platform := records.Record{Function: "g", Trigger: "weird-trigger", Status: records.StatusPlatformError}
-	for _, r := range []records.Record{ok, warm, fnErr, timeout, throttled, platform} {
+	left := base
+	left.Function, left.Status, left.Duration, left.Trigger = "h", records.StatusAbandoned, 500, "url"
+	for _, r := range []records.Record{ok, warm, fnErr, timeout, throttled, platform, left} {
 		end(m, r)
 	}
 	f := scrape(t, m)
@@ -69,7 +71,11 @@ func TestInvocations(t *testing.T) {
 	want(t, f, 0, "faas_invocations_total", "function", "f", "trigger", "api", "outcome", "platform_error")
 	// An unknown trigger is "other"; no qualifier is $LATEST.
 	want(t, f, 1, "faas_invocations_total", "function", "g", "qualifier", "$LATEST", "trigger", "other", "outcome", "platform_error")
-	want(t, f, 6, "faas_invocations_total")
+	// The caller left: not an error, but a run.
+	want(t, f, 1, "faas_invocations_total", "function", "h", "trigger", "url", "outcome", "abandoned")
+	want(t, f, 0, "faas_errors_total", "function", "h", "trigger", "url")
+	want(t, f, 1, "faas_invoke_duration_seconds", "function", "h", "trigger", "url")
+	want(t, f, 7, "faas_invocations_total")
 	want(t, f, 2, "faas_errors_total", "function", "f") // the function's error and the timeout
 	want(t, f, 1, "faas_errors_total", "function", "g")
 	want(t, f, 1, "faas_timeouts_total", "function", "f", "trigger", "api")

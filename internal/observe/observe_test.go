@@ -32,6 +32,8 @@ func (e *engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.ExitError"}, Report: rep}, nil
 	case "timeout":
 		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Sandbox.Timedout"}, Report: rep}, nil
+	case "left":
+		return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.Abandoned"}, Report: rep}, nil
 	case "cold":
 		rep.ColdStart, rep.Init = true, 30*time.Millisecond+100*time.Microsecond
 	}
@@ -76,6 +78,7 @@ func TestInvokerRecordsEveryOutcome(t *testing.T) {
 		{"throttle", records.StatusThrottled, "TooManyRequestsException", 0, true},
 		{"broken", records.StatusPlatformError, "ServiceException", 0, true},
 		{"cancel", records.StatusPlatformError, "RequestCancelled", 0, true},
+		{"left", records.StatusAbandoned, "Runtime.Abandoned", 3, false}, // the run is billed
 	}
 	for i, c := range cases {
 		trail = trail[:0]

@@ -21,10 +21,13 @@ const (
 	StatusTimeout       = "timeout"
 	StatusThrottled     = "throttled"      // refused for want of capacity: never ran
 	StatusPlatformError = "platform_error" // Nimbus failed to run it
+	// StatusAbandoned: the caller left while the function ran (the run is
+	// billed; its answer reached no one), or stopped it.
+	StatusAbandoned = "abandoned"
 )
 
 // Statuses lists every Record status.
-var Statuses = []string{StatusSuccess, StatusFunctionError, StatusTimeout, StatusThrottled, StatusPlatformError}
+var Statuses = []string{StatusSuccess, StatusFunctionError, StatusTimeout, StatusThrottled, StatusPlatformError, StatusAbandoned}
 
 // Record is what is kept of one invocation. Its JSON names are
 // Lambda-style (RequestId, Duration, BilledDuration, ...); durations are
@@ -108,6 +111,8 @@ func Of(fn *nimbus.Function, req *nimbus.Invocation, start, end time.Time, res *
 		r.Status, r.ErrorType = StatusPlatformError, "ServiceException"
 	case res.Err != nil && res.Err.Type == "Sandbox.Timedout":
 		r.Status, r.ErrorType = StatusTimeout, res.Err.Type
+	case res.Err != nil && res.Err.Type == "Runtime.Abandoned":
+		r.Status, r.ErrorType = StatusAbandoned, res.Err.Type
 	case res.Err != nil:
 		r.Status, r.ErrorType = StatusFunctionError, res.Err.Type
 	}

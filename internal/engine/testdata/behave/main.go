@@ -30,8 +30,12 @@ type event struct {
 
 var version = os.Getenv("VERSION")
 
+// calls counts the invocations this instance took.
+var calls int
+
 func handle(ctx context.Context, e event) (any, error) {
 	fmt.Fprintf(os.Stderr, "handling in pid %d\n", os.Getpid())
+	calls++
 	if e.PrintBytes > 0 {
 		line := strings.Repeat("x", 99) + "\n"
 		for n := 0; n < e.PrintBytes; n += len(line) {
@@ -67,7 +71,7 @@ func handle(ctx context.Context, e event) (any, error) {
 	if e.BigResp > 0 {
 		return strings.Repeat("y", e.BigResp), nil
 	}
-	return map[string]any{"echo": e.Echo, "pid": os.Getpid(), "version": version, "trace": os.Getenv("_X_AMZN_TRACE_ID")}, nil
+	return map[string]any{"echo": e.Echo, "pid": os.Getpid(), "n": calls, "version": version, "trace": os.Getenv("_X_AMZN_TRACE_ID")}, nil
 }
 
 func main() { lambda.Start(handle) }
