@@ -399,6 +399,29 @@ func authFunctionURL(t *testing.T, s *server) {
 	if got := call(other, `{"k":1}`); got.StatusCode != 403 {
 		t.Errorf("call by another function's invoker key: %d %s", got.StatusCode, got.Body)
 	}
+	// The function's policy can grant the other key lambda:InvokeFunctionUrl
+	// (with the URL's auth type as its condition, as the AWS CLI writes it);
+	// lambda:InvokeFunction does not grant the URL, nor another condition.
+	grant := func(sid, action string, mod func(*lambda.AddPermissionInput)) {
+		t.Helper()
+		in := &lambda.AddPermissionInput{FunctionName: aws.String("team-a-one"), StatementId: aws.String(sid),
+			Action: aws.String(action), Principal: aws.String(other.AccessKeyID)}
+		if mod != nil {
+			mod(in)
+		}
+		if _, err := s.client().AddPermission(ctx, in); err != nil {
+			t.Fatalf("AddPermission %s: %v", sid, err)
+		}
+	}
+	grant("invoke", "lambda:InvokeFunction", nil)
+	grant("url-other-account", "lambda:InvokeFunctionUrl", func(in *lambda.AddPermissionInput) { in.SourceAccount = aws.String("111111111111") })
+	if got := call(other, `{"k":1}`); got.StatusCode != 403 {
+		t.Errorf("call by a key granted InvokeFunction only: %d %s", got.StatusCode, got.Body)
+	}
+	grant("url", "lambda:InvokeFunctionUrl", func(in *lambda.AddPermissionInput) { in.FunctionUrlAuthType = types.FunctionUrlAuthTypeAwsIam })
+	if got := call(other, `{"k":1}`); got.StatusCode != 200 {
+		t.Errorf("call by a key granted InvokeFunctionUrl by the function's policy: %d %s", got.StatusCode, got.Body)
+	}
 }
 
 // authKeysCLI: nimbus keys ls, rotate (the old secret is refused; rotating

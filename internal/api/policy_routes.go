@@ -10,6 +10,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
+	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
 // A function's resource-based policy: AddPermission, RemovePermission and
@@ -238,17 +239,23 @@ func policyDocument(arn string, sts []nimbus.PolicyStatement) []byte {
 	return b
 }
 
-// invokeActions are the actions of a statement that grant invoking.
-var invokeActions = map[string]bool{"lambda:InvokeFunction": true, "lambda:*": true, "*": true}
+// invokeActions are the actions of a statement that grant invoking, and
+// urlActions those that grant invoking through a function URL.
+var (
+	invokeActions = map[string]bool{"lambda:InvokeFunction": true, "lambda:*": true, "*": true}
+	urlActions    = map[string]bool{"lambda:InvokeFunctionUrl": true, "lambda:*": true, "*": true}
+)
 
 // policyGrants reports whether the policy of function name grants p
-// lambda:InvokeFunction: a statement of an invoke action, without
-// conditions (they name callers that are not access keys: a source ARN or
-// account, an organization, a token, a function URL), whose principal is
-// "*" (every key of the node), p's access key id, or
-// arn:aws:iam::<account>:user/<p's key name>. It never grants more than
+// lambda:InvokeFunction (viaURL false) or lambda:InvokeFunctionUrl on an
+// AWS_IAM function URL (viaURL true): a statement of such an action whose
+// principal is "*" (every key of the node), p's access key id, or
+// arn:aws:iam::<account>:user/<p's key name>, without conditions (they name
+// callers that are not access keys: a source ARN or account, an
+// organization, a token) but those a function URL meets: its auth type
+// AWS_IAM, and being invoked through a URL. It never grants more than
 // invoking (docs/auth.md).
-func (s *Server) policyGrants(ctx context.Context, p auth.Principal, name string) bool {
+func (s *Server) policyGrants(ctx context.Context, p auth.Principal, name string, viaURL bool) bool {
 	if name == "" || p.Name == "" || s.reg == nil {
 		return false
 	}
@@ -258,7 +265,16 @@ func (s *Server) policyGrants(ctx context.Context, p auth.Principal, name string
 	}
 	user := "arn:aws:iam::" + s.cfg.Account + ":user/" + p.Name
 	for _, st := range fn.Policy {
-		if !invokeActions[st.Action] || st.Conditional() {
+		if viaURL {
+			urlOnly := st
+			urlOnly.InvokedViaFunctionURL = false
+			if urlOnly.FunctionURLAuthType == funcurl.AuthIAM {
+				urlOnly.FunctionURLAuthType = ""
+			}
+			if !urlActions[st.Action] || urlOnly.Conditional() {
+				continue
+			}
+		} else if !invokeActions[st.Action] || st.Conditional() {
 			continue
 		}
 		if st.Principal == "*" || st.Principal == user || p.AccessKeyID != "" && st.Principal == p.AccessKeyID {

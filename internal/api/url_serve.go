@@ -89,7 +89,8 @@ func (c *urlCall) authorized() bool {
 	ok := c.cfg.Authorized(c.r)
 	if c.cfg.AuthType == funcurl.AuthIAM {
 		p, err := c.s.authenticate(c.r, true)
-		ok = err == nil && p.Allow(auth.Invoke, c.fn.Name, "lambda:InvokeFunctionUrl") == nil
+		ok = err == nil && (p.Allow(auth.Invoke, c.fn.Name, "lambda:InvokeFunctionUrl") == nil ||
+			c.s.policyGrants(c.r.Context(), p, c.fn.Name, true))
 	}
 	if !ok {
 		if c.cfg.AuthType == funcurl.AuthKey {
