@@ -273,6 +273,10 @@ func TestLayers(t *testing.T) {
 		wantAPIError(t, err, "ResourceNotFoundException", "")
 		err = createLayered(t, c, "late", types.RuntimePython311, "app.handler", code, aws.ToString(lib.LayerVersionArn))
 		wantAPIError(t, err, "InvalidParameterValueException", "does not exist")
+		// Nor is it added to a function that does not use it, as on Lambda.
+		_, err = c.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
+			FunctionName: aws.String("reversed"), Layers: []string{aws.ToString(lib.LayerVersionArn)}})
+		wantAPIError(t, err, "InvalidParameterValueException", "does not exist")
 		// A new instance of a function that uses it (its configuration
 		// changed) still gets it.
 		if _, err := c.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("layered"),

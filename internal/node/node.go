@@ -514,7 +514,8 @@ func (n *Node) pruneLoop(ctx context.Context, cache *codepkg.Cache) {
 }
 
 // collectCode deletes the stored code packages no function uses (those
-// whose delete failed, or whose create stopped half way).
+// whose delete failed, or whose create stopped half way), and the deleted
+// layer versions that nothing uses any more.
 func (n *Node) collectCode(ctx context.Context) {
 	removed, err := n.registry.CollectCode(ctx)
 	if err != nil && ctx.Err() == nil {

@@ -28,9 +28,11 @@ type fnCache struct {
 	entries map[string]cached
 	floor   map[string]uint64 // ignore anything older than this per key
 	// names indexes the functions that exist (entries with fn set), in
-	// name order; code counts the functions using each code digest.
+	// name order; code counts the functions using each code digest, and
+	// layers those ($LATEST) using each layer version (by its key).
 	names  *btree.BTreeG[string]
 	code   map[string]int
+	layers map[string]int
 	live   bool
 	loaded bool
 	epoch  uint64
@@ -49,7 +51,7 @@ const btreeDegree = 32
 func newFnCache() *fnCache {
 	return &fnCache{
 		entries: make(map[string]cached), floor: make(map[string]uint64),
-		names: btree.NewOrderedG[string](btreeDegree), code: make(map[string]int),
+		names: btree.NewOrderedG[string](btreeDegree), code: make(map[string]int), layers: make(map[string]int),
 	}
 }
 
@@ -112,6 +114,9 @@ func (c *fnCache) index(name string, fn *nimbus.Function) {
 	for _, d := range codeOf(fn) { // a published version keeps its code
 		c.code[d]++
 	}
+	for _, k := range layerKeys(fn.Layers) {
+		c.layers[k]++
+	}
 }
 
 func (c *fnCache) unindex(name string, fn *nimbus.Function) {
@@ -120,9 +125,17 @@ func (c *fnCache) unindex(name string, fn *nimbus.Function) {
 	}
 	c.names.Delete(name)
 	for _, d := range codeOf(fn) {
-		if c.code[d]--; c.code[d] <= 0 {
-			delete(c.code, d)
-		}
+		uncount(c.code, d)
+	}
+	for _, k := range layerKeys(fn.Layers) {
+		uncount(c.layers, k)
+	}
+}
+
+// uncount takes one from the count of k in m.
+func uncount(m map[string]int, k string) {
+	if m[k]--; m[k] <= 0 {
+		delete(m, k)
 	}
 }
 
@@ -237,14 +250,25 @@ func (c *fnCache) page(after string, limit int) (fns []*nimbus.Function, more, o
 // codeInUse returns the code digests some function uses; ok is false when
 // the index is not complete.
 func (c *fnCache) codeInUse() (inUse map[string]bool, ok bool) {
+	return c.inUse(c.code)
+}
+
+// layersInUse returns the keys of the layer versions some function
+// ($LATEST) uses; ok is false when the index is not complete.
+func (c *fnCache) layersInUse() (inUse map[string]bool, ok bool) {
+	return c.inUse(c.layers)
+}
+
+// inUse returns the keys of index, one of c's counts.
+func (c *fnCache) inUse(index map[string]int) (inUse map[string]bool, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live || !c.loaded {
 		return nil, false
 	}
-	inUse = make(map[string]bool, len(c.code))
-	for d := range c.code {
-		inUse[d] = true
+	inUse = make(map[string]bool, len(index))
+	for k := range index {
+		inUse[k] = true
 	}
 	return inUse, true
 }

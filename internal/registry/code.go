@@ -13,7 +13,8 @@ import (
 // CodeMinAge is how long a stored code package is left alone before
 // CollectCode may delete it: a create or a code update stores its package
 // before the function that uses it, and takes far less than this between
-// the two.
+// the two. A deleted layer version is likewise left alone for CodeMinAge
+// after its delete (collectLayers).
 const CodeMinAge = 10 * time.Minute
 
 // Code opens a stored code package. Errors: nimbus.ErrNotFound.
@@ -25,14 +26,31 @@ func (r *Registry) Code(ctx context.Context, digest string) (io.ReadCloser, erro
 // this node, so that it is not deleted as unused before the function that
 // uses it is written; release undoes it.
 func (r *Registry) holdCode(digest string) (release func()) {
+	return r.hold(r.uploading, digest)
+}
+
+// holdLayers marks the layer versions arns as being written into a
+// function's record (a create, a configuration update, a publish) by this
+// node, so that they are not collected before it is written; release
+// undoes it.
+func (r *Registry) holdLayers(arns []string) (release func()) {
+	return r.hold(r.layerHolds, layerKeys(arns)...)
+}
+
+// hold counts keys in held, a map under codeMu, until release.
+func (r *Registry) hold(held map[string]int, keys ...string) (release func()) {
 	r.codeMu.Lock()
-	r.uploading[digest]++
+	for _, k := range keys {
+		held[k]++
+	}
 	r.codeMu.Unlock()
 	return func() {
 		r.codeMu.Lock()
 		defer r.codeMu.Unlock()
-		if r.uploading[digest]--; r.uploading[digest] <= 0 {
-			delete(r.uploading, digest)
+		for _, k := range keys {
+			if held[k]--; held[k] <= 0 {
+				delete(held, k)
+			}
 		}
 	}
 }
@@ -68,17 +86,21 @@ func (r *Registry) dropIfUnused(ctx context.Context, digest string) (deleted boo
 
 // CollectCode deletes the stored code packages that no function uses and
 // that were stored more than CodeMinAge ago: those whose delete failed (a
-// full disk, a store time-out) and those of creates that stopped half way.
-// It returns how many it deleted; it goes on past a failed delete and
-// returns the errors joined.
+// full disk, a store time-out), those of creates that stopped half way, and
+// those of deleted layer versions that nothing uses any more, whose records
+// it deletes first (collectLayers). It returns how many packages it
+// deleted; it goes on past a failed delete and returns the errors joined.
 func (r *Registry) CollectCode(ctx context.Context) (int, error) {
+	var errs []error
+	if err := r.collectLayers(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	blobs, err := r.cfg.Blobs.List(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("collect code: %w", err)
+		return 0, fmt.Errorf("collect code: %w", errors.Join(append(errs, err)...))
 	}
 	cutoff := r.cfg.Now().Add(-CodeMinAge)
 	n := 0
-	var errs []error
 	for _, b := range blobs {
 		if b.Modified.After(cutoff) {
 			continue

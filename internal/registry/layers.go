@@ -30,7 +30,19 @@ import (
 // Deleting a layer version hides it (GetLayerVersion, the lists and new
 // function configurations no longer see it) but keeps its record and
 // package, so that the functions and versions that use it go on running
-// as in Lambda. Layer records hold no secrets and are not sealed.
+// as in Lambda. Once no function and no published version names it, the
+// collection (collectLayers, part of CollectCode) deletes its record, and
+// the code collection then its package unless something else has the same
+// digest. Layer records hold no secrets and are not sealed.
+//
+// What keeps the collection from deleting a version a function is about to
+// name: a deleted version is never added to a function (checkLayers), so
+// only a create or configuration update that checked it before the delete,
+// or a publish copying $LATEST's layers, can still write it into a record.
+// On this node they hold the version (holdLayers) from before their check
+// until their record is written; on other nodes they end long before
+// CodeMinAge, and the collection leaves a version alone until CodeMinAge
+// after its delete (DeletedAt).
 
 // MaxLayers is how many layers a function may use.
 const MaxLayers = 5
@@ -47,9 +59,10 @@ type LayerVersion struct {
 	CodeSize                int64     `json:"codeSize"`
 	UnzippedSize            int64     `json:"unzippedSize"`
 	Created                 time.Time `json:"created"`
-	// Deleted: DeleteLayerVersion hid it; its package stays for the
-	// functions that use it.
-	Deleted bool `json:"deleted,omitempty"`
+	// Deleted: DeleteLayerVersion hid it, at DeletedAt; its package stays
+	// for the functions that use it until none does (collectLayers).
+	Deleted   bool      `json:"deleted,omitempty"`
+	DeletedAt time.Time `json:"deletedAt,omitzero"`
 	// Policy is its resource policy's statements (Add/
 	// RemoveLayerVersionPermission) and PolicyRevision the policy's
 	// revision ("" while it has none).
@@ -116,6 +129,25 @@ func ParseLayerArn(arn string) (name string, version int, region, account string
 
 func layerKey(name string, n int) string { return name + "." + strconv.Itoa(n) }
 
+// parseLayerKey returns the name and number of a layer version's key; ok
+// is false for a layer's counter.
+func parseLayerKey(key string) (name string, n int, ok bool) {
+	name, num, found := strings.Cut(key, ".")
+	n, err := strconv.Atoi(num)
+	return name, n, found && err == nil
+}
+
+// layerKeys returns the keys of the layer version ARNs that parse.
+func layerKeys(arns []string) []string {
+	keys := make([]string, 0, len(arns))
+	for _, arn := range arns {
+		if name, n, _, _, err := ParseLayerArn(arn); err == nil {
+			keys = append(keys, layerKey(name, n))
+		}
+	}
+	return keys
+}
+
 func layerNotFound() error {
 	return nimbus.Errorf(nimbus.ErrNotFound, "The resource you requested does not exist.")
 }
@@ -140,6 +172,12 @@ func (c *layerCache) put(key string, v *LayerVersion) {
 		c.m = make(map[string]*LayerVersion)
 	}
 	c.m[key] = v
+}
+
+func (c *layerCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
 }
 
 func (r *Registry) layersOn() error {
@@ -296,9 +334,8 @@ func (r *Registry) LayerVersions(ctx context.Context) (map[string][]*LayerVersio
 	}
 	out := make(map[string][]*LayerVersion)
 	for _, k := range keys {
-		name, num, ok := strings.Cut(k, ".")
-		n, err := strconv.Atoi(num)
-		if !ok || err != nil {
+		name, n, ok := parseLayerKey(k)
+		if !ok {
 			continue // a counter
 		}
 		v, err := r.Layer(ctx, name, n)
@@ -317,14 +354,14 @@ func (r *Registry) LayerVersions(ctx context.Context) (map[string][]*LayerVersio
 }
 
 // DeleteLayer deletes a layer version: it is hidden, its package kept for
-// the functions that use it. Deleting one that does not exist is not an
-// error, as in Lambda.
+// the functions that use it until none does. Deleting one that does not
+// exist is not an error, as in Lambda.
 func (r *Registry) DeleteLayer(ctx context.Context, name string, n int) error {
 	err := r.modifyLayer(ctx, name, n, "", func(v *LayerVersion) error {
 		if v.Deleted {
 			return errSkip
 		}
-		v.Deleted = true
+		v.Deleted, v.DeletedAt = true, r.cfg.Now().UTC()
 		return nil
 	})
 	if errors.Is(err, errSkip) {
@@ -544,13 +581,13 @@ func (r *Registry) layerCodeInUse(ctx context.Context) (inUse map[string]bool, o
 		return nil, false
 	}
 	for _, k := range keys {
-		name, num, found := strings.Cut(k, ".")
-		n, err := strconv.Atoi(num)
-		if !found || err != nil {
+		name, n, found := parseLayerKey(k)
+		if !found {
 			continue
 		}
 		v := r.layers.get(k)
 		if v == nil {
+			var err error
 			if v, _, err = r.readLayer(ctx, name, n); errors.Is(err, nimbus.ErrNotFound) {
 				continue
 			} else if err != nil {

@@ -68,7 +68,11 @@ type Registry struct {
 	// package is not garbage yet.
 	codeMu    sync.Mutex
 	uploading map[string]int // under codeMu
-	closed    bool
+	// layerHolds counts, per layer version key, the creates, configuration
+	// updates and publishes of this node that may write it into a record:
+	// it is not collected meanwhile (holdLayers).
+	layerHolds map[string]int // under codeMu
+	closed     bool
 	// opened is set once Open has loaded every function: before, a
 	// function sealed under another node key fails the load (watch.go).
 	opened atomic.Bool
@@ -90,7 +94,8 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	bg, cancel := context.WithCancel(context.Background())
-	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bg, cancel: cancel, cache: newFnCache(), uploading: make(map[string]int)}
+	r := &Registry{cfg: cfg, log: cfg.Logger, ctx: bg, cancel: cancel, cache: newFnCache(),
+		uploading: make(map[string]int), layerHolds: make(map[string]int)}
 	loaded := make(chan error, 1)
 	var once sync.Once
 	report := func(err error) { once.Do(func() { loaded <- err }) }
@@ -286,6 +291,7 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	if _, err := r.Get(ctx, fn.Name); err == nil {
 		return nil, exists(fn.Name) // before storing a package for nothing
 	}
+	defer r.holdLayers(fn.Layers)() // not collected before the record names them
 	if err := r.checkNewCode(ctx, fn, nil, zip); err != nil {
 		return nil, err
 	}
@@ -500,6 +506,9 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 // match. Errors: nimbus.ErrNotFound, nimbus.ErrValidation, nimbus.ErrInvalid,
 // nimbus.ErrPreconditionFailed.
 func (r *Registry) UpdateConfig(ctx context.Context, name string, in FunctionInput, revisionID string) (*nimbus.Function, error) {
+	if in.Layers != nil {
+		defer r.holdLayers(*in.Layers)() // not collected before the record names them
+	}
 	return r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
 		had := fn.Layers
 		if err := in.apply(fn, r.cfg.Runtimes); err != nil {

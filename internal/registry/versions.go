@@ -25,10 +25,12 @@ import (
 // before the function's record names it and sealed as a function is.
 // Snapshots never change, so every node caches the ones it reads.
 
-// versionCache holds the snapshots a node has read, by key.
+// versionCache holds the snapshots a node has read, by key, and the
+// layers of those the layer collection read (versionLayers).
 type versionCache struct {
-	mu sync.Mutex
-	m  map[string]*nimbus.Function
+	mu     sync.Mutex
+	m      map[string]*nimbus.Function
+	layers map[string][]string
 }
 
 func versionKey(name string, n int) string { return name + "." + strconv.Itoa(n) }
@@ -120,14 +122,20 @@ func (r *Registry) Publish(ctx context.Context, name string, in PublishInput) (*
 		if err != nil {
 			return nil, err
 		}
+		// Its layers are held from before the reservation: a collection
+		// that deleted one before the hold saw no function name it, so
+		// the record changed since it was read and the reservation fails.
+		release := r.holdLayers(v.Layers)
 		newRev, err := r.cfg.KV.Update(ctx, name, rb, rev)
-		if errors.Is(err, nimbus.ErrPreconditionFailed) {
-			continue // changed meanwhile: publish what it is now
-		}
 		if err != nil {
+			release()
+			if errors.Is(err, nimbus.ErrPreconditionFailed) {
+				continue // changed meanwhile: publish what it is now
+			}
 			return nil, fmt.Errorf("store function: %w", err)
 		}
 		r.cache.wrote(name, &reserved, newRev)
+		defer release()
 		return r.storeVersion(ctx, name, v)
 	}
 }
@@ -307,10 +315,31 @@ func (c *versionCache) put(key string, v *nimbus.Function) {
 	c.m[key] = v
 }
 
+// layersOf returns the layers of snapshot key, if it was read.
+func (c *versionCache) layersOf(key string) (arns []string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v := c.m[key]; v != nil {
+		return v.Layers, true
+	}
+	arns, ok = c.layers[key]
+	return arns, ok
+}
+
+func (c *versionCache) putLayers(key string, arns []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.layers == nil {
+		c.layers = map[string][]string{}
+	}
+	c.layers[key] = arns
+}
+
 func (c *versionCache) drop(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, key)
+	delete(c.layers, key)
 }
 
 // withoutKey is m without k (a copy; nil when empty).
