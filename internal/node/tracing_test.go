@@ -18,6 +18,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/recursion"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/tracing/tracingtest"
 )
@@ -97,7 +98,8 @@ func TestTracingEndToEnd(t *testing.T) {
 		if _, ok := phases["runtime init"]; !ok {
 			t.Errorf("cold start's children %v lack runtime init", phases)
 		}
-		want := fmt.Sprintf(`"Root=1-%s-%s;Parent=%s;Sampled=1"`, callerTrace[:8], callerTrace[8:], kids["run"].SpanID)
+		// The lineage (internal/recursion) follows: the function ran once.
+		want := fmt.Sprintf(`"Root=1-%s-%s;Parent=%s;Sampled=1;Lineage=%s:1"`, callerTrace[:8], callerTrace[8:], kids["run"].SpanID, recursion.Key(name))
 		if string(body) != want {
 			t.Errorf("function's _X_AMZN_TRACE_ID = %s, want %s", body, want)
 		}
