@@ -161,9 +161,14 @@ type Function struct {
 	// Tags are the function's tags (Lambda's TagResource); changing them
 	// keeps the RevisionID, as in Lambda.
 	Tags map[string]string `json:"tags,omitempty"`
-	// Policy is the function's resource-based policy, one statement per
-	// AddPermission (policy.go).
+	// Policy is the resource-based policy of the unqualified function
+	// (and $LATEST), one statement per AddPermission (policy.go).
 	Policy []PolicyStatement `json:"policy,omitempty"`
+	// PolicyQualified are the resource-based policies of versions and
+	// aliases, by qualifier (a version's number or an alias's name). As
+	// EventInvokeQualified, they are kept on the function, not in a
+	// version's immutable snapshot.
+	PolicyQualified map[string][]PolicyStatement `json:"policyQualified,omitempty"`
 	// RecursiveLoop is Lambda's recursion config: RecursiveLoopTerminate
 	// ("") or RecursiveLoopAllow.
 	RecursiveLoop string `json:"recursiveLoop,omitempty"`

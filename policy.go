@@ -18,6 +18,18 @@ type PolicyStatement struct {
 	InvokedViaFunctionURL bool   `json:"invokedViaFunctionUrl,omitempty"`
 }
 
+// PolicyFor is the resource-based policy of qualifier q ("" or Latest:
+// Policy; a version's number or an alias's name: PolicyQualified). Each
+// qualifier's policy covers only the invocations that name it, as in
+// Lambda: the unqualified function's does not cover its aliases, nor an
+// alias's the version it points at.
+func (f *Function) PolicyFor(q string) []PolicyStatement {
+	if q == "" || q == Latest {
+		return f.Policy
+	}
+	return f.PolicyQualified[q]
+}
+
 // Conditional reports whether the statement has any condition.
 func (s *PolicyStatement) Conditional() bool {
 	return s.SourceArn != "" || s.SourceAccount != "" || s.PrincipalOrgID != "" ||

@@ -91,6 +91,7 @@ func TestVersionsAWSCLI(t *testing.T) {
 		}
 	}
 	aliasURL(t, s, cli)
+	aliasPolicy(t, s)
 	out = cli("alias", "set", "shop", "canary", "1", "--weight", "2=0.1")
 	if out != "Alias canary of shop: 1 (90 %), 2 (10 %)\n" {
 		t.Errorf("alias set --weight: %q", out)
@@ -170,4 +171,43 @@ func aliasURL(t *testing.T, s *server, cli func(args ...string) string) {
 		t.Errorf("list-function-url-configs after delete-alias old: %q, want live's only", out)
 	}
 	cli("alias", "set", "shop", "live", "2")
+}
+
+// aliasPolicy: with the AWS CLI, a permission on alias live of shop is in
+// live's policy, on live's ARN, with live's RevisionId, and not in the
+// function's; remove-permission on shop:live removes it.
+func aliasPolicy(t *testing.T, s *server) {
+	t.Helper()
+	out := mustAWS(t, s, "lambda", "add-permission", "--function-name", "shop", "--qualifier", "live", "--statement-id", "billing",
+		"--action", "lambda:InvokeFunction", "--principal", "arn:aws:iam::000000000000:user/billing")
+	const liveARN = "arn:aws:lambda:us-east-1:000000000000:function:shop:live"
+	var added struct{ Statement string }
+	var st struct{ Resource string }
+	if err := json.Unmarshal([]byte(out), &added); err != nil || json.Unmarshal([]byte(added.Statement), &st) != nil || st.Resource != liveARN {
+		t.Errorf("add-permission --qualifier live printed %s (%v)", out, err)
+	}
+	out = mustAWS(t, s, "lambda", "get-policy", "--function-name", "shop", "--qualifier", "live")
+	var pol struct{ Policy, RevisionId string }
+	var doc struct {
+		Statement []struct{ Sid, Resource string }
+	}
+	if err := json.Unmarshal([]byte(out), &pol); err != nil || json.Unmarshal([]byte(pol.Policy), &doc) != nil ||
+		len(doc.Statement) != 1 || doc.Statement[0].Sid != "billing" || doc.Statement[0].Resource != liveARN {
+		t.Errorf("get-policy --qualifier live printed %s (%v)", out, err)
+	}
+	rev := mustAWS(t, s, "lambda", "get-alias", "--function-name", "shop", "--name", "live", "--query", "RevisionId", "--output", "text")
+	if strings.TrimSpace(rev) != pol.RevisionId {
+		t.Errorf("get-policy --qualifier live RevisionId %s, want the alias's %s", pol.RevisionId, rev)
+	}
+	if _, errOut, err := awsCLI(t, s, "lambda", "get-policy", "--function-name", "shop"); err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
+		t.Errorf("get-policy of the function, with live's only: %v %s", err, errOut)
+	}
+	if _, errOut, err := awsCLI(t, s, "lambda", "get-policy", "--function-name", "shop", "--qualifier", "gone"); err == nil ||
+		!strings.Contains(errOut, "Function not found: arn:aws:lambda:us-east-1:000000000000:function:shop:gone") {
+		t.Errorf("get-policy --qualifier gone: %v %s", err, errOut)
+	}
+	mustAWS(t, s, "lambda", "remove-permission", "--function-name", "shop:live", "--statement-id", "billing")
+	if _, errOut, err := awsCLI(t, s, "lambda", "get-policy", "--function-name", "shop:live"); err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
+		t.Errorf("get-policy shop:live after remove-permission: %v %s", err, errOut)
+	}
 }

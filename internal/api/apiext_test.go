@@ -47,7 +47,7 @@ func extServer(t *testing.T) (clients func(id string) *lambda.Client, log audit.
 		return secretOf(id), p, ok
 	}}
 	log = auditmem.New()
-	srv := httptest.NewServer(api.New(api.Config{Registry: reg, Invoker: fakeInvoker{}, Verifier: v, Audit: log}))
+	srv := httptest.NewServer(api.New(api.Config{Registry: reg, Invoker: echoInvoker{}, Verifier: v, Audit: log}))
 	t.Cleanup(srv.Close)
 	return func(id string) *lambda.Client {
 		return lambda.New(lambda.Options{

@@ -61,10 +61,11 @@ func auditServer(t *testing.T, log audit.Log, logger *slog.Logger) *httptest.Ser
 	return srv
 }
 
-// signedCall sends a request signed by key id (unsigned when id is "").
-func signedCall(t *testing.T, srv *httptest.Server, id, method, path, body string) (int, string) {
+// signedCall sends a request to base+path signed by key id (unsigned when
+// id is "").
+func signedCall(t *testing.T, base, id, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestAuditRecordsChangesAndRefusals(t *testing.T) {
 	var want []audit.Event
 	for _, s := range steps {
 		before := time.Now().UTC()
-		if code, body := signedCall(t, srv, s.id, s.method, s.path, s.body); code != s.status {
+		if code, body := signedCall(t, srv.URL, s.id, s.method, s.path, s.body); code != s.status {
 			t.Fatalf("%s %s by %q = %d %s, want %d", s.method, s.path, s.id, code, body, s.status)
 		}
 		evs, _, _ := log.List(t.Context(), audit.Filter{Limit: 1000})
@@ -166,7 +167,7 @@ func TestAuditList(t *testing.T) {
 	}
 	list := func(query string) ([]string, string) {
 		t.Helper()
-		code, body := signedCall(t, srv, "AKROOT", "GET", "/nimbus/v1/audit"+query, "")
+		code, body := signedCall(t, srv.URL, "AKROOT", "GET", "/nimbus/v1/audit"+query, "")
 		if code != 200 {
 			t.Fatalf("GET audit%s = %d %s", query, code, body)
 		}
@@ -211,12 +212,12 @@ func TestAuditList(t *testing.T) {
 		{"?marker=xyz", "InvalidParameterValueException", "is not one this API gave"},
 		{"?since=2026-03-02T00:00:00Z&until=2026-03-01T00:00:00Z", "InvalidParameterValueException", "is before since"},
 	} {
-		code, body := signedCall(t, srv, "AKROOT", "GET", "/nimbus/v1/audit"+bad.query, "")
+		code, body := signedCall(t, srv.URL, "AKROOT", "GET", "/nimbus/v1/audit"+bad.query, "")
 		if code != 400 || !strings.Contains(body, bad.msg) {
 			t.Errorf("GET audit%s = %d %s, want 400 with %q", bad.query, code, body, bad.msg)
 		}
 	}
-	if code, body := signedCall(t, srv, "AKDEV", "GET", "/nimbus/v1/audit", ""); code != 403 || !strings.Contains(body, "not authorized") {
+	if code, body := signedCall(t, srv.URL, "AKDEV", "GET", "/nimbus/v1/audit", ""); code != 403 || !strings.Contains(body, "not authorized") {
 		t.Errorf("a developer reads the trail: %d %s, want 403", code, body)
 	}
 }
@@ -234,7 +235,7 @@ func (failingLog) Record(context.Context, audit.Event) error {
 func TestAuditFailureKeepsTheAnswer(t *testing.T) {
 	var buf testenv.Buffer
 	srv := auditServer(t, failingLog{auditmem.New()}, slog.New(slog.NewTextHandler(&buf, nil)))
-	if code, body := signedCall(t, srv, "AKROOT", "POST", "/2015-03-31/functions", auditCreateBody(t, "f", "python3.11")); code != 201 {
+	if code, body := signedCall(t, srv.URL, "AKROOT", "POST", "/2015-03-31/functions", auditCreateBody(t, "f", "python3.11")); code != 201 {
 		t.Fatalf("create = %d %s, want 201 despite the audit failure", code, body)
 	}
 	if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "audit: could not record") ||

@@ -93,8 +93,11 @@ func (s *Server) authorize(r *http.Request, pattern string, access auth.Access) 
 	// The principal goes with a denied request too, for the audit trail.
 	r = r.WithContext(auth.With(r.Context(), p))
 	err = p.Allow(access, fn, actionOf(pattern))
-	if err != nil && access == auth.Invoke && s.policyGrants(r.Context(), p, fn, false) {
-		err = nil // the function's resource policy grants it (policy_routes.go)
+	if err != nil && access == auth.Invoke {
+		name, q, qerr := requestQualifier(r)
+		if qerr == nil && s.policyGrants(r.Context(), p, name, q, false) {
+			err = nil // the resource policy of the qualifier invoked grants it (policy_routes.go)
+		}
 	}
 	return r, err
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
-	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 // Lambda's event invoke config API: the asynchronous invocation settings
@@ -80,7 +78,7 @@ func (s *Server) eventInvokeUpdate(w http.ResponseWriter, r *http.Request) error
 // eventInvokeWrite serves Put (replace every setting) and Update (merge the
 // given ones into an existing configuration).
 func (s *Server) eventInvokeWrite(w http.ResponseWriter, r *http.Request, merge bool) error {
-	fn, q, err := s.eventInvokeTarget(r)
+	fn, q, err := s.qualifierTarget(r)
 	if err != nil {
 		return err
 	}
@@ -101,25 +99,6 @@ func (s *Server) eventInvokeWrite(w http.ResponseWriter, r *http.Request, merge 
 		return err
 	}
 	return writeJSON(w, http.StatusOK, s.eventInvokeShape(fn.Name, q, fn.EventInvokeFor(q)))
-}
-
-// eventInvokeTarget parses the function and the qualifier a request names
-// ($LATEST when none) and loads the function. A function, version or
-// alias that does not exist is not found, as Lambda words it.
-func (s *Server) eventInvokeTarget(r *http.Request) (*nimbus.Function, string, error) {
-	name, q, err := requestQualifier(r)
-	if err != nil {
-		return nil, "", err
-	}
-	q = cmp.Or(q, nimbus.Latest)
-	fn, err := s.reg.Get(r.Context(), name)
-	if err == nil && !registry.HasQualifier(fn, q) {
-		err = nimbus.ErrNotFound
-	}
-	if err != nil {
-		return nil, "", s.notFound(name, q, err)
-	}
-	return fn, q, nil
 }
 
 // decodeEventInvoke reads and checks a Put or Update body: unknown fields
@@ -189,7 +168,7 @@ func (d *eventInvokeDestination) value() string {
 }
 
 func (s *Server) eventInvokeGet(w http.ResponseWriter, r *http.Request) error {
-	fn, q, err := s.eventInvokeTarget(r)
+	fn, q, err := s.qualifierTarget(r)
 	if err != nil {
 		return err
 	}
@@ -201,7 +180,7 @@ func (s *Server) eventInvokeGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) eventInvokeDelete(w http.ResponseWriter, r *http.Request) error {
-	fn, q, err := s.eventInvokeTarget(r)
+	fn, q, err := s.qualifierTarget(r)
 	if err != nil {
 		return err
 	}

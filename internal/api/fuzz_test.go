@@ -34,12 +34,13 @@ func memRegistry(tb testing.TB, dir string, lim codepkg.Limits, runtimes ...stri
 	tb.Helper()
 	st := mem.New()
 	kv, _ := st.KV(tb.Context(), "functions")
+	versions, _ := st.KV(tb.Context(), "versions")
 	cache, err := codepkg.NewCache(dir, st.Blobs(), lim, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = cache.Close(context.Background()) })
-	return openRegistry(tb, registry.Config{KV: kv, Blobs: st.Blobs(), Code: cache, Runtimes: runtimes, Limits: lim}), kv
+	return openRegistry(tb, registry.Config{KV: kv, Versions: versions, Blobs: st.Blobs(), Code: cache, Runtimes: runtimes, Limits: lim}), kv
 }
 
 // openRegistry opens a registry and closes it when the test ends.

@@ -13,9 +13,10 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
-// A function's resource-based policy: AddPermission, RemovePermission and
-// GetPolicy, in Lambda's policy document shape. What a statement grants
-// Nimbus's access keys is policyGrants (docs/auth.md).
+// The resource-based policies of a function and of each of its versions
+// and aliases: AddPermission, RemovePermission and GetPolicy, in Lambda's
+// policy document shape. What a statement grants Nimbus's access keys is
+// policyGrants (docs/auth.md).
 
 const policyPath = "/2015-03-31/functions/{name}/policy"
 
@@ -108,17 +109,17 @@ func validPrincipal(p string) bool {
 		keyIDRE.MatchString(p) || serviceRE.MatchString(p)
 }
 
-// policyQualifier checks the Qualifier of the policy routes: Nimbus has
-// only $LATEST so far, and a policy on it is the function's.
-func (s *Server) policyQualifier(r *http.Request, name string) error {
-	if q := r.URL.Query().Get("Qualifier"); q != "" && q != "$LATEST" {
-		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s (Nimbus serves only the $LATEST version so far)", s.arn(name), q)
+// policyARN is the ARN a statement of qualifier q's policy names: the
+// function's for $LATEST, the version's or alias's for the others.
+func (s *Server) policyARN(name, q string) string {
+	if q == nimbus.Latest {
+		return s.arn(name)
 	}
-	return nil
+	return s.arn(name) + ":" + q
 }
 
 func (s *Server) addPermission(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.qualifierTarget(r)
 	if err != nil {
 		return err
 	}
@@ -131,14 +132,14 @@ func (s *Server) addPermission(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	arn := s.arn(fn.Name)
+	arn := s.policyARN(fn.Name, q)
 	checkSize := func(next []nimbus.PolicyStatement) error {
 		if n := len(policyDocument(arn, next)); n > maxPolicySize {
 			return newError(http.StatusBadRequest, errPolicyLength, "The final policy size ("+itoa(int64(n))+") is bigger than the limit ("+itoa(maxPolicySize)+").")
 		}
 		return nil
 	}
-	if _, err := s.reg.AddPermission(r.Context(), fn.Name, st, req.RevisionId, checkSize); err != nil {
+	if _, err := s.reg.AddPermission(r.Context(), fn.Name, q, st, req.RevisionId, checkSize); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(renderStatement(arn, st))
@@ -146,7 +147,7 @@ func (s *Server) addPermission(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) removePermission(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.qualifierTarget(r)
 	if err != nil {
 		return err
 	}
@@ -155,23 +156,30 @@ func (s *Server) removePermission(w http.ResponseWriter, r *http.Request) error 
 	if !statementIDRE.MatchString(sid) {
 		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'statementId' failed to satisfy constraint: Member must satisfy regular expression pattern: ([a-zA-Z0-9-_.]+)", sid)
 	}
-	if _, err := s.reg.RemovePermission(r.Context(), fn.Name, sid, r.URL.Query().Get("RevisionId")); err != nil {
+	if _, err := s.reg.RemovePermission(r.Context(), fn.Name, q, sid, r.URL.Query().Get("RevisionId")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
+// getPolicy answers the policy of the function, version or alias the
+// request names, with its RevisionId (registry.PolicyRevision).
 func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.getFunction(r.Context(), r)
+	fn, q, err := s.qualifierTarget(r)
 	if err != nil {
 		return err
 	}
-	if len(fn.Policy) == 0 {
+	policy := fn.PolicyFor(q)
+	if len(policy) == 0 {
 		return nimbus.Errorf(nimbus.ErrNotFound, "The resource you requested does not exist.")
 	}
+	rev, err := s.reg.PolicyRevision(r.Context(), fn, q)
+	if err != nil {
+		return s.notFound(fn.Name, q, err)
+	}
 	return writeJSON(w, http.StatusOK, struct{ Policy, RevisionId string }{
-		string(policyDocument(s.arn(fn.Name), fn.Policy)), fn.RevisionID})
+		string(policyDocument(s.policyARN(fn.Name, q), policy)), rev})
 }
 
 // lambdaStatement is a statement as Lambda's policy document shows it.
@@ -246,25 +254,30 @@ var (
 	urlActions    = map[string]bool{"lambda:InvokeFunctionUrl": true, "lambda:*": true, "*": true}
 )
 
-// policyGrants reports whether the policy of function name grants p
-// lambda:InvokeFunction (viaURL false) or lambda:InvokeFunctionUrl on an
-// AWS_IAM function URL (viaURL true): a statement of such an action whose
-// principal is "*" (every key of the node), p's access key id, or
-// arn:aws:iam::<account>:user/<p's key name>, without conditions (they name
-// callers that are not access keys: a source ARN or account, an
-// organization, a token) but those a function URL meets: its auth type
+// policyGrants reports whether the policy of function name's qualifier q
+// ("" or $LATEST: the unqualified function's; a version's number or an
+// alias's name) grants p lambda:InvokeFunction (viaURL false) or
+// lambda:InvokeFunctionUrl on an AWS_IAM function URL (viaURL true). As
+// in Lambda, only the policy of the qualifier the invocation names
+// applies: the function's grants unqualified invocations, an alias's those
+// through the alias, not through the version it points at nor the
+// function's through the alias. A statement grants when its action is
+// such, its principal is "*" (every key of the node), p's access key id,
+// or arn:aws:iam::<account>:user/<p's key name>, and it has no condition
+// (they name callers that are not access keys: a source ARN or account,
+// an organization, a token) but those a function URL meets: its auth type
 // AWS_IAM, and being invoked through a URL. It never grants more than
 // invoking (docs/auth.md).
-func (s *Server) policyGrants(ctx context.Context, p auth.Principal, name string, viaURL bool) bool {
+func (s *Server) policyGrants(ctx context.Context, p auth.Principal, name, q string, viaURL bool) bool {
 	if name == "" || p.Name == "" || s.reg == nil {
 		return false
 	}
-	fn, err := s.reg.Get(ctx, auth.FunctionName(name))
+	fn, err := s.reg.Get(ctx, name)
 	if err != nil {
 		return false
 	}
 	user := "arn:aws:iam::" + s.cfg.Account + ":user/" + p.Name
-	for _, st := range fn.Policy {
+	for _, st := range fn.PolicyFor(q) {
 		if viaURL {
 			urlOnly := st
 			urlOnly.InvokedViaFunctionURL = false

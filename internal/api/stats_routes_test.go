@@ -82,7 +82,7 @@ func statsServer(t *testing.T) *httptest.Server {
 // by function, as a restricted key sees them, and the refusals.
 func TestStatsRoutes(t *testing.T) {
 	srv := statsServer(t)
-	if code, body := signedCall(t, srv, "AKROOT", "POST", "/2015-03-31/functions", auditCreateBody(t, "team-a-idle", "python3.11")); code != 201 {
+	if code, body := signedCall(t, srv.URL, "AKROOT", "POST", "/2015-03-31/functions", auditCreateBody(t, "team-a-idle", "python3.11")); code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	for _, tt := range []struct {

@@ -30,13 +30,15 @@ type urlMessage struct {
 
 // urlCall is one request to a function URL.
 type urlCall struct {
-	s    *Server
-	w    http.ResponseWriter
-	r    *http.Request
-	fn   *nimbus.Function
-	cfg  funcurl.Config
-	path string // after /fn/{name}, escaped, "/" at least
-	id   string // the request id
+	s   *Server
+	w   http.ResponseWriter
+	r   *http.Request
+	fn  *nimbus.Function
+	cfg funcurl.Config
+	// qualifier is the alias whose URL this is ("": the function's).
+	qualifier string
+	path      string // after /fn/{name}, escaped, "/" at least
+	id        string // the request id
 	// trigger is the http trigger's name, for its counts.
 	trigger string
 }
@@ -90,7 +92,7 @@ func (c *urlCall) authorized() bool {
 	if c.cfg.AuthType == funcurl.AuthIAM {
 		p, err := c.s.authenticate(c.r, true)
 		ok = err == nil && (p.Allow(auth.Invoke, c.fn.Name, "lambda:InvokeFunctionUrl") == nil ||
-			c.s.policyGrants(c.r.Context(), p, c.fn.Name, true))
+			c.s.policyGrants(c.r.Context(), p, c.fn.Name, c.qualifier, true))
 	}
 	if !ok {
 		if c.cfg.AuthType == funcurl.AuthKey {
@@ -124,7 +126,7 @@ func (c *urlCall) load() bool {
 		c.error(err)
 		return false
 	}
-	c.fn = fn
+	c.fn, c.qualifier = fn, q
 	t := funcurl.Find(fn, q)
 	if t != nil {
 		c.trigger = t.Name

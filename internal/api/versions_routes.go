@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -308,6 +309,26 @@ func (s *Server) qualified(ctx context.Context, r *http.Request, route bool) (*n
 	}
 	fn, err := s.reg.Resolve(ctx, name, q)
 	return fn, s.notFound(name, q, err)
+}
+
+// qualifierTarget parses the function and the qualifier a request names
+// ($LATEST when none) and loads the function, for the operations on a
+// qualifier's own settings (event invoke config, policy). A function,
+// version or alias that does not exist is not found, as Lambda words it.
+func (s *Server) qualifierTarget(r *http.Request) (*nimbus.Function, string, error) {
+	name, q, err := requestQualifier(r)
+	if err != nil {
+		return nil, "", err
+	}
+	q = cmp.Or(q, nimbus.Latest)
+	fn, err := s.reg.Get(r.Context(), name)
+	if err == nil && !registry.HasQualifier(fn, q) {
+		err = nimbus.ErrNotFound
+	}
+	if err != nil {
+		return nil, "", s.notFound(name, q, err)
+	}
+	return fn, q, nil
 }
 
 // requestQualifier parses the request's function name and the qualifier

@@ -62,8 +62,7 @@ func (r *Registry) UpdateAlias(ctx context.Context, name, alias string, in Alias
 			return aliasNotFound(name, alias)
 		}
 		if in.RevisionID != "" && in.RevisionID != a.RevisionID {
-			return nimbus.Errorf(nimbus.ErrPreconditionFailed,
-				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+			return staleRevision()
 		}
 		if err := applyAlias(fn, a, in); err != nil {
 			return err
@@ -84,8 +83,7 @@ func (r *Registry) DeleteAlias(ctx context.Context, name, alias string) error {
 			return aliasNotFound(name, alias)
 		}
 		fn.Aliases = slices.Delete(slices.Clone(fn.Aliases), i, i+1)
-		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, alias)
-		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, alias)
+		dropQualifier(fn, alias)
 		fn.Triggers = slices.DeleteFunc(slices.Clone(fn.Triggers), func(t nimbus.Trigger) bool {
 			return t.Type == nimbus.TriggerHTTP && t.Qualifier == alias
 		})

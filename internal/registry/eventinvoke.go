@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"errors"
-	"maps"
 	"math"
 	"strconv"
 
@@ -59,11 +58,7 @@ func setEventInvoke(fn *nimbus.Function, q string, c *nimbus.EventInvokeConfig) 
 	case c == nil:
 		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, q)
 	default:
-		fn.EventInvokeQualified = maps.Clone(fn.EventInvokeQualified)
-		if fn.EventInvokeQualified == nil {
-			fn.EventInvokeQualified = map[string]*nimbus.EventInvokeConfig{}
-		}
-		fn.EventInvokeQualified[q] = c
+		fn.EventInvokeQualified = withKey(fn.EventInvokeQualified, q, c)
 	}
 }
 

@@ -117,19 +117,8 @@ func TestSetEventInvokeConfigBad(t *testing.T) {
 func TestEventInvokeConfigQualified(t *testing.T) {
 	kv, blobs := mem.NewKV(), mem.NewBlobs()
 	cfg := Config{KV: kv, Versions: mem.NewKV(), Blobs: blobs, Code: readyCode{}, Runtimes: []string{"python3.11"}, Limits: codepkg.DefaultLimits()}
-	r := openTestRegistry(t, cfg)
+	r := openPublished(t, cfg)
 	ctx := t.Context()
-	rt, h := "python3.11", "app.handler"
-	if _, err := r.Create(ctx, FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, testZip(t)); err != nil {
-		t.Fatal(err)
-	}
-	waitSettled(t, r, "f")
-	if _, err := r.Publish(ctx, "f", PublishInput{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.CreateAlias(ctx, "f", "live", AliasInput{FunctionVersion: new("1")}); err != nil {
-		t.Fatal(err)
-	}
 	for q, retries := range map[string]int{"": 1, "1": 0, "live": 2} {
 		c := nimbus.EventInvokeConfig{MaximumRetryAttempts: new(retries), DestinationSecret: destSecret + "-" + q}
 		if _, err := r.SetEventInvokeConfig(ctx, "f", q, set(c)); err != nil {

@@ -429,6 +429,13 @@ func (r *Registry) settle(name, digest string, prepErr error) {
 
 var errSkip = errors.New("no change")
 
+// staleRevision is Lambda's error for a RevisionId that is not the
+// function's or alias's.
+func staleRevision() error {
+	return nimbus.Errorf(nimbus.ErrPreconditionFailed,
+		"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+}
+
 // modify applies change to the current function in a compare-and-swap loop.
 // A non-empty revisionID must match the function's RevisionID. The write
 // gives the function a new RevisionID, unless change returns
@@ -443,8 +450,7 @@ func (r *Registry) modify(ctx context.Context, name, revisionID string, change f
 			return nil, err
 		}
 		if revisionID != "" && revisionID != fn.RevisionID {
-			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
-				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+			return nil, staleRevision()
 		}
 		err = change(fn)
 		keep := errors.Is(err, errKeepRevision)

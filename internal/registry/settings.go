@@ -88,47 +88,6 @@ func (r *Registry) Tag(ctx context.Context, name string, tags map[string]string,
 	})
 }
 
-// AddPermission adds a statement to a function's resource-based policy; a
-// non-empty revisionID must match. The function gets a new RevisionID, as
-// in Lambda (GetPolicy's RevisionId is the function's). st is checked by
-// the caller. Errors: nimbus.ErrNotFound, nimbus.ErrConflict (the Sid
-// exists), nimbus.ErrPreconditionFailed, and check's own (the policy with
-// st added, e.g. too large).
-func (r *Registry) AddPermission(ctx context.Context, name string, st nimbus.PolicyStatement, revisionID string, check func([]nimbus.PolicyStatement) error) (*nimbus.Function, error) {
-	return r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
-		for _, s := range fn.Policy {
-			if s.Sid == st.Sid {
-				return nimbus.Errorf(nimbus.ErrConflict, "The statement id (%s) provided already exists. Please provide a new statement id, or remove the existing statement.", st.Sid)
-			}
-		}
-		next := append(slices.Clone(fn.Policy), st)
-		if check != nil {
-			if err := check(next); err != nil {
-				return err
-			}
-		}
-		fn.Policy = next
-		return nil
-	})
-}
-
-// RemovePermission removes the statement sid from a function's policy; a
-// non-empty revisionID must match. Errors: nimbus.ErrNotFound (the
-// function or the statement), nimbus.ErrPreconditionFailed.
-func (r *Registry) RemovePermission(ctx context.Context, name, sid, revisionID string) (*nimbus.Function, error) {
-	return r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
-		i := slices.IndexFunc(fn.Policy, func(s nimbus.PolicyStatement) bool { return s.Sid == sid })
-		if i < 0 {
-			return nimbus.Errorf(nimbus.ErrNotFound, "Statement %s is not found in resource policy.", sid)
-		}
-		fn.Policy = slices.Delete(slices.Clone(fn.Policy), i, i+1)
-		if len(fn.Policy) == 0 {
-			fn.Policy = nil
-		}
-		return nil
-	})
-}
-
 // SetRecursiveLoop sets a function's recursion config:
 // nimbus.RecursiveLoopTerminate or nimbus.RecursiveLoopAllow. Errors:
 // nimbus.ErrNotFound, nimbus.ErrValidation.

@@ -43,18 +43,18 @@ func TestTagsAndPolicyPersist(t *testing.T) {
 	}
 
 	st := nimbus.PolicyStatement{Sid: "a", Action: "lambda:InvokeFunction", Principal: "*"}
-	if _, err := r.AddPermission(ctx, "f", st, "stale", nil); !errors.Is(err, nimbus.ErrPreconditionFailed) {
+	if _, err := r.AddPermission(ctx, "f", "", st, "stale", nil); !errors.Is(err, nimbus.ErrPreconditionFailed) {
 		t.Errorf("stale revision: %v", err)
 	}
-	fn, err = r.AddPermission(ctx, "f", st, before.RevisionID, nil)
+	fn, err = r.AddPermission(ctx, "f", "", st, before.RevisionID, nil)
 	if err != nil || fn.RevisionID == before.RevisionID || len(fn.Policy) != 1 {
 		t.Fatalf("AddPermission: %+v %s (%v)", fn.Policy, fn.RevisionID, err)
 	}
-	if _, err := r.AddPermission(ctx, "f", st, "", nil); !errors.Is(err, nimbus.ErrConflict) {
+	if _, err := r.AddPermission(ctx, "f", "", st, "", nil); !errors.Is(err, nimbus.ErrConflict) {
 		t.Errorf("duplicate Sid: %v", err)
 	}
 	refuse := errors.New("too large")
-	if _, err := r.AddPermission(ctx, "f", nimbus.PolicyStatement{Sid: "b", Action: "*", Principal: "*"}, "", func(next []nimbus.PolicyStatement) error {
+	if _, err := r.AddPermission(ctx, "f", "", nimbus.PolicyStatement{Sid: "b", Action: "*", Principal: "*"}, "", func(next []nimbus.PolicyStatement) error {
 		if len(next) != 2 {
 			t.Errorf("check got %d statements", len(next))
 		}
@@ -78,10 +78,10 @@ func TestTagsAndPolicyPersist(t *testing.T) {
 		got.RecursiveLoop != nimbus.RecursiveLoopAllow || got.UpdateRuntimeOn != nimbus.UpdateRuntimeOnFunctionUpdate {
 		t.Fatalf("read back: %+v (%v)", got, err)
 	}
-	if _, err := r.RemovePermission(ctx, "f", "x", ""); !errors.Is(err, nimbus.ErrNotFound) {
+	if _, err := r.RemovePermission(ctx, "f", "", "x", ""); !errors.Is(err, nimbus.ErrNotFound) {
 		t.Errorf("unknown Sid: %v", err)
 	}
-	if fn, err := r.RemovePermission(ctx, "f", "a", ""); err != nil || fn.Policy != nil {
+	if fn, err := r.RemovePermission(ctx, "f", "", "a", ""); err != nil || fn.Policy != nil {
 		t.Errorf("RemovePermission: %+v (%v)", fn, err)
 	}
 }

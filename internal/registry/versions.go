@@ -45,7 +45,7 @@ func snapshot(fn *nimbus.Function, n int) *nimbus.Function {
 	v.Environment = maps.Clone(fn.Environment)
 	v.Triggers, v.EventInvoke, v.Versions, v.Aliases, v.LastVersion = nil, nil, nil, nil, 0
 	v.Tags, v.Policy, v.RecursiveLoop, v.UpdateRuntimeOn = nil, nil, "", "" // the function's, not a version's
-	v.ProvisionedVersions, v.EventInvokeQualified = nil, nil
+	v.ProvisionedVersions, v.EventInvokeQualified, v.PolicyQualified = nil, nil, nil
 	v.ReservedConcurrency, v.ProvisionedConcurrency = nil, 0
 	if fn.Logging != nil {
 		l := *fn.Logging
@@ -86,8 +86,7 @@ func (r *Registry) Publish(ctx context.Context, name string, in PublishInput) (*
 			return nil, err
 		}
 		if in.RevisionID != "" && in.RevisionID != fn.RevisionID {
-			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
-				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+			return nil, staleRevision()
 		}
 		if in.CodeSHA256 != "" && in.CodeSHA256 != fn.CodeSHA256 {
 			return nil, nimbus.Errorf(nimbus.ErrPreconditionFailed,
@@ -273,8 +272,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, name string, n int) error 
 		}
 		code = fn.Versions[i].CodeSHA256
 		fn.Versions = slices.Delete(slices.Clone(fn.Versions), i, i+1)
-		fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, q)
-		fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, q)
+		dropQualifier(fn, q)
 		return nil
 	})
 	if err != nil {
@@ -342,6 +340,25 @@ func (c *versionCache) drop(key string) {
 	delete(c.layers, key)
 }
 
+// dropQualifier removes what fn keeps for its qualifier q, a version or
+// alias being deleted: its provisioned concurrency, event invoke config
+// and policy.
+func dropQualifier(fn *nimbus.Function, q string) {
+	fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, q)
+	fn.EventInvokeQualified = withoutKey(fn.EventInvokeQualified, q)
+	fn.PolicyQualified = withoutKey(fn.PolicyQualified, q)
+}
+
+// withKey is a copy of m with k set to v.
+func withKey[V any](m map[string]V, k string, v V) map[string]V {
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[string]V{}
+	}
+	out[k] = v
+	return out
+}
+
 // withoutKey is m without k (a copy; nil when empty).
 func withoutKey[V any](m map[string]V, k string) map[string]V {
 	if _, ok := m[k]; !ok {
@@ -370,11 +387,7 @@ func (r *Registry) SetProvisioned(ctx context.Context, name, qualifier string, n
 			fn.ProvisionedVersions = withoutKey(fn.ProvisionedVersions, qualifier)
 			return nil
 		}
-		fn.ProvisionedVersions = maps.Clone(fn.ProvisionedVersions)
-		if fn.ProvisionedVersions == nil {
-			fn.ProvisionedVersions = map[string]int{}
-		}
-		fn.ProvisionedVersions[qualifier] = n
+		fn.ProvisionedVersions = withKey(fn.ProvisionedVersions, qualifier, n)
 		return nil
 	})
 }

@@ -27,6 +27,25 @@ func waitSettled(t *testing.T, r *Registry, name string) {
 	}
 }
 
+// openPublished opens a registry on cfg with function f, its version 1
+// and alias live -> 1.
+func openPublished(t *testing.T, cfg Config) *Registry {
+	t.Helper()
+	r := openTestRegistry(t, cfg)
+	rt, h := "python3.11", "app.handler"
+	if _, err := r.Create(t.Context(), FunctionInput{Name: "f", Runtime: &rt, Handler: &h}, testZip(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, r, "f")
+	if _, err := r.Publish(t.Context(), "f", PublishInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateAlias(t.Context(), "f", "live", AliasInput{FunctionVersion: new("1")}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestPublishConcurrently: two registries on one store (two nodes)
 // publishing at once, each after a change of its own, never give two
 // versions one number, and every version's snapshot is the configuration
