@@ -99,6 +99,7 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
 		Network: e.network(fn), Prepare: inst.prepare,
+		Zygote: runtimes.ZygoteFor(rt, runtimeDir, seen, env),
 	})
 	inst.out.closeWriter()
 	b.sandboxReady = time.Now()

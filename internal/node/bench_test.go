@@ -230,10 +230,17 @@ func children() (int, error) {
 }
 
 // isIdleHelper reports whether pid is one of the sandbox's pre-started
-// helpers waiting for an instance (they are children too).
+// helpers or zygotes waiting for an instance (they are children too): a
+// zygote was exec'd with _NIMBUS_ZYGOTE=1, and its output goes to
+// /dev/null until it has its instance.
 func isIdleHelper(pid string) bool {
 	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
-	return err == nil && bytes.HasPrefix(cmdline, []byte("nimbus-sandbox-init\x00"))
+	if err == nil && bytes.HasPrefix(cmdline, []byte("nimbus-sandbox-init\x00")) {
+		return true
+	}
+	environ, err := os.ReadFile("/proc/" + pid + "/environ")
+	stdout, _ := os.Readlink("/proc/" + pid + "/fd/1")
+	return err == nil && bytes.Contains(append([]byte{0}, environ...), []byte("\x00_NIMBUS_ZYGOTE=1\x00")) && stdout == "/dev/null"
 }
 
 // waitChildren waits until this process has want children.

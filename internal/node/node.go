@@ -58,7 +58,8 @@ type Config struct {
 	// gets 429.
 	UploadMemoryMB int
 	// PrestartedHelpers is how many sandbox helpers are kept started and
-	// waiting, to take their start off cold starts (0: none).
+	// waiting, to take their start off cold starts (0: none, and no
+	// pre-initialised interpreters either).
 	PrestartedHelpers int
 	// FunctionNetwork is the network of instances of functions that do
 	// not choose one: egress (the default), none or host.
@@ -339,6 +340,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// instance's own root.
 		SystemPaths: runtimes.InstallDirs(rts),
 		PoolSize:    poolSize(cfg.PrestartedHelpers),
+		Zygotes:     zygotes(rts, bootDir, cfg.PrestartedHelpers),
 		Logger:      log,
 	})
 	if err != nil {
@@ -466,6 +468,22 @@ func checkTraversable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// zygotes are the pre-initialised interpreters of rts (installed in
+// bootDir) the sandbox keeps, one each, unless helpers is 0 (nothing is
+// started ahead).
+func zygotes(rts []runtimes.Runtime, bootDir string, helpers int) []*sandbox.Zygote {
+	if helpers == 0 {
+		return nil
+	}
+	var zs []*sandbox.Zygote
+	for _, rt := range rts {
+		if z := runtimes.Zygote(rt, runtimes.Dir(rt, bootDir)); z != nil {
+			zs = append(zs, z)
+		}
+	}
+	return zs
 }
 
 // poolSize maps "0 helpers" to the sandbox's "no pool" (its 0 is the default).

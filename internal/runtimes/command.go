@@ -243,3 +243,68 @@ func optEnv(env map[string]string, rt Runtime, opt string) {
 		env["NODE_PATH"] = dirs + env["NODE_PATH"]
 	}
 }
+
+// zygoteEnv marks a bootstrap started as a zygote (see Zygote); the
+// Python bootstrap's ZYGOTE_ENV.
+const zygoteEnv = "_NIMBUS_ZYGOTE"
+
+// startVar reports whether the interpreter (or the dynamic loader, or the
+// C library) reads variable name as it starts, so that setting it later
+// would not have the same effect.
+func startVar(name string) bool {
+	for _, p := range []string{"PYTHON", "LD_", "LC_", "MALLOC_", "GLIBC_"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return name == "LANG" || name == "LANGUAGE" || name == "HOME"
+}
+
+// Zygote returns the pre-initialised interpreter of rt (see
+// sandbox.Zygote) whose runtime directory is runtimeDir on the host, seen
+// at sandbox.RuntimeRoot, or nil if rt has none (only python has one).
+// It is the bootstrap started as Command starts it, with the variables of
+// the standard environment that the interpreter reads as it starts (see
+// Env: those of a function without variables of its own or layers); it
+// imports what the bootstrap needs, then waits for its instance.
+func Zygote(rt Runtime, runtimeDir string) *sandbox.Zygote {
+	if rt.Kind != KindPython {
+		return nil
+	}
+	in := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
+	path, args, err := Command(rt, "", runtimeDir, in)
+	if err != nil {
+		return nil
+	}
+	env := append([]string{zygoteEnv + "=1"}, startVars(Env(&nimbus.Function{}, rt, "", in, ""))...)
+	return &sandbox.Zygote{Path: path, Args: args, Env: env, RuntimeDir: runtimeDir}
+}
+
+// ZygoteFor returns Zygote(rt, runtimeDir) if an instance of rt with
+// environment env, which sees its directories at in, may begin as that
+// zygote: it sees them at the fixed paths (sandbox.TaskRoot and
+// sandbox.RuntimeRoot) and env gives the variables read at start the
+// zygote's values (a function's own PYTHONPATH, say, or its layers', rule
+// it out). Else it returns nil.
+func ZygoteFor(rt Runtime, runtimeDir string, in sandbox.Paths, env []string) *sandbox.Zygote {
+	z := Zygote(rt, runtimeDir)
+	if z == nil || in.TaskRoot != sandbox.TaskRoot || in.RuntimeDir != sandbox.RuntimeRoot {
+		return nil
+	}
+	if !slices.Equal(startVars(env), startVars(z.Env)) {
+		return nil
+	}
+	return z
+}
+
+// startVars returns the variables of env that startVar names, sorted.
+func startVars(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if name, _, _ := strings.Cut(kv, "="); startVar(name) {
+			out = append(out, kv)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -332,3 +332,44 @@ func lookup(rts []Runtime, id string) (Runtime, bool) {
 	}
 	return Runtime{}, false
 }
+
+// TestZygoteFor checks which instances may begin as Python's zygote: those
+// whose variables read at start are the standard ones, at the fixed paths.
+func TestZygoteFor(t *testing.T) {
+	py := Runtime{ID: "python3.11", Kind: KindPython, Interp: "/usr/bin/python3.11"}
+	dir := filepath.Join(t.TempDir(), "runtimes")
+	if err := Install(dir); err != nil {
+		t.Fatal(err)
+	}
+	fixed := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
+	env := func(vars map[string]string, in sandbox.Paths) []string {
+		return Env(&nimbus.Function{Name: "f", Handler: "app.handler", MemoryMB: 512, Environment: vars}, py, "127.0.0.1:9001", in, "")
+	}
+	z := Zygote(py, Dir(py, dir))
+	if z == nil || z.RuntimeDir != Dir(py, dir) || !slices.Contains(z.Env, "_NIMBUS_ZYGOTE=1") || !slices.Contains(z.Env, "PYTHONPATH=/var/task") {
+		t.Fatalf("Zygote = %+v, want the bootstrap with _NIMBUS_ZYGOTE=1 and the standard PYTHONPATH", z)
+	}
+	tests := []struct {
+		name string
+		rt   Runtime
+		in   sandbox.Paths
+		env  []string
+		want bool
+	}{
+		{"standard", py, fixed, env(map[string]string{"FOO": "bar", "PATH": "/x", "TZ": "Europe/Paris"}, fixed), true},
+		{"own PYTHONPATH", py, fixed, env(map[string]string{"PYTHONPATH": "/x"}, fixed), false},
+		{"PYTHONHASHSEED", py, fixed, env(map[string]string{"PYTHONHASHSEED": "1"}, fixed), false},
+		{"LD_PRELOAD", py, fixed, env(map[string]string{"LD_PRELOAD": "/x.so"}, fixed), false},
+		{"locale", py, fixed, env(map[string]string{"LC_ALL": "C"}, fixed), false},
+		{"layers", py, sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot, Opt: sandbox.OptRoot},
+			env(nil, sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot, Opt: sandbox.OptRoot}), false},
+		{"host paths", py, sandbox.Paths{TaskRoot: "/code", RuntimeDir: Dir(py, dir)}, env(nil, sandbox.Paths{TaskRoot: "/code", RuntimeDir: Dir(py, dir)}), false},
+		{"node", Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}, fixed, env(nil, fixed), false},
+	}
+	for _, tt := range tests {
+		got := ZygoteFor(tt.rt, Dir(tt.rt, dir), tt.in, tt.env)
+		if (got != nil) != tt.want || got != nil && !got.Equal(z) {
+			t.Errorf("%s: ZygoteFor = %+v, want a zygote %v", tt.name, got, tt.want)
+		}
+	}
+}

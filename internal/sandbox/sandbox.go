@@ -69,6 +69,54 @@ type Spec struct {
 	// more than once (each time for a new network; the caller closes what
 	// it made for the previous one). An error fails Start.
 	Prepare func(n Net) (env []string, err error)
+	// Zygote, if not nil, lets a backend that keeps zygotes of it give
+	// the instance one instead of starting Path: a process that already
+	// runs Zygote, under the instance's isolation (the backend says when).
+	// The caller promises that Zygote, once it has the instance's
+	// environment, stdio and working directory, behaves as Path, Args
+	// and Env would. Backends without zygotes ignore it.
+	Zygote *Zygote
+}
+
+// Zygote is a program a backend starts ahead of demand (a pre-initialised
+// interpreter, say), in a sandbox with every isolation an instance gets
+// but without the function's code, which then waits to become one
+// instance: never more than one, and never again once assigned.
+//
+// Its standard input is a unix stream socket. Once initialised, it
+// writes "+" there and reads its instance: a message framed as 4 bytes of
+// length (big-endian) and a JSON ZygoteConfig, with the files
+// ZygoteConfig.Stdio refers to (SCM_RIGHTS). It writes "." once it has
+// it, makes them its stdout and stderr, replaces its environment with
+// ZygoteConfig.Env, changes to ZygoteConfig.Dir, takes /dev/null as its
+// standard input and closes the socket: end of file tells the backend
+// that it runs as the instance. If it cannot, it writes a JSON object
+// {"op": what failed, "errno": n or "msg": text} there and exits.
+type Zygote struct {
+	// Path, Args and Env are the program, its arguments (Args[0]
+	// included) and its environment until it has an instance.
+	Path string
+	Args []string
+	Env  []string
+	// RuntimeDir is the host directory of its runtime's files, seen as
+	// Spec.RuntimeDir is (see PathsOf).
+	RuntimeDir string
+}
+
+// Equal reports whether z and o start the same program.
+func (z *Zygote) Equal(o *Zygote) bool {
+	return z.Path == o.Path && slices.Equal(z.Args, o.Args) && slices.Equal(z.Env, o.Env) && z.RuntimeDir == o.RuntimeDir
+}
+
+// ZygoteConfig is what a zygote is told of its instance (see Zygote).
+type ZygoteConfig struct {
+	Path string   `json:"path"`
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+	Dir  string   `json:"dir"`
+	// Stdio are the indexes, among the files that came with the message,
+	// of its stdout and stderr; -1 keeps /dev/null.
+	Stdio [2]int `json:"stdio"`
 }
 
 // Network is how an instance reaches the network.

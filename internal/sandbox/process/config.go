@@ -15,8 +15,11 @@
 // runtime start-up (5 to 6 ms for a 30 MB binary) and the move into a
 // cgroup (which waits for an RCU grace period, 5 to 12 ms here) are paid in
 // the background. Start starts a helper itself when none is idle, and the
-// pool is refilled behind it. Close kills the idle helpers; call it when
-// the Backend is no longer used.
+// pool is refilled behind it. It also keeps one zygote of each of
+// Config.Zygotes (sandbox.Zygote, zygote_linux.go): a helper that has set up
+// an instance's sandbox without code and exec'd a pre-initialised
+// interpreter, which Start completes for one instance. Close kills the idle
+// helpers and zygotes; call it when the Backend is no longer used.
 //
 // Isolation, when running as root on a host with cgroups and namespaces:
 //
@@ -69,6 +72,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
 // Defaults.
@@ -132,6 +137,13 @@ type Config struct {
 	// are given an instance, and hold about 3 MB of memory each;
 	// Backend.Close kills them.
 	PoolSize int
+	// Zygotes are programs (pre-initialised interpreters) to keep one of
+	// each started ahead of demand, in a sandbox of their own, for Start
+	// to give an instance whose Spec.Zygote equals one (see zygote_linux.go).
+	// They are kept only where instances get a root of their own and
+	// this process runs as root; each holds a uid slot and its memory
+	// while it waits. Backend.Close kills them.
+	Zygotes []*sandbox.Zygote
 	// NetworkRange is where instances' addresses come from (see
 	// net_linux.go): each backend on a host takes a block of it big enough
 	// for a /31 per instance. The zero value means DefaultNetworkRange.

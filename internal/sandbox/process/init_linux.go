@@ -97,6 +97,10 @@ type initConfig struct {
 	// the function's stdout and stderr; -1 keeps the helper's own
 	// (/dev/null, unless the parent gave another at start).
 	Stdio [2]int `json:"stdio"`
+	// Stdin is the index, among the files that came with the config, of
+	// the function's standard input (a zygote's socket, see
+	// sandbox.Zygote); -1 keeps the helper's own (/dev/null).
+	Stdin int `json:"stdin"`
 	// Drop: change to UID and GID (the helper runs as root).
 	Drop bool `json:"drop"`
 	UID  int  `json:"uid"`
@@ -205,7 +209,7 @@ func runInit() error {
 	if err := writeAll(ctlFD, []byte{ackByte}); err != nil {
 		return op("acknowledge config", err)
 	}
-	if err := setStdio(cfg.Stdio, fds); err != nil {
+	if err := setStdio(cfg.Stdin, cfg.Stdio, fds); err != nil {
 		return err
 	}
 	if err := joinNetNS(cfg.NetNS, fds); err != nil {
@@ -274,16 +278,16 @@ func prepare(prep *prepareConfig) error {
 }
 
 // setStdio makes the files that came with the config (close-on-exec) the
-// helper's stdout and stderr as stdio says.
-func setStdio(stdio [2]int, fds []int) error {
-	for k, idx := range stdio {
+// helper's stdin, stdout and stderr as stdin and stdio say.
+func setStdio(stdin int, stdio [2]int, fds []int) error {
+	for k, idx := range []int{stdin, stdio[0], stdio[1]} {
 		if idx < 0 {
 			continue
 		}
 		if idx >= len(fds) {
 			return op("set stdio", fmt.Errorf("file %d of %d", idx, len(fds)))
 		}
-		if err := unix.Dup3(fds[idx], k+1, 0); err != nil {
+		if err := unix.Dup3(fds[idx], k, 0); err != nil {
 			return op("set stdio", err)
 		}
 	}
@@ -470,6 +474,19 @@ func mountTmp(cfg *initConfig, root string) error {
 		if err := unix.Mount("tmpfs", root+"/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 			return op("mount /dev/shm", err)
 		}
+	}
+	return nil
+}
+
+// resizeTmp sets the size of the private tmpfs on /tmp and /dev/shm that
+// mountTmp made to mb.
+func resizeTmp(mb int) error {
+	size := fmt.Sprintf("size=%dm", mb)
+	if err := unix.Mount("", "/tmp", "", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, size); err != nil {
+		return op("resize /tmp", err)
+	}
+	if err := unix.Mount("", "/dev/shm", "", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, size); err != nil {
+		return op("resize /dev/shm", err)
 	}
 	return nil
 }

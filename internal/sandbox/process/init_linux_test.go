@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -14,27 +13,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// socketPair returns the parent's end of a control socket, as a helper
+// testSocketPair returns the parent's end of a control socket, as a helper
 // holds it, and the helper's end as a descriptor.
-func socketPair(t *testing.T) (*helper, int) {
+func testSocketPair(t *testing.T) (*helper, int) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	conn, child, err := socketPair("test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := os.NewFile(uintptr(fds[0]), "parent")
-	conn, err := net.FileConn(f)
-	_ = f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &helper{ctl: conn.(*net.UnixConn)}
+	h := &helper{ctl: conn}
 	t.Cleanup(func() { _ = h.ctl.Close() })
-	return h, fds[1]
+	fd, err := unix.FcntlInt(child.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	_ = child.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, fd
 }
 
 func TestReadMsg(t *testing.T) {
-	h, fd := socketPair(t)
+	h, fd := testSocketPair(t)
 	defer unix.Close(fd)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -91,7 +89,7 @@ func TestReadMsgBad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, fd := socketPair(t)
+			h, fd := testSocketPair(t)
 			defer unix.Close(fd)
 			if _, err := h.ctl.Write(tt.data); err != nil {
 				t.Fatal(err)
@@ -114,10 +112,10 @@ func TestReadMsgBad(t *testing.T) {
 }
 
 func TestSetStdioBadIndex(t *testing.T) {
-	if err := setStdio([2]int{-1, 1}, []int{}); err == nil || !strings.Contains(err.Error(), "set stdio") {
+	if err := setStdio(-1, [2]int{-1, 1}, []int{}); err == nil || !strings.Contains(err.Error(), "set stdio") {
 		t.Errorf("setStdio with a missing file: %v, want a set stdio error", err)
 	}
-	if err := setStdio([2]int{-1, -1}, nil); err != nil {
+	if err := setStdio(-1, [2]int{-1, -1}, nil); err != nil {
 		t.Errorf("setStdio keeping both: %v", err)
 	}
 }
@@ -160,7 +158,7 @@ func TestExchange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, fd := socketPair(t)
+			h, fd := testSocketPair(t)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)

@@ -153,23 +153,31 @@ func (b *Backend) Close(ctx context.Context) error {
 	idle := p.idle
 	p.idle = nil
 	p.mu.Unlock()
-	var errs []error
+	errs := []error{b.closeZygotes(ctx)}
 	for _, h := range idle {
 		errs = append(errs, h.destroy())
 	}
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("sandbox close: a helper was still starting: %w", ctx.Err()))
+	if err := waitGroup(ctx, &p.wg); err != nil {
+		errs = append(errs, fmt.Errorf("sandbox close: a helper was still starting: %w", err))
 	}
 	if b.net != nil {
 		errs = append(errs, b.net.close())
 	}
 	b.releaseIDs()
 	return errors.Join(errs...)
+}
+
+// waitGroup waits for wg, or returns ctx's error if ctx ends first.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -74,6 +74,7 @@ type Backend struct {
 	ids   map[string]bool
 
 	pool pool
+	zyg  zygotes
 
 	// idLock holds this backend's claim on its uid range (see claimIDs)
 	// until Close.
@@ -149,6 +150,9 @@ func New(cfg Config) (*Backend, error) {
 	b.pool.mu.Lock()
 	b.fillLocked()
 	b.pool.mu.Unlock()
+	b.zyg.mu.Lock()
+	b.fillZygotesLocked()
+	b.zyg.mu.Unlock()
 	return b, nil
 }
 
@@ -423,6 +427,13 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instanc
 	if err := checkSpec(&spec); err != nil {
 		return nil, err
 	}
+	if z := b.takeZygote(&spec); z != nil {
+		inst, err := b.fromZygote(ctx, spec, z)
+		if !errors.Is(err, errLost) || ctx.Err() != nil {
+			return inst, err
+		}
+		b.log.Warn("zygote failed; starting the instance without", nimbus.LogInstance, spec.ID, nimbus.LogErr, err)
+	}
 	slot, err := b.acquire(spec.ID)
 	if err != nil {
 		return nil, err
@@ -512,7 +523,8 @@ func validID(id string) bool {
 }
 
 // acquire reserves id and a uid slot. Slots are handed out round robin, so
-// a uid is reused as late as possible.
+// a uid is reused as late as possible. A zygote's slot has no id ("")
+// until claim gives it its instance's.
 func (b *Backend) acquire(id string) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -524,11 +536,24 @@ func (b *Backend) acquire(id string) (int, error) {
 		if !b.slots[s] {
 			b.slots[s] = true
 			b.next = s + 1
-			b.ids[id] = true
+			if id != "" {
+				b.ids[id] = true
+			}
 			return s, nil
 		}
 	}
 	return 0, nimbus.Errorf(nimbus.ErrThrottled, "all %d instance slots are in use", len(b.slots))
+}
+
+// claim reserves id for the instance a zygote becomes.
+func (b *Backend) claim(id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ids[id] {
+		return nimbus.Errorf(nimbus.ErrConflict, "instance %s is running already", id)
+	}
+	b.ids[id] = true
+	return nil
 }
 
 // release frees what acquire reserved.
@@ -548,6 +573,7 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 		Mount: b.mountNS(),
 		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
 		Seccomp: b.seccomp,
+		Stdin:   -1,
 		NetNS:   -1,
 	}
 	if ic.Mount {
@@ -605,18 +631,11 @@ type helper struct {
 // its own, killed if this process dies, and sends it its prepareConfig.
 // stderr may be nil (/dev/null) until the helper gets the function's.
 func (b *Backend) spawn(stderr *os.File) (*helper, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	conn, child, err := socketPair("init-ctl")
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	child := os.NewFile(uintptr(fds[1]), "init-ctl")
 	defer child.Close() // the helper has its copy
-	own := os.NewFile(uintptr(fds[0]), "init-ctl")
-	conn, err := net.FileConn(own)
-	_ = own.Close()
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
 	cmd := &exec.Cmd{
 		Path:       b.exe,
 		Args:       []string{initArg0},
@@ -635,7 +654,7 @@ func (b *Backend) spawn(stderr *os.File) (*helper, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	h := &helper{cmd: cmd, ctl: conn.(*net.UnixConn)}
+	h := &helper{cmd: cmd, ctl: conn}
 	prep := prepareConfig{Mount: b.mountNS(), Proc: b.mountNS() && b.flags&syscall.CLONE_NEWPID != 0, Seccomp: b.seccomp}
 	if b.ownRoot() {
 		prep.Root = &rootSpec{Dir: b.cfg.Root, System: rootPaths(b.cfg.SystemPaths), Proc: prep.Proc}
@@ -644,6 +663,23 @@ func (b *Backend) spawn(stderr *os.File) (*helper, error) {
 		return nil, errors.Join(fmt.Errorf("send config: %w", err), h.destroy())
 	}
 	return h, nil
+}
+
+// socketPair returns the ends of a new unix stream socket pair, this
+// process's and a child's, both close-on-exec.
+func socketPair(name string) (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	own := os.NewFile(uintptr(fds[0]), name)
+	conn, err := net.FileConn(own)
+	_ = own.Close()
+	if err != nil {
+		_ = unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return conn.(*net.UnixConn), os.NewFile(uintptr(fds[1]), name), nil
 }
 
 // newHelper spawns a helper and places it in a new cgroup named name, with
@@ -710,7 +746,10 @@ func (h *helper) exchange(ic *initConfig, files []*os.File) error {
 }
 
 // send sends the helper v, framed as readMsg reads it, with files.
-func (h *helper) send(v any, files []*os.File) error {
+func (h *helper) send(v any, files []*os.File) error { return sendMsg(h.ctl, v, files) }
+
+// sendMsg sends v on c, framed as readMsg reads it, with files.
+func sendMsg(c *net.UnixConn, v any, files []*os.File) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -725,12 +764,12 @@ func (h *helper) send(v any, files []*os.File) error {
 		}
 		oob = unix.UnixRights(fds...)
 	}
-	n, _, err := h.ctl.WriteMsgUnix(msg, oob, nil)
+	n, _, err := c.WriteMsgUnix(msg, oob, nil)
 	for _, f := range files {
 		runtime.KeepAlive(f)
 	}
 	if err == nil && n < len(msg) { // larger than the socket buffer
-		_, err = h.ctl.Write(msg[n:])
+		_, err = c.Write(msg[n:])
 	}
 	return err
 }

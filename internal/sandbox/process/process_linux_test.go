@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 	if root := os.Getenv(fakeNodeEnv); root != "" {
 		fakeNode(root)
 	}
-	goleak.VerifyTestMain(m)
+	// The thread that joins zygotes' namespaces lives as long as the
+	// process (see inNamespaces).
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/nimbus-serverless/nimbus/internal/sandbox/process.nsWorker"))
 }
 
 // python is readable by every uid (the python3 on PATH may not be).

@@ -216,12 +216,23 @@ func finishRoot(cfg *initConfig, keep []kept) error {
 
 // writeEtc writes the instance's passwd, group, hosts and hostname.
 func writeEtc(cfg *initConfig) error {
+	for name, content := range etcFiles(cfg) {
+		if err := os.WriteFile(filepath.Join(cfg.Root, "etc", name), []byte(content), 0o644); err != nil {
+			return op("write /etc/"+name, err)
+		}
+	}
+	return nil
+}
+
+// etcFiles are the contents of the instance's passwd, group, hosts and
+// hostname, by name.
+func etcFiles(cfg *initConfig) map[string]string {
 	uid, gid := os.Getuid(), os.Getgid()
 	if cfg.Drop {
 		uid, gid = cfg.UID, cfg.GID
 	}
 	host := cmp.Or(cfg.Hostname, "localhost")
-	files := map[string]string{
+	return map[string]string{
 		"passwd": "root:x:0:0:root:/root:/sbin/nologin\n" +
 			fmt.Sprintf("sbx_user:x:%d:%d::%s:/sbin/nologin\n", uid, gid, sandbox.TaskRoot) +
 			"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
@@ -229,12 +240,6 @@ func writeEtc(cfg *initConfig) error {
 		"hosts":    "127.0.0.1\tlocalhost " + host + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"hostname": host + "\n",
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(cfg.Root, "etc", name), []byte(content), 0o644); err != nil {
-			return op("write /etc/"+name, err)
-		}
-	}
-	return nil
 }
 
 // remountReadOnly makes the mount at path read-only, with flags.

@@ -2,7 +2,9 @@
 
 Started as `python3.x -u bootstrap.py` with the standard Lambda environment
 (AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT, ...). Standard library
-only; Python 3.8 or later.
+only; Python 3.8 or later. Started with _NIMBUS_ZYGOTE=1 instead, it is a
+zygote: imported ahead of demand, it waits for its instance's environment and
+output on stdin (become_instance) before it loads the handler.
 
 Cold starts pay for every import made here, so the runtime imports only what
 it needs before the user's module: the C _socket module (not socket, which
@@ -35,8 +37,9 @@ API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 THIS_FILE = os.path.abspath(__file__)
 
-LOG_JSON = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
-LOG_LEVEL = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()  # "" when unset
+LOG_JSON = False  # AWS_LAMBDA_LOG_FORMAT is JSON (set by main)
+LOG_LEVEL = ""  # AWS_LAMBDA_LOG_LEVEL, "" when unset (set by main)
+ZYGOTE_ENV = "_NIMBUS_ZYGOTE"  # set (to 1) when started as a zygote: see become_instance
 LOG_DATE = "%Y-%m-%dT%H:%M:%S"
 # Lambda's application log levels, in order, with the logging module's names.
 LEVEL_RANK = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4, "FATAL": 5, "CRITICAL": 5}
@@ -730,7 +733,50 @@ def handle(client, func, headers, body):
     client.response(request_id, payload)
 
 
+def become_instance():
+    """Started as a zygote (internal/sandbox's Zygote: imported and waiting
+    before the function is known), takes its instance from the socket on
+    stdin: stdout and stderr, the environment and the working directory."""
+    sock = _socket.socket(fileno=os.dup(0))
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sock.sendall(b"+")
+    data, fds = b"", []
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        chunk, ancillary, _, _ = sock.recvmsg(RECV_SIZE, _socket.CMSG_SPACE(3 * 4))
+        if not chunk:
+            sys.exit(1)  # the platform went away
+        data += chunk
+        for level, kind, raw in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds += [int.from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, len(raw) - 3, 4)]
+    sock.sendall(b".")
+    try:
+        cfg = json.loads(data[4:])
+        for k, i in enumerate(cfg["stdio"]):
+            if i >= 0:
+                os.dup2(fds[i], k + 1)
+        for fd in fds:
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(kv.split("=", 1) for kv in cfg["env"])
+        os.chdir(cfg["dir"])
+    except Exception as e:
+        sock.sendall(json.dumps({"op": "zygote", "errno": getattr(e, "errno", None) or 0, "msg": str(e)}).encode())
+        sys.exit(1)
+    time.tzset()
+    # The finders cached the code directory while it was empty.
+    sys.path_importer_cache.clear()
+    sock.close()
+
+
 def main():
+    global LOG_JSON, LOG_LEVEL
+    if os.environ.get(ZYGOTE_ENV):
+        become_instance()
+    LOG_JSON = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+    LOG_LEVEL = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
     os.environ["LAMBDA_RUNTIME_DIR"] = os.path.dirname(THIS_FILE)
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # sys.path[0] is this script's directory: user modules come from the task root instead.
