@@ -403,9 +403,9 @@ func (s *Server) versionDelete(w http.ResponseWriter, r *http.Request, q string)
 // does not exist, else what Nimbus lacks.
 func (s *Server) unqualified(ctx context.Context, name, q string) error {
 	if _, err := s.reg.Resolve(ctx, name, q); err != nil {
-		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s (this operation takes only $LATEST in Nimbus so far)", s.arn(name), q)
+		return nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s:%s", s.arn(name), q)
 	}
-	return nimbus.Invalidf("Qualifier %s: this operation takes only $LATEST in Nimbus so far; versions and aliases are taken by Invoke, GetFunction, GetFunctionConfiguration, DeleteFunction and the alias operations", q)
+	return nimbus.Invalidf("Qualifier %s: this operation takes only $LATEST on Nimbus: the setting is the function's, for all its versions and aliases", q)
 }
 
 // invokedQualifier is the qualifier an invoke names: its Qualifier, or the

@@ -143,7 +143,7 @@ func ParseName(s string) (string, error) {
 		return "", err
 	}
 	if q != "" && q != nimbus.Latest {
-		return "", nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s (this operation takes only $LATEST in Nimbus so far)", s)
+		return "", nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s (this operation takes the function itself, not a version or an alias)", s)
 	}
 	return name, nil
 }
