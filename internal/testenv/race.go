@@ -3,5 +3,5 @@
 package testenv
 
 // Race reports whether this binary was built with the race detector, as the
-// README's `go test -race ./...` builds the test binaries.
+// README's `go test -race -timeout 20m ./...` builds the test binaries.
 const Race = true
