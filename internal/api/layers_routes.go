@@ -130,13 +130,18 @@ func layerVersion(r *http.Request) (string, int, error) {
 	return name, n, nil
 }
 
-// layersGet is GetLayerVersion.
-func (s *Server) layersGet(w http.ResponseWriter, r *http.Request) error {
+// loadLayerVersion loads the layer version the request's path names.
+func (s *Server) loadLayerVersion(r *http.Request) (*registry.LayerVersion, error) {
 	name, n, err := layerVersion(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	v, err := s.reg.Layer(r.Context(), name, n)
+	return s.reg.Layer(r.Context(), name, n)
+}
+
+// layersGet is GetLayerVersion.
+func (s *Server) layersGet(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.loadLayerVersion(r)
 	if err != nil {
 		return err
 	}
@@ -350,11 +355,7 @@ func (s *Server) layerStatement(name string, n int, st registry.LayerStatement) 
 
 // layersGetPolicy is GetLayerVersionPolicy.
 func (s *Server) layersGetPolicy(w http.ResponseWriter, r *http.Request) error {
-	name, n, err := layerVersion(r)
-	if err != nil {
-		return err
-	}
-	v, err := s.reg.Layer(r.Context(), name, n)
+	v, err := s.loadLayerVersion(r)
 	if err != nil {
 		return err
 	}
@@ -367,7 +368,7 @@ func (s *Server) layersGetPolicy(w http.ResponseWriter, r *http.Request) error {
 		Statement []policyStatement
 	}{Version: "2012-10-17", Id: "default"}
 	for _, st := range v.Policy {
-		doc.Statement = append(doc.Statement, s.layerStatement(name, n, st))
+		doc.Statement = append(doc.Statement, s.layerStatement(v.Name, v.Version, st))
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {
@@ -391,11 +392,7 @@ func (s *Server) layersRemovePermission(w http.ResponseWriter, r *http.Request) 
 
 // layersDownload serves a layer version's zip (its Content.Location).
 func (s *Server) layersDownload(w http.ResponseWriter, r *http.Request) error {
-	name, n, err := layerVersion(r)
-	if err != nil {
-		return err
-	}
-	v, err := s.reg.Layer(r.Context(), name, n)
+	v, err := s.loadLayerVersion(r)
 	if err != nil {
 		return err
 	}
@@ -407,7 +404,7 @@ func (s *Server) layersDownload(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Length", strconv.FormatInt(v.CodeSize, 10))
 	if _, err := io.Copy(w, rc); err != nil {
-		s.log.Warn("send layer", "layer", name, nimbus.LogErr, err)
+		s.log.Warn("send layer", "layer", v.Name, nimbus.LogErr, err)
 	}
 	return nil
 }
