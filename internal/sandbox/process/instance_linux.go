@@ -75,8 +75,7 @@ func (i *instance) start(ctx context.Context) (err error) {
 		return fmt.Errorf("create output pipes: %w", err)
 	}
 	files := stdioFiles(ic, stdout, stderr)
-	lim := limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax, initCPU: true}
-	i.initCPU = true
+	lim := i.startLimits()
 	if h := i.b.take(); h != nil {
 		err := i.startPooled(ctx, h, lim, ic, files)
 		if err == nil || !errors.Is(err, errLost) || ctx.Err() != nil {
@@ -401,6 +400,13 @@ func (i *instance) setFrozen(frozen bool) error {
 		return nil
 	}
 	return i.cg.setFrozen(frozen)
+}
+
+// startLimits are the limits the instance's cgroup starts with: its own,
+// at one CPU's weight until InitDone.
+func (i *instance) startLimits() limits {
+	i.initCPU = true
+	return limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax, initCPU: true}
 }
 
 // InitDone gives the instance the CPU weight of its memory, after its

@@ -248,9 +248,9 @@ func (i *instance) assign(ctx context.Context, z *zygote) (err error) {
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = z.in.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	i.initCPU = true
+	lim := i.startLimits()
 	if i.cg != nil {
-		if err := i.cg.assign(limits{memoryMB: i.spec.MemoryMB, pids: i.spec.PidsMax, initCPU: true}); err != nil {
+		if err := i.cg.assign(lim); err != nil {
 			return fmt.Errorf("set cgroup limits: %w", err)
 		}
 	}
