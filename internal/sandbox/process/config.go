@@ -95,6 +95,8 @@ const (
 	// DefaultPoolSize is the number of pre-started init helpers kept when
 	// Config.PoolSize is 0.
 	DefaultPoolSize = 2
+	// DefaultZygotesEach is Config.ZygotesEach's default.
+	DefaultZygotesEach = 2
 	// maxPoolSize bounds Config.PoolSize.
 	maxPoolSize = 64
 )
@@ -137,13 +139,17 @@ type Config struct {
 	// are given an instance, and hold about 3 MB of memory each;
 	// Backend.Close kills them.
 	PoolSize int
-	// Zygotes are programs (pre-initialised interpreters) to keep one of
+	// Zygotes are programs (pre-initialised interpreters) to keep some of
 	// each started ahead of demand, in a sandbox of their own, for Start
 	// to give an instance whose Spec.Zygote equals one (see zygote_linux.go).
 	// They are kept only where instances get a root of their own and
 	// this process runs as root; each holds a uid slot and its memory
 	// while it waits. Backend.Close kills them.
 	Zygotes []*sandbox.Zygote
+	// ZygotesEach is how many of each of Zygotes are kept ready, so that
+	// a burst of cold starts finds one ready while the next starts; 0
+	// means DefaultZygotesEach.
+	ZygotesEach int
 	// NetworkRange is where instances' addresses come from (see
 	// net_linux.go): each backend on a host takes a block of it big enough
 	// for a /31 per instance. The zero value means DefaultNetworkRange.
@@ -181,6 +187,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxInstances == 0 {
 		cfg.MaxInstances = DefaultMaxInstances
+	}
+	switch {
+	case cfg.ZygotesEach < 0 || cfg.ZygotesEach > maxPoolSize:
+		return cfg, fmt.Errorf("process: Config.ZygotesEach %d is not 0 to %d", cfg.ZygotesEach, maxPoolSize)
+	case cfg.ZygotesEach == 0:
+		cfg.ZygotesEach = DefaultZygotesEach
 	}
 	switch {
 	case cfg.PoolSize == 0:

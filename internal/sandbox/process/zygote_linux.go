@@ -20,7 +20,7 @@ import (
 )
 
 // Zygotes (sandbox.Zygote): for each of Config.Zygotes the backend keeps
-// one started ahead of demand. A zygote is a pre-started helper that was
+// Config.ZygotesEach started ahead of demand. A zygote is a pre-started helper that was
 // given a uid slot and an initConfig as any instance's, without code or
 // layers, for the egress network, with the default /tmp size and a
 // placeholder hostname; it set up the root, dropped to the slot's uid,
@@ -54,8 +54,8 @@ type zygote struct {
 // zygotes holds the ready zygotes of a Backend.
 type zygotes struct {
 	mu      sync.Mutex
-	ready   []*zygote // by index in Config.Zygotes; nil while none is
-	filling []bool    // by index: a fill goroutine runs
+	ready   [][]*zygote // by index in Config.Zygotes, oldest first
+	filling []bool      // by index: a fill goroutine runs
 	closed  bool
 	wg      sync.WaitGroup // the fill goroutines
 	// assigned counts the zygotes that became instances.
@@ -69,19 +69,22 @@ func (b *Backend) zygotesOn() bool {
 	return len(b.cfg.Zygotes) > 0 && b.ownRoot() && b.root
 }
 
-// fillZygotesLocked starts a fill goroutine for each zygote that is
-// neither ready nor being started. b.zyg.mu must be held.
+// fillZygotesLocked starts a fill goroutine for each zygote of which
+// fewer than Config.ZygotesEach are ready and none is being started: one
+// start at a time per program, so that refilling after a burst of cold
+// starts does not compete with them for the CPU all at once. b.zyg.mu
+// must be held.
 func (b *Backend) fillZygotesLocked() {
 	zs := &b.zyg
 	if zs.closed || !b.zygotesOn() {
 		return
 	}
 	if zs.ready == nil {
-		zs.ready = make([]*zygote, len(b.cfg.Zygotes))
+		zs.ready = make([][]*zygote, len(b.cfg.Zygotes))
 		zs.filling = make([]bool, len(b.cfg.Zygotes))
 	}
 	for k := range b.cfg.Zygotes {
-		if zs.ready[k] == nil && !zs.filling[k] {
+		if len(zs.ready[k]) < b.cfg.ZygotesEach && !zs.filling[k] {
 			zs.filling[k] = true
 			zs.wg.Add(1)
 			go b.fillZygote(k)
@@ -99,7 +102,8 @@ func (b *Backend) fillZygote(k int) {
 	zs.filling[k] = false
 	closed := zs.closed
 	if err == nil && !closed {
-		zs.ready[k] = z
+		zs.ready[k] = append(zs.ready[k], z)
+		b.fillZygotesLocked() // the next, up to ZygotesEach
 	}
 	zs.mu.Unlock()
 	switch {
@@ -123,9 +127,9 @@ func (b *Backend) takeZygote(spec *sandbox.Spec) *zygote {
 	defer zs.mu.Unlock()
 	defer b.fillZygotesLocked()
 	for k, z := range b.cfg.Zygotes {
-		if z.Equal(spec.Zygote) && zs.ready != nil && zs.ready[k] != nil {
-			got := zs.ready[k]
-			zs.ready[k] = nil
+		if z.Equal(spec.Zygote) && zs.ready != nil && len(zs.ready[k]) > 0 {
+			got := zs.ready[k][0]
+			zs.ready[k] = zs.ready[k][1:]
 			return got
 		}
 	}
@@ -152,8 +156,8 @@ func (b *Backend) closeZygotes(ctx context.Context) error {
 	zs.ready = nil
 	zs.mu.Unlock()
 	var errs []error
-	for _, z := range ready {
-		if z != nil {
+	for _, zs := range ready {
+		for _, z := range zs {
 			errs = append(errs, b.discard(z))
 		}
 	}

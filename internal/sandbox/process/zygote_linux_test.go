@@ -87,15 +87,16 @@ func TestConformanceZygotes(t *testing.T) {
 	}
 }
 
-// waitZygote waits until b has its zygote ready and returns its pid.
+// waitZygote waits until b has a zygote ready and returns the pid of the
+// one Start takes next.
 func waitZygote(t *testing.T, b *Backend) int {
 	t.Helper()
 	var pid int
 	waitFor(t, "a ready zygote", func() bool {
 		b.zyg.mu.Lock()
 		defer b.zyg.mu.Unlock()
-		if z := b.zyg.ready[0]; z != nil {
-			pid = z.h.cmd.Process.Pid
+		if zs := b.zyg.ready[0]; len(zs) > 0 {
+			pid = zs[0].h.cmd.Process.Pid // the next taken
 		}
 		return pid != 0
 	})
@@ -186,5 +187,33 @@ func TestZygoteClose(t *testing.T) {
 		if used {
 			t.Errorf("slot %d in use after Close", s)
 		}
+	}
+}
+
+// TestZygotesEach checks that the backend keeps Config.ZygotesEach ready,
+// so that two cold starts in a row both begin as zygotes, and refills
+// them.
+func TestZygotesEach(t *testing.T) {
+	b := withZygotes(t, Config{ZygotesEach: 2})
+	ready := func() int {
+		b.zyg.mu.Lock()
+		defer b.zyg.mu.Unlock()
+		return len(b.zyg.ready[0])
+	}
+	waitFor(t, "two ready zygotes", func() bool { return ready() == 2 })
+	zb := zygoteBackend{b}
+	for range 2 {
+		inst, err := zb.Start(t.Context(), sh(t, "true", nil))
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		wait(t, inst.(*instance))
+	}
+	if n := b.zyg.assigned.Load(); n != 2 {
+		t.Errorf("%d of two instances in a row began as zygotes, want both", n)
+	}
+	waitFor(t, "two ready zygotes again", func() bool { return ready() == 2 })
+	if _, err := (Config{ZygotesEach: -1}).withDefaults(); err == nil {
+		t.Error("ZygotesEach -1 accepted")
 	}
 }
