@@ -60,7 +60,7 @@ func (s *Store) Ensure(ctx context.Context, resolved string) (*Image, error) {
 	if img, err := s.load(hex); err == nil {
 		return img, nil
 	}
-	v, err := s.do(ctx, "image:"+hex, func(ctx context.Context) (any, error) {
+	v, err := s.do(ctx, "image:"+hex, true, func(ctx context.Context) (any, error) {
 		return s.pull(ctx, dg, hex)
 	})
 	if err != nil {
@@ -187,11 +187,11 @@ func (s *Store) ensureLayer(ctx context.Context, dg name.Digest, l v1.Layer, hex
 		bud.bytes.Add(-m.Size)
 		return m, nil
 	}
-	v, err := s.do(ctx, "layer:"+hex, func(ctx context.Context) (any, error) {
+	v, err := s.do(ctx, "layer:"+hex, false, func(ctx context.Context) (any, error) {
 		if m, err := s.loadLayer(hex); err == nil {
 			return m, nil
 		}
-		return s.pullLayer(dg, l, hex, bud)
+		return s.pullLayer(ctx, dg, l, hex, bud)
 	})
 	if err != nil {
 		return layerMeta{}, err
@@ -218,7 +218,7 @@ var layerTypes = []types.MediaType{
 
 // pullLayer fetches a layer, checks its digest and unpacks it into
 // layers/<hex>, through a temporary directory.
-func (s *Store) pullLayer(dg name.Digest, l v1.Layer, hex string, bud *budget) (layerMeta, error) {
+func (s *Store) pullLayer(ctx context.Context, dg name.Digest, l v1.Layer, hex string, bud *budget) (layerMeta, error) {
 	short := "sha256:" + hex[:12]
 	if mt, err := l.MediaType(); err == nil && !slices.Contains(layerTypes, mt) {
 		return layerMeta{}, fmt.Errorf("%w: layer %s of %s has media type %s, not an image layer", ErrInvalidImage, short, dg, mt)
@@ -227,7 +227,7 @@ func (s *Store) pullLayer(dg name.Digest, l v1.Layer, hex string, bud *budget) (
 	if err != nil {
 		return layerMeta{}, fmt.Errorf("pull layer: %w", err)
 	}
-	m, err := s.unpackLayer(dg, l, short, tmp, bud)
+	m, err := s.unpackLayer(ctx, dg, l, short, tmp, bud)
 	if err == nil {
 		err = s.publish(tmp, s.layerDir(hex), m, "layer.json")
 	}
@@ -238,7 +238,7 @@ func (s *Store) pullLayer(dg name.Digest, l v1.Layer, hex string, bud *budget) (
 	return m, nil
 }
 
-func (s *Store) unpackLayer(dg name.Digest, l v1.Layer, short, tmp string, bud *budget) (layerMeta, error) {
+func (s *Store) unpackLayer(ctx context.Context, dg name.Digest, l v1.Layer, short, tmp string, bud *budget) (layerMeta, error) {
 	root := filepath.Join(tmp, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return layerMeta{}, fmt.Errorf("pull layer: %w", err)
@@ -248,6 +248,10 @@ func (s *Store) unpackLayer(dg name.Digest, l v1.Layer, short, tmp string, bud *
 		return layerMeta{}, s.ioError(dg, short, err)
 	}
 	defer rc.Close()
+	// The layer's requests are bound to the image pull's context; this one
+	// (the layer's pull, given up by every image waiting for it) ends it.
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	defer stop()
 	br := bufio.NewReaderSize(rc, 1<<20)
 	dec, err := decompressor(br)
 	if err != nil {
@@ -262,6 +266,9 @@ func (s *Store) unpackLayer(dg name.Digest, l v1.Layer, short, tmp string, bud *
 	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, br)
+	}
+	if err != nil && ctx.Err() != nil {
+		return layerMeta{}, ctx.Err()
 	}
 	if err != nil {
 		return layerMeta{}, s.corrupt(dg, short, br, err)
@@ -394,15 +401,20 @@ func configOf(cf *v1.ConfigFile) Config {
 
 // flight is one pull under way, shared by the callers that want it.
 type flight struct {
-	done chan struct{}
-	val  any
-	err  error
+	done    chan struct{}
+	val     any
+	err     error
+	waiters int                // callers waiting (guarded by Store.mu)
+	cancel  context.CancelFunc // stops the pull; nil for pulls that outlive their callers
 }
 
-// do runs fn once per key at a time, in a goroutine of the store's (so a
-// caller that gives up does not stop it for the others), and waits for its
-// result or for ctx.
-func (s *Store) do(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+// do runs fn once per key at a time, in a goroutine of the store's, and
+// waits for its result or for ctx. When detached, the pull goes on after
+// every caller has given up (an image: callers may come back for it); when
+// not (a layer, whose callers are image pulls), the last caller to give up
+// stops it and waits for it to end, so that a failed image pull leaves
+// nothing running.
+func (s *Store) do(ctx context.Context, key string, detached bool, fn func(context.Context) (any, error)) (any, error) {
 	s.mu.Lock()
 	f, ok := s.flights[key]
 	if !ok {
@@ -411,24 +423,38 @@ func (s *Store) do(ctx context.Context, key string, fn func(context.Context) (an
 			return nil, errors.New("image store closed")
 		}
 		f = &flight{done: make(chan struct{})}
+		fctx := s.ctx
+		if !detached {
+			fctx, f.cancel = context.WithCancel(s.ctx)
+		}
 		s.flights[key] = f
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			f.val, f.err = fn(s.ctx)
+			val, err := fn(fctx)
 			s.mu.Lock()
+			f.val, f.err = val, err
 			delete(s.flights, key)
 			s.mu.Unlock()
 			close(f.done)
 		}()
 	}
+	f.waiters++
 	s.mu.Unlock()
 	select {
 	case <-f.done:
 		return f.val, f.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	s.mu.Lock()
+	f.waiters--
+	abandon := f.waiters == 0 && f.cancel != nil
+	s.mu.Unlock()
+	if abandon {
+		f.cancel()
+		<-f.done
+	}
+	return nil, ctx.Err()
 }
 
 func (s *Store) setBusy(d int, hexes ...string) {

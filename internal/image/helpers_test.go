@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -315,4 +316,11 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(helloDir)
 	}
 	os.Exit(code)
+}
+
+// swapDial makes the store dial with d until restore is called.
+func swapDial(d func(ctx context.Context, network, addr string) (net.Conn, error)) (restore func()) {
+	old := dialContext
+	dialContext = d
+	return func() { dialContext = old }
 }

@@ -149,10 +149,13 @@ func (s *Store) remoteOptions(ctx context.Context, r name.Reference) []remote.Op
 // not stalled).
 func baseTransport() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = dialContext
 	t.ForceAttemptHTTP2 = true
 	return t
 }
+
+// dialContext dials registries (tests point names at their own server).
+var dialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 
 // registryError turns an error of go-containerregistry about r into one of
 // the sentinel errors with a one-line message. Credentials never reach it:
