@@ -31,6 +31,7 @@ func checkFails(t *testing.T, err, want error, parts ...string) {
 	if err == nil {
 		t.Fatalf("no error, want %v", want)
 	}
+	t.Logf("error: %v", err)
 	if !errors.Is(err, want) {
 		t.Errorf("error %q does not wrap %q", err, want)
 	}

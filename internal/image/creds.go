@@ -27,6 +27,7 @@ func LoadCredentials(path string) (map[string]Credential, error) {
 		return nil, fmt.Errorf("registry credentials %s: not a JSON object", path)
 	}
 	if auths, ok := top["auths"]; ok {
+		top = nil
 		if err := json.Unmarshal(auths, &top); err != nil {
 			return nil, fmt.Errorf("registry credentials %s: \"auths\" is not a JSON object", path)
 		}
