@@ -332,3 +332,21 @@ func TestInsecureHostOverHTTP(t *testing.T) {
 	}
 	_ = ref
 }
+
+func TestPrivateAddressNotPlainHTTPUnlessInsecure(t *testing.T) {
+	// go-containerregistry would fall back to HTTP for a 10.x address; the
+	// store does not, unless the host is listed as insecure.
+	reg := newRegistry(t, nil)
+	_, port, _ := net.SplitHostPort(reg.host)
+	reg.push(t, "app:v1", imageOf(t, layer(t, file("a", "a"))))
+	restore := swapDial(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, reg.host) // never leaves the machine
+	})
+	defer restore()
+	host := "10.255.255.1:" + port
+	_, err := openStore(t, Options{}).Resolve(t.Context(), host+"/app:v1")
+	checkFails(t, err, ErrUnavailable, "plain HTTP to "+host+" refused")
+	if _, err := openStore(t, Options{Insecure: []string{host}}).Resolve(t.Context(), host+"/app:v1"); err != nil {
+		t.Errorf("an insecure host: %v", err)
+	}
+}

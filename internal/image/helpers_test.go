@@ -153,6 +153,13 @@ var blobPath = regexp.MustCompile(`/blobs/(sha256:[0-9a-f]{64})$`)
 // the counting.
 func newRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
 	t.Helper()
+	tr := startRegistry(wrap)
+	t.Cleanup(tr.srv.Close)
+	return tr
+}
+
+// startRegistry starts a registry that lives as long as the process.
+func startRegistry(wrap func(http.Handler) http.Handler) *testRegistry {
 	tr := &testRegistry{gets: map[string]int{}}
 	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +178,6 @@ func newRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegist
 		h = wrap(h)
 	}
 	tr.srv = httptest.NewServer(h)
-	t.Cleanup(tr.srv.Close)
 	tr.host = strings.TrimPrefix(tr.srv.URL, "http://")
 	return tr
 }

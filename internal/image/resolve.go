@@ -138,10 +138,44 @@ func (s *Store) remoteOptions(ctx context.Context, r name.Reference) []remote.Op
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
-		remote.WithTransport(newStallTransport(baseTransport(), s.opts.StallTimeout)),
+		remote.WithTransport(&httpGuard{host: r.Context().RegistryStr(), allowed: s.plainHTTP(r), inner: newStallTransport(baseTransport(), s.opts.StallTimeout)}),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 3, Jitter: 0.1, Steps: 3}),
 		remote.WithUserAgent("nimbus"),
 	}
+}
+
+// plainHTTP says whether r's registry may be reached over plain HTTP: a
+// loopback host or one of Options.Insecure.
+func (s *Store) plainHTTP(r name.Reference) bool {
+	reg := r.Context().RegistryStr()
+	if slices.Contains(s.opts.Insecure, reg) {
+		return true
+	}
+	host := reg
+	if h, _, err := net.SplitHostPort(reg); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// httpGuard refuses plain HTTP to a registry that may not be reached so:
+// go-containerregistry falls back to HTTP for private (RFC 1918) addresses
+// and *.local names, which would send credentials in the clear.
+type httpGuard struct {
+	host    string
+	allowed bool
+	inner   http.RoundTripper
+}
+
+func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && req.URL.Host == g.host && !g.allowed {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("plain HTTP to %s refused: it is not a loopback address nor listed as an insecure registry", g.host)}
+	}
+	return g.inner.RoundTrip(req)
 }
 
 // baseTransport is http.DefaultTransport's settings with a dial timeout of
