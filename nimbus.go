@@ -101,17 +101,25 @@ const (
 // Function is a function's stored configuration: what CreateFunction and
 // UpdateFunction* write and GetFunction reads.
 type Function struct {
-	Name         string            `json:"name"`
-	Runtime      string            `json:"runtime"`
-	Handler      string            `json:"handler,omitempty"`
-	Role         string            `json:"role,omitempty"`
-	Description  string            `json:"description,omitempty"`
-	MemoryMB     int               `json:"memoryMB"`
-	Timeout      int               `json:"timeout"` // seconds
-	Environment  map[string]string `json:"environment,omitempty"`
-	CodeSHA256   string            `json:"codeSha256"` // hex digest of the zip; Lambda shows it base64
-	CodeSize     int64             `json:"codeSize"`
-	LastModified time.Time         `json:"lastModified"`
+	Name        string            `json:"name"`
+	Runtime     string            `json:"runtime"`
+	Handler     string            `json:"handler,omitempty"`
+	Role        string            `json:"role,omitempty"`
+	Description string            `json:"description,omitempty"`
+	MemoryMB    int               `json:"memoryMB"`
+	Timeout     int               `json:"timeout"` // seconds
+	Environment map[string]string `json:"environment,omitempty"`
+	CodeSHA256  string            `json:"codeSha256"` // hex digest of the zip; Lambda shows it base64
+	CodeSize    int64             `json:"codeSize"`
+	// CodeCRC64 is the CRC-64/ECMA (CRC-64/XZ) of the zip, which Function
+	// Compute's API shows as codeChecksum (in decimal); 0 for code stored
+	// before it was kept.
+	CodeCRC64 uint64 `json:"codeCrc64,omitempty"`
+	// FC holds the settings only Function Compute's API has (its
+	// dialect, internal/api/fc_*.go); nil for a function never
+	// configured through it.
+	FC           *FCSettings `json:"fc,omitempty"`
+	LastModified time.Time   `json:"lastModified"`
 	// RevisionID changes on every write; updates that name a stale one fail.
 	RevisionID       string `json:"revisionId"`
 	State            string `json:"state"`
@@ -195,6 +203,31 @@ type Function struct {
 	// Layers are the ARNs of the layer versions the function adds under
 	// /opt, in order: a later one's files over an earlier one's.
 	Layers []string `json:"layers,omitempty"`
+}
+
+// FCSettings are a function's settings that only Function Compute's API
+// has: kept, shown and validated as Function Compute does. CPU and
+// DiskSize are not enforced apart from memory: an instance's CPU share
+// follows its memory as for every Nimbus function.
+type FCSettings struct {
+	// Runtime is the runtime's name as Function Compute spells it
+	// (python3.10, nodejs20, custom.debian10, ...); Function.Runtime is
+	// Nimbus's runtime that runs it.
+	Runtime             string           `json:"runtime,omitempty"`
+	CPU                 float64          `json:"cpu,omitempty"`
+	DiskSize            int              `json:"diskSize,omitempty"`
+	InstanceConcurrency int              `json:"instanceConcurrency,omitempty"`
+	CustomRuntime       *FCCustomRuntime `json:"customRuntime,omitempty"`
+	InternetAccess      *bool            `json:"internetAccess,omitempty"`
+	Created             time.Time        `json:"created,omitzero"`
+}
+
+// FCCustomRuntime is Function Compute's customRuntimeConfig: the command
+// of a custom runtime's server and the port it listens on.
+type FCCustomRuntime struct {
+	Command []string `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	Port    int      `json:"port,omitempty"`
 }
 
 // Latest is the qualifier of a function's unpublished version.

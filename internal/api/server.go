@@ -84,6 +84,9 @@ type Server struct {
 	mux *http.ServeMux
 	// uploads bounds the code upload bodies handled at once (upload.go).
 	uploads *uploadGate
+	// fcVerifier checks the Function Compute dialect's ACS3 signatures
+	// against the same keys as Verifier (nil when authentication is off).
+	fcVerifier *auth.ACS3Verifier
 }
 
 // maxConfigBody caps requests that carry no code.
@@ -105,6 +108,9 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, reg: cfg.Registry, log: cfg.Logger, mux: http.NewServeMux(),
 		uploads: newUploadGate(cfg.UploadMemory, cfg.UploadWait)}
+	if v := cfg.Verifier; v != nil {
+		s.fcVerifier = &auth.ACS3Verifier{Secrets: v.Secrets, MaxBody: v.MaxBody, Now: v.Now}
+	}
 	s.routes()
 	return s
 }
@@ -147,6 +153,7 @@ func (s *Server) routes() {
 	s.policyRoutes()
 	s.accountRoutes()
 	s.functionConfigRoutes()
+	s.fcRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

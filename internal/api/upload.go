@@ -46,6 +46,8 @@ var codeUploads = map[string]bool{
 	"POST /2015-03-31/functions":            true,
 	"POST /2015-03-31/functions/{$}":        true,
 	"PUT /2015-03-31/functions/{name}/code": true,
+	"POST /2023-03-30/functions":            true,
+	"PUT /2023-03-30/functions/{name}":      true,
 }
 
 // admitUpload takes room in the upload budget for a request to a code

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc64"
 	"log/slog"
 	"sort"
 	"sync"
@@ -360,8 +361,12 @@ func (r *Registry) putCode(ctx context.Context, fn *nimbus.Function, zip []byte)
 		return nil, fmt.Errorf("store code: %w", err)
 	}
 	fn.CodeSHA256, fn.CodeSize = digest, size
+	fn.CodeCRC64 = crc64.Checksum(zip, crcTable())
 	return release, nil
 }
+
+// crcTable is CRC-64/ECMA's table (Function Compute's codeChecksum).
+var crcTable = sync.OnceValue(func() *crc64.Table { return crc64.MakeTable(crc64.ECMA) })
 
 // Resume finishes the preparations a previous run left Pending or
 // InProgress (it was stopped before they ended).
@@ -494,7 +499,7 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 		return nil, err
 	}
 	fn, err := r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
-		fn.CodeSHA256, fn.CodeSize = code.CodeSHA256, code.CodeSize
+		fn.CodeSHA256, fn.CodeSize, fn.CodeCRC64 = code.CodeSHA256, code.CodeSize, code.CodeCRC64
 		fn.LastModified = r.cfg.Now().UTC()
 		fn.LastUpdateStatus = nimbus.UpdateInProgress
 		return nil

@@ -51,6 +51,8 @@ type FunctionInput struct {
 	// Layers are layer version ARNs, in order (layers.go); empty removes
 	// them.
 	Layers *[]string
+	// FC replaces the function's Function Compute settings when set.
+	FC *nimbus.FCSettings
 }
 
 // LoggingInput is Lambda's LoggingConfig as a request sets it: nil fields
@@ -238,6 +240,9 @@ func (in FunctionInput) apply(fn *nimbus.Function, runtimes []string) error {
 	}
 	if err := in.applyRuntimeSettings(fn); err != nil {
 		return err
+	}
+	if in.FC != nil {
+		fn.FC = in.FC
 	}
 	if err := in.applyTags(fn); err != nil {
 		return err

@@ -1,0 +1,178 @@
+// Function Compute 3.0's official Node SDK (@alicloud/fc20230330), unmodified
+// but for its endpoint, against a Nimbus node. internal/api's TestFCSDK
+// starts the node and runs this with node --test, passing:
+//   FC_ENDPOINT (host:port), FC_ACCESS_KEY_ID, FC_ACCESS_KEY_SECRET (the
+//   node's admin key), FC_PY_ZIP and FC_CUSTOM_ZIP (paths of the packages),
+//   FC_PY_RUNTIME (a Python runtime the node has), FC_PREFIX (unique names).
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const FC = require('@alicloud/fc20230330');
+const { $OpenApiUtil } = require('@alicloud/openapi-core');
+
+const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set: run this through go test -run TestFCSDK ./internal/api/`); return v; };
+const endpoint = env('FC_ENDPOINT');
+const client = (secret = env('FC_ACCESS_KEY_SECRET')) => new FC.default(new $OpenApiUtil.Config({
+  accessKeyId: env('FC_ACCESS_KEY_ID'), accessKeySecret: secret, endpoint, protocol: 'http', regionId: 'cn-hangzhou',
+}));
+const fc = client();
+const prefix = env('FC_PREFIX');
+const py = `${prefix}-py`, custom = `${prefix}-custom`;
+const zip = (p) => fs.readFileSync(p).toString('base64');
+const readAll = async (s) => { const parts = []; for await (const c of s) parts.push(Buffer.from(c)); return Buffer.concat(parts); };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function rejects(p, status, code) {
+  await assert.rejects(p, (e) => {
+    assert.equal(e.statusCode, status, `status of ${e.message}`);
+    assert.equal(e.code, code, `code of ${e.message}`);
+    assert.match(e.requestId || e.data?.RequestId || '', /^[0-9a-f-]{36}$/, 'RequestId');
+    return true;
+  });
+}
+
+async function active(name) {
+  for (let i = 0; i < 200; i++) {
+    const f = (await fc.getFunction(name, new FC.GetFunctionRequest({}))).body;
+    if (f.state === 'Active' && f.lastUpdateStatus === 'Successful') return f;
+    assert.notEqual(f.state, 'Failed', f.stateReason);
+    await sleep(50);
+  }
+  throw new Error(`${name} never became Active`);
+}
+
+async function invoke(name, body, headers = {}, qualifier) {
+  return fc.invokeFunctionWithOptions(name, new FC.InvokeFunctionRequest({ body: require('node:stream').Readable.from([Buffer.from(body)]), qualifier }),
+    new FC.InvokeFunctionHeaders(headers), new (require('@darabonba/typescript').RuntimeOptions)({}));
+}
+
+test('Function Compute SDK against Nimbus', async (t) => {
+  await t.test('CreateFunction (Python, custom) and GetFunction', async () => {
+    const out = await fc.createFunction(new FC.CreateFunctionRequest({ body: new FC.CreateFunctionInput({
+      functionName: py, runtime: env('FC_PY_RUNTIME'), handler: 'index.handler', memorySize: 512, cpu: 0.5, timeout: 30,
+      environmentVariables: { GREETING: 'hi' }, description: 'python via fc sdk',
+      code: new FC.InputCodeLocation({ zipFile: zip(env('FC_PY_ZIP')) }),
+    }) }));
+    assert.equal(out.statusCode, 200);
+    assert.equal(out.body.functionName, py);
+    assert.equal(out.body.cpu, 0.5);
+    assert.equal(out.body.memorySize, 512);
+    assert.match(out.body.codeChecksum, /^\d+$/);
+    assert.equal(out.headers['x-fc-code-checksum'], out.body.codeChecksum);
+    assert.equal(out.body.functionArn.endsWith(`:functions/${py}`), true);
+    const c = await fc.createFunction(new FC.CreateFunctionRequest({ body: new FC.CreateFunctionInput({
+      functionName: custom, runtime: 'custom.debian10', handler: 'index.handler', memorySize: 256,
+      customRuntimeConfig: new FC.CustomRuntimeConfig({ port: 9000 }),
+      code: new FC.InputCodeLocation({ zipFile: zip(env('FC_CUSTOM_ZIP')) }),
+    }) }));
+    assert.equal(c.body.runtime, 'custom.debian10');
+    assert.equal(c.body.cpu, 0.1, 'the default cpu of 256 MB');
+    const got = await active(py);
+    assert.equal(got.environmentVariables.GREETING, 'hi');
+    assert.equal(got.codeChecksum, out.body.codeChecksum);
+    await active(custom);
+    const list = await fc.listFunctions(new FC.ListFunctionsRequest({ prefix }));
+    assert.deepEqual(list.body.functions.map((f) => f.functionName).sort(), [custom, py].sort());
+  });
+
+  await t.test('bad inputs', async () => {
+    await rejects(fc.getFunction(`${prefix}-nope`, new FC.GetFunctionRequest({})), 404, 'FunctionNotFound');
+    const body = (o) => new FC.CreateFunctionRequest({ body: new FC.CreateFunctionInput({
+      functionName: py, runtime: env('FC_PY_RUNTIME'), handler: 'index.handler',
+      code: new FC.InputCodeLocation({ zipFile: zip(env('FC_PY_ZIP')) }), ...o }) });
+    await rejects(fc.createFunction(body({})), 409, 'FunctionAlreadyExists');
+    const fresh = (o) => body({ functionName: `${prefix}-bad`, ...o });
+    await rejects(fc.createFunction(fresh({ memorySize: 512, cpu: 2 })), 400, 'InvalidArgument'); // 1:4 GB: below 1:1
+    await rejects(fc.createFunction(fresh({ memorySize: 4096, cpu: 0.5 })), 400, 'InvalidArgument'); // 8 GB per vCPU
+    await rejects(fc.createFunction(fresh({ memorySize: 1000 })), 400, 'InvalidArgument'); // not a multiple of 64
+    await rejects(fc.createFunction(fresh({ memorySize: 1024, cpu: 0.33 })), 400, 'InvalidArgument'); // not a 0.05 step
+    await rejects(fc.createFunction(fresh({ code: new FC.InputCodeLocation({}) })), 400, 'InvalidArgument'); // no code
+    await rejects(fc.createFunction(fresh({ runtime: 'java11' })), 400, 'InvalidArgument');
+    await rejects(fc.createFunction(fresh({ diskSize: 1024 })), 400, 'InvalidArgument');
+    await rejects(invoke(py, '{}', { xFcInvocationType: 'Later' }), 400, 'InvalidArgument');
+    await rejects(invoke(py, 'x'.repeat(129 << 10), { xFcInvocationType: 'Async' }), 413, 'EntityTooLarge');
+    await rejects(client('wrong-secret').getFunction(py, new FC.GetFunctionRequest({})), 403, 'SignatureNotMatch');
+  });
+
+  await t.test('InvokeFunction Sync, with the log tail', async () => {
+    const out = await invoke(py, '{"n":1}', { xFcLogType: 'Tail' });
+    assert.equal(out.statusCode, 200);
+    assert.deepEqual(JSON.parse((await readAll(out.body)).toString()), { echo: { n: 1 }, greeting: 'hi' });
+    assert.match(out.headers['x-fc-request-id'], /^[0-9a-f-]{36}$/);
+    assert.match(Buffer.from(out.headers['x-fc-log-result'], 'base64').toString(), /handled 1/);
+    const cu = await invoke(custom, 'raw bytes');
+    assert.equal((await readAll(cu.body)).toString(), 'custom:raw bytes');
+    const bad = await invoke(py, '{"fail":true}');
+    assert.equal(bad.statusCode, 200);
+    assert.equal(bad.headers['x-fc-error-type'], 'UnhandledInvocationError');
+    assert.match((await readAll(bad.body)).toString(), /asked to fail/);
+  });
+
+  await t.test('InvokeFunction Async, ListAsyncTasks, GetAsyncTask, StopAsyncTask', async () => {
+    const taskId = `${prefix}-task1`;
+    const a = await invoke(py, '{"n":2}', { xFcInvocationType: 'Async', xFcAsyncTaskId: taskId });
+    assert.equal(a.statusCode, 202);
+    assert.equal(a.headers['x-fc-async-task-id'], taskId);
+    const again = await invoke(py, '{"n":2}', { xFcInvocationType: 'Async', xFcAsyncTaskId: taskId });
+    assert.equal(again.headers['x-fc-async-task-id'], taskId, 'idempotent');
+    let task;
+    for (let i = 0; i < 200; i++) {
+      task = (await fc.getAsyncTask(py, taskId, new FC.GetAsyncTaskRequest({}))).body;
+      if (task.status === 'Succeeded') break;
+      await sleep(50);
+    }
+    assert.equal(task.status, 'Succeeded');
+    assert.match(task.returnPayload, /"n": 2/);
+    const slow = await invoke(py, '{"sleep":20}', { xFcInvocationType: 'Async' });
+    const slowId = slow.headers['x-fc-async-task-id'];
+    for (let i = 0; i < 200; i++) {
+      const s = (await fc.getAsyncTask(py, slowId, new FC.GetAsyncTaskRequest({}))).body;
+      if (s.status === 'Running') break;
+      await sleep(50);
+    }
+    const stop = await fc.stopAsyncTask(py, slowId, new FC.StopAsyncTaskRequest({}));
+    assert.ok(stop.statusCode >= 200 && stop.statusCode < 300, `StopAsyncTask ${stop.statusCode}`);
+    let stopped;
+    for (let i = 0; i < 200; i++) {
+      stopped = (await fc.getAsyncTask(py, slowId, new FC.GetAsyncTaskRequest({}))).body;
+      if (stopped.status === 'Stopped') break;
+      await sleep(50);
+    }
+    assert.equal(stopped.status, 'Stopped');
+    const list = await fc.listAsyncTasks(py, new FC.ListAsyncTasksRequest({}));
+    assert.deepEqual(list.body.tasks.map((x) => x.taskId).sort(), [taskId, slowId].sort());
+    await rejects(fc.getAsyncTask(py, 'no-such-task', new FC.GetAsyncTaskRequest({})), 404, 'AsyncTaskNotFound');
+  });
+
+  await t.test('async invoke config and concurrency', async () => {
+    const put = await fc.putAsyncInvokeConfig(py, new FC.PutAsyncInvokeConfigRequest({ body: new FC.PutAsyncInvokeConfigInput({
+      maxAsyncRetryAttempts: 1, maxAsyncEventAgeInSeconds: 600, asyncTask: true,
+      destinationConfig: new FC.DestinationConfig({ onFailure: new FC.Destination({ destination: `acs:fc:cn-hangzhou:000000000000:functions/${custom}` }) }),
+    }) }));
+    assert.equal(put.body.maxAsyncRetryAttempts, 1);
+    const got = await fc.getAsyncInvokeConfig(py, new FC.GetAsyncInvokeConfigRequest({}));
+    assert.equal(got.body.maxAsyncEventAgeInSeconds, 600);
+    assert.match(got.body.destinationConfig.onFailure.destination, new RegExp(`:functions/${custom}$`));
+    await fc.deleteAsyncInvokeConfig(py, new FC.DeleteAsyncInvokeConfigRequest({}));
+    await rejects(fc.getAsyncInvokeConfig(py, new FC.GetAsyncInvokeConfigRequest({})), 404, 'AsyncConfigNotExist');
+    const cc = await fc.putConcurrencyConfig(py, new FC.PutConcurrencyConfigRequest({ body: new FC.PutConcurrencyInput({ reservedConcurrency: 3 }) }));
+    assert.equal(cc.body.reservedConcurrency, 3);
+    assert.equal((await fc.getConcurrencyConfig(py)).body.reservedConcurrency, 3);
+    await fc.deleteConcurrencyConfig(py);
+    await rejects(fc.getConcurrencyConfig(py), 404, 'ConcurrencyConfigNotFound');
+  });
+
+  await t.test('UpdateFunction, GetFunctionCode, DeleteFunction', async () => {
+    const up = await fc.updateFunction(py, new FC.UpdateFunctionRequest({ body: new FC.UpdateFunctionInput({ memorySize: 1024, description: 'changed' }) }));
+    assert.equal(up.body.memorySize, 1024);
+    assert.equal(up.body.cpu, 0.25, 'a new memory size without cpu takes its default cpu');
+    const code = await fc.getFunctionCode(py, new FC.GetFunctionCodeRequest({}));
+    assert.match(code.body.url, new RegExp(`/nimbus/v1/functions/${py}/code$`));
+    for (const name of [py, custom]) {
+      const d = await fc.deleteFunction(name);
+      assert.equal(d.statusCode, 204);
+    }
+    await rejects(fc.deleteFunction(py), 404, 'FunctionNotFound');
+  });
+});
