@@ -98,11 +98,17 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir, OptDir: optDir,
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
-		Network: e.network(fn), Prepare: inst.prepare,
+		Network: e.network(fn), Prepare: inst.prepare, TakeOutput: true,
 		Zygote: runtimes.ZygoteFor(rt, runtimeDir, seen, env),
 	})
 	inst.out.closeWriter()
 	b.sandboxReady = time.Now()
+	if err == nil {
+		if err = inst.out.start(sandbox.OutputOf(inst.sb)); err != nil {
+			inst.sb.Kill()
+			<-inst.sb.Done()
+		}
+	}
 	if err != nil {
 		inst.close()
 		return nil, fmt.Errorf("start instance: %w", err)

@@ -261,6 +261,9 @@ type output struct {
 	r, w  *os.File
 	raw   syscall.RawConn
 	done  chan struct{}
+	wg    *sync.WaitGroup // counts the reader goroutine
+	// started: the reader goroutine runs (start).
+	started bool
 
 	mu      sync.Mutex // guards everything below; held while consuming the pipe
 	reqID   string
@@ -300,9 +303,27 @@ func newOutput(store *LogStore, fn string, sys sysLog, limit *rate.Limiter, wg *
 		w.Close()
 		return nil, fmt.Errorf("log pipe: %w", err)
 	}
-	o := &output{store: store, log: store.handle(fn), fn: fn, sys: sys, r: r, w: w, raw: raw, done: make(chan struct{}), buf: make([]byte, readChunk), limit: limit}
-	wg.Go(o.loop)
+	o := &output{store: store, log: store.handle(fn), fn: fn, sys: sys, r: r, w: w, raw: raw, done: make(chan struct{}), wg: wg, buf: make([]byte, readChunk), limit: limit}
 	return o, nil
+}
+
+// start starts the reader goroutine, once the instance started: on src
+// if not nil (the instance's own output pipe, sandbox.OutputOf), else on
+// the pipe whose write end was its stdout and stderr.
+func (o *output) start(src *os.File) error {
+	if src != nil {
+		raw, err := src.SyscallConn()
+		if err != nil {
+			_ = src.Close()
+			return fmt.Errorf("log pipe: %w", err)
+		}
+		o.closeWriter()
+		_ = o.r.Close()
+		o.r, o.raw = src, raw
+	}
+	o.started = true
+	o.wg.Go(o.loop)
+	return nil
 }
 
 // closeWriter drops the parent's copy of the write end once the instance
@@ -484,10 +505,12 @@ func (o *output) takeTail() []byte {
 // exited) and closes the pipe.
 func (o *output) close() {
 	o.closeWriter()
-	select {
-	case <-o.done:
-	case <-time.After(2 * time.Second):
-		// A stray process kept the pipe open: stop reading anyway.
+	if o.started {
+		select {
+		case <-o.done:
+		case <-time.After(2 * time.Second):
+			// A stray process kept the pipe open: stop reading anyway.
+		}
 	}
 	o.r.Close()
 }

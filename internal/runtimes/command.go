@@ -245,14 +245,23 @@ func optEnv(env map[string]string, rt Runtime, opt string) {
 }
 
 // zygoteEnv marks a bootstrap started as a zygote (see Zygote); the
-// Python bootstrap's ZYGOTE_ENV.
+// bootstraps' ZYGOTE_ENV.
 const zygoteEnv = "_NIMBUS_ZYGOTE"
 
-// startVar reports whether the interpreter (or the dynamic loader, or the
-// C library) reads variable name as it starts, so that setting it later
-// would not have the same effect.
-func startVar(name string) bool {
-	for _, p := range []string{"PYTHON", "LD_", "LC_", "MALLOC_", "GLIBC_"} {
+// startVar reports whether an interpreter of kind (or the dynamic loader,
+// or the C library) reads variable name as it starts, so that setting it
+// later would not have the same effect: Python's PYTHON* variables;
+// Node's NODE_* (NODE_PATH makes the module search path at start,
+// NODE_OPTIONS the flags) and libuv's UV_*.
+func startVar(kind, name string) bool {
+	prefixes := []string{"LD_", "LC_", "MALLOC_", "GLIBC_"}
+	switch kind {
+	case KindPython:
+		prefixes = append(prefixes, "PYTHON")
+	case KindNode:
+		prefixes = append(prefixes, "NODE_", "UV_")
+	}
+	for _, p := range prefixes {
 		if strings.HasPrefix(name, p) {
 			return true
 		}
@@ -262,13 +271,14 @@ func startVar(name string) bool {
 
 // Zygote returns the pre-initialised interpreter of rt (see
 // sandbox.Zygote) whose runtime directory is runtimeDir on the host, seen
-// at sandbox.RuntimeRoot, or nil if rt has none (only python has one).
-// It is the bootstrap started as Command starts it, with the variables of
-// the standard environment that the interpreter reads as it starts (see
-// Env: those of a function without variables of its own or layers); it
-// imports what the bootstrap needs, then waits for its instance.
+// at sandbox.RuntimeRoot, or nil if rt has none (python and node have
+// one). It is the bootstrap started as Command starts it, with the
+// variables of the standard environment that the interpreter reads as it
+// starts (see Env: those of a function without variables of its own or
+// layers); it imports what the bootstrap needs, then waits for its
+// instance.
 func Zygote(rt Runtime, runtimeDir string) *sandbox.Zygote {
-	if rt.Kind != KindPython {
+	if rt.Kind != KindPython && rt.Kind != KindNode {
 		return nil
 	}
 	in := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
@@ -276,7 +286,7 @@ func Zygote(rt Runtime, runtimeDir string) *sandbox.Zygote {
 	if err != nil {
 		return nil
 	}
-	env := append([]string{zygoteEnv + "=1"}, startVars(Env(&nimbus.Function{}, rt, "", in, ""))...)
+	env := append([]string{zygoteEnv + "=1"}, startVars(rt.Kind, Env(&nimbus.Function{}, rt, "", in, ""))...)
 	return &sandbox.Zygote{Path: path, Args: args, Env: env, RuntimeDir: runtimeDir}
 }
 
@@ -291,17 +301,17 @@ func ZygoteFor(rt Runtime, runtimeDir string, in sandbox.Paths, env []string) *s
 	if z == nil || in.TaskRoot != sandbox.TaskRoot || in.RuntimeDir != sandbox.RuntimeRoot {
 		return nil
 	}
-	if !slices.Equal(startVars(env), startVars(z.Env)) {
+	if !slices.Equal(startVars(rt.Kind, env), startVars(rt.Kind, z.Env)) {
 		return nil
 	}
 	return z
 }
 
 // startVars returns the variables of env that startVar names, sorted.
-func startVars(env []string) []string {
+func startVars(kind string, env []string) []string {
 	var out []string
 	for _, kv := range env {
-		if name, _, _ := strings.Cut(kv, "="); startVar(name) {
+		if name, _, _ := strings.Cut(kv, "="); startVar(kind, name) {
 			out = append(out, kv)
 		}
 	}

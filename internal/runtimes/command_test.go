@@ -364,10 +364,45 @@ func TestZygoteFor(t *testing.T) {
 		{"layers", py, sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot, Opt: sandbox.OptRoot},
 			env(nil, sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot, Opt: sandbox.OptRoot}), false},
 		{"host paths", py, sandbox.Paths{TaskRoot: "/code", RuntimeDir: Dir(py, dir)}, env(nil, sandbox.Paths{TaskRoot: "/code", RuntimeDir: Dir(py, dir)}), false},
-		{"node", Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}, fixed, env(nil, fixed), false},
+		{"python with NODE_OPTIONS", py, fixed, env(map[string]string{"NODE_OPTIONS": "--x"}, fixed), true},
 	}
 	for _, tt := range tests {
 		got := ZygoteFor(tt.rt, Dir(tt.rt, dir), tt.in, tt.env)
+		if (got != nil) != tt.want || got != nil && !got.Equal(z) {
+			t.Errorf("%s: ZygoteFor = %+v, want a zygote %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestZygoteForNode: Node's zygote is for instances whose NODE_* and UV_*
+// variables are the standard ones (NODE_PATH without layers).
+func TestZygoteForNode(t *testing.T) {
+	node := Runtime{ID: "nodejs20.x", Kind: KindNode, Interp: "/usr/bin/node"}
+	dir := filepath.Join(t.TempDir(), "runtimes")
+	if err := Install(dir); err != nil {
+		t.Fatal(err)
+	}
+	fixed := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
+	layers := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot, Opt: sandbox.OptRoot}
+	env := func(vars map[string]string, in sandbox.Paths) []string {
+		return Env(&nimbus.Function{Name: "f", Handler: "index.handler", MemoryMB: 512, Environment: vars}, node, "127.0.0.1:9001", in, "")
+	}
+	z := Zygote(node, Dir(node, dir))
+	if z == nil || !slices.Contains(z.Env, "_NIMBUS_ZYGOTE=1") || !slices.ContainsFunc(z.Env, func(kv string) bool { return strings.HasPrefix(kv, "NODE_PATH=") }) {
+		t.Fatalf("Zygote = %+v, want the bootstrap with _NIMBUS_ZYGOTE=1 and the standard NODE_PATH", z)
+	}
+	for _, tt := range []struct {
+		name string
+		in   sandbox.Paths
+		env  []string
+		want bool
+	}{
+		{"standard", fixed, env(map[string]string{"FOO": "bar", "PYTHONPATH": "/x", "TZ": "Europe/Paris"}, fixed), true},
+		{"NODE_OPTIONS", fixed, env(map[string]string{"NODE_OPTIONS": "--max-old-space-size=64"}, fixed), false},
+		{"UV_THREADPOOL_SIZE", fixed, env(map[string]string{"UV_THREADPOOL_SIZE": "8"}, fixed), false},
+		{"layers", layers, env(nil, layers), false},
+	} {
+		got := ZygoteFor(node, Dir(node, dir), tt.in, tt.env)
 		if (got != nil) != tt.want || got != nil && !got.Equal(z) {
 			t.Errorf("%s: ZygoteFor = %+v, want a zygote %v", tt.name, got, tt.want)
 		}

@@ -6,6 +6,7 @@
 package sandbox
 
 import (
+	"os"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,10 @@ type Spec struct {
 	// more than once (each time for a new network; the caller closes what
 	// it made for the previous one). An error fails Start.
 	Prepare func(n Net) (env []string, err error)
+	// TakeOutput: the caller reads the instance's output from
+	// OutputOf(instance) when that is not nil (see OutputSource) instead
+	// of from Stdout and Stderr, which must then be one writer (or nil).
+	TakeOutput bool
 	// Zygote, if not nil, lets a backend that keeps zygotes of it give
 	// the instance one instead of starting Path: a process that already
 	// runs Zygote, under the instance's isolation (the backend says when).
@@ -83,15 +88,18 @@ type Spec struct {
 // but without the function's code, which then waits to become one
 // instance: never more than one, and never again once assigned.
 //
-// Its standard input is a unix stream socket. Once initialised, it
-// writes "+" there and reads its instance: a message framed as 4 bytes of
-// length (big-endian) and a JSON ZygoteConfig, with the files
-// ZygoteConfig.Stdio refers to (SCM_RIGHTS). It writes "." once it has
-// it, makes them its stdout and stderr, replaces its environment with
-// ZygoteConfig.Env, changes to ZygoteConfig.Dir, takes /dev/null as its
-// standard input and closes the socket: end of file tells the backend
+// Its standard input is a unix stream socket; its stdout and stderr are,
+// from its start, a pipe that the backend drains into its instance's
+// output once it has one (so it should write nothing before). Once
+// initialised, it writes "+" on the socket and reads its instance: a
+// message framed as 4 bytes of length (big-endian) and a JSON
+// ZygoteConfig. It writes "." once it has it, replaces its environment
+// with ZygoteConfig.Env, changes to ZygoteConfig.Dir, takes /dev/null as
+// its standard input and closes the socket: end of file tells the backend
 // that it runs as the instance. If it cannot, it writes a JSON object
-// {"op": what failed, "errno": n or "msg": text} there and exits.
+// {"op": what failed, "errno": n or "msg": text} there and exits. No
+// file is passed, so any interpreter that can read and write a socket
+// can be a zygote.
 type Zygote struct {
 	// Path, Args and Env are the program, its arguments (Args[0]
 	// included) and its environment until it has an instance.
@@ -114,9 +122,6 @@ type ZygoteConfig struct {
 	Args []string `json:"args"`
 	Env  []string `json:"env"`
 	Dir  string   `json:"dir"`
-	// Stdio are the indexes, among the files that came with the message,
-	// of its stdout and stderr; -1 keeps /dev/null.
-	Stdio [2]int `json:"stdio"`
 }
 
 // Network is how an instance reaches the network.
@@ -237,6 +242,29 @@ type Initializer interface {
 func InitializerOf(inst Instance) Initializer {
 	in, _ := inst.(Initializer)
 	return in
+}
+
+// OutputSource is an Instance whose output may be in a pipe of its own
+// rather than in the Spec.Stdout it was given: an instance that began as a
+// zygote, whose stdout and stderr were a pipe before it had an instance.
+// When its Spec.TakeOutput was set, Output returns that pipe's read end
+// (nil when the output went to Spec.Stdout as usual), which the caller
+// then owns: it reads it until end of file (the instance and everything it
+// started exited) and closes it. Reading it directly, rather than through
+// a copy into Spec.Stdout, lets the caller know that all the instance has
+// written so far is in the pipe (a runtime writes its log before it posts
+// its response).
+type OutputSource interface {
+	Output() *os.File
+}
+
+// OutputOf returns the pipe of inst's output that its caller must read
+// (see OutputSource), or nil.
+func OutputOf(inst Instance) *os.File {
+	if src, ok := inst.(OutputSource); ok {
+		return src.Output()
+	}
+	return nil
 }
 
 // FreezerOf returns inst's Freezer, or nil if it has none.

@@ -36,6 +36,9 @@ type instance struct {
 	h        *helper
 	copiers  sync.WaitGroup
 	readers  []*os.File // read ends of the output pipes
+	// taken is the read end of a zygote's output pipe, which the caller
+	// reads (Spec.TakeOutput); nil otherwise.
+	taken *os.File
 	done     chan struct{}
 
 	mu     sync.Mutex
@@ -153,6 +156,10 @@ func (i *instance) abort() {
 		_ = i.h.cmd.Wait()
 	}
 	i.waitOutput()
+	if i.taken != nil { // the caller never had it
+		_ = i.taken.Close()
+		i.taken = nil
+	}
 	i.cleanup()
 }
 
@@ -218,6 +225,40 @@ func (i *instance) output(w io.Writer, childEnds *[]*os.File) (*os.File, error) 
 		return nil, err
 	}
 	*childEnds = append(*childEnds, pw)
+	i.drain(r, w)
+	return pw, nil
+}
+
+// drainTo copies a zygote's output from r, the read end of its pipe, to
+// w (nil: discarded), as drain does; a file is written through a copy of
+// its own, since the caller may close w once Start returned (the file is
+// what the child writes, on the ordinary path).
+func (i *instance) drainTo(r *os.File, w io.Writer) error {
+	if f, ok := w.(*os.File); ok {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			_ = r.Close()
+			return op("copy output file", err)
+		}
+		own := os.NewFile(uintptr(fd), f.Name())
+		i.drain(r, own)
+		i.readers = append(i.readers, own) // closed with the pipes
+		return nil
+	}
+	i.drain(r, w)
+	return nil
+}
+
+// Output implements sandbox.OutputSource.
+func (i *instance) Output() *os.File { return i.taken }
+
+// drain copies the instance's output from r, the read end of a pipe, to w
+// (nil: discarded) until the pipe's last writer closes it; the instance
+// owns r from now on.
+func (i *instance) drain(r *os.File, w io.Writer) {
+	if w == nil {
+		w = io.Discard
+	}
 	i.readers = append(i.readers, r)
 	i.copiers.Add(1)
 	go func() {
@@ -226,7 +267,6 @@ func (i *instance) output(w io.Writer, childEnds *[]*os.File) (*os.File, error) 
 			_, _ = io.Copy(io.Discard, r) // a failing writer must not block the function
 		}
 	}()
-	return pw, nil
 }
 
 // sameWriter reports whether a and b are the same writer.

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"cmp"
 	"bytes"
 	"context"
 	"errors"
@@ -48,6 +49,7 @@ import (
 type zygote struct {
 	h    *helper
 	in   *net.UnixConn // this end of its standard input
+	out  *os.File      // the read end of its stdout and stderr, one pipe
 	slot int
 }
 
@@ -116,8 +118,11 @@ func (b *Backend) fillZygote(k int) {
 
 // takeZygote returns a ready zygote for spec, or nil if the spec names
 // none, may not have one, or none is ready; it has the zygotes refilled.
+// A zygote's stdout and stderr are one pipe: a spec with two writers
+// takes the ordinary path.
 func (b *Backend) takeZygote(spec *sandbox.Spec) *zygote {
-	if spec.Zygote == nil || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() ||
+	oneOutput := spec.Stdout == nil || spec.Stderr == nil || sameWriter(spec.Stdout, spec.Stderr)
+	if spec.Zygote == nil || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
 		b.netOn() && spec.Network == sandbox.NetworkHost ||
 		b.inRoot(spec.CodeDir) || b.inRoot(spec.OptDir) {
 		return nil
@@ -191,11 +196,19 @@ func (b *Backend) startZygote(z *sandbox.Zygote) (_ *zygote, err error) {
 	}
 	defer theirs.Close()
 	zg.in = in
+	// Its output goes to a pipe from the start: its instance's output is
+	// drained from there, so that no file need be passed to it.
+	out, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("zygote output: %w", err)
+	}
+	defer w.Close()
+	zg.out = out
 	ic := b.initConfig(sandbox.Spec{ID: "zygote", Path: z.Path, Args: z.Args, Env: z.Env, RuntimeDir: z.RuntimeDir, TmpMB: DefaultTmpMB}, slot)
-	ic.Stdio, ic.Stdin = [2]int{-1, -1}, 0
+	ic.Stdio, ic.Stdin = [2]int{1, 1}, 0
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if err := h.run(ctx, ic, []*os.File{theirs}); err != nil {
+	if err := h.run(ctx, ic, []*os.File{theirs, w}); err != nil {
 		return nil, err
 	}
 	// Until it is initialised, it reads its files (and their directories'
@@ -214,6 +227,9 @@ func (b *Backend) discard(z *zygote) error {
 	err := z.h.destroy()
 	if z.in != nil {
 		_ = z.in.Close()
+	}
+	if z.out != nil {
+		_ = z.out.Close()
 	}
 	b.release(z.slot, "")
 	return err
@@ -258,18 +274,14 @@ func (i *instance) assign(ctx context.Context, z *zygote) (err error) {
 			return fmt.Errorf("set cgroup limits: %w", err)
 		}
 	}
-	stdout, stderr, childEnds, err := i.outputs()
-	defer func() {
-		for _, f := range childEnds { // the zygote has its copies
-			_ = f.Close()
-		}
-	}()
-	if err != nil {
-		return fmt.Errorf("create output pipes: %w", err)
+	// takeZygote gave it a spec with one writer for both (or none).
+	if i.spec.TakeOutput {
+		i.taken, z.out = z.out, nil
+	} else if err := i.drainTo(z.out, cmp.Or(i.spec.Stdout, i.spec.Stderr)); err != nil {
+		return err
 	}
-	ic := &initConfig{Env: i.spec.Env}
-	files := stdioFiles(ic, stdout, stderr)
-	if ic, files, err = i.prepareNet(ic, files); err != nil {
+	ic, files, err := i.prepareNet(&initConfig{Env: i.spec.Env}, nil)
+	if err != nil {
 		return err
 	}
 	if err := i.b.enterZygote(i.h.cmd.Process.Pid, i.spec, i.slot); err != nil {
@@ -278,7 +290,7 @@ func (i *instance) assign(ctx context.Context, z *zygote) (err error) {
 	}
 	zc := sandbox.ZygoteConfig{
 		Path: i.spec.Path, Args: i.spec.Args, Env: append([]string{}, ic.Env...), // [], not null
-		Dir: sandbox.PathsOf(i.b, i.spec).TaskRoot, Stdio: ic.Stdio,
+		Dir: sandbox.PathsOf(i.b, i.spec).TaskRoot,
 	}
 	if err := sendMsg(z.in, zc, files); err != nil {
 		return lost(fmt.Errorf("send zygote its instance: %w", err))

@@ -26,6 +26,7 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -53,8 +54,12 @@ class Fault extends Error {
   }
 }
 
-const LOG_JSON = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
-const LOG_LEVEL = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
+// Set (to 1) when started as a zygote: see becomeInstance.
+const ZYGOTE_ENV = '_NIMBUS_ZYGOTE';
+// The log format and level (readLogSettings, once the environment is the
+// instance's).
+let LOG_JSON = false;
+let LOG_LEVEL = '';
 // Lambda's application log levels, in order.
 const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
 // Where Lambda's runtime keeps the request id for logs: the last
@@ -686,7 +691,60 @@ async function crash(client, label, err, doc) {
 
 let initDone = false;
 
+// readLogSettings reads the log format and level from the environment.
+function readLogSettings() {
+  LOG_JSON = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+  LOG_LEVEL = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
+}
+
+// becomeInstance: started as a zygote (internal/sandbox's Zygote: Node
+// started and this module loaded before the function is known), takes its
+// instance from the socket on stdin: the environment and the working
+// directory (its stdout and stderr already lead to the platform, which
+// gives them to the instance). It writes "+" when ready, reads the
+// length-prefixed JSON, writes "." and closes the socket; on failure it
+// writes {"op", "errno", "msg"} and exits.
+function becomeInstance() {
+  return new Promise((resolve) => {
+    const sock = new net.Socket({ fd: 0, readable: true, writable: true });
+    const gone = () => process.exit(1); // the platform went away
+    sock.on('end', gone);
+    sock.on('error', gone);
+    let data = Buffer.alloc(0);
+    const onData = (chunk) => {
+      data = Buffer.concat([data, chunk]);
+      if (data.length < 4 || data.length < 4 + data.readUInt32BE(0)) return;
+      sock.off('data', onData);
+      sock.off('end', gone);
+      sock.pause();
+      sock.write('.');
+      try {
+        const cfg = JSON.parse(data.subarray(4, 4 + data.readUInt32BE(0)).toString());
+        for (const k of Object.keys(process.env)) delete process.env[k];
+        for (const kv of cfg.env) {
+          const i = kv.indexOf('=');
+          if (i > 0) process.env[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        process.chdir(cfg.dir);
+      } catch (err) {
+        sock.end(JSON.stringify({ op: 'zygote', errno: 0, msg: String(err && err.message) }), () => process.exit(1));
+        return;
+      }
+      sock.end(() => {
+        sock.destroy(); // libuv never closes fds 0 to 2 itself
+        fs.closeSync(0);
+        fs.openSync('/dev/null', 'r'); // fd 0, as any instance's standard input
+        resolve();
+      });
+    };
+    sock.on('data', onData);
+    sock.write('+');
+  });
+}
+
 async function main() {
+  if (process.env[ZYGOTE_ENV]) await becomeInstance();
+  readLogSettings();
   process.env.LAMBDA_RUNTIME_DIR = path.dirname(THIS_FILE);
   const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   const client = new RuntimeClient(process.env.AWS_LAMBDA_RUNTIME_API || '');

@@ -736,29 +736,22 @@ def handle(client, func, headers, body):
 def become_instance():
     """Started as a zygote (internal/sandbox's Zygote: imported and waiting
     before the function is known), takes its instance from the socket on
-    stdin: stdout and stderr, the environment and the working directory."""
+    stdin: the environment and the working directory (its stdout and
+    stderr already lead to the platform, which gives them to the instance)."""
     sock = _socket.socket(fileno=os.dup(0))
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     sock.sendall(b"+")
-    data, fds = b"", []
+    data = b""
     while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-        chunk, ancillary, _, _ = sock.recvmsg(RECV_SIZE, _socket.CMSG_SPACE(3 * 4))
+        chunk = sock.recv(RECV_SIZE)
         if not chunk:
             sys.exit(1)  # the platform went away
         data += chunk
-        for level, kind, raw in ancillary:
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                fds += [int.from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, len(raw) - 3, 4)]
     sock.sendall(b".")
     try:
         cfg = json.loads(data[4:])
-        for k, i in enumerate(cfg["stdio"]):
-            if i >= 0:
-                os.dup2(fds[i], k + 1)
-        for fd in fds:
-            os.close(fd)
         os.environ.clear()
         os.environ.update(kv.split("=", 1) for kv in cfg["env"])
         os.chdir(cfg["dir"])
