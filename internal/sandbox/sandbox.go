@@ -6,12 +6,12 @@
 package sandbox
 
 import (
-	"os"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 )

@@ -39,7 +39,7 @@ type instance struct {
 	// taken is the read end of a zygote's output pipe, which the caller
 	// reads (Spec.TakeOutput); nil otherwise.
 	taken *os.File
-	done     chan struct{}
+	done  chan struct{}
 
 	mu     sync.Mutex
 	exited bool // the function has exited; Kill has nothing left to do
