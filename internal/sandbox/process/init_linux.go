@@ -88,8 +88,13 @@ type initConfig struct {
 	Mount bool `json:"mount"`
 	// Root is the directory of the root prepareConfig.Root built, which
 	// the helper finishes and pivots into; "" keeps the host's root.
-	Root string   `json:"root,omitempty"`
-	Hide []string `json:"hide,omitempty"`
+	Root string `json:"root,omitempty"`
+	// Image is the host directory of an image's root file system, which
+	// the root shows instead of the host's system directories (see
+	// image_linux.go); ImageUser is the image's USER.
+	Image     string   `json:"image,omitempty"`
+	ImageUser string   `json:"imageUser,omitempty"`
+	Hide      []string `json:"hide,omitempty"`
 	// Binds are host directories to show read-only at another path (or at
 	// their own, under a hidden path).
 	Binds []bind `json:"binds,omitempty"`
@@ -272,6 +277,7 @@ func prepare(prep *prepareConfig) error {
 		}
 	}
 	if prep.Mount && prep.Root != nil {
+		prepared = prep.Root
 		return buildRoot(prep.Root)
 	}
 	return nil

@@ -113,7 +113,7 @@ func (b *Backend) fillZygote(k int) {
 // takeZygote returns a ready zygote for spec, or nil if the spec names
 // none, may not have one, or none is ready; it has the zygotes refilled.
 func (b *Backend) takeZygote(spec *sandbox.Spec) *zygote {
-	if spec.Zygote == nil || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() ||
+	if spec.Zygote == nil || spec.RootFS != "" || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() ||
 		b.netOn() && spec.Network == sandbox.NetworkHost ||
 		b.inRoot(spec.CodeDir) || b.inRoot(spec.OptDir) {
 		return nil
