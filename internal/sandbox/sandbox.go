@@ -33,7 +33,8 @@ type Spec struct {
 	// and directory names.
 	ID string
 	// Path and Args are the program and its arguments (Args[0] included),
-	// as the instance sees them (see PathsOf).
+	// as the instance sees them (see PathsOf). A Path without a slash is
+	// looked up in the PATH of Env, as execvp does.
 	Path string
 	Args []string
 	// Env is the full environment, as "K=V".

@@ -173,7 +173,7 @@ func TestImageRoot(t *testing.T) {
 			var out testenv.Buffer
 			spec := sandbox.Spec{
 				ID:   "img-" + strconv.FormatBool(pooled),
-				Path: "/bin/sh", Args: []string{"sh", "-c", `echo "root:$(ls -A / | tr '\n' ' ')"
+				Path: "sh", Args: []string{"sh", "-c", `echo "root:$(ls -A / | tr '\n' ' ')"
 echo "cwd:$(pwd)"
 echo "marker:$(cat /etc/image-marker)"
 echo "whoami:$(whoami)"

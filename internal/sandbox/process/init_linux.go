@@ -251,7 +251,36 @@ func runInit() error {
 	if cfg.Probe {
 		return nil
 	}
-	return op("exec "+cfg.Path, syscall.Exec(cfg.Path, cfg.Args, cfg.Env))
+	path := cfg.Path
+	if !strings.Contains(path, "/") {
+		var err error
+		if path, err = lookPath(path, cfg.Env); err != nil {
+			return op("exec "+cfg.Path, err)
+		}
+	}
+	return op("exec "+cfg.Path, syscall.Exec(path, cfg.Args, cfg.Env))
+}
+
+// defaultPath is where lookPath looks when env has no PATH.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath finds the program name (no slash in it) in the PATH of env, as
+// execvp does: the first regular file the instance's user may execute.
+func lookPath(name string, env []string) (string, error) {
+	dirs := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			dirs = v
+		}
+	}
+	for dir := range strings.SplitSeq(dirs, ":") {
+		p := filepath.Join(cmp.Or(dir, "."), name)
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(p, unix.X_OK) == nil {
+			return p, nil
+		}
+	}
+	return "", unix.ENOENT
 }
 
 // filter is the seccomp filter prepare assembled.
