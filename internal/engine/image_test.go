@@ -91,7 +91,9 @@ func TestImageFunction(t *testing.T) {
 			t.Errorf("env %q: want %s", spec.Env, want)
 		}
 	}
-	if slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, "AWS_EXECUTION_ENV=") || kv == "AWS_LAMBDA_FUNCTION_NAME=spoof" }) {
+	if slices.ContainsFunc(spec.Env, func(kv string) bool {
+		return strings.HasPrefix(kv, "AWS_EXECUTION_ENV=") || kv == "AWS_LAMBDA_FUNCTION_NAME=spoof"
+	}) {
 		t.Errorf("env %q: want no AWS_EXECUTION_ENV and the reserved name over the image's", spec.Env)
 	}
 	if images.users() != 1 {
