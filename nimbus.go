@@ -7,6 +7,7 @@ package nimbus
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -203,6 +204,12 @@ type Function struct {
 	// Layers are the ARNs of the layer versions the function adds under
 	// /opt, in order: a later one's files over an earlier one's.
 	Layers []string `json:"layers,omitempty"`
+	// PackageType is Lambda's: PackageZip ("" in records written before
+	// images) or PackageImage.
+	PackageType string `json:"packageType,omitempty"`
+	// Image is an image function's image (PackageType Image); nil for a
+	// zip function, whose code is CodeSHA256.
+	Image *FunctionImage `json:"image,omitempty"`
 }
 
 // FCSettings are a function's settings that only Function Compute's API
@@ -229,6 +236,53 @@ type FCCustomRuntime struct {
 	Args    []string `json:"args,omitempty"`
 	Port    int      `json:"port,omitempty"`
 }
+
+// Lambda's package types.
+const (
+	PackageZip   = "Zip"
+	PackageImage = "Image"
+)
+
+// DefaultImagePort is the port an HTTP image function (Function Compute's
+// custom container: PackageImage with Runtime "http") serves on unless
+// FunctionImage.Port says otherwise.
+const DefaultImagePort = 9000
+
+// FunctionImage is an image function's container image and how it runs:
+// Lambda's Code.ImageUri, ResolvedImageUri and ImageConfig, and Nimbus's
+// port of an HTTP image.
+type FunctionImage struct {
+	// URI is the image as given: "host[:port]/repo:tag" or
+	// "host[:port]/repo@sha256:<hex>".
+	URI string `json:"uri"`
+	// Resolved is what URI named when the function was created or its code
+	// last updated: "host[:port]/repo@sha256:<hex>". The function runs it
+	// until the next update, wherever the tag has moved since.
+	Resolved string `json:"resolved"`
+	// EntryPoint, Command and WorkingDirectory override the image's
+	// ENTRYPOINT, CMD and WORKDIR when set (Lambda's ImageConfig).
+	EntryPoint       []string `json:"entryPoint,omitempty"`
+	Command          []string `json:"command,omitempty"`
+	WorkingDirectory string   `json:"workingDirectory,omitempty"`
+	// Port is the port an HTTP image serves on (0: DefaultImagePort).
+	Port int `json:"port,omitempty"`
+}
+
+// Digest is the image's manifest digest, "sha256:<hex>", from Resolved
+// ("" if it has none).
+func (im *FunctionImage) Digest() string {
+	if im == nil {
+		return ""
+	}
+	_, d, ok := strings.Cut(im.Resolved, "@")
+	if !ok {
+		return ""
+	}
+	return d
+}
+
+// IsImage reports whether f runs a container image.
+func (f *Function) IsImage() bool { return f.PackageType == PackageImage }
 
 // Latest is the qualifier of a function's unpublished version.
 const Latest = "$LATEST"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
@@ -39,6 +40,12 @@ type configurationFields struct {
 		TargetArn *string
 	}
 	Layers []string // layer version ARNs; [] removes them
+	// ImageConfig overrides an image's ENTRYPOINT, CMD and WORKDIR.
+	ImageConfig *struct {
+		EntryPoint       []string
+		Command          []string
+		WorkingDirectory string
+	}
 	unsupportedFields
 	// HTTPConcurrency is a Nimbus extension: requests one instance of an
 	// HTTP function takes at once.
@@ -49,6 +56,9 @@ type configurationFields struct {
 	// Network is a Nimbus extension: the network of the function's
 	// instances, egress, none or host ("": the node's default).
 	Network *string `json:"NimbusNetwork"`
+	// ImagePort is a Nimbus extension: the port an image function of
+	// Runtime http serves on (0: 9000).
+	ImagePort *int `json:"NimbusImagePort"`
 }
 
 // input is the registry's view of the fields; an Environment without
@@ -58,7 +68,10 @@ func (f *configurationFields) input(name string) registry.FunctionInput {
 		Name: name, Runtime: f.Runtime, Handler: f.Handler, Role: f.Role,
 		Description: f.Description, MemoryMB: f.MemorySize, Timeout: f.Timeout,
 		HTTPConcurrency: f.HTTPConcurrency, IdleTimeoutSeconds: f.IdleTimeoutSeconds,
-		Network: f.Network,
+		Network: f.Network, ImagePort: f.ImagePort,
+	}
+	if c := f.ImageConfig; c != nil {
+		in.ImageConfig = &registry.ImageConfigInput{EntryPoint: c.EntryPoint, Command: c.Command, WorkingDirectory: c.WorkingDirectory}
 	}
 	if f.Environment != nil {
 		vars := f.Environment.Variables
@@ -143,7 +156,12 @@ func (s *Server) functionsCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkDeadLetter(r.Context(), in); err != nil {
 		return err
 	}
-	fn, err := s.reg.Create(r.Context(), in, req.Code.ZipFile)
+	var fn *nimbus.Function
+	if req.PackageType == nimbus.PackageImage {
+		fn, err = s.reg.CreateImage(r.Context(), in, req.Code.ImageUri)
+	} else {
+		fn, err = s.reg.Create(r.Context(), in, req.Code.ZipFile)
+	}
 	if err == nil && req.Publish {
 		fn, err = s.publishSettled(r.Context(), name)
 	}

@@ -11,8 +11,10 @@ import (
 type getFunctionResponse struct {
 	Configuration functionConfiguration
 	Code          struct {
-		RepositoryType string
-		Location       string
+		RepositoryType   string
+		Location         string `json:",omitempty"`
+		ImageUri         string `json:",omitempty"`
+		ResolvedImageUri string `json:",omitempty"`
 	}
 	Concurrency *concurrency `json:",omitempty"`
 	Tags        map[string]string
@@ -28,10 +30,16 @@ func (s *Server) functionsGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	resp := getFunctionResponse{Configuration: s.configuration(fn), Tags: tagsOf(fn)}
-	resp.Code.RepositoryType = "S3"
-	resp.Code.Location = "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
-	if fn.Version != "" {
-		resp.Code.Location += "?Qualifier=" + fn.Version
+	if fn.IsImage() && fn.Image != nil {
+		// As Lambda answers for an image (its registry is any, not ECR).
+		resp.Code.RepositoryType = "ECR"
+		resp.Code.ImageUri, resp.Code.ResolvedImageUri = fn.Image.URI, fn.Image.Resolved
+	} else {
+		resp.Code.RepositoryType = "S3"
+		resp.Code.Location = "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
+		if fn.Version != "" {
+			resp.Code.Location += "?Qualifier=" + fn.Version
+		}
 	}
 	if fn.ReservedConcurrency != nil {
 		resp.Concurrency = &concurrency{ReservedConcurrentExecutions: fn.ReservedConcurrency}
@@ -52,6 +60,9 @@ func (s *Server) codeDownload(w http.ResponseWriter, r *http.Request) error {
 	fn, err := s.qualified(r.Context(), r, false)
 	if err != nil {
 		return err
+	}
+	if fn.IsImage() {
+		return nimbus.Errorf(nimbus.ErrNotFound, "Function %s runs an image: it has no code package to download", fn.Name)
 	}
 	rc, err := s.reg.Code(r.Context(), fn.CodeSHA256)
 	if err != nil {

@@ -215,7 +215,7 @@ func TestFunctionSettingsRefused(t *testing.T) {
 		{"file systems", lambda.UpdateFunctionConfigurationInput{FileSystemConfigs: []types.FileSystemConfig{{Arn: aws.String("arn:aws:elasticfilesystem:us-east-1:000000000000:access-point/fsap-1"), LocalMountPath: aws.String("/mnt/efs")}}},
 			"InvalidParameterValueException", "FileSystemConfigs are not supported"},
 		{"image config", lambda.UpdateFunctionConfigurationInput{ImageConfig: &types.ImageConfig{Command: []string{"app.handler"}}},
-			"InvalidParameterValueException", "ImageConfig is not supported"},
+			"InvalidParameterValueException", "ImageConfig is only for functions of PackageType Image"},
 		{"SnapStart", lambda.UpdateFunctionConfigurationInput{SnapStart: &types.SnapStart{ApplyOn: types.SnapStartApplyOnPublishedVersions}},
 			"InvalidParameterValueException", "SnapStart ApplyOn PublishedVersions is not supported"},
 	}
@@ -250,7 +250,7 @@ func TestFunctionSettingsRefused(t *testing.T) {
 			in.PublishTo = types.FunctionVersionLatestPublishedLatestPublished
 		}, "InvalidParameterValueException", "PublishTo is not supported"},
 		{"reserved tag", func(in *lambda.CreateFunctionInput) { in.Tags = map[string]string{"aws:team": "a"} }, "InvalidParameterValueException", "keys starting with aws: are reserved"},
-		{"image package", func(in *lambda.CreateFunctionInput) { in.PackageType = types.PackageTypeImage }, "InvalidParameterValueException", "PackageType Image"},
+		{"image package with a zip", func(in *lambda.CreateFunctionInput) { in.PackageType = types.PackageTypeImage }, "InvalidParameterValueException", "Code.ZipFile is only for PackageType Zip"},
 		{"tmp", func(in *lambda.CreateFunctionInput) {
 			in.EphemeralStorage = &types.EphemeralStorage{Size: aws.Int32(20000)}
 		},

@@ -302,7 +302,7 @@ func TestCreateFunctionBadInput(t *testing.T) {
 		{"corrupt zip", createBody("f", "python3.11", 128, 3, corrupt), 400, "InvalidParameterValueException", ""},
 		{"zip slip", createBody("f", "python3.11", 128, 3, slip), 400, "InvalidParameterValueException", ""},
 		{"oversized body", createBody("f", "python3.11", 128, 3, big), 413, "RequestTooLargeException", "smaller than"},
-		{"image package", `{"FunctionName":"f","PackageType":"Image","Code":{"ImageUri":"x"}}`, 400, "InvalidParameterValueException", "Image"},
+		{"image package without an image store", `{"FunctionName":"f","PackageType":"Image","Code":{"ImageUri":"x"}}`, 400, "InvalidParameterValueException", "no image store"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,7 +19,6 @@ type unsupportedFields struct {
 	}
 	KMSKeyArn              *string
 	FileSystemConfigs      []json.RawMessage
-	ImageConfig            json.RawMessage
 	SnapStart              *struct{ ApplyOn *string }
 	CapacityProviderConfig json.RawMessage
 	DurableConfig          json.RawMessage
@@ -46,8 +45,6 @@ func (f *unsupportedFields) check() error {
 		return nimbus.Invalidf("KMSKeyArn is not supported: Nimbus has no AWS KMS; leave KMSKeyArn out")
 	case len(f.FileSystemConfigs) > 0:
 		return nimbus.Invalidf("FileSystemConfigs are not supported: Nimbus cannot mount EFS file systems; an instance has its own /tmp (EphemeralStorage)")
-	case !emptyJSON(f.ImageConfig):
-		return nimbus.Invalidf("ImageConfig is not supported yet: Nimbus runs Zip packages")
 	case f.SnapStart != nil && f.SnapStart.ApplyOn != nil && *f.SnapStart.ApplyOn != "None":
 		return nimbus.Invalidf("SnapStart ApplyOn %s is not supported: Nimbus publishes no versions; use None", *f.SnapStart.ApplyOn)
 	case !emptyJSON(f.CapacityProviderConfig):
@@ -63,8 +60,8 @@ func (f *unsupportedFields) check() error {
 // check refuses the create-only fields that ask for what Nimbus lacks.
 func (f *createOnlyFields) check() error {
 	switch {
-	case f.PackageType != "" && f.PackageType != "Zip":
-		return nimbus.Invalidf("PackageType %s is not supported yet: Nimbus runs Zip packages", f.PackageType)
+	case f.PackageType != "" && f.PackageType != nimbus.PackageZip && f.PackageType != nimbus.PackageImage:
+		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'packageType' failed to satisfy constraint: Member must satisfy enum value set: [Zip, Image]", f.PackageType)
 	case f.CodeSigningConfigArn != "":
 		return nimbus.Invalidf("CodeSigningConfigArn is not supported: Nimbus does not verify code signatures")
 	}
@@ -80,8 +77,10 @@ func (req *createFunctionRequest) unsupported() error {
 	switch {
 	case c.S3Bucket != "" || c.S3Key != "" || c.S3ObjectVersion != "":
 		return nimbus.Invalidf("Code.S3Bucket is not supported: upload the package as Code.ZipFile")
-	case c.ImageUri != "":
-		return nimbus.Invalidf("Code.ImageUri is not supported yet: Nimbus runs Zip packages")
+	case c.ImageUri != "" && req.PackageType != nimbus.PackageImage:
+		return nimbus.Invalidf("Code.ImageUri is only for PackageType Image")
+	case req.PackageType == nimbus.PackageImage && len(c.ZipFile) > 0:
+		return nimbus.Invalidf("Code.ZipFile is only for PackageType Zip: give an image function Code.ImageUri")
 	case c.SourceKMSKeyArn != "":
 		return nimbus.Invalidf("Code.SourceKMSKeyArn is not supported: Nimbus has no AWS KMS")
 	}

@@ -25,8 +25,8 @@ func (req *updateCodeRequest) unsupported() error {
 	switch {
 	case req.S3Bucket != "" || req.S3Key != "" || req.S3ObjectVersion != "":
 		return nimbus.Invalidf("S3Bucket is not supported: upload the package as ZipFile")
-	case req.ImageUri != "":
-		return nimbus.Invalidf("ImageUri is not supported yet: Nimbus runs Zip packages")
+	case req.ImageUri != "" && len(req.ZipFile) > 0:
+		return nimbus.Invalidf("Give ZipFile or ImageUri, not both")
 	case req.SourceKMSKeyArn != "":
 		return nimbus.Invalidf("SourceKMSKeyArn is not supported: Nimbus has no AWS KMS")
 	case req.DryRun:
@@ -50,7 +50,12 @@ func (s *Server) functionsUpdateCode(w http.ResponseWriter, r *http.Request) err
 	if err := req.unsupported(); err != nil {
 		return err
 	}
-	fn, err := s.reg.UpdateCode(r.Context(), name, req.ZipFile, req.RevisionId)
+	var fn *nimbus.Function
+	if req.ImageUri != "" {
+		fn, err = s.reg.UpdateImage(r.Context(), name, req.ImageUri, req.RevisionId)
+	} else {
+		fn, err = s.reg.UpdateCode(r.Context(), name, req.ZipFile, req.RevisionId)
+	}
 	if err == nil && req.Publish {
 		fn, err = s.publishSettled(r.Context(), name)
 	}

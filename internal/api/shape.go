@@ -15,38 +15,53 @@ const lambdaTime = "2006-01-02T15:04:05.000-0700"
 
 // functionConfiguration is Lambda's FunctionConfiguration shape.
 type functionConfiguration struct {
-	FunctionName               string            `json:"FunctionName"`
-	FunctionArn                string            `json:"FunctionArn"`
-	Runtime                    string            `json:"Runtime,omitempty"`
-	Role                       string            `json:"Role"`
-	Handler                    string            `json:"Handler,omitempty"`
-	CodeSize                   int64             `json:"CodeSize"`
-	Description                string            `json:"Description"`
-	Timeout                    int               `json:"Timeout"`
-	MemorySize                 int               `json:"MemorySize"`
-	LastModified               string            `json:"LastModified"`
-	CodeSha256                 string            `json:"CodeSha256"`
-	Version                    string            `json:"Version"`
-	Environment                *environment      `json:"Environment,omitempty"`
-	TracingConfig              tracingConfig     `json:"TracingConfig"`
-	RevisionId                 string            `json:"RevisionId"`
-	State                      string            `json:"State"`
-	StateReason                string            `json:"StateReason,omitempty"`
-	StateReasonCode            string            `json:"StateReasonCode,omitempty"`
-	LastUpdateStatus           string            `json:"LastUpdateStatus"`
-	LastUpdateStatusReason     string            `json:"LastUpdateStatusReason,omitempty"`
-	LastUpdateStatusReasonCode string            `json:"LastUpdateStatusReasonCode,omitempty"`
-	PackageType                string            `json:"PackageType"`
-	Architectures              []string          `json:"Architectures"`
-	EphemeralStorage           ephemeralStorage  `json:"EphemeralStorage"`
-	LoggingConfig              loggingConfig     `json:"LoggingConfig"`
-	DeadLetterConfig           *deadLetterConfig `json:"DeadLetterConfig,omitempty"`
-	Layers                     []functionLayer   `json:"Layers,omitempty"`
+	FunctionName               string               `json:"FunctionName"`
+	FunctionArn                string               `json:"FunctionArn"`
+	Runtime                    string               `json:"Runtime,omitempty"`
+	Role                       string               `json:"Role"`
+	Handler                    string               `json:"Handler,omitempty"`
+	CodeSize                   int64                `json:"CodeSize"`
+	Description                string               `json:"Description"`
+	Timeout                    int                  `json:"Timeout"`
+	MemorySize                 int                  `json:"MemorySize"`
+	LastModified               string               `json:"LastModified"`
+	CodeSha256                 string               `json:"CodeSha256"`
+	Version                    string               `json:"Version"`
+	Environment                *environment         `json:"Environment,omitempty"`
+	TracingConfig              tracingConfig        `json:"TracingConfig"`
+	RevisionId                 string               `json:"RevisionId"`
+	State                      string               `json:"State"`
+	StateReason                string               `json:"StateReason,omitempty"`
+	StateReasonCode            string               `json:"StateReasonCode,omitempty"`
+	LastUpdateStatus           string               `json:"LastUpdateStatus"`
+	LastUpdateStatusReason     string               `json:"LastUpdateStatusReason,omitempty"`
+	LastUpdateStatusReasonCode string               `json:"LastUpdateStatusReasonCode,omitempty"`
+	PackageType                string               `json:"PackageType"`
+	Architectures              []string             `json:"Architectures"`
+	EphemeralStorage           ephemeralStorage     `json:"EphemeralStorage"`
+	LoggingConfig              loggingConfig        `json:"LoggingConfig"`
+	DeadLetterConfig           *deadLetterConfig    `json:"DeadLetterConfig,omitempty"`
+	Layers                     []functionLayer      `json:"Layers,omitempty"`
+	ImageConfigResponse        *imageConfigResponse `json:"ImageConfigResponse,omitempty"`
 	// Nimbus's extensions; Lambda clients ignore them.
 	NimbusHttpConcurrency    int `json:"NimbusHttpConcurrency,omitempty"`
 	NimbusIdleTimeoutSeconds int `json:"NimbusIdleTimeoutSeconds,omitempty"`
 	// NimbusNetwork is the function's own network, if it chose one.
 	NimbusNetwork string `json:"NimbusNetwork,omitempty"`
+	// NimbusImagePort is the port of an image function of Runtime http.
+	NimbusImagePort int `json:"NimbusImagePort,omitempty"`
+}
+
+// imageConfigResponse is Lambda's ImageConfigResponse.
+type imageConfigResponse struct {
+	ImageConfig imageConfig `json:"ImageConfig"`
+}
+
+// imageConfig is Lambda's ImageConfig shape.
+type imageConfig struct {
+	EntryPoint       []string `json:"EntryPoint,omitempty"`
+	Command          []string `json:"Command,omitempty"`
+	WorkingDirectory string   `json:"WorkingDirectory,omitempty"`
 }
 
 type environment struct {
@@ -130,6 +145,13 @@ func (s *Server) configuration(fn *nimbus.Function) functionConfiguration {
 		c.Environment = &environment{Variables: fn.Environment}
 	}
 	c.Layers = s.layersOf(fn)
+	if fn.IsImage() && fn.Image != nil {
+		// Lambda shows an image's digest in hex, and its ImageConfig.
+		c.PackageType, c.CodeSha256 = nimbus.PackageImage, fn.CodeSHA256
+		c.NimbusImagePort = fn.Image.Port
+		c.ImageConfigResponse = &imageConfigResponse{ImageConfig: imageConfig{
+			EntryPoint: fn.Image.EntryPoint, Command: fn.Image.Command, WorkingDirectory: fn.Image.WorkingDirectory}}
+	}
 	if fn.DeadLetterTarget != "" {
 		c.DeadLetterConfig = &deadLetterConfig{TargetArn: fn.DeadLetterTarget}
 	}

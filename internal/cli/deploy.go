@@ -26,6 +26,10 @@ type deployFlags struct {
 	runtime         string
 	handler         string
 	code            string
+	image           string
+	imageCommand    []string
+	imageEntrypoint []string
+	imageWorkdir    string
 	description     string
 	timeout         string
 	memory          int
@@ -80,6 +84,10 @@ and checks every entry before deploying any.`,
 	fl.StringVar(&f.runtime, "runtime", "", "runtime, such as python3.11 (list them with: nimbus runtimes)")
 	fl.StringVar(&f.handler, "handler", "", "handler, such as app.handler (not needed by provided runtimes)")
 	fl.StringVar(&f.code, "code", "", "the code: a directory or a .zip file")
+	fl.StringVar(&f.image, "image", "", "a container image instead of --code: host[:port]/repo:tag or @sha256:digest (no --runtime: Lambda's Runtime API; --runtime http: an HTTP server on port 9000)")
+	fl.StringArrayVar(&f.imageCommand, "image-command", nil, "an argument of the command that replaces the image's CMD (repeatable, in order)")
+	fl.StringArrayVar(&f.imageEntrypoint, "image-entrypoint", nil, "an argument of the entry point that replaces the image's ENTRYPOINT (repeatable, in order)")
+	fl.StringVar(&f.imageWorkdir, "image-workdir", "", "working directory that replaces the image's WORKDIR")
 	fl.IntVar(&f.memory, "memory", 0, "memory in MB, 128 to 10240 (default 128)")
 	fl.StringVar(&f.timeout, "timeout", "", "timeout: seconds (30) or a duration (30s, 2m), at most 15m (default 3s)")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
@@ -108,7 +116,7 @@ func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, 
 	s := functionSpec{
 		Name: args[0], Runtime: f.runtime, Handler: f.handler, Code: f.code,
 		Description: f.description, MemoryMB: f.memory, HTTPConcurrency: f.httpConcurrency,
-		Network: f.network,
+		Network: f.network, Image: f.image, ImageCommand: f.imageCommand, ImageEntrypoint: f.imageEntrypoint, ImageWorkdir: f.imageWorkdir,
 	}
 	s.EphemeralMB, s.DeadLetter = f.ephemeralMB, f.deadLetter
 	s.Tracing = canonical(f.tracing, tracingModes)
@@ -145,8 +153,10 @@ func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, 
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	if err := checkCode(s.Code); err != nil {
-		return nil, err
+	if s.Image == "" {
+		if err := checkCode(s.Code); err != nil {
+			return nil, err
+		}
 	}
 	return []functionSpec{s}, nil
 }
@@ -208,9 +218,12 @@ func (g *globals) deploy(cmd *cobra.Command, c *client, specs []functionSpec, fr
 // deployOne creates the function, or updates it when it exists, and waits
 // until it is ready. progress, when not nil, gets a line on what happened.
 func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, progress io.Writer) (functionView, error) {
-	zip, err := packageCode(s.Code)
-	if err != nil {
-		return functionView{}, err
+	var zip []byte
+	if s.Image == "" {
+		var err error
+		if zip, err = packageCode(s.Code); err != nil {
+			return functionView{}, err
+		}
 	}
 	c.upload.size = int64(len(zip)) // progress shows the zip's size
 	defer func() { c.upload.size = 0 }()
@@ -267,6 +280,10 @@ func (c *client) createFunction(ctx context.Context, s *functionSpec, zip []byte
 		Timeout:      aws.Int32(s.timeout()),
 		Code:         &types.FunctionCode{ZipFile: zip},
 	}
+	if s.Image != "" {
+		in.PackageType, in.Code = types.PackageTypeImage, &types.FunctionCode{ImageUri: aws.String(s.Image)}
+		in.ImageConfig = s.imageConfig()
+	}
 	if len(s.Environment) > 0 {
 		in.Environment = &types.Environment{Variables: s.Environment}
 	}
@@ -287,6 +304,14 @@ func (c *client) createFunction(ctx context.Context, s *functionSpec, zip []byte
 	}
 	_, err := c.lambda.CreateFunction(ctx, in, s.extensions(withoutValidation)...)
 	return err
+}
+
+// imageConfig is an image function's ImageConfig (nil for a zip one).
+func (s *functionSpec) imageConfig() *types.ImageConfig {
+	if s.Image == "" {
+		return nil
+	}
+	return &types.ImageConfig{EntryPoint: s.ImageEntrypoint, Command: s.ImageCommand, WorkingDirectory: optString(s.ImageWorkdir)}
 }
 
 // The settings as deploy sends them, with their defaults.
@@ -316,10 +341,11 @@ func (s *functionSpec) deadLetterConfig() *types.DeadLetterConfig {
 // updateFunction updates the code, waits for that update, then sets the
 // whole configuration, guarded by the revision the code update made.
 func (g *globals) updateFunction(ctx context.Context, c *client, s *functionSpec, zip []byte, progress io.Writer) error {
-	_, err := c.lambda.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
-		FunctionName: aws.String(s.Name),
-		ZipFile:      zip,
-	})
+	code := &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(s.Name), ZipFile: zip}
+	if s.Image != "" {
+		code.ZipFile, code.ImageUri = nil, aws.String(s.Image)
+	}
+	_, err := c.lambda.UpdateFunctionCode(ctx, code)
 	if err != nil {
 		return err
 	}
@@ -346,6 +372,7 @@ func (g *globals) updateFunction(ctx context.Context, c *client, s *functionSpec
 		LoggingConfig:    s.loggingConfig(),
 		DeadLetterConfig: s.deadLetterConfig(),
 		Layers:           s.layers(),
+		ImageConfig:      s.imageConfig(),
 	}, s.extensions()...)
 	return err
 }

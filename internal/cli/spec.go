@@ -57,6 +57,11 @@ type functionSpec struct {
 	// at versions (manifest_versions.go).
 	Publish bool
 	Aliases map[string]aliasSpec
+	// Image is a container image run instead of Code (PackageType Image);
+	// ImageCommand, ImageEntrypoint and ImageWorkdir are its ImageConfig.
+	Image                         string
+	ImageCommand, ImageEntrypoint []string
+	ImageWorkdir                  string
 }
 
 // maxDescription is Lambda's limit on a description, in characters.
@@ -78,6 +83,11 @@ func (s *functionSpec) problems() []error {
 		errs = append(errs, err)
 	}
 	switch {
+	case s.Image != "" && s.Runtime != "" && s.Runtime != "http":
+		add("runtime of an image is none (Lambda's Runtime API) or http (an HTTP server on port 9000), not %s", s.Runtime)
+	case s.Image != "" && s.Code != "":
+		add("give code or an image, not both")
+	case s.Image != "":
 	case s.Runtime == "":
 		add("runtime is required (see `nimbus runtimes`)")
 	case strings.ContainsFunc(s.Runtime, func(r rune) bool { return r <= ' ' || r == 0x7f }):
@@ -89,7 +99,7 @@ func (s *functionSpec) problems() []error {
 	if s.Handler != "" && (len(s.Handler) > 128 || strings.ContainsFunc(s.Handler, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
 		add("handler %q must be 1 to 128 characters without spaces", s.Handler)
 	}
-	if s.Code == "" {
+	if s.Code == "" && s.Image == "" {
 		add("code is required: a directory or a .zip file")
 	}
 	if n := utf8.RuneCountInString(s.Description); n > maxDescription {

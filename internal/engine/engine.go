@@ -37,10 +37,32 @@ type CodeCache interface {
 	Ensure(ctx context.Context, hexDigest string) (dir string, err error)
 }
 
+// Images gives the engine the roots of image functions' images on this
+// node (the node's internal/image.Store).
+type Images interface {
+	// Ensure returns the image resolved ("host/repo@sha256:<hex>"),
+	// flattened on this node: pulled first if it is not there (the
+	// registry has it pulled when the function is created or updated, so
+	// a start finds it).
+	Ensure(ctx context.Context, resolved string) (Image, error)
+	// Use keeps the image of digest from being collected until release.
+	Use(digest string) (release func())
+}
+
+// Image is an image on this node: its digest, the host directory of its
+// flattened root and what its config says.
+type Image struct {
+	Digest string
+	Root   string
+	Config runtimes.ImageConfig
+}
+
 // Config wires an Engine.
 type Config struct {
-	Sandbox      sandbox.Backend
-	Code         CodeCache
+	Sandbox sandbox.Backend
+	Code    CodeCache
+	// Images are the node's images; nil fails every image function's start.
+	Images       Images
 	Runtimes     []runtimes.Runtime
 	BootstrapDir string // where runtimes.Install put the bootstraps
 	Logs         *LogStore
@@ -319,6 +341,9 @@ func versionKey(fn *nimbus.Function) string {
 	sys := newSysLog(fn, "")
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%v\x00%d\x00%s\x00%s\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler,
 		fn.MemoryMB, fn.Timeout, fn.TmpMB(), sys.json, sys.level, strings.Join(logEnv(fn), "\x00"), strings.Join(env, "\x00"), fn.NimbusNetwork)
+	if im := fn.Image; im != nil {
+		fmt.Fprintf(h, "\x00image\x00%s\x00%q\x00%q\x00%s\x00%d", im.Resolved, im.EntryPoint, im.Command, im.WorkingDirectory, im.Port)
+	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
@@ -374,6 +399,9 @@ func (e *Engine) swapPool(fn *nimbus.Function, key string) (p, old *pool, err er
 		return p, nil, nil
 	}
 	rt, ok := e.runtimes[fn.Runtime]
+	if fn.IsImage() {
+		rt, ok = runtimes.ImageRuntime(fn), true
+	}
 	if !ok {
 		return nil, nil, nimbus.Invalidf("The runtime %s of function %s is not offered by this node", fn.Runtime, fn.Name)
 	}

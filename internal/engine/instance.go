@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +35,12 @@ type instance struct {
 	// net is the instance's network, where rapi listens and http dials.
 	net      sandbox.Net
 	kindHTTP bool
+	// port is the port an HTTP image serves on in its own network (0: the
+	// http runtime's, privateHTTPPort).
+	port int
+	// release lets the image of an image function be collected again (nil
+	// for a zip function).
+	release func()
 
 	ctx    context.Context // ends when the instance exits (watch)
 	cancel context.CancelFunc
@@ -68,6 +76,9 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	began := time.Now()
 	b := boot{began: began}
 	sys := newSysLog(fn, e.arn(fn.Name))
+	if fn.IsImage() {
+		return e.startImage(ctx, p, fn, b, sys)
+	}
 	codeDir, err := e.cfg.Code.Ensure(ctx, fn.CodeSHA256)
 	if err != nil {
 		return nil, fmt.Errorf("prepare code: %w", err)
@@ -94,13 +105,70 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	// instance's network is known.
 	env := lastWins(append(runtimes.Env(fn, rt, "", seen, e.cfg.Region), logEnv(fn)...))
 	b.sandboxStarted = time.Now()
-	inst.sb, err = e.cfg.Sandbox.Start(ctx, sandbox.Spec{
+	return e.runInstance(ctx, inst, sandbox.Spec{
 		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir, OptDir: optDir,
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
 		Network: e.network(fn), Prepare: inst.prepare, TakeOutput: true,
 		Zygote: runtimes.ZygoteFor(rt, runtimeDir, seen, env),
-	})
+	}, b, sys)
+}
+
+// startImage starts an instance of image function fn (see startInstance):
+// its image's root, from the node's images, is the instance's; its
+// command, working directory, user and environment come from the image's
+// config and the function's ImageConfig (runtimes.ImageCommand,
+// runtimes.ImageEnv). The image is kept from collection while the
+// instance lives.
+func (e *Engine) startImage(ctx context.Context, p *pool, fn *nimbus.Function, b boot, sys sysLog) (*instance, error) {
+	if e.cfg.Images == nil || fn.Image == nil {
+		return nil, nimbus.Errorf(nimbus.ErrUnavailable, "function %s runs an image, and this node has no image store", fn.Name)
+	}
+	if !sandbox.IsolationOf(e.cfg.Sandbox).ImageRoot {
+		return nil, nimbus.Errorf(nimbus.ErrUnavailable, "function %s runs an image, and this node's sandbox cannot (%s)", fn.Name, e.cfg.Sandbox.Describe())
+	}
+	release := e.cfg.Images.Use(fn.Image.Digest())
+	img, err := e.cfg.Images.Ensure(ctx, fn.Image.Resolved)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("prepare image: %w", err)
+	}
+	path, args, dir, err := runtimes.ImageCommand(fn, img.Config)
+	if err != nil {
+		release()
+		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
+			sys: sys, took: time.Since(b.began), boot: b}
+	}
+	rt := p.rt
+	inst := &instance{id: newID(fn.Name), pool: p, fn: fn, kindHTTP: rt.Kind == runtimes.KindHTTP, release: sync.OnceFunc(release)}
+	if inst.kindHTTP {
+		inst.port = runtimes.ImagePort(fn)
+	}
+	inst.ctx, inst.cancel = context.WithCancel(context.Background())
+	inst.out, err = newOutput(e.cfg.Logs, fn.Name, sys, newLogLimiter(e.cfg.LogRate), &e.wg)
+	if err != nil {
+		inst.close()
+		return nil, err
+	}
+	// As in Lambda's base images (the image may have nothing there).
+	seen := sandbox.Paths{TaskRoot: sandbox.TaskRoot, RuntimeDir: sandbox.RuntimeRoot}
+	env := lastWins(append(runtimes.ImageEnv(fn, rt, img.Config, seen, e.cfg.Region), logEnv(fn)...))
+	b.sandboxStarted = time.Now()
+	return e.runInstance(ctx, inst, sandbox.Spec{
+		ID: inst.id, Path: path, Args: args, Env: env,
+		RootFS: img.Root, WorkDir: dir, User: img.Config.User,
+		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
+		Stdout: inst.out.w, Stderr: inst.out.w,
+		Network: e.network(fn), Prepare: inst.prepare,
+	}, b, sys)
+}
+
+// runInstance starts inst's sandbox with spec and waits until it is ready
+// for its first request (see startInstance).
+func (e *Engine) runInstance(ctx context.Context, inst *instance, spec sandbox.Spec, b boot, sys sysLog) (*instance, error) {
+	began, fn := b.began, inst.fn
+	var err error
+	inst.sb, err = e.cfg.Sandbox.Start(ctx, spec)
 	inst.out.closeWriter()
 	b.sandboxReady = time.Now()
 	if err == nil {
@@ -175,7 +243,7 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 	inst.closeServers() // made for an earlier helper that failed
 	inst.net = n
 	if inst.kindHTTP {
-		port := privateHTTPPort
+		port := cmp.Or(inst.port, privateHTTPPort)
 		if !n.Private() {
 			var err error
 			if port, err = freePort(); err != nil {
@@ -432,6 +500,9 @@ func (inst *instance) closeServers() {
 
 // close releases the instance's servers and pipes.
 func (inst *instance) close() {
+	if inst.release != nil {
+		inst.release()
+	}
 	inst.closeServers()
 	if inst.out != nil {
 		inst.out.close()

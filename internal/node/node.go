@@ -27,6 +27,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/engine"
 	"github.com/nimbus-serverless/nimbus/internal/fnlog"
 	fnlognats "github.com/nimbus-serverless/nimbus/internal/fnlog/nats"
+	"github.com/nimbus-serverless/nimbus/internal/image"
 	"github.com/nimbus-serverless/nimbus/internal/observe"
 	"github.com/nimbus-serverless/nimbus/internal/records"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
@@ -49,6 +50,13 @@ type Config struct {
 	Account    string
 
 	MaxInstances int
+	// RegistryConfig is the file of the container registries' credentials
+	// (image.LoadCredentials); "" for none.
+	RegistryConfig string
+	// InsecureRegistries are the registry hosts reached over plain HTTP.
+	InsecureRegistries []string
+	// ImageMaxSize is the largest unpacked image, bytes (0: 10 GiB).
+	ImageMaxSize int64
 	// MaxMemoryMB caps the sum of the memory limits of the node's
 	// instances (0: the host's memory times MemoryOvercommit; memory.go).
 	MaxMemoryMB      int
@@ -252,6 +260,7 @@ type Node struct {
 	store       *natsstore.Store // the node's async and triggers use NATS itself
 	registry    *registry.Registry
 	cache       *codepkg.Cache
+	images      *image.Store
 	sandbox     *process.Backend // the node made it, the node closes it
 	engine      *engine.Engine
 	records     *records.Store    // records.go
@@ -322,6 +331,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("code cache: %w", err)
 	}
 	n.cache = cache
+	if n.images, err = openImages(cfg, filepath.Join(cfg.DataDir, "images"), log); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
 	rts := runtimes.Discover(log)
 	bootDir := filepath.Join(cfg.DataDir, "runtimes")
 	if err := runtimes.Install(bootDir); err != nil {
@@ -361,7 +373,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("open layers bucket: %w", err)
 	}
 	n.registry, err = registry.Open(ctx, registry.Config{
-		KV: kv, Versions: versions, Layers: layers, Blobs: n.store.Blobs(), Code: cache, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
+		KV: kv, Versions: versions, Layers: layers, Blobs: n.store.Blobs(), Code: cache, Images: registryImages{n.images}, Key: n.key, Runtimes: ids, Limits: lim, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -380,7 +392,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.engine, err = engine.New(engine.Config{
-		Sandbox: sb, Code: n.registry.CodeWithLayers(cache), Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
+		Sandbox: sb, Code: n.registry.CodeWithLayers(cache), Images: engineImages{n.images}, Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
@@ -523,6 +535,7 @@ func (n *Node) pruneLoop(ctx context.Context, cache *codepkg.Cache) {
 	for {
 		n.pruneCode(ctx, cache)
 		n.collectCode(ctx)
+		n.collectImages()
 		select {
 		case <-ctx.Done():
 			return
@@ -628,6 +641,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		{"audit trail", closer(n.audit)},
 		{"function logs", closer(n.fnlogs)},
 		{"code cache", closer(n.cache)},
+		{"image store", closer(n.images)},
 		{"store", closer(n.store)},
 	}
 	for _, p := range parts {

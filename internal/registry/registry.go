@@ -43,6 +43,9 @@ type Config struct {
 	Versions store.KV
 	Layers   store.KV // layer versions (layers.go); nil: the registry keeps none
 	Code     Preparer // the node's code cache
+	// Images is the node's image store (images.go); nil refuses image
+	// functions.
+	Images ImageStore
 	// Key is the node key that seals functions' secrets in the store
 	// (seal.go); required.
 	Key      *seal.Key
@@ -286,6 +289,9 @@ func (r *Registry) Create(ctx context.Context, in FunctionInput, zip []byte) (*n
 	if err := in.apply(fn, r.cfg.Runtimes); err != nil {
 		return nil, err
 	}
+	if err := in.applyImage(fn); err != nil {
+		return nil, err
+	}
 	if len(zip) == 0 {
 		return nil, nimbus.Invalidf("Code.ZipFile is required: Nimbus accepts zip packages uploaded in the request")
 	}
@@ -372,7 +378,14 @@ var crcTable = sync.OnceValue(func() *crc64.Table { return crc64.MakeTable(crc64
 // InProgress (it was stopped before they ended).
 func (r *Registry) Resume(ctx context.Context) error {
 	return r.Walk(ctx, func(fn *nimbus.Function) bool {
-		if fn.State == nimbus.StatePending || fn.LastUpdateStatus == nimbus.UpdateInProgress {
+		switch {
+		case fn.IsImage() && fn.Image != nil:
+			// Pending ones settle; the others are warmed on this node.
+			pending := fn.State == nimbus.StatePending || fn.LastUpdateStatus == nimbus.UpdateInProgress
+			if pending || fn.State != nimbus.StateFailed {
+				r.prepareImage(fn.Name, fn.Image.Resolved, pending)
+			}
+		case fn.State == nimbus.StatePending || fn.LastUpdateStatus == nimbus.UpdateInProgress:
 			r.prepare(fn.Name, fn.CodeSHA256, nil)
 		}
 		return true
@@ -417,6 +430,9 @@ func (r *Registry) settle(name, digest string, prepErr error) {
 		if prepErr != nil {
 			fn.State, fn.StateReasonCode = nimbus.StateFailed, "InvalidZipFileException"
 			fn.StateReason = "The code package could not be prepared: " + prepErr.Error()
+			if fn.IsImage() {
+				fn.StateReasonCode, fn.StateReason = imageFailure(prepErr)
+			}
 			fn.LastUpdateStatus = nimbus.UpdateFailed
 			return nil
 		}
@@ -490,6 +506,8 @@ func (r *Registry) UpdateCode(ctx context.Context, name string, zip []byte, revi
 	}
 	if cur, err := r.Get(ctx, name); err != nil {
 		return nil, err
+	} else if cur.IsImage() {
+		return nil, nimbus.Invalidf("Please provide ImageUri: function %s is of PackageType Image", name)
 	} else if err := r.checkNewCode(ctx, cur, cur.Layers, zip); err != nil {
 		return nil, err
 	}
@@ -521,8 +539,15 @@ func (r *Registry) UpdateConfig(ctx context.Context, name string, in FunctionInp
 		defer r.holdLayers(*in.Layers)() // not collected before the record names them
 	}
 	return r.modify(ctx, name, revisionID, func(fn *nimbus.Function) error {
+		in := in // a retry starts again from the request
 		had := fn.Layers
+		if fn.IsImage() && in.Runtime != nil && *in.Runtime == "" {
+			fn.Runtime, in.Runtime = "", nil // Lambda's image contract
+		}
 		if err := in.apply(fn, r.cfg.Runtimes); err != nil {
+			return err
+		}
+		if err := in.applyImage(fn); err != nil {
 			return err
 		}
 		if in.Layers != nil || in.Runtime != nil {

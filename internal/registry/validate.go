@@ -53,6 +53,11 @@ type FunctionInput struct {
 	Layers *[]string
 	// FC replaces the function's Function Compute settings when set.
 	FC *nimbus.FCSettings
+	// ImageConfig is Lambda's ImageConfig, for image functions only
+	// (images.go): given, it replaces the function's.
+	ImageConfig *ImageConfigInput
+	// ImagePort is the port an HTTP image serves on (0: the default).
+	ImagePort *int
 }
 
 // LoggingInput is Lambda's LoggingConfig as a request sets it: nil fields

@@ -185,5 +185,6 @@ func (r *Registry) consume(ch <-chan store.Entry) {
 		}
 		r.cache.apply(e.Key, fn, e.Revision)
 		r.changed(e.Key)
+		r.warmImage(fn)
 	}
 }

@@ -34,15 +34,36 @@ type Spec struct {
 	// and directory names.
 	ID string
 	// Path and Args are the program and its arguments (Args[0] included),
-	// as the instance sees them (see PathsOf).
+	// as the instance sees them (see PathsOf). A Path without a slash is
+	// looked up in the PATH of Env, as execvp does.
 	Path string
 	Args []string
 	// Env is the full environment, as "K=V".
 	Env []string
 	// CodeDir is the host directory of the function's unpacked code, shared
 	// read-only between instances. The instance sees it read-only at
-	// PathsOf(...).TaskRoot and starts there as its working directory.
+	// PathsOf(...).TaskRoot and starts there as its working directory
+	// (unless WorkDir says otherwise). It may be "" with RootFS (an image
+	// holds its own code).
 	CodeDir string
+	// RootFS, if not "", is the host directory of a container image's
+	// flattened root file system, which becomes the instance's root
+	// instead of the host's system directories (Isolation.ImageRoot):
+	// read-only, with the instance's own /tmp, /dev, /proc and a few
+	// files of /etc (passwd, group, hosts, hostname, resolv.conf) laid
+	// over the image's; CodeDir, RuntimeDir and OptDir, if set, are bound
+	// on it at their fixed paths, which must exist in the image or be
+	// absent from it with their whole top-level directory.
+	RootFS string
+	// WorkDir is the working directory as the instance sees it: "" is
+	// PathsOf(...).TaskRoot, or "/" for a RootFS without CodeDir.
+	WorkDir string
+	// User is the image's USER ("name", "uid", "name:group" or
+	// "uid:gid"), for RootFS only. The instance runs as its own user all
+	// the same (Isolation.OwnUser); a non-root user name the image's
+	// /etc/passwd defines is given the instance's uid and gid there, so
+	// that the image's programs find their user (and its home) by name.
+	User string
 	// RuntimeDir is an optional host directory of the runtime's own files
 	// (the Python or Node bootstrap), seen read-only at
 	// PathsOf(...).RuntimeDir; "" for none.
@@ -309,6 +330,10 @@ type Isolation struct {
 	// nothing it writes outlives it; no other instance's files, no
 	// cgroup hierarchy (/sys) and no writable host path are there.
 	MinimalRoot bool
+	// ImageRoot: Spec.RootFS is honoured, as MinimalRoot describes with
+	// the image's tree in place of the host's system directories and
+	// /etc; without it, a Spec with a RootFS fails to start.
+	ImageRoot bool
 	// Freeze: every Instance is a Freezer that freezes.
 	Freeze bool
 	// NoPrivileges: the instance runs with no capability (effective,

@@ -60,9 +60,9 @@ func TestIsolation(t *testing.T) {
 	}
 	full := sandbox.Isolation{FixedPaths: true, ReadOnlyCode: true, PrivateTmp: true, HiddenPaths: true,
 		MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true, NoPrivileges: true, SyscallFilter: true,
-		MinimalRoot: true, Freeze: b.cg.freeze, NetworkIsolation: true}
+		MinimalRoot: true, ImageRoot: true, Freeze: b.cg.freeze, NetworkIsolation: true}
 	hostRoot := full
-	hostRoot.MinimalRoot = false
+	hostRoot.MinimalRoot, hostRoot.ImageRoot = false, false
 	limitsOnly := sandbox.Isolation{MemoryLimit: true, PidsLimit: true, OwnUser: true, KillAll: true,
 		NoPrivileges: true, SyscallFilter: true, Freeze: b.cg.freeze}
 	want := map[string]sandbox.Isolation{

@@ -88,8 +88,13 @@ type initConfig struct {
 	Mount bool `json:"mount"`
 	// Root is the directory of the root prepareConfig.Root built, which
 	// the helper finishes and pivots into; "" keeps the host's root.
-	Root string   `json:"root,omitempty"`
-	Hide []string `json:"hide,omitempty"`
+	Root string `json:"root,omitempty"`
+	// Image is the host directory of an image's root file system, which
+	// the root shows instead of the host's system directories (see
+	// image_linux.go); ImageUser is the image's USER.
+	Image     string   `json:"image,omitempty"`
+	ImageUser string   `json:"imageUser,omitempty"`
+	Hide      []string `json:"hide,omitempty"`
 	// Binds are host directories to show read-only at another path (or at
 	// their own, under a hidden path).
 	Binds []bind `json:"binds,omitempty"`
@@ -246,7 +251,36 @@ func runInit() error {
 	if cfg.Probe {
 		return nil
 	}
-	return op("exec "+cfg.Path, syscall.Exec(cfg.Path, cfg.Args, cfg.Env))
+	path := cfg.Path
+	if !strings.Contains(path, "/") {
+		var err error
+		if path, err = lookPath(path, cfg.Env); err != nil {
+			return op("exec "+cfg.Path, err)
+		}
+	}
+	return op("exec "+cfg.Path, syscall.Exec(path, cfg.Args, cfg.Env))
+}
+
+// defaultPath is where lookPath looks when env has no PATH.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath finds the program name (no slash in it) in the PATH of env, as
+// execvp does: the first regular file the instance's user may execute.
+func lookPath(name string, env []string) (string, error) {
+	dirs := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			dirs = v
+		}
+	}
+	for dir := range strings.SplitSeq(dirs, ":") {
+		p := filepath.Join(cmp.Or(dir, "."), name)
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(p, unix.X_OK) == nil {
+			return p, nil
+		}
+	}
+	return "", unix.ENOENT
 }
 
 // filter is the seccomp filter prepare assembled.
@@ -272,6 +306,7 @@ func prepare(prep *prepareConfig) error {
 		}
 	}
 	if prep.Mount && prep.Root != nil {
+		prepared = prep.Root
 		return buildRoot(prep.Root)
 	}
 	return nil

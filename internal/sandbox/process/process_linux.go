@@ -2,6 +2,7 @@ package process
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -403,6 +404,7 @@ func (b *Backend) Isolation() sandbox.Isolation {
 		PidsLimit:     b.cg != nil && b.cg.has(ctlPids),
 		OwnUser:       b.root,
 		MinimalRoot:   b.ownRoot(),
+		ImageRoot:     b.ownRoot(),
 		Freeze:        b.cg != nil && b.cg.freeze,
 		NoPrivileges:  true,
 		SyscallFilter: b.seccomp,
@@ -426,6 +428,10 @@ func (b *Backend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instanc
 	}
 	if err := checkSpec(&spec); err != nil {
 		return nil, err
+	}
+	if spec.RootFS != "" && !b.ownRoot() {
+		return nil, fmt.Errorf("start instance %s: this sandbox cannot give an instance an image's root (it needs a mount namespace and a root of its own: %s): %w",
+			spec.ID, b.Describe(), errors.ErrUnsupported)
 	}
 	if z := b.takeZygote(&spec); z != nil {
 		inst, err := b.fromZygote(ctx, spec, z)
@@ -460,8 +466,21 @@ func checkSpec(spec *sandbox.Spec) error {
 		return nimbus.Invalidf("instance %s: no program path", spec.ID)
 	}
 	var err error
-	if spec.CodeDir, err = checkDir(spec.ID, "code", spec.CodeDir); err != nil {
-		return err
+	if spec.RootFS != "" {
+		if spec.RootFS, err = checkDir(spec.ID, "image root", spec.RootFS); err != nil {
+			return err
+		}
+		if spec.WorkDir == "" && spec.CodeDir == "" {
+			spec.WorkDir = "/"
+		}
+	}
+	if spec.WorkDir != "" && (!filepath.IsAbs(spec.WorkDir) || filepath.Clean(spec.WorkDir) != spec.WorkDir) {
+		return nimbus.Invalidf("instance %s: working directory %q is not a clean absolute path", spec.ID, spec.WorkDir)
+	}
+	if spec.CodeDir != "" || spec.RootFS == "" {
+		if spec.CodeDir, err = checkDir(spec.ID, "code", spec.CodeDir); err != nil {
+			return err
+		}
 	}
 	if spec.RuntimeDir != "" {
 		if spec.RuntimeDir, err = checkDir(spec.ID, "runtime", spec.RuntimeDir); err != nil {
@@ -568,7 +587,7 @@ func (b *Backend) release(slot int, id string) {
 func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 	ic := &initConfig{
 		Path: spec.Path, Args: spec.Args, Env: spec.Env,
-		Dir:   sandbox.PathsOf(b, spec).TaskRoot,
+		Dir:   cmp.Or(spec.WorkDir, sandbox.PathsOf(b, spec).TaskRoot),
 		TmpMB: spec.TmpMB,
 		Mount: b.mountNS(),
 		Drop:  b.root, UID: b.cfg.UID + slot, GID: b.cfg.GID + slot,
@@ -581,6 +600,7 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 	}
 	if b.ownRoot() {
 		ic.Root = b.cfg.Root
+		ic.Image, ic.ImageUser = spec.RootFS, spec.User
 	}
 	if b.flags&syscall.CLONE_NEWUTS != 0 {
 		ic.Hostname = spec.ID[:min(len(spec.ID), 64)]

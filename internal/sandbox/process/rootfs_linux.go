@@ -196,6 +196,14 @@ func buildDev(dev string) error {
 // the host's root is detached.
 func finishRoot(cfg *initConfig, keep []kept) error {
 	dir := cfg.Root
+	var img *imageEtc
+	if cfg.Image != "" {
+		got, err := imageRoot(cfg, keep)
+		if err != nil {
+			return err
+		}
+		img = &got
+	}
 	if err := mountTmp(cfg, dir); err != nil {
 		return err
 	}
@@ -205,7 +213,7 @@ func finishRoot(cfg *initConfig, keep []kept) error {
 			return err
 		}
 	}
-	if err := writeEtc(cfg); err != nil {
+	if err := writeEtc(cfg, img); err != nil {
 		return err
 	}
 	if err := remountReadOnly(dir, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
@@ -214,9 +222,16 @@ func finishRoot(cfg *initConfig, keep []kept) error {
 	return pivot(dir)
 }
 
-// writeEtc writes the instance's passwd, group, hosts and hostname.
-func writeEtc(cfg *initConfig) error {
-	for name, content := range etcFiles(cfg) {
+// writeEtc writes the instance's passwd, group, hosts and hostname; with
+// an image, its passwd and group are layered over the image's.
+func writeEtc(cfg *initConfig, img *imageEtc) error {
+	files := etcFiles(cfg)
+	if img != nil {
+		uid, gid := instanceIDs(cfg)
+		files["passwd"] = layerPasswd(img.passwd, uid, gid, cfg.ImageUser)
+		files["group"] = layerGroup(img.group, gid)
+	}
+	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(cfg.Root, "etc", name), []byte(content), 0o644); err != nil {
 			return op("write /etc/"+name, err)
 		}
@@ -227,10 +242,7 @@ func writeEtc(cfg *initConfig) error {
 // etcFiles are the contents of the instance's passwd, group, hosts and
 // hostname, by name.
 func etcFiles(cfg *initConfig) map[string]string {
-	uid, gid := os.Getuid(), os.Getgid()
-	if cfg.Drop {
-		uid, gid = cfg.UID, cfg.GID
-	}
+	uid, gid := instanceIDs(cfg)
 	host := cmp.Or(cfg.Hostname, "localhost")
 	return map[string]string{
 		"passwd": "root:x:0:0:root:/root:/sbin/nologin\n" +
@@ -240,6 +252,14 @@ func etcFiles(cfg *initConfig) map[string]string {
 		"hosts":    "127.0.0.1\tlocalhost " + host + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"hostname": host + "\n",
 	}
+}
+
+// instanceIDs are the uid and gid the instance of cfg runs as.
+func instanceIDs(cfg *initConfig) (uid, gid int) {
+	if cfg.Drop {
+		return cfg.UID, cfg.GID
+	}
+	return os.Getuid(), os.Getgid()
 }
 
 // remountReadOnly makes the mount at path read-only, with flags.

@@ -122,7 +122,7 @@ func (b *Backend) fillZygote(k int) {
 // takes the ordinary path.
 func (b *Backend) takeZygote(spec *sandbox.Spec) *zygote {
 	oneOutput := spec.Stdout == nil || spec.Stderr == nil || sameWriter(spec.Stdout, spec.Stderr)
-	if spec.Zygote == nil || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
+	if spec.Zygote == nil || spec.RootFS != "" || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
 		b.netOn() && spec.Network == sandbox.NetworkHost ||
 		b.inRoot(spec.CodeDir) || b.inRoot(spec.OptDir) {
 		return nil
