@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/durable"
 )
 
 // Measure validates b as Validate does and returns its real unzipped size
@@ -112,7 +113,7 @@ func mergeInto(dest string, srcs []string) error {
 		})
 	}()
 	if err == nil {
-		err = syncFS(tmp)
+		err = durable.SyncFS(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, dest)

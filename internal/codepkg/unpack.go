@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/nimbus-serverless/nimbus/internal/durable"
 )
 
 // Modes of unpacked code: readable and traversable by everyone, writable by
@@ -89,7 +91,7 @@ func (a *archive) writeTree(root string) error {
 		return err
 	})
 	if err == nil {
-		err = syncFS(root)
+		err = durable.SyncFS(root)
 	}
 	if err != nil {
 		return fmt.Errorf("unpack code: %w", err)

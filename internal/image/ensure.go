@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/nimbus-serverless/nimbus/internal/durable"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -340,7 +341,7 @@ func (s *Store) publish(tmp, dst string, meta any, file string) error {
 		err = os.WriteFile(filepath.Join(tmp, file), b, 0o444)
 	}
 	if err == nil {
-		err = syncFS(tmp)
+		err = durable.SyncFS(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, dst)

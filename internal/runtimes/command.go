@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -178,16 +179,7 @@ func Env(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Paths, regi
 	for k, v := range reservedEnv(fn, rt, apiAddr, in, region) {
 		env[k] = v
 	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = k + "=" + env[k]
-	}
-	return out
+	return envList(env)
 }
 
 // reservedEnv returns the reserved variables of an instance.
@@ -316,5 +308,15 @@ func startVars(kind string, env []string) []string {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// envList returns env as "K=V" strings, sorted by name.
+func envList(env map[string]string) []string {
+	keys := slices.Sorted(maps.Keys(env))
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k + "=" + env[k]
+	}
 	return out
 }

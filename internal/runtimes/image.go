@@ -111,14 +111,5 @@ func ImageEnv(fn *nimbus.Function, rt Runtime, cfg ImageConfig, in sandbox.Paths
 	if rt.Kind == KindHTTP {
 		env["PORT"] = strconv.Itoa(ImagePort(fn))
 	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = k + "=" + env[k]
-	}
-	return out
+	return envList(env)
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package image
+package durable
 
 import (
 	"io/fs"
@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 )
 
-// syncFS flushes every regular file under dir, so that an unpacked tree is on
+// SyncFS flushes every regular file under dir, so that an unpacked tree is on
 // disk before the rename that publishes it.
-func syncFS(dir string) error {
+func SyncFS(dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
