@@ -121,17 +121,9 @@ func parseACS3(r *http.Request) (*acs3Request, error) {
 	if alg != acs3Algorithm {
 		return nil, acs3Err(CodeIncompleteSignature, "Unsupported signature algorithm '"+alg+"': this node verifies ACS3-HMAC-SHA256.")
 	}
-	fields := map[string]string{}
-	for part := range strings.SplitSeq(rest, ",") {
-		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok {
-			fields[k] = val
-		}
-	}
-	for _, k := range []string{"Credential", "SignedHeaders", "Signature"} {
-		if fields[k] == "" {
-			return nil, acs3Err(CodeIncompleteSignature, "The Authorization header lacks its "+k+".")
-		}
+	fields, missing := authFields(rest)
+	if missing != "" {
+		return nil, acs3Err(CodeIncompleteSignature, "The Authorization header lacks its "+missing+".")
 	}
 	sig, err := hex.DecodeString(fields["Signature"])
 	if err != nil {

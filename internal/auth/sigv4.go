@@ -154,17 +154,9 @@ func parseHeader(r *http.Request, h string) (*sigRequest, error) {
 	if alg != algorithm {
 		return nil, incomplete("Unsupported AWS 'algorithm': '" + alg + "'")
 	}
-	fields := map[string]string{}
-	for part := range strings.SplitSeq(rest, ",") {
-		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok {
-			fields[k] = val
-		}
-	}
-	for _, k := range []string{"Credential", "SignedHeaders", "Signature"} {
-		if fields[k] == "" {
-			return nil, incomplete("Authorization header requires '" + k + "' parameter. Authorization=" + algorithm)
-		}
+	fields, missing := authFields(rest)
+	if missing != "" {
+		return nil, incomplete("Authorization header requires '" + missing + "' parameter. Authorization=" + algorithm)
 	}
 	sr := &sigRequest{signature: fields["Signature"]}
 	if err := sr.setCredential(fields["Credential"]); err != nil {
@@ -558,4 +550,23 @@ func signature(key []byte, sr *sigRequest, canonical string) []byte {
 // IsSigned reports whether r carries a SigV4 signature (header or query).
 func IsSigned(r *http.Request) bool {
 	return r.Header.Get("Authorization") != "" || r.URL.Query().Get("X-Amz-Algorithm") != ""
+}
+
+// authFields parses the comma-separated name=value fields of an
+// Authorization header after its algorithm (SigV4's and ACS3's alike), and
+// names the first of Credential, SignedHeaders and Signature that is
+// missing or empty ("" when none is).
+func authFields(rest string) (fields map[string]string, missing string) {
+	fields = map[string]string{}
+	for part := range strings.SplitSeq(rest, ",") {
+		if k, val, ok := strings.Cut(strings.TrimSpace(part), "="); ok {
+			fields[k] = val
+		}
+	}
+	for _, k := range []string{"Credential", "SignedHeaders", "Signature"} {
+		if fields[k] == "" {
+			return fields, k
+		}
+	}
+	return fields, ""
 }
