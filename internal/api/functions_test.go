@@ -302,7 +302,8 @@ func TestCreateFunctionBadInput(t *testing.T) {
 		{"corrupt zip", createBody("f", "python3.11", 128, 3, corrupt), 400, "InvalidParameterValueException", ""},
 		{"zip slip", createBody("f", "python3.11", 128, 3, slip), 400, "InvalidParameterValueException", ""},
 		{"oversized body", createBody("f", "python3.11", 128, 3, big), 413, "RequestTooLargeException", "smaller than"},
-		{"image package without an image store", `{"FunctionName":"f","PackageType":"Image","Code":{"ImageUri":"x"}}`, 400, "InvalidParameterValueException", "no image store"},
+		{"image package without an image", `{"FunctionName":"f","PackageType":"Image","Code":{}}`, 400, "InvalidParameterValueException", "ImageUri"},
+		{"image package with a malformed image", `{"FunctionName":"f","PackageType":"Image","Code":{"ImageUri":"Bad Image::"}}`, 400, "InvalidParameterValueException", "Bad Image::"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
