@@ -1,6 +1,9 @@
 package node_test
 
 import (
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +143,89 @@ func TestImageFunctions(t *testing.T) {
 		t.Errorf("broken image: %s %s %q, want Failed with a reason", got.Configuration.State, got.Configuration.StateReasonCode, aws.ToString(got.Configuration.StateReason))
 	}
 	t.Logf("broken image: %s: %s", got.Configuration.StateReasonCode, aws.ToString(got.Configuration.StateReason))
+}
+
+// TestImageVersionsWarmed: a node that joins a cluster warms the images of
+// image functions' published versions (which aliases point at), not only
+// the image $LATEST runs, before any of them is invoked.
+func TestImageVersionsWarmed(t *testing.T) {
+	bin, err := noopBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := imagetest.NewRegistry(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	srv := natsServer(t, port, t.TempDir())
+	t.Cleanup(srv.Shutdown)
+	cluster := func(dataDir string) func(*node.Config) {
+		return func(c *node.Config) {
+			c.NATSURL, c.NATSPrefix = srv.ClientURL(), "warm"
+			c.InsecureRegistries = []string{reg.Host}
+			if dataDir != "" {
+				c.DataDir = dataDir
+			}
+		}
+	}
+	a := nodetest.Start(t, cluster(""))
+	c := lambdaClient(a)
+	name := aws.String("img-versions")
+
+	var digests []string
+	for i := range 3 {
+		ref, digest, _ := reg.Push(t, "versions:v1", map[string][]byte{"bootstrap": bin, "marker": []byte{byte('0' + i)}},
+			v1.Config{Entrypoint: []string{"/bootstrap"}})
+		digests = append(digests, digest)
+		if i == 0 {
+			_, err = c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{FunctionName: name, Role: aws.String("arn:aws:iam::000000000000:role/r"),
+				PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(ref)}})
+		} else {
+			_, err = c.UpdateFunctionCode(t.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: name, ImageUri: aws.String(ref)})
+		}
+		if err != nil {
+			t.Fatalf("deploy image %d: %v", i, err)
+		}
+		if got := waitState(t, c, *name); got.Configuration.State != types.StateActive {
+			t.Fatalf("image %d: %s %s", i, got.Configuration.State, aws.ToString(got.Configuration.StateReason))
+		}
+		if i < 2 { // versions 1 and 2; $LATEST runs the third image
+			if _, err := c.PublishVersion(t.Context(), &lambda.PublishVersionInput{FunctionName: name}); err != nil {
+				t.Fatalf("PublishVersion: %v", err)
+			}
+		}
+	}
+	if _, err := c.CreateAlias(t.Context(), &lambda.CreateAliasInput{FunctionName: name, Name: aws.String("live"), FunctionVersion: aws.String("1")}); err != nil {
+		t.Fatalf("CreateAlias: %v", err)
+	}
+
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := nodetest.Start(t, cluster(dir))
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var missing []string
+		for _, d := range digests {
+			if _, err := os.Stat(filepath.Join(dir, "images", "images", strings.TrimPrefix(d, "sha256:"), "rootfs")); err != nil {
+				missing = append(missing, d)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the joining node has not warmed %v of %v after 60s", missing, digests)
+		}
+	}
+	// And runs them: the alias, the other version and $LATEST.
+	cb := lambdaClient(b)
+	for _, q := range []string{"img-versions:live", "img-versions:2", "img-versions"} {
+		if out, fe := invokeText(t, cb, q, `{"sleep_ms":1}`); fe != "" || out != `{"sleep_ms":1}` {
+			t.Errorf("invoke %s on the joining node: %s (error %q)", q, out, fe)
+		}
+	}
 }
