@@ -30,6 +30,7 @@ type deployFlags struct {
 	imageCommand    []string
 	imageEntrypoint []string
 	imageWorkdir    string
+	imagePort       int
 	description     string
 	timeout         string
 	memory          int
@@ -48,7 +49,8 @@ type deployFlags struct {
 // functionFlags are the flags that describe one function, which a manifest
 // replaces.
 var functionFlags = []string{"runtime", "handler", "code", "memory", "timeout", "env", "description", "http-concurrency", "idle-timeout",
-	"ephemeral-storage", "tracing", "log-format", "log-level", "system-log-level", "dead-letter"}
+	"ephemeral-storage", "tracing", "log-format", "log-level", "system-log-level", "dead-letter",
+	"image", "image-command", "image-entrypoint", "image-workdir", "image-port"}
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var f deployFlags
@@ -61,7 +63,8 @@ describes it, and settings left out take their defaults (memory 128 MB,
 timeout 3s, no description, no environment, 512 MB of /tmp, text logs, no
 tracing, no dead-letter target), also when updating.
 
---code is a directory, zipped on the fly, or a .zip file, sent as it is.
+--code is a directory, zipped on the fly, or a .zip file, sent as it is;
+--image is a container image instead (docs/images.md).
 With -f, deploy reads a manifest of one or more functions (docs/manifest.md)
 and checks every entry before deploying any.`,
 		Example: `  nimbus deploy hello --runtime python3.11 --handler app.handler --code ./hello
@@ -69,6 +72,8 @@ and checks every entry before deploying any.`,
       --memory 256 --timeout 30s --env GREETING=hi
   nimbus deploy resize --runtime python3.11 --handler app.handler --code ./resize \
       --ephemeral-storage 2048 --log-format json --log-level debug --dead-letter nats:resize.failed
+  nimbus deploy hello --image registry.example.com:5000/hello:v1
+  nimbus deploy web --image registry.example.com:5000/web:v1 --runtime http --image-port 8080
   nimbus deploy -f nimbus.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, c *client, args []string) error {
@@ -88,6 +93,7 @@ and checks every entry before deploying any.`,
 	fl.StringArrayVar(&f.imageCommand, "image-command", nil, "an argument of the command that replaces the image's CMD (repeatable, in order)")
 	fl.StringArrayVar(&f.imageEntrypoint, "image-entrypoint", nil, "an argument of the entry point that replaces the image's ENTRYPOINT (repeatable, in order)")
 	fl.StringVar(&f.imageWorkdir, "image-workdir", "", "working directory that replaces the image's WORKDIR")
+	fl.IntVar(&f.imagePort, "image-port", 0, "the port an image of --runtime http serves on (default 9000)")
 	fl.IntVar(&f.memory, "memory", 0, "memory in MB, 128 to 10240 (default 128)")
 	fl.StringVar(&f.timeout, "timeout", "", "timeout: seconds (30) or a duration (30s, 2m), at most 15m (default 3s)")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
@@ -117,6 +123,7 @@ func (f *deployFlags) specs(cmd *cobra.Command, args []string) ([]functionSpec, 
 		Name: args[0], Runtime: f.runtime, Handler: f.handler, Code: f.code,
 		Description: f.description, MemoryMB: f.memory, HTTPConcurrency: f.httpConcurrency,
 		Network: f.network, Image: f.image, ImageCommand: f.imageCommand, ImageEntrypoint: f.imageEntrypoint, ImageWorkdir: f.imageWorkdir,
+		ImagePort: f.imagePort,
 	}
 	s.EphemeralMB, s.DeadLetter = f.ephemeralMB, f.deadLetter
 	s.Tracing = canonical(f.tracing, tracingModes)
@@ -180,6 +187,9 @@ func (f *deployFlags) manifestSpecs(cmd *cobra.Command, args []string) ([]functi
 	}
 	var errs []error
 	for _, s := range specs {
+		if s.Image != "" {
+			continue
+		}
 		if err := checkCode(s.Code); err != nil {
 			errs = append(errs, fmt.Errorf("%s: function %q: %w", f.file, s.Name, err))
 		}
@@ -249,7 +259,10 @@ func (g *globals) deployOne(ctx context.Context, c *client, s *functionSpec, pro
 	if err != nil {
 		return functionView{}, err
 	}
-	if progress != nil {
+	switch {
+	case progress != nil && s.Image != "":
+		fmt.Fprintf(progress, "%s function %s (image %s).\n", verb, s.Name, dash(v.ResolvedImageUri))
+	case progress != nil:
 		fmt.Fprintf(progress, "%s function %s (%s of code).\n", verb, s.Name, humanBytes(int64(len(zip))))
 	}
 	if err := syncTriggers(ctx, c, s.Name, s.Triggers, progress); err != nil {
@@ -389,6 +402,9 @@ func (s *functionSpec) extensions(opts ...func(*lambda.Options)) []func(*lambda.
 	if s.Network != "" {
 		fields["NimbusNetwork"] = s.Network
 	}
+	if s.Image != "" {
+		fields["NimbusImagePort"] = s.ImagePort // declarative: 0 is the default
+	}
 	if len(fields) > 0 {
 		opts = append(opts, withBodyFields(fields))
 	}
@@ -421,11 +437,7 @@ func (g *globals) waitReady(ctx context.Context, c *client, name string, progres
 			}
 			return functionView{}, fmt.Errorf("update of %s failed: %s", name, reason(r))
 		case fc.State == types.StateActive && fc.LastUpdateStatus != types.LastUpdateStatusInProgress:
-			v := viewOf(fc)
-			if out.Concurrency != nil {
-				v.ReservedConcurrentExecutions = out.Concurrency.ReservedConcurrentExecutions
-			}
-			return v, nil
+			return functionViewOf(out), nil
 		}
 		if time.Since(start) >= g.waitTimeout {
 			return functionView{}, fmt.Errorf("function %s is not ready after %s: state %s, last update %s",

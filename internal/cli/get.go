@@ -21,10 +21,7 @@ func newGetCmd(g *globals) *cobra.Command {
 			if out.Configuration == nil {
 				return errors.New("the server answered GetFunction without a configuration")
 			}
-			v := viewOf(out.Configuration)
-			if out.Concurrency != nil {
-				v.ReservedConcurrentExecutions = out.Concurrency.ReservedConcurrentExecutions
-			}
+			v := functionViewOf(out)
 			if g.json() {
 				return writeJSON(cmd.OutOrStdout(), v)
 			}

@@ -23,10 +23,17 @@ type manifest struct {
 }
 
 type manifestFunction struct {
-	Name            string            `yaml:"name"`
-	Runtime         string            `yaml:"runtime"`
-	Handler         string            `yaml:"handler"`
-	Code            string            `yaml:"code"`
+	Name    string `yaml:"name"`
+	Runtime string `yaml:"runtime"`
+	Handler string `yaml:"handler"`
+	Code    string `yaml:"code"`
+	// Image is a container image run instead of code; the other image
+	// fields are its ImageConfig and, for runtime http, its port.
+	Image           string            `yaml:"image"`
+	ImageCommand    []string          `yaml:"imageCommand"`
+	ImageEntrypoint []string          `yaml:"imageEntrypoint"`
+	ImageWorkdir    string            `yaml:"imageWorkdir"`
+	ImagePort       int               `yaml:"imagePort"`
 	Memory          int               `yaml:"memory"`
 	Timeout         manifestTimeout   `yaml:"timeout"`
 	Description     string            `yaml:"description"`
@@ -177,6 +184,11 @@ func (f *manifestFunction) spec(dir string) functionSpec {
 		Layers:          f.Layers,
 		Publish:         f.Publish,
 		Aliases:         f.Aliases,
+		Image:           f.Image,
+		ImageCommand:    f.ImageCommand,
+		ImageEntrypoint: f.ImageEntrypoint,
+		ImageWorkdir:    f.ImageWorkdir,
+		ImagePort:       f.ImagePort,
 	}
 	if l := f.Logging; l != nil {
 		s.LogFormat = canonical(l.Format, logFormats)

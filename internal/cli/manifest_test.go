@@ -46,8 +46,37 @@ func TestParseManifest(t *testing.T) {
 	}
 }
 
+func TestParseManifestImages(t *testing.T) {
+	const doc = `functions:
+  - name: lambda-image
+    image: registry.example.com:5000/app:v1
+    imageEntrypoint: [/app/bootstrap]
+    imageCommand: [handler, --fast]
+    imageWorkdir: /app
+  - name: web
+    image: registry.example.com:5000/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    runtime: http
+    imagePort: 8080
+    memory: 512
+`
+	got, err := parseManifest([]byte(doc), "/proj")
+	if err != nil {
+		t.Fatalf("parseManifest: %v", err)
+	}
+	want := []functionSpec{
+		{Name: "lambda-image", Image: "registry.example.com:5000/app:v1", ImageEntrypoint: []string{"/app/bootstrap"},
+			ImageCommand: []string{"handler", "--fast"}, ImageWorkdir: "/app"},
+		{Name: "web", Runtime: "http", MemoryMB: 512, ImagePort: 8080,
+			Image: "registry.example.com:5000/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+}
+
 func TestParseManifestErrors(t *testing.T) {
 	const base = "functions:\n  - name: hello\n    runtime: python3.11\n    handler: app.handler\n    code: .\n"
+	const imageBase = "functions:\n  - name: img\n    image: 127.0.0.1:5000/app:v1\n"
 	tests := []struct {
 		name, doc, want string
 	}{
@@ -83,6 +112,19 @@ func TestParseManifestErrors(t *testing.T) {
 				"line 2: functions[0] (\"hello\"): environment variable name \"X\" is invalid: it must start with a letter and have at least two letters, digits or underscores\n" +
 				"line 2: functions[0] (\"hello\"): httpConcurrency must be 1 to 1000, not 1001"},
 		{"bad network", base + "    network: bridge\n", `line 2: functions[0] ("hello"): network must be egress, none or host, not "bridge"`},
+		{"image fields without an image", base + "    imageCommand: [serve]\n    imagePort: 8080\n",
+			`line 2: functions[0] ("hello"): imageCommand, imageEntrypoint, imageWorkdir and imagePort need an image`},
+		{"image and code", imageBase + "    code: .\n", `line 2: functions[0] ("img"): give code or an image, not both`},
+		{"image and handler", imageBase + "    handler: app.handler\n",
+			`line 2: functions[0] ("img"): an image has no handler: set imageCommand (the image's CMD) instead`},
+		{"image with a runtime", imageBase + "    runtime: python3.11\n",
+			`line 2: functions[0] ("img"): runtime of an image is none (Lambda's Runtime API) or http (an HTTP server on port 9000), not python3.11`},
+		{"image port without http", imageBase + "    imagePort: 8080\n",
+			`line 2: functions[0] ("img"): imagePort is for an image served over HTTP (runtime http)`},
+		{"image port out of range", imageBase + "    runtime: http\n    imagePort: 70000\n",
+			`line 2: functions[0] ("img"): imagePort must be 1 to 65535, not 70000`},
+		{"relative workdir", imageBase + "    imageWorkdir: app\n", `line 2: functions[0] ("img"): imageWorkdir "app" must be an absolute path`},
+		{"image command not a list", imageBase + "    imageCommand: serve\n", "line 4: cannot unmarshal !!str `serve` into []string"},
 		{"second entry", base + "  - name: bye\n    runtime: python3.11\n    code: .\n",
 			`line 6: functions[1] ("bye"): handler is required for runtime python3.11 (for example app.handler)`},
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -39,6 +40,21 @@ type functionView struct {
 	TracingConfig                *struct{ Mode string }      `json:",omitempty"`
 	LoggingConfig                *loggingView                `json:",omitempty"`
 	DeadLetterConfig             *struct{ TargetArn string } `json:",omitempty"`
+	// PackageType is Zip or Image, as the node answers it.
+	PackageType string `json:",omitempty"`
+	// ImageUri and ResolvedImageUri are an image function's image as
+	// given and the digest it runs (GetFunction's Code; get and deploy
+	// only), ImageConfig its overrides.
+	ImageUri         string     `json:",omitempty"`
+	ResolvedImageUri string     `json:",omitempty"`
+	ImageConfig      *imageView `json:",omitempty"`
+}
+
+// imageView is Lambda's ImageConfig.
+type imageView struct {
+	EntryPoint       []string `json:",omitempty"`
+	Command          []string `json:",omitempty"`
+	WorkingDirectory string   `json:",omitempty"`
 }
 
 type envView struct {
@@ -69,11 +85,30 @@ func viewOf(fc *types.FunctionConfiguration) functionView {
 		StateReason:            aws.ToString(fc.StateReason),
 		LastUpdateStatus:       string(fc.LastUpdateStatus),
 		LastUpdateStatusReason: aws.ToString(fc.LastUpdateStatusReason),
+		PackageType:            string(fc.PackageType),
+	}
+	if r := fc.ImageConfigResponse; r != nil && r.ImageConfig != nil {
+		c := r.ImageConfig
+		if len(c.EntryPoint) > 0 || len(c.Command) > 0 || aws.ToString(c.WorkingDirectory) != "" {
+			v.ImageConfig = &imageView{EntryPoint: c.EntryPoint, Command: c.Command, WorkingDirectory: aws.ToString(c.WorkingDirectory)}
+		}
 	}
 	if fc.Environment != nil && len(fc.Environment.Variables) > 0 {
 		v.Environment = &envView{Variables: fc.Environment.Variables}
 	}
 	v.settingsOf(fc)
+	return v
+}
+
+// functionViewOf is viewOf a GetFunction answer, with its image.
+func functionViewOf(out *lambda.GetFunctionOutput) functionView {
+	v := viewOf(out.Configuration)
+	if c := out.Code; c != nil {
+		v.ImageUri, v.ResolvedImageUri = aws.ToString(c.ImageUri), aws.ToString(c.ResolvedImageUri)
+	}
+	if out.Concurrency != nil {
+		v.ReservedConcurrentExecutions = out.Concurrency.ReservedConcurrentExecutions
+	}
 	return v
 }
 
@@ -124,6 +159,7 @@ func writeFunctionDetail(w io.Writer, f functionView) error {
 	}
 	row("Runtime", dash(f.Runtime))
 	row("Handler", dash(f.Handler))
+	f.imageRows(row)
 	if f.Description != "" {
 		row("Description", f.Description)
 	}
@@ -154,6 +190,41 @@ func writeFunctionDetail(w io.Writer, f functionView) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// imageRows adds an image function's package type, image, digest and
+// overrides.
+func (f *functionView) imageRows(row func(k, v string)) {
+	if f.PackageType != nimbus.PackageImage {
+		return
+	}
+	row("Package type", f.PackageType)
+	row("Image", dash(f.ImageUri))
+	_, digest, _ := strings.Cut(f.ResolvedImageUri, "@")
+	row("Image digest", dash(digest))
+	if c := f.ImageConfig; c != nil {
+		if len(c.EntryPoint) > 0 {
+			row("Entry point", quoteArgs(c.EntryPoint))
+		}
+		if len(c.Command) > 0 {
+			row("Command", quoteArgs(c.Command))
+		}
+		if c.WorkingDirectory != "" {
+			row("Working dir", c.WorkingDirectory)
+		}
+	}
+}
+
+// quoteArgs shows a command's arguments, each quoted if it needs to be.
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = a
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r == '\'' || r == 0x7f }) {
+			q[i] = strconv.Quote(a)
+		}
+	}
+	return strings.Join(q, " ")
 }
 
 // settingRows adds the settings that differ from their defaults.

@@ -62,6 +62,8 @@ type functionSpec struct {
 	Image                         string
 	ImageCommand, ImageEntrypoint []string
 	ImageWorkdir                  string
+	// ImagePort is the port an image of runtime http serves on (0: 9000).
+	ImagePort int
 }
 
 // maxDescription is Lambda's limit on a description, in characters.
@@ -93,7 +95,7 @@ func (s *functionSpec) problems() []error {
 	case strings.ContainsFunc(s.Runtime, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		add("runtime %q must not contain spaces or control characters", s.Runtime)
 	}
-	if s.Handler == "" && needsHandler(s.Runtime) {
+	if s.Handler == "" && s.Image == "" && needsHandler(s.Runtime) {
 		add("handler is required for runtime %s (for example app.handler)", s.Runtime)
 	}
 	if s.Handler != "" && (len(s.Handler) > 128 || strings.ContainsFunc(s.Handler, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
@@ -125,7 +127,36 @@ func (s *functionSpec) problems() []error {
 		add("network must be egress, none or host, not %q", s.Network)
 	}
 	errs = append(errs, s.versionProblems()...)
+	errs = append(errs, s.imageProblems()...)
 	return append(errs, s.settingProblems()...)
+}
+
+// imageProblems checks the image settings: only with an image, a port
+// only for an HTTP image.
+func (s *functionSpec) imageProblems() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Image == "" {
+		if len(s.ImageCommand) > 0 || len(s.ImageEntrypoint) > 0 || s.ImageWorkdir != "" || s.ImagePort != 0 {
+			add("imageCommand, imageEntrypoint, imageWorkdir and imagePort need an image")
+		}
+		return errs
+	}
+	if s.Handler != "" {
+		add("an image has no handler: set imageCommand (the image's CMD) instead")
+	}
+	if s.Layers != nil && len(*s.Layers) > 0 {
+		add("layers are for code, not images")
+	}
+	if w := s.ImageWorkdir; w != "" && !strings.HasPrefix(w, "/") {
+		add("imageWorkdir %q must be an absolute path", w)
+	}
+	if p := s.ImagePort; p < 0 || p > 65535 {
+		add("imagePort must be 1 to 65535, not %d", p)
+	} else if p != 0 && s.Runtime != "http" {
+		add("imagePort is for an image served over HTTP (runtime http)")
+	}
+	return errs
 }
 
 // Tracing modes, log formats and log levels as Lambda names them.

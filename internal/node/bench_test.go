@@ -10,7 +10,10 @@ package node_test
 //     throughput with parallel clients).
 //   - BenchmarkColdStart: request to response on a new instance, per runtime,
 //     against fork/exec of the same interpreter or binary.
-//   - BenchmarkScaleOut: 0 to 100 instances of a Go function in one burst.
+//   - BenchmarkScaleOut: 0 to 100 instances of a Go function in one burst,
+//     as a zip and as a container image.
+//   - BenchmarkColdStartImage (bench_image_test.go): the Go function's cold
+//     start as a container image beside the same binary as a zip.
 
 import (
 	"bytes"
@@ -41,6 +44,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/image/imagetest"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
@@ -190,6 +194,14 @@ var versions atomic.Int64
 // have instances.
 func newVersion(b *testing.B, c *lambda.Client, name string) {
 	b.Helper()
+	newConfig(b, c, name)
+	waitChildren(b, 0)
+}
+
+// newConfig changes an environment variable of the function, so that its
+// next invoke needs a new pool, and waits until the change is applied.
+func newConfig(b *testing.B, c *lambda.Client, name string) {
+	b.Helper()
 	v := strconv.FormatInt(versions.Add(1), 10)
 	_, err := c.UpdateFunctionConfiguration(b.Context(), &lambda.UpdateFunctionConfigurationInput{
 		FunctionName: aws.String(name),
@@ -199,11 +211,14 @@ func newVersion(b *testing.B, c *lambda.Client, name string) {
 		b.Fatalf("UpdateFunctionConfiguration %s: %v", name, err)
 	}
 	waitUpdated(b, c, name)
-	waitChildren(b, 0)
 }
 
 // children counts this process's child processes (instances, zombies
-// included).
+// included), less the sandbox's pre-started helpers and its idle zygotes.
+// A zygote (exec'd with _NIMBUS_ZYGOTE=1) looks the same idle and once it
+// is an instance; the sandbox keeps process.DefaultZygotesEach idle per
+// interpreter, so of the zygotes of one interpreter only those beyond are
+// counted (the Go functions these benchmarks count never use one).
 func children() (int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -211,6 +226,7 @@ func children() (int, error) {
 	}
 	self := strconv.Itoa(os.Getpid())
 	n := 0
+	zygotes := map[string]int{} // by executable
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
@@ -222,25 +238,57 @@ func children() (int, error) {
 		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
 		s := string(stat)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == self && !isIdleHelper(e.Name()) {
-			n++
+		if len(f) < 2 || f[1] != self || isIdleHelper(e.Name()) {
+			continue
 		}
+		if isZygote(e.Name()) {
+			exe, _ := os.Readlink("/proc/" + e.Name() + "/exe")
+			zygotes[exe]++
+			continue
+		}
+		n++
+	}
+	for _, z := range zygotes {
+		n += max(z-process.DefaultZygotesEach, 0)
 	}
 	return n, nil
 }
 
+// describeChildren lists this process's children (pid, command line and
+// executable), for a failure's message.
+func describeChildren() string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range ents {
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 2 || f[1] != self {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		exe, _ := os.Readlink("/proc/" + e.Name() + "/exe")
+		out = append(out, fmt.Sprintf("%s %q (%s, zygote %t)", e.Name(), bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), exe, isZygote(e.Name())))
+	}
+	return strings.Join(out, "; ")
+}
+
 // isIdleHelper reports whether pid is one of the sandbox's pre-started
-// helpers or zygotes waiting for an instance (they are children too): a
-// zygote was exec'd with _NIMBUS_ZYGOTE=1, and its output goes to
-// /dev/null until it has its instance.
+// helpers waiting for an instance (they are children too).
 func isIdleHelper(pid string) bool {
 	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
-	if err == nil && bytes.HasPrefix(cmdline, []byte("nimbus-sandbox-init\x00")) {
-		return true
-	}
+	return err == nil && bytes.HasPrefix(cmdline, []byte("nimbus-sandbox-init\x00"))
+}
+
+// isZygote reports whether pid began as a zygote: a pre-initialised
+// interpreter, idle or since given an instance.
+func isZygote(pid string) bool {
 	environ, err := os.ReadFile("/proc/" + pid + "/environ")
-	stdout, _ := os.Readlink("/proc/" + pid + "/fd/1")
-	return err == nil && bytes.Contains(append([]byte{0}, environ...), []byte("\x00_NIMBUS_ZYGOTE=1\x00")) && stdout == "/dev/null"
+	return err == nil && bytes.Contains(append([]byte{0}, environ...), []byte("\x00_NIMBUS_ZYGOTE=1\x00"))
 }
 
 // waitChildren waits until this process has want children.
@@ -256,7 +304,7 @@ func waitChildren(b *testing.B, want int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("child processes = %d after 20s, want %d", got, want)
+			b.Fatalf("child processes = %d after 20s, want %d: %s", got, want, describeChildren())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -671,27 +719,37 @@ func BenchmarkScaleOut(b *testing.B) {
 	c := lambdaClient(n)
 	fn := goFunction(b, "burst")
 	url := deploy(b, n, c, fn)
-	b.Run("nimbus", func(b *testing.B) {
-		hc := httpClient(b, burstSize)
-		body := []byte(fmt.Sprintf(`{"sleep_ms":%d}`, burstSleep.Milliseconds()))
-		var toAll, toAnswered []time.Duration
-		for b.Loop() {
-			b.StopTimer()
-			newVersion(b, c, fn.name)
-			b.StartTimer()
-			all, answered := burst(b, n, hc, url, body)
-			toAll = append(toAll, all)
-			toAnswered = append(toAnswered, answered-burstSleep)
-		}
-		b.ReportMetric(float64(percentile(toAll, 0.5))/float64(time.Millisecond), "ms-to-100")
-		b.ReportMetric(float64(slices.Max(toAll))/float64(time.Millisecond), "max-ms-to-100")
-		b.ReportMetric(float64(percentile(toAnswered, 0.5))/float64(time.Millisecond), "ms-all-answered")
-	})
+	b.Run("nimbus", func(b *testing.B) { benchBurst(b, n, c, fn.name, url) })
+	// The same binary as a container image (issue 18), already on the
+	// node: its instances' roots are the image's.
+	reg := imagetest.NewRegistry(b)
+	imgURL := deployImage(b, n, c, reg, "burst-image")
+	b.Run("nimbus-image", func(b *testing.B) { benchBurst(b, n, c, "burst-image", imgURL) })
+}
+
+// benchBurst times bursts of burstSize invokes of a cold function name at
+// url, leaving no instance behind.
+func benchBurst(b *testing.B, n *node.Node, c *lambda.Client, name, url string) {
+	hc := httpClient(b, burstSize)
+	body := []byte(fmt.Sprintf(`{"sleep_ms":%d}`, burstSleep.Milliseconds()))
+	var toAll, toAnswered []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		newVersion(b, c, name)
+		b.StartTimer()
+		all, answered := burst(b, n, hc, name, url, body)
+		toAll = append(toAll, all)
+		toAnswered = append(toAnswered, answered-burstSleep)
+	}
+	b.ReportMetric(float64(percentile(toAll, 0.5))/float64(time.Millisecond), "ms-to-100")
+	b.ReportMetric(float64(slices.Max(toAll))/float64(time.Millisecond), "max-ms-to-100")
+	b.ReportMetric(float64(percentile(toAnswered, 0.5))/float64(time.Millisecond), "ms-all-answered")
+	newVersion(b, c, name) // the next case counts instances
 }
 
 // burst sends burstSize invokes at once and returns when burstSize
 // instances were running and when every answer had come.
-func burst(b *testing.B, n *node.Node, hc *http.Client, url string, body []byte) (all, answered time.Duration) {
+func burst(b *testing.B, n *node.Node, hc *http.Client, name, url string, body []byte) (all, answered time.Duration) {
 	b.Helper()
 	errs := make([]error, burstSize)
 	var wg sync.WaitGroup
@@ -709,9 +767,9 @@ func burst(b *testing.B, n *node.Node, hc *http.Client, url string, body []byte)
 	for all == 0 {
 		select {
 		case <-done:
-			b.Fatalf("every answer came before %d instances ran (%+v): %v", burstSize, n.Engine().Stats("burst"), errors.Join(errs...))
+			b.Fatalf("every answer came before %d instances ran (%+v): %v", burstSize, n.Engine().Stats(name), errors.Join(errs...))
 		case <-tick.C:
-			if n.Engine().Stats("burst").Instances >= burstSize {
+			if n.Engine().Stats(name).Instances >= burstSize {
 				all = time.Since(began)
 			}
 		}

@@ -1,112 +1,22 @@
 package node_test
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"runtime"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	ggtypes "github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/nimbus-serverless/nimbus/internal/image/imagetest"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 )
-
-// imageRegistry is an in-process registry on 127.0.0.1, whose blob GETs a
-// test can break.
-type imageRegistry struct {
-	host   string
-	broken atomic.Pointer[string] // a blob digest GETs of which fail
-}
-
-func newImageRegistry(t *testing.T) *imageRegistry {
-	t.Helper()
-	ir := &imageRegistry{}
-	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d := ir.broken.Load(); d != nil && strings.HasSuffix(r.URL.Path, "/blobs/"+*d) {
-			http.Error(w, "gone", http.StatusNotFound)
-			return
-		}
-		inner.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	ir.host = strings.TrimPrefix(srv.URL, "http://")
-	return ir
-}
-
-// push writes an image of one gzipped layer holding files (mode 0755) with
-// cfg as repo:tag, and returns its reference, its digest and its layer's.
-func (ir *imageRegistry) push(t *testing.T, repoTag string, files map[string][]byte, cfg v1.Config) (ref, digest, layer string) {
-	t.Helper()
-	var tarBuf bytes.Buffer
-	tw := tar.NewWriter(&tarBuf)
-	for p, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: p, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Unix(1_700_000_000, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write(tarBuf.Bytes())
-	_ = zw.Close()
-	l := static.NewLayer(gz.Bytes(), ggtypes.DockerLayer)
-	ld, err := l.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config = cfg
-	cf.OS, cf.Architecture = "linux", nodeArch()
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref = ir.host + "/" + repoTag
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref, d.String(), ld.String()
-}
 
 // waitState waits until function name leaves Pending (and its update is
 // done) and returns its configuration.
@@ -146,13 +56,13 @@ func TestImageFunctions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := newImageRegistry(t)
-	n := nodetest.Start(t, func(c *node.Config) { c.InsecureRegistries = []string{reg.host} })
+	reg := imagetest.NewRegistry(t)
+	n := nodetest.Start(t, func(c *node.Config) { c.InsecureRegistries = []string{reg.Host} })
 	c := lambdaClient(n)
 	role := aws.String("arn:aws:iam::000000000000:role/r")
 
 	// Lambda's contract: the aws-lambda-go binary as ENTRYPOINT.
-	ref, digest, _ := reg.push(t, "noop:v1", map[string][]byte{"bootstrap": bin}, v1.Config{Entrypoint: []string{"/bootstrap"}, Env: []string{"FROM_IMAGE=1"}})
+	ref, digest, _ := reg.Push(t, "noop:v1", map[string][]byte{"bootstrap": bin}, v1.Config{Entrypoint: []string{"/bootstrap"}, Env: []string{"FROM_IMAGE=1"}})
 	_, err = c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{
 		FunctionName: aws.String("img-lambda"), Role: role, PackageType: types.PackageTypeImage,
 		Code: &types.FunctionCode{ImageUri: aws.String(ref)},
@@ -162,7 +72,7 @@ func TestImageFunctions(t *testing.T) {
 	}
 	got := waitState(t, c, "img-lambda")
 	if got.Configuration.State != types.StateActive || got.Configuration.PackageType != types.PackageTypeImage ||
-		aws.ToString(got.Code.ImageUri) != ref || aws.ToString(got.Code.ResolvedImageUri) != reg.host+"/noop@"+digest ||
+		aws.ToString(got.Code.ImageUri) != ref || aws.ToString(got.Code.ResolvedImageUri) != reg.Host+"/noop@"+digest ||
 		aws.ToString(got.Configuration.CodeSha256) != strings.TrimPrefix(digest, "sha256:") {
 		t.Fatalf("GetFunction: state %s (%s), package %s, code %+v, sha %s; want Active Image %s at %s",
 			got.Configuration.State, aws.ToString(got.Configuration.StateReason), got.Configuration.PackageType, *got.Code,
@@ -173,7 +83,7 @@ func TestImageFunctions(t *testing.T) {
 	}
 
 	// Function Compute's contract: an HTTP server on port 9000.
-	ref2, _, _ := reg.push(t, "echo:v1", map[string][]byte{"srv/echo": bin}, v1.Config{Entrypoint: []string{"/srv/echo"}, Cmd: []string{"-echo", "127.0.0.1:9000"}})
+	ref2, _, _ := reg.Push(t, "echo:v1", map[string][]byte{"srv/echo": bin}, v1.Config{Entrypoint: []string{"/srv/echo"}, Cmd: []string{"-echo", "127.0.0.1:9000"}})
 	_, err = c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{
 		FunctionName: aws.String("img-http"), Role: role, PackageType: types.PackageTypeImage, Runtime: "http",
 		Code: &types.FunctionCode{ImageUri: aws.String(ref2)},
@@ -189,14 +99,14 @@ func TestImageFunctions(t *testing.T) {
 	}
 
 	// The tag moves: the function keeps its digest until UpdateFunctionCode.
-	_, digest3, _ := reg.push(t, "noop:v1", map[string][]byte{"bootstrap": bin, "marker": []byte("2")}, v1.Config{Entrypoint: []string{"/bootstrap"}})
-	if got := waitState(t, c, "img-lambda"); aws.ToString(got.Code.ResolvedImageUri) != reg.host+"/noop@"+digest {
+	_, digest3, _ := reg.Push(t, "noop:v1", map[string][]byte{"bootstrap": bin, "marker": []byte("2")}, v1.Config{Entrypoint: []string{"/bootstrap"}})
+	if got := waitState(t, c, "img-lambda"); aws.ToString(got.Code.ResolvedImageUri) != reg.Host+"/noop@"+digest {
 		t.Errorf("after the tag moved: %s, want the digest resolved at create, %s", aws.ToString(got.Code.ResolvedImageUri), digest)
 	}
 	if _, err := c.UpdateFunctionCode(t.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("img-lambda"), ImageUri: aws.String(ref)}); err != nil {
 		t.Fatalf("UpdateFunctionCode: %v", err)
 	}
-	if got := waitState(t, c, "img-lambda"); aws.ToString(got.Code.ResolvedImageUri) != reg.host+"/noop@"+digest3 || got.Configuration.State != types.StateActive {
+	if got := waitState(t, c, "img-lambda"); aws.ToString(got.Code.ResolvedImageUri) != reg.Host+"/noop@"+digest3 || got.Configuration.State != types.StateActive {
 		t.Errorf("after UpdateFunctionCode: %s %s, want %s Active", aws.ToString(got.Code.ResolvedImageUri), got.Configuration.State, digest3)
 	}
 	if _, fe := invokeText(t, c, "img-lambda", `{}`); fe != "" {
@@ -219,11 +129,11 @@ func TestImageFunctions(t *testing.T) {
 	// A missing tag is refused at once; a registry that then fails to
 	// serve the layers leaves the function Failed with the reason.
 	if _, err := c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{FunctionName: aws.String("img-missing"), Role: role,
-		PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(reg.host + "/nothing:here")}}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(reg.Host + "/nothing:here")}}); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("CreateFunction of a missing image: %v, want does not exist", err)
 	}
-	ref4, _, layer := reg.push(t, "broken:v1", map[string][]byte{"bootstrap": bin, "other": []byte("x")}, v1.Config{Entrypoint: []string{"/bootstrap"}})
-	reg.broken.Store(&layer)
+	ref4, _, layer := reg.Push(t, "broken:v1", map[string][]byte{"bootstrap": bin, "other": []byte("x")}, v1.Config{Entrypoint: []string{"/bootstrap"}})
+	reg.Broken.Store(&layer)
 	if _, err := c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{FunctionName: aws.String("img-broken"), Role: role,
 		PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(ref4)}}); err != nil {
 		t.Fatalf("CreateFunction (broken): %v", err)
@@ -235,5 +145,87 @@ func TestImageFunctions(t *testing.T) {
 	t.Logf("broken image: %s: %s", got.Configuration.StateReasonCode, aws.ToString(got.Configuration.StateReason))
 }
 
-// nodeArch is this node's architecture as images name it.
-func nodeArch() string { return runtime.GOARCH }
+// TestImageVersionsWarmed: a node that joins a cluster warms the images of
+// image functions' published versions (which aliases point at), not only
+// the image $LATEST runs, before any of them is invoked.
+func TestImageVersionsWarmed(t *testing.T) {
+	bin, err := noopBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := imagetest.NewRegistry(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	srv := natsServer(t, port, t.TempDir())
+	t.Cleanup(srv.Shutdown)
+	cluster := func(dataDir string) func(*node.Config) {
+		return func(c *node.Config) {
+			c.NATSURL, c.NATSPrefix = srv.ClientURL(), "warm"
+			c.InsecureRegistries = []string{reg.Host}
+			if dataDir != "" {
+				c.DataDir = dataDir
+			}
+		}
+	}
+	a := nodetest.Start(t, cluster(""))
+	c := lambdaClient(a)
+	name := aws.String("img-versions")
+
+	var digests []string
+	for i := range 3 {
+		ref, digest, _ := reg.Push(t, "versions:v1", map[string][]byte{"bootstrap": bin, "marker": []byte{byte('0' + i)}},
+			v1.Config{Entrypoint: []string{"/bootstrap"}})
+		digests = append(digests, digest)
+		if i == 0 {
+			_, err = c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{FunctionName: name, Role: aws.String("arn:aws:iam::000000000000:role/r"),
+				PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(ref)}})
+		} else {
+			_, err = c.UpdateFunctionCode(t.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: name, ImageUri: aws.String(ref)})
+		}
+		if err != nil {
+			t.Fatalf("deploy image %d: %v", i, err)
+		}
+		if got := waitState(t, c, *name); got.Configuration.State != types.StateActive {
+			t.Fatalf("image %d: %s %s", i, got.Configuration.State, aws.ToString(got.Configuration.StateReason))
+		}
+		if i < 2 { // versions 1 and 2; $LATEST runs the third image
+			if _, err := c.PublishVersion(t.Context(), &lambda.PublishVersionInput{FunctionName: name}); err != nil {
+				t.Fatalf("PublishVersion: %v", err)
+			}
+		}
+	}
+	if _, err := c.CreateAlias(t.Context(), &lambda.CreateAliasInput{FunctionName: name, Name: aws.String("live"), FunctionVersion: aws.String("1")}); err != nil {
+		t.Fatalf("CreateAlias: %v", err)
+	}
+
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := nodetest.Start(t, cluster(dir))
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var missing []string
+		for _, d := range digests {
+			if _, err := os.Stat(filepath.Join(dir, "images", "images", strings.TrimPrefix(d, "sha256:"), "rootfs")); err != nil {
+				missing = append(missing, d)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the joining node has not warmed %v of %v after 60s", missing, digests)
+		}
+	}
+	// And runs them: the alias, the other version and $LATEST.
+	cb := lambdaClient(b)
+	for _, q := range []string{"img-versions:live", "img-versions:2", "img-versions"} {
+		if out, fe := invokeText(t, cb, q, `{"sleep_ms":1}`); fe != "" || out != `{"sleep_ms":1}` {
+			t.Errorf("invoke %s on the joining node: %s (error %q)", q, out, fe)
+		}
+	}
+}

@@ -18,7 +18,8 @@ import (
 // next update. The node that wrote the function pulls and unpacks the
 // image (State Pending until it is ready, Failed with Lambda's reason
 // code otherwise); every other node warms it when it sees the change, and
-// a node that starts warms the images of its functions (Resume), so that
+// a node that starts warms the images of its functions and of their
+// published versions (Resume), so that
 // no instance start waits for a pull. CodeSHA256 is the image's manifest
 // digest (hex), as Lambda shows it; no code package is stored.
 
@@ -261,6 +262,52 @@ func (r *Registry) warmImage(fn *nimbus.Function) {
 		defer warming.Delete(key)
 		if err := r.cfg.Images.Ensure(r.ctx, fn.Image.Resolved); err != nil && r.ctx.Err() == nil {
 			r.log.Warn("warm image", nimbus.LogFunction, fn.Name, "image", fn.Image.Resolved, nimbus.LogErr, err)
+		}
+	}()
+}
+
+// warmVersions pulls, in the background and one after the other, the
+// images of fn's published versions that $LATEST does not run: the
+// versions an alias (or a qualified invoke) may start instances of. A
+// version whose snapshot cannot be read is skipped with a warning.
+func (r *Registry) warmVersions(fn *nimbus.Function) {
+	if !fn.IsImage() {
+		return
+	}
+	seen := map[string]bool{fn.CodeSHA256: true}
+	var numbers []int
+	for _, v := range fn.Versions {
+		if !seen[v.CodeSHA256] {
+			seen[v.CodeSHA256] = true
+			numbers = append(numbers, v.Number)
+		}
+	}
+	if len(numbers) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.cfg.Images == nil {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for _, n := range numbers {
+			v, err := r.Version(r.ctx, fn.Name, n)
+			if r.ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				r.log.Warn("warm a version's image", nimbus.LogFunction, fn.Name, "version", n, nimbus.LogErr, err)
+				continue
+			}
+			if v.Image == nil || v.Image.Resolved == "" || v.State == nimbus.StateFailed {
+				continue
+			}
+			if err := r.cfg.Images.Ensure(r.ctx, v.Image.Resolved); err != nil && r.ctx.Err() == nil {
+				r.log.Warn("warm a version's image", nimbus.LogFunction, fn.Name, "version", n, "image", v.Image.Resolved, nimbus.LogErr, err)
+			}
 		}
 	}()
 }

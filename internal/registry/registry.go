@@ -375,7 +375,8 @@ func (r *Registry) putCode(ctx context.Context, fn *nimbus.Function, zip []byte)
 var crcTable = sync.OnceValue(func() *crc64.Table { return crc64.MakeTable(crc64.ECMA) })
 
 // Resume finishes the preparations a previous run left Pending or
-// InProgress (it was stopped before they ended).
+// InProgress (it was stopped before they ended), and warms the images of
+// image functions and of their published versions on this node.
 func (r *Registry) Resume(ctx context.Context) error {
 	return r.Walk(ctx, func(fn *nimbus.Function) bool {
 		switch {
@@ -385,6 +386,9 @@ func (r *Registry) Resume(ctx context.Context) error {
 			if pending || fn.State != nimbus.StateFailed {
 				r.prepareImage(fn.Name, fn.Image.Resolved, pending)
 			}
+			// Its published versions (and so what its aliases point
+			// at) may run other images, invokable whatever $LATEST's state.
+			r.warmVersions(fn)
 		case fn.State == nimbus.StatePending || fn.LastUpdateStatus == nimbus.UpdateInProgress:
 			r.prepare(fn.Name, fn.CodeSHA256, nil)
 		}
