@@ -228,4 +228,20 @@ func TestImageVersionsWarmed(t *testing.T) {
 			t.Errorf("invoke %s on the joining node: %s (error %q)", q, out, fe)
 		}
 	}
+	// An update made through node A is warmed by node B as it sees the
+	// change, before anything is invoked there.
+	ref, digest, _ := reg.Push(t, "versions:v2", map[string][]byte{"bootstrap": bin, "marker": []byte("new")},
+		v1.Config{Entrypoint: []string{"/bootstrap"}})
+	if _, err := c.UpdateFunctionCode(t.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: name, ImageUri: aws.String(ref)}); err != nil {
+		t.Fatalf("UpdateFunctionCode: %v", err)
+	}
+	root := filepath.Join(dir, "images", "images", strings.TrimPrefix(digest, "sha256:"), "rootfs")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(root); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B has not warmed the image node A deployed (%s) after 60s", digest)
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/image"
@@ -236,30 +235,26 @@ func (r *Registry) prepareImage(name, resolved string, settle bool) {
 	}()
 }
 
-// warming are the images this node is warming (warmImage), by resolved
-// reference.
-var warming sync.Map
-
 // warmImage pulls fn's image on this node in the background if fn is an
 // image function that is not Failed: a function another node wrote.
 func (r *Registry) warmImage(fn *nimbus.Function) {
 	if fn == nil || !fn.IsImage() || fn.Image == nil || fn.Image.Resolved == "" || fn.State == nimbus.StateFailed {
 		return
 	}
-	key := fmt.Sprintf("%p/%s", r, fn.Image.Resolved)
-	if _, busy := warming.LoadOrStore(key, true); busy {
+	key := fn.Image.Resolved
+	if _, busy := r.warming.LoadOrStore(key, true); busy {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || r.cfg.Images == nil {
-		warming.Delete(key)
+		r.warming.Delete(key)
 		return
 	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer warming.Delete(key)
+		defer r.warming.Delete(key)
 		if err := r.cfg.Images.Ensure(r.ctx, fn.Image.Resolved); err != nil && r.ctx.Err() == nil {
 			r.log.Warn("warm image", nimbus.LogFunction, fn.Name, "image", fn.Image.Resolved, nimbus.LogErr, err)
 		}

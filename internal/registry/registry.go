@@ -64,6 +64,9 @@ type Registry struct {
 	cache    *fnCache
 	versions versionCache // published versions read (versions.go)
 	layers   layerCache   // layer versions read (layers.go)
+	// warming are the images this node is pulling in the background
+	// (warmImage), by resolved reference.
+	warming sync.Map
 
 	mu        sync.Mutex
 	listeners []func(name string)
