@@ -58,15 +58,20 @@ func (a registryImages) Ensure(ctx context.Context, resolved string) error {
 // collectImages removes the images (and their layers) that no function or
 // published version runs and no instance uses, beside the code cache's
 // collection.
-func (n *Node) collectImages() {
+func (n *Node) collectImages() { n.collectImagesOlderThan(imageMinAge) }
+
+// collectImagesOlderThan is collectImages for images at least minAge old;
+// it returns what it removed.
+func (n *Node) collectImagesOlderThan(minAge time.Duration) []string {
 	if n.images == nil {
-		return
+		return nil
 	}
-	removed, err := n.images.Collect(n.registry.ImageInUse, imageMinAge)
+	removed, err := n.images.Collect(n.registry.ImageInUse, minAge)
 	if err != nil {
 		n.log.Warn("collect unused images", nimbus.LogErr, err)
 	}
 	if len(removed) > 0 {
 		n.log.Info("collected unused images", "removed", len(removed))
 	}
+	return removed
 }

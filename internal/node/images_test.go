@@ -245,3 +245,78 @@ func TestImageVersionsWarmed(t *testing.T) {
 		}
 	}
 }
+
+// TestImageCollect: the node's collection removes the image of a deleted
+// function, and an image only a deleted version ran once its last instance
+// is gone; never the image $LATEST or a published version runs.
+func TestImageCollect(t *testing.T) {
+	bin, err := noopBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := imagetest.NewRegistry(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := nodetest.Start(t, func(c *node.Config) { c.InsecureRegistries = []string{reg.Host}; c.DataDir = dir })
+	c := lambdaClient(n)
+	role := aws.String("arn:aws:iam::000000000000:role/r")
+	push := func(tag, marker string) (string, string) {
+		ref, digest, _ := reg.Push(t, "gc:"+tag, map[string][]byte{"bootstrap": bin, "marker": []byte(marker)}, v1.Config{Entrypoint: []string{"/bootstrap"}})
+		return ref, digest
+	}
+	onNode := func(digest string) bool {
+		_, err := os.Stat(filepath.Join(dir, "images", "images", strings.TrimPrefix(digest, "sha256:"), "rootfs"))
+		return err == nil
+	}
+	refA, digestA := push("a", "a")
+	refB, digestB := push("b", "b")
+	refC, digestC := push("c", "c")
+	deploy := func(name, ref string) {
+		t.Helper()
+		if _, err := c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{FunctionName: aws.String(name), Role: role,
+			PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(ref)}}); err != nil {
+			t.Fatalf("CreateFunction %s: %v", name, err)
+		}
+		if got := waitState(t, c, name); got.Configuration.State != types.StateActive {
+			t.Fatalf("%s: %s %s", name, got.Configuration.State, aws.ToString(got.Configuration.StateReason))
+		}
+	}
+	deploy("gc", refA)
+	if _, fe := invokeText(t, c, "gc", `{}`); fe != "" { // an instance of image A
+		t.Fatalf("invoke: %s", fe)
+	}
+	if _, err := c.PublishVersion(t.Context(), &lambda.PublishVersionInput{FunctionName: aws.String("gc")}); err != nil {
+		t.Fatalf("PublishVersion: %v", err)
+	}
+	if _, err := c.UpdateFunctionCode(t.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("gc"), ImageUri: aws.String(refB)}); err != nil {
+		t.Fatalf("UpdateFunctionCode: %v", err)
+	}
+	waitState(t, c, "gc")
+	deploy("gc-other", refC)
+	if _, err := c.DeleteFunction(t.Context(), &lambda.DeleteFunctionInput{FunctionName: aws.String("gc-other")}); err != nil {
+		t.Fatal(err)
+	}
+	removed := n.CollectImagesOlderThan(0)
+	if onNode(digestC) || !onNode(digestA) || !onNode(digestB) {
+		t.Fatalf("after a collection (removed %v): A %v (version 1), B %v ($LATEST), C %v (deleted function); want A and B kept, C gone",
+			removed, onNode(digestA), onNode(digestB), onNode(digestC))
+	}
+	// Version 1 deleted: image A goes once no instance of it is left.
+	if _, err := c.DeleteFunction(t.Context(), &lambda.DeleteFunctionInput{FunctionName: aws.String("gc"), Qualifier: aws.String("1")}); err != nil {
+		t.Fatalf("delete version 1: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); onNode(digestA); time.Sleep(100 * time.Millisecond) {
+		n.CollectImagesOlderThan(0)
+		if time.Now().After(deadline) {
+			t.Fatal("the image only a deleted version ran is still on the node after 30s")
+		}
+	}
+	if !onNode(digestB) {
+		t.Fatal("the image $LATEST runs was collected")
+	}
+	if _, fe := invokeText(t, c, "gc", `{}`); fe != "" {
+		t.Fatalf("invoke after the collections: %s", fe)
+	}
+}
