@@ -7,10 +7,6 @@ func (s *Server) fcMoreRoutes() {
 	notYet := func(pattern, action, why string) { s.fcHandle(pattern, action, fcNotYet(action+": "+why)) }
 	const later = "not yet in Nimbus's Function Compute dialect (the Lambda dialect has it: docs/fc-api.md)"
 	for _, op := range []struct{ pattern, action, why string }{
-		{"PUT " + fn + "/provision-config", "PutProvisionConfig", later},
-		{"GET " + fn + "/provision-config", "GetProvisionConfig", later},
-		{"DELETE " + fn + "/provision-config", "DeleteProvisionConfig", later},
-		{"GET " + fcPrefix + "/provision-configs", "ListProvisionConfigs", later},
 		{"POST " + fn + "/triggers", "CreateTrigger", later},
 		{"GET " + fn + "/triggers", "ListTriggers", later},
 		{"GET " + fn + "/triggers/{trigger}", "GetTrigger", later},

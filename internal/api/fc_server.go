@@ -256,6 +256,7 @@ func (s *Server) fcRoutes() {
 	s.fcHandle("GET "+fn+"/code", "GetFunctionCode", s.fcFunctionsCode)
 	s.fcHandle("POST "+fn+"/invocations", "InvokeFunction", s.fcFunctionsInvoke)
 	s.fcAsyncRoutes()
+	s.fcProvisionRoutes()
 	s.fcMoreRoutes()
 	s.mux.HandleFunc(fcPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Fc-Request-Id", uuid.NewString())

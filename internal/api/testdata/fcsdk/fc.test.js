@@ -163,6 +163,26 @@ test('Function Compute SDK against Nimbus', async (t) => {
     await rejects(fc.getConcurrencyConfig(py), 404, 'ConcurrencyConfigNotFound');
   });
 
+  await t.test('PutProvisionConfig, GetProvisionConfig, ListProvisionConfigs, DeleteProvisionConfig', async () => {
+    const put = await fc.putProvisionConfig(py, new FC.PutProvisionConfigRequest({ qualifier: 'LATEST',
+      body: new FC.PutProvisionConfigInput({ target: 1, alwaysAllocateCPU: false }) }));
+    assert.equal(put.body.target, 1);
+    assert.match(put.body.functionArn, new RegExp(`:functions/${py}$`));
+    let got;
+    for (let i = 0; i < 400; i++) {
+      got = (await fc.getProvisionConfig(py, new FC.GetProvisionConfigRequest({ qualifier: 'LATEST' }))).body;
+      if (got.current === 1) break;
+      await sleep(50);
+    }
+    assert.equal(got.current, 1, 'the warm instance came up');
+    const list = await fc.listProvisionConfigs(new FC.ListProvisionConfigsRequest({ functionName: py }));
+    assert.deepEqual(list.body.provisionConfigs.map((c) => c.target), [1]);
+    await rejects(fc.putProvisionConfig(py, new FC.PutProvisionConfigRequest({
+      body: new FC.PutProvisionConfigInput({ target: 1, alwaysAllocateCPU: true }) })), 400, 'InvalidArgument');
+    await fc.deleteProvisionConfig(py, new FC.DeleteProvisionConfigRequest({ qualifier: 'LATEST' }));
+    await rejects(fc.getProvisionConfig(py, new FC.GetProvisionConfigRequest({})), 404, 'ProvisionConfigNotExist');
+  });
+
   await t.test('UpdateFunction, GetFunctionCode, DeleteFunction', async () => {
     const up = await fc.updateFunction(py, new FC.UpdateFunctionRequest({ body: new FC.UpdateFunctionInput({ memorySize: 1024, description: 'changed' }) }));
     assert.equal(up.body.memorySize, 1024);
