@@ -61,8 +61,8 @@ func TestFCCrossDialect(t *testing.T) {
 		e.Code != "UnknownOperation" || e.RequestId == "" {
 		t.Errorf("unknown operation: %+v, %v", e, err)
 	}
-	if err := json.Unmarshal(fcCall("GET", base+"/fromfc/triggers", "", 501), &e); err != nil || e.Code != "NotImplemented" ||
-		!strings.Contains(e.Message, "ListTriggers") {
+	if err := json.Unmarshal(fcCall("GET", nodetest.Endpoint(n)+"/2023-03-30/layers", "", 501), &e); err != nil || e.Code != "NotImplemented" ||
+		!strings.Contains(e.Message, "ListLayers") {
 		t.Errorf("not-yet operation: %+v, %v", e, err)
 	}
 }

@@ -7,11 +7,6 @@ func (s *Server) fcMoreRoutes() {
 	notYet := func(pattern, action, why string) { s.fcHandle(pattern, action, fcNotYet(action+": "+why)) }
 	const later = "not yet in Nimbus's Function Compute dialect (the Lambda dialect has it: docs/fc-api.md)"
 	for _, op := range []struct{ pattern, action, why string }{
-		{"POST " + fn + "/triggers", "CreateTrigger", later},
-		{"GET " + fn + "/triggers", "ListTriggers", later},
-		{"GET " + fn + "/triggers/{trigger}", "GetTrigger", later},
-		{"PUT " + fn + "/triggers/{trigger}", "UpdateTrigger", later},
-		{"DELETE " + fn + "/triggers/{trigger}", "DeleteTrigger", later},
 		{"POST " + fn + "/versions", "PublishFunctionVersion", later},
 		{"GET " + fn + "/versions", "ListFunctionVersions", later},
 		{"DELETE " + fn + "/versions/{id}", "DeleteFunctionVersion", later},

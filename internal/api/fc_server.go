@@ -257,6 +257,7 @@ func (s *Server) fcRoutes() {
 	s.fcHandle("POST "+fn+"/invocations", "InvokeFunction", s.fcFunctionsInvoke)
 	s.fcAsyncRoutes()
 	s.fcProvisionRoutes()
+	s.fcTriggerRoutes()
 	s.fcMoreRoutes()
 	s.mux.HandleFunc(fcPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Fc-Request-Id", uuid.NewString())
