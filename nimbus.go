@@ -258,6 +258,10 @@ type Alias struct {
 	Description     string             `json:"description,omitempty"`
 	Weights         map[string]float64 `json:"weights,omitempty"`
 	RevisionID      string             `json:"revisionId"`
+	// Created and LastModified are when the alias was made and last
+	// changed (zero for aliases made before they were kept).
+	Created      time.Time `json:"created,omitzero"`
+	LastModified time.Time `json:"lastModified,omitzero"`
 }
 
 // Ephemeral storage (/tmp) limits, as Lambda has them.

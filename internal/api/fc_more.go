@@ -7,14 +7,6 @@ func (s *Server) fcMoreRoutes() {
 	notYet := func(pattern, action, why string) { s.fcHandle(pattern, action, fcNotYet(action+": "+why)) }
 	const later = "not yet in Nimbus's Function Compute dialect (the Lambda dialect has it: docs/fc-api.md)"
 	for _, op := range []struct{ pattern, action, why string }{
-		{"POST " + fn + "/versions", "PublishFunctionVersion", later},
-		{"GET " + fn + "/versions", "ListFunctionVersions", later},
-		{"DELETE " + fn + "/versions/{id}", "DeleteFunctionVersion", later},
-		{"POST " + fn + "/aliases", "CreateAlias", later},
-		{"GET " + fn + "/aliases", "ListAliases", later},
-		{"GET " + fn + "/aliases/{alias}", "GetAlias", later},
-		{"PUT " + fn + "/aliases/{alias}", "UpdateAlias", later},
-		{"DELETE " + fn + "/aliases/{alias}", "DeleteAlias", later},
 		{"GET " + fn + "/instances", "ListInstances", later},
 		{"POST " + fcPrefix + "/tags-v2", "TagResources", later},
 		{"DELETE " + fcPrefix + "/tags-v2", "UntagResources", later},

@@ -258,6 +258,7 @@ func (s *Server) fcRoutes() {
 	s.fcAsyncRoutes()
 	s.fcProvisionRoutes()
 	s.fcTriggerRoutes()
+	s.fcVersionRoutes()
 	s.fcMoreRoutes()
 	s.mux.HandleFunc(fcPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Fc-Request-Id", uuid.NewString())

@@ -242,6 +242,35 @@ test('Function Compute SDK against Nimbus', async (t) => {
     assert.equal((await fetch(url, { method: 'POST', body: 'x' })).status, 404, 'the URL is gone');
   });
 
+  await t.test('PublishFunctionVersion, ListFunctionVersions, aliases, InvokeFunction through an alias, DeleteFunctionVersion', async () => {
+    const v1 = await fc.publishFunctionVersion(py, new FC.PublishFunctionVersionRequest({ body: new FC.PublishVersionInput({ description: 'v1' }) }));
+    assert.equal(v1.body.versionId, '1');
+    assert.equal(v1.body.description, 'v1');
+    await fc.updateFunction(py, new FC.UpdateFunctionRequest({ body: new FC.UpdateFunctionInput({ environmentVariables: { GREETING: 'v2' } }) }));
+    await active(py);
+    const v2 = await fc.publishFunctionVersion(py, new FC.PublishFunctionVersionRequest({ body: new FC.PublishVersionInput({}) }));
+    assert.equal(v2.body.versionId, '2');
+    const vs = await fc.listFunctionVersions(py, new FC.ListFunctionVersionsRequest({}));
+    assert.deepEqual(vs.body.versions.map((v) => v.versionId), ['2', '1']);
+    const a = await fc.createAlias(py, new FC.CreateAliasRequest({ body: new FC.CreateAliasInput({
+      aliasName: 'live', versionId: '1', description: 'prod', additionalVersionWeight: { 2: 0 } }) }));
+    assert.equal(a.body.aliasName, 'live');
+    assert.deepEqual(a.body.additionalVersionWeight, { 2: 0 });
+    const greet = async (q) => JSON.parse((await readAll((await invoke(py, '{}', {}, q)).body)).toString()).greeting;
+    assert.equal(await greet('live'), 'hi');
+    assert.equal(await greet('2'), 'v2');
+    const up = await fc.updateAlias(py, 'live', new FC.UpdateAliasRequest({ body: new FC.UpdateAliasInput({ versionId: '2', additionalVersionWeight: {} }) }));
+    assert.equal(up.body.versionId, '2');
+    assert.equal((await fc.getAlias(py, 'live')).body.description, 'prod');
+    assert.equal(await greet('live'), 'v2');
+    assert.deepEqual((await fc.listAliases(py, new FC.ListAliasesRequest({}))).body.aliases.map((x) => x.aliasName), ['live']);
+    await rejects(fc.getAlias(py, 'nope'), 404, 'AliasNotFound');
+    await rejects(fc.deleteFunctionVersion(py, '2'), 409, 'ResourceConflict');
+    assert.equal((await fc.deleteAlias(py, 'live')).statusCode, 204);
+    assert.equal((await fc.deleteFunctionVersion(py, '1')).statusCode, 204);
+    await rejects(fc.deleteFunctionVersion(py, '1'), 404, 'VersionNotFound');
+  });
+
   await t.test('UpdateFunction, GetFunctionCode, DeleteFunction', async () => {
     const up = await fc.updateFunction(py, new FC.UpdateFunctionRequest({ body: new FC.UpdateFunctionInput({ memorySize: 1024, description: 'changed' }) }));
     assert.equal(up.body.memorySize, 1024);
