@@ -279,9 +279,11 @@ type fcCreateRequest struct {
 	Tags []fcTag `json:"tags"`
 }
 
+// fcTag is Function Compute's Tag: Key and Value, capitalized on the wire
+// (the SDK's Tag model names them so).
 type fcTag struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key   string `json:"Key"`
+	Value string `json:"Value"`
 }
 
 // fcLayer is a layer as a function shows it.

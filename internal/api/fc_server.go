@@ -259,6 +259,7 @@ func (s *Server) fcRoutes() {
 	s.fcProvisionRoutes()
 	s.fcTriggerRoutes()
 	s.fcVersionRoutes()
+	s.fcInstanceAndTagRoutes()
 	s.fcMoreRoutes()
 	s.mux.HandleFunc(fcPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Fc-Request-Id", uuid.NewString())

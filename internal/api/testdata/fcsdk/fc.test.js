@@ -271,6 +271,26 @@ test('Function Compute SDK against Nimbus', async (t) => {
     await rejects(fc.deleteFunctionVersion(py, '1'), 404, 'VersionNotFound');
   });
 
+  await t.test('ListInstances, TagResources, ListTagResources, UntagResources', async () => {
+    await invoke(py, '{}');
+    const inst = await fc.listInstances(py, new FC.ListInstancesRequest({}));
+    assert.ok(inst.body.instances.length >= 1, 'the instance that just ran');
+    assert.ok(inst.body.instances.every((i) => i.instanceId && i.status === 'Running'), JSON.stringify(inst.body));
+    assert.ok(inst.body.instances.some((i) => i.versionId === 'LATEST'), JSON.stringify(inst.body));
+    const latest = await fc.listInstances(py, new FC.ListInstancesRequest({ qualifier: 'LATEST' }));
+    assert.ok(latest.body.instances.length >= 1 && latest.body.instances.every((i) => i.versionId === 'LATEST'), JSON.stringify(latest.body));
+    await fc.tagResources(new FC.TagResourcesRequest({ body: new FC.TagResourcesInput({
+      resourceType: 'FUNCTION', resourceId: [py, custom], tag: [new FC.Tag({ key: 'team', value: 'data' }), new FC.Tag({ key: 'env', value: 'prod' })] }) }));
+    const tags = await fc.listTagResources(new FC.ListTagResourcesRequest({ resourceType: 'FUNCTION', resourceId: [py] }));
+    assert.deepEqual(tags.body.tagResources.map((x) => `${x.tagKey}=${x.tagValue}`), ['env=prod', 'team=data']);
+    assert.match(tags.body.tagResources[0].resourceId, new RegExp(`:functions/${py}$`));
+    await fc.untagResources(new FC.UntagResourcesRequest({ resourceType: 'FUNCTION', resourceId: [py, custom], tagKey: ['team'] }));
+    const left = await fc.listTagResources(new FC.ListTagResourcesRequest({ resourceType: 'FUNCTION', resourceId: [py, custom] }));
+    assert.deepEqual(left.body.tagResources.map((x) => x.tagKey), ['env', 'env']);
+    assert.deepEqual((await fc.getFunction(py, new FC.GetFunctionRequest({}))).body.tags.map((x) => x.key), ['env']);
+    await rejects(fc.disableFunctionInvocation(py, new FC.DisableFunctionInvocationRequest({})), 501, 'NotImplemented');
+  });
+
   await t.test('UpdateFunction, GetFunctionCode, DeleteFunction', async () => {
     const up = await fc.updateFunction(py, new FC.UpdateFunctionRequest({ body: new FC.UpdateFunctionInput({ memorySize: 1024, description: 'changed' }) }));
     assert.equal(up.body.memorySize, 1024);
