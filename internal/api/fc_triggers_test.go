@@ -20,9 +20,11 @@ type fcTriggerOut struct {
 	HTTPTrigger                                                                        *struct{ URLInternet, URLIntranet string } `json:"httpTrigger"`
 }
 
-// fcPrintEvent prints the event it gets as JSON and answers it.
+// fcPrintEvent prints the event it gets (bytes of JSON: it is made in
+// Function Compute's dialect) as JSON and answers it.
 const fcPrintEvent = `import json
 def handler(event, context):
+    event = json.loads(event)
     print("EVENT " + json.dumps(event, sort_keys=True))
     return {"echo": event}
 `

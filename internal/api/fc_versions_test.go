@@ -61,10 +61,10 @@ func TestFCVersionsAndAliases(t *testing.T) {
 	if a.AliasName != "live" || a.VersionID != "1" || a.Description != "prod" || a.AdditionalVersionWeight["2"] != 0 || a.CreatedTime == "" {
 		t.Errorf("CreateAlias = %+v", a)
 	}
-	if out := fc.do("POST", "/functions/ver/invocations?qualifier=live", "{}", 200); string(out) != `"one"` {
+	if out := fc.do("POST", "/functions/ver/invocations?qualifier=live", "{}", 200); string(out) != "one" {
 		t.Errorf("InvokeFunction through live = %s", out)
 	}
-	if out := fc.do("POST", "/functions/ver/invocations?qualifier=2", "{}", 200); string(out) != `"two"` {
+	if out := fc.do("POST", "/functions/ver/invocations?qualifier=2", "{}", 200); string(out) != "two" {
 		t.Errorf("InvokeFunction of version 2 = %s", out)
 	}
 	a = fcAliasOut{}
@@ -72,7 +72,7 @@ func TestFCVersionsAndAliases(t *testing.T) {
 	if a.VersionID != "2" || len(a.AdditionalVersionWeight) != 0 || a.Description != "prod" {
 		t.Errorf("UpdateAlias = %+v", a)
 	}
-	if out := fc.do("POST", "/functions/ver/invocations?qualifier=live", "{}", 200); string(out) != `"two"` {
+	if out := fc.do("POST", "/functions/ver/invocations?qualifier=live", "{}", 200); string(out) != "two" {
 		t.Errorf("InvokeFunction through live after UpdateAlias = %s", out)
 	}
 	fc.json("GET", "/functions/ver/aliases/live", "", 200, &a)

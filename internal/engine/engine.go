@@ -319,6 +319,12 @@ func versionKey(fn *nimbus.Function) string {
 	sys := newSysLog(fn, "")
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%v\x00%d\x00%s\x00%s\x00%s", fn.CodeSHA256, fn.Runtime, fn.Handler,
 		fn.MemoryMB, fn.Timeout, fn.TmpMB(), sys.json, sys.level, strings.Join(logEnv(fn), "\x00"), strings.Join(env, "\x00"), fn.NimbusNetwork)
+	if fc := fn.FC; fc != nil && fc.Conventions { // Function Compute's conventions: their settings are in the environment
+		fmt.Fprintf(h, "\x00fc")
+		if i := fc.Initializer; i != nil {
+			fmt.Fprintf(h, "\x00%s\x00%d", i.Handler, i.Timeout)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
