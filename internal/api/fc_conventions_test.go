@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -119,4 +120,60 @@ func TestFCConventions(t *testing.T) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// fcCustomEcho is a custom runtime's server for Function Compute's
+// conventions: it listens on FC_SERVER_PORT and answers each request with
+// its method, path, body and x-fc-* headers.
+const fcCustomEcho = `import http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        out = json.dumps({"method": self.command, "path": self.path, "body": body.decode(), "port": os.environ.get("PORT"),
+            "fcPort": os.environ.get("FC_SERVER_PORT"), "fc": {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-fc-")}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    do_POST = do_GET = answer
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["FC_SERVER_PORT"])), H).serve_forever()
+`
+
+// TestFCCustomConventions: a custom function made in Function Compute's
+// dialect gets an invocation as POST /invoke and an http trigger's request
+// as it came, each with Function Compute's x-fc-* headers, on
+// customRuntimeConfig.port when its instance has a network of its own.
+func TestFCCustomConventions(t *testing.T) {
+	n := nodetest.Start(t, nil)
+	fc := newFCAPI(t, n)
+	c := client(n)
+	zip := base64.StdEncoding.EncodeToString(nodetest.Zip(t, map[string]string{"server.py": fcCustomEcho,
+		"bootstrap": "#!/bin/sh\nexec /usr/bin/python3 server.py\n"}, "bootstrap"))
+	fc.do("POST", "/functions", `{"functionName":"cust","runtime":"custom.debian12","handler":"index.handler","memorySize":256,"timeout":9,
+		"customRuntimeConfig":{"port":9123},"code":{"zipFile":"`+zip+`"}}`, 200)
+	waitActive(t, c, "cust")
+	type echo struct {
+		Method, Path, Body, Port, FCPort string
+		FC                               map[string]string
+	}
+	var e echo
+	fc.json("POST", "/functions/cust/invocations", "payload", 200, &e)
+	if e.Method != "POST" || e.Path != "/invoke" || e.Body != "payload" || e.Port != e.FCPort || e.FCPort == "" ||
+		e.FC["x-fc-request-id"] == "" || e.FC["x-fc-function-name"] != "cust" || e.FC["x-fc-function-handler"] != "index.handler" ||
+		e.FC["x-fc-function-memory"] != "256" || e.FC["x-fc-function-timeout"] != "9" || e.FC["x-fc-region"] != "us-east-1" ||
+		e.FC["x-fc-account-id"] != "000000000000" || e.FC["x-fc-qualifier"] != "LATEST" || e.FC["x-fc-instance-id"] == "" {
+		t.Errorf("InvokeFunction of a custom function: %+v", e)
+	}
+	t.Logf("the custom runtime listened on %s (9123 when the instance has a network of its own)", e.FCPort)
+	var h struct{ HTTPTrigger struct{ URLInternet string } }
+	fc.json("POST", "/functions/cust/triggers", `{"triggerName":"web","triggerType":"http","triggerConfig":"{\"authType\":\"anonymous\",\"methods\":[\"GET\"]}"}`, 200, &h)
+	res, err := http.Get(h.HTTPTrigger.URLInternet + "a/b?c=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	e = echo{}
+	if err := json.NewDecoder(res.Body).Decode(&e); err != nil || e.Method != "GET" || e.Path != "/a/b?c=1" || e.FC["x-fc-request-id"] == "" {
+		t.Errorf("a request through the http trigger: %+v, %v", e, err)
+	}
 }

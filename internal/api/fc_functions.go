@@ -240,7 +240,7 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 			return in, err
 		}
 		in.Runtime, fc.Runtime = &rt, *f.Runtime
-		fc.Conventions = fcPython.MatchString(*f.Runtime) || fcNode.MatchString(*f.Runtime)
+		fc.Conventions = fcPython.MatchString(*f.Runtime) || fcNode.MatchString(*f.Runtime) || slices.Contains(fcCustomRuntimes, *f.Runtime)
 	}
 	if err := f.lifecycle(&fc); err != nil {
 		return in, err
@@ -628,7 +628,7 @@ func (f *fcFunctionFields) lifecycle(fc *nimbus.FCSettings) error {
 			fc.Initializer = &nimbus.FCHook{Handler: i.Handler, Timeout: cmp.Or(i.Timeout, 3)}
 		}
 	}
-	if fc.Initializer != nil && !fc.Conventions {
+	if fc.Initializer != nil && (!fc.Conventions || slices.Contains(fcCustomRuntimes, fc.Runtime)) {
 		return fcInvalid("instanceLifecycleConfig.initializer is supported for Function Compute's python3.x and nodejsNN runtimes only")
 	}
 	return nil

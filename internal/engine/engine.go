@@ -324,6 +324,9 @@ func versionKey(fn *nimbus.Function) string {
 		if i := fc.Initializer; i != nil {
 			fmt.Fprintf(h, "\x00%s\x00%d", i.Handler, i.Timeout)
 		}
+		if c := fcCustom(fn); c != nil {
+			fmt.Fprintf(h, "\x00%d", c.port)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }

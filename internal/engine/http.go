@@ -23,6 +23,9 @@ type httpTarget struct {
 	addr   string
 	net    sandbox.Net
 	client *http.Client
+	// fc, for a custom function with Function Compute's conventions, are
+	// the x-fc-* headers of its requests (fccustom.go).
+	fc http.Header
 }
 
 // freePort asks the kernel for a free loopback port.
@@ -75,6 +78,9 @@ func (t *httpTarget) waitReady(ctx context.Context, exited <-chan struct{}, exit
 // POST of the payload to "/".
 func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus.Result, error) {
 	hr := req.HTTP
+	if t.fc != nil && (hr == nil || req.Trigger != nimbus.TriggerURL) {
+		hr = fcInvokeRequest(req, hr) // an event, not an HTTP request: POST /invoke
+	}
 	if hr == nil {
 		hr = &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: req.Payload,
 			Header: http.Header{"Content-Type": {"application/json"}}}
@@ -87,6 +93,12 @@ func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus
 		out.Header[k] = v
 	}
 	out.Header.Set("X-Amz-Request-Id", req.RequestID)
+	if t.fc != nil {
+		for k, v := range t.fc {
+			out.Header[k] = v
+		}
+		out.Header.Set("X-Fc-Request-Id", req.RequestID)
+	}
 	tracing.Inject(ctx, out.Header) // the run span, when traced
 	resp, err := t.client.Do(out)
 	if err != nil {

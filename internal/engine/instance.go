@@ -169,7 +169,11 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 	inst.closeServers() // made for an earlier helper that failed
 	inst.net = n
 	if inst.kindHTTP {
+		fc := fcCustom(inst.fn)
 		port := privateHTTPPort
+		if fc != nil {
+			port = fc.port
+		}
 		if !n.Private() {
 			var err error
 			if port, err = freePort(); err != nil {
@@ -177,6 +181,11 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 			}
 		}
 		inst.http = newHTTPTarget(port, n)
+		if fc != nil {
+			inst.http.fc = fc.headers(inst.fn, inst.pool.e.cfg, inst.id)
+			p := strconv.Itoa(port)
+			return []string{"PORT=" + p, "FC_SERVER_PORT=" + p, "FC_CUSTOM_LISTEN_PORT=" + p}, nil
+		}
 		return []string{"PORT=" + strconv.Itoa(port)}, nil
 	}
 	addr := privateRuntimeAPI
