@@ -108,6 +108,20 @@ func TestFCTriggers(t *testing.T) {
 		t.Errorf("ListTriggers page 2 = %+v", list)
 	}
 
+	// Nimbus's own types take Nimbus's config; secrets are shown redacted
+	// and kept when the redacted config is sent back.
+	var s3 fcTriggerOut
+	fc.json("POST", "/functions/trg/triggers", `{"triggerName":"up","triggerType":"s3","triggerConfig":"{\"bucket\":\"b\",\"secret\":\"s3cr3t-value-123\"}"}`, 200, &s3)
+	if s3.TriggerType != "s3" || strings.Contains(s3.TriggerConfig, "s3cr3t") || !strings.Contains(s3.TriggerConfig, `"bucket":"b"`) {
+		t.Errorf("CreateTrigger s3 = %+v", s3)
+	}
+	fc.json("PUT", "/functions/trg/triggers/up", `{"triggerConfig":`+jsonString(s3.TriggerConfig)+`,"description":"kept"}`, 200, &s3)
+	if s3.Description != "kept" || strings.Contains(s3.TriggerConfig, "s3cr3t") {
+		t.Errorf("UpdateTrigger s3 with its shown config = %+v", s3)
+	}
+	fc.fails("POST", "/functions/trg/triggers", `{"triggerName":"k","triggerType":"kafka","triggerConfig":"{\"nope\":1}"}`, 400, "InvalidArgument", "nope")
+	fc.do("DELETE", "/functions/trg/triggers/up", "", 204)
+
 	const create = "/functions/trg/triggers"
 	for _, b := range []struct{ body, msg string }{
 		{`{"triggerType":"http","triggerConfig":"{}"}`, "triggerName is required"},
