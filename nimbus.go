@@ -227,6 +227,22 @@ type FCSettings struct {
 	CustomRuntime       *FCCustomRuntime `json:"customRuntime,omitempty"`
 	InternetAccess      *bool            `json:"internetAccess,omitempty"`
 	Created             time.Time        `json:"created,omitzero"`
+	// Conventions makes a Python or Node function run with Function
+	// Compute's conventions (handler(event, context) with the payload as
+	// bytes or a Buffer, Function Compute's context, the initializer):
+	// set for functions created in the Function Compute dialect with its
+	// python3.x and nodejsNN runtimes.
+	Conventions bool `json:"conventions,omitempty"`
+	// Initializer is instanceLifecycleConfig.initializer (Conventions
+	// only).
+	Initializer *FCHook `json:"initializer,omitempty"`
+}
+
+// FCHook is a Function Compute lifecycle hook: a handler and its timeout
+// in seconds.
+type FCHook struct {
+	Handler string `json:"handler"`
+	Timeout int    `json:"timeout,omitempty"`
 }
 
 // FCCustomRuntime is Function Compute's customRuntimeConfig: the command
@@ -312,6 +328,10 @@ type Alias struct {
 	Description     string             `json:"description,omitempty"`
 	Weights         map[string]float64 `json:"weights,omitempty"`
 	RevisionID      string             `json:"revisionId"`
+	// Created and LastModified are when the alias was made and last
+	// changed (zero for aliases made before they were kept).
+	Created      time.Time `json:"created,omitzero"`
+	LastModified time.Time `json:"lastModified,omitzero"`
 }
 
 // Ephemeral storage (/tmp) limits, as Lambda has them.

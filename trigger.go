@@ -26,6 +26,8 @@ type Trigger struct {
 	Name    string `json:"name"`
 	Type    string `json:"type"`
 	Enabled bool   `json:"enabled"`
+	// Description is the owner's note (at most 256 characters).
+	Description string `json:"description,omitempty"`
 	// Qualifier is the version or alias the trigger invokes ("": the
 	// function's $LATEST). An alias is resolved at each invocation, by its
 	// weights, so moving the alias moves the trigger's traffic. A function

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"hash/crc64"
@@ -54,7 +55,7 @@ type fcFunctionFields struct {
 	CustomContainerConfig   json.RawMessage `json:"customContainerConfig"`
 	CustomDNS               json.RawMessage `json:"customDNS"`
 	GPUConfig               json.RawMessage `json:"gpuConfig"`
-	InstanceLifecycleConfig json.RawMessage `json:"instanceLifecycleConfig"`
+	InstanceLifecycleConfig *fcLifecycle    `json:"instanceLifecycleConfig"`
 	NASConfig               json.RawMessage `json:"nasConfig"`
 	OSSMountConfig          json.RawMessage `json:"ossMountConfig"`
 	VPCConfig               json.RawMessage `json:"vpcConfig"`
@@ -71,6 +72,23 @@ type fcFunctionFields struct {
 	ResourceGroupID         json.RawMessage `json:"resourceGroupId"`
 }
 
+// fcLifecycle is instanceLifecycleConfig: Nimbus runs the initializer
+// (Function Compute's conventions only); preStop is refused.
+type fcLifecycle struct {
+	Initializer *fcHook `json:"initializer,omitempty"`
+	PreStop     *fcHook `json:"preStop,omitempty"`
+}
+
+// fcHook is a LifecycleHook.
+type fcHook struct {
+	Handler string   `json:"handler,omitempty"`
+	Timeout int      `json:"timeout,omitempty"`
+	Command []string `json:"command,omitempty"`
+}
+
+// fcMaxInitTimeout bounds an initializer's timeout (seconds).
+const fcMaxInitTimeout = 600
+
 // fcUnsupported refuses the set fields Nimbus has no equivalent for.
 func (f *fcFunctionFields) fcUnsupported() error {
 	for _, u := range []struct {
@@ -81,7 +99,6 @@ func (f *fcFunctionFields) fcUnsupported() error {
 		{"customContainerConfig", f.CustomContainerConfig, "Nimbus runs zip packages, not container images (not yet)"},
 		{"customDNS", f.CustomDNS, "Nimbus's instances use the host's resolver"},
 		{"gpuConfig", f.GPUConfig, "Nimbus has no GPU instances"},
-		{"instanceLifecycleConfig", f.InstanceLifecycleConfig, "initializer and preStop hooks are not yet supported"},
 		{"nasConfig", f.NASConfig, "Nimbus mounts no NAS file systems"},
 		{"ossMountConfig", f.OSSMountConfig, "Nimbus mounts no OSS buckets"},
 		{"vpcConfig", f.VPCConfig, "Nimbus's instances have no VPC; their network is egress, none or host"},
@@ -223,6 +240,10 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 			return in, err
 		}
 		in.Runtime, fc.Runtime = &rt, *f.Runtime
+		fc.Conventions = fcPython.MatchString(*f.Runtime) || fcNode.MatchString(*f.Runtime) || slices.Contains(fcCustomRuntimes, *f.Runtime)
+	}
+	if err := f.lifecycle(&fc); err != nil {
+		return in, err
 	}
 	if f.MemorySize != nil {
 		mem = *f.MemorySize
@@ -279,9 +300,11 @@ type fcCreateRequest struct {
 	Tags []fcTag `json:"tags"`
 }
 
+// fcTag is Function Compute's Tag: Key and Value, capitalized on the wire
+// (the SDK's Tag model names them so).
 type fcTag struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key   string `json:"Key"`
+	Value string `json:"Value"`
 }
 
 // fcLayer is a layer as a function shows it.
@@ -309,6 +332,7 @@ type fcFunction struct {
 	InternetAccess         bool                `json:"internetAccess"`
 	EnvironmentVariables   map[string]string   `json:"environmentVariables"`
 	CustomRuntimeConfig    *fcCustomRuntime    `json:"customRuntimeConfig,omitempty"`
+	InstanceLifecycle      *fcLifecycle        `json:"instanceLifecycleConfig,omitempty"`
 	Layers                 []fcLayer           `json:"layers,omitempty"`
 	CreatedTime            string              `json:"createdTime"`
 	LastModifiedTime       string              `json:"lastModifiedTime"`
@@ -353,6 +377,9 @@ func (s *Server) fcView(fn *nimbus.Function) fcFunction {
 		}
 		if c := fc.CustomRuntime; c != nil {
 			v.CustomRuntimeConfig = &fcCustomRuntime{Command: c.Command, Args: c.Args, Port: c.Port}
+		}
+		if i := fc.Initializer; i != nil {
+			v.InstanceLifecycle = &fcLifecycle{Initializer: &fcHook{Handler: i.Handler, Timeout: i.Timeout}}
 		}
 	}
 	if fn.Runtime == "http" && v.CustomRuntimeConfig == nil {
@@ -579,4 +606,30 @@ func (s *Server) fcFunctionsCode(w http.ResponseWriter, r *http.Request) error {
 		out.Checksum = strconv.FormatUint(fn.CodeCRC64, 10)
 	}
 	return fcWriteJSON(w, http.StatusOK, out)
+}
+
+// lifecycle applies instanceLifecycleConfig to fc: the initializer of a
+// function with Function Compute's conventions; preStop and a command are
+// refused.
+func (f *fcFunctionFields) lifecycle(fc *nimbus.FCSettings) error {
+	lc := f.InstanceLifecycleConfig
+	if lc != nil {
+		if p := lc.PreStop; p != nil && (p.Handler != "" || len(p.Command) > 0) {
+			return fcInvalid("instanceLifecycleConfig.preStop is not supported: Nimbus stops an idle instance without a hook")
+		}
+		fc.Initializer = nil
+		if i := lc.Initializer; i != nil && (i.Handler != "" || len(i.Command) > 0) {
+			switch {
+			case len(i.Command) > 0:
+				return fcInvalid("instanceLifecycleConfig.initializer.command is not supported: give a handler")
+			case i.Timeout < 0 || i.Timeout > fcMaxInitTimeout:
+				return fcInvalid("instanceLifecycleConfig.initializer.timeout %d is invalid: it must be from 1 to %d seconds", i.Timeout, fcMaxInitTimeout)
+			}
+			fc.Initializer = &nimbus.FCHook{Handler: i.Handler, Timeout: cmp.Or(i.Timeout, 3)}
+		}
+	}
+	if fc.Initializer != nil && (!fc.Conventions || slices.Contains(fcCustomRuntimes, fc.Runtime)) {
+		return fcInvalid("instanceLifecycleConfig.initializer is supported for Function Compute's python3.x and nodejsNN runtimes only")
+	}
+	return nil
 }

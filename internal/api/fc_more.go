@@ -5,29 +5,9 @@ package api
 func (s *Server) fcMoreRoutes() {
 	const fn = fcPrefix + "/functions/{name}"
 	notYet := func(pattern, action, why string) { s.fcHandle(pattern, action, fcNotYet(action+": "+why)) }
+	const noSwitch = "Nimbus has no switch that stops a function's invocations; PutConcurrencyConfig with reservedConcurrency 0 refuses them all (ResourceThrottled), and DeleteConcurrencyConfig lets them in again"
 	const later = "not yet in Nimbus's Function Compute dialect (the Lambda dialect has it: docs/fc-api.md)"
 	for _, op := range []struct{ pattern, action, why string }{
-		{"PUT " + fn + "/provision-config", "PutProvisionConfig", later},
-		{"GET " + fn + "/provision-config", "GetProvisionConfig", later},
-		{"DELETE " + fn + "/provision-config", "DeleteProvisionConfig", later},
-		{"GET " + fcPrefix + "/provision-configs", "ListProvisionConfigs", later},
-		{"POST " + fn + "/triggers", "CreateTrigger", later},
-		{"GET " + fn + "/triggers", "ListTriggers", later},
-		{"GET " + fn + "/triggers/{trigger}", "GetTrigger", later},
-		{"PUT " + fn + "/triggers/{trigger}", "UpdateTrigger", later},
-		{"DELETE " + fn + "/triggers/{trigger}", "DeleteTrigger", later},
-		{"POST " + fn + "/versions", "PublishFunctionVersion", later},
-		{"GET " + fn + "/versions", "ListFunctionVersions", later},
-		{"DELETE " + fn + "/versions/{id}", "DeleteFunctionVersion", later},
-		{"POST " + fn + "/aliases", "CreateAlias", later},
-		{"GET " + fn + "/aliases", "ListAliases", later},
-		{"GET " + fn + "/aliases/{alias}", "GetAlias", later},
-		{"PUT " + fn + "/aliases/{alias}", "UpdateAlias", later},
-		{"DELETE " + fn + "/aliases/{alias}", "DeleteAlias", later},
-		{"GET " + fn + "/instances", "ListInstances", later},
-		{"POST " + fcPrefix + "/tags-v2", "TagResources", later},
-		{"DELETE " + fcPrefix + "/tags-v2", "UntagResources", later},
-		{"GET " + fcPrefix + "/tags-v2", "ListTagResources", later},
 		{"POST " + fcPrefix + "/layers/{layer}/versions", "CreateLayerVersion", later},
 		{"GET " + fcPrefix + "/layers/{layer}/versions", "ListLayerVersions", later},
 		{"GET " + fcPrefix + "/layers/{layer}/versions/{version}", "GetLayerVersion", later},
@@ -39,8 +19,8 @@ func (s *Server) fcMoreRoutes() {
 		{"GET " + fn + "/scaling-config", "GetScalingConfig", "Nimbus has no scaling config"},
 		{"DELETE " + fn + "/scaling-config", "DeleteScalingConfig", "Nimbus has no scaling config"},
 		{"GET " + fcPrefix + "/scaling-configs", "ListScalingConfigs", "Nimbus has no scaling config"},
-		{"POST " + fn + "/invoke/disable", "DisableFunctionInvocation", later},
-		{"POST " + fn + "/invoke/enable", "EnableFunctionInvocation", later},
+		{"POST " + fn + "/invoke/disable", "DisableFunctionInvocation", noSwitch},
+		{"POST " + fn + "/invoke/enable", "EnableFunctionInvocation", noSwitch},
 		{"POST " + fn + "/sessions", "CreateSession", "Nimbus has no session affinity"},
 		{"GET " + fn + "/sessions", "ListSessions", "Nimbus has no session affinity"},
 		{"GET " + fn + "/sessions/{id}", "GetSession", "Nimbus has no session affinity"},

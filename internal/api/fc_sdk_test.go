@@ -16,9 +16,11 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
-// fcPyHandler is the Python function of the SDK test.
+// fcPyHandler is the Python function of the SDK test, written for Function
+// Compute's conventions: its event is bytes.
 const fcPyHandler = `import json, os, time
 def handler(event, context):
+    event = json.loads(event or b"{}")
     if event.get("fail"):
         raise ValueError("asked to fail")
     if event.get("sleep"):

@@ -256,6 +256,10 @@ func (s *Server) fcRoutes() {
 	s.fcHandle("GET "+fn+"/code", "GetFunctionCode", s.fcFunctionsCode)
 	s.fcHandle("POST "+fn+"/invocations", "InvokeFunction", s.fcFunctionsInvoke)
 	s.fcAsyncRoutes()
+	s.fcProvisionRoutes()
+	s.fcTriggerRoutes()
+	s.fcVersionRoutes()
+	s.fcInstanceAndTagRoutes()
 	s.fcMoreRoutes()
 	s.mux.HandleFunc(fcPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Fc-Request-Id", uuid.NewString())

@@ -63,6 +63,10 @@ type Config struct {
 	// Records are the invocation records and usage (records_routes.go);
 	// nil answers those routes 404.
 	Records Records
+	// Instances lists a function's running instances on this node
+	// (ListInstances of the Function Compute dialect); nil answers it
+	// with an error.
+	Instances InstanceLister
 	// Limits are the node's limits GetAccountSettings reports
 	// (account_settings.go); nil reports zeros.
 	Limits NodeLimits

@@ -61,6 +61,7 @@ type TriggerView struct {
 	Name               string             `json:"name"`
 	Type               string             `json:"type"`
 	Enabled            bool               `json:"enabled"`
+	Description        string             `json:"description,omitempty"`
 	Qualifier          string             `json:"qualifier,omitempty"`
 	Config             json.RawMessage    `json:"config,omitempty"`
 	BatchSize          int                `json:"batchSize"`
@@ -81,7 +82,7 @@ type TriggerList struct {
 // viewTrigger shows t; its Config's secrets are Redacted (shownConfig).
 func viewTrigger(ts TriggerService, function string, t *nimbus.Trigger) TriggerView {
 	return TriggerView{
-		ID: t.ID, Name: t.Name, Type: t.Type, Enabled: t.Enabled, Qualifier: t.Qualifier, Config: shownConfig(ts, t),
+		ID: t.ID, Name: t.Name, Type: t.Type, Enabled: t.Enabled, Description: t.Description, Qualifier: t.Qualifier, Config: shownConfig(ts, t),
 		BatchSize: max(t.BatchSize, 1), BatchWindow: t.BatchWindow.String(), MaxRetries: t.MaxRetries,
 		FailureDestination: t.FailureDestination, Concurrency: t.Concurrency,
 		Created: t.Created, LastModified: t.LastModified, Status: ts.Status(function, t),
@@ -144,6 +145,7 @@ type triggerRequest struct {
 	Name               *string         `json:"name"`
 	Type               *string         `json:"type"`
 	Enabled            *bool           `json:"enabled"`
+	Description        *string         `json:"description"`
 	Qualifier          *string         `json:"qualifier"`
 	Config             json.RawMessage `json:"config"`
 	BatchSize          *int            `json:"batchSize"`
@@ -163,6 +165,7 @@ func (q *triggerRequest) input() (registry.TriggerInput, error) {
 	in := registry.TriggerInput{
 		Type: q.Type, Enabled: q.Enabled, BatchSize: q.BatchSize, MaxRetries: q.MaxRetries,
 		FailureDestination: q.FailureDestination, Concurrency: q.Concurrency, Qualifier: q.Qualifier,
+		Description: q.Description,
 	}
 	if q.Name != nil {
 		in.Name = *q.Name

@@ -59,6 +59,11 @@ func (s *Server) urlServe(w http.ResponseWriter, r *http.Request) {
 	if !c.authorized() {
 		return
 	}
+	if !c.cfg.Allows(r.Method) {
+		w.Header().Set("Allow", strings.Join(c.cfg.Methods, ", "))
+		c.fail(http.StatusMethodNotAllowed, "Method Not Allowed: this function URL answers "+strings.Join(c.cfg.Methods, ", "))
+		return
+	}
 	body, ok := c.readBody()
 	if !ok {
 		return
@@ -90,7 +95,7 @@ func (c *urlCall) authorized() bool {
 	}
 	ok := c.cfg.Authorized(c.r)
 	if c.cfg.AuthType == funcurl.AuthIAM {
-		p, err := c.s.authenticate(c.r, true)
+		p, err := c.s.authenticateURL(c.r)
 		ok = err == nil && (p.Allow(auth.Invoke, c.fn.Name, "lambda:InvokeFunctionUrl") == nil ||
 			c.s.policyGrants(c.r.Context(), p, c.fn.Name, c.qualifier, true))
 	}
@@ -308,4 +313,21 @@ func (c *urlCall) functionLog(line string) {
 	if c.s.cfg.Logs != nil {
 		c.s.cfg.Logs.Append(engine.LogRecord{Time: time.Now().UTC(), Function: c.fn.Name, RequestID: c.id, Line: line})
 	}
+}
+
+// authenticateURL authenticates a call to an AWS_IAM function URL: by its
+// SigV4 signature, or by an ACS3 signature (Function Compute's http
+// triggers of authType function) when the Authorization header is one.
+func (s *Server) authenticateURL(r *http.Request) (auth.Principal, error) {
+	if s.fcVerifier == nil || !strings.HasPrefix(r.Header.Get("Authorization"), "ACS3-") {
+		return s.authenticate(r, true)
+	}
+	if err := s.cfg.Limiter.Check(r); err != nil {
+		return auth.Principal{}, err
+	}
+	p, err := s.fcVerifier.Verify(r)
+	if ae, ok := err.(*auth.Error); ok && ae.Status == http.StatusForbidden {
+		s.cfg.Limiter.Failed(r)
+	}
+	return p, err
 }

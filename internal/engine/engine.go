@@ -344,6 +344,15 @@ func versionKey(fn *nimbus.Function) string {
 	if im := fn.Image; im != nil {
 		fmt.Fprintf(h, "\x00image\x00%s\x00%q\x00%q\x00%s\x00%d", im.Resolved, im.EntryPoint, im.Command, im.WorkingDirectory, im.Port)
 	}
+	if fc := fn.FC; fc != nil && fc.Conventions { // Function Compute's conventions: their settings are in the environment
+		fmt.Fprintf(h, "\x00fc")
+		if i := fc.Initializer; i != nil {
+			fmt.Fprintf(h, "\x00%s\x00%d", i.Handler, i.Timeout)
+		}
+		if c := fcCustom(fn); c != nil {
+			fmt.Fprintf(h, "\x00%d", c.port)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 

@@ -38,6 +38,9 @@ type httpTarget struct {
 	mu     sync.Mutex
 	idle   []*httpConn
 	closed bool
+	// fc, for a custom function with Function Compute's conventions, are
+	// the x-fc-* headers of its requests (fccustom.go).
+	fc http.Header
 }
 
 // httpConn is a connection to an instance's port.
@@ -161,6 +164,9 @@ func (t *httpTarget) waitReady(ctx context.Context, exited <-chan struct{}, exit
 // POST of the payload to "/".
 func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus.Result, error) {
 	hr := req.HTTP
+	if t.fc != nil && (hr == nil || req.Trigger != nimbus.TriggerURL) {
+		hr = fcInvokeRequest(req, hr) // an event, not an HTTP request: POST /invoke
+	}
 	if hr == nil {
 		hr = &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: req.Payload,
 			Header: http.Header{"Content-Type": {"application/json"}}}
@@ -174,6 +180,12 @@ func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus
 	}
 	out.Header.Set("X-Amz-Request-Id", req.RequestID)
 	out.Header.Del("Expect") // the body follows at once: no 100 Continue to wait for
+	if t.fc != nil {
+		for k, v := range t.fc {
+			out.Header[k] = v
+		}
+		out.Header.Set("X-Fc-Request-Id", req.RequestID)
+	}
 	tracing.Inject(ctx, out.Header) // the run span, when traced
 	hc, err := t.conn(ctx)
 	if err != nil {

@@ -243,7 +243,11 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 	inst.closeServers() // made for an earlier helper that failed
 	inst.net = n
 	if inst.kindHTTP {
+		fc := fcCustom(inst.fn)
 		port := cmp.Or(inst.port, privateHTTPPort)
+		if fc != nil {
+			port = fc.port
+		}
 		if !n.Private() {
 			var err error
 			if port, err = freePort(); err != nil {
@@ -251,6 +255,11 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 			}
 		}
 		inst.http = newHTTPTarget(port, n)
+		if fc != nil {
+			inst.http.fc = fc.headers(inst.fn, inst.pool.e.cfg, inst.id)
+			p := strconv.Itoa(port)
+			return []string{"PORT=" + p, "FC_SERVER_PORT=" + p, "FC_CUSTOM_LISTEN_PORT=" + p}, nil
+		}
 		return []string{"PORT=" + strconv.Itoa(port)}, nil
 	}
 	addr := privateRuntimeAPI

@@ -65,3 +65,38 @@ func (e *Engine) Node() NodeStats {
 	defer e.mu.Unlock()
 	return NodeStats{Instances: e.instances, MemoryMB: e.memoryMB, MaxInstances: e.cfg.MaxInstances, MaxMemoryMB: e.cfg.MaxMemoryMB}
 }
+
+// InstanceInfo is one running instance of a function, as ListInstances
+// shows it.
+type InstanceInfo struct {
+	ID string
+	// Version is the published version it runs ("" for $LATEST).
+	Version string
+	// Busy: a request is in flight; Frozen: idle and frozen.
+	Busy, Frozen bool
+}
+
+// Instances returns the running instances of function name on this node,
+// of every pool (its $LATEST and its versions, draining ones too), in no
+// order; starting and stopping instances are left out.
+func (e *Engine) Instances(name string) []InstanceInfo {
+	var out []InstanceInfo
+	for _, p := range e.allPools() {
+		if p.name == name {
+			out = p.instances(out)
+		}
+	}
+	return out
+}
+
+func (p *pool) instances(out []InstanceInfo) []InstanceInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for inst := range p.all {
+		if inst.retiring {
+			continue
+		}
+		out = append(out, InstanceInfo{ID: inst.id, Version: inst.fn.Version, Busy: inst.inflight > 0, Frozen: inst.frozen})
+	}
+	return out
+}

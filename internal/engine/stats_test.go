@@ -37,7 +37,16 @@ func TestSnapshot(t *testing.T) {
 	if n := h.e.Node(); n.Instances != 2 || n.MemoryMB != 256 || n.MaxInstances != 1000 {
 		t.Errorf("node = %+v, want 2 instances of 128 MB of at most 1000", n)
 	}
+	if got := h.e.Instances("behave"); len(got) != 2 || !got[0].Busy || !got[1].Busy || got[0].ID == got[1].ID || got[0].Version != "" {
+		t.Errorf("instances while busy = %+v, want two busy ones of $LATEST", got)
+	}
+	if got := h.e.Instances("other"); len(got) != 0 {
+		t.Errorf("instances of another function = %+v, want none", got)
+	}
 	wg.Wait()
+	if got := h.e.Instances("behave"); len(got) != 2 || got[0].Busy || got[1].Busy {
+		t.Errorf("instances once done = %+v, want two idle ones", got)
+	}
 	s := h.e.Snapshot()
 	if len(s) != 1 || s[0].Idle != 2 || s[0].Busy != 0 || s[0].Waiting != 0 || s[0].InFlight != 0 {
 		t.Errorf("snapshot once done = %+v, want 2 idle instances only", s)

@@ -432,7 +432,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
 		Audit: n.auditAPI(), Records: n.recordsAPI(), DurableLogs: n.durableLogs(),
-		Metrics: n.metrics.m.Handler(), Closing: n.stopping, Limits: accountLimits{cfg},
+		Metrics: n.metrics.m.Handler(), Closing: n.stopping, Limits: accountLimits{cfg}, Instances: n.engine,
 	})
 	n.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {

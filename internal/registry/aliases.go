@@ -40,7 +40,8 @@ func (r *Registry) CreateAlias(ctx context.Context, name, alias string, in Alias
 		if findAlias(fn, alias) != nil {
 			return nimbus.Errorf(nimbus.ErrConflict, "Alias already exists: %s", alias)
 		}
-		a := nimbus.Alias{Name: alias}
+		now := r.cfg.Now().UTC()
+		a := nimbus.Alias{Name: alias, Created: now, LastModified: now}
 		if err := applyAlias(fn, &a, in); err != nil {
 			return err
 		}
@@ -67,6 +68,7 @@ func (r *Registry) UpdateAlias(ctx context.Context, name, alias string, in Alias
 		if err := applyAlias(fn, a, in); err != nil {
 			return err
 		}
+		a.LastModified = r.cfg.Now().UTC()
 		out = *a
 		return nil
 	})

@@ -65,7 +65,12 @@ type TriggerInput struct {
 	// Qualifier is the version or alias the trigger invokes ("" or
 	// $LATEST: the function's $LATEST).
 	Qualifier *string
+	// Description is the owner's note (at most MaxTriggerDescription).
+	Description *string
 }
+
+// MaxTriggerDescription bounds a trigger's Description.
+const MaxTriggerDescription = 256
 
 // maxTriggerConfig caps a trigger's Config.
 const maxTriggerConfig = 64 << 10
@@ -92,6 +97,12 @@ func (in *TriggerInput) apply(t *nimbus.Trigger, types TriggerTypes) error {
 	}
 	if in.Config != nil {
 		t.Config = slices.Clone(in.Config)
+	}
+	if in.Description != nil {
+		if len(*in.Description) > MaxTriggerDescription {
+			return validationf("description", *in.Description, "Member must have length less than or equal to 256")
+		}
+		t.Description = *in.Description
 	}
 	if in.Qualifier != nil {
 		q := *in.Qualifier

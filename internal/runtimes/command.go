@@ -192,7 +192,7 @@ func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Pat
 		memory = nimbus.DefaultMemoryMB
 	}
 	version := fn.Qualifier()
-	return map[string]string{
+	env := map[string]string{
 		"_HANDLER":                        fn.Handler,
 		"AWS_REGION":                      region,
 		"AWS_DEFAULT_REGION":              region,
@@ -206,6 +206,31 @@ func reservedEnv(fn *nimbus.Function, rt Runtime, apiAddr string, in sandbox.Pat
 		"AWS_LAMBDA_RUNTIME_API":          apiAddr,
 		"LAMBDA_TASK_ROOT":                in.TaskRoot,
 		"LAMBDA_RUNTIME_DIR":              cmp.Or(in.RuntimeDir, in.TaskRoot),
+	}
+	if fc := fn.FC; fc != nil && fc.Conventions && (rt.Kind == KindPython || rt.Kind == KindNode) {
+		fcEnv(env, fn, memory, region, in)
+	}
+	return env
+}
+
+// FCEnv is the variable that switches the Python and Node bootstraps to
+// Function Compute's conventions (nimbus.FCSettings.Conventions).
+const FCEnv = "_NIMBUS_FC"
+
+// fcEnv adds Function Compute's variables, and the bootstraps' switch to
+// its conventions, for a function with Function Compute's conventions.
+func fcEnv(env map[string]string, fn *nimbus.Function, memory int, region string, in sandbox.Paths) {
+	timeout := cmp.Or(fn.Timeout, nimbus.DefaultTimeout)
+	env[FCEnv] = "1"
+	env["_NIMBUS_FC_TIMEOUT"] = strconv.Itoa(timeout)
+	env["FC_FUNCTION_NAME"] = fn.Name
+	env["FC_FUNCTION_HANDLER"] = fn.Handler
+	env["FC_FUNCTION_MEMORY_SIZE"] = strconv.Itoa(memory)
+	env["FC_REGION"] = region
+	env["FC_FUNC_CODE_PATH"] = in.TaskRoot
+	if i := fn.FC.Initializer; i != nil {
+		env["FC_INITIALIZER_HANDLER"] = i.Handler
+		env["FC_INITIALIZATION_TIMEOUT"] = strconv.Itoa(i.Timeout)
 	}
 }
 

@@ -258,6 +258,37 @@ func TestEnv(t *testing.T) {
 
 // TestEnvGOMAXPROCS: a Go function runs Go code on as many threads as its
 // CPU share, rounded up, at most the host's CPUs, unless it says otherwise.
+// TestEnvFC: a Python or Node function with Function Compute's conventions
+// gets the bootstraps' switch and Function Compute's variables (over its
+// own values for them); other functions and runtimes get none.
+func TestEnvFC(t *testing.T) {
+	fc := &nimbus.FCSettings{Conventions: true, Initializer: &nimbus.FCHook{Handler: "index.init", Timeout: 9}}
+	fn := &nimbus.Function{Name: "f", Handler: "index.handler", MemoryMB: 256, Timeout: 7, FC: fc,
+		Environment: map[string]string{"FC_FUNCTION_NAME": "other", FCEnv: "0"}}
+	paths := sandbox.Paths{TaskRoot: "/var/task"}
+	py := Runtime{ID: "python3.11", Kind: KindPython}
+	got := envMap(t, Env(fn, py, "127.0.0.1:1", paths, "cn-hangzhou"))
+	for k, v := range map[string]string{FCEnv: "1", "FC_FUNCTION_NAME": "f", "FC_FUNCTION_HANDLER": "index.handler",
+		"FC_FUNCTION_MEMORY_SIZE": "256", "_NIMBUS_FC_TIMEOUT": "7", "FC_REGION": "cn-hangzhou", "FC_FUNC_CODE_PATH": "/var/task",
+		"FC_INITIALIZER_HANDLER": "index.init", "FC_INITIALIZATION_TIMEOUT": "9"} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	for _, c := range []struct {
+		fn *nimbus.Function
+		rt Runtime
+	}{
+		{&nimbus.Function{Name: "f", FC: &nimbus.FCSettings{}}, py},
+		{&nimbus.Function{Name: "f"}, py},
+		{&nimbus.Function{Name: "f", FC: fc}, Runtime{ID: "http", Kind: KindHTTP}},
+	} {
+		if v, ok := envMap(t, Env(c.fn, c.rt, "127.0.0.1:1", paths, ""))[FCEnv]; ok {
+			t.Errorf("%+v on %s: %s = %q, want none", c.fn.FC, c.rt.ID, FCEnv, v)
+		}
+	}
+}
+
 func TestEnvGOMAXPROCS(t *testing.T) {
 	provided := Runtime{ID: "provided.al2023", Kind: KindProvided}
 	for _, c := range []struct {

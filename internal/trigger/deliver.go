@@ -200,7 +200,11 @@ func (d *Deliverer) prepare(batch []Message) []item {
 		if m.Time.IsZero() {
 			m.Time = now
 		}
-		items[i] = item{msg: m, ev: EncodeEvent(m)}
+		ev := EncodeEvent(m)
+		if m.Raw {
+			ev = m.Data
+		}
+		items[i] = item{msg: m, ev: ev}
 	}
 	return items
 }
@@ -335,6 +339,9 @@ func (d *Deliverer) request(items []item) nimbus.Invocation {
 			msgs = append(msgs, it.ev...)
 		}
 		payload, ct = append(msgs, ']'), ContentTypeBatch
+	}
+	if items[0].msg.Raw {
+		ct = "application/json"
 	}
 	return nimbus.Invocation{
 		RequestID:  uuid.NewString(),

@@ -208,6 +208,16 @@ func TestDeliverShapes(t *testing.T) {
 			t.Errorf("status: got %+v, want 1 delivered with a last event time", v)
 		}
 	})
+	t.Run("a raw message: its data as it is", func(t *testing.T) {
+		f := newSinkFixture(nimbus.Trigger{BatchSize: 1})
+		if err := f.sink.Deliver(t.Context(), []Message{{ID: "r", Data: []byte(`{"triggerName":"t"}`), Raw: true}}); err != nil {
+			t.Fatal(err)
+		}
+		req := f.inv.requests()[0]
+		if string(req.Payload) != `{"triggerName":"t"}` || req.HTTP.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("got %s (%s), want the data as application/json", req.Payload, req.HTTP.Header.Get("Content-Type"))
+		}
+	})
 	t.Run("defaults filled in", func(t *testing.T) {
 		f := newSinkFixture(nimbus.Trigger{Name: "orders", Type: "kafka", BatchSize: 1})
 		if err := f.sink.Deliver(t.Context(), []Message{{Data: []byte(`1`)}}); err != nil {

@@ -38,6 +38,11 @@ type Message struct {
 	// Extensions are extra CloudEvents attributes (lowercase alphanumeric
 	// names), e.g. {"partition": 3, "offset": 1234}.
 	Extensions map[string]any
+	// Raw makes Data the whole event the function receives, as it is (a
+	// source that speaks another platform's event format, e.g. a timer
+	// in Function Compute's), rather than the data of a CloudEvent. A
+	// batch of several messages is still a JSON array of them.
+	Raw bool
 	// TraceParent is the span context that came with the message, if any:
 	// its W3C traceparent header (or its X-Amzn-Trace-Id). The
 	// invocation's span links to the span context of each message of its

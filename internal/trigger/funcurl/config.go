@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	nethttp "net/http"
+	"slices"
+	"strings"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
@@ -72,6 +74,18 @@ type Config struct {
 	Cors *CORS `json:"cors,omitempty"`
 	// InvokeMode is InvokeBuffered (the default) or InvokeStream.
 	InvokeMode string `json:"invokeMode,omitempty"`
+	// Methods, when set, are the HTTP methods the URL answers; any other
+	// is answered 405 (Function Compute's http trigger's methods). Empty:
+	// every method.
+	Methods []string `json:"methods,omitempty"`
+}
+
+// methods are the HTTP methods Config.Methods may name.
+var methods = []string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"}
+
+// Allows reports whether the URL answers method.
+func (c Config) Allows(method string) bool {
+	return len(c.Methods) == 0 || slices.Contains(c.Methods, method)
 }
 
 // ParseConfig decodes and validates a stored or submitted Config. Unknown
@@ -140,6 +154,11 @@ func (c Config) Validate() error {
 	case "", InvokeBuffered, InvokeStream:
 	default:
 		return nimbus.Invalidf("invokeMode %q is not valid: use BUFFERED or RESPONSE_STREAM", c.InvokeMode)
+	}
+	for _, m := range c.Methods {
+		if !slices.Contains(methods, m) {
+			return nimbus.Invalidf("methods: %q is not an HTTP method a URL may restrict to (%s)", m, strings.Join(methods, ", "))
+		}
 	}
 	if c.Cors != nil {
 		return c.Cors.Validate()

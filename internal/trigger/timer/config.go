@@ -43,7 +43,14 @@ type Config struct {
 	// the most recent tick missed while no node ran the trigger is fired
 	// once if it is at most this old. Empty means DefaultCatchUpWindow.
 	CatchUpWindow string `json:"catchUpWindow,omitempty"`
+	// Format is the event's format: "" (a CloudEvent, below) or FormatFC,
+	// Function Compute's timer event {"triggerTime", "triggerName",
+	// "payload"} (the Function Compute dialect's timers).
+	Format string `json:"format,omitempty"`
 }
+
+// FormatFC is Config.Format of Function Compute's timer event.
+const FormatFC = "fc"
 
 // parsed is a validated Config.
 type parsed struct {
@@ -83,6 +90,9 @@ func parseConfig(raw json.RawMessage, now time.Time) (parsed, error) {
 	}
 	if p.payload, err = parsePayload(p.Payload); err != nil {
 		return p, err
+	}
+	if p.Format != "" && p.Format != FormatFC {
+		return p, nimbus.Invalidf("timer config: format %q is not valid: leave it out (CloudEvents) or set %q (Function Compute's timer event)", p.Format, FormatFC)
 	}
 	return p, nil
 }

@@ -148,6 +148,9 @@ func (s *Source) Run(ctx context.Context, sink trigger.Sink, opts trigger.Option
 
 // message is the event of one tick.
 func (s *Source) message(tick time.Time) trigger.Message {
+	if s.cfg.Format == FormatFC {
+		return s.fcMessage(tick)
+	}
 	return trigger.Message{
 		ID:              s.name + "-" + strconv.FormatInt(tick.Unix(), 10),
 		Source:          "nimbus://timer/" + s.function + "/" + s.name,
@@ -204,4 +207,24 @@ type aliveState struct {
 func encode(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// fcMessage is the event of one tick in Function Compute's format:
+// {"triggerTime", "triggerName", "payload"}, the payload as configured
+// (Function Compute's is a string; "" when there is none).
+func (s *Source) fcMessage(tick time.Time) trigger.Message {
+	payload := json.RawMessage(`""`)
+	if len(s.cfg.Payload) > 0 && string(s.cfg.Payload) != "null" {
+		payload = s.cfg.payload
+	}
+	data, _ := json.Marshal(struct {
+		TriggerTime string          `json:"triggerTime"`
+		TriggerName string          `json:"triggerName"`
+		Payload     json.RawMessage `json:"payload"`
+	}{tick.UTC().Format(time.RFC3339), s.name, payload})
+	return trigger.Message{
+		ID:     s.name + "-" + strconv.FormatInt(tick.Unix(), 10),
+		Source: "nimbus://timer/" + s.function + "/" + s.name,
+		Type:   EventType, Time: tick.UTC(), DataContentType: "application/json", Data: data, Raw: true,
+	}
 }

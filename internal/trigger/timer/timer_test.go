@@ -3,6 +3,7 @@ package timer
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,31 @@ func TestTickMessage(t *testing.T) {
 	if m.ID != want.ID || m.Source != want.Source || m.Type != want.Type || !m.Time.Equal(want.Time) ||
 		m.DataContentType != want.DataContentType || string(m.Data) != string(want.Data) {
 		t.Errorf("message = %+v, want %+v", m, want)
+	}
+}
+
+// TestTickMessageFC: a timer in Function Compute's format delivers its
+// event as it is (Raw): {"triggerTime", "triggerName", "payload"}, with ""
+// for no payload; an unknown format is refused.
+func TestTickMessageFC(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, c := range []struct{ config, want string }{
+		{`{"schedule":"* * * * *","format":"fc","payload":"nightly"}`, `{"triggerTime":"2026-03-10T10:01:00Z","triggerName":"tr","payload":"nightly"}`},
+		{`{"schedule":"* * * * *","format":"fc"}`, `{"triggerTime":"2026-03-10T10:01:00Z","triggerName":"tr","payload":""}`},
+	} {
+		kv, clock, sink := mem.NewKV(), newFakeClock(t0), newTickSink()
+		n := startNode(t, newTimers(kv, clock), c.config, sink)
+		clock.WaitWaiters(t, 1)
+		clock.Set(minute(1))
+		sink.waitIDs(t, tickID(minute(1)))
+		n.stop()
+		m := sink.messages()[0]
+		if !m.Raw || string(m.Data) != c.want {
+			t.Errorf("%s: message raw %v data %s, want raw %s", c.config, m.Raw, m.Data, c.want)
+		}
+	}
+	if _, err := ParseConfig(json.RawMessage(`{"schedule":"@hourly","format":"aws"}`)); err == nil || !strings.Contains(err.Error(), "format") {
+		t.Errorf("format aws: %v, want an error naming format", err)
 	}
 }
 

@@ -9,7 +9,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const FC = require('@alicloud/fc20230330');
-const { $OpenApiUtil } = require('@alicloud/openapi-core');
+const { $OpenApiUtil, OpenApiUtil } = require('@alicloud/openapi-core');
+const crypto = require('node:crypto');
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set: run this through go test -run TestFCSDK ./internal/api/`); return v; };
 const endpoint = env('FC_ENDPOINT');
@@ -22,6 +23,19 @@ const py = `${prefix}-py`, custom = `${prefix}-custom`;
 const zip = (p) => fs.readFileSync(p).toString('base64');
 const readAll = async (s) => { const parts = []; for await (const c of s) parts.push(Buffer.from(c)); return Buffer.concat(parts); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// signedFetch calls url signed with ACS3-HMAC-SHA256 by the SDK's own
+// signing code, as a caller of an http trigger of authType function does.
+function signedFetch(url, method, body, secret = env('FC_ACCESS_KEY_SECRET')) {
+  const u = new URL(url);
+  const hash = crypto.createHash('sha256').update(body).digest('hex');
+  const headers = { host: u.host, 'content-type': 'text/plain', 'x-acs-content-sha256': hash,
+    'x-acs-date': new Date().toISOString().replace(/\.\d+Z$/, 'Z'), 'x-acs-signature-nonce': crypto.randomUUID() };
+  headers.Authorization = OpenApiUtil.getAuthorization({ pathname: u.pathname, method, query: {}, headers },
+    'ACS3-HMAC-SHA256', hash, env('FC_ACCESS_KEY_ID'), secret);
+  delete headers.host; // fetch sends it
+  return fetch(url, { method, body, headers });
+}
 
 async function rejects(p, status, code) {
   await assert.rejects(p, (e) => {
@@ -161,6 +175,120 @@ test('Function Compute SDK against Nimbus', async (t) => {
     assert.equal((await fc.getConcurrencyConfig(py)).body.reservedConcurrency, 3);
     await fc.deleteConcurrencyConfig(py);
     await rejects(fc.getConcurrencyConfig(py), 404, 'ConcurrencyConfigNotFound');
+  });
+
+  await t.test('PutProvisionConfig, GetProvisionConfig, ListProvisionConfigs, DeleteProvisionConfig', async () => {
+    const put = await fc.putProvisionConfig(py, new FC.PutProvisionConfigRequest({ qualifier: 'LATEST',
+      body: new FC.PutProvisionConfigInput({ target: 1, alwaysAllocateCPU: false }) }));
+    assert.equal(put.body.target, 1);
+    assert.match(put.body.functionArn, new RegExp(`:functions/${py}$`));
+    let got;
+    for (let i = 0; i < 400; i++) {
+      got = (await fc.getProvisionConfig(py, new FC.GetProvisionConfigRequest({ qualifier: 'LATEST' }))).body;
+      if (got.current === 1) break;
+      await sleep(50);
+    }
+    assert.equal(got.current, 1, 'the warm instance came up');
+    const list = await fc.listProvisionConfigs(new FC.ListProvisionConfigsRequest({ functionName: py }));
+    assert.deepEqual(list.body.provisionConfigs.map((c) => c.target), [1]);
+    await rejects(fc.putProvisionConfig(py, new FC.PutProvisionConfigRequest({
+      body: new FC.PutProvisionConfigInput({ target: 1, alwaysAllocateCPU: true }) })), 400, 'InvalidArgument');
+    await fc.deleteProvisionConfig(py, new FC.DeleteProvisionConfigRequest({ qualifier: 'LATEST' }));
+    await rejects(fc.getProvisionConfig(py, new FC.GetProvisionConfigRequest({})), 404, 'ProvisionConfigNotExist');
+  });
+
+  await t.test('CreateTrigger (http, timer), invoke through the URL, GetTrigger, ListTriggers, UpdateTrigger, DeleteTrigger', async () => {
+    const h = await fc.createTrigger(custom, new FC.CreateTriggerRequest({ body: new FC.CreateTriggerInput({
+      triggerName: 'web', triggerType: 'http', description: 'the URL',
+      triggerConfig: JSON.stringify({ authType: 'anonymous', methods: ['GET', 'POST'] }),
+    }) }));
+    assert.equal(h.body.triggerName, 'web');
+    assert.equal(h.body.triggerType, 'http');
+    assert.match(h.body.triggerId, /^[0-9a-f-]{36}$/);
+    assert.deepEqual(JSON.parse(h.body.triggerConfig), { authType: 'anonymous', methods: ['GET', 'POST'] });
+    const url = h.body.httpTrigger.urlInternet;
+    assert.equal(url, `http://${endpoint}/fn/${custom}/`);
+    const res = await fetch(url, { method: 'POST', body: 'through the url' });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'custom:through the url');
+    assert.equal((await fetch(url, { method: 'DELETE' })).status, 405, 'a method the trigger does not list');
+    const tm = await fc.createTrigger(custom, new FC.CreateTriggerRequest({ body: new FC.CreateTriggerInput({
+      triggerName: 'nightly', triggerType: 'timer',
+      triggerConfig: JSON.stringify({ cronExpression: 'CRON_TZ=Asia/Shanghai 0 0 4 * * *', enable: true, payload: 'report' }),
+    }) }));
+    assert.deepEqual(JSON.parse(tm.body.triggerConfig), { cronExpression: 'CRON_TZ=Asia/Shanghai 0 0 4 * * *', enable: true, payload: 'report' });
+    const got = await fc.getTrigger(custom, 'nightly');
+    assert.equal(got.body.triggerId, tm.body.triggerId);
+    const up = await fc.updateTrigger(custom, 'nightly', new FC.UpdateTriggerRequest({ body: new FC.UpdateTriggerInput({
+      triggerConfig: JSON.stringify({ cronExpression: '@every 5m', enable: false }), description: 'paused' }) }));
+    assert.deepEqual(JSON.parse(up.body.triggerConfig), { cronExpression: '@every 5m', enable: false, payload: '' });
+    assert.equal(up.body.description, 'paused');
+    const fnAuth = await fc.updateTrigger(custom, 'web', new FC.UpdateTriggerRequest({ body: new FC.UpdateTriggerInput({
+      triggerConfig: JSON.stringify({ authType: 'function', methods: ['POST'] }) }) }));
+    assert.equal(JSON.parse(fnAuth.body.triggerConfig).authType, 'function');
+    assert.equal((await fetch(url, { method: 'POST', body: 'unsigned' })).status, 403, 'an unsigned call of a function-auth URL');
+    assert.equal((await signedFetch(url, 'POST', 'signed', 'wrong')).status, 403, 'a bad signature');
+    const signed = await signedFetch(url, 'POST', 'signed');
+    assert.equal(signed.status, 200);
+    assert.equal(await signed.text(), 'custom:signed');
+    const list = await fc.listTriggers(custom, new FC.ListTriggersRequest({}));
+    assert.deepEqual(list.body.triggers.map((x) => x.triggerName), ['nightly', 'web']);
+    await rejects(fc.createTrigger(custom, new FC.CreateTriggerRequest({ body: new FC.CreateTriggerInput({
+      triggerName: 'bucket', triggerType: 'oss', triggerConfig: '{}' }) })), 400, 'InvalidArgument');
+    await rejects(fc.createTrigger(custom, new FC.CreateTriggerRequest({ body: new FC.CreateTriggerInput({
+      triggerName: 'bad', triggerType: 'timer', triggerConfig: JSON.stringify({ cronExpression: '0 4 * * *' }) }) })), 400, 'InvalidArgument');
+    for (const name of ['web', 'nightly']) assert.equal((await fc.deleteTrigger(custom, name)).statusCode, 204);
+    await rejects(fc.getTrigger(custom, 'web'), 404, 'TriggerNotFound');
+    assert.equal((await fetch(url, { method: 'POST', body: 'x' })).status, 404, 'the URL is gone');
+  });
+
+  await t.test('PublishFunctionVersion, ListFunctionVersions, aliases, InvokeFunction through an alias, DeleteFunctionVersion', async () => {
+    const v1 = await fc.publishFunctionVersion(py, new FC.PublishFunctionVersionRequest({ body: new FC.PublishVersionInput({ description: 'v1' }) }));
+    assert.equal(v1.body.versionId, '1');
+    assert.equal(v1.body.description, 'v1');
+    await fc.updateFunction(py, new FC.UpdateFunctionRequest({ body: new FC.UpdateFunctionInput({ environmentVariables: { GREETING: 'v2' } }) }));
+    await active(py);
+    const v2 = await fc.publishFunctionVersion(py, new FC.PublishFunctionVersionRequest({ body: new FC.PublishVersionInput({}) }));
+    assert.equal(v2.body.versionId, '2');
+    const vs = await fc.listFunctionVersions(py, new FC.ListFunctionVersionsRequest({}));
+    assert.deepEqual(vs.body.versions.map((v) => v.versionId), ['2', '1']);
+    const a = await fc.createAlias(py, new FC.CreateAliasRequest({ body: new FC.CreateAliasInput({
+      aliasName: 'live', versionId: '1', description: 'prod', additionalVersionWeight: { 2: 0 } }) }));
+    assert.equal(a.body.aliasName, 'live');
+    assert.deepEqual(a.body.additionalVersionWeight, { 2: 0 });
+    const greet = async (q) => JSON.parse((await readAll((await invoke(py, '{}', {}, q)).body)).toString()).greeting;
+    assert.equal(await greet('live'), 'hi');
+    assert.equal(await greet('2'), 'v2');
+    const up = await fc.updateAlias(py, 'live', new FC.UpdateAliasRequest({ body: new FC.UpdateAliasInput({ versionId: '2', additionalVersionWeight: {} }) }));
+    assert.equal(up.body.versionId, '2');
+    assert.equal((await fc.getAlias(py, 'live')).body.description, 'prod');
+    assert.equal(await greet('live'), 'v2');
+    assert.deepEqual((await fc.listAliases(py, new FC.ListAliasesRequest({}))).body.aliases.map((x) => x.aliasName), ['live']);
+    await rejects(fc.getAlias(py, 'nope'), 404, 'AliasNotFound');
+    await rejects(fc.deleteFunctionVersion(py, '2'), 409, 'ResourceConflict');
+    assert.equal((await fc.deleteAlias(py, 'live')).statusCode, 204);
+    assert.equal((await fc.deleteFunctionVersion(py, '1')).statusCode, 204);
+    await rejects(fc.deleteFunctionVersion(py, '1'), 404, 'VersionNotFound');
+  });
+
+  await t.test('ListInstances, TagResources, ListTagResources, UntagResources', async () => {
+    await invoke(py, '{}');
+    const inst = await fc.listInstances(py, new FC.ListInstancesRequest({}));
+    assert.ok(inst.body.instances.length >= 1, 'the instance that just ran');
+    assert.ok(inst.body.instances.every((i) => i.instanceId && i.status === 'Running'), JSON.stringify(inst.body));
+    assert.ok(inst.body.instances.some((i) => i.versionId === 'LATEST'), JSON.stringify(inst.body));
+    const latest = await fc.listInstances(py, new FC.ListInstancesRequest({ qualifier: 'LATEST' }));
+    assert.ok(latest.body.instances.length >= 1 && latest.body.instances.every((i) => i.versionId === 'LATEST'), JSON.stringify(latest.body));
+    await fc.tagResources(new FC.TagResourcesRequest({ body: new FC.TagResourcesInput({
+      resourceType: 'FUNCTION', resourceId: [py, custom], tag: [new FC.Tag({ key: 'team', value: 'data' }), new FC.Tag({ key: 'env', value: 'prod' })] }) }));
+    const tags = await fc.listTagResources(new FC.ListTagResourcesRequest({ resourceType: 'FUNCTION', resourceId: [py] }));
+    assert.deepEqual(tags.body.tagResources.map((x) => `${x.tagKey}=${x.tagValue}`), ['env=prod', 'team=data']);
+    assert.match(tags.body.tagResources[0].resourceId, new RegExp(`:functions/${py}$`));
+    await fc.untagResources(new FC.UntagResourcesRequest({ resourceType: 'FUNCTION', resourceId: [py, custom], tagKey: ['team'] }));
+    const left = await fc.listTagResources(new FC.ListTagResourcesRequest({ resourceType: 'FUNCTION', resourceId: [py, custom] }));
+    assert.deepEqual(left.body.tagResources.map((x) => x.tagKey), ['env', 'env']);
+    assert.deepEqual((await fc.getFunction(py, new FC.GetFunctionRequest({}))).body.tags.map((x) => x.key), ['env']);
+    await rejects(fc.disableFunctionInvocation(py, new FC.DisableFunctionInvocationRequest({})), 501, 'NotImplemented');
   });
 
   await t.test('UpdateFunction, GetFunctionCode, DeleteFunction', async () => {

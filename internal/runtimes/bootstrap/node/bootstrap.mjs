@@ -637,6 +637,9 @@ function serialize(value) {
 let current = null; // request id of the invocation running, for crash reports
 
 async function handle(client, fn, r) {
+  if (process.env[FC_ENV]) {
+    return fcHandle(client, fn, r);
+  }
   const requestId = r.headers['lambda-runtime-aws-request-id'] || '';
   const traceId = r.headers['lambda-runtime-trace-id'];
   if (traceId) {
@@ -670,6 +673,88 @@ async function handle(client, fn, r) {
     const doc = errorDoc(outcome.error);
     logError('Invoke Error', outcome.error);
     await client.error(requestId, doc);
+  } else {
+    await client.response(requestId, outcome.payload);
+  }
+}
+
+// Function Compute's conventions (internal/runtimes' FCEnv, set for functions
+// made in the Function Compute dialect): handler(event, context, callback)
+// gets the payload as a Buffer and Function Compute's context; its answer is
+// returned as it is (a string as UTF-8, a Buffer), anything else as JSON; the
+// initializer (FC_INITIALIZER_HANDLER), initializer(context, callback) or
+// async, runs before the instance's first invocation, again at the next one
+// if it failed.
+const FC_ENV = '_NIMBUS_FC';
+let fcInitialized = false;
+
+function fcContext(headers) {
+  const env = process.env;
+  const deadline = Number(headers['lambda-runtime-deadline-ms'] || 0);
+  const version = env.AWS_LAMBDA_FUNCTION_VERSION || '';
+  const qualifier = version === '' || version === '$LATEST' ? 'LATEST' : version;
+  return {
+    requestId: headers['lambda-runtime-aws-request-id'] || '',
+    credentials: {
+      accessKeyId: env.ALIBABA_CLOUD_ACCESS_KEY_ID || '',
+      accessKeySecret: env.ALIBABA_CLOUD_ACCESS_KEY_SECRET || '',
+      securityToken: env.ALIBABA_CLOUD_SECURITY_TOKEN || '',
+    },
+    function: {
+      name: env.FC_FUNCTION_NAME || '',
+      handler: env.FC_FUNCTION_HANDLER || '',
+      memory: Number(env.FC_FUNCTION_MEMORY_SIZE || 0),
+      timeout: Number(env._NIMBUS_FC_TIMEOUT || 0),
+      initializer: env.FC_INITIALIZER_HANDLER || '',
+      initializationTimeout: Number(env.FC_INITIALIZATION_TIMEOUT || 0),
+    },
+    service: { name: '', logProject: '', logStore: '', qualifier, versionId: qualifier },
+    region: env.FC_REGION || '',
+    accountId: (headers['lambda-runtime-invoked-function-arn'] || '').split(':')[4] || '',
+    logger: console,
+    getRemainingTimeInMillis() {
+      return Math.max(deadline - Date.now(), 0);
+    },
+  };
+}
+
+function fcPayload(value) {
+  if (value === undefined || value === null) {
+    return Buffer.alloc(0);
+  }
+  if (Buffer.isBuffer(value) || typeof value === 'string') {
+    return value;
+  }
+  return serialize(value);
+}
+
+async function fcHandle(client, fn, r) {
+  const requestId = r.headers['lambda-runtime-aws-request-id'] || '';
+  current = requestId;
+  globalThis[REQUEST_ID] = requestId;
+  let outcome;
+  try {
+    const context = fcContext(r.headers);
+    const init = process.env.FC_INITIALIZER_HANDLER;
+    if (init && !fcInitialized) {
+      const initFn = await loadHandler(init, process.env.LAMBDA_TASK_ROOT || process.cwd());
+      const initOutcome = await run((_, ctx, cb) => initFn(ctx, cb), null, fcContext(r.headers));
+      if ('error' in initOutcome) {
+        throw initOutcome.error;
+      }
+      fcInitialized = true;
+    }
+    outcome = await run(fn, r.body, context);
+    if (!('error' in outcome)) {
+      outcome.payload = fcPayload(outcome.value);
+    }
+  } catch (err) {
+    outcome = { error: err };
+  }
+  current = null;
+  if ('error' in outcome) {
+    logError('Invoke Error', outcome.error);
+    await client.error(requestId, errorDoc(outcome.error));
   } else {
     await client.response(requestId, outcome.payload);
   }

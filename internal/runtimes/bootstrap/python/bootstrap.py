@@ -700,6 +700,8 @@ def json_default(obj):
 def handle(client, func, headers, body):
     """Runs one invocation and posts its answer."""
     global log_request_id
+    if os.environ.get(FC_ENV):
+        return fc_handle(client, func, headers, body)
     request_id = headers.get("lambda-runtime-aws-request-id", "")
     log_request_id = request_id
     trace_id = headers.get("lambda-runtime-trace-id")
@@ -724,6 +726,94 @@ def handle(client, func, headers, body):
             payload = json.dumps(result, default=json_default).encode("utf-8")
         except (TypeError, ValueError) as e:
             raise Fault("Runtime.MarshalError", "Unable to marshal response: %s" % e)
+    except Exception as exc:  # the user's error: report it and take the next invocation
+        doc = error_doc(exc)
+        doc["requestId"] = request_id
+        log_error(doc)
+        client.error(request_id, doc)
+        return
+    client.response(request_id, payload)
+
+
+# Function Compute's conventions (internal/runtimes' FCEnv, set for functions
+# made in the Function Compute dialect): handler(event, context) gets the
+# payload as bytes and Function Compute's context; its answer is returned as
+# it is (str as UTF-8, bytes), anything else as JSON; the initializer
+# (FC_INITIALIZER_HANDLER) runs with the context before the instance's first
+# invocation, again at the next one if it failed.
+FC_ENV = "_NIMBUS_FC"
+fc_initialized = False
+
+
+class FCCredentials:
+    def __init__(self, env):
+        self.access_key_id = env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
+        self.access_key_secret = env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "")
+        self.security_token = env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "")
+
+
+class FCFunctionMeta:
+    def __init__(self, env):
+        self.name = env.get("FC_FUNCTION_NAME", "")
+        self.handler = env.get("FC_FUNCTION_HANDLER", "")
+        self.memory = int(env.get("FC_FUNCTION_MEMORY_SIZE") or 0)
+        self.timeout = int(env.get("_NIMBUS_FC_TIMEOUT") or 0)
+        self.initializer = env.get("FC_INITIALIZER_HANDLER", "")
+        self.initialization_timeout = int(env.get("FC_INITIALIZATION_TIMEOUT") or 0)
+
+
+class FCService:
+    def __init__(self, version):
+        self.name, self.log_project, self.log_store = "", "", ""
+        self.qualifier = "LATEST" if version in ("", "$LATEST") else version
+        self.version_id = self.qualifier
+
+
+class FCContext:
+    """The context object of Function Compute's Python runtime."""
+
+    def __init__(self, request_id, function_arn, deadline_ms):
+        env = os.environ
+        self.request_id = request_id
+        self.credentials = FCCredentials(env)
+        self.function = FCFunctionMeta(env)
+        self.service = FCService(env.get("AWS_LAMBDA_FUNCTION_VERSION", ""))
+        self.region = env.get("FC_REGION", "")
+        parts = (function_arn or "").split(":")
+        self.account_id = parts[4] if len(parts) > 4 else ""
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+def fc_payload(result):
+    """A Function Compute handler's answer as bytes."""
+    if result is None:
+        return b""
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, str):
+        return result.encode("utf-8")
+    try:
+        return json.dumps(result, default=json_default).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise Fault("Runtime.MarshalError", "Unable to marshal response: %s" % e)
+
+
+def fc_handle(client, func, headers, body):
+    """Runs one invocation with Function Compute's conventions."""
+    global log_request_id, fc_initialized
+    request_id = headers.get("lambda-runtime-aws-request-id", "")
+    log_request_id = request_id
+    try:
+        context = FCContext(request_id, headers.get("lambda-runtime-invoked-function-arn"),
+                            int(headers.get("lambda-runtime-deadline-ms") or 0))
+        init = os.environ.get("FC_INITIALIZER_HANDLER")
+        if init and not fc_initialized:
+            load_handler(init)(context)
+            fc_initialized = True
+        payload = fc_payload(func(body or b"", context))
     except Exception as exc:  # the user's error: report it and take the next invocation
         doc = error_doc(exc)
         doc["requestId"] = request_id
