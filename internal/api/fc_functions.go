@@ -26,6 +26,40 @@ type fcCustomRuntime struct {
 	HealthCheckConfig json.RawMessage `json:"healthCheckConfig,omitempty"`
 }
 
+// fcContainer is customContainerConfig: a custom container function's
+// image (an image function of Nimbus's, HTTP contract), its port and its
+// entry point and command (ImageConfig's).
+type fcContainer struct {
+	Image            string          `json:"image,omitempty"`
+	Port             int             `json:"port,omitempty"`
+	Entrypoint       []string        `json:"entrypoint,omitempty"`
+	Command          []string        `json:"command,omitempty"`
+	ResolvedImageURI string          `json:"resolvedImageUri,omitempty"`
+	AccelerationType string          `json:"accelerationType,omitempty"`
+	RegistryConfig   json.RawMessage `json:"registryConfig,omitempty"`
+	HealthCheck      json.RawMessage `json:"healthCheckConfig,omitempty"`
+}
+
+// fcCustomContainer is Function Compute's runtime of container functions.
+const fcCustomContainer = "custom-container"
+
+// check refuses what Nimbus cannot honour of c.
+func (c *fcContainer) check() error {
+	switch {
+	case c.Image == "":
+		return fcInvalid("customContainerConfig.image is required")
+	case c.Port != 0 && (c.Port < 1 || c.Port > 65535):
+		return fcInvalid("customContainerConfig.port %d is invalid", c.Port)
+	case c.AccelerationType != "" && c.AccelerationType != "Default":
+		return fcInvalid("customContainerConfig.accelerationType %q is not supported: Nimbus always pulls and unpacks an image when its function is created or updated (Default)", c.AccelerationType)
+	case len(c.RegistryConfig) > 0 && string(c.RegistryConfig) != "null":
+		return fcInvalid("customContainerConfig.registryConfig is not supported: a node reads registry credentials from its --registry-config file (docs/images.md)")
+	case len(c.HealthCheck) > 0 && string(c.HealthCheck) != "null":
+		return fcInvalid("customContainerConfig.healthCheckConfig is not supported: an instance is ready when its port accepts connections")
+	}
+	return nil
+}
+
 // fcFunctionFields are the fields CreateFunction and UpdateFunction share.
 // Those Nimbus cannot honour are declared so that a request setting them
 // is refused by name (fcUnsupported) rather than dropped.
@@ -50,9 +84,9 @@ type fcFunctionFields struct {
 		OSSObjectName string `json:"ossObjectName"`
 	} `json:"code"`
 	// Accepted, not used: Nimbus keeps functions' logs itself.
-	LogConfig json.RawMessage `json:"logConfig"`
+	LogConfig             json.RawMessage `json:"logConfig"`
+	CustomContainerConfig *fcContainer    `json:"customContainerConfig"`
 	// Refused when set (fcUnsupported).
-	CustomContainerConfig   json.RawMessage `json:"customContainerConfig"`
 	CustomDNS               json.RawMessage `json:"customDNS"`
 	GPUConfig               json.RawMessage `json:"gpuConfig"`
 	InstanceLifecycleConfig *fcLifecycle    `json:"instanceLifecycleConfig"`
@@ -96,7 +130,6 @@ func (f *fcFunctionFields) fcUnsupported() error {
 		v    json.RawMessage
 		why  string
 	}{
-		{"customContainerConfig", f.CustomContainerConfig, "Nimbus runs zip packages, not container images (not yet)"},
 		{"customDNS", f.CustomDNS, "Nimbus's instances use the host's resolver"},
 		{"gpuConfig", f.GPUConfig, "Nimbus has no GPU instances"},
 		{"nasConfig", f.NASConfig, "Nimbus mounts no NAS file systems"},
@@ -136,7 +169,7 @@ var fcNode = regexp.MustCompile(`^nodejs(\d+)$`)
 func fcRuntime(fc string, have []string) (string, error) {
 	id := fc
 	switch {
-	case slices.Contains(fcCustomRuntimes, fc):
+	case slices.Contains(fcCustomRuntimes, fc) || fc == fcCustomContainer:
 		id = "http"
 	case fcNode.MatchString(fc):
 		id = fc + ".x"
@@ -163,6 +196,9 @@ func fcRuntime(fc string, have []string) (string, error) {
 func fcRuntimeName(fn *nimbus.Function) string {
 	if fn.FC != nil && fn.FC.Runtime != "" {
 		return fn.FC.Runtime
+	}
+	if fn.IsImage() {
+		return fcCustomContainer
 	}
 	if fn.Runtime == "http" {
 		return "custom"
@@ -289,6 +325,22 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 		}
 		fc.CustomRuntime = &nimbus.FCCustomRuntime{Port: c.Port}
 	}
+	if c := f.CustomContainerConfig; c != nil {
+		if cur != nil && !cur.IsImage() {
+			return in, fcInvalid("customContainerConfig is for functions of runtime custom-container: function %s runs a code package", name)
+		}
+		if err := c.check(); err != nil {
+			return in, err
+		}
+		port := cmp.Or(c.Port, nimbus.DefaultImagePort)
+		in.ImagePort = &port
+		in.ImageConfig = &registry.ImageConfigInput{EntryPoint: c.Entrypoint, Command: c.Command}
+		if cur != nil && cur.Image != nil {
+			in.ImageConfig.WorkingDirectory = cur.Image.WorkingDirectory
+		}
+		// Function Compute's custom conventions (POST /invoke, x-fc-*), on the image's port.
+		fc.Conventions, fc.CustomRuntime = true, &nimbus.FCCustomRuntime{Port: port}
+	}
 	in.FC = &fc
 	return in, nil
 }
@@ -332,6 +384,7 @@ type fcFunction struct {
 	InternetAccess         bool                `json:"internetAccess"`
 	EnvironmentVariables   map[string]string   `json:"environmentVariables"`
 	CustomRuntimeConfig    *fcCustomRuntime    `json:"customRuntimeConfig,omitempty"`
+	CustomContainerConfig  *fcContainer        `json:"customContainerConfig,omitempty"`
 	InstanceLifecycle      *fcLifecycle        `json:"instanceLifecycleConfig,omitempty"`
 	Layers                 []fcLayer           `json:"layers,omitempty"`
 	CreatedTime            string              `json:"createdTime"`
@@ -382,7 +435,11 @@ func (s *Server) fcView(fn *nimbus.Function) fcFunction {
 			v.InstanceLifecycle = &fcLifecycle{Initializer: &fcHook{Handler: i.Handler, Timeout: i.Timeout}}
 		}
 	}
-	if fn.Runtime == "http" && v.CustomRuntimeConfig == nil {
+	if im := fn.Image; im != nil {
+		v.CustomRuntimeConfig = nil
+		v.CustomContainerConfig = &fcContainer{Image: im.URI, ResolvedImageURI: im.Resolved, Port: cmp.Or(im.Port, nimbus.DefaultImagePort),
+			Entrypoint: im.EntryPoint, Command: im.Command, AccelerationType: "Default"}
+	} else if fn.Runtime == "http" && v.CustomRuntimeConfig == nil {
 		v.CustomRuntimeConfig = &fcCustomRuntime{Port: 9000}
 	}
 	for _, l := range fn.Layers {
@@ -424,11 +481,21 @@ func (s *Server) fcFunctionsCreate(w http.ResponseWriter, r *http.Request) error
 	if req.Runtime == nil {
 		return fcInvalid("runtime is required")
 	}
-	if req.Code == nil || len(req.Code.ZipFile) == 0 {
+	container := *req.Runtime == fcCustomContainer
+	switch {
+	case container && req.CustomContainerConfig == nil:
+		return fcInvalid("customContainerConfig is required for runtime custom-container")
+	case !container && req.CustomContainerConfig != nil:
+		return fcInvalid("customContainerConfig is for runtime custom-container, not %s", *req.Runtime)
+	case container && req.Code != nil:
+		return fcInvalid("code is not taken for runtime custom-container: the function runs customContainerConfig.image")
+	case !container && (req.Code == nil || len(req.Code.ZipFile) == 0):
 		return fcInvalid("code.zipFile is required: Nimbus takes the package (a zip, base64) in the request")
 	}
-	if err := fcCheckCode(req.Code.ZipFile, req.Code.Checksum); err != nil {
-		return err
+	if !container {
+		if err := fcCheckCode(req.Code.ZipFile, req.Code.Checksum); err != nil {
+			return err
+		}
 	}
 	in, err := req.input(req.FunctionName, nil, s.reg.Runtimes())
 	if err != nil {
@@ -447,7 +514,12 @@ func (s *Server) fcFunctionsCreate(w http.ResponseWriter, r *http.Request) error
 	if _, err := s.reg.Get(r.Context(), in.Name); err == nil {
 		return fcErr(http.StatusConflict, fcFunctionAlreadyExists, "function '"+in.Name+"' already exists")
 	}
-	fn, err := s.reg.Create(r.Context(), in, req.Code.ZipFile)
+	var fn *nimbus.Function
+	if container {
+		fn, err = s.reg.CreateImage(r.Context(), in, req.CustomContainerConfig.Image)
+	} else {
+		fn, err = s.reg.Create(r.Context(), in, req.Code.ZipFile)
+	}
 	if errors.Is(err, nimbus.ErrConflict) {
 		return fcErr(http.StatusConflict, fcFunctionAlreadyExists, "function '"+in.Name+"' already exists")
 	}
@@ -517,6 +589,14 @@ func (s *Server) fcFunctionsUpdate(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	fn := cur
+	if c := req.CustomContainerConfig; c != nil && c.Image != cur.Image.URI {
+		if fn, err = s.reg.UpdateImage(r.Context(), cur.Name, c.Image, ""); err != nil {
+			return fcNotFound(err, fcFunctionNotFound)
+		}
+	}
+	if req.Code != nil && cur.IsImage() {
+		return fcInvalid("code is not taken for runtime custom-container: set customContainerConfig.image")
+	}
 	if req.Code != nil {
 		if len(req.Code.ZipFile) == 0 {
 			return fcInvalid("code.zipFile is required when code is given")
