@@ -122,7 +122,14 @@ func overlayRoot(cfg *initConfig, binds []kept) error {
 		hostResolv = hostResolvConf()
 	}
 	if err := makeSkeleton(dir, instanceEtc(cfg, &etc)); err != nil {
-		return err
+		if !errors.Is(err, unix.EPERM) {
+			return err
+		}
+		// No whiteout may be made (a device policy): the binds, then.
+		if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
+			return op("unmount image skeleton", uerr)
+		}
+		return fmt.Errorf("image skeleton: %w (%w)", errNoOverlay, err)
 	}
 	if err := bindPoints(imgFD, dir, binds); err != nil {
 		return err
