@@ -3,15 +3,18 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/sandboxtest"
@@ -232,12 +235,7 @@ func TestImageStatic(t *testing.T) {
 	b := newBackend(t, Config{})
 	requireImageRoot(t, b)
 	root := sandboxtest.HostDir(t)
-	bin := filepath.Join(root, "probe")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/imageprobe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	buildProbe(t, root)
 	// Links of the image that point out of it lead nowhere.
 	secret := filepath.Join(sandboxtest.HostDir(t), "secret")
 	if err := os.WriteFile(secret, []byte("host-secret:x:0:0::/:/bin/sh\n"), 0o644); err != nil {
@@ -273,6 +271,167 @@ func TestImageStatic(t *testing.T) {
 	}
 }
 
+// buildProbe builds testdata/imageprobe, static, at root/probe.
+func buildProbe(t *testing.T, root string) {
+	t.Helper()
+	build := exec.Command("go", "build", "-o", filepath.Join(root, "probe"), "./testdata/imageprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+}
+
+// imageModes are the two ways an image instance's root is built: an
+// overlay (overlayRoot) and, where overlayfs is missing, a bind per entry
+// (bindRoot).
+var imageModes = []struct {
+	name  string
+	binds bool
+}{{"overlay", false}, {"binds", true}}
+
+// TestImageLayout runs an instance on an image with a distribution's
+// breadth (many top-level directories, many files in /etc) and links or
+// directories at the paths the instance's root mounts on (/tmp, /dev and
+// /proc links to the image's /etc and /, a /sys with files, the image's
+// own resolv.conf and hostname): the instance sees the image's entries,
+// its own /tmp, /dev, /proc and /etc files in place of the image's, no
+// /sys, and (as an overlay) a handful of mounts whatever the image's
+// layout.
+func TestImageLayout(t *testing.T) {
+	for _, mode := range imageModes {
+		t.Run(mode.name, func(t *testing.T) {
+			b := newBackend(t, Config{})
+			requireImageRoot(t, b)
+			b.imageBinds = mode.binds
+			root := hostImage(t)
+			for i := range 30 {
+				d := filepath.Join(root, fmt.Sprintf("d%02d", i))
+				if err := errors.Join(os.Mkdir(d, 0o755), os.WriteFile(filepath.Join(d, "f"), []byte(fmt.Sprintf("dir %d\n", i)), 0o644)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 50 {
+				if err := os.WriteFile(filepath.Join(root, "etc", fmt.Sprintf("e%02d", i)), []byte(fmt.Sprintf("etc %d\n", i)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := errors.Join(
+				os.Symlink("/etc", filepath.Join(root, "tmp")), os.Symlink("/", filepath.Join(root, "dev")),
+				os.Symlink("/", filepath.Join(root, "proc")), os.Mkdir(filepath.Join(root, "sys"), 0o755),
+				os.WriteFile(filepath.Join(root, "sys", "marker"), nil, 0o644),
+				os.WriteFile(filepath.Join(root, "etc", "resolv.conf"), []byte("nameserver 10.9.9.9\n"), 0o644),
+				os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("image-host\n"), 0o644),
+			); err != nil {
+				t.Fatal(err)
+			}
+			var out testenv.Buffer
+			spec := sandbox.Spec{
+				ID: "img-layout-" + mode.name, Path: "sh", Args: []string{"sh", "-c", `echo "root:$(ls -A / | tr '\n' ' ')"
+echo "mounts:$(wc -l < /proc/self/mountinfo)"
+echo "rootfs:$(grep ' / / ' /proc/self/mountinfo | sed 's/.* - \([^ ]*\) .*/\1/')"
+echo "d17:$(cat /d17/f)"
+echo "e42:$(cat /etc/e42)"
+echo "marker:$(cat /etc/image-marker)"
+if [ -e /sys ]; then echo "sys:seen"; else echo "sys:unseen"; fi
+if [ -L /tmp ] || [ -L /dev ] || [ -L /proc ]; then echo "links:kept"; else echo "links:replaced"; fi
+echo x > /tmp/e00 && echo "tmp:$(cat /tmp/e00) $(cat /etc/e00)"
+if [ -c /dev/null ] && [ ! -e /dev/d17 ]; then echo "dev:own"; else echo "dev:image"; fi
+echo "proc:$(cat /proc/self/comm)"
+echo "resolv:$(grep -c 10.9.9.9 /etc/resolv.conf)"
+echo "hostname:$(cat /etc/hostname)"
+if (echo x > /d17/new) 2>/dev/null || (echo x > /etc/new) 2>/dev/null; then echo "image:written"; else echo "image:refused"; fi`},
+				Env: testEnv, RootFS: root, TmpMB: 8, Stdout: &out, Stderr: &out,
+			}
+			inst, err := b.Start(t.Context(), spec)
+			if err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			<-inst.Done()
+			lines := map[string]string{}
+			for line := range strings.Lines(out.String()) {
+				if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+					lines[k] = strings.TrimSpace(v)
+				}
+			}
+			var names []string
+			ents, err := os.ReadDir(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range ents {
+				if e.Name() != "sys" {
+					names = append(names, e.Name())
+				}
+			}
+			slices.Sort(names)
+			want := map[string]string{
+				"root": strings.Join(names, " "),
+				"d17":  "dir 17", "e42": "etc 42", "marker": "from the image",
+				"sys": "unseen", "links": "replaced", "tmp": "x etc 0", "dev": "own", "proc": "cat",
+				"resolv": "0", "hostname": spec.ID, "image": "refused",
+				"rootfs": map[bool]string{false: "overlay", true: "tmpfs"}[mode.binds],
+			}
+			for k, v := range want {
+				if lines[k] != v {
+					t.Errorf("%s: %q, want %q", k, lines[k], v)
+				}
+			}
+			mounts, err := strconv.Atoi(lines["mounts"])
+			if err != nil {
+				t.Fatalf("mounts: %q", lines["mounts"])
+			}
+			// The overlay: the root, /dev and its 6 devices and shm, /proc,
+			// /tmp, resolv.conf. One per entry: 30 more and 50 more at least.
+			if !mode.binds && mounts > 14 || mode.binds && mounts < 80 {
+				t.Errorf("%d mounts in the instance's namespace", mounts)
+			}
+			t.Logf("%s: %d mounts in the instance's namespace", mode.name, mounts)
+			if inst.Err() != nil || t.Failed() {
+				t.Errorf("Err() = %v; output %q", inst.Err(), out.String())
+			}
+		})
+	}
+}
+
+// TestImageLinks runs a static program on images whose /etc and /tmp are
+// links out of the image's tree (to the host's root, and to a host
+// directory): the instance gets its own, and nothing of the host.
+func TestImageLinks(t *testing.T) {
+	for _, mode := range imageModes {
+		t.Run(mode.name, func(t *testing.T) {
+			b := newBackend(t, Config{})
+			requireImageRoot(t, b)
+			b.imageBinds = mode.binds
+			root := sandboxtest.HostDir(t)
+			buildProbe(t, root)
+			host := sandboxtest.HostDir(t)
+			if err := errors.Join(os.Symlink("/", filepath.Join(root, "etc")), os.Symlink(host, filepath.Join(root, "tmp"))); err != nil {
+				t.Fatal(err)
+			}
+			var out testenv.Buffer
+			spec := sandbox.Spec{ID: "img-links-" + mode.name, Path: "/probe", RootFS: root, Stdout: &out, Stderr: &out}
+			inst, err := b.Start(t.Context(), spec)
+			if err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			<-inst.Done()
+			got := out.String()
+			uid := strconv.Itoa(inst.UID())
+			for _, want := range []string{"root: dev etc probe proc tmp\n", "sbx_user:x:" + uid + ":" + uid + ":", "tmp: ok\n"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("output %q: want %q", got, want)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(host, "x")); err == nil {
+				t.Errorf("the instance's /tmp/x went to the host directory its image's /tmp links to")
+			}
+			if inst.Err() != nil {
+				t.Errorf("Err() = %v; output %q", inst.Err(), got)
+			}
+		})
+	}
+}
+
 // TestImageErrors checks the image specs that cannot start: a root that is
 // not a directory, code to bind where the image has no mount point, an
 // image on a backend without a root of its own, and links of the image
@@ -299,6 +458,23 @@ func TestImageErrors(t *testing.T) {
 	if !errors.Is(err, syscall.EROFS) {
 		t.Errorf("Start with code but no /var/task in the image's /var: %v, want a read-only file system error", err)
 	}
+	// A mount point reached through a link of the image: refused, and
+	// nothing made where the link points.
+	linked, target := sandboxtest.HostDir(t), sandboxtest.HostDir(t)
+	if err := os.Symlink(target, filepath.Join(linked, "var")); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range imageModes {
+		b.imageBinds = mode.binds
+		_, err := b.Start(t.Context(), sandbox.Spec{ID: "img-link-" + mode.name, Path: "/x", RootFS: linked, CodeDir: code})
+		if err == nil || !strings.Contains(err.Error(), "/var is a symbolic link in the image") {
+			t.Errorf("%s: Start with code to bind below a link of the image: %v, want an error naming the link", mode.name, err)
+		}
+		if _, err := os.Lstat(filepath.Join(target, "task")); err == nil {
+			t.Errorf("%s: a mount point was made where the image's /var links to", mode.name)
+		}
+	}
+	b.imageBinds = false
 	hr := hostRoot(t, Config{})
 	if _, err := hr.Start(t.Context(), sandbox.Spec{ID: "img-hr", Path: "/x", RootFS: root}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Start of an image on a backend without a root of its own: %v, want ErrUnsupported", err)
@@ -323,5 +499,75 @@ func TestLayerPasswd(t *testing.T) {
 	}
 	if got, want := layerGroup([]byte("root:x:0:\nstaff:x:7:\nusers:x:100:a,b\n"), 7), "sbx_user:x:7:\nroot:x:0:\nusers:x:100:a,b\nnogroup:x:65534:\n"; got != want {
 		t.Errorf("layerGroup = %q, want %q", got, want)
+	}
+}
+
+// BenchmarkStartImage times Start until the program runs (its exec done)
+// of a pooled helper on an image's root, beside a zip instance's start
+// (/bin/true, code bound at /var/task), in turns in each iteration so that
+// a change of the machine's load hits them alike: "image" holds a static
+// binary alone, "distro" the same with a distribution's layout around it
+// (debian:12's 14 top-level directories, 60 files in /etc), each built as
+// an overlay and with a bind per entry (the fallback). Each reports its
+// median (ms, p50-<kind>).
+func BenchmarkStartImage(b *testing.B) {
+	be := newAdjusted(b, Config{PoolSize: 1}, nil)
+	if !be.Isolation().ImageRoot {
+		b.Skipf("the backend cannot run image instances: %s", be.Describe())
+	}
+	code := sandboxtest.HostDir(b)
+	plain, distro := sandboxtest.HostDir(b), sandboxtest.HostDir(b)
+	bin := filepath.Join(plain, "probe")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/imageprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	if err := os.Link(bin, filepath.Join(distro, "probe")); err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range []string{"bin", "boot", "home", "lib", "lib64", "media", "mnt", "opt", "root", "run", "sbin", "srv", "usr", "var", "etc"} {
+		if err := os.Mkdir(filepath.Join(distro, d), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 60 {
+		if err := os.WriteFile(filepath.Join(distro, "etc", fmt.Sprintf("file%02d", i)), []byte("x"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	kinds := []struct {
+		name  string
+		root  string
+		binds bool
+	}{{"zip", "", false}, {"image", plain, false}, {"distro", distro, false}, {"image-binds", plain, true}, {"distro-binds", distro, true}}
+	lat := map[string][]time.Duration{}
+	k := 0
+	for range b.N {
+		for _, kind := range kinds {
+			b.StopTimer()
+			settle(b, be)
+			time.Sleep(20 * time.Millisecond) // let the refill's cgroup move pass
+			k++
+			spec := sandbox.Spec{ID: fmt.Sprintf("bench%d", k), Path: "/bin/true", CodeDir: code}
+			if kind.root != "" {
+				spec = sandbox.Spec{ID: spec.ID, Path: "/probe", RootFS: kind.root}
+			}
+			be.imageBinds = kind.binds
+			b.StartTimer()
+			began := time.Now()
+			inst, err := be.Start(b.Context(), spec)
+			lat[kind.name] = append(lat[kind.name], time.Since(began))
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-inst.Done()
+		}
+	}
+	for _, kind := range kinds {
+		d := lat[kind.name]
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "p50-"+kind.name+"-ms")
 	}
 }

@@ -92,9 +92,12 @@ type initConfig struct {
 	// Image is the host directory of an image's root file system, which
 	// the root shows instead of the host's system directories (see
 	// image_linux.go); ImageUser is the image's USER.
-	Image     string   `json:"image,omitempty"`
-	ImageUser string   `json:"imageUser,omitempty"`
-	Hide      []string `json:"hide,omitempty"`
+	Image     string `json:"image,omitempty"`
+	ImageUser string `json:"imageUser,omitempty"`
+	// ImageBinds: build the image's root with a bind per entry (bindRoot),
+	// as where overlayfs is missing, not as an overlay; for tests.
+	ImageBinds bool     `json:"imageBinds,omitempty"`
+	Hide       []string `json:"hide,omitempty"`
 	// Binds are host directories to show read-only at another path (or at
 	// their own, under a hidden path).
 	Binds []bind `json:"binds,omitempty"`

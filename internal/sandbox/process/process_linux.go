@@ -64,6 +64,10 @@ type Backend struct {
 	// rootfs: instances get a root of their own (rootfs_linux.go); it
 	// needs a mount namespace.
 	rootfs bool
+	// imageBinds: image instances' roots are built with a bind per entry
+	// of the image, as where overlayfs is missing (initConfig.ImageBinds);
+	// set by tests only.
+	imageBinds bool
 	// net is the network isolation; nil without (see netOn).
 	net *network
 	// missing lists the isolation features the host denies.
@@ -601,6 +605,7 @@ func (b *Backend) initConfig(spec sandbox.Spec, slot int) *initConfig {
 	if b.ownRoot() {
 		ic.Root = b.cfg.Root
 		ic.Image, ic.ImageUser = spec.RootFS, spec.User
+		ic.ImageBinds = spec.RootFS != "" && b.imageBinds
 	}
 	if b.flags&syscall.CLONE_NEWUTS != 0 {
 		ic.Hostname = spec.ID[:min(len(spec.ID), 64)]

@@ -197,27 +197,46 @@ func buildDev(dev string) error {
 func finishRoot(cfg *initConfig, keep []kept) error {
 	dir := cfg.Root
 	var img *imageEtc
+	overlay := false
 	if cfg.Image != "" {
-		got, err := imageRoot(cfg, keep)
-		if err != nil {
+		err := errNoOverlay
+		if !cfg.ImageBinds {
+			err = overlayRoot(cfg, keep)
+		}
+		switch {
+		case err == nil:
+			overlay = true // read-only, its /etc written
+		case errors.Is(err, errNoOverlay):
+			got, err := bindRoot(cfg, keep)
+			if err != nil {
+				return err
+			}
+			img = &got
+		default:
 			return err
 		}
-		img = &got
 	}
 	if err := mountTmp(cfg, dir); err != nil {
 		return err
 	}
 	for _, k := range keep {
+		if cfg.Image != "" {
+			if err := checkMountPoint(dir, k.Target); err != nil {
+				return err
+			}
+		}
 		k.Target = filepath.Join(dir, k.Target)
 		if err := bindReadOnly(k); err != nil {
 			return err
 		}
 	}
-	if err := writeEtc(cfg, img); err != nil {
-		return err
-	}
-	if err := remountReadOnly(dir, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
-		return err
+	if !overlay {
+		if err := writeEtc(cfg, img); err != nil {
+			return err
+		}
+		if err := remountReadOnly(dir, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+			return err
+		}
 	}
 	return pivot(dir)
 }
@@ -225,18 +244,24 @@ func finishRoot(cfg *initConfig, keep []kept) error {
 // writeEtc writes the instance's passwd, group, hosts and hostname; with
 // an image, its passwd and group are layered over the image's.
 func writeEtc(cfg *initConfig, img *imageEtc) error {
+	for name, content := range instanceEtc(cfg, img) {
+		if err := os.WriteFile(filepath.Join(cfg.Root, "etc", name), []byte(content), 0o644); err != nil {
+			return op("write /etc/"+name, err)
+		}
+	}
+	return nil
+}
+
+// instanceEtc are the instance's passwd, group, hosts and hostname, by
+// name; with an image, its passwd and group are layered over the image's.
+func instanceEtc(cfg *initConfig, img *imageEtc) map[string]string {
 	files := etcFiles(cfg)
 	if img != nil {
 		uid, gid := instanceIDs(cfg)
 		files["passwd"] = layerPasswd(img.passwd, uid, gid, cfg.ImageUser)
 		files["group"] = layerGroup(img.group, gid)
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(cfg.Root, "etc", name), []byte(content), 0o644); err != nil {
-			return op("write /etc/"+name, err)
-		}
-	}
-	return nil
+	return files
 }
 
 // etcFiles are the contents of the instance's passwd, group, hosts and
