@@ -192,7 +192,7 @@ func (s *Server) fcAuthorize(r *http.Request, pattern, action string, access aut
 			return r, err
 		}
 		var err error
-		if p, err = s.fcVerifier.Verify(r); err != nil {
+		if p, err = s.fcVerifier.Verify(r, access == auth.Invoke); err != nil {
 			if ae, ok := err.(*auth.Error); ok && ae.Status == http.StatusForbidden {
 				s.cfg.Limiter.Failed(r)
 			}

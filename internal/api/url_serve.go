@@ -325,7 +325,7 @@ func (s *Server) authenticateURL(r *http.Request) (auth.Principal, error) {
 	if err := s.cfg.Limiter.Check(r); err != nil {
 		return auth.Principal{}, err
 	}
-	p, err := s.fcVerifier.Verify(r)
+	p, err := s.fcVerifier.Verify(r, true)
 	if ae, ok := err.(*auth.Error); ok && ae.Status == http.StatusForbidden {
 		s.cfg.Limiter.Failed(r)
 	}

@@ -36,7 +36,8 @@ const (
 	CodeContentSHA256       = "InvalidContentSHA256"
 )
 
-// ACS3Verifier checks Alibaba Cloud V3 signatures (ACS3-HMAC-SHA256) against
+// ACS3Verifier checks Alibaba Cloud V3 signatures (ACS3-HMAC-SHA256), and
+// the older ROA signature (roa.go), against
 // the same access keys as the SigV4 Verifier: the Authorization header
 // `ACS3-HMAC-SHA256 Credential=<key id>,SignedHeaders=<h1;h2>,Signature=<hex>`,
 // x-acs-date within ACS3MaxSkew, x-acs-content-sha256 equal to the body's
@@ -78,7 +79,14 @@ func acs3Err(code, msg string) *Error {
 // read (at most MaxBody bytes) to check its hash and r.Body replaced by a
 // reader of what was read. Errors are *Error whose Type is Function
 // Compute's error code.
-func (v *ACS3Verifier) Verify(r *http.Request) (Principal, error) {
+//
+// allowUnsignedBody is for operations whose body carries no setting
+// (invocations): only there may an older ROA signature leave the body
+// unsigned (roa.go); an ACS3 signature always covers it.
+func (v *ACS3Verifier) Verify(r *http.Request, allowUnsignedBody bool) (Principal, error) {
+	if strings.HasPrefix(r.Header.Get("Authorization"), roaPrefix) {
+		return v.verifyROA(r, allowUnsignedBody)
+	}
 	sr, err := parseACS3(r)
 	if err != nil {
 		return Principal{}, err

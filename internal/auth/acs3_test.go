@@ -50,11 +50,11 @@ func acs3Verifier(now time.Time) *ACS3Verifier {
 func TestACS3Verify(t *testing.T) {
 	signed := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	v := acs3Verifier(signed.Add(14 * time.Minute))
-	p, err := v.Verify(acs3Req(nil))
+	p, err := v.Verify(acs3Req(nil), false)
 	if err != nil || p.Name != "k" {
 		t.Fatalf("Verify = %+v, %v; want the key's principal", p, err)
 	}
-	if _, err := v.Verify(acs3Req(nil)); code(err) != CodeSignatureNonceUsed {
+	if _, err := v.Verify(acs3Req(nil), false); code(err) != CodeSignatureNonceUsed {
 		t.Errorf("replay: %v, want %s", err, CodeSignatureNonceUsed)
 	}
 	tests := []struct {
@@ -78,7 +78,7 @@ func TestACS3Verify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := acs3Verifier(tt.now).Verify(acs3Req(tt.mod))
+			_, err := acs3Verifier(tt.now).Verify(acs3Req(tt.mod), false)
 			if got := code(err); got != tt.want {
 				t.Errorf("Verify: %v; want code %s", err, tt.want)
 			}

@@ -14,8 +14,10 @@ const crypto = require('node:crypto');
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set: run this through go test -run TestFCSDK ./internal/api/`); return v; };
 const endpoint = env('FC_ENDPOINT');
-const client = (secret = env('FC_ACCESS_KEY_SECRET')) => new FC.default(new $OpenApiUtil.Config({
-  accessKeyId: env('FC_ACCESS_KEY_ID'), accessKeySecret: secret, endpoint, protocol: 'http', regionId: 'cn-hangzhou',
+// client is the SDK's client; signatureAlgorithm 'v2' makes it sign with the
+// older ROA signature (acs <key>:<HMAC-SHA1>) instead of ACS3.
+const client = (secret = env('FC_ACCESS_KEY_SECRET'), signatureAlgorithm = undefined) => new FC.default(new $OpenApiUtil.Config({
+  accessKeyId: env('FC_ACCESS_KEY_ID'), accessKeySecret: secret, endpoint, protocol: 'http', regionId: 'cn-hangzhou', signatureAlgorithm,
 }));
 const fc = client();
 const prefix = env('FC_PREFIX');
@@ -107,6 +109,14 @@ test('Function Compute SDK against Nimbus', async (t) => {
     await rejects(invoke(py, '{}', { xFcInvocationType: 'Later' }), 400, 'InvalidArgument');
     await rejects(invoke(py, 'x'.repeat(129 << 10), { xFcInvocationType: 'Async' }), 413, 'EntityTooLarge');
     await rejects(client('wrong-secret').getFunction(py, new FC.GetFunctionRequest({})), 403, 'SignatureNotMatch');
+    await rejects(client('wrong-secret', 'v2').getFunction(py, new FC.GetFunctionRequest({})), 403, 'SignatureNotMatch');
+  });
+
+  await t.test('the older ROA signature (signatureAlgorithm v2)', async () => {
+    const old = client(undefined, 'v2');
+    assert.equal((await old.getFunction(py, new FC.GetFunctionRequest({}))).body.functionName, py);
+    const list = await old.listFunctions(new FC.ListFunctionsRequest({ prefix }));
+    assert.ok(list.body.functions.some((f) => f.functionName === py));
   });
 
   await t.test('InvokeFunction Sync, with the log tail', async () => {
