@@ -1,8 +1,12 @@
 package node_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +20,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/image/imagetest"
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 )
 
 // waitState waits until function name leaves Pending (and its update is
@@ -318,5 +323,127 @@ func TestImageCollect(t *testing.T) {
 	}
 	if _, fe := invokeText(t, c, "gc", `{}`); fe != "" {
 		t.Fatalf("invoke after the collections: %s", fe)
+	}
+}
+
+// pythonImage is the files of an image made from the host's Python: its
+// interpreter, the libraries it links, the dynamic loader, its standard
+// library (without tests, tooling and caches) and the linker's cache, with
+// Nimbus's Python bootstrap at /var/runtime (a runtime interface client:
+// it speaks the Runtime API) and app.py at /var/task. It skips t when the
+// host has no such Python.
+func pythonImage(t *testing.T, app string) map[string][]byte {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	interp, err := filepath.EvalSymlinks(py)
+	if err != nil {
+		t.Skipf("no %s: %v", py, err)
+	}
+	files := map[string][]byte{}
+	add := func(inImage, host string) {
+		data, err := os.ReadFile(host)
+		if err != nil {
+			t.Fatalf("read %s: %v", host, err)
+		}
+		files[strings.TrimPrefix(inImage, "/")] = data
+	}
+	add(interp, interp)
+	out, err := exec.Command("ldd", interp).Output()
+	if err != nil {
+		t.Skipf("ldd %s: %v", interp, err)
+	}
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			real, err := filepath.EvalSymlinks(f[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			add(f[2], real)
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"): // the loader, at the path the binary names
+			real, err := filepath.EvalSymlinks(f[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			add(f[0], real)
+		}
+	}
+	stdlib, err := exec.Command(interp, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))").Output()
+	if err != nil {
+		t.Skipf("%s: %v", interp, err)
+	}
+	skip := map[string]bool{"test": true, "idlelib": true, "tkinter": true, "ensurepip": true, "lib2to3": true,
+		"pydoc_data": true, "__pycache__": true, "turtledemo": true, "site-packages": true, "dist-packages": true}
+	root := strings.TrimSpace(string(stdlib))
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && skip[d.Name()]:
+			return filepath.SkipDir
+		case d.Type().IsRegular():
+			add(p, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/etc/ld.so.cache"); err == nil {
+		add("/etc/ld.so.cache", "/etc/ld.so.cache")
+	}
+	rtDir := t.TempDir()
+	if err := runtimes.Install(rtDir); err != nil {
+		t.Fatal(err)
+	}
+	boots, _ := filepath.Glob(filepath.Join(rtDir, "*", "bootstrap.py"))
+	if len(boots) != 1 {
+		t.Fatalf("the Python bootstrap in %s: %v", rtDir, boots)
+	}
+	add("/var/runtime/bootstrap.py", boots[0])
+	files["var/task/app.py"] = []byte(app)
+	files["usr/bin/python3"] = files[strings.TrimPrefix(interp, "/")]
+	return files
+}
+
+// TestImagePythonFunction: a Python function packaged as an image (Lambda's
+// contract: a base made from the host's interpreter, a runtime interface
+// client as the entry point, the handler as the command) deploys from a
+// registry and answers, with its log.
+func TestImagePythonFunction(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	files := pythonImage(t, "import sys\ndef handler(event, context):\n    print('from the image')\n"+
+		"    return {'echo': event, 'python': sys.version_info[0], 'request': context.aws_request_id}\n")
+	ref, _, _ := reg.Push(t, "pyfn:v1", files, v1.Config{
+		Entrypoint: []string{"/usr/bin/python3", "/var/runtime/bootstrap.py"}, Cmd: []string{"app.handler"}, WorkingDir: "/var/task"})
+	n := nodetest.Start(t, func(c *node.Config) { c.InsecureRegistries = []string{reg.Host} })
+	if !n.Isolation().ImageRoot {
+		t.Skip("this node's sandbox cannot run images (it needs a root of the instance's own)")
+	}
+	c := lambdaClient(n)
+	if _, err := c.CreateFunction(t.Context(), &lambda.CreateFunctionInput{FunctionName: aws.String("img-py"), Role: aws.String("arn:aws:iam::000000000000:role/r"),
+		PackageType: types.PackageTypeImage, Code: &types.FunctionCode{ImageUri: aws.String(ref)}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatalf("CreateFunction: %v", err)
+	}
+	if got := waitState(t, c, "img-py"); got.Configuration.State != types.StateActive {
+		t.Fatalf("img-py: %s %s", got.Configuration.State, aws.ToString(got.Configuration.StateReason))
+	}
+	out, err := c.Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("img-py"), Payload: []byte(`{"n":1}`), LogType: types.LogTypeTail})
+	if err != nil {
+		t.Fatalf("Invoke: %v", err)
+	}
+	var got struct {
+		Echo    map[string]int
+		Python  int
+		Request string
+	}
+	if out.FunctionError != nil || json.Unmarshal(out.Payload, &got) != nil || got.Echo["n"] != 1 || got.Python != 3 || got.Request == "" {
+		tail, _ := base64.StdEncoding.DecodeString(aws.ToString(out.LogResult))
+		t.Fatalf("invoke: %s (error %q), log %s", out.Payload, aws.ToString(out.FunctionError), tail)
+	}
+	tail, _ := base64.StdEncoding.DecodeString(aws.ToString(out.LogResult))
+	if !strings.Contains(string(tail), "from the image") {
+		t.Errorf("log tail %q, want the function's line", tail)
 	}
 }

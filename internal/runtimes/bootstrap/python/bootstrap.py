@@ -864,6 +864,11 @@ def main():
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # sys.path[0] is this script's directory: user modules come from the task root instead.
     sys.path[0] = task_root
+    for stream in (sys.stdout, sys.stderr):
+        if not getattr(stream, "write_through", True):
+            # Started without -u (an image's own entry point, say): each
+            # line is written at once, so that it is in its invocation's log.
+            stream.reconfigure(line_buffering=True)
     filter_output()
     hook_logging()
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
