@@ -133,8 +133,8 @@ const fcCodeRoot = "/code"
 // /pre-stop) to inst's server, with Function Compute's headers, and waits
 // for its answer within timeout; a status that is not 2xx is an error.
 func (inst *instance) fcHook(ctx context.Context, method, hookPath string, timeout time.Duration) error {
-	t := inst.http
-	if t == nil || t.fc == nil {
+	t := inst.fcTarget.Load()
+	if t == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -169,7 +169,7 @@ func (inst *instance) fcHook(ctx context.Context, method, hookPath string, timeo
 // inst, which has just started: a failure is the instance's init error.
 func (inst *instance) fcInitialize(ctx context.Context) error {
 	fc := inst.fn.FC
-	if inst.http == nil || inst.http.fc == nil || fc == nil || fc.Initializer == nil {
+	if inst.fcTarget.Load() == nil || fc == nil || fc.Initializer == nil {
 		return nil
 	}
 	timeout := time.Duration(cmp.Or(fc.Initializer.Timeout, 3)) * time.Second
@@ -185,7 +185,7 @@ func (inst *instance) fcInitialize(ctx context.Context) error {
 // fcPreStop is the preStop hook's timeout for inst (0: it has none).
 func (inst *instance) fcPreStop() time.Duration {
 	fc := inst.fn.FC
-	if inst.http == nil || inst.http.fc == nil || fc == nil || fc.PreStop == nil || inst.sb == nil {
+	if fc == nil || fc.PreStop == nil || inst.fcTarget.Load() == nil || inst.sb == nil {
 		return 0
 	}
 	return time.Duration(cmp.Or(fc.PreStop.Timeout, 3)) * time.Second

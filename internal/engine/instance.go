@@ -36,6 +36,10 @@ type instance struct {
 	// net is the instance's network, where rapi listens and http dials.
 	net      sandbox.Net
 	kindHTTP bool
+	// fcTarget is http for a custom function with Function Compute's
+	// conventions, read by its lifecycle hooks (fccustom.go) without the
+	// pool's lock while closeServers may clear http.
+	fcTarget atomic.Pointer[httpTarget]
 	// port is the port an HTTP image serves on in its own network (0: the
 	// http runtime's, privateHTTPPort).
 	port int
@@ -274,6 +278,7 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 		inst.http = newHTTPTarget(port, n)
 		if fc != nil {
 			inst.http.fc = fc.headers(inst.fn, inst.pool.e.cfg, inst.id)
+			inst.fcTarget.Store(inst.http)
 			p := strconv.Itoa(port)
 			return []string{"PORT=" + p, "FC_SERVER_PORT=" + p, "FC_CUSTOM_LISTEN_PORT=" + p}, nil
 		}
