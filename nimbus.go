@@ -234,8 +234,14 @@ type FCSettings struct {
 	// python3.x and nodejsNN runtimes.
 	Conventions bool `json:"conventions,omitempty"`
 	// Initializer is instanceLifecycleConfig.initializer (Conventions
-	// only).
+	// only): for Python and Node, a handler the bootstrap runs; for a
+	// custom runtime or container, POST /initialize on its server, once,
+	// before its first invocation.
 	Initializer *FCHook `json:"initializer,omitempty"`
+	// PreStop is instanceLifecycleConfig.preStop (custom runtimes and
+	// containers): GET /pre-stop on the instance's server before it is
+	// stopped, bounded by its timeout.
+	PreStop *FCHook `json:"preStop,omitempty"`
 }
 
 // FCHook is a Function Compute lifecycle hook: a handler and its timeout
@@ -246,7 +252,8 @@ type FCHook struct {
 }
 
 // FCCustomRuntime is Function Compute's customRuntimeConfig: the command
-// of a custom runtime's server and the port it listens on.
+// of a custom runtime's server (Command and Args, started in the code's
+// directory; none: the package's bootstrap) and the port it listens on.
 type FCCustomRuntime struct {
 	Command []string `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`

@@ -103,8 +103,8 @@ func TestFCConventions(t *testing.T) {
 
 	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},
 		"instanceLifecycleConfig":{"preStop":{"handler":"index.stop"}}}`, 400, "InvalidArgument", "preStop")
-	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"custom","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"bootstrap": ""})+`"},
-		"instanceLifecycleConfig":{"initializer":{"handler":"index.init"}}}`, 400, "InvalidArgument", "python3.x and nodejsNN")
+	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},
+		"instanceLifecycleConfig":{"initializer":{"handler":"index.init","command":["x"]}}}`, 400, "InvalidArgument", "initializer.command")
 	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},
 		"instanceLifecycleConfig":{"initializer":{"handler":"index.init","timeout":601}}}`, 400, "InvalidArgument", "timeout 601")
 

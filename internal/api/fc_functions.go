@@ -26,6 +26,41 @@ type fcCustomRuntime struct {
 	HealthCheckConfig json.RawMessage `json:"healthCheckConfig,omitempty"`
 }
 
+// fcMaxCommand bounds the length of customRuntimeConfig's command and
+// args together, in bytes.
+const fcMaxCommand = 4096
+
+// check refuses a customRuntimeConfig Nimbus cannot honour for a function
+// of Function Compute's runtime rt: command and args (the server's
+// command line, started in the code's directory instead of the package's
+// bootstrap) only for custom runtimes, args only with a command.
+func (c *fcCustomRuntime) check(rt string) error {
+	if c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
+		return fcInvalid("customRuntimeConfig.port %d is invalid", c.Port)
+	}
+	if len(c.Command) == 0 && len(c.Args) == 0 {
+		return nil
+	}
+	n := 0
+	for _, a := range append(slices.Clone(c.Command), c.Args...) {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fcInvalid("customRuntimeConfig.command and args may not hold a NUL byte")
+		}
+		n += len(a) + 1
+	}
+	switch {
+	case !slices.Contains(fcCustomRuntimes, rt):
+		return fcInvalid("customRuntimeConfig.command and args are for the custom runtimes (%s), not %s", strings.Join(fcCustomRuntimes, ", "), rt)
+	case len(c.Command) == 0:
+		return fcInvalid("customRuntimeConfig.args needs a command: without one, the package's bootstrap is started with no arguments")
+	case c.Command[0] == "":
+		return fcInvalid("customRuntimeConfig.command[0] is empty: give a program, a path in the code (/code/server) or a name on PATH (python3)")
+	case n > fcMaxCommand:
+		return fcInvalid("customRuntimeConfig.command and args are %d bytes long, over %d", n, fcMaxCommand)
+	}
+	return nil
+}
+
 // fcContainer is customContainerConfig: a custom container function's
 // image (an image function of Nimbus's, HTTP contract), its port and its
 // entry point and command (ImageConfig's).
@@ -106,8 +141,7 @@ type fcFunctionFields struct {
 	ResourceGroupID         json.RawMessage `json:"resourceGroupId"`
 }
 
-// fcLifecycle is instanceLifecycleConfig: Nimbus runs the initializer
-// (Function Compute's conventions only); preStop is refused.
+// fcLifecycle is instanceLifecycleConfig (fcFunctionFields.lifecycle).
 type fcLifecycle struct {
 	Initializer *fcHook `json:"initializer,omitempty"`
 	PreStop     *fcHook `json:"preStop,omitempty"`
@@ -120,7 +154,7 @@ type fcHook struct {
 	Command []string `json:"command,omitempty"`
 }
 
-// fcMaxInitTimeout bounds an initializer's timeout (seconds).
+// fcMaxInitTimeout bounds a lifecycle hook's timeout (seconds).
 const fcMaxInitTimeout = 600
 
 // fcUnsupported refuses the set fields Nimbus has no equivalent for.
@@ -278,9 +312,6 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 		in.Runtime, fc.Runtime = &rt, *f.Runtime
 		fc.Conventions = fcPython.MatchString(*f.Runtime) || fcNode.MatchString(*f.Runtime) || slices.Contains(fcCustomRuntimes, *f.Runtime)
 	}
-	if err := f.lifecycle(&fc); err != nil {
-		return in, err
-	}
 	if f.MemorySize != nil {
 		mem = *f.MemorySize
 	}
@@ -317,13 +348,10 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 		in.Network = &netw
 	}
 	if c := f.CustomRuntimeConfig; c != nil {
-		if len(c.Command) > 0 || len(c.Args) > 0 {
-			return in, fcInvalid("customRuntimeConfig.command and args are not yet supported: put an executable named bootstrap in the package, which Nimbus starts (docs/fc-api.md)")
+		if err := c.check(fc.Runtime); err != nil {
+			return in, err
 		}
-		if c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
-			return in, fcInvalid("customRuntimeConfig.port %d is invalid", c.Port)
-		}
-		fc.CustomRuntime = &nimbus.FCCustomRuntime{Port: c.Port}
+		fc.CustomRuntime = &nimbus.FCCustomRuntime{Command: c.Command, Args: c.Args, Port: c.Port}
 	}
 	if c := f.CustomContainerConfig; c != nil {
 		if cur != nil && !cur.IsImage() {
@@ -340,6 +368,9 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 		}
 		// Function Compute's custom conventions (POST /invoke, x-fc-*), on the image's port.
 		fc.Conventions, fc.CustomRuntime = true, &nimbus.FCCustomRuntime{Port: port}
+	}
+	if err := f.lifecycle(&fc); err != nil {
+		return in, err
 	}
 	in.FC = &fc
 	return in, nil
@@ -431,8 +462,14 @@ func (s *Server) fcView(fn *nimbus.Function) fcFunction {
 		if c := fc.CustomRuntime; c != nil {
 			v.CustomRuntimeConfig = &fcCustomRuntime{Command: c.Command, Args: c.Args, Port: c.Port}
 		}
-		if i := fc.Initializer; i != nil {
-			v.InstanceLifecycle = &fcLifecycle{Initializer: &fcHook{Handler: i.Handler, Timeout: i.Timeout}}
+		if fc.Initializer != nil || fc.PreStop != nil {
+			v.InstanceLifecycle = &fcLifecycle{}
+			if i := fc.Initializer; i != nil {
+				v.InstanceLifecycle.Initializer = &fcHook{Handler: i.Handler, Timeout: i.Timeout}
+			}
+			if p := fc.PreStop; p != nil {
+				v.InstanceLifecycle.PreStop = &fcHook{Handler: p.Handler, Timeout: p.Timeout}
+			}
 		}
 	}
 	if im := fn.Image; im != nil {
@@ -689,27 +726,41 @@ func (s *Server) fcFunctionsCode(w http.ResponseWriter, r *http.Request) error {
 }
 
 // lifecycle applies instanceLifecycleConfig to fc: the initializer of a
-// function with Function Compute's conventions; preStop and a command are
-// refused.
+// function with Function Compute's conventions (its handler in the
+// function's code for Python and Node; POST /initialize for a custom
+// runtime or container) and the preStop hook of a custom runtime or
+// container (GET /pre-stop); a hook's command is refused. A hook is set by
+// its handler (a custom function's is not used, as in Function Compute).
 func (f *fcFunctionFields) lifecycle(fc *nimbus.FCSettings) error {
-	lc := f.InstanceLifecycleConfig
-	if lc != nil {
-		if p := lc.PreStop; p != nil && (p.Handler != "" || len(p.Command) > 0) {
-			return fcInvalid("instanceLifecycleConfig.preStop is not supported: Nimbus stops an idle instance without a hook")
+	if lc := f.InstanceLifecycleConfig; lc != nil {
+		var err error
+		if fc.Initializer, err = fcLifecycleHook("initializer", lc.Initializer); err != nil {
+			return err
 		}
-		fc.Initializer = nil
-		if i := lc.Initializer; i != nil && (i.Handler != "" || len(i.Command) > 0) {
-			switch {
-			case len(i.Command) > 0:
-				return fcInvalid("instanceLifecycleConfig.initializer.command is not supported: give a handler")
-			case i.Timeout < 0 || i.Timeout > fcMaxInitTimeout:
-				return fcInvalid("instanceLifecycleConfig.initializer.timeout %d is invalid: it must be from 1 to %d seconds", i.Timeout, fcMaxInitTimeout)
-			}
-			fc.Initializer = &nimbus.FCHook{Handler: i.Handler, Timeout: cmp.Or(i.Timeout, 3)}
+		if fc.PreStop, err = fcLifecycleHook("preStop", lc.PreStop); err != nil {
+			return err
 		}
 	}
-	if fc.Initializer != nil && (!fc.Conventions || slices.Contains(fcCustomRuntimes, fc.Runtime)) {
-		return fcInvalid("instanceLifecycleConfig.initializer is supported for Function Compute's python3.x and nodejsNN runtimes only")
+	custom := slices.Contains(fcCustomRuntimes, fc.Runtime) || fc.Runtime == fcCustomContainer
+	switch {
+	case (fc.Initializer != nil || fc.PreStop != nil) && !fc.Conventions:
+		return fcInvalid("instanceLifecycleConfig is supported for functions made with Function Compute's runtimes (python3.x, nodejsNN, custom, custom-container)")
+	case fc.PreStop != nil && !custom:
+		return fcInvalid("instanceLifecycleConfig.preStop is not yet supported for %s: Nimbus runs it for custom runtimes and custom containers (GET /pre-stop)", fc.Runtime)
 	}
 	return nil
+}
+
+// fcLifecycleHook is hook h (named what) as Nimbus keeps it, nil when it
+// is not set.
+func fcLifecycleHook(what string, h *fcHook) (*nimbus.FCHook, error) {
+	switch {
+	case h == nil || h.Handler == "" && len(h.Command) == 0:
+		return nil, nil
+	case len(h.Command) > 0:
+		return nil, fcInvalid("instanceLifecycleConfig.%s.command is not supported: give a handler", what)
+	case h.Timeout < 0 || h.Timeout > fcMaxInitTimeout:
+		return nil, fcInvalid("instanceLifecycleConfig.%s.timeout %d is invalid: it must be from 1 to %d seconds", what, h.Timeout, fcMaxInitTimeout)
+	}
+	return &nimbus.FCHook{Handler: h.Handler, Timeout: cmp.Or(h.Timeout, 3)}, nil
 }

@@ -81,7 +81,15 @@ func (s *Server) fcFunctionsInvoke(w http.ResponseWriter, r *http.Request) error
 		h.Set("X-Fc-Log-Result", base64.StdEncoding.EncodeToString(res.LogTail))
 	}
 	body := res.Payload
-	if res.Err != nil {
+	switch {
+	case res.Err != nil && res.Err.Type == "HandledInvocationError":
+		// A custom function's answer with x-fc-status 404 (the engine's
+		// fcAnswer): its body goes back as it is.
+		h.Set("X-Fc-Error-Type", "HandledInvocationError")
+	case res.Err != nil && res.Err.Type == "InitializationError":
+		h.Set("X-Fc-Error-Type", "InitializationError")
+		body, _ = json.Marshal(map[string]any{"errorMessage": res.Err.Message, "errorType": res.Err.Type})
+	case res.Err != nil:
 		h.Set("X-Fc-Error-Type", "UnhandledInvocationError")
 		body, _ = json.Marshal(map[string]any{"errorMessage": res.Err.Message, "errorType": res.Err.Type, "stackTrace": res.Err.StackTrace})
 	}

@@ -349,8 +349,14 @@ func versionKey(fn *nimbus.Function) string {
 		if i := fc.Initializer; i != nil {
 			fmt.Fprintf(h, "\x00%s\x00%d", i.Handler, i.Timeout)
 		}
+		if p := fc.PreStop; p != nil {
+			fmt.Fprintf(h, "\x00preStop\x00%d", p.Timeout)
+		}
 		if c := fcCustom(fn); c != nil {
 			fmt.Fprintf(h, "\x00%d", c.port)
+			if r := fc.CustomRuntime; r != nil {
+				fmt.Fprintf(h, "\x00%q\x00%q", r.Command, r.Args)
+			}
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])

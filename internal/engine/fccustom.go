@@ -1,9 +1,17 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"path"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nimbus-serverless/nimbus"
 )
@@ -74,4 +82,111 @@ func fcInvokeRequest(req nimbus.Invocation, hr *nimbus.HTTPRequest) *nimbus.HTTP
 		}
 	}
 	return out
+}
+
+// fcFailed is the error type of an /invoke answer whose x-fc-status
+// header reports a failure (400 or more; Function Compute documents 404):
+// the function handled its error and said so. The Function Compute
+// dialect answers it with x-fc-error-type HandledInvocationError.
+const fcFailed = "HandledInvocationError"
+
+// fcInitFailed is the error type of a custom function's initializer
+// (POST /initialize) that failed or timed out: the dialect answers it with
+// x-fc-error-type InitializationError.
+const fcInitFailed = "InitializationError"
+
+// fcAnswer reads an answer to POST /invoke: an x-fc-status of 400 or more
+// makes it the function's handled error, its body the message.
+func fcAnswer(res nimbus.Result) nimbus.Result {
+	if res.HTTP == nil || res.Err != nil {
+		return res
+	}
+	if s, err := strconv.Atoi(res.HTTP.Header.Get("X-Fc-Status")); err == nil && s >= 400 {
+		res.Err = &nimbus.FunctionError{Type: fcFailed, Message: string(res.Payload)}
+	}
+	return res
+}
+
+// fcCommand is the command line of a custom function's server when
+// customRuntimeConfig gives one (ok false: the package's bootstrap):
+// command then args, as Function Compute joins them. A command in /code
+// is found at taskRoot where the instance does not see the code at /code
+// (codeAlso false).
+func fcCommand(fn *nimbus.Function, taskRoot string, codeAlso bool) (prog string, args []string, ok bool) {
+	fc := fn.FC
+	if fc == nil || !fc.Conventions || fc.CustomRuntime == nil || len(fc.CustomRuntime.Command) == 0 || fn.IsImage() {
+		return "", nil, false
+	}
+	args = append(slices.Clone(fc.CustomRuntime.Command), fc.CustomRuntime.Args...)
+	if rest, in := strings.CutPrefix(args[0], fcCodeRoot+"/"); in && !codeAlso {
+		args[0] = path.Join(taskRoot, rest)
+	}
+	return args[0], args, true
+}
+
+// fcCodeRoot is where Function Compute puts a function's code; Nimbus
+// shows it there too (sandbox.Spec.CodeAlso) for functions with its
+// conventions, beside /var/task.
+const fcCodeRoot = "/code"
+
+// fcHook sends a lifecycle hook's request (POST /initialize, GET
+// /pre-stop) to inst's server, with Function Compute's headers, and waits
+// for its answer within timeout; a status that is not 2xx is an error.
+func (inst *instance) fcHook(ctx context.Context, method, hookPath string, timeout time.Duration) error {
+	t := inst.fcTarget.Load()
+	if t == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := http.NewRequestWithContext(ctx, method, "http://"+t.addr+hookPath, http.NoBody)
+	if err != nil {
+		return err
+	}
+	for k, v := range t.fc {
+		out.Header[k] = v
+	}
+	id := newID("hook")
+	out.Header.Set("X-Fc-Request-Id", id[len("hook-"):])
+	out.Header.Set("X-Fc-Control-Path", hookPath)
+	hc, err := t.conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, hookPath, cmp.Or(ctx.Err(), err))
+	}
+	res, err := t.roundTrip(ctx, hc, out, nil)
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%s %s did not answer within %s", method, hookPath, timeout)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", method, hookPath, err)
+	case res.HTTP.Status < 200 || res.HTTP.Status > 299:
+		return fmt.Errorf("%s %s answered %d: %s", method, hookPath, res.HTTP.Status, bytes.TrimSpace(res.Payload[:min(len(res.Payload), 1024)]))
+	}
+	return nil
+}
+
+// fcInitialize runs a custom function's initializer, if it has one, on
+// inst, which has just started: a failure is the instance's init error.
+func (inst *instance) fcInitialize(ctx context.Context) error {
+	fc := inst.fn.FC
+	if inst.fcTarget.Load() == nil || fc == nil || fc.Initializer == nil {
+		return nil
+	}
+	timeout := time.Duration(cmp.Or(fc.Initializer.Timeout, 3)) * time.Second
+	if err := inst.fcHook(ctx, http.MethodPost, "/initialize", timeout); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &nimbus.FunctionError{Type: fcInitFailed, Unhandled: true, Message: "Initializer failed: " + err.Error()}
+	}
+	return nil
+}
+
+// fcPreStop is the preStop hook's timeout for inst (0: it has none).
+func (inst *instance) fcPreStop() time.Duration {
+	fc := inst.fn.FC
+	if fc == nil || fc.PreStop == nil || inst.fcTarget.Load() == nil || inst.sb == nil {
+		return 0
+	}
+	return time.Duration(cmp.Or(fc.PreStop.Timeout, 3)) * time.Second
 }

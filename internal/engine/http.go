@@ -166,7 +166,15 @@ func (t *httpTarget) forward(ctx context.Context, req nimbus.Invocation) (nimbus
 	hr := req.HTTP
 	if t.fc != nil && (hr == nil || req.Trigger != nimbus.TriggerURL) {
 		hr = fcInvokeRequest(req, hr) // an event, not an HTTP request: POST /invoke
+		res, err := t.send(ctx, req, hr)
+		return fcAnswer(res), err
 	}
+	return t.send(ctx, req, hr)
+}
+
+// send sends hr, req's request to the instance (nil: a POST of the
+// payload to "/").
+func (t *httpTarget) send(ctx context.Context, req nimbus.Invocation, hr *nimbus.HTTPRequest) (nimbus.Result, error) {
 	if hr == nil {
 		hr = &nimbus.HTTPRequest{Method: http.MethodPost, Path: "/", Body: req.Payload,
 			Header: http.Header{"Content-Type": {"application/json"}}}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type instance struct {
 	// net is the instance's network, where rapi listens and http dials.
 	net      sandbox.Net
 	kindHTTP bool
+	// fcTarget is http for a custom function with Function Compute's
+	// conventions, read by its lifecycle hooks (fccustom.go) without the
+	// pool's lock while closeServers may clear http.
+	fcTarget atomic.Pointer[httpTarget]
 	// port is the port an HTTP image serves on in its own network (0: the
 	// http runtime's, privateHTTPPort).
 	port int
@@ -58,6 +63,7 @@ type instance struct {
 	inflight int
 	inFree   bool
 	retiring bool
+	broken   bool // retired for a failure: no preStop hook
 	evicted  bool // retired to make room for another pool
 	lastUsed time.Time
 }
@@ -89,7 +95,15 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	}
 	runtimeDir := runtimes.Dir(rt, e.cfg.BootstrapDir)
 	seen := sandbox.PathsOf(e.cfg.Sandbox, sandbox.Spec{CodeDir: codeDir, RuntimeDir: runtimeDir, OptDir: optDir})
-	path, args, err := runtimes.Command(rt, codeDir, runtimeDir, seen)
+	// Function Compute's conventions: the code at /code as well.
+	codeAlso := ""
+	if fc := fn.FC; fc != nil && fc.Conventions && sandbox.IsolationOf(e.cfg.Sandbox).MinimalRoot {
+		codeAlso = fcCodeRoot
+	}
+	path, args, custom := fcCommand(fn, seen.TaskRoot, codeAlso != "")
+	if !custom {
+		path, args, err = runtimes.Command(rt, codeDir, runtimeDir, seen)
+	}
 	if err != nil {
 		return nil, &initFailure{fe: &nimbus.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: err.Error(), Unhandled: true},
 			sys: sys, took: time.Since(began), boot: b}
@@ -103,10 +117,14 @@ func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function
 	}
 	// AWS_LAMBDA_RUNTIME_API (or PORT) comes from prepare, once the
 	// instance's network is known.
-	env := lastWins(append(runtimes.Env(fn, rt, "", seen, e.cfg.Region), logEnv(fn)...))
+	env := runtimes.Env(fn, rt, "", seen, e.cfg.Region)
+	if codeAlso != "" && rt.Kind != runtimes.KindHTTP {
+		env = append(env, "FC_FUNC_CODE_PATH="+codeAlso)
+	}
+	env = lastWins(append(env, logEnv(fn)...))
 	b.sandboxStarted = time.Now()
 	return e.runInstance(ctx, inst, sandbox.Spec{
-		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, RuntimeDir: runtimeDir, OptDir: optDir,
+		ID: inst.id, Path: path, Args: args, Env: env, CodeDir: codeDir, CodeAlso: codeAlso, RuntimeDir: runtimeDir, OptDir: optDir,
 		MemoryMB: fn.MemoryMB, PidsMax: pidsMax, TmpMB: fn.TmpMB(),
 		Stdout: inst.out.w, Stderr: inst.out.w,
 		Network: e.network(fn), Prepare: inst.prepare, TakeOutput: true,
@@ -194,6 +212,9 @@ func (e *Engine) runInstance(ctx context.Context, inst *instance, spec sandbox.S
 		inst.fz = sandbox.FreezerOf(inst.sb)
 	}
 	err = inst.waitReady(ctx)
+	if err == nil {
+		err = inst.fcInitialize(ctx) // a custom function's initializer: POST /initialize
+	}
 	b.ready = time.Now()
 	if err != nil {
 		inst.sb.Kill()
@@ -257,6 +278,7 @@ func (inst *instance) prepare(n sandbox.Net) ([]string, error) {
 		inst.http = newHTTPTarget(port, n)
 		if fc != nil {
 			inst.http.fc = fc.headers(inst.fn, inst.pool.e.cfg, inst.id)
+			inst.fcTarget.Store(inst.http)
 			p := strconv.Itoa(port)
 			return []string{"PORT=" + p, "FC_SERVER_PORT=" + p, "FC_CUSTOM_LISTEN_PORT=" + p}, nil
 		}
@@ -488,11 +510,25 @@ func (inst *instance) report(fe *nimbus.FunctionError, d time.Duration) invokeRe
 	return r
 }
 
-// stop kills the instance; watch cleans up after it exits.
-func (inst *instance) stop() {
-	if inst.sb != nil {
-		inst.sb.Kill()
+// stop kills the instance; watch cleans up after it exits. A custom
+// function with Function Compute's preStop hook that is not broken gets
+// GET /pre-stop first, on a goroutine of the engine's, and is killed once
+// it answers or its timeout passes, whichever is first.
+func (inst *instance) stop(broken bool) {
+	if inst.sb == nil {
+		return
 	}
+	d := inst.fcPreStop()
+	if d == 0 || broken {
+		inst.sb.Kill()
+		return
+	}
+	inst.pool.e.wg.Go(func() {
+		defer inst.sb.Kill()
+		if err := inst.fcHook(inst.ctx, http.MethodGet, "/pre-stop", d); err != nil {
+			inst.pool.e.log.Warn("preStop hook", nimbus.LogFunction, inst.fn.Name, nimbus.LogInstance, inst.id, nimbus.LogErr, err)
+		}
+	})
 }
 
 // closeServers closes the instance's Runtime API server or HTTP client.

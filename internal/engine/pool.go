@@ -391,6 +391,7 @@ func (p *pool) releaseLocked(inst *instance, broken bool) (freed bool) {
 	switch {
 	case !member || inst.retiring: // died or stopping meanwhile
 	case broken:
+		inst.broken = true
 		p.retireLocked(inst)
 	default:
 		p.handOffLocked(inst)
@@ -407,7 +408,13 @@ func (p *pool) retireLocked(inst *instance) {
 	p.removeFreeLocked(inst)
 	inst.retiring = true
 	p.retiring++
-	inst.stop()
+	if inst.frozen { // its preStop hook must run
+		inst.frozen = false
+		if err := inst.fz.Thaw(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			p.e.log.Warn("thaw instance", nimbus.LogFunction, p.name, nimbus.LogInstance, inst.id, nimbus.LogErr, err)
+		}
+	}
+	inst.stop(inst.broken)
 }
 
 func (p *pool) removeFreeLocked(inst *instance) {

@@ -46,6 +46,17 @@ type Spec struct {
 	// (unless WorkDir says otherwise). It may be "" with RootFS (an image
 	// holds its own code).
 	CodeDir string
+	// CodeAlso, if not "", is a second absolute path where the instance
+	// sees CodeDir, read-only, beside TaskRoot (Function Compute puts the
+	// code at /code). Only a backend with Isolation.MinimalRoot makes it
+	// (the path is made in the instance's own root, never on the host);
+	// others ignore it. With RootFS, it is a mount point as CodeDir's (it
+	// must exist in the image or be absent with its whole top-level
+	// directory). It must be
+	// one clean component below / that is none of the root's own
+	// directories (/etc, /dev, /proc, /tmp, /opt, /var, the system
+	// directories).
+	CodeAlso string
 	// RootFS, if not "", is the host directory of a container image's
 	// flattened root file system, which becomes the instance's root
 	// instead of the host's system directories (Isolation.ImageRoot):

@@ -486,6 +486,9 @@ func checkSpec(spec *sandbox.Spec) error {
 			return err
 		}
 	}
+	if spec.CodeAlso != "" && !validCodeAlso(spec.CodeAlso) {
+		return nimbus.Invalidf("instance %s: second code path %q is not one clean component below / apart from the root's own directories", spec.ID, spec.CodeAlso)
+	}
 	if spec.RuntimeDir != "" {
 		if spec.RuntimeDir, err = checkDir(spec.ID, "runtime", spec.RuntimeDir); err != nil {
 			return err
@@ -517,6 +520,22 @@ func checkSpec(spec *sandbox.Spec) error {
 		spec.TmpMB = DefaultTmpMB
 	}
 	return nil
+}
+
+// validCodeAlso reports whether p may be Spec.CodeAlso: one clean
+// component below / that is not a directory the instance's root has of its
+// own.
+func validCodeAlso(p string) bool {
+	name, ok := strings.CutPrefix(p, "/")
+	if !ok || name == "" || strings.Contains(name, "/") || filepath.Clean(p) != p || name == "." || name == ".." {
+		return false
+	}
+	for _, own := range append([]string{"etc", "dev", "proc", "tmp", "opt", "var", "sys", "run", "home", "root"}, systemDirs...) {
+		if name == strings.TrimPrefix(own, "/") {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDir checks that dir, the instance's code or runtime directory, is
@@ -629,6 +648,9 @@ func (b *Backend) mounts(spec sandbox.Spec) (hide []string, binds []bind) {
 		if d.Target != d.Source {
 			hide = append(hide, d.Source)
 		}
+	}
+	if spec.CodeAlso != "" && spec.CodeDir != "" && b.ownRoot() {
+		binds = append(binds, bind{spec.CodeDir, spec.CodeAlso})
 	}
 	if r := b.resolvFor(spec.Network); r != "" {
 		binds = append(binds, bind{r, "/etc/resolv.conf"})

@@ -122,7 +122,9 @@ func (b *Backend) fillZygote(k int) {
 // takes the ordinary path.
 func (b *Backend) takeZygote(spec *sandbox.Spec) *zygote {
 	oneOutput := spec.Stdout == nil || spec.Stderr == nil || sameWriter(spec.Stdout, spec.Stderr)
-	if spec.Zygote == nil || spec.RootFS != "" || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
+	// A zygote's root was made read-only before it had an instance:
+	// there is no mount point for a second code path (Spec.CodeAlso).
+	if spec.Zygote == nil || spec.RootFS != "" || spec.CodeAlso != "" || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
 		b.netOn() && spec.Network == sandbox.NetworkHost ||
 		b.inRoot(spec.CodeDir) || b.inRoot(spec.OptDir) {
 		return nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
@@ -134,6 +135,43 @@ cat "$HOST_RT/rt.txt"; echo "host runtime:$?"`, &out)
 	}
 	if strings.Contains(strings.ReplaceAll(got, "the code\nthe runtime", ""), "the ") {
 		t.Errorf("output %q: the host paths were read", got)
+	}
+}
+
+// testCodeAlso checks that a backend with a root of its own shows the code
+// at Spec.CodeAlso as well, read-only, the working directory staying
+// TaskRoot, and that a bad CodeAlso is refused.
+func testCodeAlso(t *testing.T, nb NewBackend) {
+	b := nb(t, Setup{})
+	for _, bad := range []string{"code", "/", "/etc", "/usr", "/var", "/tmp", "/code/x", "/code/", "/.."} {
+		spec := sh(t, "true", nil)
+		spec.CodeAlso = bad
+		if inst, err := b.Start(t.Context(), spec); !errors.Is(err, nimbus.ErrInvalid) {
+			if err == nil {
+				inst.Kill()
+				<-inst.Done()
+			}
+			t.Errorf("CodeAlso %q: Start error %v, want ErrInvalid", bad, err)
+		}
+	}
+	require(t, b, "a minimal root", func(i sandbox.Isolation) bool { return i.MinimalRoot })
+	var out testenv.Buffer
+	spec := sh(t, `pwd; cat /code/code.txt
+if (echo changed > /code/code.txt) 2>/dev/null; then echo "file:written"; else echo "file:refused"; fi
+if (touch /code/new) 2>/dev/null; then echo "dir:written"; else echo "dir:refused"; fi
+if (mkdir /other) 2>/dev/null; then echo "root:written"; else echo "root:refused"; fi
+cat "$HOST_CODE/code.txt" 2>/dev/null; echo "host code:$?"`, &out)
+	spec.CodeAlso = "/code"
+	spec.Env = append(spec.Env, "HOST_CODE="+spec.CodeDir)
+	if err := os.Chmod(filepath.Join(spec.CodeDir, "code.txt"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, Start(t, b, spec))
+	if want := sandbox.TaskRoot + "\nthe code\nfile:refused\ndir:refused\nroot:refused\nhost code:1\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+	if _, err := os.Stat(filepath.Join(spec.CodeDir, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stat error %v, want the file not created", err)
 	}
 }
 

@@ -57,6 +57,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"Code", testCode},
 		{"ReadOnlyCode", testReadOnlyCode},
 		{"FixedPaths", testFixedPaths},
+		{"CodeAlso", testCodeAlso},
 		{"Layers", testLayers},
 		{"TmpWritable", testTmpWritable},
 		{"TmpPrivate", testTmpPrivate},
