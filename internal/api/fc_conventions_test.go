@@ -102,7 +102,7 @@ func TestFCConventions(t *testing.T) {
 	}
 
 	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},
-		"instanceLifecycleConfig":{"preStop":{"handler":"index.stop"}}}`, 400, "InvalidArgument", "preStop")
+		"instanceLifecycleConfig":{"preStop":{"handler":"index.stop","command":["x"]}}}`, 400, "InvalidArgument", "preStop.command")
 	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},
 		"instanceLifecycleConfig":{"initializer":{"handler":"index.init","command":["x"]}}}`, 400, "InvalidArgument", "initializer.command")
 	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},

@@ -741,12 +741,8 @@ func (f *fcFunctionFields) lifecycle(fc *nimbus.FCSettings) error {
 			return err
 		}
 	}
-	custom := slices.Contains(fcCustomRuntimes, fc.Runtime) || fc.Runtime == fcCustomContainer
-	switch {
-	case (fc.Initializer != nil || fc.PreStop != nil) && !fc.Conventions:
+	if (fc.Initializer != nil || fc.PreStop != nil) && !fc.Conventions {
 		return fcInvalid("instanceLifecycleConfig is supported for functions made with Function Compute's runtimes (python3.x, nodejsNN, custom, custom-container)")
-	case fc.PreStop != nil && !custom:
-		return fcInvalid("instanceLifecycleConfig.preStop is not yet supported for %s: Nimbus runs it for custom runtimes and custom containers (GET /pre-stop)", fc.Runtime)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,6 @@ func TestFCCustomLifecycle(t *testing.T) {
 		{`"runtime":"custom","customRuntimeConfig":{"args":["a"]}`, "args needs a command"},
 		{`"runtime":"custom","customRuntimeConfig":{"command":[""]}`, "command[0] is empty"},
 		{`"runtime":"python3.11","handler":"index.handler","customRuntimeConfig":{"command":["python3"]}`, "for the custom runtimes"},
-		{`"runtime":"python3.11","handler":"index.handler","instanceLifecycleConfig":{"preStop":{"handler":"index.stop"}}`, "preStop is not yet supported for python3.11"},
 		{`"runtime":"custom","instanceLifecycleConfig":{"preStop":{"handler":"x","timeout":601}}`, "preStop.timeout 601"},
 	} {
 		fc.fails("POST", "/functions", `{"functionName":"bad",`+bad.body+`,"code":{"zipFile":"`+zip+`"}}`, 400, "InvalidArgument", bad.msg)
@@ -163,3 +163,47 @@ func fcInvoke(t *testing.T, fc fcAPI, name, payload string) fcInvokeResult {
 }
 
 func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// TestFCPreStopPythonNode: a Python or Node function with Function
+// Compute's conventions runs its preStop handler, with Function Compute's
+// context, when its instance is stopped (here: drained by an update); its
+// line is in the function's log.
+func TestFCPreStopPythonNode(t *testing.T) {
+	n := nodetest.Start(t, nil)
+	fc := newFCAPI(t, n)
+	c := client(n)
+	for _, tc := range []struct{ runtime, file, code string }{
+		{"python3.11", "index.py", "def handler(event, context):\n    return 'ok'\n" +
+			"def stop(context):\n    print('preStop ran for ' + context.function.name, flush=True)\n"},
+		{"nodejs20", "index.js", "exports.handler = async () => 'ok';\n" +
+			"exports.stop = async (context) => { console.log('preStop ran for ' + context.function.name); };\n"},
+	} {
+		t.Run(tc.runtime, func(t *testing.T) {
+			rt := tc.runtime
+			if _, err := exec.LookPath(map[string]string{"python3.11": "python3.11", "nodejs20": "node"}[rt]); err != nil {
+				t.Skipf("no %s on this host", rt)
+			}
+			name := "stop-" + strings.ReplaceAll(rt, ".", "")
+			zip := base64.StdEncoding.EncodeToString(nodetest.Zip(t, map[string]string{tc.file: tc.code}))
+			fc.do("POST", "/functions", `{"functionName":"`+name+`","runtime":"`+rt+`","handler":"index.handler","timeout":9,
+				"instanceLifecycleConfig":{"preStop":{"handler":"index.stop","timeout":5}},"code":{"zipFile":"`+zip+`"}}`, 200)
+			waitActive(t, c, name)
+			if out := fc.do("POST", "/functions/"+name+"/invocations", "hi", 200); string(out) != "ok" {
+				t.Fatalf("invoke: %q", out)
+			}
+			fc.do("PUT", "/functions/"+name, `{"environmentVariables":{"CHANGED":"yes"}}`, 200) // drains the instance
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				var seen bool
+				for _, r := range getLogs(t, n, name, url.Values{"filter": {"preStop ran"}}) {
+					seen = seen || strings.Contains(r.Line, "preStop ran for "+name)
+				}
+				if seen {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no preStop line in the function's log after its instance was drained")
+				}
+			}
+		})
+	}
+}

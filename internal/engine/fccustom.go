@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/sandbox"
 )
 
 // Function Compute's conventions for custom-runtime (HTTP) functions made
@@ -182,11 +184,35 @@ func (inst *instance) fcInitialize(ctx context.Context) error {
 	return nil
 }
 
-// fcPreStop is the preStop hook's timeout for inst (0: it has none).
+// fcPreStop is the preStop hook's timeout for inst (0: it has none): a
+// custom function's (GET /pre-stop), or a Python or Node function's with
+// Function Compute's conventions, whose bootstrap runs the hook on SIGTERM
+// (FC_PRESTOP_HANDLER) where the sandbox can signal it.
 func (inst *instance) fcPreStop() time.Duration {
 	fc := inst.fn.FC
-	if fc == nil || fc.PreStop == nil || inst.fcTarget.Load() == nil || inst.sb == nil {
+	if fc == nil || !fc.Conventions || fc.PreStop == nil || inst.sb == nil {
+		return 0
+	}
+	if inst.fcTarget.Load() == nil && (inst.rapi == nil || sandbox.SignalerOf(inst.sb) == nil) {
 		return 0
 	}
 	return time.Duration(cmp.Or(fc.PreStop.Timeout, 3)) * time.Second
+}
+
+// fcRunPreStop runs inst's preStop hook, bounded by d: GET /pre-stop for a
+// custom function; for a Python or Node one, SIGTERM, after which its
+// bootstrap runs the hook and exits.
+func (inst *instance) fcRunPreStop(d time.Duration) error {
+	if inst.fcTarget.Load() != nil {
+		return inst.fcHook(inst.ctx, http.MethodGet, "/pre-stop", d)
+	}
+	if err := sandbox.SignalerOf(inst.sb).Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-inst.sb.Done():
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("the preStop handler did not finish within %s", d)
+	}
 }

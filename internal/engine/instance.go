@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -510,10 +509,10 @@ func (inst *instance) report(fe *nimbus.FunctionError, d time.Duration) invokeRe
 	return r
 }
 
-// stop kills the instance; watch cleans up after it exits. A custom
-// function with Function Compute's preStop hook that is not broken gets
-// GET /pre-stop first, on a goroutine of the engine's, and is killed once
-// it answers or its timeout passes, whichever is first.
+// stop kills the instance; watch cleans up after it exits. A function
+// with Function Compute's preStop hook that is not broken runs it first
+// (fcRunPreStop), on a goroutine of the engine's, and is killed once it
+// is done or its timeout passes, whichever is first.
 func (inst *instance) stop(broken bool) {
 	if inst.sb == nil {
 		return
@@ -525,7 +524,7 @@ func (inst *instance) stop(broken bool) {
 	}
 	inst.pool.e.wg.Go(func() {
 		defer inst.sb.Kill()
-		if err := inst.fcHook(inst.ctx, http.MethodGet, "/pre-stop", d); err != nil {
+		if err := inst.fcRunPreStop(d); err != nil {
 			inst.pool.e.log.Warn("preStop hook", nimbus.LogFunction, inst.fn.Name, nimbus.LogInstance, inst.id, nimbus.LogErr, err)
 		}
 	})

@@ -232,6 +232,10 @@ func fcEnv(env map[string]string, fn *nimbus.Function, memory int, region string
 		env["FC_INITIALIZER_HANDLER"] = i.Handler
 		env["FC_INITIALIZATION_TIMEOUT"] = strconv.Itoa(i.Timeout)
 	}
+	if p := fn.FC.PreStop; p != nil {
+		env["FC_PRESTOP_HANDLER"] = p.Handler
+		env["FC_PRESTOP_TIMEOUT"] = strconv.Itoa(p.Timeout)
+	}
 }
 
 // logStream returns a log stream name as Lambda makes them:

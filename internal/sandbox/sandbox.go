@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // ErrOutOfMemory is the exit reason of an instance killed for using more
@@ -248,6 +249,19 @@ type Instance interface {
 	// UID is the user the instance runs as, or -1 when it runs as
 	// Nimbus's own user (then it cannot be told apart by user).
 	UID() int
+}
+
+// Signaler is implemented by an Instance whose program can be sent a
+// signal (SIGTERM, to let it finish before Kill); an instance that has
+// exited returns nil.
+type Signaler interface {
+	Signal(sig syscall.Signal) error
+}
+
+// SignalerOf returns inst's Signaler, or nil if it has none.
+func SignalerOf(inst Instance) Signaler {
+	s, _ := inst.(Signaler)
+	return s
 }
 
 // Freezer is implemented by an Instance that can be frozen between

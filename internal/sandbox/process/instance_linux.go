@@ -402,6 +402,18 @@ func (i *instance) Err() error {
 
 // Kill sends SIGKILL to every process of the instance. It is safe to call
 // more than once and after exit; it does not wait for Done.
+// Signal implements sandbox.Signaler: sig goes to the function's process
+// (the program the instance exec'd), not to what it started.
+func (i *instance) Signal(sig syscall.Signal) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.exited {
+		return nil
+	}
+	// The function has not been reaped: its pid is still its own.
+	return i.h.cmd.Process.Signal(sig)
+}
+
 func (i *instance) Kill() {
 	i.mu.Lock()
 	defer i.mu.Unlock()

@@ -760,6 +760,29 @@ async function fcHandle(client, fn, r) {
   }
 }
 
+// fcOnStop runs Function Compute's preStop handler (FC_PRESTOP_HANDLER),
+// preStop(context, callback) or async, when the platform stops the
+// instance (SIGTERM), then exits.
+function fcOnStop() {
+  const name = process.env.FC_PRESTOP_HANDLER;
+  if (!process.env[FC_ENV] || !name) {
+    return;
+  }
+  process.once('SIGTERM', async () => {
+    try {
+      const stop = await loadHandler(name, process.env.LAMBDA_TASK_ROOT || process.cwd());
+      const timeoutMs = 1000 * Number(process.env.FC_PRESTOP_TIMEOUT || 3);
+      const outcome = await run((_, ctx, cb) => stop(ctx, cb), null, fcContext({ 'lambda-runtime-deadline-ms': String(Date.now() + timeoutMs) }));
+      if ('error' in outcome) {
+        logError('PreStop Error', outcome.error);
+      }
+    } catch (err) {
+      logError('PreStop Error', err);
+    }
+    process.exit(0);
+  });
+}
+
 // crash reports an error that escaped the handler and exits.
 async function crash(client, label, err, doc) {
   logError(label, err);
@@ -852,6 +875,7 @@ async function main() {
     process.exit(1);
   }
   initDone = true;
+  fcOnStop();
   for (;;) {
     const r = await client.next();
     await handle(client, fn, r);

@@ -787,6 +787,27 @@ class FCContext:
         return max(self._deadline_ms - int(time.time() * 1000), 0)
 
 
+def fc_on_stop():
+    """Runs Function Compute's preStop handler (FC_PRESTOP_HANDLER) with the
+    context when the platform stops the instance (SIGTERM), then exits."""
+    name = os.environ.get("FC_PRESTOP_HANDLER")
+    if not os.environ.get(FC_ENV) or not name:
+        return
+    import signal
+
+    def on_term(signum, frame):
+        try:
+            deadline = int(time.time() * 1000) + 1000 * int(os.environ.get("FC_PRESTOP_TIMEOUT") or 3)
+            load_handler(name)(FCContext("", "", deadline))
+        except Exception as exc:
+            log_error(error_doc(exc))
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def fc_payload(result):
     """A Function Compute handler's answer as bytes."""
     if result is None:
@@ -879,6 +900,7 @@ def main():
         log_error(doc)
         client.init_error(doc)
         return 1
+    fc_on_stop()
     while True:
         try:
             headers, body = client.next()
