@@ -26,6 +26,10 @@ const fcPrintEvent = `import json
 def handler(event, context):
     event = json.loads(event)
     print("EVENT " + json.dumps(event, sort_keys=True))
+    if event.get("rawPath") == "/structured":
+        return {"statusCode": 201, "headers": {"X-Fc-Test": "yes"}, "body": "bWFkZQ==", "isBase64Encoded": True}
+    if event.get("rawPath") == "/plain":
+        return "just text"
     return {"echo": event}
 `
 
@@ -63,6 +67,39 @@ func TestFCTriggers(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || !strings.Contains(string(b), `"rawPath": "/p"`) || !strings.Contains(string(b), `"body": "hello"`) {
 		t.Errorf("POST through the http trigger = %d %s", res.StatusCode, b)
+	}
+	// Function Compute's http trigger event (payload version v1) and its
+	// answers: structured, or the handler's bytes as they are.
+	var ev struct {
+		Echo struct {
+			Version         string
+			Headers         map[string]string
+			QueryParameters map[string]string
+			RequestContext  struct {
+				DomainPrefix, TimeEpoch string
+				HTTP                    struct{ Method, Path string }
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &ev); err != nil || ev.Echo.Version != "v1" || ev.Echo.QueryParameters["x"] != "1" ||
+		ev.Echo.Headers["Content-Type"] != "text/plain" || ev.Echo.RequestContext.HTTP.Method != "POST" ||
+		ev.Echo.RequestContext.HTTP.Path != "/p" || ev.Echo.RequestContext.TimeEpoch == "" || ev.Echo.RequestContext.DomainPrefix != "trg" {
+		t.Errorf("Function Compute's http trigger event = %s (%v)", b, err)
+	}
+	for path, want := range map[string]struct {
+		status      int
+		body, ctype string
+	}{"structured": {201, "made", ""}, "plain": {200, "just text", "text/plain; charset=utf-8"}} {
+		res, err := http.Get(h.HTTPTrigger.URLInternet + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want.status || string(b) != want.body || want.ctype != "" && res.Header.Get("Content-Type") != want.ctype ||
+			path == "structured" && res.Header.Get("X-Fc-Test") != "yes" {
+			t.Errorf("GET /%s through the http trigger = %d %q %v", path, res.StatusCode, b, res.Header)
+		}
 	}
 	req, _ := http.NewRequestWithContext(t.Context(), "PUT", h.HTTPTrigger.URLInternet, nil)
 	if res, err = http.DefaultClient.Do(req); err != nil || res.StatusCode != 405 || res.Header.Get("Allow") != "GET, POST" {

@@ -169,14 +169,21 @@ func (c *urlCall) readBody() ([]byte, bool) {
 	return body, true
 }
 
-// invokeEvent runs a Runtime-API function with the format 2.0 event and
+// invokeEvent runs a Runtime-API function with the format 2.0 event (or,
+// with Function Compute's conventions, its http trigger's event) and
 // answers with its parsed response.
 func (c *urlCall) invokeEvent(body []byte) {
 	trace := traceID(c.r)
-	payload := funcurl.BuildEvent(c.r, funcurl.EventInput{
-		Function: c.fn.Name, Path: c.path, Body: body, RequestID: c.id,
-		TraceID: trace, Time: time.Now(),
-	}).Marshal()
+	in := funcurl.EventInput{Function: c.fn.Name, Path: c.path, Body: body, RequestID: c.id, TraceID: trace, Time: time.Now()}
+	// A function with Function Compute's conventions gets its http
+	// trigger's event, and answers as its built-in runtimes do.
+	fcConv := c.fn.FC != nil && c.fn.FC.Conventions
+	var payload []byte
+	if fcConv {
+		payload = funcurl.BuildFCEvent(c.r, c.s.cfg.Account, in).Marshal()
+	} else {
+		payload = funcurl.BuildEvent(c.r, in).Marshal()
+	}
 	if len(payload) > funcurl.MaxRequestBody {
 		c.fail(http.StatusRequestEntityTooLarge, "Request too large: the function's event would be "+strconv.Itoa(len(payload))+
 			" bytes (a binary body grows by a third in base64); a function URL accepts events of at most 6291456 bytes (6 MB)")
@@ -186,7 +193,11 @@ func (c *urlCall) invokeEvent(body []byte) {
 	if !ok {
 		return
 	}
-	resp, err := funcurl.ParseResponse(res.Payload)
+	parse := funcurl.ParseResponse
+	if fcConv {
+		parse = funcurl.ParseFCResponse
+	}
+	resp, err := parse(res.Payload)
 	if err != nil {
 		c.count(false)
 		c.functionLog("Function URL: " + err.Error() + "; the caller got 502")
