@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"runtime"
@@ -40,7 +41,9 @@ import (
 // /var/task (and /opt) as detached clones of their host directories, /tmp
 // and /dev/shm resized to Spec.TmpMB, an /etc/hostname and /etc/hosts
 // of its own bound over the zygote's (files made under Root, removed
-// once bound) and the hostname set to the instance's. Only the zygote's own program has run
+// once bound), the code also at Spec.CodeAlso when set (its mount point
+// made in the root, read-only again at once), and the hostname set to the
+// instance's. Only the zygote's own program has run
 // there, and it may not mount, so that namespace holds nothing the
 // function made. A zygote is used once: it becomes its instance and dies
 // with it; the next is started behind it.
@@ -122,9 +125,7 @@ func (b *Backend) fillZygote(k int) {
 // takes the ordinary path.
 func (b *Backend) takeZygote(spec *sandbox.Spec) *zygote {
 	oneOutput := spec.Stdout == nil || spec.Stderr == nil || sameWriter(spec.Stdout, spec.Stderr)
-	// A zygote's root was made read-only before it had an instance:
-	// there is no mount point for a second code path (Spec.CodeAlso).
-	if spec.Zygote == nil || spec.RootFS != "" || spec.CodeAlso != "" || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
+	if spec.Zygote == nil || spec.RootFS != "" || spec.RuntimeDir != spec.Zygote.RuntimeDir || !b.zygotesOn() || !oneOutput ||
 		b.netOn() && spec.Network == sandbox.NetworkHost ||
 		b.inRoot(spec.CodeDir) || b.inRoot(spec.OptDir) {
 		return nil
@@ -332,8 +333,12 @@ func (b *Backend) enterZygote(pid int, spec sandbox.Spec, slot int) error {
 			_ = unix.Close(t.fd)
 		}
 	}()
-	for _, d := range []bind{{spec.CodeDir, in.TaskRoot}, {spec.OptDir, in.Opt}} {
-		if d.Source == "" {
+	codeAlso := ""
+	if spec.CodeAlso != "" && spec.CodeDir != "" {
+		codeAlso = spec.CodeAlso
+	}
+	for _, d := range []bind{{spec.CodeDir, in.TaskRoot}, {spec.OptDir, in.Opt}, {spec.CodeDir, codeAlso}} {
+		if d.Source == "" || d.Target == "" {
 			continue
 		}
 		fd, err := cloneReadOnly(d.Source)
@@ -357,6 +362,21 @@ func (b *Backend) enterZygote(pid int, spec sandbox.Spec, slot int) error {
 		trees = append(trees, kept{bind: bind{Source: "/etc/" + name, Target: "/etc/" + name}, fd: fd})
 	}
 	return inNamespaces(pid, func() error {
+		if codeAlso != "" {
+			// The zygote's root has no mount point there: it is made
+			// in the root, read-only again at once (only the zygote's own
+			// program has run, and it waits for its instance).
+			if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+				return op("remount the root to make "+codeAlso, err)
+			}
+			err := os.Mkdir(codeAlso, 0o755)
+			if rerr := remountReadOnly("/", unix.MS_NOSUID|unix.MS_NODEV); rerr != nil {
+				return rerr
+			}
+			if err != nil && !errors.Is(err, fs.ErrExist) {
+				return op("make "+codeAlso, err)
+			}
+		}
 		for _, t := range trees {
 			if err := unix.MoveMount(t.fd, "", unix.AT_FDCWD, t.Target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 				return op("bind "+t.Source+" at "+t.Target, err)

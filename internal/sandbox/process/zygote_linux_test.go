@@ -212,3 +212,30 @@ func TestZygotesEach(t *testing.T) {
 		t.Error("ZygotesEach -1 accepted")
 	}
 }
+
+// TestZygoteCodeAlso: an instance whose spec shows its code at a second
+// path too (Spec.CodeAlso) begins as the ready zygote, and sees its code
+// there, read-only.
+func TestZygoteCodeAlso(t *testing.T) {
+	b := withZygotes(t, Config{})
+	zb := zygoteBackend{b}
+	pid := waitZygote(t, b)
+	var out testenv.Buffer
+	spec := sh(t, `cat /code/code.txt; touch /code/x 2>/dev/null && echo writable; ls / | grep -c '^code$'`, &out)
+	spec.CodeAlso = "/code"
+	if err := os.WriteFile(filepath.Join(spec.CodeDir, "code.txt"), []byte("the code\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := zb.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	i := inst.(*instance)
+	if i.h.cmd.Process.Pid != pid {
+		t.Errorf("instance pid %d, want the zygote's, %d", i.h.cmd.Process.Pid, pid)
+	}
+	wait(t, i)
+	if out.String() != "the code\n1\n" {
+		t.Errorf("output %q, want the code at /code, read-only", out.String())
+	}
+}
