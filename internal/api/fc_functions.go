@@ -714,11 +714,7 @@ func (s *Server) fcFunctionsCode(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u := "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
-	if fn.Version != "" {
-		u += "?Qualifier=" + fn.Version
-	}
-	out := fcCodeOutput{URL: u}
+	out := fcCodeOutput{URL: s.codeURL(r, fn)}
 	if fn.CodeCRC64 != 0 {
 		out.Checksum = strconv.FormatUint(fn.CodeCRC64, 10)
 	}

@@ -36,10 +36,7 @@ func (s *Server) functionsGet(w http.ResponseWriter, r *http.Request) error {
 		resp.Code.ImageUri, resp.Code.ResolvedImageUri = fn.Image.URI, fn.Image.Resolved
 	} else {
 		resp.Code.RepositoryType = "S3"
-		resp.Code.Location = "http://" + r.Host + "/nimbus/v1/functions/" + fn.Name + "/code"
-		if fn.Version != "" {
-			resp.Code.Location += "?Qualifier=" + fn.Version
-		}
+		resp.Code.Location = s.codeURL(r, fn)
 	}
 	if fn.ReservedConcurrency != nil {
 		resp.Concurrency = &concurrency{ReservedConcurrentExecutions: fn.ReservedConcurrency}

@@ -306,7 +306,12 @@ test('Function Compute SDK against Nimbus', async (t) => {
     assert.equal(up.body.memorySize, 1024);
     assert.equal(up.body.cpu, 0.25, 'a new memory size without cpu takes its default cpu');
     const code = await fc.getFunctionCode(py, new FC.GetFunctionCodeRequest({}));
-    assert.match(code.body.url, new RegExp(`/nimbus/v1/functions/${py}/code$`));
+    // A link presigned by the caller's key: a plain GET downloads the package (a zip).
+    assert.match(code.body.url, new RegExp(`/nimbus/v1/functions/${py}/code\\?.*X-Amz-Signature=`));
+    const zipped = await fetch(code.body.url);
+    assert.equal(zipped.status, 200);
+    assert.equal(Buffer.from(await zipped.arrayBuffer()).subarray(0, 2).toString(), 'PK');
+    assert.equal((await fetch(code.body.url.split('?')[0])).status, 403, 'the link without its signature');
     for (const name of [py, custom]) {
       const d = await fc.deleteFunction(name);
       assert.equal(d.statusCode, 204);
