@@ -30,14 +30,18 @@ func (s *Source) Forget(ctx context.Context, opts trigger.Options) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	var members error // the last answer that the group still has members
 	for try := 0; ; try++ {
 		_, err := adm.DeleteGroup(ctx, opts.Group)
 		switch {
 		case err == nil, errors.Is(err, kerr.GroupIDNotFound):
 			return nil
+		case members != nil && ctx.Err() != nil: // ended while asking again
+			return fmt.Errorf("delete consumer group %s: it still has members: %w", opts.Group, members)
 		case !errors.Is(err, kerr.NonEmptyGroup):
 			return fmt.Errorf("delete consumer group %s: %w", opts.Group, err)
 		}
+		members = err
 		if trigger.Sleep(ctx, trigger.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}.Delay(try)) != nil {
 			return fmt.Errorf("delete consumer group %s: it still has members: %w", opts.Group, err)
 		}
