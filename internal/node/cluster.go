@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,17 +33,14 @@ func (n *Node) openCluster(ctx context.Context, started time.Time) error {
 	if err != nil {
 		return err
 	}
-	ttl := n.cfg.ClusterTTL
-	if ttl == 0 {
-		ttl = cluster.DefaultTTL
-	}
+	ttl := n.cfg.clusterTTL()
 	kv, err := n.store.KVWithTTL(ctx, cluster.Bucket, ttl)
 	if err != nil {
 		return err
 	}
 	addr := n.advertised()
 	n.cluster.members, err = cluster.Open(ctx, cluster.Config{
-		KV: kv, Interval: n.cfg.ClusterHeartbeat, TTL: ttl, Logger: n.log,
+		KV: kv, Interval: n.cfg.clusterHeartbeat(), TTL: ttl, Logger: n.log,
 		Self: func() cluster.Member {
 			m := cluster.Member{ID: id, Address: addr, Version: version.String(), Started: started,
 				Instances: n.engine.Node().Instances, Load: cluster.LoadAverage(), Warm: n.engine.WarmIdle()}
@@ -66,7 +66,7 @@ func (n *Node) openCluster(ctx context.Context, started time.Time) error {
 // of an unspecified address).
 func (n *Node) advertised() string {
 	if n.cfg.AdvertiseURL != "" {
-		return n.cfg.AdvertiseURL
+		return strings.TrimSuffix(n.cfg.AdvertiseURL, "/")
 	}
 	host, port, _ := net.SplitHostPort(n.Addr())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
@@ -113,4 +113,32 @@ func (c clusterEngine) Hold(ctx context.Context, fn *nimbus.Function, key string
 		h.Release()
 		return used
 	}, nil
+}
+
+// validAdvertiseURL checks --advertise-url: "" or http(s)://host:port with
+// no path.
+func validAdvertiseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return fmt.Errorf("--advertise-url must be http://host:port (or https://), with no path, not %q", s)
+	}
+	return nil
+}
+
+// clusterHeartbeat and clusterTTL are the settings, defaults filled in.
+func (c *Config) clusterHeartbeat() time.Duration {
+	if c.ClusterHeartbeat == 0 {
+		return cluster.DefaultInterval
+	}
+	return c.ClusterHeartbeat
+}
+
+func (c *Config) clusterTTL() time.Duration {
+	if c.ClusterTTL == 0 {
+		return cluster.DefaultTTL
+	}
+	return c.ClusterTTL
 }

@@ -251,6 +251,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--otlp-endpoint: %w", tracing.ValidateEndpoint(c.OTLPEndpoint))
 	case validMetricsAddr(c.MetricsAddr) != nil:
 		return validMetricsAddr(c.MetricsAddr)
+	case validAdvertiseURL(c.AdvertiseURL) != nil:
+		return validAdvertiseURL(c.AdvertiseURL)
+	case c.ClusterHeartbeat < 0 || c.ClusterTTL < 0 || c.clusterTTL() < 2*c.clusterHeartbeat():
+		return fmt.Errorf("the cluster's heartbeat interval (%s) and TTL (%s) must not be negative, and the TTL at least two intervals", c.ClusterHeartbeat, c.ClusterTTL)
 	}
 	return c.validateAuth()
 }
