@@ -30,7 +30,7 @@ func openMember(t *testing.T, kv store.KV, id, addr string, interval, ttl time.D
 	return m
 }
 
-func putMember(t *testing.T, kv store.KV, m Member) {
+func putMember(t testing.TB, kv store.KV, m Member) {
 	t.Helper()
 	m.At = time.Now()
 	b, _ := json.Marshal(m)
@@ -152,7 +152,7 @@ func (e *fakeEngine) Hold(ctx context.Context, fn *nimbus.Function, key string) 
 
 var testKey = []byte(strings.Repeat("k", 32))
 
-func newFwd(t *testing.T, m *Membership, local Invoker, eng Engine) *Forwarder {
+func newFwd(t testing.TB, m *Membership, local Invoker, eng Engine) *Forwarder {
 	t.Helper()
 	f, err := NewForwarder(ForwarderConfig{Members: m, Local: local, Engine: eng, Key: testKey,
 		Resolve: func(_ context.Context, name, _ string) (*nimbus.Function, error) {

@@ -86,8 +86,9 @@ type Forwarder struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu   sync.Mutex
-	seen map[string]time.Time // signatures accepted within MaxSkew: no replay
+	mu     sync.Mutex
+	seen   map[string]time.Time // signatures accepted within MaxSkew: no replay
+	pruned time.Time            // when seen was last pruned
 
 	// Forwarded and Fallbacks count the invocations sent to a peer and
 	// those a peer gave back (run here instead), for tests and metrics.
@@ -250,7 +251,10 @@ func (f *Forwarder) forward(ctx context.Context, peer Member, fn *nimbus.Functio
 		return res, true, nimbus.Errorf(nimbus.ErrUnavailable,
 			"the invocation was forwarded to node %s (%s), which did not answer: whether it ran is unknown (%v)", peer.ID, peer.Address, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // the connection is reused
+		resp.Body.Close()
+	}()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		if resp.StatusCode == http.StatusUnauthorized {
@@ -307,9 +311,12 @@ func (f *Forwarder) verify(h http.Header, body []byte) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for s, t := range f.seen {
-		if now.Sub(t) > 2*MaxSkew {
-			delete(f.seen, s)
+	if now.After(f.pruned.Add(time.Second)) { // once a second, not per request
+		f.pruned = now
+		for s, t := range f.seen {
+			if now.Sub(t) > 2*MaxSkew {
+				delete(f.seen, s)
+			}
 		}
 	}
 	if _, dup := f.seen[sig]; dup {

@@ -33,8 +33,8 @@ const (
 )
 
 // Member is one node's heartbeat: who it is, where its API is and how busy
-// it is. Warm maps the WarmKey of each function version with free warm
-// instances on the node (engine.WarmKey) to how many.
+// it is. Warm maps the WarmKey of each function version with running
+// instances on the node (engine.WarmKey) to how many (idle or busy).
 type Member struct {
 	ID      string    `json:"id"`
 	Address string    `json:"address"` // the API's base URL, http://host:port
@@ -313,16 +313,16 @@ func (m *Membership) Live() []Member {
 // Self is this node's id.
 func (m *Membership) Self() string { return m.self }
 
-// PeersWarm reports whether some other node advertises free warm instances
-// of a version of the pool (engine.PoolID): one atomic load and one map
+// PeersWarm reports whether some other node advertises warm instances of a
+// version of the pool (engine.PoolID): one atomic load and one map
 // lookup, false at once on a single node.
 func (m *Membership) PeersWarm(pool string) bool {
 	return len((*m.warm.Load())[pool]) > 0
 }
 
-// Candidates returns the live peers advertising free warm instances of the
+// Candidates returns the live peers advertising warm instances of the
 // version whose WarmKey is key, least loaded first (the host's load
-// average, then busy instances, then the most idle ones of the version).
+// average, then busy instances, then the most instances of the version).
 func (m *Membership) Candidates(key string) []Member {
 	pool, _, _ := strings.Cut(key, "@")
 	cs := (*m.warm.Load())[pool]

@@ -47,9 +47,11 @@ func (e *Engine) Free(fn *nimbus.Function) (key string, free bool, err error) {
 	return p.id + "@" + p.key, free, nil
 }
 
-// WarmIdle returns, per WarmKey, how many instances of the current pools
-// have a free request slot; pools with none are left out.
-func (e *Engine) WarmIdle() map[string]int {
+// WarmInstances returns, per WarmKey, how many running instances (idle or
+// busy; not starting or stopping) the current pools have; pools with none
+// are left out. A busy instance counts: it is free again a moment later,
+// and a forward that finds it busy is given back (Hold).
+func (e *Engine) WarmInstances() map[string]int {
 	e.mu.Lock()
 	pools := make([]*pool, 0, len(e.pools))
 	for _, p := range e.pools {
@@ -60,8 +62,8 @@ func (e *Engine) WarmIdle() map[string]int {
 	for _, p := range pools {
 		p.mu.Lock()
 		n := 0
-		if !p.draining && p.busy < p.maxInst {
-			n = len(p.free)
+		if !p.draining && p.maxInst > 0 {
+			n = len(p.all) - p.retiring
 		}
 		p.mu.Unlock()
 		if n > 0 {

@@ -43,7 +43,7 @@ func (n *Node) openCluster(ctx context.Context, started time.Time) error {
 		KV: kv, Interval: n.cfg.clusterHeartbeat(), TTL: ttl, Logger: n.log,
 		Self: func() cluster.Member {
 			m := cluster.Member{ID: id, Address: addr, Version: version.String(), Started: started,
-				Instances: n.engine.Node().Instances, Load: cluster.LoadAverage(), Warm: n.engine.WarmIdle()}
+				Instances: n.engine.Node().Instances, Load: cluster.LoadAverage(), Warm: n.engine.WarmInstances()}
 			for _, p := range n.engine.Snapshot() {
 				m.Busy += p.Busy
 				m.Idle += p.Idle
