@@ -21,7 +21,7 @@ func TestClusterConfig(t *testing.T) {
 		{func(c *Config) { c.AdvertiseURL = "http://h:1/api" }, "--advertise-url"},
 		{func(c *Config) { c.AdvertiseURL = "http://u:p@h:1" }, "--advertise-url"},
 		{func(c *Config) { c.ClusterHeartbeat = -time.Second }, "heartbeat"},
-		{func(c *Config) { c.ClusterHeartbeat, c.ClusterTTL = time.Second, 1500 * time.Millisecond }, "TTL"},
+		{func(c *Config) { c.ClusterHeartbeat, c.ClusterTTL = time.Second, 1500*time.Millisecond }, "TTL"},
 		{func(c *Config) { c.ClusterTTL = time.Second }, "TTL"}, // the default heartbeat, 1 s
 		{func(c *Config) { c.ClusterHeartbeat, c.ClusterTTL = 200*time.Millisecond, time.Second }, ""},
 	} {
