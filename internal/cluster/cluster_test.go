@@ -212,6 +212,15 @@ func TestForward(t *testing.T) {
 	if res, err := aFwdG.Invoke(t.Context(), &nimbus.Function{Name: "g"}, nimbus.Invocation{RequestID: "x", Trigger: nimbus.TriggerAPI}); err != nil || aLocal.calls.Load() != before+1 {
 		t.Errorf("a dead peer: %s %v; a ran %d, want a fallback to a", res.Payload, err, aLocal.calls.Load()-before)
 	}
+	// Not asked again for a while: no fallback counted, a runs it at once.
+	fb := aFwdG.Fallbacks.Load()
+	t0 := time.Now()
+	if _, err := aFwdG.Invoke(t.Context(), &nimbus.Function{Name: "g"}, nimbus.Invocation{RequestID: "x2", Trigger: nimbus.TriggerAPI}); err != nil || aFwdG.Fallbacks.Load() != fb {
+		t.Errorf("the dead peer again: %v, fallbacks %d -> %d; want it skipped", err, fb, aFwdG.Fallbacks.Load())
+	}
+	if d := time.Since(t0); d > 100*time.Millisecond {
+		t.Errorf("the invoke after a dead peer took %s", d)
+	}
 
 	// A peer that reads the request and hangs up: the outcome is unknown.
 	var hung atomic.Int32

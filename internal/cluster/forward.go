@@ -89,6 +89,7 @@ type Forwarder struct {
 	mu     sync.Mutex
 	seen   map[string]time.Time // signatures accepted within MaxSkew: no replay
 	pruned time.Time            // when seen was last pruned
+	skip   map[string]time.Time // peers that could not be reached: not asked until then
 
 	// Forwarded and Fallbacks count the invocations sent to a peer and
 	// those a peer gave back (run here instead), for tests and metrics.
@@ -117,7 +118,7 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 			IdleConnTimeout:     90 * time.Second,
 		}}
 	}
-	return &Forwarder{cfg: cfg, client: c, log: cfg.Logger, seen: make(map[string]time.Time)}, nil
+	return &Forwarder{cfg: cfg, client: c, log: cfg.Logger, seen: make(map[string]time.Time), skip: make(map[string]time.Time)}, nil
 }
 
 // Warm reports the running instances of a function on this node.
@@ -151,12 +152,16 @@ func (f *Forwarder) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.
 	if err != nil || free {
 		return f.cfg.Local.Invoke(ctx, fn, req)
 	}
-	peers := f.cfg.Members.Candidates(key)
 	const maxTries = 2
-	for i, p := range peers {
-		if i == maxTries {
+	tried := 0
+	for _, p := range f.cfg.Members.Candidates(key) {
+		if tried == maxTries {
 			break
 		}
+		if f.unreachable(p.ID) {
+			continue
+		}
+		tried++
 		res, ran, err := f.forward(ctx, p, fn, key, &req)
 		if ran {
 			f.Forwarded.Add(1)
@@ -169,10 +174,32 @@ func (f *Forwarder) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.
 			return nimbus.Result{}, ctx.Err()
 		}
 	}
-	if len(peers) > 0 {
+	if tried > 0 {
 		f.Fallbacks.Add(1)
 	}
 	return f.cfg.Local.Invoke(ctx, fn, req)
+}
+
+// skipFor is how long a peer that could not be reached is not asked again:
+// its heartbeat's TTL, by which it is gone if it is dead.
+const skipFor = DefaultTTL
+
+// unreachable reports whether peer id failed to take a connection lately.
+func (f *Forwarder) unreachable(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	until, ok := f.skip[id]
+	if ok && f.cfg.Now().After(until) {
+		delete(f.skip, id)
+		return false
+	}
+	return ok
+}
+
+func (f *Forwarder) markUnreachable(id string) {
+	f.mu.Lock()
+	f.skip[id] = f.cfg.Now().Add(skipFor)
+	f.mu.Unlock()
 }
 
 // The wire format of a forward.
@@ -243,6 +270,9 @@ func (f *Forwarder) forward(ctx context.Context, peer Member, fn *nimbus.Functio
 	resp, err := f.client.Do(hr)
 	if err != nil {
 		if !wrote.Load() {
+			if ctx.Err() == nil {
+				f.markUnreachable(peer.ID)
+			}
 			return res, false, err // never reached the peer whole: it cannot have run
 		}
 		if ctx.Err() != nil {

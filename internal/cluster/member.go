@@ -253,6 +253,7 @@ func (m *Membership) run(ctx context.Context, w <-chan store.Entry) {
 	defer close(m.done)
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
+	failing := false // the last write failed: log changes, not every beat
 	for {
 		select {
 		case <-ctx.Done():
@@ -265,8 +266,14 @@ func (m *Membership) run(ctx context.Context, w <-chan store.Entry) {
 			m.note(e.Key, e.Value, e.Deleted)
 		case <-t.C:
 			wctx, cancel := context.WithTimeout(ctx, m.cfg.Interval)
-			if err := m.put(wctx, m.beat()); err != nil && ctx.Err() == nil {
-				m.log.Warn("cluster: write heartbeat", nimbus.LogErr, err)
+			err := m.put(wctx, m.beat())
+			switch {
+			case err != nil && ctx.Err() == nil && !failing:
+				m.log.Warn("cluster: write heartbeat (logged again once it works)", nimbus.LogErr, err)
+				failing = true
+			case err == nil && failing:
+				m.log.Info("cluster: heartbeat written again")
+				failing = false
 			}
 			cancel()
 			m.mu.Lock()
