@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
 	"github.com/nimbus-serverless/nimbus/internal/cluster"
@@ -96,6 +98,31 @@ func TestClusterNodes(t *testing.T) {
 		if m.ID == c.ID() {
 			t.Errorf("node B still lists the stopped node")
 		}
+	}
+
+	// A node that dies without leaving (SIGKILL): its last heartbeat is
+	// in the bucket and nothing refreshes it.
+	nc, err := nats.Connect(nodetest.SharedNATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(t.Context(), prefix+"_"+cluster.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _ := json.Marshal(cluster.Member{ID: "ghost", Address: "http://127.0.0.1:1", Version: "x", Started: time.Now(), At: time.Now()})
+	if _, err := kv.Put(t.Context(), "ghost", ghost); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "A lists a node that wrote one heartbeat", func() bool { return len(listNodes(t, a)) == 3 })
+	died := time.Now()
+	waitFor(t, 2*time.Second, "a node that died is forgotten after the TTL", func() bool { return len(listNodes(t, a)) == 2 })
+	if d := time.Since(died); d < 700*time.Millisecond {
+		t.Errorf("the dead node was forgotten after %s, before the TTL (1 s)", d)
+	} else {
+		t.Logf("the dead node left A's list %s after its heartbeat", d.Round(time.Millisecond))
 	}
 }
 
