@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -288,4 +291,44 @@ func postForward(t *testing.T, n *node.Node, body []byte, sign func(http.Header)
 	}
 	resp.Body.Close()
 	return resp
+}
+
+// TestClusterReservedConcurrency: a reserved concurrency is the cluster's:
+// with the function's one reserved instance busy on node B, an invoke on A
+// is throttled; once B's is done, A runs it.
+func TestClusterReservedConcurrency(t *testing.T) {
+	prefix, key := nodetest.SharedNATSPrefix(t), seal.Generate()
+	a := nodetest.Start(t, clusterOf(prefix, key, func(c *node.Config) { c.QueueTimeout = time.Second }))
+	b := nodetest.Start(t, clusterOf(prefix, key))
+	ca, cb := client(a), client(b)
+	deploy(t, ca, fixture{name: "res", runtime: "python3.11", handler: "app.handler", zip: nodetest.Zip(t, map[string]string{"app.py": pySleepy})})
+	waitActive(t, ca, "res")
+	if _, err := ca.PutFunctionConcurrency(t.Context(), &lambda.PutFunctionConcurrencyInput{
+		FunctionName: aws.String("res"), ReservedConcurrentExecutions: aws.Int32(1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "B sees the reserved concurrency", func() bool {
+		out, err := cb.GetFunctionConcurrency(t.Context(), &lambda.GetFunctionConcurrencyInput{FunctionName: aws.String("res")})
+		return err == nil && aws.ToInt32(out.ReservedConcurrentExecutions) == 1
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		invoke(t, cb, "res", `{"n":1,"sleep":3}`)
+	}()
+	waitFor(t, 3*time.Second, "A knows B uses the reservation", func() bool { return a.Members().RemoteReserved()["res"] == 1 })
+	time.Sleep(400 * time.Millisecond) // the engine takes it within a heartbeat interval
+	_, err := ca.Invoke(t.Context(), &lambda.InvokeInput{FunctionName: aws.String("res"), Payload: []byte(`{"n":2}`)},
+		func(o *lambda.Options) { o.RetryMaxAttempts = 1 }) // the SDK retries a 429
+	var tooMany *types.TooManyRequestsException
+	if !errors.As(err, &tooMany) {
+		t.Errorf("an invoke on A while B uses the whole reservation: %v, want TooManyRequestsException (A forwarded %d, fell back %d, A stats %+v, B stats %+v)", err,
+			a.Forwarder().Forwarded.Load(), a.Forwarder().Fallbacks.Load(), a.Engine().Stats("res"), b.Engine().Stats("res"))
+	}
+	<-done
+	waitFor(t, 3*time.Second, "A learns B's reservation is free", func() bool { return a.Members().RemoteReserved()["res"] == 0 })
+	if out := invoke(t, ca, "res", `{"n":3}`); string(out.Payload) != `{"ok": 3}` {
+		t.Errorf("A answered %s once B's instance was free", out.Payload)
+	}
 }

@@ -48,6 +48,9 @@ type Member struct {
 	// Load is the host's load average over one minute.
 	Load float64        `json:"load"`
 	Warm map[string]int `json:"warm,omitempty"`
+	// Reserved maps each function with a reserved concurrency to what the
+	// node uses of it (engine.ReservedUse): the others admit only the rest.
+	Reserved map[string]int `json:"reserved,omitempty"`
 	// At is when the node wrote this heartbeat (its clock).
 	At time.Time `json:"at"`
 }
@@ -379,4 +382,22 @@ func LoadAverage() float64 {
 	f, _, _ := strings.Cut(string(b), " ")
 	v, _ := strconv.ParseFloat(f, 64)
 	return v
+}
+
+// RemoteReserved sums what the other live nodes use of each function's
+// reserved concurrency, as their last heartbeats said.
+func (m *Membership) RemoteReserved() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expireLocked()
+	out := map[string]int{}
+	for id, s := range m.members {
+		if id == m.self {
+			continue
+		}
+		for fn, n := range s.m.Reserved {
+			out[fn] += n
+		}
+	}
+	return out
 }

@@ -147,3 +147,48 @@ func (e *Engine) takeHeld(ctx context.Context, p *pool) *instance {
 	}
 	return h.inst
 }
+
+// ReservedUse returns, per function with a reserved concurrency, what this
+// node uses of it now (busy instances, and provisioned ones, as the
+// reservation counts them); functions using none are left out. The
+// cluster's heartbeat carries it to the other nodes.
+func (e *Engine) ReservedUse() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out map[string]int
+	for name, r := range e.reservations {
+		r.mu.Lock()
+		if r.limit >= 0 && r.used > 0 {
+			if out == nil {
+				out = make(map[string]int)
+			}
+			out[name] = r.used
+		}
+		r.mu.Unlock()
+	}
+	return out
+}
+
+// SetRemoteUse tells the engine what the other nodes use of each
+// function's reserved concurrency (absent: nothing): this node admits only
+// the rest. Room it frees goes to the requests waiting for it.
+func (e *Engine) SetRemoteUse(use map[string]int) {
+	var freed []*reservation
+	e.mu.Lock()
+	for name := range use {
+		e.reservationLocked(name) // a pool made later starts with the figure
+	}
+	for name, r := range e.reservations {
+		n := use[name]
+		r.mu.Lock()
+		if n < r.remote && len(r.blocked) > 0 {
+			freed = append(freed, r)
+		}
+		r.remote = n
+		r.mu.Unlock()
+	}
+	e.mu.Unlock()
+	for _, r := range freed {
+		r.wake()
+	}
+}

@@ -43,7 +43,8 @@ func (n *Node) openCluster(ctx context.Context, started time.Time) error {
 		KV: kv, Interval: n.cfg.clusterHeartbeat(), TTL: ttl, Logger: n.log,
 		Self: func() cluster.Member {
 			m := cluster.Member{ID: id, Address: addr, Version: version.String(), Started: started,
-				Instances: n.engine.Node().Instances, Load: cluster.LoadAverage(), Warm: n.engine.WarmInstances()}
+				Instances: n.engine.Node().Instances, Load: cluster.LoadAverage(), Warm: n.engine.WarmInstances(),
+				Reserved: n.engine.ReservedUse()}
 			for _, p := range n.engine.Snapshot() {
 				m.Busy += p.Busy
 				m.Idle += p.Idle
@@ -141,4 +142,21 @@ func (c *Config) clusterTTL() time.Duration {
 		return cluster.DefaultTTL
 	}
 	return c.ClusterTTL
+}
+
+// shareReservations makes reserved concurrency the cluster's: every
+// heartbeat interval, the engine learns what the other nodes use of each
+// function's reservation and admits only the rest (a tolerance of about
+// one interval: docs/scaling.md).
+func (n *Node) shareReservations(ctx context.Context) {
+	t := time.NewTicker(n.cfg.clusterHeartbeat())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.engine.SetRemoteUse(n.cluster.members.RemoteReserved())
+		}
+	}
 }

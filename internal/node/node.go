@@ -472,6 +472,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.warmProvisioned(ctx)
 	n.wg.Go(func() { n.pruneLoop(bg, cache) })
+	n.wg.Go(func() { n.shareReservations(bg) })
 	n.serveMetrics()
 	return n, nil
 }
