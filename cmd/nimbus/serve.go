@@ -61,6 +61,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Auth, "auth", cfg.Auth, "sigv4: every API request must be signed (SigV4) by a Nimbus access key; none: no authentication (local development only, loopback --addr)")
 	f.BoolVar(&cfg.AllowUnauthenticatedRemote, "allow-unauthenticated-remote", false, "allow --auth none on a non-loopback --addr (anyone who reaches it can run code on this host)")
 	f.BoolVar(&cfg.NoConsole, "no-console", false, "do not serve the web console at /console/")
+	f.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "the base URL of this node's API that the other nodes of a cluster reach it at, e.g. http://10.0.0.5:9000 (default: http:// and --addr, the host's name for 0.0.0.0; docs/scaling.md)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve GET /metrics on this host:port without authentication, for a Prometheus on a private network (off by default; on --addr /metrics needs an admin key)")
 	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit trail keeps its events (at least 1h)")
 	f.DurationVar(&cfg.InvocationRetention, "invocation-retention", cfg.InvocationRetention, "how long invocation records and functions' logs are kept (at least 1h)")

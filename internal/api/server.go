@@ -77,7 +77,14 @@ type Config struct {
 	// stream until the client leaves (a log follow) end then, so that
 	// they do not hold the shutdown for its whole grace period.
 	Closing <-chan struct{}
-	Logger  *slog.Logger
+	// Nodes is the cluster's membership, for GET /nimbus/v1/nodes (nil
+	// answers 404); SelfID is this node's id in it.
+	Nodes  NodeLister
+	SelfID string
+	// Forwards receives the invocations other nodes forward here
+	// (cluster.Forwarder); nil: none are taken.
+	Forwards http.Handler
+	Logger   *slog.Logger
 }
 
 // Server is the HTTP API.
@@ -158,6 +165,7 @@ func (s *Server) routes() {
 	s.accountRoutes()
 	s.functionConfigRoutes()
 	s.fcRoutes()
+	s.nodesRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -89,6 +89,7 @@ func addCommands(root *cobra.Command, g *globals) {
 		newInvokeCmd(g),
 		newLogsCmd(g),
 		newRuntimesCmd(g),
+		newNodesCmd(g), // nodes.go
 		newTasksCmd(g),
 		newDLQCmd(g),
 		triggers,

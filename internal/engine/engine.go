@@ -179,6 +179,9 @@ type Engine struct {
 	rebalancing, rekick bool
 	// hungry is len(starved) > 0, for the request path to read without mu.
 	hungry atomic.Bool
+	// holds counts the instances held for forwarded invocations
+	// (cluster.go).
+	holds atomic.Int32
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -223,7 +226,10 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		return nimbus.Result{}, err
 	}
 	began := time.Now()
-	inst, waited, err := p.acquire(ctx, fn)
+	inst, waited := e.takeHeld(ctx, p), false
+	if inst == nil {
+		inst, waited, err = p.acquire(ctx, fn)
+	}
 	if waited || err != nil {
 		// Only a request that waited for an instance (or was refused) has
 		// a queue span: a warm hit does not queue.

@@ -19,6 +19,10 @@ type reservation struct {
 	mu    sync.Mutex
 	limit int // the reserved concurrency; -1: none
 	used  int // the pools' uses (pool.resUsed), summed
+	// remote is what the other nodes of the cluster use of the
+	// reservation, as their last heartbeats said (cluster.go): the
+	// reserved concurrency is the cluster's, not each node's.
+	remote int
 	// blocked are the pools with requests waiting for room in the
 	// reservation; room freed in another pool is offered to them (wake).
 	blocked map[*pool]struct{}
@@ -52,6 +56,11 @@ func (r *reservation) setLimit(reserved *int) bool {
 	r.limit = limit
 	return changed
 }
+
+// localLimitLocked is what this node may use of the reservation: the
+// reserved concurrency less what the other nodes use. r.mu must be held
+// and r.limit be set.
+func (r *reservation) localLimitLocked() int { return max(r.limit-r.remote, 0) }
 
 // capOr is the reserved concurrency, or def when there is none.
 func (r *reservation) capOr(def int) int {
@@ -121,7 +130,7 @@ func (p *pool) roomLocked() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.limit >= 0 {
-		room = min(room, max(r.limit-(r.used-p.resUsed), p.useLocked(0))-p.busy)
+		room = min(room, max(r.localLimitLocked()-(r.used-p.resUsed), p.useLocked(0))-p.busy)
 	}
 	return room
 }
@@ -136,7 +145,7 @@ func (p *pool) takeBusyLocked() bool {
 	r := p.res
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.limit >= 0 && u > p.resUsed && r.used+u-p.resUsed > r.limit {
+	if r.limit >= 0 && u > p.resUsed && r.used+u-p.resUsed > r.localLimitLocked() {
 		if p.waiters.Len() > 0 {
 			r.blocked[p] = struct{}{} // blockLocked, under r.mu
 		}

@@ -130,7 +130,15 @@ type Config struct {
 	MetricsAddr string
 	// NoConsole turns the web console (/console/) off.
 	NoConsole bool
-	Logger    *slog.Logger
+	// AdvertiseURL is the base URL of this node's API that the other
+	// nodes of the cluster forward invocations to ("": http:// and the
+	// listening address).
+	AdvertiseURL string
+	// ClusterHeartbeat and ClusterTTL are how often the node writes its
+	// heartbeat and how long the others keep it without one (0: 1 s and
+	// 5 s; tests change them).
+	ClusterHeartbeat, ClusterTTL time.Duration
+	Logger                       *slog.Logger
 }
 
 // DefaultDataDir is /var/lib/nimbus for root (a path unprivileged function
@@ -243,6 +251,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--otlp-endpoint: %w", tracing.ValidateEndpoint(c.OTLPEndpoint))
 	case validMetricsAddr(c.MetricsAddr) != nil:
 		return validMetricsAddr(c.MetricsAddr)
+	case validAdvertiseURL(c.AdvertiseURL) != nil:
+		return validAdvertiseURL(c.AdvertiseURL)
+	case c.ClusterHeartbeat < 0 || c.ClusterTTL < 0 || c.clusterTTL() < 2*c.clusterHeartbeat():
+		return fmt.Errorf("the cluster's heartbeat interval (%s) and TTL (%s) must not be negative, and the TTL at least two intervals", c.ClusterHeartbeat, c.ClusterTTL)
 	}
 	return c.validateAuth()
 }
@@ -273,6 +285,7 @@ type Node struct {
 	triggers    triggerParts        // triggers.go
 	metrics     metricsParts        // metrics.go
 	provisioned provisionedVersions // provisioned.go
+	cluster     clusterParts        // cluster.go
 	http        *http.Server
 	ln          net.Listener
 	// stopping closes when Shutdown begins: the API's streaming answers
@@ -426,22 +439,27 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.watchMetrics()
+	n.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	started := time.Now()
+	if err := n.openCluster(ctx, started); err != nil {
+		return nil, fmt.Errorf("join the cluster: %w", err)
+	}
 	n.api = api.New(api.Config{
-		Registry: n.registry, Invoker: n.invoker, Logs: logs, Region: cfg.Region, Account: cfg.Account,
+		Registry: n.registry, Invoker: n.cluster.forwarder, Logs: logs, Region: cfg.Region, Account: cfg.Account,
 		MaxCodeBody: base64Len(cfg.MaxZipped) + 64<<10, UploadMemory: int64(cfg.UploadMemoryMB) << 20, Logger: log,
 		Async: n.asyncAPI(), Triggers: n.triggerAPI(), S3: n.s3API(),
 		Verifier: n.auth.verifier, Limiter: n.auth.limiter, Keys: nodeKeys{n.auth.keys, n}, Ready: n.readyChecks(),
 		Audit: n.auditAPI(), Records: n.recordsAPI(), DurableLogs: n.durableLogs(),
 		Metrics: n.metrics.m.Handler(), Closing: n.stopping, Limits: accountLimits{cfg}, Instances: n.engine,
+		Nodes: n.cluster.members, SelfID: n.cluster.members.Self(), Forwards: n.cluster.forwarder,
 	})
-	n.ln, err = net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
 	if err := n.listenMetrics(); err != nil {
 		return nil, err
 	}
-	handler, err := n.handler(time.Now())
+	handler, err := n.handler(started)
 	if err != nil {
 		return nil, err
 	}
@@ -454,6 +472,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.warmProvisioned(ctx)
 	n.wg.Go(func() { n.pruneLoop(bg, cache) })
+	n.wg.Go(func() { n.shareReservations(bg) })
 	n.serveMetrics()
 	return n, nil
 }
@@ -605,6 +624,7 @@ func (n *Node) Serve() error {
 func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()
+	n.leaveCluster() // no more forwards from the other nodes
 	err := n.http.Shutdown(ctx)
 	if err != nil {
 		n.log.Warn("shutdown: requests still running after the grace period", nimbus.LogErr, err)
@@ -625,6 +645,7 @@ func (n *Node) closeParts(ctx context.Context) {
 		n.cancel()
 	}
 	n.closeMetrics()
+	n.leaveCluster()
 	n.wg.Wait()
 	n.closing(n.closeTriggers)
 	n.closeAsync(ctx)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,14 @@ import (
 // loopback port, and shuts it down when the test ends. mod may adjust the
 // config.
 func Start(t testing.TB, mod func(*node.Config)) *node.Node {
+	t.Helper()
+	n, _ := StartStoppable(t, mod)
+	return n
+}
+
+// StartStoppable is Start, also returning a stop that shuts the node down
+// before the test ends (at most once: the test's end does nothing more).
+func StartStoppable(t testing.TB, mod func(*node.Config)) (*node.Node, func()) {
 	t.Helper()
 	cfg := node.Defaults()
 	cfg.Addr = "127.0.0.1:0"
@@ -50,15 +59,19 @@ func Start(t testing.TB, mod func(*node.Config)) *node.Node {
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.Serve() }()
-	t.Cleanup(func() {
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return n
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			if err := n.Shutdown(context.Background()); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return n, stop
 }
 
 // Endpoint is the node's API base URL.
