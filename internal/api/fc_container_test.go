@@ -2,10 +2,6 @@ package api_test
 
 import (
 	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,20 +16,7 @@ import (
 
 // noopStatic compiles internal/node/testdata/noop (aws-lambda-go; with
 // "-echo ADDR" an HTTP echo server) statically, once.
-var noopStatic = sync.OnceValues(func() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "nimbus-noop-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "bootstrap")
-	cmd := exec.Command("go", "build", "-o", bin, "../node/testdata/noop")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, errors.New(string(out))
-	}
-	return os.ReadFile(bin)
-})
+var noopStatic = sync.OnceValues(func() ([]byte, error) { return buildStatic("../node/testdata/noop") })
 
 // TestFCCustomContainer: a Function Compute custom-container function is an
 // image function of Nimbus's (HTTP contract) with customContainerConfig's

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -252,6 +253,33 @@ func (s *Server) fcProvisionList(w http.ResponseWriter, r *http.Request) error {
 }
 
 // fcLimit parses a list's limit: 1 to 100, 20 when not given.
+// fcNamePage is a page of items in name order: those whose name has the
+// query's prefix, from its nextToken (the name to start at), at most its
+// limit (fcLimit), and the nextToken of the page after ("" at the end).
+func fcNamePage[T any](q url.Values, items []T, name func(*T) string) (page []*T, next string, err error) {
+	limit, err := fcLimit(q.Get("limit"))
+	if err != nil {
+		return nil, "", err
+	}
+	sorted := make([]*T, len(items))
+	for i := range items {
+		sorted[i] = &items[i]
+	}
+	slices.SortFunc(sorted, func(a, b *T) int { return strings.Compare(name(a), name(b)) })
+	prefix, token := q.Get("prefix"), q.Get("nextToken")
+	for _, it := range sorted {
+		n := name(it)
+		if !strings.HasPrefix(n, prefix) || n < token {
+			continue
+		}
+		if len(page) == limit {
+			return page, n, nil
+		}
+		page = append(page, it)
+	}
+	return page, "", nil
+}
+
 func fcLimit(v string) (int, error) {
 	if v == "" {
 		return 20, nil

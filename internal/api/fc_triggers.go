@@ -407,27 +407,15 @@ func (s *Server) fcTriggersList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	limit, err := fcLimit(q.Get("limit"))
+	page, next, err := fcNamePage(r.URL.Query(), fn.Triggers, func(t *nimbus.Trigger) string { return t.Name })
 	if err != nil {
 		return err
 	}
-	ts := slices.Clone(fn.Triggers)
-	slices.SortFunc(ts, func(a, b nimbus.Trigger) int { return strings.Compare(a.Name, b.Name) })
-	prefix, token := q.Get("prefix"), q.Get("nextToken")
 	out := struct {
 		Triggers  []fcTrigger `json:"triggers"`
 		NextToken string      `json:"nextToken,omitempty"`
-	}{Triggers: []fcTrigger{}}
-	for i := range ts {
-		t := &ts[i]
-		if !strings.HasPrefix(t.Name, prefix) || t.Name < token {
-			continue
-		}
-		if len(out.Triggers) == limit {
-			out.NextToken = t.Name
-			break
-		}
+	}{Triggers: []fcTrigger{}, NextToken: next}
+	for _, t := range page {
 		out.Triggers = append(out.Triggers, s.fcTriggerView(r, fn.Name, t))
 	}
 	return fcWriteJSON(w, http.StatusOK, out)

@@ -298,27 +298,16 @@ func (s *Server) fcAliasesList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	limit, err := fcLimit(q.Get("limit"))
+	page, next, err := fcNamePage(r.URL.Query(), fn.Aliases, func(a *nimbus.Alias) string { return a.Name })
 	if err != nil {
 		return err
 	}
-	as := slices.Clone(fn.Aliases)
-	slices.SortFunc(as, func(a, b nimbus.Alias) int { return strings.Compare(a.Name, b.Name) })
-	prefix, token := q.Get("prefix"), q.Get("nextToken")
 	out := struct {
 		Aliases   []fcAlias `json:"aliases"`
 		NextToken string    `json:"nextToken,omitempty"`
-	}{Aliases: []fcAlias{}}
-	for i := range as {
-		if !strings.HasPrefix(as[i].Name, prefix) || as[i].Name < token {
-			continue
-		}
-		if len(out.Aliases) == limit {
-			out.NextToken = as[i].Name
-			break
-		}
-		out.Aliases = append(out.Aliases, fcAliasView(&as[i]))
+	}{Aliases: []fcAlias{}, NextToken: next}
+	for _, a := range page {
+		out.Aliases = append(out.Aliases, fcAliasView(a))
 	}
 	return fcWriteJSON(w, http.StatusOK, out)
 }

@@ -21,20 +21,25 @@ import (
 )
 
 // goBootstrap compiles the engine's aws-lambda-go test function once.
-var goBootstrap = sync.OnceValues(func() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "nimbus-gofn-")
+var goBootstrap = sync.OnceValues(func() ([]byte, error) { return buildStatic("../engine/testdata/behave") })
+
+// buildStatic compiles the Go program in dir (relative to this package)
+// as a static binary (CGO_ENABLED=0: it runs in any instance's root) and
+// returns it.
+func buildStatic(dir string) ([]byte, error) {
+	tmp, err := os.MkdirTemp("", "nimbus-gofn-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "bootstrap")
-	cmd := exec.Command("go", "build", "-o", bin, "../engine/testdata/behave")
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "bootstrap")
+	cmd := exec.Command("go", "build", "-o", bin, dir)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, errors.New(string(out))
 	}
 	return os.ReadFile(bin)
-})
+}
 
 type fixture struct {
 	name, runtime, handler string

@@ -7,9 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,20 +23,7 @@ import (
 )
 
 // urlGoBootstrap compiles the aws-lambda-go function URL test function once.
-var urlGoBootstrap = sync.OnceValues(func() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "nimbus-urlfn-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "bootstrap")
-	cmd := exec.Command("go", "build", "-o", bin, "../trigger/funcurl/testdata/urlfn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, errors.New(string(out))
-	}
-	return os.ReadFile(bin)
-})
+var urlGoBootstrap = sync.OnceValues(func() ([]byte, error) { return buildStatic("../trigger/funcurl/testdata/urlfn") })
 
 const pyURL = `import base64, json
 def handler(event, context):

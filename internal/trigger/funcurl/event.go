@@ -88,15 +88,20 @@ func BuildEvent(r *nethttp.Request, in EventInput) Event {
 		HTTP: HTTPContext{Method: r.Method, Path: in.Path, Protocol: r.Proto,
 			SourceIP: SourceIP(r), UserAgent: r.UserAgent()},
 	}
-	if len(in.Body) > 0 {
-		if IsText(r.Header.Get("Content-Type"), in.Body) {
-			ev.Body = string(in.Body)
-		} else {
-			ev.Body = base64.StdEncoding.EncodeToString(in.Body)
-			ev.IsBase64Encoded = true
-		}
-	}
+	ev.Body, ev.IsBase64Encoded = eventBody(r, in.Body)
 	return ev
+}
+
+// eventBody is an event's body: as it is when it is text (IsText), else
+// base64-encoded (b64 true).
+func eventBody(r *nethttp.Request, body []byte) (s string, b64 bool) {
+	switch {
+	case len(body) == 0:
+		return "", false
+	case IsText(r.Header.Get("Content-Type"), body):
+		return string(body), false
+	}
+	return base64.StdEncoding.EncodeToString(body), true
 }
 
 // Marshal encodes the event.

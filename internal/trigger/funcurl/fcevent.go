@@ -2,7 +2,6 @@ package funcurl
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	nethttp "net/http"
 	"strconv"
@@ -58,14 +57,7 @@ func BuildFCEvent(r *nethttp.Request, account string, in EventInput) FCEvent {
 			Time: in.Time.UTC().Format("2006-01-02T15:04:05Z"), TimeEpoch: strconv.FormatInt(in.Time.UnixMilli(), 10),
 			HTTP: HTTPContext{Method: r.Method, Path: unescape(in.Path), Protocol: r.Proto, SourceIP: SourceIP(r), UserAgent: r.UserAgent()},
 		}}
-	if len(in.Body) > 0 {
-		if IsText(r.Header.Get("Content-Type"), in.Body) {
-			ev.Body = string(in.Body)
-		} else {
-			ev.Body = base64.StdEncoding.EncodeToString(in.Body)
-			ev.IsBase64Encoded = true
-		}
-	}
+	ev.Body, ev.IsBase64Encoded = eventBody(r, in.Body)
 	return ev
 }
 
