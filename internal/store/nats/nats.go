@@ -1,6 +1,7 @@
 // Package nats implements store.Store on NATS JetStream: metadata buckets
 // are JetStream key-value buckets and code packages live in a JetStream
-// object store, both in file storage with one replica.
+// object store, both in file storage, with Config.Replicas copies (one on a
+// single node; cluster.go makes the embedded server a cluster member).
 //
 // The store runs in one of two modes. Embedded (Config.URL empty) starts a
 // NATS server inside the process, with JetStream files under
@@ -83,6 +84,18 @@ type Config struct {
 	// Logger receives the connection's and the embedded server's logs;
 	// nil discards them.
 	Logger *slog.Logger
+	// Cluster, with Cluster.Listen set, makes the embedded server a member
+	// of a NATS cluster (cluster.go). Only valid in embedded mode.
+	Cluster Cluster
+	// Replicas is how many copies JetStream keeps of every bucket and
+	// stream Nimbus makes: 1 to MaxReplicas, at most the cluster's members
+	// in embedded mode; 0 picks the default: 3 when the cluster has 3
+	// members or more, else 1. Store.Replicas returns the value in force,
+	// which the node hands every other part that makes streams.
+	Replicas int
+	// TLS secures the routes between members, the client listener
+	// (Listen) and the connection to a remote server (URL), mutually.
+	TLS TLSFiles
 	// ObserveWrite, when set, is told how long each write took: op is
 	// kv_create, kv_update, kv_put, kv_delete or blob_put (metrics).
 	// It must not block.
@@ -93,6 +106,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.Prefix != "" && !validName.MatchString(c.Prefix) {
 		return fmt.Errorf("nats config: Prefix %q: only letters, digits, \"-\" and \"_\" are allowed", c.Prefix)
+	}
+	if err := c.validateCluster(); err != nil {
+		return err
 	}
 	if c.URL != "" {
 		if c.Listen != "" {
@@ -164,6 +180,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
+	cfg.Replicas = replicas(cfg.Replicas, cfg.Cluster)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -210,6 +227,9 @@ func (s *Store) connect(ctx context.Context) error {
 			s.log.Error("nats async error", nimbus.LogErr, err)
 		}),
 	}
+	if url != "" {
+		opts = append(opts, clientTLS(s.cfg.TLS)...)
+	}
 	if url == "" {
 		srv, err := startServer(ctx, s.cfg, s.log)
 		if err != nil {
@@ -231,6 +251,9 @@ func (s *Store) connect(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	s.nc, s.js = nc, js
+	if s.cfg.Cluster.Listen != "" {
+		return s.waitForCluster(ctx)
+	}
 	return nil
 }
 
@@ -269,6 +292,9 @@ func startServer(ctx context.Context, cfg Config, log *slog.Logger) (*server.Ser
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if err := clusterOptions(opts, cfg); err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
@@ -306,7 +332,7 @@ func (s *Store) openBlobs(ctx context.Context) error {
 		obs, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:   name,
 			Storage:  jetstream.FileStorage,
-			Replicas: 1,
+			Replicas: s.cfg.Replicas,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			obs, err = s.js.ObjectStore(ctx, name) // created concurrently
@@ -342,7 +368,7 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if b, ok := s.kvs[name]; ok {
 		return b, nil
 	}
-	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: 1, TTL: ttl}
+	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: s.cfg.Replicas, TTL: ttl}
 	var b jetstream.KeyValue
 	var err error
 	if ttl > 0 {
@@ -363,6 +389,11 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	s.kvs[name] = k
 	return k, nil
 }
+
+// Replicas is how many copies JetStream keeps of each bucket and stream:
+// Config.Replicas, or its default. Every part that makes a stream or a
+// bucket of its own uses this value.
+func (s *Store) Replicas() int { return s.cfg.Replicas }
 
 // Blobs returns the code package store.
 func (s *Store) Blobs() store.Blobs { return s.blobs }
