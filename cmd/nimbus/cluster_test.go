@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/nats-io/nats.go"
@@ -94,6 +95,7 @@ func (m *member) kill9(t *testing.T) {
 // reaches all, every bucket and stream has 3 replicas, and the cluster
 // keeps serving with one member SIGKILLed, which rejoins when restarted.
 func TestCluster(t *testing.T) {
+	began := time.Now()
 	nodeKey := seal.Generate()
 	cluster := fmt.Sprintf("t%d", time.Now().UnixNano()%1e9)
 	ms := make([]*member, 3)
@@ -121,6 +123,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("%s: cluster formed", time.Since(began).Round(time.Millisecond))
 	a, b, c := ms[0], ms[1], ms[2]
 	if !strings.Contains(a.logs.String()+b.logs.String()+c.logs.String(), "nats cluster ready") {
 		t.Error("no member logged that the cluster was ready")
@@ -164,15 +167,19 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	t.Logf("%s: deployed, updated", time.Since(began).Round(time.Millisecond))
 	checkReplicas(t, a.nats, 3)
 
-	// C dies: A and B keep deploying and serving.
+	// C dies: A and B keep deploying and serving, once JetStream has
+	// elected new leaders for what C led (a few seconds: its Raft
+	// election timeouts).
 	c.kill9(t)
-	create(t, a.client(), "after", "def handler(e, c):\n    return 'after'\n")
-	waitInvoke(t, b, "after", `"after"`, 20*time.Second)
-	waitInvoke(t, a, "hello", `"v2"`, 10*time.Second)
-	waitInvoke(t, b, "hello", `"v2"`, 10*time.Second)
+	waitCreate(t, a, "after", "def handler(e, c):\n    return 'after'\n")
+	waitInvoke(t, b, "after", `"after"`, 45*time.Second)
+	waitInvoke(t, a, "hello", `"v2"`, 15*time.Second)
+	waitInvoke(t, b, "hello", `"v2"`, 15*time.Second)
 
+	t.Logf("%s: C killed; A and B serve", time.Since(began).Round(time.Millisecond))
 	// C restarts on its data dir and rejoins: it has what was made while
 	// it was away.
 	c.start(t)
@@ -181,13 +188,14 @@ func TestCluster(t *testing.T) {
 	}
 	waitInvoke(t, c, "after", `"after"`, 20*time.Second)
 	waitInvoke(t, c, "hello", `"v2"`, 10*time.Second)
+	t.Logf("%s: C rejoined", time.Since(began).Round(time.Millisecond))
 	checkReplicas(t, c.nats, 3)
 }
 
 // invoke calls fn on m and returns its payload, or the error's text.
 func invoke(t *testing.T, m *member, fn string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	out, err := m.client().Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn)})
 	switch {
@@ -212,6 +220,24 @@ func waitInvoke(t *testing.T, m *member, fn, want string, d time.Duration) {
 			t.Fatalf("%s: invoke %s = %s, want %s", m.name, fn, got, want)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitCreate creates a Python function on m, trying again while the
+// store answers 503 (leaders being elected).
+func waitCreate(t *testing.T, m *member, name, src string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := m.client().CreateFunction(t.Context(), createInput(t, name, src, nil))
+		if err == nil {
+			return
+		}
+		var re *awshttp.ResponseError
+		if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("CreateFunction on %s: %v", m.name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -340,6 +341,8 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if sc.Cluster.ServerName, err = nodeID(cfg.DataDir); err != nil {
 			return nil, err
 		}
+		// Members prove they share the node key on their routes.
+		sc.Cluster.Secret = base64.RawURLEncoding.EncodeToString(n.key.Derive("nats-cluster-routes"))
 	}
 	n.store, err = natsstore.Open(ctx, sc)
 	if err != nil {

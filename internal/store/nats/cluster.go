@@ -54,6 +54,10 @@ type Cluster struct {
 	ServerName string
 	// Wait bounds how long Open waits for the quorum (0: DefaultClusterWait).
 	Wait time.Duration
+	// Secret, when set, is the password every member presents on its
+	// routes and asks of the others (the node derives it from the node
+	// key, the same on every member): a server without it cannot join.
+	Secret string
 }
 
 // TLSFiles are PEM files: a certificate, its key and the CA that signed
@@ -182,6 +186,7 @@ func (t TLSFiles) config() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-tls-ca: %v", err)
 	}
+	cfg.RootCAs = cfg.ClientCAs // a member dialling a route checks the other's certificate too
 	return cfg, nil
 }
 
@@ -219,10 +224,28 @@ func clusterOptions(opts *server.Options, cfg Config) error {
 	}
 	opts.Cluster.Host, opts.Cluster.Port = host, port
 	for _, p := range cl.Peers {
-		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p})
+		u := &url.URL{Scheme: "nats-route", Host: p}
+		if cl.Secret != "" {
+			u.User = url.UserPassword(routeUser, cl.Secret)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	if cl.Secret != "" {
+		opts.Cluster.Username, opts.Cluster.Password = routeUser, cl.Secret
+	}
+	if cfg.Listen == "" {
+		// The server starts its routes only once its client listener is
+		// up: a member without Config.Listen gets one on loopback that
+		// only this process can use (a random token).
+		opts.DontListen = false
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		opts.Authorization = cfg.clientToken
 	}
 	return nil
 }
+
+// routeUser is the user name of the members' routes.
+const routeUser = "nimbus"
 
 // waitForCluster waits until the cluster's JetStream answers (it has a
 // meta leader, hence a quorum) and, while the cluster holds no stream yet,
@@ -323,7 +346,7 @@ type clusterJS struct {
 }
 
 // createTimeout bounds one attempt at a create.
-const createTimeout = 5 * time.Second
+const createTimeout = 2 * time.Second
 
 // retryable reports whether a create may succeed when tried again.
 func retryable(err error) bool {

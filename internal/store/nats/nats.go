@@ -38,6 +38,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"golang.org/x/sys/unix"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -100,6 +102,10 @@ type Config struct {
 	// kv_create, kv_update, kv_put, kv_delete or blob_put (metrics).
 	// It must not block.
 	ObserveWrite func(op string, d time.Duration)
+
+	// clientToken guards the loopback listener of a cluster member
+	// without Listen (clusterOptions).
+	clientToken string
 }
 
 // Validate reports the first invalid field of c.
@@ -181,6 +187,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Prefix = DefaultPrefix
 	}
 	cfg.Replicas = replicas(cfg.Replicas, cfg.Cluster)
+	if cfg.Cluster.Listen != "" && cfg.Listen == "" {
+		cfg.clientToken = nuid.Next() + nuid.Next()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -236,10 +245,14 @@ func (s *Store) connect(ctx context.Context) error {
 			return err
 		}
 		s.proc = &inProcess{srv: srv}
-		url = srv.ClientURL()
+		// In process, without TLS even when the listener wants it.
+		url = "nats://" + strings.TrimPrefix(strings.TrimPrefix(srv.ClientURL(), "tls://"), "nats://")
 		// Reconnect at once to a server restarted after a full disk.
 		opts = append(opts, nats.InProcessServer(s.proc), nats.ReconnectWait(50*time.Millisecond),
 			nats.ReconnectJitter(0, 0))
+		if s.cfg.clientToken != "" {
+			opts = append(opts, nats.Token(s.cfg.clientToken))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
