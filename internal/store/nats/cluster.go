@@ -79,9 +79,14 @@ func (c Cluster) Members() int {
 	if c.Listen == "" {
 		return 1
 	}
+	return 1 + len(c.others())
+}
+
+// others are the peers but this node itself, each once.
+func (c Cluster) others() []string {
 	host, _ := os.Hostname()
 	_, lport, _ := net.SplitHostPort(c.Listen)
-	n := 1
+	var out []string
 	seen := map[string]bool{}
 	for _, p := range c.Peers {
 		h, port, err := net.SplitHostPort(p)
@@ -92,10 +97,10 @@ func (c Cluster) Members() int {
 		self := p == c.Listen ||
 			(port == lport && host != "" && (h == host || strings.HasPrefix(h, host+".")))
 		if !self {
-			n++
+			out = append(out, p)
 		}
 	}
-	return n
+	return out
 }
 
 // replicas is the replica count of every bucket and stream: r when set,
@@ -223,7 +228,7 @@ func clusterOptions(opts *server.Options, cfg Config) error {
 		opts.Cluster.Name = DefaultClusterName
 	}
 	opts.Cluster.Host, opts.Cluster.Port = host, port
-	for _, p := range cl.Peers {
+	for _, p := range cl.others() {
 		u := &url.URL{Scheme: "nats-route", Host: p}
 		if cl.Secret != "" {
 			u.User = url.UserPassword(routeUser, cl.Secret)
