@@ -309,3 +309,32 @@ func checkReplicas(t *testing.T, url string, want int) {
 		}
 	}
 }
+
+// TestClusterFlagErrors: bad cluster flags stop `nimbus serve` at once with
+// one line that names the flag.
+func TestClusterFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--peers", "127.0.0.1:6222"}, "--peers needs --cluster-listen"},
+		{[]string{"--cluster-listen", "127.0.0.1"}, `--cluster-listen "127.0.0.1"`},
+		{[]string{"--cluster-listen", "127.0.0.1:0", "--peers", "h:1,nope"}, `--peers: "nope"`},
+		{[]string{"--cluster-listen", "127.0.0.1:0", "--peers", "h:1", "--replicas", "3"}, "--replicas 3 is more than the cluster's 2 member(s)"},
+		{[]string{"--cluster-listen", "127.0.0.1:0", "--cluster-tls-cert", "/nonexistent.pem", "--cluster-tls-key", "/k", "--cluster-tls-ca", "/c"}, "--cluster-tls-cert: open /nonexistent.pem"},
+		{[]string{"--nats-url", "nats://127.0.0.1:1", "--cluster-listen", "127.0.0.1:0"}, "cannot go with --nats-url"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, tt.args...)
+		out, err := exec.Command(nimbusBin, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Errorf("%v: %v, want an exit status\n%s", tt.args, err, out)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if !strings.Contains(string(out), tt.want) || len(lines) != 1 {
+			t.Errorf("%v: output %q, want one line with %q", tt.args, out, tt.want)
+		}
+	}
+}
