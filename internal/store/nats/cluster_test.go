@@ -138,6 +138,7 @@ func TestClusterConfigErrors(t *testing.T) {
 }
 
 func TestClusterMembers(t *testing.T) {
+	checkLeaks(t)
 	host, _ := os.Hostname()
 	tests := []struct {
 		listen string
@@ -168,6 +169,7 @@ func TestClusterMembers(t *testing.T) {
 // TestClusterWaitTimesOut: a member whose peers never come gives up after
 // Cluster.Wait with an error that says so.
 func TestClusterWaitTimesOut(t *testing.T) {
+	checkLeaks(t)
 	cfg := natsstore.Config{DataDir: t.TempDir(), Cluster: natsstore.Cluster{
 		Listen: freeAddr(t), Peers: []string{freeAddr(t), freeAddr(t)}, ServerName: "lonely", Wait: 2 * time.Second,
 	}}
@@ -189,6 +191,7 @@ func TestClusterWaitTimesOut(t *testing.T) {
 // over mutual-TLS routes: a write on one is read on another, the bucket has
 // 3 replicas, and a client of a member's listener must show a certificate.
 func TestClusterTLS(t *testing.T) {
+	checkLeaks(t)
 	c := makeCerts(t)
 	tlsFiles := natsstore.TLSFiles{Cert: c.cert, Key: c.key, CA: c.ca}
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}

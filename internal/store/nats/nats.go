@@ -265,7 +265,10 @@ func (s *Store) connect(ctx context.Context) error {
 	}
 	s.nc, s.js = nc, js
 	if s.cfg.Cluster.Listen != "" {
-		return s.waitForCluster(ctx)
+		if err := s.waitForCluster(ctx); err != nil {
+			nc.Close()
+			return err
+		}
 	}
 	return nil
 }
