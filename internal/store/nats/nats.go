@@ -5,9 +5,11 @@
 //
 // The store runs in one of two modes. Embedded (Config.URL empty) starts a
 // NATS server inside the process, with JetStream files under
-// Config.DataDir/jetstream, and connects to it in-process; it listens on TCP
-// only when Config.Listen is set, so it never collides with another NATS
-// server on the machine. Remote (Config.URL set) connects to an existing
+// Config.DataDir/jetstream, and connects to it in-process; it listens for
+// clients on TCP only when Config.Listen is set (or, as a cluster member, on
+// a random loopback port behind a token), so it never collides with another
+// NATS server on the machine. With Config.Cluster it is a member of a NATS
+// cluster (cluster.go). Remote (Config.URL set) connects to an existing
 // NATS server with JetStream enabled and starts no server.
 //
 // # Durability
