@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
+	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
 func newServeCmd() *cobra.Command {
@@ -35,6 +36,14 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS cluster (JetStream enabled) instead of the embedded server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "", "also serve the embedded NATS on this host:port (off by default)")
 	f.StringVar(&cfg.NATSPrefix, "nats-prefix", cfg.NATSPrefix, "prefix of Nimbus's bucket names in NATS")
+	f.StringVar(&cfg.Cluster.Name, "cluster-name", "", "name of the NATS cluster this node's embedded server joins, the same on every member (default \"nimbus\"; docs/cluster.md)")
+	f.StringVar(&cfg.Cluster.Listen, "cluster-listen", "", "host:port on which the embedded NATS server takes routes from the other members: makes this node a cluster member (off by default: a single node)")
+	f.StringSliceVar(&cfg.Cluster.Peers, "peers", nil, "the other members' --cluster-listen addresses, host:port,host:port (listing this node too is harmless)")
+	f.DurationVar(&cfg.Cluster.Wait, "cluster-wait", natsstore.DefaultClusterWait, "how long a cluster member waits at start for its peers (a JetStream quorum) before it gives up")
+	f.IntVar(&cfg.Replicas, "replicas", 0, "copies JetStream keeps of every bucket and stream, 1 to 5 (default: 3 when the cluster has 3 members or more, else 1)")
+	f.StringVar(&cfg.ClusterTLS.Cert, "cluster-tls-cert", "", "PEM certificate of this member for mutual TLS on the routes, --nats-listen and --nats-url")
+	f.StringVar(&cfg.ClusterTLS.Key, "cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
+	f.StringVar(&cfg.ClusterTLS.CA, "cluster-tls-ca", "", "PEM CA certificate that signed the other members' (and clients') certificates")
 	f.StringVar(&cfg.Region, "region", cfg.Region, "region shown in ARNs and given to functions")
 	f.StringVar(&cfg.Account, "account", cfg.Account, "12-digit account id shown in ARNs")
 	f.IntVar(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "most instances on this node, all functions together")

@@ -31,7 +31,7 @@ func (n *Node) openAsync(ctx context.Context) error {
 		return err
 	}
 	b, err := asyncnats.Open(ctx, asyncnats.Config{
-		JS: n.store.JetStream(), NC: n.store.Conn(), Prefix: n.cfg.NATSPrefix,
+		JS: n.store.JetStream(), NC: n.store.Conn(), Prefix: n.cfg.NATSPrefix, Replicas: n.store.Replicas(),
 		IndexDir: filepath.Join(n.cfg.DataDir, "async"), NodeID: id,
 		Retention: n.cfg.AsyncRetention, ClaimTTL: n.cfg.AsyncAckWait, Health: n.store.Healthy, Logger: n.log,
 	})

@@ -11,7 +11,7 @@ import (
 // <prefix>_AUDIT, kept for AuditRetention.
 func (n *Node) openAudit(ctx context.Context) error {
 	l, err := auditnats.Open(ctx, auditnats.Config{
-		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Retention: n.cfg.AuditRetention,
+		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Replicas: n.store.Replicas(), Retention: n.cfg.AuditRetention,
 		Health: n.store.Healthy, Logger: n.log,
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ func (n *Node) openFunctionLogs(ctx context.Context, logs *engine.LogStore) erro
 		return nil
 	}
 	s, err := fnlognats.Open(ctx, fnlognats.Config{
-		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Retention: n.cfg.InvocationRetention,
+		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Replicas: n.store.Replicas(), Retention: n.cfg.InvocationRetention,
 		MaxBytes: n.cfg.LogMaxBytes, Health: n.store.Healthy, Logger: n.log,
 	})
 	if err != nil {

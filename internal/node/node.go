@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,16 @@ type Config struct {
 	NATSURL    string // remote NATS instead of the embedded server
 	NATSListen string // expose the embedded NATS on this address
 	NATSPrefix string // bucket-name prefix in a shared NATS
+	// Cluster makes the embedded NATS server a member of a NATS cluster
+	// (--cluster-name, --cluster-listen, --peers, --cluster-wait;
+	// docs/cluster.md); its ServerName is set from the node's id.
+	Cluster natsstore.Cluster
+	// Replicas is --replicas: the copies JetStream keeps of every bucket
+	// and stream (0: 3 with 3 members or more, else 1).
+	Replicas int
+	// ClusterTLS is --cluster-tls-cert, -key and -ca: mutual TLS on the
+	// routes, the --nats-listen listener and the --nats-url connection.
+	ClusterTLS natsstore.TLSFiles
 	Region     string
 	Account    string
 
@@ -255,8 +266,18 @@ func (c *Config) Validate() error {
 		return validAdvertiseURL(c.AdvertiseURL)
 	case c.ClusterHeartbeat < 0 || c.ClusterTTL < 0 || c.clusterTTL() < 2*c.clusterHeartbeat():
 		return fmt.Errorf("the cluster's heartbeat interval (%s) and TTL (%s) must not be negative, and the TTL at least two intervals", c.ClusterHeartbeat, c.ClusterTTL)
+	case c.storeConfig().Validate() != nil:
+		return c.storeConfig().Validate()
 	}
 	return c.validateAuth()
+}
+
+// storeConfig is the store's part of c.
+func (c *Config) storeConfig() natsstore.Config {
+	return natsstore.Config{
+		DataDir: c.DataDir, URL: c.NATSURL, Prefix: c.NATSPrefix, Listen: c.NATSListen,
+		Cluster: c.Cluster, Replicas: c.Replicas, TLS: c.ClusterTLS,
+	}
 }
 
 // Node is a running Nimbus process.
@@ -326,10 +347,17 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.key, err = seal.LoadOrCreate(cfg.DataDir, cfg.NodeKey); err != nil {
 		return nil, err
 	}
-	n.store, err = natsstore.Open(ctx, natsstore.Config{
-		DataDir: cfg.DataDir, URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Listen: cfg.NATSListen, Logger: log,
-		ObserveWrite: n.metrics.m.StoreWrite,
-	})
+	sc := cfg.storeConfig()
+	sc.Logger, sc.ObserveWrite = log, n.metrics.m.StoreWrite
+	if sc.Cluster.Listen != "" {
+		// The node's id names its server in the cluster.
+		if sc.Cluster.ServerName, err = nodeID(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		// Members prove they share the node key on their routes.
+		sc.Cluster.Secret = base64.RawURLEncoding.EncodeToString(n.key.Derive("nats-cluster-routes"))
+	}
+	n.store, err = natsstore.Open(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

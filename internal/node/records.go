@@ -26,7 +26,7 @@ func (n *Node) openRecords(ctx context.Context) error {
 		return nil
 	}
 	n.records, err = records.Open(ctx, records.Config{
-		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Retention: n.cfg.InvocationRetention,
+		JS: n.store.JetStream(), Prefix: n.cfg.NATSPrefix, Replicas: n.store.Replicas(), Retention: n.cfg.InvocationRetention,
 		Health: n.store.Healthy, Node: id, Prices: n.cfg.Prices, Aggregate: true, Counter: n.metrics.m, Logger: n.log,
 	})
 	if err != nil {

@@ -74,15 +74,16 @@ var StatsWindows = []string{"1h", "24h", "7d"}
 
 // stats is the statistics buckets and the index of the hourly one.
 type stats struct {
-	js     jetstream.JetStream
-	prefix string
-	kv     [len(resolutions)]jetstream.KeyValue
+	js       jetstream.JetStream
+	prefix   string
+	replicas int
+	kv       [len(resolutions)]jetstream.KeyValue
 	// index holds each bucket's keys of the longest window it serves.
 	index [len(resolutions)]*statIndex
 }
 
 func openStats(ctx context.Context, s *Store) (*stats, error) {
-	st := &stats{js: s.cfg.JS, prefix: s.cfg.Prefix}
+	st := &stats{js: s.cfg.JS, prefix: s.cfg.Prefix, replicas: s.cfg.Replicas}
 	for i := range resolutions {
 		kv, err := st.create(ctx, i)
 		if err != nil {
@@ -100,7 +101,7 @@ func openStats(ctx context.Context, s *Store) (*stats, error) {
 func (st *stats) create(ctx context.Context, i int) (jetstream.KeyValue, error) {
 	r := resolutions[i]
 	kv, err := st.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: st.prefix + "_stats_" + r.name, History: 1, Storage: jetstream.MemoryStorage, TTL: r.keep,
+		Bucket: st.prefix + "_stats_" + r.name, History: 1, Storage: jetstream.MemoryStorage, TTL: r.keep, Replicas: st.replicas,
 		Description: "Nimbus invocation statistics per " + r.name,
 	})
 	if err != nil {

@@ -30,6 +30,9 @@ const (
 type Config struct {
 	JS     jetstream.JetStream
 	Prefix string // the store prefix, e.g. "nimbus"
+	// Replicas is how many copies JetStream keeps of the streams and
+	// buckets made here (the store's Replicas; 1 when 0).
+	Replicas int
 	// Retention is how long records are kept (DefaultRetention when 0).
 	Retention time.Duration
 	// FlushInterval is how long a record may wait before it is written
@@ -128,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	st, err := cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: s.name, Subjects: []string{s.subj + ">"}, Retention: jetstream.LimitsPolicy,
-		Storage: jetstream.FileStorage, MaxAge: cfg.Retention, Description: "Nimbus invocation records",
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.Retention, Description: "Nimbus invocation records",
 		// A batch is resent with its message id until the store takes it:
 		// the server drops a copy it took within this window.
 		Duplicates: dedupWindow,

@@ -152,14 +152,14 @@ func openUsage(ctx context.Context, s *Store) (*usage, error) {
 	u := &usage{s: s}
 	var err error
 	u.kv, err = s.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: s.cfg.Prefix + "_usage", History: 1, Storage: jetstream.FileStorage, TTL: usageRetention,
+		Bucket: s.cfg.Prefix + "_usage", History: 1, Storage: jetstream.FileStorage, TTL: usageRetention, Replicas: s.cfg.Replicas,
 		Description: "Nimbus usage per function per hour and day",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("records: usage bucket: %w", err)
 	}
 	u.lease, err = s.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: s.cfg.Prefix + "_usage_lease", History: 1, Storage: jetstream.MemoryStorage, TTL: leaseTTL,
+		Bucket: s.cfg.Prefix + "_usage_lease", History: 1, Storage: jetstream.MemoryStorage, TTL: leaseTTL, Replicas: s.cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("records: usage lease bucket: %w", err)

@@ -25,7 +25,7 @@ type letters struct {
 func openLetters(ctx context.Context, b *Backend) (*letters, error) {
 	st, err := b.cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: b.names.dlq, Subjects: []string{b.names.dlqSubj + ">"}, Retention: jetstream.LimitsPolicy,
-		Storage: jetstream.FileStorage, MaxAge: b.cfg.Retention, Description: "Nimbus async dead letters",
+		Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas, MaxAge: b.cfg.Retention, Description: "Nimbus async dead letters",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", b.names.dlq, err)

@@ -52,6 +52,9 @@ type Config struct {
 	JS     jetstream.JetStream
 	NC     *nats.Conn
 	Prefix string // the store prefix, e.g. "nimbus"
+	// Replicas is how many copies JetStream keeps of the streams and
+	// buckets made here (the store's Replicas; 1 when 0).
+	Replicas int
 	// IndexDir holds this node's task index; a missing or stale index is
 	// rebuilt from the task stream.
 	IndexDir string

@@ -81,7 +81,7 @@ func openQueue(ctx context.Context, b *Backend) (*queue, error) {
 	var err error
 	q.events, err = b.cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: b.names.events, Subjects: []string{b.names.evSubj + ">"}, Retention: jetstream.LimitsPolicy,
-		Storage: jetstream.FileStorage, MaxAge: evAge, AllowDirect: true,
+		Storage: jetstream.FileStorage, Replicas: q.b.cfg.Replicas, MaxAge: evAge, AllowDirect: true,
 		Description: "Nimbus async events: one FIFO per function; a message is deleted when its events are done",
 	})
 	if err != nil {
@@ -152,7 +152,7 @@ func (q *queue) migrate(ctx context.Context) error {
 // disk) loses it, and the queue makes it again.
 func (q *queue) openClaims(ctx context.Context) error {
 	kv, err := q.b.cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: q.b.names.claims, History: 1, Storage: jetstream.MemoryStorage, TTL: 2 * q.b.cfg.ClaimTTL,
+		Bucket: q.b.names.claims, History: 1, Storage: jetstream.MemoryStorage, Replicas: q.b.cfg.Replicas, TTL: 2 * q.b.cfg.ClaimTTL,
 		Description: "Nimbus async claims: which node holds which queue message",
 	})
 	if err != nil {

@@ -59,7 +59,7 @@ const sweepEvery = time.Minute
 func openRecords(ctx context.Context, b *Backend) (*records, error) {
 	st, err := b.cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: b.names.tasks, Subjects: []string{b.names.taskSubj + ">"}, Retention: jetstream.LimitsPolicy,
-		Storage: jetstream.FileStorage, MaxAge: b.cfg.Retention, Description: "Nimbus async task records (batches)",
+		Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas, MaxAge: b.cfg.Retention, Description: "Nimbus async task records (batches)",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", b.names.tasks, err)

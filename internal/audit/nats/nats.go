@@ -30,6 +30,9 @@ import (
 type Config struct {
 	JS     jetstream.JetStream
 	Prefix string // the store prefix, e.g. "nimbus"
+	// Replicas is how many copies JetStream keeps of the streams and
+	// buckets made here (the store's Replicas; 1 when 0).
+	Replicas int
 	// Retention is how long events are kept (audit.DefaultRetention when 0).
 	Retention time.Duration
 	// WriteTimeout bounds the wait for the store to confirm a write
@@ -73,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l := &Log{cfg: cfg, name: cfg.Prefix + "_AUDIT", subj: strings.ToLower(cfg.Prefix) + ".audit."}
 	st, err := cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: l.name, Subjects: []string{l.subj + ">"}, Retention: jetstream.LimitsPolicy,
-		Storage: jetstream.FileStorage, MaxAge: cfg.Retention, Description: "Nimbus audit trail",
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.Retention, Description: "Nimbus audit trail",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit: stream %s: %w", l.name, err)

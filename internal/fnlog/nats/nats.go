@@ -55,6 +55,9 @@ const (
 type Config struct {
 	JS     jetstream.JetStream
 	Prefix string // the store prefix, e.g. "nimbus"
+	// Replicas is how many copies JetStream keeps of the streams and
+	// buckets made here (the store's Replicas; 1 when 0).
+	Replicas int
 	// Retention is how long lines are kept (fnlog.DefaultRetention when 0).
 	Retention time.Duration
 	// MaxBytes bounds each function's stored log (fnlog.DefaultMaxBytes
@@ -124,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	st, err := cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: s.name, Subjects: []string{s.subj + ">"}, Retention: jetstream.LimitsPolicy,
-		Storage: jetstream.FileStorage, MaxAge: cfg.Retention, Discard: jetstream.DiscardOld,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.Retention, Discard: jetstream.DiscardOld,
 		MaxMsgsPerSubject: cfg.MaxBytes / MaxMessageBytes, MaxMsgSize: MaxMessageBytes,
 		Description: "Nimbus function logs",
 	})

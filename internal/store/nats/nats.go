@@ -1,12 +1,15 @@
 // Package nats implements store.Store on NATS JetStream: metadata buckets
 // are JetStream key-value buckets and code packages live in a JetStream
-// object store, both in file storage with one replica.
+// object store, both in file storage, with Config.Replicas copies (one on a
+// single node; cluster.go makes the embedded server a cluster member).
 //
 // The store runs in one of two modes. Embedded (Config.URL empty) starts a
 // NATS server inside the process, with JetStream files under
-// Config.DataDir/jetstream, and connects to it in-process; it listens on TCP
-// only when Config.Listen is set, so it never collides with another NATS
-// server on the machine. Remote (Config.URL set) connects to an existing
+// Config.DataDir/jetstream, and connects to it in-process; it listens for
+// clients on TCP only when Config.Listen is set (or, as a cluster member, on
+// a random loopback port behind a token), so it never collides with another
+// NATS server on the machine. With Config.Cluster it is a member of a NATS
+// cluster (cluster.go). Remote (Config.URL set) connects to an existing
 // NATS server with JetStream enabled and starts no server.
 //
 // # Durability
@@ -37,6 +40,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +48,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"golang.org/x/sys/unix"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -83,16 +88,35 @@ type Config struct {
 	// Logger receives the connection's and the embedded server's logs;
 	// nil discards them.
 	Logger *slog.Logger
+	// Cluster, with Cluster.Listen set, makes the embedded server a member
+	// of a NATS cluster (cluster.go). Only valid in embedded mode.
+	Cluster Cluster
+	// Replicas is how many copies JetStream keeps of every bucket and
+	// stream Nimbus makes: 1 to MaxReplicas, at most the cluster's members
+	// in embedded mode; 0 picks the default: 3 when the cluster has 3
+	// members or more, else 1. Store.Replicas returns the value in force,
+	// which the node hands every other part that makes streams.
+	Replicas int
+	// TLS secures the routes between members, the client listener
+	// (Listen) and the connection to a remote server (URL), mutually.
+	TLS TLSFiles
 	// ObserveWrite, when set, is told how long each write took: op is
 	// kv_create, kv_update, kv_put, kv_delete or blob_put (metrics).
 	// It must not block.
 	ObserveWrite func(op string, d time.Duration)
+
+	// clientToken guards the loopback listener of a cluster member
+	// without Listen (clusterOptions).
+	clientToken string
 }
 
 // Validate reports the first invalid field of c.
 func (c Config) Validate() error {
 	if c.Prefix != "" && !validName.MatchString(c.Prefix) {
 		return fmt.Errorf("nats config: Prefix %q: only letters, digits, \"-\" and \"_\" are allowed", c.Prefix)
+	}
+	if err := c.validateCluster(); err != nil {
+		return err
 	}
 	if c.URL != "" {
 		if c.Listen != "" {
@@ -164,6 +188,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
+	cfg.Replicas = replicas(cfg.Replicas, cfg.Cluster)
+	if cfg.Cluster.Listen != "" && cfg.Listen == "" {
+		cfg.clientToken = nuid.Next() + nuid.Next()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -210,16 +238,23 @@ func (s *Store) connect(ctx context.Context) error {
 			s.log.Error("nats async error", nimbus.LogErr, err)
 		}),
 	}
+	if url != "" {
+		opts = append(opts, clientTLS(s.cfg.TLS)...)
+	}
 	if url == "" {
 		srv, err := startServer(ctx, s.cfg, s.log)
 		if err != nil {
 			return err
 		}
 		s.proc = &inProcess{srv: srv}
-		url = srv.ClientURL()
+		// In process, without TLS even when the listener wants it.
+		url = "nats://" + strings.TrimPrefix(strings.TrimPrefix(srv.ClientURL(), "tls://"), "nats://")
 		// Reconnect at once to a server restarted after a full disk.
 		opts = append(opts, nats.InProcessServer(s.proc), nats.ReconnectWait(50*time.Millisecond),
 			nats.ReconnectJitter(0, 0))
+		if s.cfg.clientToken != "" {
+			opts = append(opts, nats.Token(s.cfg.clientToken))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -231,6 +266,12 @@ func (s *Store) connect(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	s.nc, s.js = nc, js
+	if s.cfg.Cluster.Listen != "" {
+		if err := s.waitForCluster(ctx); err != nil {
+			nc.Close()
+			return err
+		}
+	}
 	return nil
 }
 
@@ -269,6 +310,9 @@ func startServer(ctx context.Context, cfg Config, log *slog.Logger) (*server.Ser
 		}
 		opts.Host, opts.Port = host, port
 	}
+	if err := clusterOptions(opts, cfg); err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
@@ -306,7 +350,7 @@ func (s *Store) openBlobs(ctx context.Context) error {
 		obs, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:   name,
 			Storage:  jetstream.FileStorage,
-			Replicas: 1,
+			Replicas: s.cfg.Replicas,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			obs, err = s.js.ObjectStore(ctx, name) // created concurrently
@@ -342,7 +386,7 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if b, ok := s.kvs[name]; ok {
 		return b, nil
 	}
-	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: 1, TTL: ttl}
+	cfg := jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: s.cfg.Replicas, TTL: ttl}
 	var b jetstream.KeyValue
 	var err error
 	if ttl > 0 {
@@ -363,6 +407,11 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	s.kvs[name] = k
 	return k, nil
 }
+
+// Replicas is how many copies JetStream keeps of each bucket and stream:
+// Config.Replicas, or its default. Every part that makes a stream or a
+// bucket of its own uses this value.
+func (s *Store) Replicas() int { return s.cfg.Replicas }
 
 // Blobs returns the code package store.
 func (s *Store) Blobs() store.Blobs { return s.blobs }
