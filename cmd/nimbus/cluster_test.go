@@ -194,8 +194,12 @@ func TestCluster(t *testing.T) {
 	if err := c.ready(time.Now().Add(60 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitInvoke(t, c, "after", `"after"`, 20*time.Second)
-	waitInvoke(t, c, "hello", `"v2"`, 10*time.Second)
+	// Until it has caught up with the keys bucket, C refuses the key (403)
+	// and then the address (429, the failed-authentication limit): it is
+	// asked once a second, not to lock the address out. KNOWN ISSUE: that
+	// catch-up took more than 20 s in some runs (docs/cluster.md).
+	waitInvokeEvery(t, c, "after", `"after"`, 120*time.Second, time.Second)
+	waitInvokeEvery(t, c, "hello", `"v2"`, 30*time.Second, time.Second)
 	t.Logf("%s: C rejoined", time.Since(began).Round(time.Millisecond))
 	checkReplicas(t, c.nats, 3)
 }
@@ -218,6 +222,12 @@ func invoke(t *testing.T, m *member, fn string) string {
 // waitInvoke invokes fn on m until it answers want, within d.
 func waitInvoke(t *testing.T, m *member, fn, want string, d time.Duration) {
 	t.Helper()
+	waitInvokeEvery(t, m, fn, want, d, 100*time.Millisecond)
+}
+
+// waitInvokeEvery is waitInvoke asking every interval.
+func waitInvokeEvery(t *testing.T, m *member, fn, want string, d, every time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		got := invoke(t, m, fn)
@@ -227,24 +237,31 @@ func waitInvoke(t *testing.T, m *member, fn, want string, d time.Duration) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: invoke %s = %s, want %s", m.name, fn, got, want)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
 // waitCreate creates a Python function on m, trying again while the
-// store answers 503 (leaders being elected).
+// node answers a server error (503 while leaders are elected) or does not
+// answer in time. A create that did happen but whose answer was lost is
+// found by the next try (409) and is success.
 func waitCreate(t *testing.T, m *member, name, src string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		_, err := m.client().CreateFunction(t.Context(), createInput(t, name, src, nil))
-		if err == nil {
-			return
-		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		_, err := m.client().CreateFunction(ctx, createInput(t, name, src, nil))
+		cancel()
 		var re *awshttp.ResponseError
-		if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusServiceUnavailable || time.Now().After(deadline) {
+		switch {
+		case err == nil:
+			return
+		case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusConflict:
+			return // an earlier try created it
+		case errors.As(err, &re) && re.HTTPStatusCode() != 0 && re.HTTPStatusCode() < 500 || time.Now().After(deadline):
 			t.Fatalf("CreateFunction on %s: %v", m.name, err)
 		}
+		t.Logf("CreateFunction on %s, trying again: %v", m.name, err)
 		time.Sleep(200 * time.Millisecond)
 	}
 }
