@@ -24,7 +24,7 @@ import (
 func TestCodeLinkPresigned(t *testing.T) {
 	var data string
 	n := nodetest.Start(t, func(c *node.Config) { c.Auth, data = node.AuthSigV4, c.DataDir })
-	id, secret := readCreds(t, filepath.Join(data, "credentials"))
+	id, secret := nodetest.Credentials(t, filepath.Join(data, "credentials"))
 	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(nodetest.Endpoint(n)), Region: "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 1})
 	zip := pyZip(t)

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -60,7 +59,7 @@ func TestFCSDK(t *testing.T) {
 	}
 	var data string
 	n := nodetest.Start(t, func(c *node.Config) { c.Auth, data = node.AuthSigV4, c.DataDir })
-	id, secret := readCreds(t, filepath.Join(data, "credentials"))
+	id, secret := nodetest.Credentials(t, filepath.Join(data, "credentials"))
 	tmp := t.TempDir()
 	pyZip := filepath.Join(tmp, "py.zip")
 	customZip := filepath.Join(tmp, "custom.zip")
@@ -89,28 +88,4 @@ func pythonRuntime(t *testing.T) string {
 	}
 	testenv.Missing(t, "Python 3", errors.New("no /usr/bin/python3.x"))
 	return ""
-}
-
-// readCreds reads the node's credentials file.
-func readCreds(t *testing.T, path string) (id, secret string) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " = ")
-		switch {
-		case ok && k == "aws_access_key_id":
-			id = v
-		case ok && k == "aws_secret_access_key":
-			secret = v
-		}
-	}
-	if id == "" || secret == "" {
-		t.Fatalf("no key in %s", path)
-	}
-	return id, secret
 }

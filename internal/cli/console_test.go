@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"bufio"
 	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,7 +25,7 @@ func TestConsoleLink(t *testing.T) {
 	var dir string
 	n := nodetest.Start(t, func(c *node.Config) { c.Auth, c.PrestartedHelpers, dir = node.AuthSigV4, 0, c.DataDir })
 	endpoint := nodetest.Endpoint(n)
-	id, secret := readCredentials(t, filepath.Join(dir, "credentials"))
+	id, secret := nodetest.Credentials(t, filepath.Join(dir, "credentials"))
 	r := runCmd(t, endpoint, "", "console", "--access-key-id", id, "--secret-access-key", secret)
 	link := strings.TrimSpace(r.stdout)
 	if r.err != nil || !strings.HasPrefix(link, endpoint+"/console/login/link?") || !strings.Contains(link, "X-Amz-Expires=60") ||
@@ -128,28 +126,4 @@ func confirm(t *testing.T, client *http.Client, endpoint, page string) *http.Res
 	}
 	res.Body.Close()
 	return res
-}
-
-// readCredentials reads the key of a credentials file nimbus serve wrote.
-func readCredentials(t *testing.T, path string) (id, secret string) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " = ")
-		switch {
-		case ok && k == "aws_access_key_id":
-			id = v
-		case ok && k == "aws_secret_access_key":
-			secret = v
-		}
-	}
-	if id == "" || secret == "" {
-		t.Fatalf("no key in %s", path)
-	}
-	return id, secret
 }

@@ -1,15 +1,12 @@
 package node_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -91,29 +88,8 @@ func timedInvoke(b *testing.B, hc *http.Client, url string, body []byte, c aws.C
 	return took
 }
 
-// adminCreds reads the key of the profile in a credentials file a node
-// wrote.
+// adminCreds reads the key of the credentials file a node wrote.
 func adminCreds(b *testing.B, path string) aws.Credentials {
-	b.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	var c aws.Credentials
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		switch k, v = strings.TrimSpace(k), strings.TrimSpace(v); {
-		case !ok:
-		case k == "aws_access_key_id":
-			c.AccessKeyID = v
-		case k == "aws_secret_access_key":
-			c.SecretAccessKey = v
-		}
-	}
-	if !c.HasKeys() {
-		b.Fatalf("no key in %s", path)
-	}
-	return c
+	id, secret := nodetest.Credentials(b, path)
+	return aws.Credentials{AccessKeyID: id, SecretAccessKey: secret}
 }
