@@ -169,17 +169,27 @@ func (s *Server) fcSetProvisioned(r *http.Request, fn *nimbus.Function, q string
 	return err
 }
 
-func (s *Server) fcProvisionGet(w http.ResponseWriter, r *http.Request) error {
+// fcProvisioned is the function and qualifier of r, which must have a
+// provision config (else ProvisionConfigNotFound).
+func (s *Server) fcProvisioned(r *http.Request) (*nimbus.Function, string, error) {
 	fn, err := s.fcFunction(r)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	q, err := s.fcProvisionQualifier(r, fn)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if provisionedOf(fn, q) == 0 {
-		return fcErr(http.StatusNotFound, fcProvisionNotFound, "function '"+fn.Name+"' has no provision config for "+fcQualifierName(q))
+		return nil, "", fcErr(http.StatusNotFound, fcProvisionNotFound, "function '"+fn.Name+"' has no provision config for "+fcQualifierName(q))
+	}
+	return fn, q, nil
+}
+
+func (s *Server) fcProvisionGet(w http.ResponseWriter, r *http.Request) error {
+	fn, q, err := s.fcProvisioned(r)
+	if err != nil {
+		return err
 	}
 	return fcWriteJSON(w, http.StatusOK, s.fcProvisionView(r, fn, q))
 }
@@ -193,16 +203,9 @@ func fcQualifierName(q string) string {
 }
 
 func (s *Server) fcProvisionDelete(w http.ResponseWriter, r *http.Request) error {
-	fn, err := s.fcFunction(r)
+	fn, q, err := s.fcProvisioned(r)
 	if err != nil {
 		return err
-	}
-	q, err := s.fcProvisionQualifier(r, fn)
-	if err != nil {
-		return err
-	}
-	if provisionedOf(fn, q) == 0 {
-		return fcErr(http.StatusNotFound, fcProvisionNotFound, "function '"+fn.Name+"' has no provision config for "+fcQualifierName(q))
 	}
 	if err := s.fcSetProvisioned(r, fn, q, 0); err != nil {
 		return err
