@@ -3,7 +3,9 @@ package api_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -107,6 +109,15 @@ func TestFCConventions(t *testing.T) {
 		"instanceLifecycleConfig":{"initializer":{"handler":"index.init","command":["x"]}}}`, 400, "InvalidArgument", "initializer.command")
 	fc.fails("POST", "/functions", `{"functionName":"x1","runtime":"python3.11","handler":"index.handler","code":{"zipFile":"`+b64(map[string]string{"index.py": ""})+`"},
 		"instanceLifecycleConfig":{"initializer":{"handler":"index.init","timeout":601}}}`, 400, "InvalidArgument", "timeout 601")
+	// A logConfig that ships logs or metrics elsewhere is refused; one that
+	// asks for nothing is taken.
+	pyCode := `"runtime":"python3.11","handler":"index.handler","code":{"zipFile":"` + b64(map[string]string{"index.py": ""}) + `"}`
+	fc.fails("POST", "/functions", `{"functionName":"x1",`+pyCode+`,"logConfig":{"project":"p","logstore":"l"}}`, 400, "InvalidArgument", "logConfig.project")
+	fc.fails("POST", "/functions", `{"functionName":"x1",`+pyCode+`,"logConfig":{"enableRequestMetrics":true}}`, 400, "InvalidArgument", "enableRequestMetrics")
+	fc.fails("POST", "/functions", `{"functionName":"x1",`+pyCode+`,"logConfig":{"logBeginRule":"DefaultRegex"}}`, 400, "InvalidArgument", "logBeginRule")
+	fc.fails("POST", "/functions", `{"functionName":"x1",`+pyCode+`,"logConfig":"auto"}`, 400, "InvalidArgument", "logConfig")
+	fc.do("POST", "/functions", `{"functionName":"nolog",`+pyCode+`,"logConfig":{"project":"","logstore":"","logBeginRule":"None"}}`, 200)
+	fc.fails("PUT", "/functions/nolog", `{"logConfig":{"project":"p","logstore":"l"}}`, 400, "InvalidArgument", "logConfig.project")
 
 	// Nimbus's own runtime ID: Lambda's conventions.
 	fc.do("POST", "/functions", `{"functionName":"lambdalike","runtime":"`+node+`.x","handler":"index.handler","code":{"zipFile":"`+
@@ -175,5 +186,42 @@ func TestFCCustomConventions(t *testing.T) {
 	e = echo{}
 	if err := json.NewDecoder(res.Body).Decode(&e); err != nil || e.Method != "GET" || e.Path != "/a/b?c=1" || e.FC["x-fc-request-id"] == "" {
 		t.Errorf("a request through the http trigger: %+v, %v", e, err)
+	}
+}
+
+// TestFCInitializerTimeout: a Python or Node function's initializer runs
+// within its own timeout, not the function's: one that takes 2 s runs
+// whole under a 4 s initializer timeout although the function's is 1 s,
+// and fails the invocation (InitializationError) under a 1 s one.
+func TestFCInitializerTimeout(t *testing.T) {
+	n := nodetest.Start(t, nil)
+	fc := newFCAPI(t, n)
+	c := client(n)
+	node := strings.TrimSuffix(nodeRuntime(t), ".x")
+	for _, f := range []struct{ name, runtime, file, code string }{
+		{"slowpy", "python3.11", "index.py", "import time\nstate = {}\ndef init(context):\n    time.sleep(2)\n    state['left'] = context.get_remaining_time_in_millis()\ndef handler(event, context):\n    return 'ran after an init with %d ms left' % state['left']\n"},
+		{"slownode", node, "index.js", "let left = -1;\nexports.init = async (context) => { await new Promise((r) => setTimeout(r, 2000)); left = context.getRemainingTimeInMillis(); };\nexports.handler = async () => `ran after an init with ${left} ms left`;\n"},
+	} {
+		zip := base64.StdEncoding.EncodeToString(nodetest.Zip(t, map[string]string{f.file: f.code}))
+		for _, initTimeout := range []int{4, 1} {
+			name := f.name + strconv.Itoa(initTimeout)
+			fc.do("POST", "/functions", `{"functionName":"`+name+`","runtime":"`+f.runtime+`","handler":"index.handler","timeout":1,
+				"instanceLifecycleConfig":{"initializer":{"handler":"index.init","timeout":`+strconv.Itoa(initTimeout)+`}},"code":{"zipFile":"`+zip+`"}}`, 200)
+			waitActive(t, c, name)
+			res := fcInvoke(t, fc, name, "x")
+			var e struct{ ErrorMessage, ErrorType string }
+			_ = json.Unmarshal([]byte(res.body), &e)
+			switch {
+			case initTimeout == 4 && (res.Header.Get("X-Fc-Error-Type") != "" || !strings.HasPrefix(res.body, "ran after an init with ")):
+				t.Errorf("%s: a 2 s initializer under a 4 s timeout: %s %s", name, res.Header.Get("X-Fc-Error-Type"), res.body)
+			case initTimeout == 4:
+				var left int
+				if _, err := fmt.Sscanf(strings.TrimPrefix(res.body, "ran after an init with "), "%d", &left); err != nil || left < 500 || left > 2100 {
+					t.Errorf("%s: the initializer's context had %d ms left after 2 s of a 4 s timeout (%v)", name, left, err)
+				}
+			case e.ErrorType != "InitializationError" || !strings.Contains(e.ErrorMessage, "Initializer timed out after 1 seconds"):
+				t.Errorf("%s: a 2 s initializer under a 1 s timeout: %s %s", name, res.Header.Get("X-Fc-Error-Type"), res.body)
+			}
+		}
 	}
 }

@@ -118,9 +118,9 @@ type fcFunctionFields struct {
 		OSSBucketName string `json:"ossBucketName"`
 		OSSObjectName string `json:"ossObjectName"`
 	} `json:"code"`
-	// Accepted, not used: Nimbus keeps functions' logs itself.
-	LogConfig             json.RawMessage `json:"logConfig"`
-	CustomContainerConfig *fcContainer    `json:"customContainerConfig"`
+	// Accepted only when it asks for nothing (fcLogConfig.check).
+	LogConfig             *fcLogConfig `json:"logConfig"`
+	CustomContainerConfig *fcContainer `json:"customContainerConfig"`
 	// Refused when set (fcUnsupported).
 	CustomDNS               json.RawMessage `json:"customDNS"`
 	GPUConfig               json.RawMessage `json:"gpuConfig"`
@@ -139,6 +139,35 @@ type fcFunctionFields struct {
 	DisableInjectCreds      json.RawMessage `json:"disableInjectCredentials"`
 	IdleTimeout             *int            `json:"idleTimeout"`
 	ResourceGroupID         json.RawMessage `json:"resourceGroupId"`
+}
+
+// fcLogConfig is logConfig: where Function Compute ships a function's
+// logs (a Simple Log Service project and logstore) and which metrics it
+// adds to them. Nimbus keeps every function's logs itself, so a logConfig
+// is accepted only when it ships nothing: empty, or all its fields unset.
+type fcLogConfig struct {
+	Project               string `json:"project"`
+	Logstore              string `json:"logstore"`
+	EnableRequestMetrics  bool   `json:"enableRequestMetrics"`
+	EnableInstanceMetrics bool   `json:"enableInstanceMetrics"`
+	LogBeginRule          string `json:"logBeginRule"`
+}
+
+// check refuses a logConfig that asks Nimbus to ship logs or metrics.
+func (c *fcLogConfig) check() error {
+	if c == nil {
+		return nil
+	}
+	const why = "Nimbus ships no logs to Simple Log Service; it keeps every function's logs itself (GetFunction's logs with the Lambda API, `nimbus logs`, the console)"
+	switch {
+	case c.Project != "" || c.Logstore != "":
+		return fcInvalid("logConfig.project and logConfig.logstore are not supported: %s", why)
+	case c.EnableRequestMetrics || c.EnableInstanceMetrics:
+		return fcInvalid("logConfig.enableRequestMetrics and enableInstanceMetrics are not supported: %s; Nimbus's metrics are at GET /metrics", why)
+	case c.LogBeginRule != "" && c.LogBeginRule != "None":
+		return fcInvalid("logConfig.logBeginRule is not supported: %s", why)
+	}
+	return nil
 }
 
 // fcLifecycle is instanceLifecycleConfig (fcFunctionFields.lifecycle).
@@ -183,6 +212,9 @@ func (f *fcFunctionFields) fcUnsupported() error {
 		if len(u.v) > 0 && string(u.v) != "null" {
 			return fcInvalid("%s is not supported: %s", u.name, u.why)
 		}
+	}
+	if err := f.LogConfig.check(); err != nil {
+		return err
 	}
 	if c := f.Code; c != nil && (c.OSSBucketName != "" || c.OSSObjectName != "") {
 		return fcInvalid("code.ossBucketName and code.ossObjectName are not supported: upload the package in code.zipFile")

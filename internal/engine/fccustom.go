@@ -167,6 +167,18 @@ func (inst *instance) fcHook(ctx context.Context, method, hookPath string, timeo
 	return nil
 }
 
+// fcInitializerTimeout is the time fn's Function Compute initializer may
+// take (its timeout, 3 s when unset; 0 without one), which an instance's
+// start may take on top of the engine's init timeout: a custom function's
+// runs after its port accepts (fcInitialize), a Python or Node function's
+// in the bootstrap before its first /next, with the same timeout there.
+func fcInitializerTimeout(fn *nimbus.Function) time.Duration {
+	if fn.FC == nil || fn.FC.Initializer == nil || !fn.FC.Conventions {
+		return 0
+	}
+	return time.Duration(cmp.Or(fn.FC.Initializer.Timeout, 3)) * time.Second
+}
+
 // fcInitialize runs a custom function's initializer, if it has one, on
 // inst, which has just started: a failure is the instance's init error.
 func (inst *instance) fcInitialize(ctx context.Context) error {
@@ -174,8 +186,7 @@ func (inst *instance) fcInitialize(ctx context.Context) error {
 	if inst.fcTarget.Load() == nil || fc == nil || fc.Initializer == nil {
 		return nil
 	}
-	timeout := time.Duration(cmp.Or(fc.Initializer.Timeout, 3)) * time.Second
-	if err := inst.fcHook(ctx, http.MethodPost, "/initialize", timeout); err != nil {
+	if err := inst.fcHook(ctx, http.MethodPost, "/initialize", fcInitializerTimeout(inst.fn)); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -292,10 +292,10 @@ func (p *pool) ensureMinLocked() {
 // start starts one instance and hands it to waiters.
 func (p *pool) start() {
 	defer p.e.wg.Done()
-	ctx, cancel := context.WithTimeout(p.e.ctx, p.e.cfg.InitTimeout)
 	p.mu.Lock()
 	fn := p.fn
 	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(p.e.ctx, p.e.cfg.InitTimeout+fcInitializerTimeout(fn))
 	inst, err := p.e.startInstance(ctx, p, fn)
 	cancel()
 	p.mu.Lock()

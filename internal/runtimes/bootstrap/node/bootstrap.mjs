@@ -683,10 +683,9 @@ async function handle(client, fn, r) {
 // gets the payload as a Buffer and Function Compute's context; its answer is
 // returned as it is (a string as UTF-8, a Buffer), anything else as JSON; the
 // initializer (FC_INITIALIZER_HANDLER), initializer(context, callback) or
-// async, runs before the instance's first invocation, again at the next one
-// if it failed.
+// async, runs with its own context and timeout when the instance starts,
+// before its first invocation (fcInitialize).
 const FC_ENV = '_NIMBUS_FC';
-let fcInitialized = false;
 
 function fcContext(headers) {
   const env = process.env;
@@ -735,15 +734,6 @@ async function fcHandle(client, fn, r) {
   let outcome;
   try {
     const context = fcContext(r.headers);
-    const init = process.env.FC_INITIALIZER_HANDLER;
-    if (init && !fcInitialized) {
-      const initFn = await loadHandler(init, process.env.LAMBDA_TASK_ROOT || process.cwd());
-      const initOutcome = await run((_, ctx, cb) => initFn(ctx, cb), null, fcContext(r.headers));
-      if ('error' in initOutcome) {
-        throw initOutcome.error;
-      }
-      fcInitialized = true;
-    }
     outcome = await run(fn, r.body, context);
     if (!('error' in outcome)) {
       outcome.payload = fcPayload(outcome.value);
@@ -757,6 +747,36 @@ async function fcHandle(client, fn, r) {
     await client.error(requestId, errorDoc(outcome.error));
   } else {
     await client.response(requestId, outcome.payload);
+  }
+}
+
+// fcInitialize runs Function Compute's initializer (FC_INITIALIZER_HANDLER)
+// with its context as the instance starts, within its own timeout
+// (FC_INITIALIZATION_TIMEOUT, 3 s when unset); it throws a Fault when the
+// initializer fails or runs out of time, which fails the instance's start
+// (/init/error), so that the next invocation starts an instance that runs
+// it again. The engine bounds the start by the same timeout, which stops
+// an initializer that never yields the event loop.
+async function fcInitialize(taskRoot) {
+  const name = process.env.FC_INITIALIZER_HANDLER;
+  if (!process.env[FC_ENV] || !name) {
+    return;
+  }
+  const init = await loadHandler(name, taskRoot);
+  const seconds = Number(process.env.FC_INITIALIZATION_TIMEOUT || 0) || 3;
+  const context = fcContext({ 'lambda-runtime-aws-request-id': crypto.randomUUID(), 'lambda-runtime-deadline-ms': String(Date.now() + seconds * 1000) });
+  let timer;
+  const expired = new Promise((resolve) => {
+    timer = setTimeout(() => resolve({ timedOut: true }), seconds * 1000);
+  });
+  const outcome = await Promise.race([run((_, ctx, cb) => init(ctx, cb), null, context), expired]);
+  clearTimeout(timer);
+  if (outcome.timedOut) {
+    throw new Fault('InitializationError', `Initializer timed out after ${seconds} seconds`);
+  }
+  if ('error' in outcome) {
+    const doc = errorDoc(outcome.error);
+    throw new Fault('InitializationError', `Initializer failed: ${doc.errorType}: ${doc.errorMessage}`, doc.stackTrace);
   }
 }
 
@@ -868,6 +888,7 @@ async function main() {
   let fn;
   try {
     fn = await loadHandler(process.env._HANDLER || '', taskRoot);
+    await fcInitialize(taskRoot);
   } catch (err) {
     const doc = errorDoc(err);
     logError('Init Error', err);

@@ -739,10 +739,9 @@ def handle(client, func, headers, body):
 # made in the Function Compute dialect): handler(event, context) gets the
 # payload as bytes and Function Compute's context; its answer is returned as
 # it is (str as UTF-8, bytes), anything else as JSON; the initializer
-# (FC_INITIALIZER_HANDLER) runs with the context before the instance's first
-# invocation, again at the next one if it failed.
+# (FC_INITIALIZER_HANDLER) runs with its own context and timeout when the
+# instance starts, before its first invocation (fc_initialize).
 FC_ENV = "_NIMBUS_FC"
-fc_initialized = False
 
 
 class FCCredentials:
@@ -787,6 +786,48 @@ class FCContext:
         return max(self._deadline_ms - int(time.time() * 1000), 0)
 
 
+class FCInitTimeout(BaseException):
+    """Raised in the initializer when its time is up: a BaseException, so
+    that the user's `except Exception` does not swallow it."""
+
+
+def fc_initialize():
+    """Runs Function Compute's initializer (FC_INITIALIZER_HANDLER) with its
+    context as the instance starts, within its own timeout
+    (FC_INITIALIZATION_TIMEOUT, 3 s when unset); raises Fault when it fails
+    or runs out of time, which fails the instance's start (/init/error), so
+    that the next invocation starts an instance that runs it again. The
+    engine bounds the start by the same timeout, should the handler hold
+    the interpreter in C code past the signal."""
+    name = os.environ.get("FC_INITIALIZER_HANDLER")
+    if not os.environ.get(FC_ENV) or not name:
+        return
+    import signal
+
+    timeout = int(os.environ.get("FC_INITIALIZATION_TIMEOUT") or 0) or 3
+    init = load_handler(name)
+    h = os.urandom(16).hex()
+    request_id = "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+    context = FCContext(request_id, "", int(time.time() * 1000) + 1000 * timeout)
+
+    def expired(signum, frame):
+        raise FCInitTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        init(context)
+    except FCInitTimeout:
+        raise Fault("InitializationError", "Initializer timed out after %d seconds" % timeout)
+    except Exception as exc:
+        doc = error_doc(exc)
+        raise Fault("InitializationError", "Initializer failed: %s: %s" % (doc["errorType"], doc["errorMessage"]),
+                    doc["stackTrace"])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def fc_on_stop():
     """Runs Function Compute's preStop handler (FC_PRESTOP_HANDLER) with the
     context when the platform stops the instance (SIGTERM), then exits."""
@@ -824,16 +865,12 @@ def fc_payload(result):
 
 def fc_handle(client, func, headers, body):
     """Runs one invocation with Function Compute's conventions."""
-    global log_request_id, fc_initialized
+    global log_request_id
     request_id = headers.get("lambda-runtime-aws-request-id", "")
     log_request_id = request_id
     try:
         context = FCContext(request_id, headers.get("lambda-runtime-invoked-function-arn"),
                             int(headers.get("lambda-runtime-deadline-ms") or 0))
-        init = os.environ.get("FC_INITIALIZER_HANDLER")
-        if init and not fc_initialized:
-            load_handler(init)(context)
-            fc_initialized = True
         payload = fc_payload(func(body or b"", context))
     except Exception as exc:  # the user's error: report it and take the next invocation
         doc = error_doc(exc)
@@ -895,6 +932,7 @@ def main():
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     try:
         func = load_handler(os.environ.get("_HANDLER", ""))
+        fc_initialize()
     except Exception as exc:
         doc = error_doc(exc)
         log_error(doc)
