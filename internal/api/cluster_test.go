@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -331,4 +332,53 @@ func TestClusterReservedConcurrency(t *testing.T) {
 	if out := invoke(t, ca, "res", `{"n":3}`); string(out.Payload) != `{"ok": 3}` {
 		t.Errorf("A answered %s once B's instance was free", out.Payload)
 	}
+}
+
+// TestClusterProvisionedSpread: a function's provisioned concurrency is
+// spread across the live nodes (4 on 3 nodes: 2, 1 and 1), any node
+// reports the cluster's instances (READY with 4), and when a node stops the
+// others take its share.
+func TestClusterProvisionedSpread(t *testing.T) {
+	prefix, key := nodetest.SharedNATSPrefix(t), seal.Generate()
+	a := nodetest.Start(t, clusterOf(prefix, key))
+	b := nodetest.Start(t, clusterOf(prefix, key))
+	c, stopC := nodetest.StartStoppable(t, clusterOf(prefix, key))
+	for _, n := range []*node.Node{a, b, c} {
+		waitFor(t, 5*time.Second, "every node lists the three", func() bool { return len(n.Members().LiveIDs()) == 3 })
+	}
+	ca := client(a)
+	createPy(t, ca, "spread", pyZip(t))
+	waitActive(t, ca, "spread")
+	if _, err := ca.PutProvisionedConcurrencyConfig(t.Context(), &lambda.PutProvisionedConcurrencyConfigInput{
+		FunctionName: aws.String("spread"), Qualifier: aws.String("$LATEST"), ProvisionedConcurrentExecutions: aws.Int32(4),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	warm := func(nodes ...*node.Node) (sum int, each []int) {
+		for _, n := range nodes {
+			w := n.Engine().Warm("spread")
+			sum, each = sum+w, append(each, w)
+		}
+		return sum, each
+	}
+	var each []int
+	waitFor(t, 30*time.Second, "the nodes keep 4 instances between them, 1 or 2 each", func() bool {
+		var sum int
+		sum, each = warm(a, b, c)
+		return sum == 4 && slices.Min(each) == 1 && slices.Max(each) == 2
+	})
+	time.Sleep(time.Second) // no node starts more than its share
+	if sum, each := warm(a, b, c); sum != 4 {
+		t.Errorf("the three nodes keep %v instances, want 4 in all", each)
+	}
+	waitFor(t, 5*time.Second, "any node says READY with 4 available", func() bool {
+		out, err := client(b).GetProvisionedConcurrencyConfig(t.Context(), &lambda.GetProvisionedConcurrencyConfigInput{
+			FunctionName: aws.String("spread"), Qualifier: aws.String("$LATEST")})
+		return err == nil && out.Status == types.ProvisionedConcurrencyStatusEnumReady && aws.ToInt32(out.AvailableProvisionedConcurrentExecutions) == 4
+	})
+	stopC()
+	waitFor(t, 30*time.Second, "A and B take C's share: 2 each", func() bool {
+		_, each = warm(a, b)
+		return each[0] == 2 && each[1] == 2
+	})
 }

@@ -287,3 +287,37 @@ func TestForwardBadInputs(t *testing.T) {
 		t.Errorf("the receiving end ran %d invocations, want 1 (the valid one)", local.calls.Load())
 	}
 }
+
+// TestShare: the nodes' shares of a provisioned concurrency add up to it
+// whatever the number of nodes, differ by at most one, and the odd ones of
+// different pools do not all land on the same node; a node that does not
+// see itself among the live ones keeps it all.
+func TestShare(t *testing.T) {
+	ids := []string{"a", "b", "c", "d", "e"}
+	for n := 1; n <= len(ids); n++ {
+		for total := 0; total <= 11; total++ {
+			sum, lo, hi := 0, total, 0
+			for _, id := range ids[:n] {
+				s := Share(ids[:n], id, "fn", total)
+				sum, lo, hi = sum+s, min(lo, s), max(hi, s)
+			}
+			if sum != total || hi-lo > 1 {
+				t.Errorf("%d nodes, %d provisioned: shares add up to %d, from %d to %d", n, total, sum, lo, hi)
+			}
+		}
+	}
+	first := map[string]bool{}
+	for _, pool := range []string{"f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8"} {
+		for _, id := range ids[:3] {
+			if Share(ids[:3], id, pool, 1) == 1 {
+				first[id] = true
+			}
+		}
+	}
+	if len(first) < 2 {
+		t.Errorf("one instance of 8 pools on 3 nodes: all on %v", first)
+	}
+	if s := Share(ids[:3], "z", "fn", 5); s != 5 {
+		t.Errorf("a node not among the live ones keeps %d of 5", s)
+	}
+}

@@ -121,8 +121,13 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 	return &Forwarder{cfg: cfg, client: c, log: cfg.Logger, seen: make(map[string]time.Time), skip: make(map[string]time.Time)}, nil
 }
 
-// Warm reports the running instances of a function on this node.
-func (f *Forwarder) Warm(name string) int { return f.cfg.Local.Warm(name) }
+// Warm reports the running instances of a function's pool (a function's
+// name, or name:version) in the cluster: this node's, and those the other
+// nodes advertised in their last heartbeats (provisioned concurrency is
+// spread across the nodes: Share).
+func (f *Forwarder) Warm(name string) int {
+	return f.cfg.Local.Warm(name) + f.cfg.Members.PeersRunning(name)
+}
 
 // forwardable: synchronous invocations of the Invoke API and function
 // URLs, answered whole (a streamed answer is not relayed between nodes).

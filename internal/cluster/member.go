@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -328,6 +329,52 @@ func (m *Membership) Self() string { return m.self }
 // lookup, false at once on a single node.
 func (m *Membership) PeersWarm(pool string) bool {
 	return len((*m.warm.Load())[pool]) > 0
+}
+
+// PeersRunning sums the running instances of the pool's versions that
+// the other nodes advertised in their last heartbeats.
+func (m *Membership) PeersRunning(pool string) int {
+	n := 0
+	for _, c := range (*m.warm.Load())[pool] {
+		n += c.idle
+	}
+	return n
+}
+
+// LiveIDs returns the ids of the live members, this node's included,
+// sorted.
+func (m *Membership) LiveIDs() []string {
+	m.mu.Lock()
+	m.expireLocked()
+	ids := make([]string, 0, len(m.members))
+	for id := range m.members {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// Share is the part of a pool's provisioned concurrency total that the
+// node self keeps when the live nodes are ids (sorted): total/len(ids)
+// each, and one more on total%len(ids) of them, counted from a node that
+// the pool's name picks, so that the odd instances of different functions
+// land on different nodes. Together the nodes keep exactly total; a node
+// not among ids keeps all of it (it is alone, as far as it knows).
+func Share(ids []string, self, pool string, total int) int {
+	rank := slices.Index(ids, self)
+	if rank < 0 || total <= 0 {
+		return total
+	}
+	n := len(ids)
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(pool))
+	first := int(h.Sum32() % uint32(n))
+	share := total / n
+	if (rank-first+n)%n < total%n {
+		share++
+	}
+	return share
 }
 
 // Candidates returns the live peers advertising warm instances of the

@@ -192,3 +192,39 @@ func (e *Engine) SetRemoteUse(use map[string]int) {
 		r.wake()
 	}
 }
+
+// ProvisionShare is the part of a pool's provisioned concurrency (total)
+// that this node keeps warm: a cluster spreads it across its live nodes
+// (cluster.Share). Without one, the node keeps all of it.
+type ProvisionShare func(pool string, total int) int
+
+// SetProvisionShare sets how much of each pool's provisioned concurrency
+// this node keeps, and applies it at once: pools start instances up to
+// their new share, and instances above a lowered share stop being kept
+// (idle, they are reaped like any other).
+func (e *Engine) SetProvisionShare(f ProvisionShare) {
+	e.share.Store(&f)
+	e.mu.Lock()
+	pools := make([]*pool, 0, len(e.pools))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	e.mu.Unlock()
+	for _, p := range pools {
+		p.mu.Lock()
+		if p.capLocked() {
+			e.wg.Go(p.res.wake)
+		}
+		p.applyCapLocked()
+		p.ensureMinLocked()
+		p.mu.Unlock()
+	}
+}
+
+// shareOf is this node's part of a pool's provisioned concurrency.
+func (e *Engine) shareOf(pool string, total int) int {
+	if f := e.share.Load(); f != nil && *f != nil && total > 0 {
+		return (*f)(pool, total)
+	}
+	return total
+}

@@ -182,6 +182,8 @@ type Engine struct {
 	// holds counts the instances held for forwarded invocations
 	// (cluster.go).
 	holds atomic.Int32
+	// share is this node's part of provisioned concurrency (cluster.go).
+	share atomic.Pointer[ProvisionShare]
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc

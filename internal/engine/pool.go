@@ -123,7 +123,7 @@ func (p *pool) limits(fn *nimbus.Function) (freed bool) {
 // It reports whether room was freed in the reservation (see wake).
 func (p *pool) capLocked() (freed bool) {
 	p.maxInst = p.res.capOr(p.e.cfg.MaxInstances)
-	p.minWarm = min(p.provisioned, p.maxInst)
+	p.minWarm = min(p.e.shareOf(p.id, p.provisioned), p.maxInst)
 	return p.syncReservationLocked()
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -144,14 +145,21 @@ func (c *Config) clusterTTL() time.Duration {
 	return c.ClusterTTL
 }
 
-// shareReservations makes reserved concurrency the cluster's: every
-// heartbeat interval, the engine learns what the other nodes use of each
-// function's reservation and admits only the rest (a tolerance of about
-// one interval: docs/scaling.md).
-func (n *Node) shareReservations(ctx context.Context) {
+// shareConcurrency shares concurrency settings across the cluster, every
+// heartbeat interval: reserved concurrency is the cluster's (the engine
+// learns what the other nodes use of each function's reservation and
+// admits only the rest, a tolerance of about one interval), and
+// provisioned concurrency is spread across the live nodes (each keeps its
+// cluster.Share, taken anew when a node joins or is forgotten).
+// docs/scaling.md.
+func (n *Node) shareConcurrency(ctx context.Context, live []string) {
 	t := time.NewTicker(n.cfg.clusterHeartbeat())
 	defer t.Stop()
 	for {
+		if ids := n.cluster.members.LiveIDs(); !slices.Equal(ids, live) {
+			live = ids
+			n.spreadProvisioned(ids)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -159,4 +167,12 @@ func (n *Node) shareReservations(ctx context.Context) {
 			n.engine.SetRemoteUse(n.cluster.members.RemoteReserved())
 		}
 	}
+}
+
+// spreadProvisioned has this node keep its cluster.Share of provisioned
+// concurrency among the live nodes ids, and returns ids.
+func (n *Node) spreadProvisioned(ids []string) []string {
+	self := n.cluster.members.Self()
+	n.engine.SetProvisionShare(func(pool string, total int) int { return cluster.Share(ids, self, pool, total) })
+	return ids
 }

@@ -498,9 +498,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.registry.Resume(ctx); err != nil {
 		log.Warn("resume preparations", nimbus.LogErr, err)
 	}
+	live := n.spreadProvisioned(n.cluster.members.LiveIDs())
 	n.warmProvisioned(ctx)
 	n.wg.Go(func() { n.pruneLoop(bg, cache) })
-	n.wg.Go(func() { n.shareReservations(bg) })
+	n.wg.Go(func() { n.shareConcurrency(bg, live) })
 	n.serveMetrics()
 	return n, nil
 }
