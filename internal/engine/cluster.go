@@ -52,12 +52,7 @@ func (e *Engine) Free(fn *nimbus.Function) (key string, free bool, err error) {
 // are left out. A busy instance counts: it is free again a moment later,
 // and a forward that finds it busy is given back (Hold).
 func (e *Engine) WarmInstances() map[string]int {
-	e.mu.Lock()
-	pools := make([]*pool, 0, len(e.pools))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	e.mu.Unlock()
+	pools := e.currentPools()
 	var out map[string]int
 	for _, p := range pools {
 		p.mu.Lock()
@@ -204,12 +199,7 @@ type ProvisionShare func(pool string, total int) int
 // (idle, they are reaped like any other).
 func (e *Engine) SetProvisionShare(f ProvisionShare) {
 	e.share.Store(&f)
-	e.mu.Lock()
-	pools := make([]*pool, 0, len(e.pools))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	e.mu.Unlock()
+	pools := e.currentPools()
 	for _, p := range pools {
 		p.mu.Lock()
 		if p.capLocked() {
@@ -227,4 +217,16 @@ func (e *Engine) shareOf(pool string, total int) int {
 		return (*f)(pool, total)
 	}
 	return total
+}
+
+// currentPools returns the pools of the functions' current versions (not
+// those draining).
+func (e *Engine) currentPools() []*pool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pools := make([]*pool, 0, len(e.pools))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	return pools
 }
