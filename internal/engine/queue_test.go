@@ -64,9 +64,12 @@ func TestCPUQueueHoldsCPUBound(t *testing.T) {
 
 	g := newGate(t)
 	wait := h.burst(t, h.fn, g.payload(), 16)
-	waitFor(t, func() bool { return h.e.Stats(h.fn.Name).Held == 14 })
-	if running, _, maxRunning, _, _ := g.Stats(); running != 2 || maxRunning != 2 {
-		t.Errorf("%d requests running (at most %d), want 2 with 14 held", running, maxRunning)
+	waitFor(t, func() bool {
+		running, _, _, _, _ := g.Stats()
+		return running == 2 && h.e.Stats(h.fn.Name).Held == 14
+	})
+	if _, _, maxRunning, _, _ := g.Stats(); maxRunning != 2 {
+		t.Errorf("at most %d requests running at once, want 2 with 14 held", maxRunning)
 	}
 	if st := h.e.Stats(h.fn.Name); st.Instances != before.Instances || st.Starting != 0 {
 		t.Errorf("while holding: %+v, want the %d instances there were and none starting", st, before.Instances)
