@@ -59,6 +59,33 @@ type Config struct {
 	HTTPConcurrency int    // of the Nimbus `http` function; 0: the node's default
 	Rows            *regexp.Regexp
 	Out             string // also write the tables here
+	// Nodes are the Nimbus nodes whose warm rows run, each with its own
+	// functions (an A/B of binaries or flags in one run); none: one node
+	// of the tree's build, unlabelled. The cold and async rows run on the
+	// first.
+	Nodes []NodeSpec
+}
+
+// NodeSpec is a Nimbus node of the run: -node 'label=BIN [serve flags]',
+// BIN "tree" being the build of this tree.
+type NodeSpec struct {
+	Label string
+	Bin   string // "": the tree's build
+	Args  []string
+}
+
+// parseNode reads a -node value.
+func parseNode(v string) (NodeSpec, error) {
+	label, rest, ok := strings.Cut(v, "=")
+	f := strings.Fields(rest)
+	if !ok || strings.TrimSpace(label) == "" || len(f) == 0 {
+		return NodeSpec{}, fmt.Errorf("%q is not label=BIN [serve flags]", v)
+	}
+	n := NodeSpec{Label: strings.TrimSpace(label), Bin: f[0], Args: f[1:]}
+	if n.Bin == "tree" {
+		n.Bin = ""
+	}
+	return n, nil
 }
 
 // Validate names the first bad field.
@@ -123,6 +150,18 @@ func parseFlags(args []string) (Config, error) {
 	fs.IntVar(&cfg.HTTPConcurrency, "http-concurrency", 0, "NimbusHttpConcurrency of the Nimbus http function (0: the default, 1)")
 	rows := fs.String("rows", "", "only the rows whose names match this regular expression (direct always runs)")
 	fs.StringVar(&cfg.Out, "o", "", "also write the markdown tables to this file")
+	fs.Func("node", "a Nimbus node of the run, 'label=BIN [serve flags]' (BIN tree: this tree's build), repeatable: each gets warm rows of its own, labelled (default: one node of the tree's build)", func(v string) error {
+		n, err := parseNode(v)
+		if err == nil {
+			for _, o := range cfg.Nodes {
+				if o.Label == n.Label {
+					return fmt.Errorf("label %q given twice", n.Label)
+				}
+			}
+			cfg.Nodes = append(cfg.Nodes, n)
+		}
+		return err
+	})
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -43,13 +43,15 @@ type nimbusNode struct {
 // servingRE finds the API's address in the node's log.
 var servingRE = regexp.MustCompile(`msg="nimbus is serving" addr=(http://\S+)`)
 
-// startNimbus starts bin as a node under dir.
-func startNimbus(ctx context.Context, dir, bin string) (*nimbusNode, error) {
-	data := filepath.Join(dir, "nimbus-data")
-	p, err := start(dir, "nimbus", nil, bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", data)
+// startNimbus starts bin as a node under dir, its data in dir/data, with
+// the serve flags args.
+func startNimbus(ctx context.Context, dir, data, bin string, args ...string) (*nimbusNode, error) {
+	argv := append([]string{bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, data)}, args...)
+	p, err := start(dir, data, nil, argv...) // its log: <data>.log
 	if err != nil {
 		return nil, err
 	}
+	data = filepath.Join(dir, data)
 	n := &nimbusNode{proc: p, hc: &http.Client{Timeout: time.Minute}}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -210,15 +210,20 @@ func TestRotate(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	cfg, err := parseFlags([]string{"-rounds", "3", "-conns", "1, 8,16"})
+	cfg, err := parseFlags([]string{"-rounds", "3", "-conns", "1, 8,16", "-node", "main=/tmp/nimbus", "-node", "q=tree --cpu-queue 2"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Rounds != 3 || len(cfg.Conns) != 3 || cfg.Conns[1] != 8 || cfg.Duration != 3*time.Second {
 		t.Errorf("got %+v", cfg)
 	}
+	if len(cfg.Nodes) != 2 || cfg.Nodes[0].Label != "main" || cfg.Nodes[0].Bin != "/tmp/nimbus" || len(cfg.Nodes[0].Args) != 0 || cfg.Nodes[1].Bin != "" ||
+		strings.Join(cfg.Nodes[1].Args, " ") != "--cpu-queue 2" {
+		t.Errorf("nodes: %+v", cfg.Nodes)
+	}
 	for _, args := range [][]string{
 		{"-rounds", "0"}, {"-conns", "0"}, {"-memory", "64"}, {"-memory", ""}, {"-conns", "x"}, {"-duration", "0s"}, {"-cold", "-1"}, {"-rows", "("},
+		{"-node", "x"}, {"-node", "=bin"}, {"-node", "a= "}, {"-node", "a=x", "-node", "a=y"},
 	} {
 		if _, err := parseFlags(args); err == nil {
 			t.Errorf("%v: no error", args)

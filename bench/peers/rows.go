@@ -162,20 +162,47 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	n, err := startNimbus(ctx, b.dir, b.bins["nimbus"])
-	if err != nil {
-		return nil, nil, err
-	}
-	b.procs = append(b.procs, n.proc)
-	fns, err := b.deploy(ctx, n)
-	if err != nil {
-		return nil, nil, err
-	}
 	unsigned := func(url string) Requester { return poster(url, body, aws.Credentials{}) }
-	signedBy := func(url string) Requester { return poster(url, body, n.creds) }
 	fixed := func(p *proc, url string) launcher {
 		return func(context.Context) (*proc, string, error) { return p, url, nil }
 	}
+	nodes := b.cfg.Nodes
+	if len(nodes) == 0 {
+		nodes = []NodeSpec{{}}
+	}
+	var n *nimbusNode // the first: the cold and async rows'
+	var fns deployed
+	var nimbusRows []*warmRow
+	for i, spec := range nodes {
+		bin := spec.Bin
+		if bin == "" {
+			bin = b.bins["nimbus"]
+		}
+		ni, err := startNimbus(ctx, b.dir, fmt.Sprintf("nimbus-data-%d", i), bin, spec.Args...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node %q: %w", spec.Label, err)
+		}
+		b.procs = append(b.procs, ni.proc)
+		d, err := b.deploy(ctx, ni)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node %q: %w", spec.Label, err)
+		}
+		if i == 0 {
+			n, fns = ni, d
+		}
+		suffix := ""
+		if spec.Label != "" {
+			suffix = " [" + spec.Label + "]"
+		}
+		signed := func(url string) Requester { return poster(url, body, ni.creds) }
+		for _, mb := range b.cfg.Memory {
+			nimbusRows = append(nimbusRows,
+				&warmRow{name: fmt.Sprintf("Nimbus function URL -> http function, %d MB%s", mb, suffix), launch: fixed(ni.proc, d.urls[mb]), request: unsigned},
+				&warmRow{name: fmt.Sprintf("Nimbus Invoke API (SigV4) -> aws-lambda-go, %d MB%s", mb, suffix), launch: fixed(ni.proc, ni.invokeURL(noopName(mb))), request: signed},
+			)
+		}
+	}
+	signedBy := func(url string) Requester { return poster(url, body, n.creds) }
 	rows := []*warmRow{
 		{name: "direct", launch: fixed(echo, direct), request: unsigned},
 		{name: "direct, SigV4-signed requests", launch: fixed(echo, direct), request: signedBy},
@@ -190,12 +217,7 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 		rows = append(rows, &warmRow{name: "RIE + aws-lambda-go", launch: b.launchRIE, request: unsigned})
 		colds = append(colds, &coldRow{name: "RIE + aws-lambda-go", once: timedLaunch(b.launchRIE)})
 	}
-	for _, mb := range b.cfg.Memory {
-		rows = append(rows,
-			&warmRow{name: fmt.Sprintf("Nimbus function URL -> http function, %d MB", mb), launch: fixed(n.proc, fns.urls[mb]), request: unsigned},
-			&warmRow{name: fmt.Sprintf("Nimbus Invoke API (SigV4) -> aws-lambda-go, %d MB", mb), launch: fixed(n.proc, n.invokeURL(noopName(mb))), request: signedBy},
-		)
-	}
+	rows = append(rows, nimbusRows...)
 	colds = append(colds, b.nimbusColds(n, fns)...)
 	if b.cfg.Async > 0 {
 		b.async = &asyncRows{n: n, fn: "async", count: b.cfg.Async, conns: slices.Max(b.cfg.Conns)}

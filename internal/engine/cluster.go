@@ -100,7 +100,7 @@ func (e *Engine) Hold(fn *nimbus.Function, key string) (*Held, error) {
 	}
 	var inst *instance
 	if p.maxInst > 0 && !p.draining {
-		inst = p.takeFreeLocked()
+		inst = p.takeFreeLocked(true)
 	}
 	p.mu.Unlock()
 	if inst == nil {
@@ -124,7 +124,7 @@ func (h *Held) Used() bool { return h.used.Load() }
 func (h *Held) Release() {
 	h.once.Do(func() {
 		if h.used.CompareAndSwap(false, true) {
-			h.p.release(h.inst, false)
+			h.p.release(h.inst, false, 0)
 		}
 		h.e.holds.Add(-1)
 	})

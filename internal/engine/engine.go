@@ -85,6 +85,16 @@ type Config struct {
 	// how long one may wait for an instance before it gets a 429.
 	QueueDepth   int
 	QueueTimeout time.Duration
+	// CPUQueue is the queue in front of scale-out (queue.go): once this
+	// many instances of a function version are busy, a request that
+	// would make another instance busy (an idle one, or a new one) waits
+	// instead for a busy instance to free, when the wait it can expect
+	// from the version's recent busy time per request is within
+	// CPUQueueWait, and for at most that long (and the function's
+	// timeout); then it takes an idle instance or starts one as before.
+	// 0: off (every request that finds no free slot starts an instance).
+	CPUQueue     int
+	CPUQueueWait time.Duration
 	// InitTimeout bounds an instance's start (Lambda's init phase: 10 s).
 	InitTimeout time.Duration
 	// ReapInterval is how often idle instances are looked for; 0 disables
@@ -126,6 +136,12 @@ func (c *Config) validate() error {
 	}
 	if c.QueueTimeout <= 0 {
 		c.QueueTimeout = 10 * time.Second
+	}
+	if c.CPUQueue < 0 {
+		c.CPUQueue = 0
+	}
+	if c.CPUQueue > 0 && c.CPUQueueWait <= 0 {
+		c.CPUQueueWait = DefaultCPUQueueWait
 	}
 	if c.InitTimeout <= 0 {
 		c.InitTimeout = 10 * time.Second
@@ -253,7 +269,8 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		}
 		return nimbus.Result{}, err
 	}
-	queued := time.Since(began)
+	acquired := time.Now()
+	queued := acquired.Sub(began)
 	if inst.coldTraced.CompareAndSwap(false, true) {
 		e.traceColdStart(ctx, inst.boot, inst.id, nil)
 	}
@@ -264,7 +281,7 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 	res, broken := inst.invoke(rctx, req)
 	endSpan(run, res.Err, nil)
 	res.Report.Queued = queued
-	p.release(inst, broken)
+	p.release(inst, broken, time.Since(acquired))
 	return res, nil
 }
 
@@ -315,6 +332,9 @@ func (e *Engine) allPools() []*pool {
 // Stats describes a pool, for tests and the API.
 type Stats struct {
 	Instances, Idle, Starting, Waiting int
+	// Held are the waiting requests the queue in front of scale-out
+	// holds for a busy instance (queue.go).
+	Held int
 }
 
 // Stats returns the current pool's figures for a function.
@@ -333,7 +353,7 @@ func (e *Engine) Stats(name string) Stats {
 			idle++
 		}
 	}
-	return Stats{Instances: len(p.all), Idle: idle, Starting: p.starting, Waiting: p.waiters.Len()}
+	return Stats{Instances: len(p.all), Idle: idle, Starting: p.starting, Waiting: p.waiters.Len(), Held: p.held}
 }
 
 // versionKey identifies what instances run: everything that changes how an

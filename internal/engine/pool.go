@@ -55,6 +55,13 @@ type pool struct {
 	// short is how many instances the waiting requests lack for want of
 	// a node-wide slot (also under Engine.mu; see evict.go).
 	short int
+	// held is how many waiting requests wait for a busy instance rather
+	// than make another busy (queue.go); avgBusy and hotBusy are moving
+	// averages of a request's time on its instance, of all and of those
+	// run with more than Config.CPUQueue instances busy; minBusy the
+	// fastest, drifting up.
+	held                      int
+	avgBusy, hotBusy, minBusy time.Duration
 
 	initErr      *initFailure
 	initErrUntil time.Time
@@ -62,8 +69,9 @@ type pool struct {
 }
 
 type waiter struct {
-	ch chan acquired // buffered 1
-	el *list.Element
+	ch   chan acquired // buffered 1
+	el   *list.Element
+	held bool // waits for a busy instance's slot (queue.go)
 }
 
 type acquired struct {
@@ -142,7 +150,8 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance
 		p.mu.Unlock()
 		return nil, false, nimbus.Errorf(nimbus.ErrReservedConcurrency, "Rate Exceeded. The function's reserved concurrency is 0.")
 	}
-	if inst := p.takeFreeLocked(); inst != nil {
+	bound, hold := p.holdLocked()
+	if inst := p.takeFreeLocked(!hold); inst != nil {
 		p.mu.Unlock()
 		return inst, false, nil
 	}
@@ -160,20 +169,34 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance
 		p.mu.Unlock()
 		return nil, false, nimbus.Errorf(nimbus.ErrThrottled, "Rate Exceeded. Too many requests are waiting for function %s.", p.name)
 	}
-	w := &waiter{ch: make(chan acquired, 1)}
+	w := &waiter{ch: make(chan acquired, 1), held: hold}
 	w.el = p.waiters.PushBack(w)
+	if hold {
+		p.held++
+	}
 	p.scaleLocked()
 	p.mu.Unlock()
 
 	timer := time.NewTimer(p.e.cfg.QueueTimeout)
 	defer timer.Stop()
-	select {
-	case a := <-w.ch:
-		return a.inst, true, a.err
-	case <-ctx.Done():
-		return nil, true, p.abandon(w, ctx.Err())
-	case <-timer.C:
-		return nil, true, p.abandon(w, p.throttled())
+	var unhold <-chan time.Time
+	if hold {
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		unhold = t.C
+	}
+	for {
+		select {
+		case a := <-w.ch:
+			return a.inst, true, a.err
+		case <-unhold:
+			unhold = nil
+			p.unhold(w)
+		case <-ctx.Done():
+			return nil, true, p.abandon(w, ctx.Err())
+		case <-timer.C:
+			return nil, true, p.abandon(w, p.throttled())
+		}
 	}
 }
 
@@ -182,24 +205,27 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance
 func (p *pool) abandon(w *waiter, err error) error {
 	p.mu.Lock()
 	if w.el != nil {
-		p.waiters.Remove(w.el)
-		w.el = nil
+		p.dequeueLocked(w)
 		p.mu.Unlock()
 		return err
 	}
 	p.mu.Unlock()
 	if a := <-w.ch; a.inst != nil {
-		p.release(a.inst, false)
+		p.release(a.inst, false, 0)
 	}
 	return err
 }
 
 // takeFreeLocked takes a slot on the most recently used instance with one,
 // passing over instances that exited while idle (watch removes them) and,
-// while the limits allow no more busy instances, idle ones.
-func (p *pool) takeFreeLocked() *instance {
+// while the limits allow no more busy instances or idle is false, idle
+// ones.
+func (p *pool) takeFreeLocked(idle bool) *instance {
 	for i := len(p.free) - 1; i >= 0; i-- {
 		inst := p.free[i]
+		if !idle && inst.inflight == 0 {
+			continue
+		}
 		select {
 		case <-inst.sb.Done():
 			p.removeFreeLocked(inst)
@@ -231,16 +257,28 @@ func (p *pool) takeSlotLocked(inst *instance) bool {
 }
 
 // serveWaitersLocked gives free slots to the waiters, oldest first, within
-// the limits, and starts instances for the rest.
+// the limits, and starts instances for the rest. A held waiter takes only
+// a slot on a busy instance while the queue keeps enough busy (queue.go).
 func (p *pool) serveWaitersLocked() {
-	for p.waiters.Len() > 0 {
-		inst := p.takeFreeLocked()
-		if inst == nil {
+	busyFull := false // no busy instance has a free slot
+	for el := p.waiters.Front(); el != nil; {
+		w, next := el.Value.(*waiter), el.Next()
+		var inst *instance
+		if w.held && !p.servesHeldLocked() {
+			if !busyFull {
+				inst = p.takeFreeLocked(false)
+				busyFull = inst == nil
+			}
+			if inst == nil {
+				el = next
+				continue
+			}
+		} else if inst = p.takeFreeLocked(true); inst == nil {
 			break
 		}
-		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
-		w.el = nil
+		p.dequeueLocked(w)
 		w.ch <- acquired{inst: inst}
+		el = next
 	}
 	p.scaleLocked()
 }
@@ -266,7 +304,7 @@ func (p *pool) retireSurplusLocked() {
 // for (evict.go). A draining pool still serves the requests that were
 // already waiting in it.
 func (p *pool) scaleLocked() {
-	need := p.waiters.Len() - p.starting*p.perInstance
+	need := p.waiters.Len() - p.held + p.heldShortLocked() - p.starting*p.perInstance
 	room := p.roomLocked() - p.starting
 	if need > 0 && room <= 0 {
 		p.blockLocked() // an instance will be started when room is freed
@@ -328,14 +366,14 @@ func (p *pool) noteInitErrorLocked(f *initFailure) {
 // instance; after another failure the waiters beyond what the starting
 // instances will serve get it.
 func (p *pool) failWaitersLocked(err error) {
-	keep := p.starting * p.perInstance
+	keep := p.starting*p.perInstance + p.held // held ones wait for busy instances
 	var f *initFailure
 	if errors.As(err, &f) {
 		keep = 0
 	}
 	for p.waiters.Len() > keep {
-		w := p.waiters.Remove(p.waiters.Back()).(*waiter)
-		w.el = nil
+		w := p.waiters.Back().Value.(*waiter)
+		p.dequeueLocked(w)
 		w.ch <- acquired{err: err}
 	}
 }
@@ -346,8 +384,8 @@ func (p *pool) failWaitersLocked(err error) {
 // another pool could use is offered to makeRoom.
 func (p *pool) handOffLocked(inst *instance) {
 	for inst.inflight < p.perInstance && p.waiters.Len() > 0 && p.takeSlotLocked(inst) {
-		w := p.waiters.Remove(p.waiters.Front()).(*waiter)
-		w.el = nil
+		w := p.waiters.Front().Value.(*waiter)
+		p.dequeueLocked(w)
 		w.ch <- acquired{inst: inst}
 	}
 	if inst.inflight == 0 && (p.draining || p.surplusLocked()) {
@@ -366,11 +404,15 @@ func (p *pool) handOffLocked(inst *instance) {
 	}
 }
 
-// release returns a slot of inst; a broken instance is stopped. A slot
-// freed here may let a waiter onto another instance, or start one, here
-// or in another pool of the function.
-func (p *pool) release(inst *instance, broken bool) {
+// release returns a slot of inst, which served a request for took (0: not
+// measured); a broken instance is stopped. A slot freed here may let a
+// waiter onto another instance, or start one, here or in another pool of
+// the function.
+func (p *pool) release(inst *instance, broken bool, took time.Duration) {
 	p.mu.Lock()
+	if !broken {
+		p.noteBusyLocked(took)
+	}
 	freed := p.releaseLocked(inst, broken)
 	p.mu.Unlock()
 	if freed {

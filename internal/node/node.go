@@ -89,6 +89,13 @@ type Config struct {
 	FreezeAfter  time.Duration
 	QueueDepth   int
 	QueueTimeout time.Duration
+	// CPUQueue and CPUQueueWait are the queue in front of scale-out
+	// (engine.Config.CPUQueue; docs/scaling.md): from this many busy
+	// instances of a function version on, a request whose expected wait
+	// for a busy instance is within CPUQueueWait waits for it rather than
+	// make another instance busy (0: off).
+	CPUQueue     int
+	CPUQueueWait time.Duration
 	// The Async Service: the largest event, how long task records and
 	// dead letters are kept, how many events run at once on this node, and
 	// how long an event batch may go without a heartbeat before another
@@ -189,6 +196,7 @@ func Defaults() Config {
 		FreezeAfter:       100 * time.Millisecond,
 		QueueDepth:        1000,
 		QueueTimeout:      10 * time.Second,
+		CPUQueueWait:      engine.DefaultCPUQueueWait,
 		AsyncMaxPayload:   async.DefaultMaxPayload,
 		AsyncRetention:    async.DefaultRetention,
 		AsyncConcurrency:  async.DefaultConcurrency,
@@ -234,6 +242,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--queue-depth must not be negative, not %d", c.QueueDepth)
 	case c.QueueTimeout <= 0:
 		return fmt.Errorf("--queue-timeout must be positive, not %s", c.QueueTimeout)
+	case c.CPUQueue < 0:
+		return fmt.Errorf("--cpu-queue must not be negative, not %d", c.CPUQueue)
+	case c.CPUQueue > 0 && c.CPUQueueWait <= 0:
+		return fmt.Errorf("--cpu-queue-wait must be positive, not %s", c.CPUQueueWait)
 	case c.AsyncMaxPayload < 1 || c.AsyncMaxPayload > 6<<20:
 		return fmt.Errorf("--async-max-payload must be 1 to %d bytes, not %d", 6<<20, c.AsyncMaxPayload)
 	case c.AsyncRetention < time.Minute:
@@ -436,6 +448,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Sandbox: sb, Code: n.registry.CodeWithLayers(cache), Images: engineImages{n.images}, Runtimes: rts, BootstrapDir: bootDir, Logs: logs, LogRate: engineLogRate(cfg.LogRate),
 		Region: cfg.Region, Account: cfg.Account, MaxInstances: cfg.MaxInstances, MaxMemoryMB: memMB,
 		IdleTimeout: cfg.IdleTimeout, FreezeAfter: cfg.FreezeAfter, QueueDepth: cfg.QueueDepth, QueueTimeout: cfg.QueueTimeout,
+		CPUQueue: cfg.CPUQueue, CPUQueueWait: cfg.CPUQueueWait,
 		ReapInterval: min(cfg.IdleTimeout/4, 30*time.Second), Logger: log,
 		Network: sandbox.Network(cfg.FunctionNetwork), TracerProvider: n.tracing.TracerProvider(),
 	})
