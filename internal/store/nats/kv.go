@@ -32,7 +32,8 @@ func checkKey(key string) error {
 // leaves a delete marker as the key's only message, so the value is gone,
 // the key is not listed, and Create may write the key again.
 type kv struct {
-	kv     jetstream.KeyValue
+	kv jetstream.KeyValue
+	retrier
 	health func() error // nil, or why writes fail now (Store.Healthy)
 	// observe is told each write's duration (Config.ObserveWrite).
 	observe func(op string, d time.Duration)
@@ -54,7 +55,7 @@ func (k *kv) Get(ctx context.Context, key string) (store.Entry, error) {
 		return store.Entry{}, err
 	}
 	var e jetstream.KeyValueEntry
-	err := retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) (err error) {
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) (err error) {
 		e, err = k.kv.Get(ctx, key)
 		return err
 	})
@@ -78,7 +79,7 @@ func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, erro
 	}
 	defer k.timed("kv_create", time.Now())
 	var rev uint64
-	err := retry(ctx, attemptTimeout, func(ctx context.Context, again bool) (err error) {
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, again bool) (err error) {
 		rev, err = k.kv.Create(ctx, key, value)
 		if again && isWrongRevision(err) {
 			if r, ok := k.landed(ctx, key, value); ok {
@@ -112,7 +113,7 @@ func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (
 	}
 	defer k.timed("kv_update", time.Now())
 	var next uint64
-	err := retry(ctx, attemptTimeout, func(ctx context.Context, again bool) (err error) {
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, again bool) (err error) {
 		next, err = k.kv.Update(ctx, key, value, rev)
 		if again && isWrongRevision(err) {
 			if r, ok := k.landed(ctx, key, value); ok && r > rev {
@@ -140,7 +141,7 @@ func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 	}
 	defer k.timed("kv_put", time.Now())
 	var rev uint64
-	err := retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) (err error) {
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) (err error) {
 		rev, err = k.kv.Put(ctx, key, value)
 		return err
 	})
@@ -165,7 +166,7 @@ func (k *kv) Delete(ctx context.Context, key string) error {
 	// hidden and a concurrent delete reports ErrNotFound.
 	// A delete that got no answer is tried again; if the key is gone
 	// then, the unanswered one deleted it.
-	err := retry(ctx, attemptTimeout, func(ctx context.Context, again bool) error {
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, again bool) error {
 		for {
 			e, err := k.kv.Get(ctx, key)
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -193,7 +194,7 @@ func (k *kv) Delete(ctx context.Context, key string) error {
 // Keys lists the keys, sorted, without deleted ones.
 func (k *kv) Keys(ctx context.Context) ([]string, error) {
 	var keys []string
-	err := retry(ctx, listTimeout, func(ctx context.Context, _ bool) (err error) {
+	err := k.retry(ctx, listTimeout, func(ctx context.Context, _ bool) (err error) {
 		keys, err = k.kv.Keys(ctx)
 		return err
 	})

@@ -371,7 +371,7 @@ func (s *Store) openBlobs(ctx context.Context) error {
 			return fmt.Errorf("open object store %s: %w", name, err)
 		}
 	}
-	s.blobs = &blobs{obs: obs, small: handles[0], large: handles[1], health: s.Healthy, observe: s.cfg.ObserveWrite}
+	s.blobs = &blobs{obs: obs, small: handles[0], large: handles[1], retrier: s.newRetrier(), health: s.Healthy, observe: s.cfg.ObserveWrite}
 	return nil
 }
 
@@ -415,7 +415,7 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if err != nil {
 		return nil, fmt.Errorf("open kv bucket %s: %w", name, err)
 	}
-	k := &kv{kv: b, health: s.Healthy, observe: s.cfg.ObserveWrite}
+	k := &kv{kv: b, retrier: s.newRetrier(), health: s.Healthy, observe: s.cfg.ObserveWrite}
 	s.kvs[name] = k
 	return k, nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -57,15 +59,36 @@ func transient(err error) bool {
 	return false
 }
 
+// retrier tries operations again while the store does not answer (retry).
+type retrier struct {
+	// patience is how long an operation whose context has no deadline is
+	// tried again; 0 (a single node, where no leader changes) tries once.
+	patience time.Duration
+	// health, when set, stops the retries once it reports an error (the
+	// store knows it cannot write).
+	health func() error
+}
+
+// newRetrier is the retrier of s's buckets and blobs.
+func (s *Store) newRetrier() retrier {
+	if s.cfg.Replicas > 1 || s.cfg.URL != "" {
+		return retrier{patience: retryFor, health: s.Healthy}
+	}
+	return retrier{}
+}
+
 // retry calls f with a context bounded by attempt until f returns nil or
-// an error that is not transient, ctx ends, or retryFor has passed (when
-// ctx has no deadline). f is told whether an earlier attempt failed
-// transiently: that attempt may have been carried out without an answer.
-// It returns f's last error.
-func retry(ctx context.Context, attempt time.Duration, f func(ctx context.Context, again bool) error) error {
+// an error that is not transient, ctx ends, the store reports itself
+// unhealthy, or r.patience has passed (when ctx has no deadline). f is
+// told whether an earlier attempt failed transiently: that attempt may
+// have been carried out without an answer. It returns f's last error.
+func (r retrier) retry(ctx context.Context, attempt time.Duration, f func(ctx context.Context, again bool) error) error {
+	if r.patience == 0 {
+		return f(ctx, false)
+	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(retryFor)
+		deadline = time.Now().Add(r.patience)
 	}
 	again := false
 	for {
@@ -74,6 +97,11 @@ func retry(ctx context.Context, attempt time.Duration, f func(ctx context.Contex
 		cancel()
 		if !transient(err) || ctx.Err() != nil || time.Until(deadline) < retryPause {
 			return err
+		}
+		if r.health != nil {
+			if herr := r.health(); herr != nil {
+				return herr
+			}
 		}
 		again = true
 		select {
@@ -94,4 +122,45 @@ func (k *kv) landed(ctx context.Context, key string, value []byte) (uint64, bool
 		return 0, false
 	}
 	return e.Revision(), true
+}
+
+// CaughtUp reports whether this member's copy of the bucket (Store.KV's
+// name) holds every message the bucket's stream leader held when asked:
+// a member that restarts reads its own copy first, which lacks what was
+// written while it was away until JetStream has brought it up to date.
+// It returns "" when it has, else what it waits for. Without an embedded
+// server (remote mode), or on a single node, there is nothing to catch up.
+func (s *Store) CaughtUp(ctx context.Context, bucket string) (string, error) {
+	if s.proc == nil || s.cfg.Cluster.Listen == "" {
+		return "", nil
+	}
+	srv := s.proc.server()
+	if srv == nil {
+		return "the embedded NATS server is restarting", nil
+	}
+	stream := "KV_" + s.cfg.Prefix + "_" + bucket
+	var leader uint64
+	err := retrier{patience: retryFor}.retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) error {
+		st, err := s.js.Stream(ctx, stream) // the stream leader answers
+		if err == nil {
+			leader = st.CachedInfo().State.LastSeq
+		}
+		return err
+	})
+	if err != nil {
+		return "", storeErr("stream info "+stream, err)
+	}
+	acc, err := srv.JszAccount(&server.JSzOptions{Account: server.DEFAULT_GLOBAL_ACCOUNT, Streams: true})
+	if err != nil {
+		return "", fmt.Errorf("local state of %s: %w", stream, err)
+	}
+	for _, sd := range acc.Streams {
+		if sd.Name == stream {
+			if sd.State.LastSeq >= leader {
+				return "", nil
+			}
+			return fmt.Sprintf("this member's copy of the %s bucket is at message %d of %d", bucket, sd.State.LastSeq, leader), nil
+		}
+	}
+	return fmt.Sprintf("this member has no copy of the %s bucket yet", bucket), nil
 }
