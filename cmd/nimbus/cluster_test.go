@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -296,16 +296,29 @@ func waitRejoined(t *testing.T, m *member, creds aws.Credentials, fn, want strin
 	}
 }
 
-// readyz asks m's GET /readyz: whether it is ready, and its answer.
+// readyz asks m's GET /readyz: whether it is ready and, if not, its
+// failing checks.
 func readyz(t *testing.T, m *member) (bool, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + m.addr + "/readyz")
+	resp, err := http.Get("http://" + m.addr + "/readyz?format=json")
 	if err != nil {
 		return false, err.Error()
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode == http.StatusOK, strings.TrimSpace(string(b))
+	var ans struct {
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		return false, fmt.Sprintf("%s: %v", resp.Status, err)
+	}
+	var failing []string
+	for name, res := range ans.Checks {
+		if res != "ok" {
+			failing = append(failing, name+": "+res)
+		}
+	}
+	slices.Sort(failing)
+	return resp.StatusCode == http.StatusOK, strings.Join(failing, "; ")
 }
 
 // waitInvoke invokes fn on m until it answers want, within d.
