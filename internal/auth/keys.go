@@ -85,8 +85,9 @@ func (k *Keys) SetBehind(b bool) { k.behind.Store(b) }
 func (k *Keys) Reload(ctx context.Context) error {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
+	err := k.load(ctx)
 	k.lastReload = time.Now()
-	return k.load(ctx)
+	return err
 }
 
 // reloadMissing is Lookup's reading again of the bucket for a key id it
@@ -95,12 +96,13 @@ func (k *Keys) reloadMissing() bool {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
 	if time.Since(k.lastReload) < reloadEvery {
-		return true // a read just now (or under way until the lock) has it
+		return true // a read that ended just now (maybe while this one waited for the lock) has it
 	}
-	k.lastReload = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 	defer cancel()
-	if err := k.load(ctx); err != nil {
+	err := k.load(ctx)
+	k.lastReload = time.Now()
+	if err != nil {
 		k.log.Warn("read access keys again for a key not found", nimbus.LogErr, err)
 		return false
 	}
