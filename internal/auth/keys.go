@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -58,6 +59,54 @@ type Keys struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// behind is set while the node's copy of the bucket may lack keys
+	// (SetBehind); a Lookup that misses then reads the bucket again, at
+	// most once per reloadEvery.
+	behind     atomic.Bool
+	reloadMu   sync.Mutex
+	lastReload time.Time
+}
+
+// reloadEvery is how often, at most, Lookups that miss while the keys are
+// behind read the bucket again; reloadTimeout bounds one such read.
+const (
+	reloadEvery   = 500 * time.Millisecond
+	reloadTimeout = 5 * time.Second
+)
+
+// SetBehind says whether the keys in memory may lack keys of the bucket
+// (a cluster member that restarted, until its copy of the bucket has
+// caught up): while they may, a Lookup that misses reads the bucket again
+// before it answers. Reload reads it at once.
+func (k *Keys) SetBehind(b bool) { k.behind.Store(b) }
+
+// Reload reads every key from the bucket again.
+func (k *Keys) Reload(ctx context.Context) error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	err := k.load(ctx)
+	k.lastReload = time.Now()
+	return err
+}
+
+// reloadMissing is Lookup's reading again of the bucket for a key id it
+// did not find while the keys are behind; it reports whether it did read.
+func (k *Keys) reloadMissing() bool {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	if time.Since(k.lastReload) < reloadEvery {
+		return true // a read that ended just now (maybe while this one waited for the lock) has it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+	defer cancel()
+	err := k.load(ctx)
+	k.lastReload = time.Now()
+	if err != nil {
+		k.log.Warn("read access keys again for a key not found", nimbus.LogErr, err)
+		return false
+	}
+	return true
 }
 
 var keyName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -180,8 +229,18 @@ func (k *Keys) Close(context.Context) error {
 	return nil
 }
 
-// Lookup is a Secrets for the Verifier.
+// Lookup is a Secrets for the Verifier. While the keys are behind
+// (SetBehind), an id not found is looked up again after reading the
+// bucket.
 func (k *Keys) Lookup(id string) (string, Principal, bool) {
+	secret, p, ok := k.lookup(id)
+	if !ok && k.behind.Load() && k.reloadMissing() {
+		return k.lookup(id)
+	}
+	return secret, p, ok
+}
+
+func (k *Keys) lookup(id string) (string, Principal, bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	name, ok := k.byID[id]

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/seal"
+	"github.com/nimbus-serverless/nimbus/internal/store"
 	"github.com/nimbus-serverless/nimbus/internal/store/mem"
 )
 
@@ -145,5 +147,60 @@ func TestAllow(t *testing.T) {
 				t.Errorf("denial %v is not a 403 AccessDeniedException", err)
 			}
 		}
+	}
+}
+
+// deafKV is a bucket whose watch never delivers: the changes of other
+// nodes do not reach the Keys following it (a member whose copy of the
+// bucket is behind).
+type deafKV struct{ store.KV }
+
+func (deafKV) Watch(ctx context.Context) (<-chan store.Entry, error) {
+	ch := make(chan store.Entry)
+	context.AfterFunc(ctx, func() { close(ch) })
+	return ch, nil
+}
+
+// TestKeysBehind: while the keys are behind, a key made elsewhere that
+// the watch has not brought is found by reading the bucket again; once
+// caught up, an unknown id is refused without a read.
+func TestKeysBehind(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	kv := mem.NewKV()
+	sk, _ := seal.Parse(seal.Generate())
+	other, err := OpenKeys(t.Context(), kv, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(t.Context())
+	k, err := OpenKeys(t.Context(), deafKV{kv}, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close(t.Context())
+	fresh, err := other.Create(t.Context(), "fresh", Invoker, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := k.Lookup(fresh.AccessKeyID); ok {
+		t.Fatal("a key found without the watch nor a read: the test shows nothing")
+	}
+	k.SetBehind(true)
+	if secret, p, ok := k.Lookup(fresh.AccessKeyID); !ok || secret != fresh.SecretAccessKey || p.Name != "fresh" {
+		t.Fatalf("behind: Lookup of a key made elsewhere = %q %+v %v", secret, p, ok)
+	}
+	k.SetBehind(false)
+	later, err := other.Create(t.Context(), "later", Invoker, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := k.Lookup(later.AccessKeyID); ok {
+		t.Fatal("caught up: an id unknown to the keys in memory was read from the store")
+	}
+	if err := k.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := k.Lookup(later.AccessKeyID); !ok {
+		t.Fatal("Reload did not read the key")
 	}
 }

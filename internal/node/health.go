@@ -7,11 +7,13 @@ import (
 )
 
 // readyChecks are the checks of GET /readyz: the store is connected and
-// takes writes, and the sandbox's pre-started helpers work.
+// takes writes, the sandbox's pre-started helpers work, and a cluster
+// member has caught up with the keys and functions (catchup.go).
 func (n *Node) readyChecks() []api.ReadyCheck {
 	return []api.ReadyCheck{
 		{Name: "store", Check: n.storeReady},
 		{Name: "sandbox", Check: n.sandbox.Ready},
+		{Name: "catch-up", Check: n.catchUp.check},
 	}
 }
 

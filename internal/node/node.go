@@ -299,6 +299,7 @@ type Node struct {
 	lock        *dataDirLock
 	key         *seal.Key        // seals secrets at rest
 	auth        authParts        // auth.go
+	catchUp     catchUp          // catchup.go
 	audit       *auditnats.Log   // audit.go; closing the store closes it
 	fnlogs      *fnlognats.Store // fnlogs.go
 	logs        *engine.LogStore // functions' recent lines in memory
@@ -467,6 +468,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.openAuth(ctx); err != nil {
 		return nil, err
 	}
+	n.startCatchUp()
 	if err := n.openAudit(ctx); err != nil {
 		return nil, err
 	}
@@ -513,6 +515,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	live := n.spreadProvisioned(n.cluster.members.LiveIDs())
 	n.warmProvisioned(ctx)
+	n.wg.Go(func() { n.catchUpLoop(bg) })
 	n.wg.Go(func() { n.pruneLoop(bg, cache) })
 	n.wg.Go(func() { n.shareConcurrency(bg, live) })
 	n.serveMetrics()

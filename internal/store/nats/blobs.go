@@ -38,7 +38,12 @@ func checkDigest(d string) error {
 // blobs is a store.Blobs on a JetStream object store: the object name is
 // the blob's digest.
 type blobs struct {
-	obs    jetstream.ObjectStore
+	obs jetstream.ObjectStore
+	// small and large are the object store for Puts of up to smallBlob
+	// bytes and of more, with the waits for each chunk's acknowledgement
+	// below.
+	small, large jetstream.ObjectStore
+	retrier
 	health func() error // nil, or why writes fail now (Store.Healthy)
 	// observe is told each write's duration (Config.ObserveWrite).
 	observe func(op string, d time.Duration)
@@ -76,18 +81,20 @@ func (b *blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
 
-	_, err = b.obs.GetInfo(ctx, digest)
+	err = b.retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) error {
+		_, err := b.obs.GetInfo(ctx, digest)
+		return err
+	})
 	if err == nil {
 		return digest, size, nil // content-addressed: it is the same blob
 	}
 	if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return "", 0, storeErr("blob put "+digest, err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, fmt.Errorf("blob put %s: %w", digest, err)
-	}
 	start := time.Now()
-	_, err = b.obs.Put(ctx, jetstream.ObjectMeta{Name: digest}, f)
+	err = b.retry(ctx, blobWriteTimeout, func(ctx context.Context, _ bool) error {
+		return b.putOnce(ctx, digest, f, size)
+	})
 	if b.observe != nil {
 		b.observe("blob_put", time.Since(start))
 	}
@@ -95,6 +102,44 @@ func (b *blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 		return "", 0, storeErr("blob put "+digest, err)
 	}
 	return digest, size, nil
+}
+
+// A Put sends a blob's chunks at once and the replicas acknowledge them
+// as they store them; a chunk whose acknowledgement does not come within
+// its object store's JetStream default timeout fails the attempt, which is
+// tried again (retry.go). Blobs of up to smallBlob bytes wait
+// smallAckTimeout (JetStream's default), larger ones largeAckTimeout
+// (the 50 MB limit at under 2 MB/s).
+const (
+	smallBlob       = 4 << 20
+	smallAckTimeout = 5 * time.Second
+	largeAckTimeout = 30 * time.Second
+)
+
+// putOnce is one attempt at storing f under digest.
+func (b *blobs) putOnce(ctx context.Context, digest string, f *os.File, size int64) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("blob put %s: %w", digest, err)
+	}
+	if b.patience == 0 { // a single node: no leader to wait for
+		_, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: digest}, f)
+		return err
+	}
+	obs := b.small
+	if size > smallBlob {
+		obs = b.large
+	}
+	// The object store bounds the wait for each chunk's acknowledgement by
+	// its JetStream's default timeout, but only for a context without a
+	// deadline: it gets one that ends with ctx instead.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	_, err := obs.Put(pctx, jetstream.ObjectMeta{Name: digest}, f)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // Get opens a blob for reading. The content streams from the server while
@@ -110,7 +155,37 @@ func (b *blobs) Get(ctx context.Context, digest string) (io.ReadCloser, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, cancel = context.WithTimeout(ctx, blobReadTimeout)
 	}
-	res, err := b.obs.Get(ctx, digest)
+	// Opening reads the object's description and makes a consumer for its
+	// chunks; a request that gets no answer (a leader just died) would
+	// hold it until ctx ends: each attempt has attemptTimeout.
+	var res jetstream.ObjectResult
+	stopGet := context.CancelFunc(func() {})
+	err := b.retry(ctx, blobReadTimeout, func(context.Context, bool) (err error) {
+		if b.patience == 0 { // a single node: no leader to wait for
+			res, err = b.obs.Get(ctx, digest)
+			return err
+		}
+		gctx, stop := context.WithCancel(ctx)
+		t := time.AfterFunc(attemptTimeout, stop)
+		res, err = b.obs.Get(gctx, digest)
+		if !t.Stop() {
+			if err == nil {
+				res.Close()
+			}
+			stop()
+			return context.DeadlineExceeded // this attempt took too long
+		}
+		if err != nil {
+			stop()
+			return err
+		}
+		stopGet = stop
+		return nil
+	})
+	if err == nil {
+		done := cancel
+		cancel = func() { stopGet(); done() }
+	}
 	if err != nil {
 		cancel()
 		if errors.Is(err, jetstream.ErrObjectNotFound) {

@@ -32,7 +32,8 @@ func checkKey(key string) error {
 // leaves a delete marker as the key's only message, so the value is gone,
 // the key is not listed, and Create may write the key again.
 type kv struct {
-	kv     jetstream.KeyValue
+	kv jetstream.KeyValue
+	retrier
 	health func() error // nil, or why writes fail now (Store.Healthy)
 	// observe is told each write's duration (Config.ObserveWrite).
 	observe func(op string, d time.Duration)
@@ -53,7 +54,11 @@ func (k *kv) Get(ctx context.Context, key string) (store.Entry, error) {
 	if err := checkKey(key); err != nil {
 		return store.Entry{}, err
 	}
-	e, err := k.kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) (err error) {
+		e, err = k.kv.Get(ctx, key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return store.Entry{}, fmt.Errorf("kv get %q: %w", key, nimbus.ErrNotFound)
 	}
@@ -73,7 +78,16 @@ func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, erro
 		return 0, err
 	}
 	defer k.timed("kv_create", time.Now())
-	rev, err := k.kv.Create(ctx, key, value)
+	var rev uint64
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, again bool) (err error) {
+		rev, err = k.kv.Create(ctx, key, value)
+		if again && isWrongRevision(err) {
+			if r, ok := k.landed(ctx, key, value); ok {
+				rev, err = r, nil
+			}
+		}
+		return err
+	})
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("kv create %q: %w", key, nimbus.ErrConflict)
 	}
@@ -98,7 +112,16 @@ func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (
 		return 0, fmt.Errorf("kv update %q: revision 0: %w", key, nimbus.ErrPreconditionFailed)
 	}
 	defer k.timed("kv_update", time.Now())
-	next, err := k.kv.Update(ctx, key, value, rev)
+	var next uint64
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, again bool) (err error) {
+		next, err = k.kv.Update(ctx, key, value, rev)
+		if again && isWrongRevision(err) {
+			if r, ok := k.landed(ctx, key, value); ok && r > rev {
+				next, err = r, nil
+			}
+		}
+		return err
+	})
 	if isWrongRevision(err) {
 		return 0, fmt.Errorf("kv update %q: %w", key, nimbus.ErrPreconditionFailed)
 	}
@@ -117,7 +140,11 @@ func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 		return 0, err
 	}
 	defer k.timed("kv_put", time.Now())
-	rev, err := k.kv.Put(ctx, key, value)
+	var rev uint64
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, _ bool) (err error) {
+		rev, err = k.kv.Put(ctx, key, value)
+		return err
+	})
 	if err != nil {
 		return 0, storeErr(fmt.Sprintf("kv put %q", key), err)
 	}
@@ -137,28 +164,40 @@ func (k *kv) Delete(ctx context.Context, key string) error {
 	// JetStream writes a delete marker whether or not the key exists; tie
 	// the marker to the revision seen so that a concurrent write is not
 	// hidden and a concurrent delete reports ErrNotFound.
-	for {
-		e, err := k.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("kv delete %q: %w", key, nimbus.ErrNotFound)
-		}
-		if err != nil {
-			return storeErr(fmt.Sprintf("kv delete %q", key), err)
-		}
-		err = k.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-		if !isWrongRevision(err) {
-			if err != nil {
-				return storeErr(fmt.Sprintf("kv delete %q", key), err)
+	// A delete that got no answer is tried again; if the key is gone
+	// then, the unanswered one deleted it.
+	err := k.retry(ctx, attemptTimeout, func(ctx context.Context, again bool) error {
+		for {
+			e, err := k.kv.Get(ctx, key)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				if again {
+					return nil
+				}
+				return fmt.Errorf("kv delete %q: %w", key, nimbus.ErrNotFound)
 			}
-			return nil
+			if err != nil {
+				return err
+			}
+			err = k.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+			if !isWrongRevision(err) {
+				return err
+			}
+			// The key changed since the Get: look again.
 		}
-		// The key changed since the Get: look again.
+	})
+	if err != nil && !errors.Is(err, nimbus.ErrNotFound) {
+		return storeErr(fmt.Sprintf("kv delete %q", key), err)
 	}
+	return err
 }
 
 // Keys lists the keys, sorted, without deleted ones.
 func (k *kv) Keys(ctx context.Context) ([]string, error) {
-	keys, err := k.kv.Keys(ctx)
+	var keys []string
+	err := k.retry(ctx, listTimeout, func(ctx context.Context, _ bool) (err error) {
+		keys, err = k.kv.Keys(ctx)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return []string{}, nil
 	}

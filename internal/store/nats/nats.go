@@ -359,7 +359,19 @@ func (s *Store) openBlobs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open object store %s: %w", name, err)
 	}
-	s.blobs = &blobs{obs: obs, health: s.Healthy, observe: s.cfg.ObserveWrite}
+	// The handles that Put uses, whose JetStream default timeout bounds the
+	// wait for each chunk's acknowledgement (blobs.go).
+	var handles [2]jetstream.ObjectStore
+	for i, d := range []time.Duration{smallAckTimeout, largeAckTimeout} {
+		js, err := jetstream.New(s.nc, jetstream.WithDefaultTimeout(d))
+		if err == nil {
+			handles[i], err = js.ObjectStore(ctx, name)
+		}
+		if err != nil {
+			return fmt.Errorf("open object store %s: %w", name, err)
+		}
+	}
+	s.blobs = &blobs{obs: obs, small: handles[0], large: handles[1], retrier: s.newRetrier(), health: s.Healthy, observe: s.cfg.ObserveWrite}
 	return nil
 }
 
@@ -403,7 +415,7 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if err != nil {
 		return nil, fmt.Errorf("open kv bucket %s: %w", name, err)
 	}
-	k := &kv{kv: b, health: s.Healthy, observe: s.cfg.ObserveWrite}
+	k := &kv{kv: b, retrier: s.newRetrier(), health: s.Healthy, observe: s.cfg.ObserveWrite}
 	s.kvs[name] = k
 	return k, nil
 }
