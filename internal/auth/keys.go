@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
 	"slices"
 	"sync"
@@ -43,6 +44,7 @@ type record struct {
 type known struct {
 	key    Key
 	secret string
+	rev    uint64 // the bucket's revision of the key (0: not known)
 }
 
 // Keys is the catalogue of access keys, in a KV bucket shared by the nodes,
@@ -56,6 +58,9 @@ type Keys struct {
 	mu     sync.RWMutex
 	byName map[string]known
 	byID   map[string]string // access key id -> name
+	// gone holds the revisions of the deletions applied, so that a read
+	// of the whole bucket that began before one does not undo it.
+	gone map[string]uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -116,7 +121,8 @@ func OpenKeys(ctx context.Context, kv store.KV, sealKey *seal.Key, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	k := &Keys{kv: kv, seal: sealKey, log: log, done: make(chan struct{})}
+	k := &Keys{kv: kv, seal: sealKey, log: log, done: make(chan struct{}),
+		byName: map[string]known{}, byID: map[string]string{}, gone: map[string]uint64{}}
 	wctx, cancel := context.WithCancel(context.Background())
 	k.cancel = cancel
 	// Watch before loading, so that no change falls between the two.
@@ -138,7 +144,7 @@ func (k *Keys) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
 	}
-	byName, byID := map[string]known{}, map[string]string{}
+	fresh := map[string]known{}
 	for _, name := range names {
 		e, err := k.kv.Get(ctx, name)
 		if errors.Is(err, nimbus.ErrNotFound) {
@@ -151,11 +157,27 @@ func (k *Keys) load(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("load key %s: %w", name, err)
 		}
-		byName[name], byID[kn.key.AccessKeyID] = kn, name
+		kn.rev = e.Revision
+		fresh[name] = kn
 	}
 	k.mu.Lock()
-	k.byName, k.byID = byName, byID
-	k.mu.Unlock()
+	defer k.mu.Unlock()
+	// What the watch applied meanwhile is as new or newer: a key it
+	// changed, made or deleted after this read began is not put back as
+	// the read saw it (a revoked key must stay revoked). A deletion the
+	// read missed reaches the watch in turn.
+	for name, kn := range fresh {
+		if cur, ok := k.byName[name]; ok && (cur.rev == 0 || cur.rev >= kn.rev) {
+			continue
+		}
+		if rev, ok := k.gone[name]; ok && rev >= kn.rev {
+			continue
+		}
+		if cur, ok := k.byName[name]; ok {
+			delete(k.byID, cur.key.AccessKeyID)
+		}
+		k.byName[name], k.byID[kn.key.AccessKeyID] = kn, name
+	}
 	return nil
 }
 
@@ -204,21 +226,38 @@ func (k *Keys) follow(ctx context.Context, ch <-chan store.Entry) {
 	}
 }
 
+// A change older than the one held (a revision below it) is ignored: the
+// watch may bring a change after this node's own newer one. A deletion
+// leaves a tombstone that load respects; this node's own deletion
+// (revision 0) is the newest there is until the key is made again.
 func (k *Keys) apply(e store.Entry) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if old, ok := k.byName[e.Key]; ok {
+		if e.Revision != 0 && old.rev > e.Revision {
+			return
+		}
 		delete(k.byID, old.key.AccessKeyID)
 		delete(k.byName, e.Key)
 	}
 	if e.Deleted {
+		rev := e.Revision
+		if rev == 0 {
+			rev = math.MaxUint64
+		}
+		k.gone[e.Key] = max(k.gone[e.Key], rev)
 		return
 	}
+	if rev, ok := k.gone[e.Key]; ok && e.Revision != 0 && rev >= e.Revision && rev != math.MaxUint64 {
+		return // deleted after this change
+	}
+	delete(k.gone, e.Key)
 	kn, err := k.decode(e.Value)
 	if err != nil {
 		k.log.Error("access key unusable", "key", e.Key, nimbus.LogErr, err)
 		return
 	}
+	kn.rev = e.Revision
 	k.byName[e.Key], k.byID[kn.key.AccessKeyID] = kn, e.Key
 }
 
@@ -303,13 +342,14 @@ func (k *Keys) Create(ctx context.Context, name string, role Role, glob string) 
 	key := Key{Name: name, Role: role, Functions: glob, Created: time.Now().UTC().Truncate(time.Second)}
 	key.AccessKeyID, key.SecretAccessKey = newPair()
 	b := k.encode(key)
-	if _, err := k.kv.Create(ctx, name, b); err != nil {
+	rev, err := k.kv.Create(ctx, name, b)
+	if err != nil {
 		if errors.Is(err, nimbus.ErrConflict) {
 			return Key{}, fmt.Errorf("%w: a key named %s exists", nimbus.ErrConflict, name)
 		}
 		return Key{}, fmt.Errorf("store key: %w", err)
 	}
-	k.apply(store.Entry{Key: name, Value: b})
+	k.apply(store.Entry{Key: name, Value: b, Revision: rev})
 	return key, nil
 }
 
@@ -347,12 +387,13 @@ func (k *Keys) Rotate(ctx context.Context, name string) (Key, error) {
 		key.AccessKeyID, key.SecretAccessKey = newPair()
 		key.Rotated = time.Now().UTC().Truncate(time.Second)
 		b := k.encode(key)
-		if _, err := k.kv.Update(ctx, name, b, e.Revision); errors.Is(err, nimbus.ErrPreconditionFailed) {
+		rev, err := k.kv.Update(ctx, name, b, e.Revision)
+		if errors.Is(err, nimbus.ErrPreconditionFailed) {
 			continue
 		} else if err != nil {
 			return Key{}, k.notFound(name, err)
 		}
-		k.apply(store.Entry{Key: name, Value: b})
+		k.apply(store.Entry{Key: name, Value: b, Revision: rev})
 		return key, nil
 	}
 }

@@ -204,3 +204,111 @@ func TestKeysBehind(t *testing.T) {
 		t.Fatal("Reload did not read the key")
 	}
 }
+
+// staleKV is a bucket whose reads (Keys, Get) answer as they did at
+// snapshot time once frozen: a read of the whole bucket that began before
+// changes the watch then applied.
+type staleKV struct {
+	store.KV
+	frozen map[string]store.Entry // nil: reads are current
+}
+
+func (s *staleKV) freeze(ctx context.Context) error {
+	names, err := s.KV.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	s.frozen = map[string]store.Entry{}
+	for _, n := range names {
+		if s.frozen[n], err = s.KV.Get(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *staleKV) Keys(ctx context.Context) ([]string, error) {
+	if s.frozen == nil {
+		return s.KV.Keys(ctx)
+	}
+	var out []string
+	for n := range s.frozen {
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (s *staleKV) Get(ctx context.Context, key string) (store.Entry, error) {
+	if s.frozen == nil {
+		return s.KV.Get(ctx, key)
+	}
+	if e, ok := s.frozen[key]; ok {
+		return e, nil
+	}
+	return store.Entry{}, nimbus.ErrNotFound
+}
+
+// TestKeysReloadKeepsNewer: a read of the whole bucket older than what the
+// watch applied does not undo it: a key deleted (revoked) elsewhere stays
+// refused, a key rotated elsewhere keeps its new secret only.
+func TestKeysReloadKeepsNewer(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	kv := mem.NewKV()
+	sk, _ := seal.Parse(seal.Generate())
+	other, err := OpenKeys(t.Context(), kv, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(t.Context())
+	if _, err := other.Create(t.Context(), "admin", Admin, ""); err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := other.Create(t.Context(), "revoked", Invoker, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := other.Create(t.Context(), "rotated", Invoker, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := &staleKV{KV: kv}
+	k, err := OpenKeys(t.Context(), stale, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close(t.Context())
+	if err := stale.freeze(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Delete(t.Context(), "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := other.Rotate(t.Context(), "rotated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, found := k.Lookup(revoked.AccessKeyID)
+		_, _, fresh := k.Lookup(newer.AccessKeyID)
+		if !found && fresh {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watch did not bring the deletion and the rotation")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := k.Reload(t.Context()); err != nil { // reads the bucket as it was before both
+		t.Fatal(err)
+	}
+	if _, _, ok := k.Lookup(revoked.AccessKeyID); ok {
+		t.Error("a reload older than the deletion brought a revoked key back")
+	}
+	if _, _, ok := k.Lookup(rotated.AccessKeyID); ok {
+		t.Error("a reload older than the rotation brought the old access key id back")
+	}
+	if _, _, ok := k.Lookup(newer.AccessKeyID); !ok {
+		t.Error("a reload older than the rotation lost the new access key id")
+	}
+}
