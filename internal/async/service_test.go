@@ -590,6 +590,54 @@ func TestServiceTaskIDIsIdempotent(t *testing.T) {
 	}
 }
 
+// halfPut is a backend whose next Put stores the records and not the
+// events, and fails: what a submit gets when a member dies between the two
+// writes, or the event's write times out.
+type halfPut struct {
+	*mem.Node
+	armed atomic.Bool
+}
+
+func (b *halfPut) Put(ctx context.Context, recs []*nimbus.Task, evs []*async.Event) error {
+	if b.armed.CompareAndSwap(true, false) {
+		if err := b.Node.Put(ctx, recs, nil); err != nil {
+			return err
+		}
+		return nimbus.Errorf(nimbus.ErrUnavailable, "the store did not confirm the write")
+	}
+	return b.Node.Put(ctx, recs, evs)
+}
+
+// A submit whose record was stored without its event failed; the
+// submitter's retry with the same task id stores the event, and it runs
+// once.
+func TestServiceTaskIDRetryAfterHalfWrite(t *testing.T) {
+	var b *halfPut
+	h := newHarness(t, func(c *async.Config) {
+		b = &halfPut{Node: c.Backend.(*mem.Node)}
+		c.Backend = b
+	})
+	fn := h.deploy("echo", nil)
+	b.armed.Store(true)
+	req := async.SubmitRequest{Payload: []byte(`{}`), TaskID: "order-2"}
+	if _, _, err := h.svc.Submit(t.Context(), fn, req); !errors.Is(err, nimbus.ErrUnavailable) {
+		t.Fatalf("first submit: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := h.svc.Submit(t.Context(), fn, req); err != nil {
+		t.Fatalf("second submit: %v", err)
+	}
+	h.waitStatus("echo", "order-2", nimbus.TaskSucceeded)
+	// A third submit finds it done: nothing more runs.
+	if _, existing, err := h.svc.Submit(t.Context(), fn, req); err != nil || !existing {
+		t.Fatalf("third submit: existing %v, %v", existing, err)
+	}
+	h.clock.Advance(time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	if calls, _ := h.inv.stats("echo"); calls != 1 {
+		t.Errorf("ran %d times, want 1", calls)
+	}
+}
+
 func TestServiceStoreUnavailable(t *testing.T) {
 	h := newHarness(t, nil)
 	fn := h.deploy("echo", nil)
