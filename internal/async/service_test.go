@@ -765,3 +765,40 @@ func TestServiceCloseWithinGrace(t *testing.T) {
 	}
 
 }
+
+// Close hands back the events claimed and not started at once, while the
+// running ones finish: another node runs them meanwhile.
+func TestServiceCloseHandsBackQueuedAtOnce(t *testing.T) {
+	h := newHarness(t, func(c *async.Config) { c.Concurrency = 1 })
+	h.deploy("slow", nil)
+	h.deploy("quick", nil)
+	gate := make(chan struct{})
+	h.inv.handle("slow", func(context.Context, []byte) (nimbus.Result, error) {
+		<-gate
+		return nimbus.Result{Payload: []byte(`1`)}, nil
+	})
+	defer close(gate)
+	h.submit("slow", `{}`)
+	h.wait("slow to start", func() bool {
+		calls, _ := h.inv.stats("slow")
+		return calls == 1
+	})
+	id := h.submit("quick", `{}`)
+	time.Sleep(200 * time.Millisecond) // claimed: it waits for the node's one slot
+	other, _ := h.open(nil)
+	other.Refresh("quick")
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		closed <- h.svc.Close(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	h.clock.Advance(async.DefaultRescan) // the other node looks at the queue (the claim has not lapsed)
+	h.waitStatus("quick", id, nimbus.TaskSucceeded)
+	select {
+	case err := <-closed:
+		t.Fatalf("close returned (%v) while an event ran", err)
+	default:
+	}
+}
