@@ -595,11 +595,11 @@ func TestServiceTaskIDIsIdempotent(t *testing.T) {
 // writes, or the event's write times out.
 type halfPut struct {
 	*mem.Node
-	armed atomic.Bool
+	armed atomic.Int32 // Puts of events to fail so
 }
 
 func (b *halfPut) Put(ctx context.Context, recs []*nimbus.Task, evs []*async.Event) error {
-	if b.armed.CompareAndSwap(true, false) {
+	if len(evs) > 0 && b.armed.Add(-1) >= 0 {
 		if err := b.Node.Put(ctx, recs, nil); err != nil {
 			return err
 		}
@@ -618,7 +618,7 @@ func TestServiceTaskIDRetryAfterHalfWrite(t *testing.T) {
 		c.Backend = b
 	})
 	fn := h.deploy("echo", nil)
-	b.armed.Store(true)
+	b.armed.Store(1)
 	req := async.SubmitRequest{Payload: []byte(`{}`), TaskID: "order-2"}
 	if _, _, err := h.svc.Submit(t.Context(), fn, req); !errors.Is(err, nimbus.ErrUnavailable) {
 		t.Fatalf("first submit: %v, want ErrUnavailable", err)
@@ -636,6 +636,35 @@ func TestServiceTaskIDRetryAfterHalfWrite(t *testing.T) {
 	if calls, _ := h.inv.stats("echo"); calls != 1 {
 		t.Errorf("ran %d times, want 1", calls)
 	}
+}
+
+// A retry whose record was stored without its event (every try of the
+// write): the attempt is handed back and runs again, rather than being
+// skipped as superseded by a retry that does not exist.
+func TestServiceRetryAfterHalfWrite(t *testing.T) {
+	var b *halfPut
+	h := newHarness(t, func(c *async.Config) {
+		b = &halfPut{Node: c.Backend.(*mem.Node)}
+		c.Backend = b
+	})
+	h.deploy("flaky", nil)
+	var calls atomic.Int32
+	h.inv.handle("flaky", func(context.Context, []byte) (nimbus.Result, error) {
+		if calls.Add(1) == 1 {
+			return nimbus.Result{Err: &nimbus.FunctionError{Type: "Boom", Message: "no"}}, nil
+		}
+		return nimbus.Result{Payload: []byte(`1`)}, nil
+	})
+	id := h.submit("flaky", `{}`)
+	b.armed.Store(100) // every write of the retry fails
+	h.wait("the first attempt", func() bool { return calls.Load() == 1 })
+	time.Sleep(2 * time.Second) // the retry's writes are tried and given up
+	b.armed.Store(0)
+	for range 10 { // the rescan finds the handed-back message; its retry's back-off passes
+		h.clock.Advance(async.DefaultRescan)
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.waitStatus("flaky", id, nimbus.TaskSucceeded)
 }
 
 func TestServiceStoreUnavailable(t *testing.T) {
