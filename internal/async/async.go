@@ -206,12 +206,15 @@ func (s *Service) goLoop(f func()) {
 	}()
 }
 
-// Close stops taking work, lets the events running finish until ctx ends,
-// cancels the rest (their messages are handed back, to run again here or
-// on another node) and waits for every goroutine of the service. It does
-// not close the backend, which the caller opened.
+// Close stops taking work, hands back at once the events claimed that have
+// not started (another node runs them now, not once the running ones are
+// done), lets the events running finish until ctx ends, cancels the rest
+// (their messages are handed back, to run again here or on another node)
+// and waits for every goroutine of the service. It does not close the
+// backend, which the caller opened. Calling it again is harmless.
 func (s *Service) Close(ctx context.Context) error {
 	s.cancel()
+	s.sch.abandonReady()
 	drained := make(chan struct{})
 	go func() {
 		s.sch.waitIdle()

@@ -203,8 +203,17 @@ func (s *Service) failed(ev *Event, fn *nimbus.Function, attempts int, reason st
 	t.Error = truncate(reason, previewLen)
 	retry := *ev
 	retry.Attempts, retry.NotBefore = attempts, next.UTC()
+	// The retry's event before its record: a Retrying record makes this
+	// attempt's message skipped when it runs again (superseded), so it
+	// must not be stored without the retry's event, which a failed write
+	// of the two at once could do. A retry stored twice (its record's
+	// write failed once) is skipped when it comes after the first has
+	// finished or been retried, and runs twice if both start together.
 	if !s.durably("store a retry", ev, func(ctx context.Context) error {
-		return s.q.Put(ctx, []*nimbus.Task{t}, []*Event{&retry})
+		if err := s.q.Put(ctx, nil, []*Event{&retry}); err != nil {
+			return err
+		}
+		return s.q.Put(ctx, []*nimbus.Task{t}, nil)
 	}) {
 		return false
 	}

@@ -590,6 +590,83 @@ func TestServiceTaskIDIsIdempotent(t *testing.T) {
 	}
 }
 
+// halfPut is a backend whose next Put stores the records and not the
+// events, and fails: what a submit gets when a member dies between the two
+// writes, or the event's write times out.
+type halfPut struct {
+	*mem.Node
+	armed atomic.Int32 // Puts of events to fail so
+}
+
+func (b *halfPut) Put(ctx context.Context, recs []*nimbus.Task, evs []*async.Event) error {
+	if len(evs) > 0 && b.armed.Add(-1) >= 0 {
+		if err := b.Node.Put(ctx, recs, nil); err != nil {
+			return err
+		}
+		return nimbus.Errorf(nimbus.ErrUnavailable, "the store did not confirm the write")
+	}
+	return b.Node.Put(ctx, recs, evs)
+}
+
+// A submit whose record was stored without its event failed; the
+// submitter's retry with the same task id stores the event, and it runs
+// once.
+func TestServiceTaskIDRetryAfterHalfWrite(t *testing.T) {
+	var b *halfPut
+	h := newHarness(t, func(c *async.Config) {
+		b = &halfPut{Node: c.Backend.(*mem.Node)}
+		c.Backend = b
+	})
+	fn := h.deploy("echo", nil)
+	b.armed.Store(1)
+	req := async.SubmitRequest{Payload: []byte(`{}`), TaskID: "order-2"}
+	if _, _, err := h.svc.Submit(t.Context(), fn, req); !errors.Is(err, nimbus.ErrUnavailable) {
+		t.Fatalf("first submit: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := h.svc.Submit(t.Context(), fn, req); err != nil {
+		t.Fatalf("second submit: %v", err)
+	}
+	h.waitStatus("echo", "order-2", nimbus.TaskSucceeded)
+	// A third submit finds it done: nothing more runs.
+	if _, existing, err := h.svc.Submit(t.Context(), fn, req); err != nil || !existing {
+		t.Fatalf("third submit: existing %v, %v", existing, err)
+	}
+	h.clock.Advance(time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	if calls, _ := h.inv.stats("echo"); calls != 1 {
+		t.Errorf("ran %d times, want 1", calls)
+	}
+}
+
+// A retry whose record was stored without its event (every try of the
+// write): the attempt is handed back and runs again, rather than being
+// skipped as superseded by a retry that does not exist.
+func TestServiceRetryAfterHalfWrite(t *testing.T) {
+	var b *halfPut
+	h := newHarness(t, func(c *async.Config) {
+		b = &halfPut{Node: c.Backend.(*mem.Node)}
+		c.Backend = b
+	})
+	h.deploy("flaky", nil)
+	var calls atomic.Int32
+	h.inv.handle("flaky", func(context.Context, []byte) (nimbus.Result, error) {
+		if calls.Add(1) == 1 {
+			return nimbus.Result{Err: &nimbus.FunctionError{Type: "Boom", Message: "no"}}, nil
+		}
+		return nimbus.Result{Payload: []byte(`1`)}, nil
+	})
+	id := h.submit("flaky", `{}`)
+	b.armed.Store(100) // every write of the retry fails
+	h.wait("the first attempt", func() bool { return calls.Load() == 1 })
+	time.Sleep(2 * time.Second) // the retry's writes are tried and given up
+	b.armed.Store(0)
+	for range 10 { // the rescan finds the handed-back message; its retry's back-off passes
+		h.clock.Advance(async.DefaultRescan)
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.waitStatus("flaky", id, nimbus.TaskSucceeded)
+}
+
 func TestServiceStoreUnavailable(t *testing.T) {
 	h := newHarness(t, nil)
 	fn := h.deploy("echo", nil)
@@ -716,4 +793,41 @@ func TestServiceCloseWithinGrace(t *testing.T) {
 		t.Errorf("pending after close = %v, want the function", fns)
 	}
 
+}
+
+// Close hands back the events claimed and not started at once, while the
+// running ones finish: another node runs them meanwhile.
+func TestServiceCloseHandsBackQueuedAtOnce(t *testing.T) {
+	h := newHarness(t, func(c *async.Config) { c.Concurrency = 1 })
+	h.deploy("slow", nil)
+	h.deploy("quick", nil)
+	gate := make(chan struct{})
+	h.inv.handle("slow", func(context.Context, []byte) (nimbus.Result, error) {
+		<-gate
+		return nimbus.Result{Payload: []byte(`1`)}, nil
+	})
+	defer close(gate)
+	h.submit("slow", `{}`)
+	h.wait("slow to start", func() bool {
+		calls, _ := h.inv.stats("slow")
+		return calls == 1
+	})
+	id := h.submit("quick", `{}`)
+	time.Sleep(200 * time.Millisecond) // claimed: it waits for the node's one slot
+	other, _ := h.open(nil)
+	other.Refresh("quick")
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		closed <- h.svc.Close(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	h.clock.Advance(async.DefaultRescan) // the other node looks at the queue (the claim has not lapsed)
+	h.waitStatus("quick", id, nimbus.TaskSucceeded)
+	select {
+	case err := <-closed:
+		t.Fatalf("close returned (%v) while an event ran", err)
+	default:
+	}
 }

@@ -48,10 +48,16 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 	} else if !ValidTaskID(id) {
 		return "", false, nimbus.Invalidf("Invalid task id %q: use 1 to 128 letters, digits, '-' or '_'", truncate(id, 140))
 	}
+	if req.Qualifier == nimbus.Latest {
+		req.Qualifier = ""
+	}
+	if req.Qualifier != "" && s.cfg.Resolve == nil {
+		return "", false, nimbus.Invalidf("this Async Service runs $LATEST only")
+	}
 	if req.TaskID != "" {
-		done, dup := s.claimTaskID(ctx, fn.Name, id)
+		prev, done, dup := s.claimTaskID(ctx, fn.Name, id)
 		if dup {
-			return id, true, nil
+			return id, true, s.requeue(ctx, fn, req, prev)
 		}
 		defer done()
 	}
@@ -59,12 +65,6 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 		return "", false, nimbus.Errorf(nimbus.ErrUnavailable, "the Async Service is shutting down")
 	}
 	now := s.cfg.Clock.Now().UTC()
-	if req.Qualifier == nimbus.Latest {
-		req.Qualifier = ""
-	}
-	if req.Qualifier != "" && s.cfg.Resolve == nil {
-		return "", false, nimbus.Invalidf("this Async Service runs $LATEST only")
-	}
 	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID, TraceParent: req.TraceParent,
 		Qualifier: req.Qualifier}
 	task := &nimbus.Task{ID: id, Function: fn.Name, Status: nimbus.TaskEnqueued, Created: now, Updated: now}
@@ -76,10 +76,33 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 	return id, false, nil
 }
 
+// requeue stores again the event of a task submitted before whose record
+// is still Enqueued. A submit's record and event are separate writes: when
+// the store took the record but not the event (a member died, a write timed
+// out) the submitter got an error, and its retry, here or on another node,
+// finds the record; without the event the task would never run. The event
+// is stored as it was created: if the first is in the queue too, whichever
+// runs second finds the task final and skips it.
+func (s *Service) requeue(ctx context.Context, fn *nimbus.Function, req SubmitRequest, prev nimbus.Task) error {
+	if prev.Status != nimbus.TaskEnqueued {
+		return nil // it ran, or runs: its event was there
+	}
+	if s.ctx.Err() != nil {
+		return nimbus.Errorf(nimbus.ErrUnavailable, "the Async Service is shutting down")
+	}
+	ev := &Event{ID: prev.ID, Function: fn.Name, Payload: req.Payload, Created: prev.Created, TraceID: req.TraceID,
+		TraceParent: req.TraceParent, Qualifier: req.Qualifier}
+	if err := s.q.Put(ctx, nil, []*Event{ev}); err != nil {
+		return err
+	}
+	s.sch.wake(fn.Name)
+	return nil
+}
+
 // claimTaskID makes concurrent submits of one task id on this node wait for
-// the first; it reports dup when the task exists. done must be called when
-// dup is false.
-func (s *Service) claimTaskID(ctx context.Context, fn, id string) (done func(), dup bool) {
+// the first; it reports dup, and the task's record, when the task exists.
+// done must be called when dup is false.
+func (s *Service) claimTaskID(ctx context.Context, fn, id string) (prev nimbus.Task, done func(), dup bool) {
 	key := TaskKey(fn, id)
 	for {
 		s.mu.Lock()
@@ -96,17 +119,17 @@ func (s *Service) claimTaskID(ctx context.Context, fn, id string) (done func(), 
 			}
 			// Looked up while this submit holds the id: one that finished
 			// before has its record stored by now.
-			if _, ok := s.task(fn, id); ok {
+			if t, ok := s.task(fn, id); ok {
 				done()
-				return nil, true
+				return t, nil, true
 			}
-			return done, false
+			return nimbus.Task{}, done, false
 		}
 		s.mu.Unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return func() {}, false
+			return nimbus.Task{}, func() {}, false
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -19,8 +20,9 @@ import (
 // asyncParts is the node's Async Service and the JetStream backend it
 // stands on.
 type asyncParts struct {
-	backend *asyncnats.Backend
-	svc     *async.Service
+	backend   *asyncnats.Backend
+	svc       *async.Service
+	drainOnce sync.Once
 }
 
 // openAsync opens the Async Service on the store's JetStream and lets it
@@ -130,14 +132,22 @@ func (d *destinations) Send(ctx context.Context, dest, secret string, o async.Ou
 	return d.sender.Send(ctx, dest, secret, rec)
 }
 
+// drainAsync stops the Async Service (see async.Service.Close), letting the
+// events running finish within ctx; closeAsync does it if Shutdown did not.
+func (n *Node) drainAsync(ctx context.Context) {
+	if n.async.svc != nil {
+		n.async.drainOnce.Do(func() {
+			if err := n.async.svc.Close(ctx); err != nil {
+				n.log.Warn("close the Async Service", nimbus.LogErr, err)
+			}
+		})
+	}
+}
+
 // closeAsync stops the Async Service, letting the events running finish
 // within ctx, then its backend.
 func (n *Node) closeAsync(ctx context.Context) {
-	if n.async.svc != nil {
-		if err := n.async.svc.Close(ctx); err != nil {
-			n.log.Warn("close the Async Service", nimbus.LogErr, err)
-		}
-	}
+	n.drainAsync(ctx)
 	if n.async.backend != nil {
 		// Its own few seconds, past the grace: it frees the claims held.
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)

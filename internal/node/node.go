@@ -662,19 +662,28 @@ func (n *Node) Serve() error {
 	return err
 }
 
-// Shutdown stops accepting requests, lets in-flight ones (and running
-// async events) finish within the grace period (or ctx), then stops
+// Shutdown stops taking work: it closes the listener (a balancer's
+// /readyz fails), leaves the cluster (no more forwards) and has the Async
+// Service claim nothing more and hand back the events it claimed and has not
+// started, for other nodes to run now. It lets in-flight requests and
+// running async events finish within the grace period (or ctx), then stops
 // instances and closes the store. It returns within the grace and a few
 // seconds more, whatever the parts are waiting on.
 func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()
 	n.leaveCluster() // no more forwards from the other nodes
+	asyncDrained := make(chan struct{})
+	go func() {
+		defer close(asyncDrained)
+		n.drainAsync(ctx)
+	}()
 	err := n.http.Shutdown(ctx)
 	if err != nil {
 		n.log.Warn("shutdown: requests still running after the grace period", nimbus.LogErr, err)
 		_ = n.http.Close()
 	}
+	<-asyncDrained
 	n.closeParts(ctx)
 	return err
 }
