@@ -253,6 +253,15 @@ func TestClusterPartition(t *testing.T) {
 	if _, err := a.client().CreateFunction(t.Context(), in); err != nil {
 		t.Fatalf("CreateFunction: %v", err)
 	}
+	// At most 3 instances across the cluster: after the restore, the late
+	// ticks and the events of the cut arrive at once, and a burst of cold
+	// starts on a loaded machine (-race, other tests) can exceed the init
+	// timeout, whose error the pool then gives every attempt for a while:
+	// the burst waits for the warm instances instead (throttled, retried).
+	if _, err := a.client().PutFunctionConcurrency(t.Context(), &lambda.PutFunctionConcurrencyInput{
+		FunctionName: aws.String("rep"), ReservedConcurrentExecutions: aws.Int32(3)}); err != nil {
+		t.Fatalf("PutFunctionConcurrency: %v", err)
+	}
 	// A tick whose run failed (its node was cut off the collector) is
 	// retried, not dropped.
 	postJSON(t, "http://"+a.addr+"/nimbus/v1/functions/rep/triggers", map[string]any{
