@@ -299,8 +299,12 @@ func TestClusterPartition(t *testing.T) {
 	t.Logf("%s after the restore: %s serves", time.Since(restored).Round(time.Millisecond), m.name)
 	acked = append(acked, after)
 
-	// Every acknowledged event runs.
-	deadline := time.Now().Add(90 * time.Second)
+	// Every acknowledged event runs. The waits here and for the ticks are
+	// long: KNOWN ISSUE (docs/cluster.md), a member that has to fetch the
+	// function's code after a failover may not get it for up to about two
+	// minutes; its runs fail meanwhile and are retried.
+	defer logStall(t, ms)
+	deadline := time.Now().Add(150 * time.Second)
 	for {
 		got := col.get("event")
 		var missing []string
@@ -375,6 +379,16 @@ func queueState(t *testing.T, ms []*member, ids []string) {
 		}
 		cancel()
 		nc.Close()
+	}
+}
+
+// logStall says whether a member could not fetch the function's code for
+// a while (the known failover stall).
+func logStall(t *testing.T, ms []*member) {
+	for _, m := range ms {
+		if n := strings.Count(m.logs.String(), "prepare code: context deadline exceeded"); n > 0 {
+			t.Logf("%s: %d runs failed for want of the function's code (the known failover stall, docs/cluster.md)", m.name, n)
+		}
 	}
 }
 
@@ -548,10 +562,10 @@ func submitTimed(addr, fn, id string) bool {
 }
 
 // checkTicks checks that every tick in [first, last] ran at least once,
-// waiting up to a minute for late ones, and logs the duplicates.
+// waiting up to 150 s for late ones, and logs the duplicates.
 func checkTicks(t *testing.T, l *lab, col *collector, first, last int64, cutAt, restored time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(150 * time.Second)
 	for {
 		got := col.get("tick")
 		var missing []int64
