@@ -124,8 +124,8 @@ func TestMigratesThePreviousQueue(t *testing.T) {
 	}
 }
 
-// TestNoTaskWithoutItsEvent: a submission whose event the queue did not
-// take stores no task record either, so that its retry with the same task
+// TestNoTaskWithoutItsEvent: a submission with a task id whose event the
+// queue did not take stores no task record either, so that its retry with the same task
 // id stores the event instead of finding the task (which would leave it
 // never run).
 func TestNoTaskWithoutItsEvent(t *testing.T) {
@@ -159,7 +159,7 @@ func TestNoTaskWithoutItsEvent(t *testing.T) {
 	now := time.Now().UTC()
 	put := func() error {
 		return b.Put(t.Context(), []*nimbus.Task{{ID: "t1", Function: "fn", Status: nimbus.TaskEnqueued, Created: now, Updated: now}},
-			[]*async.Event{{ID: "t1", Function: "fn", Payload: []byte(`{}`), Created: now}})
+			[]*async.Event{{ID: "t1", Function: "fn", Payload: []byte(`{}`), Created: now, Keyed: true}})
 	}
 	if err := put(); err == nil {
 		t.Fatal("Put succeeded with a queue that takes no event")
