@@ -130,10 +130,10 @@ func (m *member) sigterm(t *testing.T, d time.Duration) {
 
 // balancer is a client that spreads requests over the members in turn,
 // as a load balancer does: a request that a member refused (no listener)
-// or answered 502/503 is sent to the next member, and so is one it
-// refused the key of (403, then 429 for the address): a member that has
-// just restarted does until it has caught up with the keys bucket (known
-// issue, docs/cluster.md, which tells balancers to retry those).
+// or answered 502/503 is sent to the next member. Nothing else is sent
+// again: a member that has just restarted and not caught up with the keys
+// bucket reads it again rather than refuse a valid key (403), so neither a
+// 403 nor the 429 of an address refused too often is taken here.
 type balancer struct {
 	ms    []*member
 	next  atomic.Uint64
@@ -160,7 +160,7 @@ func retryable(err error, status int) (string, bool) {
 		return "refused", errors.Is(err, syscall.ECONNREFUSED)
 	}
 	switch status {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusForbidden, http.StatusTooManyRequests:
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
 		return strconv.Itoa(status), true
 	}
 	return "", false

@@ -31,6 +31,9 @@ import (
 // restarts.
 type member struct {
 	name string
+	// wrap runs the binary, e.g. in a network namespace: nsenter's
+	// arguments before it ("" for none).
+	wrap []string
 	args []string
 	addr string // HTTP API
 	nats string // its embedded server's client listener
@@ -41,7 +44,8 @@ type member struct {
 // start runs the member's `nimbus serve` without waiting for it.
 func (m *member) start(t *testing.T) {
 	t.Helper()
-	cmd := exec.Command(nimbusBin, m.args...)
+	argv := append(append(slices.Clone(m.wrap), nimbusBin), m.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	logs := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 	}
 	races := testenv.ChildRaces(dir)
 	code := m.Run()
+	stopBenchSetups()
 	if r := races(); r != "" {
 		fmt.Fprintf(os.Stderr, "FAIL: the nimbus binary these tests started reported data races:\n%s", r)
 		code = 1
@@ -66,7 +67,7 @@ func dataDir(t *testing.T) string {
 	return d
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

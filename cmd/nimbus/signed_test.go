@@ -23,7 +23,7 @@ import (
 var serverCreds sync.Map // addr -> aws.Credentials
 
 // loadCreds reads the admin key a server wrote to <dataDir>/credentials.
-func loadCreds(t *testing.T, addr, dataDir string) aws.Credentials {
+func loadCreds(t testing.TB, addr, dataDir string) aws.Credentials {
 	t.Helper()
 	path := filepath.Join(dataDir, "credentials")
 	fi, err := os.Stat(path)

@@ -25,6 +25,11 @@ type Event struct {
 	// Qualifier is the version or alias the event was sent to ("": the
 	// function's $LATEST); an alias routes the event when it runs.
 	Qualifier string `json:"q,omitempty"`
+	// Keyed: the submitter named the task id (an idempotency key). A
+	// backend stores the task record of such an event only once the event
+	// is stored: a record without its event would make the submitter's
+	// retry with the same id find the task and store nothing.
+	Keyed bool `json:"-"`
 	// executed is the version the current attempt runs.
 	executed string
 }

@@ -66,7 +66,7 @@ func (s *Service) Submit(ctx context.Context, fn *nimbus.Function, req SubmitReq
 	}
 	now := s.cfg.Clock.Now().UTC()
 	ev := &Event{ID: id, Function: fn.Name, Payload: req.Payload, Created: now, TraceID: req.TraceID, TraceParent: req.TraceParent,
-		Qualifier: req.Qualifier}
+		Qualifier: req.Qualifier, Keyed: req.TaskID != ""}
 	task := &nimbus.Task{ID: id, Function: fn.Name, Status: nimbus.TaskEnqueued, Created: now, Updated: now}
 	if err := s.q.Put(ctx, []*nimbus.Task{task}, []*Event{ev}); err != nil {
 		return "", false, err

@@ -199,26 +199,47 @@ func (b *Backend) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// write stores task records, then events, in one commit round and waits
-// until they are durable; then this node's index has the records at once.
+// write stores task records and events and waits until they are durable;
+// then this node's index has the records at once. Usually they go in one
+// commit round. When an event is keyed (its submitter named the task id),
+// the events go first, in a round of their own, and the records in the
+// next: a record stored without its event (the two in one round, the
+// record's write acknowledged and the event's not, as when a cluster
+// changes the queue's leader) would make the retry with the same task id
+// find the task and store nothing, and the event would never run. An
+// event stored without its record (the record's write failed) still runs,
+// and the retry's event, of a later life of the task, supersedes it. The
+// second round costs a keyed submission one more commit's wait.
 func (b *Backend) write(ctx context.Context, recs []*nimbus.Task, evs []*async.Event) error {
-	reqs := make([]writeReq, 0, len(recs)+len(evs))
-	for _, t := range recs {
-		tb, err := json.Marshal(t)
-		if err != nil {
-			return fmt.Errorf("encode task record: %w", err)
-		}
-		reqs = append(reqs, writeReq{subject: b.names.taskSubj + t.Function, rec: tb})
-	}
+	evReqs := make([]writeReq, 0, len(evs))
+	keyed := false
 	for _, ev := range evs {
 		eb, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("encode event: %w", err)
 		}
-		reqs = append(reqs, writeReq{subject: b.names.evSubj + ev.Function, rec: eb})
+		evReqs = append(evReqs, writeReq{subject: b.names.evSubj + ev.Function, rec: eb})
+		keyed = keyed || ev.Keyed
 	}
-	if err := b.w.writeAll(ctx, reqs); err != nil {
-		return err
+	recReqs := make([]writeReq, 0, len(recs))
+	for _, t := range recs {
+		tb, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("encode task record: %w", err)
+		}
+		recReqs = append(recReqs, writeReq{subject: b.names.taskSubj + t.Function, rec: tb})
+	}
+	rounds := [][]writeReq{append(recReqs, evReqs...)}
+	if keyed {
+		rounds = [][]writeReq{evReqs, recReqs}
+	}
+	for _, reqs := range rounds {
+		if len(reqs) == 0 {
+			continue
+		}
+		if err := b.w.writeAll(ctx, reqs); err != nil {
+			return err
+		}
 	}
 	if b.records != nil {
 		b.records.applyLocal(recs)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/async"
 	"github.com/nimbus-serverless/nimbus/internal/async/asynctest"
 	asyncnats "github.com/nimbus-serverless/nimbus/internal/async/nats"
@@ -120,5 +121,58 @@ func TestMigratesThePreviousQueue(t *testing.T) {
 	}
 	if _, err := js.Stream(t.Context(), "nimbus_ASYNC"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("the previous queue is still there: %v", err)
+	}
+}
+
+// TestNoTaskWithoutItsEvent: a submission with a task id whose event the
+// queue did not take stores no task record either, so that its retry with the same task
+// id stores the event instead of finding the task (which would leave it
+// never run).
+func TestNoTaskWithoutItsEvent(t *testing.T) {
+	s, err := natsstore.Open(t.Context(), natsstore.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	js := s.JetStream()
+	b, err := asyncnats.Open(t.Context(), asyncnats.Config{JS: js, NC: s.Conn(), IndexDir: t.TempDir(), NodeID: "n",
+		WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	queue, err := js.Stream(t.Context(), "nimbus_QUEUE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := queue.CachedInfo().Config
+	setSubjects := func(subjects ...string) {
+		t.Helper()
+		c := cfg
+		c.Subjects = subjects
+		if _, err := js.UpdateStream(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The queue takes no event of fn: the tasks stream still takes records.
+	setSubjects("nimbus.async.elsewhere.>")
+	now := time.Now().UTC()
+	put := func() error {
+		return b.Put(t.Context(), []*nimbus.Task{{ID: "t1", Function: "fn", Status: nimbus.TaskEnqueued, Created: now, Updated: now}},
+			[]*async.Event{{ID: "t1", Function: "fn", Payload: []byte(`{}`), Created: now, Keyed: true}})
+	}
+	if err := put(); err == nil {
+		t.Fatal("Put succeeded with a queue that takes no event")
+	}
+	if task, err := b.Task(t.Context(), "fn", "t1"); !errors.Is(err, nimbus.ErrNotFound) {
+		t.Fatalf("Task after a failed Put = %+v, %v; want ErrNotFound", task, err)
+	}
+	setSubjects(cfg.Subjects...)
+	if err := put(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := b.Claim(t.Context(), "fn")
+	if err != nil || c == nil || len(c.Events) != 1 || c.Events[0].ID != "t1" {
+		t.Fatalf("claimed %+v, %v; want the event", c, err)
 	}
 }

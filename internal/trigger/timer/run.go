@@ -21,6 +21,13 @@ const (
 	maxRecoverTicks = 10000
 	// storeTimeout bounds one store operation.
 	storeTimeout = 10 * time.Second
+	// keepBehind is how far behind the ticks a node has not fired yet are
+	// kept: when its store does not answer for a while (a cluster electing
+	// a new leader for the tick bucket: a claim waits out storeTimeout) or
+	// the node was suspended, the ticks of the last keepBehind still fire,
+	// late; older ones are skipped. maxBehindTicks bounds their number.
+	keepBehind     = time.Minute
+	maxBehindTicks = 60
 )
 
 // errLostClaim: another node took the tick over.
@@ -158,12 +165,14 @@ func (r *run) loop(ctx context.Context, start time.Time) {
 		}
 		now := r.deps.Clock.Now()
 		if !next.IsZero() && !now.Before(next) {
-			due, skipped := latestDue(r.cfg.sched, next, now)
+			due, skipped := dueTicks(r.cfg.sched, next, now)
 			if skipped > 0 {
-				r.log.Warn("ticks skipped: the node fell behind", "skipped", skipped, "tick", due)
+				r.log.Warn("ticks skipped: the node fell behind", "skipped", skipped, "kept", len(due), "tick", due[0])
 			}
-			r.add(due, now, true)
-			next = r.cfg.sched.Next(due)
+			for _, t := range due {
+				r.add(t, now, true)
+			}
+			next = r.cfg.sched.Next(due[len(due)-1])
 		}
 		r.runDue(ctx, now)
 		r.keepAlive(ctx, now)
@@ -201,8 +210,9 @@ func (r *run) wakeAt(next time.Time) time.Time {
 }
 
 // add queues a tick unless it is queued already. A tick this node fires
-// (create) replaces the older ones it has not claimed yet: when the node
-// falls behind, only the latest tick is kept.
+// (create) replaces the ones it has not claimed yet that are more than
+// keepBehind older: when the node falls behind (or the store does not
+// answer), the ticks of the last keepBehind are kept, older ones are not.
 func (r *run) add(tick, at time.Time, create bool) {
 	k := tick.Unix()
 	if _, ok := r.jobs[k]; ok {
@@ -210,7 +220,7 @@ func (r *run) add(tick, at time.Time, create bool) {
 	}
 	if create {
 		for old, j := range r.jobs {
-			if j.create && j.rev == 0 && !j.flying && old < k {
+			if j.create && j.rev == 0 && !j.flying && j.tick.Before(tick.Add(-keepBehind)) {
 				r.log.Warn("tick skipped: a later one is due", "tick", j.tick, "later", tick)
 				delete(r.jobs, old)
 			}
@@ -228,7 +238,7 @@ func (r *run) runDue(ctx context.Context, now time.Time) {
 		}
 	}
 	slices.Sort(keys)
-	for _, k := range keys {
+	for i, k := range keys {
 		if ctx.Err() != nil {
 			return
 		}
@@ -238,19 +248,32 @@ func (r *run) runDue(ctx context.Context, now time.Time) {
 		}
 		if j.delivered {
 			r.finish(ctx, j, now)
-		} else if r.flying < r.limit {
-			r.step(ctx, j, now)
+		} else if r.flying < r.limit && !r.step(ctx, j, now) {
+			// The store failed: the other due jobs wait as long, rather
+			// than each waiting out its own store timeout now.
+			r.postpone(keys[i+1:], j.at)
+			return
 		}
 	}
 }
 
-// step claims a job's tick and starts its delivery, or reschedules it.
-func (r *run) step(ctx context.Context, j *job, now time.Time) {
+// postpone makes the jobs of keys due at at the earliest.
+func (r *run) postpone(keys []int64, at time.Time) {
+	for _, k := range keys {
+		if j := r.jobs[k]; j != nil && !j.flying && j.at.Before(at) {
+			j.at = at
+		}
+	}
+}
+
+// step claims a job's tick and starts its delivery, or reschedules it. It
+// returns false when the store failed.
+func (r *run) step(ctx context.Context, j *job, now time.Time) bool {
 	c, err := r.claim(ctx, j, now)
 	if err != nil {
-		r.retryLater(j, now, fmt.Errorf("claim tick: %w", err))
+		r.retryLater(j, r.deps.Clock.Now(), fmt.Errorf("claim tick: %w", err))
 		r.status.Error(fmt.Errorf("timer store: %w", err))
-		return
+		return false
 	}
 	r.status.Connected()
 	switch c.outcome {
@@ -264,6 +287,7 @@ func (r *run) step(ctx context.Context, j *job, now time.Time) {
 	case busy:
 		j.at, j.create = c.wait, false
 	}
+	return true
 }
 
 // finish writes the done mark of a delivered tick.
@@ -338,12 +362,21 @@ func ticksIn(s schedule, lo, hi time.Time, limit int) []time.Time {
 	return out
 }
 
-// latestDue returns the latest tick at or before now, starting from next
-// (which is), and how many ticks it passed over.
-func latestDue(s schedule, next, now time.Time) (time.Time, int) {
-	due, skipped := next, 0
-	for t := s.Next(due); !t.IsZero() && !t.After(now); t = s.Next(t) {
-		due = t
+// dueTicks returns the ticks from next (which is due) to now, oldest first:
+// the latest one, and those before it that are at most keepBehind older
+// than now (at most maxBehindTicks of them), and how many older ones it
+// passed over.
+func dueTicks(s schedule, next, now time.Time) ([]time.Time, int) {
+	due, skipped := []time.Time{next}, 0
+	for t := s.Next(next); !t.IsZero() && !t.After(now); t = s.Next(t) {
+		due = append(due, t)
+		if len(due) > maxBehindTicks || due[0].Before(now.Add(-keepBehind)) {
+			due = due[1:]
+			skipped++
+		}
+	}
+	for len(due) > 1 && due[0].Before(now.Add(-keepBehind)) {
+		due = due[1:]
 		skipped++
 	}
 	return due, skipped

@@ -17,7 +17,9 @@
 // Missed ticks: when no node ran the trigger for a while (all were down),
 // the most recent tick missed is fired once at start-up if it is at most the
 // catch-up window old (Config.CatchUpWindow, default 1h); earlier missed
-// ticks are skipped. A new trigger fires nothing missed. Each trigger keeps
+// ticks are skipped. A node that falls behind while it runs (its store did
+// not answer, it was suspended) fires the ticks it passed over that are at
+// most a minute old, late. A new trigger fires nothing missed. Each trigger keeps
 // an "alive" key, refreshed by the nodes running it, that tells start-up
 // from when ticks were missed.
 //
