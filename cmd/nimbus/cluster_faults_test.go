@@ -130,8 +130,9 @@ func (m *member) sigterm(t *testing.T, d time.Duration) {
 
 // balancer is a client that spreads requests over the members in turn,
 // as a load balancer does: a request that a member refused (no listener)
-// or answered 502/503 is sent to the next member. Nothing else is sent
-// again: a member that has just restarted and not caught up with the keys
+// or answered 502/503, or whose connection closed before any answer, is
+// sent to the next member (nginx: proxy_next_upstream error
+// non_idempotent). Nothing else is sent again: a member that has just restarted and not caught up with the keys
 // bucket reads it again rather than refuse a valid key (403), so neither a
 // 403 nor the 429 of an address refused too often is taken here.
 type balancer struct {
@@ -156,8 +157,18 @@ func newBalancer(ms []*member) *balancer {
 // retryable reports whether a request's failure says it was not taken, and
 // names why.
 func retryable(err error, status int) (string, bool) {
-	if err != nil {
-		return "refused", errors.Is(err, syscall.ECONNREFUSED)
+	switch {
+	case err == nil:
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused", true
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The connection closed before any answer: a member that was
+		// stopping closed its listener with this connection still in its
+		// backlog, or closed the connection as the request came. A balancer
+		// set as docs/cluster.md says sends it to another member.
+		return "closed", true
+	default:
+		return "", false
 	}
 	switch status {
 	case http.StatusBadGateway, http.StatusServiceUnavailable:

@@ -354,31 +354,44 @@ func TestClusterProvisionedSpread(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	warm := func(nodes ...*node.Node) (sum int, each []int) {
+	// Each node's share (what its pool keeps warm) and its instances. A
+	// node that missed heartbeats for a moment (a loaded machine) takes a
+	// larger share meanwhile, and the instances it started then stay until
+	// reaped: instances are checked to cover the shares, not to equal them.
+	type view struct{ shares, warm []int }
+	look := func(nodes ...*node.Node) (v view) {
 		for _, n := range nodes {
-			w := n.Engine().Warm("spread")
-			sum, each = sum+w, append(each, w)
+			st := n.Engine().Stats("spread")
+			v.shares, v.warm = append(v.shares, st.Provisioned), append(v.warm, st.Instances)
 		}
-		return sum, each
+		return v
 	}
-	var each []int
-	waitFor(t, 30*time.Second, "the nodes keep 4 instances between them, 1 or 2 each", func() bool {
-		var sum int
-		sum, each = warm(a, b, c)
-		return sum == 4 && slices.Min(each) == 1 && slices.Max(each) == 2
+	covered := func(v view) bool {
+		for i := range v.shares {
+			if v.warm[i] < v.shares[i] {
+				return false
+			}
+		}
+		return true
+	}
+	var v view
+	waitFor(t, 60*time.Second, "the three nodes keep 4 between them, 1 or 2 each, and run them", func() bool {
+		v = look(a, b, c)
+		sum := 0
+		for _, s := range v.shares {
+			sum += s
+		}
+		return sum == 4 && slices.Min(v.shares) == 1 && slices.Max(v.shares) == 2 && covered(v)
 	})
-	time.Sleep(time.Second) // no node starts more than its share
-	if sum, each := warm(a, b, c); sum != 4 {
-		t.Errorf("the three nodes keep %v instances, want 4 in all", each)
-	}
-	waitFor(t, 5*time.Second, "any node says READY with 4 available", func() bool {
+	t.Logf("shares %v, instances %v", v.shares, v.warm)
+	waitFor(t, 10*time.Second, "any node says READY with at least 4 available", func() bool {
 		out, err := client(b).GetProvisionedConcurrencyConfig(t.Context(), &lambda.GetProvisionedConcurrencyConfigInput{
 			FunctionName: aws.String("spread"), Qualifier: aws.String("$LATEST")})
 		return err == nil && out.Status == types.ProvisionedConcurrencyStatusEnumReady && aws.ToInt32(out.AvailableProvisionedConcurrentExecutions) == 4
 	})
 	stopC()
-	waitFor(t, 30*time.Second, "A and B take C's share: 2 each", func() bool {
-		_, each = warm(a, b)
-		return each[0] == 2 && each[1] == 2
+	waitFor(t, 60*time.Second, "A and B take C's share: 2 each, and run them", func() bool {
+		v = look(a, b)
+		return v.shares[0] == 2 && v.shares[1] == 2 && covered(v)
 	})
 }

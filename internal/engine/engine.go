@@ -335,6 +335,10 @@ type Stats struct {
 	// Held are the waiting requests the queue in front of scale-out
 	// holds for a busy instance (queue.go).
 	Held int
+	// Provisioned is how many instances the pool keeps warm: its
+	// provisioned concurrency, or this node's share of it in a cluster
+	// (SetProvisionShare), within its cap.
+	Provisioned int
 }
 
 // Stats returns the current pool's figures for a function.
@@ -353,7 +357,7 @@ func (e *Engine) Stats(name string) Stats {
 			idle++
 		}
 	}
-	return Stats{Instances: len(p.all), Idle: idle, Starting: p.starting, Waiting: p.waiters.Len(), Held: p.held}
+	return Stats{Instances: len(p.all), Idle: idle, Starting: p.starting, Waiting: p.waiters.Len(), Held: p.held, Provisioned: p.minWarm}
 }
 
 // versionKey identifies what instances run: everything that changes how an

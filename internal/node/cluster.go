@@ -170,9 +170,13 @@ func (n *Node) shareConcurrency(ctx context.Context, live []string) {
 }
 
 // spreadProvisioned has this node keep its cluster.Share of provisioned
-// concurrency among the live nodes ids, and returns ids.
+// concurrency among the live nodes, as it sees them whenever a pool's
+// share is taken (so that a setting that arrives just after a node joined
+// is spread among all), and applies it to every pool now; it returns the
+// live nodes' ids.
 func (n *Node) spreadProvisioned(ids []string) []string {
-	self := n.cluster.members.Self()
-	n.engine.SetProvisionShare(func(pool string, total int) int { return cluster.Share(ids, self, pool, total) })
+	m := n.cluster.members
+	self := m.Self()
+	n.engine.SetProvisionShare(func(pool string, total int) int { return cluster.Share(m.LiveIDs(), self, pool, total) })
 	return ids
 }
