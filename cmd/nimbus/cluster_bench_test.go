@@ -109,14 +109,8 @@ func (s *benchSetup) start(b *testing.B, n, replicas int) error {
 		args := []string{"serve", "--addr", s.addrs[i], "--data-dir", dirs[i], "--node-key", key,
 			"--async-concurrency", "1", "--prestarted-helpers", "1"}
 		if n > 1 {
-			var peers []string
-			for j, r := range routes {
-				if j != i {
-					peers = append(peers, r)
-				}
-			}
 			args = append(args, "--cluster-name", cluster, "--cluster-listen", routes[i],
-				"--peers", strings.Join(peers, ","), "--replicas", fmt.Sprint(replicas))
+				"--peers", peersOf(routes, i), "--replicas", fmt.Sprint(replicas))
 		}
 		cmd := exec.Command(nimbusBin, args...)
 		logs := &testenv.Buffer{}

@@ -10,8 +10,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,14 +58,8 @@ func startCluster(t *testing.T, extra ...string) []*member {
 		ms[i] = &member{name: string(rune('A' + i)), addr: freeAddr(t), dir: dataDir(t)}
 	}
 	for i, m := range ms {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, r)
-			}
-		}
 		m.args = append([]string{"serve", "--addr", m.addr, "--data-dir", m.dir, "--node-key", nodeKey,
-			"--cluster-name", name, "--cluster-listen", routes[i], "--peers", strings.Join(peers, ","),
+			"--cluster-name", name, "--cluster-listen", routes[i], "--peers", peersOf(routes, i),
 			"--cluster-wait", "90s", "--prestarted-helpers", "1"}, extra...)
 		m.start(t)
 	}
@@ -77,40 +69,8 @@ func startCluster(t *testing.T, extra ...string) []*member {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range ms {
-		if _, err := os.Stat(filepath.Join(m.dir, "credentials")); err == nil {
-			creds := loadCreds(t, m.addr, m.dir)
-			for _, o := range ms {
-				o.creds = creds
-				serverCreds.Store(o.addr, creds)
-			}
-			break
-		}
-	}
-	if !ms[0].creds.HasKeys() {
-		t.Fatal("no member wrote the first admin key's credentials")
-	}
+	shareAdminKey(t, ms)
 	return ms
-}
-
-// readyz waits until the member answers GET /readyz with 200.
-func (m *member) readyz(deadline time.Time) error {
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + m.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-m.done:
-			m.done <- err
-			return fmt.Errorf("%s exited: %v", m.name, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s not ready on %s", m.name, m.addr)
 }
 
 // sigterm stops the member with SIGTERM and waits for it to exit, within d.

@@ -399,22 +399,19 @@ func startNetnsCluster(t *testing.T, l *lab) []*member {
 	nodeKey := seal.Generate()
 	cluster := "p" + l.id
 	ms := make([]*member, len(l.hosts))
+	routes := make([]string, len(l.hosts))
+	for i := range l.hosts {
+		routes[i] = l.addr(i) + ":6222" // ports are free: the namespaces are the test's own
+	}
 	for i, ns := range l.hosts {
-		// Ports are free: the namespace is the test's own.
 		host := l.addr(i)
-		var peers []string
-		for j := range l.hosts {
-			if j != i {
-				peers = append(peers, l.addr(j)+":6222")
-			}
-		}
 		m := &member{name: string(rune('A' + i)), addr: host + ":9000", nats: host + ":4223", dir: dataDir(t),
 			// nsenter, not `ip netns exec`, which mounts a sysfs of the
 			// namespace over /sys and so hides the cgroups the sandbox uses.
 			wrap: []string{"nsenter", "--net=/run/netns/" + ns, "--"}}
 		m.args = []string{"serve", "--addr", m.addr, "--data-dir", m.dir, "--shutdown-grace", "5s",
-			"--node-key", nodeKey, "--cluster-name", cluster, "--cluster-listen", host + ":6222",
-			"--peers", strings.Join(peers, ","), "--cluster-wait", "60s", "--prestarted-helpers", "1",
+			"--node-key", nodeKey, "--cluster-name", cluster, "--cluster-listen", routes[i],
+			"--peers", peersOf(routes, i), "--cluster-wait", "60s", "--prestarted-helpers", "1",
 			"--nats-listen", m.nats, "--function-network", "host"}
 		m.start(t)
 		ms[i] = m
@@ -425,18 +422,8 @@ func startNetnsCluster(t *testing.T, l *lab) []*member {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range ms {
-		if _, err := os.Stat(filepath.Join(m.dir, "credentials")); err == nil {
-			creds := loadCreds(t, m.addr, m.dir)
-			for _, o := range ms {
-				o.creds = creds
-				serverCreds.Store(o.addr, creds)
-			}
-			return ms
-		}
-	}
-	t.Fatal("no member wrote the first admin key's credentials")
-	return nil
+	shareAdminKey(t, ms)
+	return ms
 }
 
 // waitSyncEvent invokes rep on m with event id once a second until it

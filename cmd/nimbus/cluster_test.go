@@ -69,8 +69,20 @@ func (m *member) start(t *testing.T) {
 
 // ready waits until the member answers /healthz.
 func (m *member) ready(deadline time.Time) error {
+	return m.await("/healthz", 50*time.Millisecond, deadline, "did not answer")
+}
+
+// readyz waits until the member answers GET /readyz with 200.
+func (m *member) readyz(deadline time.Time) error {
+	return m.await("/readyz", 100*time.Millisecond, deadline, "not ready")
+}
+
+// await asks the member's path every interval until it answers 200, the
+// member exits, or deadline passes (the error then says the member is
+// failure).
+func (m *member) await(path string, every time.Duration, deadline time.Time, failure string) error {
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + m.addr + "/healthz")
+		resp, err := http.Get("http://" + m.addr + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -81,10 +93,32 @@ func (m *member) ready(deadline time.Time) error {
 		case err := <-m.done:
 			m.done <- err
 			return fmt.Errorf("%s exited: %v", m.name, err)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
-	return fmt.Errorf("%s did not answer on %s", m.name, m.addr)
+	return fmt.Errorf("%s %s on %s", m.name, failure, m.addr)
+}
+
+// peersOf is the --peers of member i: the others' routes.
+func peersOf(routes []string, i int) string {
+	return strings.Join(slices.Delete(slices.Clone(routes), i, i+1), ",")
+}
+
+// shareAdminKey gives every member the first admin key, which the member
+// that made it wrote to its data directory's credentials file.
+func shareAdminKey(t *testing.T, ms []*member) {
+	t.Helper()
+	for _, m := range ms {
+		if _, err := os.Stat(filepath.Join(m.dir, "credentials")); err == nil {
+			creds := loadCreds(t, m.addr, m.dir)
+			for _, o := range ms {
+				o.creds = creds
+				serverCreds.Store(o.addr, creds)
+			}
+			return
+		}
+	}
+	t.Fatal("no member wrote the first admin key's credentials")
 }
 
 // kill9 kills the member with SIGKILL and waits for it.
@@ -175,15 +209,9 @@ func formCluster(t *testing.T) []*member {
 		ms[i] = &member{name: string(rune('A' + i)), addr: freeAddr(t), nats: freeAddr(t), dir: dataDir(t)}
 	}
 	for i, m := range ms {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, r)
-			}
-		}
 		m.args = []string{"serve", "--addr", m.addr, "--data-dir", m.dir, "--shutdown-grace", "5s",
 			"--node-key", nodeKey, "--cluster-name", cluster, "--cluster-listen", routes[i],
-			"--peers", strings.Join(peers, ","), "--cluster-wait", "60s", "--prestarted-helpers", "1"}
+			"--peers", peersOf(routes, i), "--cluster-wait", "60s", "--prestarted-helpers", "1"}
 		if i != 1 { // B has no client listener but the loopback one a member gets anyway
 			m.args = append(m.args, "--nats-listen", m.nats)
 		}
@@ -199,20 +227,7 @@ func formCluster(t *testing.T) []*member {
 	if !strings.Contains(a.logs.String()+b.logs.String()+c.logs.String(), "nats cluster ready") {
 		t.Error("no member logged that the cluster was ready")
 	}
-	// One member made the first admin key; all take it.
-	for _, m := range ms {
-		if _, err := os.Stat(filepath.Join(m.dir, "credentials")); err == nil {
-			creds := loadCreds(t, m.addr, m.dir)
-			for _, o := range ms {
-				o.creds = creds
-				serverCreds.Store(o.addr, creds)
-			}
-			break
-		}
-	}
-	if !a.creds.HasKeys() {
-		t.Fatal("no member wrote the first admin key's credentials")
-	}
+	shareAdminKey(t, ms) // one member made the first admin key; all take it
 	return ms
 }
 
