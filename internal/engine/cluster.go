@@ -199,13 +199,9 @@ type ProvisionShare func(pool string, total int) int
 // (idle, they are reaped like any other).
 func (e *Engine) SetProvisionShare(f ProvisionShare) {
 	e.share.Store(&f)
-	pools := e.currentPools()
-	for _, p := range pools {
+	for _, p := range e.currentPools() {
+		p.recap()
 		p.mu.Lock()
-		if p.capLocked() {
-			e.wg.Go(p.res.wake)
-		}
-		p.applyCapLocked()
 		p.ensureMinLocked()
 		p.mu.Unlock()
 	}
