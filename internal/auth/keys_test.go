@@ -19,10 +19,7 @@ func TestKeys(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	kv := mem.NewKV()
 	sk, _ := seal.Parse(seal.Generate())
-	k, err := OpenKeys(t.Context(), kv, sk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := openKeys(t, kv, sk)
 	defer k.Close(t.Context())
 
 	admin, err := k.Create(t.Context(), "admin", Admin, "")
@@ -85,10 +82,7 @@ func TestKeys(t *testing.T) {
 
 	// Another node following the same bucket sees the changes, and one
 	// with another node key refuses to start.
-	k2, err := OpenKeys(t.Context(), kv, sk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k2 := openKeys(t, kv, sk)
 	defer k2.Close(t.Context())
 	late, err := k.Create(t.Context(), "late", Invoker, "x")
 	if err != nil {
@@ -168,15 +162,9 @@ func TestKeysBehind(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	kv := mem.NewKV()
 	sk, _ := seal.Parse(seal.Generate())
-	other, err := OpenKeys(t.Context(), kv, sk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := openKeys(t, kv, sk)
 	defer other.Close(t.Context())
-	k, err := OpenKeys(t.Context(), deafKV{kv}, sk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := openKeys(t, deafKV{kv}, sk)
 	defer k.Close(t.Context())
 	fresh, err := other.Create(t.Context(), "fresh", Invoker, "*")
 	if err != nil {
@@ -255,10 +243,7 @@ func TestKeysReloadKeepsNewer(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	kv := mem.NewKV()
 	sk, _ := seal.Parse(seal.Generate())
-	other, err := OpenKeys(t.Context(), kv, sk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := openKeys(t, kv, sk)
 	defer other.Close(t.Context())
 	if _, err := other.Create(t.Context(), "admin", Admin, ""); err != nil {
 		t.Fatal(err)
@@ -272,10 +257,7 @@ func TestKeysReloadKeepsNewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := &staleKV{KV: kv}
-	k, err := OpenKeys(t.Context(), stale, sk, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := openKeys(t, stale, sk)
 	defer k.Close(t.Context())
 	if err := stale.freeze(t.Context()); err != nil {
 		t.Fatal(err)
@@ -311,4 +293,15 @@ func TestKeysReloadKeepsNewer(t *testing.T) {
 	if _, _, ok := k.Lookup(newer.AccessKeyID); !ok {
 		t.Error("a reload older than the rotation lost the new access key id")
 	}
+}
+
+// openKeys opens the keys of kv under sk, or ends the test. The caller
+// closes them (before its goleak check).
+func openKeys(t *testing.T, kv store.KV, sk *seal.Key) *Keys {
+	t.Helper()
+	k, err := OpenKeys(t.Context(), kv, sk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
