@@ -345,17 +345,15 @@ func startServer(ctx context.Context, cfg Config, log *slog.Logger) (*server.Ser
 // openBlobs opens or creates the code object store.
 func (s *Store) openBlobs(ctx context.Context) error {
 	name := s.cfg.Prefix + "_" + codeBucket
-	obs, err := s.js.ObjectStore(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:   name,
-			Storage:  jetstream.FileStorage,
-			Replicas: s.cfg.Replicas,
+	obs, err := openOrCreate(ctx,
+		func() (jetstream.ObjectStore, error) { return s.js.ObjectStore(ctx, name) },
+		func() (jetstream.ObjectStore, error) {
+			return s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+				Bucket:   name,
+				Storage:  jetstream.FileStorage,
+				Replicas: s.cfg.Replicas,
+			})
 		})
-		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			obs, err = s.js.ObjectStore(ctx, name) // created concurrently
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("open object store %s: %w", name, err)
 	}
@@ -365,7 +363,10 @@ func (s *Store) openBlobs(ctx context.Context) error {
 	for i, d := range []time.Duration{smallAckTimeout, largeAckTimeout} {
 		js, err := jetstream.New(s.nc, jetstream.WithDefaultTimeout(d))
 		if err == nil {
-			handles[i], err = js.ObjectStore(ctx, name)
+			if c, ok := s.js.(clusterJS); ok {
+				js = clusterJS{JetStream: js, wait: c.wait}
+			}
+			handles[i], err = openExisting(ctx, func() (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, name) })
 		}
 		if err != nil {
 			return fmt.Errorf("open object store %s: %w", name, err)
@@ -404,13 +405,9 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	if ttl > 0 {
 		b, err = s.js.CreateOrUpdateKeyValue(ctx, cfg)
 	} else {
-		b, err = s.js.KeyValue(ctx, name)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			b, err = s.js.CreateKeyValue(ctx, cfg)
-			if errors.Is(err, jetstream.ErrBucketExists) {
-				b, err = s.js.KeyValue(ctx, name) // created concurrently
-			}
-		}
+		b, err = openOrCreate(ctx,
+			func() (jetstream.KeyValue, error) { return s.js.KeyValue(ctx, name) },
+			func() (jetstream.KeyValue, error) { return s.js.CreateKeyValue(ctx, cfg) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open kv bucket %s: %w", name, err)
@@ -418,6 +415,44 @@ func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (s
 	k := &kv{kv: b, retrier: s.newRetrier(), health: s.Healthy, observe: s.cfg.ObserveWrite}
 	s.kvs[name] = k
 	return k, nil
+}
+
+// openOrCreate opens a bucket with open, creating it with create when it
+// does not exist. When another member creates it at the same moment,
+// create reports it made and open can still, for a moment, report it not
+// found (a meta leader that has not yet applied the creation answers);
+// open is then tried again (openExisting).
+func openOrCreate[T any](ctx context.Context, open, create func() (T, error)) (T, error) {
+	v, err := open()
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return v, err
+	}
+	v, err = create()
+	if !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return v, err
+	}
+	return openExisting(ctx, open)
+}
+
+// existsWait bounds how long openExisting waits for a bucket known to
+// exist to be found.
+const existsWait = 10 * time.Second
+
+// openExisting opens a bucket known to exist, trying again every 100 ms,
+// for up to existsWait, while it is reported not found.
+func openExisting[T any](ctx context.Context, open func() (T, error)) (T, error) {
+	deadline := time.Now().Add(existsWait)
+	for {
+		v, err := open()
+		if !errors.Is(err, jetstream.ErrBucketNotFound) || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Replicas is how many copies JetStream keeps of each bucket and stream:
