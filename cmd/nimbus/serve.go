@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -84,6 +85,9 @@ func newServeCmd() *cobra.Command {
 	f.Int64Var(&cfg.Prices.FreeRequestsPerMonth, "price-free-requests", cfg.Prices.FreeRequestsPerMonth, "free requests per calendar month (all functions together)")
 	f.Float64Var(&cfg.Prices.FreeGBSecondsPerMonth, "price-free-gb-seconds", cfg.Prices.FreeGBSecondsPerMonth, "free GB-seconds per calendar month (all functions together)")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("cpu-queue-wait") && cfg.CPUQueue == 0 {
+			return errors.New("--cpu-queue-wait is the wait of the queue that --cpu-queue turns on: give --cpu-queue too")
+		}
 		if pricesFile == "" {
 			return nil
 		}

@@ -22,7 +22,7 @@ func TestCPUQueueConfig(t *testing.T) {
 		{-1, "", "--cpu-queue "},
 		{4, "0s", "--cpu-queue-wait"},
 		{4, "-1ms", "--cpu-queue-wait"},
-		{0, "0s", ""}, // off: the wait is not used
+		{0, "0s", ""}, // off: the wait is not used (serve refuses --cpu-queue-wait without --cpu-queue)
 	} {
 		c := Defaults()
 		c.CPUQueue = tc.queue
