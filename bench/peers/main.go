@@ -18,7 +18,13 @@
 //   - Nimbus URL: a `nimbus serve` subprocess, function URL (AuthType NONE)
 //     to an `http` function whose bootstrap is the echo binary;
 //   - Nimbus Invoke: the same node's Invoke API, SigV4-signed, to the no-op
-//     as a provided.al2023 function.
+//     as a provided.al2023 function;
+//   - floors, the least the Nimbus rows could cost here: the lean proxy
+//     (./leanproxy, forwarding as Nimbus's engine does) in front of the
+//     echo server, and in front of one echo server per client, each
+//     serving one request at a time (the URL rows' semantics); the Runtime
+//     API relay (./relay) in front of aws-lambda-go no-ops (the Invoke
+//     rows').
 //
 // Async rows: the Async Service end to end (events/s from the first submit
 // to the last event's end, as the node's metrics count them) against
@@ -26,7 +32,8 @@
 //
 // Cold rows: process start (or, for Nimbus, the request on a new instance)
 // to the first answer, beside the bare exec of the same binaries and
-// interpreters. Usage (from the repository root; docs/BENCHMARKS.md):
+// interpreters, and the no-op's start under the relay (a Go cold start's
+// floor on any Runtime API platform). Usage (from the repository root; docs/BENCHMARKS.md):
 //
 //	go run ./bench/peers -rounds 5 -duration 3s -conns 1,16
 package main

@@ -19,7 +19,8 @@ import (
 )
 
 // The benchmark itself is `go run ./bench/peers`; these tests check its
-// load generator and its table on small inputs, without starting a peer.
+// load generator and its table on small inputs, and its floors (the lean
+// proxy, the relay) as real processes on 127.0.0.1.
 
 func TestLoadCountsAnswersAndErrors(t *testing.T) {
 	var n atomic.Int64

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -105,11 +108,17 @@ func timedExec(argv ...string) func(ctx context.Context) (time.Duration, error) 
 
 // launchEcho starts the echo server on a free port.
 func (b *bench) launchEcho(ctx context.Context) (*proc, string, error) {
+	return b.launchEchoAs(ctx, "echo")
+}
+
+// launchEchoAs starts the echo server on a free port, its log named after
+// name.
+func (b *bench) launchEchoAs(ctx context.Context, name string) (*proc, string, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, "", err
 	}
-	return b.launched(ctx, "echo", "http://127.0.0.1:"+ports[0]+"/", []string{"PORT=" + ports[0]}, b.bins["echo"])
+	return b.launched(ctx, name, "http://127.0.0.1:"+ports[0]+"/", []string{"PORT=" + ports[0]}, b.bins["echo"])
 }
 
 // launchOfWatchdog starts of-watchdog in http mode on a free port, in front
@@ -217,6 +226,7 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 		rows = append(rows, &warmRow{name: "RIE + aws-lambda-go", launch: b.launchRIE, request: unsigned})
 		colds = append(colds, &coldRow{name: "RIE + aws-lambda-go", once: timedLaunch(b.launchRIE)})
 	}
+	rows = append(rows, b.floorRows(direct, unsigned)...)
 	rows = append(rows, nimbusRows...)
 	colds = append(colds, b.nimbusColds(n, fns)...)
 	if b.cfg.Async > 0 {
@@ -241,6 +251,110 @@ func (b *bench) launchProxy(url string) launcher {
 		}
 		return p, "http://" + addr + "/", nil
 	}
+}
+
+// floorRows are the floors of the Nimbus rows, measured beside them:
+// the lean proxy in front of the direct row's echo server, and in front of
+// one echo server per client, each serving one request at a time (the
+// URL rows' floor); the Runtime API relay in front of aws-lambda-go
+// runtimes (the Invoke rows').
+func (b *bench) floorRows(direct string, request func(string) Requester) []*warmRow {
+	n := strconv.Itoa(slices.Max(b.cfg.Conns))
+	return []*warmRow{
+		{name: "floor: lean proxy -> echo", request: request,
+			launch: b.launchLean("leanproxy", func(context.Context) ([]string, error) { return []string{hostOf(direct)}, nil })},
+		// As many echo servers as the most clients of a row: at fewer,
+		// the proxy's stack of free ones keeps as many busy as there are
+		// clients.
+		{name: "floor: lean proxy -> N echoes, one request each", request: request,
+			launch: b.launchLean("leanproxy-one-each", b.echoes(slices.Max(b.cfg.Conns)), "-one-each")},
+		{name: "floor: Runtime API relay -> aws-lambda-go", request: request,
+			launch: func(ctx context.Context) (*proc, string, error) {
+				return b.launchPrinting(ctx, "relay", b.bins["relay"], "-n", n, b.bins["noop"])
+			}},
+	}
+}
+
+// launchLean starts the lean proxy, with flags, in front of the upstreams
+// that ups starts; its log is named after name.
+func (b *bench) launchLean(name string, ups func(context.Context) ([]string, error), flags ...string) launcher {
+	return func(ctx context.Context) (*proc, string, error) {
+		addrs, err := ups(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		argv := append(append([]string{b.bins["leanproxy"]}, flags...), addrs...)
+		return b.launchPrinting(ctx, name, argv...)
+	}
+}
+
+// echoes starts n echo servers and returns their addresses, stopping the
+// ones it started before (the proxy in front of them is started again).
+func (b *bench) echoes(n int) func(context.Context) ([]string, error) {
+	var ps []*proc
+	return func(ctx context.Context) ([]string, error) {
+		for _, p := range ps {
+			p.stop(time.Second)
+		}
+		ps = nil
+		var addrs []string
+		for i := range n {
+			p, url, err := b.launchEchoAs(ctx, fmt.Sprintf("echo-%d", i+1))
+			if err != nil {
+				return nil, err
+			}
+			ps = append(ps, p)
+			addrs = append(addrs, hostOf(url))
+		}
+		return addrs, nil
+	}
+}
+
+// hostOf is the host:port of an http:// URL.
+func hostOf(url string) string {
+	h, _, _ := strings.Cut(strings.TrimPrefix(url, "http://"), "/")
+	return h
+}
+
+// launchPrinting starts argv, a server that prints its address as its
+// first line, and waits until it answers a POST to /.
+func (b *bench) launchPrinting(ctx context.Context, name string, argv ...string) (*proc, string, error) {
+	began := time.Now()
+	p, err := b.start(name, nil, argv...)
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	addr, err := p.firstLine(ctx)
+	if err == nil {
+		_, err = p.answered(ctx, "http://"+addr+"/", body, began)
+	}
+	if err != nil {
+		p.stop(time.Second)
+		return nil, "", err
+	}
+	return p, "http://" + addr + "/", nil
+}
+
+// relayCold is a cold start of the no-op under the relay (`relay -cold`):
+// from its exec, with one invocation waiting, to its /response.
+func (b *bench) relayCold(ctx context.Context) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, b.bins["relay"], "-cold", b.bins["noop"])
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("relay -cold: %v: %s", err, lastLines(ee.Stderr, 5))
+		}
+		return 0, fmt.Errorf("relay -cold: %w", err)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(string(out)))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("relay -cold printed %q, not a duration", out)
+	}
+	return d, nil
 }
 
 // has tells whether a peer's binary is there, noting it when not.
@@ -337,6 +451,7 @@ func (b *bench) nimbusColds(n *nimbusNode, d deployed) []*coldRow {
 	rows := []*coldRow{
 		{name: fmt.Sprintf("Nimbus Go (provided.al2023), %d MB", b.cfg.Memory[0]), once: invoke("cold-go")},
 		{name: "`bootstrap -exit` (the Go no-op's exec)", once: timedExec(b.bins["noop"], "-exit")},
+		{name: "floor: Runtime API relay, aws-lambda-go cold", once: b.relayCold},
 	}
 	if rt, ok := d.rts[runtimes.KindPython]; ok {
 		rows = append(rows,

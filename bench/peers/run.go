@@ -21,7 +21,7 @@ var body = []byte(`{"sleep_ms":0}`)
 type bench struct {
 	cfg        Config
 	dir        string            // the run's temporary directory
-	bins       map[string]string // built binaries by name: echo, proxy, noop, nimbus
+	bins       map[string]string // built binaries by name (packages)
 	procs      []*proc           // every process started, to stop at the end
 	warm       Table
 	cold       Table
@@ -86,28 +86,39 @@ func run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// build compiles the echo server, the proxy, the no-op function and nimbus
-// from the repository this command is in.
+// packages are the binaries a run builds, by name.
+var packages = map[string]string{
+	"echo": "./bench/peers/echo", "proxy": "./bench/peers/proxy",
+	"leanproxy": "./bench/peers/leanproxy", "relay": "./bench/peers/relay",
+	"noop": "./internal/node/testdata/noop", "nimbus": "./cmd/nimbus",
+}
+
+// build compiles the echo server, the proxies, the relay, the no-op
+// function and nimbus from the repository this command is in.
 func (b *bench) build(ctx context.Context) error {
+	var err error
+	b.bins, err = buildBins(ctx, filepath.Join(b.dir, "bin"), packages)
+	return err
+}
+
+// buildBins compiles pkgs (by name) into dir and returns their paths.
+func buildBins(ctx context.Context, dir string, pkgs map[string]string) (map[string]string, error) {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
-		return fmt.Errorf("find the repository: %w", err)
+		return nil, fmt.Errorf("find the repository: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	b.bins = map[string]string{}
-	for name, pkg := range map[string]string{
-		"echo": "./bench/peers/echo", "proxy": "./bench/peers/proxy",
-		"noop": "./internal/node/testdata/noop", "nimbus": "./cmd/nimbus",
-	} {
-		bin := filepath.Join(b.dir, "bin", name)
+	bins := map[string]string{}
+	for name, pkg := range pkgs {
+		bin := filepath.Join(dir, name)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 		}
-		b.bins[name] = bin
+		bins[name] = bin
 	}
-	return nil
+	return bins, nil
 }
 
 // start starts a process of the run (stopped by stopAll).
