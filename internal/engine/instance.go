@@ -235,7 +235,8 @@ func (e *Engine) runInstance(ctx context.Context, inst *instance, spec sandbox.S
 	}
 	inst.initDuration = time.Since(began)
 	inst.boot = b
-	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration)
+	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration,
+		"prepare", b.sandboxStarted.Sub(began), "sandbox_start", b.sandboxReady.Sub(b.sandboxStarted), "runtime_init", b.ready.Sub(b.sandboxReady))
 	return inst, nil
 }
 

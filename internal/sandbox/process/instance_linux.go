@@ -462,8 +462,12 @@ func (i *instance) startLimits() limits {
 }
 
 // InitDone gives the instance the CPU weight of its memory, after its
-// initialisation ran at one CPU's (sandbox.Initializer).
+// initialisation ran at one CPU's (sandbox.Initializer). An instance on a
+// pre-started helper also has the pool refilled now, if take deferred it.
 func (i *instance) InitDone() error {
+	if i.h != nil && i.h.pooled {
+		defer i.b.refill()
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.cg == nil || !i.initCPU || i.exited || i.cgGone || i.spec.MemoryMB == 0 {

@@ -516,3 +516,36 @@ func TestPoolReadyBeforeFull(t *testing.T) {
 	waitFor(t, "Ready", func() bool { return b.Ready() == nil })
 	settle(t, b)
 }
+
+// TestPoolRefillWaitsForInit: a start that leaves another helper idle has
+// the pool refilled only once its instance has initialised (InitDone), not
+// while the function starts; the start that takes the last idle helper has
+// it refilled at once.
+func TestPoolRefillWaitsForInit(t *testing.T) {
+	old := refillDelay
+	refillDelay = time.Hour // only InitDone refills
+	t.Cleanup(func() { refillDelay = old })
+	b := newBackend(t, Config{PoolSize: 2})
+	settle(t, b)
+
+	filling := func() (int, bool) {
+		b.pool.mu.Lock()
+		defer b.pool.mu.Unlock()
+		return len(b.pool.idle), b.pool.filling
+	}
+	first := startPooled(t, b, sh(t, "sleep 60", nil))
+	time.Sleep(200 * time.Millisecond) // a refill started at once would be under way
+	if n, f := filling(); n != 1 || f {
+		t.Fatalf("before InitDone: %d idle, filling %v; want 1 and no refill yet", n, f)
+	}
+	if err := first.InitDone(); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, b) // refilled
+
+	// Two starts: the first leaves one helper idle (deferred), the second
+	// takes it, the last, and the pool refills without any InitDone.
+	startPooled(t, b, sh(t, "sleep 60", nil))
+	startPooled(t, b, sh(t, "sleep 60", nil))
+	settle(t, b)
+}
