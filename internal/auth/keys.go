@@ -71,6 +71,10 @@ type Keys struct {
 	behind     atomic.Bool
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	// caughtUp is closed by SetBehind(false) (nil until SetBehind(true)):
+	// a Lookup that a read of the bucket did not satisfy waits for it.
+	caughtUpMu sync.Mutex
+	caughtUp   chan struct{}
 }
 
 // reloadEvery is how often, at most, Lookups that miss while the keys are
@@ -80,11 +84,49 @@ const (
 	reloadTimeout = 5 * time.Second
 )
 
+// catchUpWait bounds how long a Lookup that misses while the keys are
+// behind, even after reading the bucket again, waits for the catch-up (a
+// variable for tests).
+var catchUpWait = 5 * time.Second
+
 // SetBehind says whether the keys in memory may lack keys of the bucket
 // (a cluster member that restarted, until its copy of the bucket has
 // caught up): while they may, a Lookup that misses reads the bucket again
-// before it answers. Reload reads it at once.
-func (k *Keys) SetBehind(b bool) { k.behind.Store(b) }
+// before it answers, and if that read lacks the key too (it may have been
+// answered from this member's own copy, still behind), waits for the
+// catch-up, up to catchUpWait. The caller reads the keys again (Reload)
+// before it says they are no longer behind.
+func (k *Keys) SetBehind(b bool) {
+	k.caughtUpMu.Lock()
+	defer k.caughtUpMu.Unlock()
+	switch {
+	case b && (k.caughtUp == nil || !k.behind.Load()):
+		k.caughtUp = make(chan struct{})
+	case !b && k.caughtUp != nil && k.behind.Load():
+		close(k.caughtUp)
+	}
+	k.behind.Store(b)
+}
+
+// waitCaughtUp waits until the keys are no longer behind, or catchUpWait
+// has passed; it reports whether they caught up.
+func (k *Keys) waitCaughtUp() bool {
+	k.caughtUpMu.Lock()
+	ch := k.caughtUp
+	behind := k.behind.Load()
+	k.caughtUpMu.Unlock()
+	if !behind || ch == nil {
+		return true
+	}
+	t := time.NewTimer(catchUpWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
 
 // Reload reads every key from the bucket again.
 func (k *Keys) Reload(ctx context.Context) error {
@@ -270,10 +312,18 @@ func (k *Keys) Close(context.Context) error {
 
 // Lookup is a Secrets for the Verifier. While the keys are behind
 // (SetBehind), an id not found is looked up again after reading the
-// bucket.
+// bucket and, if still not found, once the keys have caught up.
 func (k *Keys) Lookup(id string) (string, Principal, bool) {
 	secret, p, ok := k.lookup(id)
-	if !ok && k.behind.Load() && k.reloadMissing() {
+	if ok || !k.behind.Load() {
+		return secret, p, ok
+	}
+	if k.reloadMissing() {
+		if secret, p, ok = k.lookup(id); ok {
+			return secret, p, ok
+		}
+	}
+	if k.waitCaughtUp() {
 		return k.lookup(id)
 	}
 	return secret, p, ok

@@ -3,7 +3,9 @@ package auth
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,4 +306,87 @@ func openKeys(t *testing.T, kv store.KV, sk *seal.Key) *Keys {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// laggingKV is a member's own copy of a bucket, behind: while lagging, its
+// reads lack the key hide, and its watch never delivers.
+type laggingKV struct {
+	deafKV
+	hide    string
+	lagging atomic.Bool
+}
+
+func (l *laggingKV) Keys(ctx context.Context) ([]string, error) {
+	names, err := l.deafKV.Keys(ctx)
+	if l.lagging.Load() {
+		names = slices.DeleteFunc(names, func(n string) bool { return n == l.hide })
+	}
+	return names, err
+}
+
+func (l *laggingKV) Get(ctx context.Context, key string) (store.Entry, error) {
+	if l.lagging.Load() && key == l.hide {
+		return store.Entry{}, nimbus.ErrNotFound
+	}
+	return l.deafKV.Get(ctx, key)
+}
+
+// TestKeysBehindStaleRead: while the keys are behind, a key that even a
+// read of the bucket does not show (the read answered from this member's
+// own copy, still behind) is not refused: the Lookup waits for the
+// catch-up, which reads the keys again, and then finds it. A key that the
+// catch-up does not bring in time is refused after catchUpWait.
+func TestKeysBehindStaleRead(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	kv := mem.NewKV()
+	sk, _ := seal.Parse(seal.Generate())
+	other := openKeys(t, kv, sk)
+	defer other.Close(t.Context())
+	lag := &laggingKV{deafKV: deafKV{kv}, hide: "fresh"}
+	lag.lagging.Store(true)
+	k := openKeys(t, lag, sk)
+	defer k.Close(t.Context())
+	fresh, err := other.Create(t.Context(), "fresh", Invoker, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.SetBehind(true)
+
+	const caughtUpAfter = 300 * time.Millisecond
+	done := make(chan struct{})
+	go func() { // the catch-up: the copy catches up, the keys are read again
+		defer close(done)
+		time.Sleep(caughtUpAfter)
+		lag.lagging.Store(false)
+		if err := k.Reload(context.Background()); err != nil {
+			t.Error(err)
+		}
+		k.SetBehind(false)
+	}()
+	began := time.Now()
+	secret, p, ok := k.Lookup(fresh.AccessKeyID)
+	if !ok || secret != fresh.SecretAccessKey || p.Name != "fresh" {
+		t.Fatalf("behind, stale read: Lookup of a key made elsewhere = %q %+v %v", secret, p, ok)
+	}
+	if d := time.Since(began); d < caughtUpAfter {
+		t.Errorf("Lookup answered after %s, before the catch-up (%s): the stale read showed the key", d, caughtUpAfter)
+	}
+	<-done
+
+	// Behind again, and the catch-up does not come: refused after
+	// catchUpWait.
+	old := catchUpWait
+	catchUpWait = 200 * time.Millisecond
+	defer func() { catchUpWait = old }()
+	lag.hide = "" // set while no Lookup runs
+	k.SetBehind(true)
+	began = time.Now()
+	if _, _, ok := k.Lookup("NIMBNOSUCHKEY0000000"); ok {
+		t.Fatal("an unknown id was found")
+	}
+	if d := time.Since(began); d < catchUpWait || d > catchUpWait+reloadTimeout {
+		t.Errorf("an unknown id while behind was refused after %s, want after catchUpWait (%s)", d, catchUpWait)
+	}
+	k.SetBehind(false)
+	k.SetBehind(false) // twice: no double close
 }
