@@ -19,39 +19,50 @@ const freezeGrace = time.Second
 // eviction and draining need nothing more.
 
 // idleLocked notes that inst has no request in flight and has it frozen
-// when it is ready for it. p.mu must be held.
+// once it has stayed idle for Config.FreezeAfter and, for a Runtime-API
+// instance, its runtime polls for the next invocation (within
+// freezeGrace). One timer per instance, set again at each idle period,
+// rather than a goroutine and a timer per period: an instance serving
+// back-to-back requests goes idle thousands of times a second. p.mu must
+// be held.
 func (p *pool) idleLocked(inst *instance) {
 	if inst.fz == nil || inst.retiring {
 		return
 	}
-	gen := inst.idleGen
-	p.e.wg.Go(func() { p.freezeIdle(inst, gen) })
+	inst.idleAt = time.Now()
+	d := p.e.cfg.FreezeAfter
+	if inst.freezeT == nil {
+		inst.freezeT = time.AfterFunc(d, func() { p.freezeDue(inst) })
+		return
+	}
+	inst.freezeT.Reset(d)
 }
 
-// freezeIdle freezes inst if it is still in the idle period gen once its
-// runtime polls for the next invocation and Config.FreezeAfter has passed.
-func (p *pool) freezeIdle(inst *instance, gen uint64) {
-	if inst.rapi != nil {
-		t := time.NewTimer(freezeGrace)
-		select {
-		case <-inst.rapi.Polling():
-		case <-t.C:
-		case <-inst.ctx.Done():
-		}
-		t.Stop()
-	}
-	if d := p.e.cfg.FreezeAfter; d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-inst.ctx.Done():
-		}
-		t.Stop()
-	}
+// freezePoll is how often freezeDue looks again for a Runtime-API
+// instance's runtime to poll /next, once FreezeAfter has passed without.
+const freezePoll = time.Millisecond
+
+// freezeDue freezes inst when its timer fires, if it is still idle, has
+// been for FreezeAfter, and its runtime (if it speaks the Runtime API)
+// polls /next or has not within freezeGrace. A request that took it
+// meanwhile set the timer again when it left.
+func (p *pool) freezeDue(inst *instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if inst.idleGen != gen || inst.inflight > 0 || inst.retiring || inst.frozen || inst.ctx.Err() != nil {
+	if inst.inflight > 0 || inst.retiring || inst.frozen || inst.ctx.Err() != nil {
 		return
+	}
+	idle := time.Since(inst.idleAt)
+	if d := p.e.cfg.FreezeAfter; idle < d {
+		return // idle again since the timer fired: it fires again then
+	}
+	if inst.rapi != nil && idle < p.e.cfg.FreezeAfter+freezeGrace {
+		select {
+		case <-inst.rapi.Polling():
+		default:
+			inst.freezeT.Reset(freezePoll)
+			return
+		}
 	}
 	if err := inst.fz.Freeze(); err != nil {
 		p.e.log.Warn("freeze idle instance", nimbus.LogFunction, p.name, nimbus.LogInstance, inst.id, nimbus.LogErr, err)
@@ -63,7 +74,6 @@ func (p *pool) freezeIdle(inst *instance, gen uint64) {
 // busyLocked thaws inst, which a request takes after an idle period.
 // p.mu must be held.
 func (p *pool) busyLocked(inst *instance) {
-	inst.idleGen++
 	if !inst.frozen {
 		return
 	}

@@ -58,7 +58,8 @@ type instance struct {
 
 	// Guarded by pool.mu.
 	frozen   bool
-	idleGen  uint64 // counts the times a request took the idle instance
+	idleAt   time.Time   // when it last went idle (freeze.go)
+	freezeT  *time.Timer // freezes it once idle long enough (freeze.go)
 	inflight int
 	inFree   bool
 	retiring bool
