@@ -18,8 +18,9 @@ import (
 // functions buckets hold what their leaders held, the node is not ready
 // (GET /readyz's "catch-up" check says what it waits for), and a key it
 // does not know is looked up again in the store rather than refused
-// (auth.Keys.SetBehind). Once they have caught up, the keys are read again
-// and the node is ready.
+// (auth.Keys.SetBehind). Once they have caught up, the keys and the
+// functions are read again (Registry.Resync: the watch only brings changes
+// made after it began) and the node is ready.
 
 // catchUpBuckets are the buckets a restarted member waits for.
 var catchUpBuckets = []string{"keys", "functions"}
@@ -72,6 +73,7 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 		if err == nil && why == "" {
 			err = n.auth.keys.Reload(ctx)
 			if err == nil {
+				n.registry.Resync() // functions changed while it was away
 				n.auth.keys.SetBehind(false)
 				n.catchUp.set("")
 				n.log.Info("caught up with the cluster")

@@ -243,3 +243,121 @@ func TestOpenFailsWithoutLoad(t *testing.T) {
 		t.Fatalf("Open with a failing store: %v, want the load's error", err)
 	}
 }
+
+// behindKV is a member's own copy of the bucket, behind while frozen is
+// set: its reads answer as the bucket was when it was frozen; its watch
+// brings only the changes made after it began, as any watch.
+type behindKV struct {
+	store.KV
+	mu     sync.Mutex
+	frozen map[string]store.Entry
+}
+
+func (b *behindKV) freeze(t *testing.T) {
+	t.Helper()
+	names, err := b.KV.Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen := map[string]store.Entry{}
+	for _, n := range names {
+		if frozen[n], err = b.KV.Get(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.mu.Lock()
+	b.frozen = frozen
+	b.mu.Unlock()
+}
+
+func (b *behindKV) catchUp() {
+	b.mu.Lock()
+	b.frozen = nil
+	b.mu.Unlock()
+}
+
+func (b *behindKV) Keys(ctx context.Context) ([]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.frozen == nil {
+		return b.KV.Keys(ctx)
+	}
+	names := make([]string, 0, len(b.frozen))
+	for n := range b.frozen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func (b *behindKV) Get(ctx context.Context, key string) (store.Entry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.frozen == nil {
+		return b.KV.Get(ctx, key)
+	}
+	if e, ok := b.frozen[key]; ok {
+		return e, nil
+	}
+	return store.Entry{}, fmt.Errorf("kv get %q: %w", key, nimbus.ErrNotFound)
+}
+
+// TestResyncAfterCatchUp: a member that started on a copy of the bucket
+// still behind (it restarted while another node deleted, updated and
+// created functions) serves what it read until Resync, called once its
+// copy has caught up, reads every function again; its listeners hear of
+// the changes.
+func TestResyncAfterCatchUp(t *testing.T) {
+	shared, blobs := mem.NewKV(), mem.NewBlobs()
+	a := newTestRegistry(t, shared, blobs)
+	createNamed(t, a, "f1", "f2")
+	kv := &behindKV{KV: shared}
+	kv.freeze(t) // what the member's copy holds when it restarts
+	if err := a.Delete(t.Context(), "f1"); err != nil {
+		t.Fatal(err)
+	}
+	mem512 := 512
+	if _, err := a.UpdateConfig(t.Context(), "f2", FunctionInput{MemoryMB: &mem512}, ""); err != nil {
+		t.Fatal(err)
+	}
+	createNamed(t, a, "f3")
+	settled := func(name string) bool { // no write of A's left to come
+		fn, err := a.Get(t.Context(), name)
+		return err == nil && fn.State == nimbus.StateActive && fn.LastUpdateStatus == nimbus.UpdateSuccessful
+	}
+	waitFor(t, func() bool { return settled("f2") && settled("f3") })
+
+	b := newTestRegistry(t, kv, blobs)
+	var mu sync.Mutex
+	heard := map[string]bool{}
+	b.OnChange(func(name string) {
+		mu.Lock()
+		heard[name] = true
+		mu.Unlock()
+	})
+	if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f1", "f2"}) {
+		t.Fatalf("listing on a copy behind: %v, want the copy's [f1 f2]: the test shows nothing", got)
+	}
+	kv.catchUp()
+	b.Resync()
+	check := func(when string) {
+		t.Helper()
+		if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f2", "f3"}) {
+			t.Errorf("listing %s: %v, want [f2 f3]", when, got)
+		}
+		if fn, err := b.Get(t.Context(), "f2"); err != nil || fn.MemoryMB != 512 {
+			t.Errorf("f2 %s: %+v, %v; want memory 512", when, fn, err)
+		}
+		if _, err := b.Get(t.Context(), "f1"); !errors.Is(err, nimbus.ErrNotFound) {
+			t.Errorf("f1 %s: %v, want ErrNotFound", when, err)
+		}
+	}
+	check("as soon as Resync returned") // the store's, as the cache reloads
+	waitFor(t, b.cache.complete)
+	check("after the reload")
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return heard["f1"] && heard["f2"] && heard["f3"]
+	})
+}

@@ -64,6 +64,11 @@ type Registry struct {
 	cache    *fnCache
 	versions versionCache // published versions read (versions.go)
 	layers   layerCache   // layer versions read (layers.go)
+	// resync: the current run of the watch (its cancel) and whether Resync
+	// asked for the next at once (watch.go).
+	resyncMu     sync.Mutex
+	followCancel context.CancelFunc
+	resyncNow    bool
 	// warming are the images this node is pulling in the background
 	// (warmImage), by resolved reference.
 	warming sync.Map

@@ -32,6 +32,9 @@ func (r *Registry) watch(ctx context.Context, report func(error)) {
 			r.log.Warn("watch functions", nimbus.LogErr, err)
 			report(err)
 		}
+		if r.takeResync() {
+			continue
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(watchRetry):
@@ -40,12 +43,42 @@ func (r *Registry) watch(ctx context.Context, report func(error)) {
 	report(ctx.Err())
 }
 
+// Resync has every function read again, as a restart of the watch does
+// (TestWatchRestartReloads), now: a cluster member whose copy of the
+// bucket was behind when it started (it restarted while the others
+// changed functions) calls it once its copy has caught up, since the
+// watch only brings changes made after it began. Until the new load has
+// ended, reads bypass the cache, from the moment Resync returns.
+func (r *Registry) Resync() {
+	r.resyncMu.Lock()
+	defer r.resyncMu.Unlock()
+	r.cache.setLive(false)
+	r.resyncNow = true
+	if r.followCancel != nil {
+		r.followCancel()
+	}
+}
+
+// takeResync reports whether Resync asked for a new run of the watch at
+// once, and clears the request.
+func (r *Registry) takeResync() bool {
+	r.resyncMu.Lock()
+	defer r.resyncMu.Unlock()
+	now := r.resyncNow
+	r.resyncNow = false
+	return now
+}
+
 // follow runs the watch once: it starts watching, loads every function
 // beside it, and applies the changes until the watch ends (or the load
 // fails).
 func (r *Registry) follow(ctx context.Context, report func(error)) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.resyncMu.Lock()
+	r.followCancel = cancel
+	r.resyncNow = false // a Resync asked before this run began: it loads anyway
+	r.resyncMu.Unlock()
 	ch, err := r.cfg.KV.Watch(wctx)
 	if err != nil {
 		return err
