@@ -71,12 +71,16 @@ func (c *fnCache) get(name string) (fn *nimbus.Function, found bool, epoch uint6
 }
 
 // fill caches what a read that missed found, if the watch ran throughout.
-func (c *fnCache) fill(name string, fn *nimbus.Function, rev, epoch uint64) {
+// It reports whether that changed an entry while a load is under way: the
+// load then finds the entry as the read left it, unchanged, so the caller
+// tells the listeners instead.
+func (c *fnCache) fill(name string, fn *nimbus.Function, rev, epoch uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.live && c.epoch == epoch {
-		c.applyLocked(name, fn, rev)
+		return c.applyLocked(name, fn, rev) && !c.loaded
 	}
+	return false
 }
 
 // apply records what revision rev of name holds (fn nil: deleted), unless

@@ -182,8 +182,8 @@ func (r *Registry) Get(ctx context.Context, name string) (*nimbus.Function, erro
 		r.log.Error("open function's secrets", nimbus.LogFunction, name, nimbus.LogErr, err)
 		err = nil // shown Failed, with the reason
 	}
-	if err == nil {
-		r.cache.fill(name, fn, rev, epoch)
+	if err == nil && r.cache.fill(name, fn, rev, epoch) {
+		r.changed(name) // a load under way would not have seen it change
 	}
 	return fn, err
 }
