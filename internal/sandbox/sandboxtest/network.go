@@ -2,6 +2,7 @@ package sandboxtest
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -136,17 +137,24 @@ func testNetworkHostLoopback(t *testing.T, nb NewBackend) {
 	}
 }
 
-// hostAddrs lists the host's IPv4 addresses but loopback, with port.
-func hostAddrs(t *testing.T, port string) []string {
+// hostAddrs lists the host's IPv4 addresses but loopback, with port, and
+// the index of the interface that holds each.
+func hostAddrs(t *testing.T, port string) map[string]int {
 	t.Helper()
-	ifAddrs, err := net.InterfaceAddrs()
+	ifs, err := net.Interfaces()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var addrs []string
-	for _, a := range ifAddrs {
-		if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil && !ip.IP.IsLoopback() {
-			addrs = append(addrs, net.JoinHostPort(ip.IP.String(), port))
+	addrs := map[string]int{}
+	for _, ifc := range ifs {
+		ifAddrs, err := ifc.Addrs()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for _, a := range ifAddrs {
+			if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil && !ip.IP.IsLoopback() {
+				addrs[net.JoinHostPort(ip.IP.String(), port)] = ifc.Index
+			}
 		}
 	}
 	return addrs
@@ -159,20 +167,22 @@ func testNetworkHostAddresses(t *testing.T, nb NewBackend) {
 	b := nb(t, Setup{})
 	require(t, b, "network isolation", func(i sandbox.Isolation) bool { return i.NetworkIsolation })
 	_, port, _ := net.SplitHostPort(hostListener(t, "0.0.0.0:0").Addr().String())
-	addrs := hostAddrs(t, port)
-	if len(addrs) == 0 {
+	if len(hostAddrs(t, port)) == 0 {
 		t.Skip("the host has no IPv4 address but loopback")
 	}
 	for _, n := range networks {
 		// An egress instance's gateway is an address of the host's made
 		// for it (a host instance's is the host's router: not tried).
 		gw := "gw:" + port
-		got := connect(t, b, n, nil, append(addrs, gw)...)
-		// Other tests' instances come and go: the host side of their veth
-		// pairs is an address of the host's only while they live.
+		addrs := hostAddrs(t, port)
+		got := connect(t, b, n, nil, append(slices.Collect(maps.Keys(addrs)), gw)...)
+		// Other instances come and go: the host side of their veth pairs
+		// is an address of the host's only while they live, and a new
+		// instance's pair can take a gone one's address. Only the
+		// addresses held by the same interface throughout are checked.
 		still := hostAddrs(t, port)
-		for _, a := range addrs {
-			if !slices.Contains(still, a) {
+		for a, ifIndex := range addrs {
+			if still[a] != ifIndex {
 				continue
 			}
 			if reached := got[a] == "ok hello"; reached != (n == sandbox.NetworkHost) {
