@@ -161,6 +161,11 @@ type Service struct {
 	mu         sync.Mutex
 	running    map[string]context.CancelCauseFunc // by task key
 	submitting map[string]chan struct{}           // by task key, while a submit is stored
+	// executing holds the events that run on this node, by task key and
+	// attempt: another copy of one (a submit with the same task id stores
+	// the event again while the task is Enqueued) is skipped while it runs,
+	// and its final record makes later copies skip (execute).
+	executing map[string]struct{}
 
 	// ctx ends when the service stops taking work; runCtx when the events
 	// still running are cancelled (the end of Close's grace).
@@ -178,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, q: cfg.Backend,
-		running: make(map[string]context.CancelCauseFunc), submitting: make(map[string]chan struct{})}
+		running: make(map[string]context.CancelCauseFunc), submitting: make(map[string]chan struct{}), executing: make(map[string]struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.runCtx, s.cancelRun = context.WithCancel(context.Background())
 	s.sch = newScheduler(s)

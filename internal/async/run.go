@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
@@ -59,6 +60,19 @@ func (s *Service) limit(name string) int {
 // one (false: the node is stopping or the store failed; the event will be
 // run again). It calls release once the function has run.
 func (s *Service) execute(ev *Event, release func()) bool {
+	attemptKey := TaskKey(ev.Function, ev.ID) + "#" + strconv.Itoa(ev.Attempts)
+	s.mu.Lock()
+	if _, dup := s.executing[attemptKey]; dup {
+		s.mu.Unlock()
+		return true // another copy of this attempt runs here now, and records it
+	}
+	s.executing[attemptKey] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.executing, attemptKey)
+		s.mu.Unlock()
+	}()
 	if t, ok := s.task(ev.Function, ev.ID); ok && !t.Created.Before(ev.Created) {
 		switch {
 		case t.Created.After(ev.Created):
