@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -188,15 +189,25 @@ func TestWatchRestartReloads(t *testing.T) {
 	createNamed(t, a, "f1", "f2")
 	kv := &cuttableKV{KV: shared}
 	b := newTestRegistry(t, kv, blobs)
-	var mu sync.Mutex
-	heard := map[string]bool{}
-	b.OnChange(func(name string) {
-		mu.Lock()
-		heard[name] = true
-		mu.Unlock()
-	})
+	heard := hearing(b)
 	resume := kv.cutWatch()
 	waitFor(t, func() bool { return !b.cache.complete() })
+	changeAway(t, a)
+	if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f2", "f3"}) {
+		t.Errorf("listing while the watch is down: %v, want [f2 f3]", got)
+	}
+	resume()
+	waitFor(t, b.cache.complete)
+	checkChanged(t, b, "after the watch is back")
+	if got := heard(); !got["f1"] || !got["f2"] || !got["f3"] {
+		t.Errorf("listeners did not hear of f1, f2 and f3, changed while the watch was down (heard %v)", got)
+	}
+}
+
+// changeAway makes, on a, the changes another node misses while away:
+// f1 deleted, f2's memory set to 512, f3 created.
+func changeAway(t *testing.T, a *Registry) {
+	t.Helper()
 	if err := a.Delete(t.Context(), "f1"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,26 +216,35 @@ func TestWatchRestartReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	createNamed(t, a, "f3")
+}
+
+// checkChanged checks that b shows changeAway's changes.
+func checkChanged(t *testing.T, b *Registry, when string) {
+	t.Helper()
 	if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f2", "f3"}) {
-		t.Errorf("listing while the watch is down: %v, want [f2 f3]", got)
-	}
-	resume()
-	waitFor(t, b.cache.complete)
-	if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f2", "f3"}) {
-		t.Errorf("listing after the watch is back: %v, want [f2 f3]", got)
+		t.Errorf("listing %s: %v, want [f2 f3]", when, got)
 	}
 	if fn, err := b.Get(t.Context(), "f2"); err != nil || fn.MemoryMB != 512 {
-		t.Errorf("f2 after the watch is back: %+v, %v; want memory 512", fn, err)
+		t.Errorf("f2 %s: %+v, %v; want memory 512", when, fn, err)
 	}
 	if _, err := b.Get(t.Context(), "f1"); !errors.Is(err, nimbus.ErrNotFound) {
-		t.Errorf("f1 after the watch is back: %v, want ErrNotFound", err)
+		t.Errorf("f1 %s: %v, want ErrNotFound", when, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, name := range []string{"f1", "f2", "f3"} {
-		if !heard[name] {
-			t.Errorf("listeners did not hear of %s, changed while the watch was down (heard %v)", name, heard)
-		}
+}
+
+// hearing records the names b's listeners are told of; heard returns them.
+func hearing(b *Registry) (heard func() map[string]bool) {
+	var mu sync.Mutex
+	names := map[string]bool{}
+	b.OnChange(func(name string) {
+		mu.Lock()
+		names[name] = true
+		mu.Unlock()
+	})
+	return func() map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(names)
 	}
 }
 
@@ -313,14 +333,7 @@ func TestResyncAfterCatchUp(t *testing.T) {
 	createNamed(t, a, "f1", "f2")
 	kv := &behindKV{KV: shared}
 	kv.freeze(t) // what the member's copy holds when it restarts
-	if err := a.Delete(t.Context(), "f1"); err != nil {
-		t.Fatal(err)
-	}
-	mem512 := 512
-	if _, err := a.UpdateConfig(t.Context(), "f2", FunctionInput{MemoryMB: &mem512}, ""); err != nil {
-		t.Fatal(err)
-	}
-	createNamed(t, a, "f3")
+	changeAway(t, a)
 	settled := func(name string) bool { // no write of A's left to come
 		fn, err := a.Get(t.Context(), name)
 		return err == nil && fn.State == nimbus.StateActive && fn.LastUpdateStatus == nimbus.UpdateSuccessful
@@ -328,36 +341,17 @@ func TestResyncAfterCatchUp(t *testing.T) {
 	waitFor(t, func() bool { return settled("f2") && settled("f3") })
 
 	b := newTestRegistry(t, kv, blobs)
-	var mu sync.Mutex
-	heard := map[string]bool{}
-	b.OnChange(func(name string) {
-		mu.Lock()
-		heard[name] = true
-		mu.Unlock()
-	})
+	heard := hearing(b)
 	if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f1", "f2"}) {
 		t.Fatalf("listing on a copy behind: %v, want the copy's [f1 f2]: the test shows nothing", got)
 	}
 	kv.catchUp()
 	b.Resync()
-	check := func(when string) {
-		t.Helper()
-		if got, _ := pageNames(t, b, "", 10); !slices.Equal(got, []string{"f2", "f3"}) {
-			t.Errorf("listing %s: %v, want [f2 f3]", when, got)
-		}
-		if fn, err := b.Get(t.Context(), "f2"); err != nil || fn.MemoryMB != 512 {
-			t.Errorf("f2 %s: %+v, %v; want memory 512", when, fn, err)
-		}
-		if _, err := b.Get(t.Context(), "f1"); !errors.Is(err, nimbus.ErrNotFound) {
-			t.Errorf("f1 %s: %v, want ErrNotFound", when, err)
-		}
-	}
-	check("as soon as Resync returned") // the store's, as the cache reloads
+	checkChanged(t, b, "as soon as Resync returned") // the store's, as the cache reloads
 	waitFor(t, b.cache.complete)
-	check("after the reload")
+	checkChanged(t, b, "after the reload")
 	waitFor(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return heard["f1"] && heard["f2"] && heard["f3"]
+		got := heard()
+		return got["f1"] && got["f2"] && got["f3"]
 	})
 }
