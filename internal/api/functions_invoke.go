@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -200,7 +199,13 @@ func traceID(r *http.Request) string {
 	if t := r.Header.Get("X-Amzn-Trace-Id"); t != "" {
 		return t
 	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("Root=1-%08x-%s;Sampled=0", time.Now().Unix(), hex.EncodeToString(b[:]))
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	now := uint32(time.Now().Unix())
+	var buf [64]byte // Root=1-{8 hex digits of the time}-{24 of rnd};Sampled=0
+	b := append(buf[:0], "Root=1-"...)
+	b = hex.AppendEncode(b, []byte{byte(now >> 24), byte(now >> 16), byte(now >> 8), byte(now)})
+	b = append(b, '-')
+	b = hex.AppendEncode(b, rnd[:])
+	return string(append(b, ";Sampled=0"...))
 }

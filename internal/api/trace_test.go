@@ -2,7 +2,10 @@ package api
 
 import (
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -31,5 +34,24 @@ func TestTraceContextOfRequests(t *testing.T) {
 		if got := traceParent(r); got != tc.parent {
 			t.Errorf("%s: traceParent %q, want %q", tc.name, got, tc.parent)
 		}
+	}
+}
+
+// TestTraceIDMade: a request without X-Amzn-Trace-Id gets an X-Ray-style
+// root of the current time and 96 random bits; one with it keeps it.
+func TestTraceIDMade(t *testing.T) {
+	re := regexp.MustCompile(`^Root=1-([0-9a-f]{8})-[0-9a-f]{24};Sampled=0$`)
+	r := httptest.NewRequest("POST", "/", nil)
+	a, b := traceID(r), traceID(r)
+	m := re.FindStringSubmatch(a)
+	if m == nil || !re.MatchString(b) || a == b {
+		t.Fatalf("trace ids %q and %q: want two different %s", a, b, re)
+	}
+	if sec, _ := strconv.ParseInt(m[1], 16, 64); time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
+		t.Errorf("trace id %q: its time %s is not now", a, time.Unix(sec, 0))
+	}
+	r.Header.Set("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
+	if got := traceID(r); got != "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1" {
+		t.Errorf("the caller's trace id became %q", got)
 	}
 }

@@ -30,7 +30,7 @@ func (fakeInvoker) Warm(string) int { return 0 }
 
 // newURLServer is an API server over an in-memory store with two functions
 // that have public URLs: "py" (Runtime API) and "web" (runtime http).
-func newURLServer(t *testing.T, inv api.Invoker) http.Handler {
+func newURLServer(t testing.TB, inv api.Invoker) http.Handler {
 	t.Helper()
 	reg, _ := memRegistry(t, t.TempDir(), codepkg.DefaultLimits(), "python3.11", "http")
 	h := api.New(api.Config{Registry: reg, Invoker: inv})
@@ -51,7 +51,7 @@ func newURLServer(t *testing.T, inv api.Invoker) http.Handler {
 	return h
 }
 
-func memCall(t *testing.T, h http.Handler, method, path, body string) (int, string) {
+func memCall(t testing.TB, h http.Handler, method, path, body string) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader(body)))

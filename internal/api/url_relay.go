@@ -49,11 +49,11 @@ func (c *urlCall) relay(body []byte) {
 		return
 	}
 	c.count(true)
-	h := res.HTTP.Header.Clone()
-	if c.r.Method != http.MethodHead {
-		h.Set("Content-Length", strconv.Itoa(len(res.HTTP.Body)))
+	length := len(res.HTTP.Body)
+	if c.r.Method == http.MethodHead {
+		length = -1 // a HEAD answer keeps the function's own
 	}
-	w := rel.start(res.HTTP.Status, h)
+	w := rel.startWith(res.HTTP.Status, res.HTTP.Header, length)
 	_, _ = w.Write(res.HTTP.Body)
 }
 
@@ -67,9 +67,18 @@ type httpRelay struct {
 }
 
 func (rel *httpRelay) start(status int, header http.Header) io.Writer {
+	return rel.startWith(status, header, -1)
+}
+
+// startWith is start with the answer's length when it is known (else -1),
+// which replaces the function's Content-Length.
+func (rel *httpRelay) startWith(status int, header http.Header, length int) io.Writer {
 	rel.started = true
 	c := rel.c
 	funcurl.CopyResponseHeader(c.w.Header(), header)
+	if length >= 0 {
+		c.w.Header()["Content-Length"] = []string{strconv.Itoa(length)}
+	}
 	c.finishHeader()
 	if !bodyAllowed(status) {
 		c.w.Header().Del("Content-Length")

@@ -144,7 +144,7 @@ func (c *urlCall) load() bool {
 		c.fail(http.StatusNotFound, msg)
 		return false
 	}
-	if c.cfg, err = funcurl.ParseConfig(t.Config); err == nil {
+	if c.cfg, err = funcurl.Served(t.Config); err == nil {
 		c.fn, err = trigger.Target(c.r.Context(), c.s.reg, fn, t.Qualifier)
 	}
 	if err != nil {

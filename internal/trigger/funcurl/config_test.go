@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -49,7 +51,15 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig(json.RawMessage(tt.raw))
+			c, err := ParseConfig(json.RawMessage(tt.raw))
+			// Served gives the same answer, the first time (parsed) and the
+			// second (cached when valid).
+			for range 2 {
+				sc, serr := Served(json.RawMessage(tt.raw))
+				if !reflect.DeepEqual(sc, c) || fmt.Sprint(serr) != fmt.Sprint(err) {
+					t.Fatalf("Served(%s) = %+v, %v; ParseConfig gave %+v, %v", tt.raw, sc, serr, c, err)
+				}
+			}
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("ParseConfig(%s) = %v, want no error", tt.raw, err)
@@ -63,6 +73,24 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("error %v does not wrap ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestServedBounded: Served's cache keeps at most maxParsed configs, and a
+// changed config (other bytes) is parsed anew.
+func TestServedBounded(t *testing.T) {
+	for i := range maxParsed + 10 {
+		raw := fmt.Sprintf(`{"authType":"NONE","cors":{"maxAge":%d}}`, i%86400)
+		c, err := Served(json.RawMessage(raw))
+		if err != nil || c.Cors == nil || c.Cors.MaxAge != i%86400 {
+			t.Fatalf("Served(%s) = %+v, %v", raw, c, err)
+		}
+	}
+	parsed.Lock()
+	n := len(parsed.m)
+	parsed.Unlock()
+	if n > maxParsed {
+		t.Fatalf("%d configs cached, want at most %d", n, maxParsed)
 	}
 }
 

@@ -127,8 +127,10 @@ func TestForwardHeader(t *testing.T) {
 		t.Error("ForwardHeader changed the request's own headers")
 	}
 	dst := nethttp.Header{"X-Already": {"1"}}
-	CopyResponseHeader(dst, nethttp.Header{"Transfer-Encoding": {"chunked"}, "Content-Type": {"text/plain"}, "Set-Cookie": {"a=1", "b=2"}})
-	if dst.Get("Transfer-Encoding") != "" || dst.Get("Content-Type") != "text/plain" || len(dst.Values("Set-Cookie")) != 2 || dst.Get("X-Already") != "1" {
+	CopyResponseHeader(dst, nethttp.Header{"Transfer-Encoding": {"chunked"}, "Content-Type": {"text/plain"}, "Set-Cookie": {"a=1", "b=2"},
+		"Connection": {"close", " x-drop ,"}, "X-Drop": {"1"}})
+	if dst.Get("Transfer-Encoding") != "" || dst.Get("Content-Type") != "text/plain" || len(dst.Values("Set-Cookie")) != 2 || dst.Get("X-Already") != "1" ||
+		dst.Get("Connection") != "" || dst.Get("X-Drop") != "" {
 		t.Errorf("CopyResponseHeader = %v", dst)
 	}
 }

@@ -2,6 +2,7 @@ package funcurl
 
 import (
 	"net/textproto"
+	"slices"
 	"strings"
 
 	nethttp "net/http"
@@ -12,47 +13,50 @@ import (
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// removeHop deletes hop-by-hop headers, including those the Connection
-// header names.
-func removeHop(h nethttp.Header) {
-	for _, v := range h.Values("Connection") {
+// copyEndToEnd appends to dst the headers of src that are not hop-by-hop
+// (those of hopHeaders and those src's Connection header names) and not
+// also, in one pass without a copy of src to delete from.
+func copyEndToEnd(dst, src nethttp.Header, also string) {
+	named := src["Connection"]
+	for k, vs := range src {
+		if k == also || slices.Contains(hopHeaders, k) || (len(named) > 0 && namedIn(named, k)) {
+			continue
+		}
+		dst[k] = append(dst[k], vs...)
+	}
+}
+
+// namedIn reports whether the Connection header values conn name header k.
+func namedIn(conn []string, k string) bool {
+	for _, v := range conn {
 		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				h.Del(f)
+			if f = textproto.TrimString(f); f != "" && textproto.CanonicalMIMEHeaderKey(f) == k {
+				return true
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	return false
 }
 
 // ForwardHeader returns the headers an HTTP function receives for r: r's
 // own without hop-by-hop headers and X-Nimbus-Key, plus X-Forwarded-For,
 // X-Forwarded-Host and X-Forwarded-Proto.
 func ForwardHeader(r *nethttp.Request) nethttp.Header {
-	h := r.Header.Clone()
-	if h == nil {
-		h = nethttp.Header{}
-	}
-	removeHop(h)
-	h.Del(KeyHeader)
+	h := make(nethttp.Header, len(r.Header)+3)
+	copyEndToEnd(h, r.Header, KeyHeader)
 	ip := SourceIP(r)
 	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
 		ip = strings.Join(prior, ", ") + ", " + ip
 	}
-	h.Set("X-Forwarded-For", ip)
-	h.Set("X-Forwarded-Host", r.Host)
-	h.Set("X-Forwarded-Proto", scheme(r))
+	// Canonical names: set without Header.Set's canonicalising.
+	h["X-Forwarded-For"] = []string{ip}
+	h["X-Forwarded-Host"] = []string{r.Host}
+	h["X-Forwarded-Proto"] = []string{scheme(r)}
 	return h
 }
 
 // CopyResponseHeader copies an HTTP function's response headers into dst,
 // leaving out hop-by-hop headers.
 func CopyResponseHeader(dst, src nethttp.Header) {
-	src = src.Clone()
-	removeHop(src)
-	for k, vs := range src {
-		dst[k] = append(dst[k], vs...)
-	}
+	copyEndToEnd(dst, src, "")
 }
