@@ -288,3 +288,16 @@ func TestOutputRateLimit(t *testing.T) {
 		t.Errorf("the platform lines were dropped: first %q, last %q", all[0].Line, all[len(all)-1].Line)
 	}
 }
+
+// TestReportLine: the text REPORT line, exactly as Lambda writes it, with
+// and without the init of a cold start.
+func TestReportLine(t *testing.T) {
+	r := invokeReport{duration: 1234567 * time.Nanosecond, memoryMB: 128, maxUsedMB: 20}
+	if got, want := (sysLog{}).report("id-1", r), "REPORT RequestId: id-1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB"; got != want {
+		t.Errorf("warm REPORT\n got %q\nwant %q", got, want)
+	}
+	r.init = 2500 * time.Microsecond
+	if got, want := (sysLog{}).report("id-2", r), "REPORT RequestId: id-2\tDuration: 1.23 ms\tBilled Duration: 4 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 2.50 ms"; got != want {
+		t.Errorf("cold REPORT\n got %q\nwant %q", got, want)
+	}
+}

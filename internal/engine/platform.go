@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -166,13 +165,18 @@ type reportMetrics struct {
 // report is the REPORT line.
 func (s sysLog) report(requestID string, r invokeReport) string {
 	if !s.json {
-		var b strings.Builder
-		fmt.Fprintf(&b, "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
-			requestID, ms(r.duration), r.billed(), r.memoryMB, r.maxUsedMB)
+		// Appended rather than formatted: one line per invocation.
+		b := make([]byte, 0, 192)
+		b = append(append(b, "REPORT RequestId: "...), requestID...)
+		b = strconv.AppendFloat(append(b, "\tDuration: "...), ms(r.duration), 'f', 2, 64)
+		b = strconv.AppendInt(append(b, " ms\tBilled Duration: "...), r.billed(), 10)
+		b = strconv.AppendInt(append(b, " ms\tMemory Size: "...), int64(r.memoryMB), 10)
+		b = strconv.AppendInt(append(b, " MB\tMax Memory Used: "...), r.maxUsedMB, 10)
+		b = append(b, " MB"...)
 		if r.init > 0 {
-			fmt.Fprintf(&b, "\tInit Duration: %.2f ms", ms(r.init))
+			b = append(strconv.AppendFloat(append(b, "\tInit Duration: "...), ms(r.init), 'f', 2, 64), " ms"...)
 		}
-		return b.String()
+		return string(b)
 	}
 	m := reportMetrics{DurationMs: ms(r.duration), BilledDurationMs: r.billed(),
 		MemorySizeMB: r.memoryMB, MaxMemoryUsedMB: r.maxUsedMB}
