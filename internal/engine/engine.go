@@ -279,6 +279,7 @@ func (e *Engine) Invoke(ctx context.Context, fn *nimbus.Function, req nimbus.Inv
 		req.TraceID = tracing.XRay(run.SpanContext())
 	}
 	res, broken := inst.invoke(rctx, req)
+	inst.served()
 	endSpan(run, res.Err, nil)
 	res.Report.Queued = queued
 	p.release(inst, broken, time.Since(acquired))

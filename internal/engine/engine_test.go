@@ -103,7 +103,12 @@ type execInstance struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+	// inits and serves count InitDone and Served (sandbox.Initializer).
+	inits, serves atomic.Int32
 }
+
+func (i *execInstance) InitDone() error { i.inits.Add(1); return nil }
+func (i *execInstance) Served()         { i.serves.Add(1) }
 
 func (i *execInstance) Done() <-chan struct{} { return i.done }
 func (i *execInstance) Err() error            { return i.err }
@@ -219,6 +224,14 @@ func (h *harness) ok(t *testing.T, fn *nimbus.Function, payload string) (pid int
 func TestWarmReuse(t *testing.T) {
 	h := newHarness(t, nil)
 	pid1, _ := h.ok(t, h.fn, `{}`)
+	// The sandbox heard that the instance was ready, then that it had
+	// answered its first request; each once.
+	h.sb.mu.Lock()
+	inst := h.sb.live[0]
+	h.sb.mu.Unlock()
+	if in, sv := inst.inits.Load(), inst.serves.Load(); in != 1 || sv != 1 {
+		t.Errorf("after the first request: InitDone %d times, Served %d; want 1 and 1", in, sv)
+	}
 	res, err := h.invoke(t, h.fn, `{"echo":"again"}`)
 	if err != nil || res.Err != nil {
 		t.Fatal(err, res.Err)
@@ -230,6 +243,9 @@ func TestWarmReuse(t *testing.T) {
 	}
 	if got := h.sb.starts.Load(); got != 1 {
 		t.Errorf("instances started = %d, want 1", got)
+	}
+	if in, sv := inst.inits.Load(), inst.serves.Load(); in != 1 || sv != 1 {
+		t.Errorf("after the second request: InitDone %d times, Served %d; want still 1 and 1", in, sv)
 	}
 	tail := string(res.LogTail)
 	if !strings.Contains(tail, "START RequestId:") || !strings.Contains(tail, "END RequestId:") ||

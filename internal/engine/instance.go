@@ -53,6 +53,7 @@ type instance struct {
 	initReported atomic.Bool // Init Duration goes on the first REPORT only
 	boot         boot        // the start's phases, for its "cold start" span (trace.go)
 	coldTraced   atomic.Bool // the first request recorded that span
+	servedOnce   atomic.Bool // the sandbox was told the first request was answered
 
 	fz sandbox.Freezer // nil when the sandbox cannot freeze (freeze.go)
 
@@ -498,6 +499,16 @@ func (inst *instance) failure(ctx context.Context, requestID string, deadline ti
 	}
 	return nimbus.Result{Err: &nimbus.FunctionError{Type: "Runtime.ProtocolError", Unhandled: true,
 		Message: "RequestId: " + requestID + " Error: " + err.Error()}}, true
+}
+
+// served tells the sandbox, once, that the instance has answered its first
+// request (sandbox.Initializer's Served).
+func (inst *instance) served() {
+	if inst.servedOnce.CompareAndSwap(false, true) {
+		if in := sandbox.InitializerOf(inst.sb); in != nil {
+			in.Served()
+		}
+	}
 }
 
 // report describes an invocation for its END and REPORT lines.

@@ -280,8 +280,15 @@ type Freezer interface {
 // memory: InitDone, once it is ready, gives it the weight its memory
 // entitles it to. (Lambda gives an environment's init a full CPU the same
 // way.) InitDone is safe to call more than once, and after exit.
+//
+// Served tells it that its first request has been answered (or that it
+// will wait for requests without one): the backend may now do the work it
+// put off so as not to slow the cold start down, which the process
+// backend's pool of pre-started helpers does with its refill. Served is
+// safe to call more than once, and after exit.
 type Initializer interface {
 	InitDone() error
+	Served()
 }
 
 // InitializerOf returns inst's Initializer, or nil if it has none.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,8 @@ type instance struct {
 	cgGone bool
 	// initCPU: the cgroup has one CPU's weight until InitDone.
 	initCPU bool
+	// served: Served was called.
+	served atomic.Bool
 }
 
 // start prepares the instance, gives it a pre-started helper (or starts
@@ -462,12 +465,8 @@ func (i *instance) startLimits() limits {
 }
 
 // InitDone gives the instance the CPU weight of its memory, after its
-// initialisation ran at one CPU's (sandbox.Initializer). An instance on a
-// pre-started helper also has the pool refilled now, if take deferred it.
+// initialisation ran at one CPU's (sandbox.Initializer).
 func (i *instance) InitDone() error {
-	if i.h != nil && i.h.pooled {
-		defer i.b.refill()
-	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.cg == nil || !i.initCPU || i.exited || i.cgGone || i.spec.MemoryMB == 0 {
@@ -475,6 +474,16 @@ func (i *instance) InitDone() error {
 	}
 	i.initCPU = false
 	return i.cg.setCPU(i.spec.MemoryMB)
+}
+
+// Served has the pool refilled, if take deferred it, once an instance on
+// a pre-started helper has answered its first request
+// (sandbox.Initializer): the new helper's start no longer competes with
+// that request.
+func (i *instance) Served() {
+	if i.h != nil && i.h.pooled && i.served.CompareAndSwap(false, true) {
+		i.b.refill()
+	}
 }
 
 // MaxMemoryBytes reports the peak memory of the instance's cgroup (0

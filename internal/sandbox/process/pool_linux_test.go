@@ -517,13 +517,14 @@ func TestPoolReadyBeforeFull(t *testing.T) {
 	settle(t, b)
 }
 
-// TestPoolRefillWaitsForInit: a start that leaves another helper idle has
-// the pool refilled only once its instance has initialised (InitDone), not
-// while the function starts; the start that takes the last idle helper has
-// it refilled at once.
-func TestPoolRefillWaitsForInit(t *testing.T) {
+// TestPoolRefillWaitsForFirstAnswer: a start that leaves another helper
+// idle has the pool refilled only once its instance has answered its first
+// request (Served), not while the function starts nor while it answers
+// (InitDone refills nothing); the start that takes the last idle helper
+// has it refilled at once.
+func TestPoolRefillWaitsForFirstAnswer(t *testing.T) {
 	old := refillDelay
-	refillDelay = time.Hour // only InitDone refills
+	refillDelay = time.Hour // only Served refills
 	t.Cleanup(func() { refillDelay = old })
 	b := newBackend(t, Config{PoolSize: 2})
 	settle(t, b)
@@ -541,7 +542,13 @@ func TestPoolRefillWaitsForInit(t *testing.T) {
 	if err := first.InitDone(); err != nil {
 		t.Fatal(err)
 	}
-	settle(t, b) // refilled
+	time.Sleep(200 * time.Millisecond)
+	if n, f := filling(); n != 1 || f {
+		t.Fatalf("after InitDone: %d idle, filling %v; want 1 and no refill before Served", n, f)
+	}
+	first.Served()
+	first.Served() // a second call changes nothing
+	settle(t, b)   // refilled
 
 	// Two starts: the first leaves one helper idle (deferred), the second
 	// takes it, the last, and the pool refills without any InitDone.
