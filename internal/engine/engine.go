@@ -95,8 +95,19 @@ type Config struct {
 	// 0: off (every request that finds no free slot starts an instance).
 	CPUQueue     int
 	CPUQueueWait time.Duration
-	// InitTimeout bounds an instance's start (Lambda's init phase: 10 s).
+	// InitTimeout bounds the function's init (Lambda's init phase: 10 s):
+	// from its sandbox's start, its process running, until its runtime is
+	// ready (its first /next, or its port accepting). A start that runs
+	// out of it fails with Runtime.InitTimeout.
 	InitTimeout time.Duration
+	// StartTimeout bounds the node's part of an instance's start, before
+	// the function runs: its code and layers (or image) made ready on this
+	// node and its sandbox started. It is not the function's time: a host
+	// slow to make namespaces, cgroups or network links (seconds, under a
+	// burst of them) delays the start without failing the function's
+	// init. A start that runs out of it fails with the node's error (500).
+	// Default DefaultStartTimeout.
+	StartTimeout time.Duration
 	// ReapInterval is how often idle instances are looked for; 0 disables
 	// the background reaper (tests call Reap).
 	ReapInterval time.Duration
@@ -116,6 +127,17 @@ type Config struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 }
+
+// DefaultStartTimeout bounds the node's part of an instance's start when
+// Config.StartTimeout is not set: ample for code or an image fetched from
+// the cluster's store, and for a sandbox start that the host delays.
+const DefaultStartTimeout = time.Minute
+
+// slowSandboxStart is a sandbox start long enough to tell the operator
+// about: one takes milliseconds (docs/BENCHMARKS.md); seconds mean a host
+// short of something (CPU, or the kernel busy making or tearing down
+// namespaces).
+const slowSandboxStart = time.Second
 
 // Validate fills defaults and checks the config.
 func (c *Config) validate() error {
@@ -145,6 +167,9 @@ func (c *Config) validate() error {
 	}
 	if c.InitTimeout <= 0 {
 		c.InitTimeout = 10 * time.Second
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = DefaultStartTimeout
 	}
 	n, err := sandbox.ParseNetwork(string(c.Network))
 	if err != nil {

@@ -76,8 +76,9 @@ func newID(name string) string {
 }
 
 // startInstance starts an instance of p's version and waits until it is
-// ready for its first request. Init failures come back as
-// *nimbus.FunctionError.
+// ready for its first request. ctx bounds the node's part (Config.
+// StartTimeout); the function's init has Config.InitTimeout from its
+// sandbox's start. Init failures come back as *nimbus.FunctionError.
 func (e *Engine) startInstance(ctx context.Context, p *pool, fn *nimbus.Function) (*instance, error) {
 	rt := p.rt
 	began := time.Now()
@@ -212,10 +213,18 @@ func (e *Engine) runInstance(ctx context.Context, inst *instance, spec sandbox.S
 	if sandbox.IsolationOf(e.cfg.Sandbox).Freeze {
 		inst.fz = sandbox.FreezerOf(inst.sb)
 	}
-	err = inst.waitReady(ctx)
-	if err == nil {
-		err = inst.fcInitialize(ctx) // a custom function's initializer: POST /initialize
+	if took := b.sandboxReady.Sub(b.sandboxStarted); took > slowSandboxStart {
+		e.log.Warn("slow sandbox start: the host took long to make the instance's sandbox", nimbus.LogFunction, fn.Name,
+			nimbus.LogInstance, inst.id, "took", took)
 	}
+	// The function's init has its own time, from now: the node's part
+	// (ctx, StartTimeout) is not the function's.
+	initCtx, cancel := context.WithTimeout(e.ctx, e.cfg.InitTimeout+fcInitializerTimeout(fn))
+	err = inst.waitReady(initCtx)
+	if err == nil {
+		err = inst.fcInitialize(initCtx) // a custom function's initializer: POST /initialize
+	}
+	cancel()
 	b.ready = time.Now()
 	if err != nil {
 		inst.sb.Kill()

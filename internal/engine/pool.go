@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -195,9 +196,33 @@ func (p *pool) acquire(ctx context.Context, fn *nimbus.Function) (inst *instance
 		case <-ctx.Done():
 			return nil, true, p.abandon(w, ctx.Err())
 		case <-timer.C:
+			if p.startServes(w) {
+				timer.Reset(p.e.cfg.QueueTimeout)
+				continue
+			}
 			return nil, true, p.abandon(w, p.throttled())
 		}
 	}
+}
+
+// startServes reports whether w is among the waiters that the instances
+// being started will take (handOffLocked serves the oldest first). Such a
+// waiter is in a cold start, not in the queue: it waits for the start,
+// which ends (StartTimeout, InitTimeout) with an instance or an error for
+// it; QueueTimeout bounds only a wait for an instance to free.
+func (p *pool) startServes(w *waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.el == nil {
+		return true // handed its instance already
+	}
+	n := p.starting * p.perInstance
+	for el := p.waiters.Front(); el != nil && n > 0; el, n = el.Next(), n-1 {
+		if el.Value.(*waiter) == w {
+			return true
+		}
+	}
+	return false
 }
 
 // abandon takes a waiter out of the queue; if it was handed an instance
@@ -333,8 +358,11 @@ func (p *pool) start() {
 	p.mu.Lock()
 	fn := p.fn
 	p.mu.Unlock()
-	ctx, cancel := context.WithTimeout(p.e.ctx, p.e.cfg.InitTimeout+fcInitializerTimeout(fn))
+	ctx, cancel := context.WithTimeout(p.e.ctx, p.e.cfg.StartTimeout)
 	inst, err := p.e.startInstance(ctx, p, fn)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.As(err, new(*initFailure)) {
+		err = fmt.Errorf("the node could not start an instance of %s within %s: %w", fn.Name, p.e.cfg.StartTimeout, err)
+	}
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
