@@ -312,6 +312,27 @@ func (b *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Vo
 	}
 }
 
+// doFresh is do for steps on a page that has just loaded, which can be
+// run again from the start (they clear what they type): once more when a
+// node they found is gone before they act on it. chromedp fetches the
+// page's DOM anew when the browser says the document changed, which can
+// come a moment after a form's answer has loaded; the fetch gives every
+// node a new id, and an action between the query and it fails with "Could
+// not find node with given id" (CI, once: the login form).
+func (b *tab) doFresh(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	err := chromedp.Do(ctx, steps...)
+	if err != nil && strings.Contains(err.Error(), "Could not find node with given id") {
+		t.Logf("%s: %v; once more", what, err)
+		err = chromedp.Do(ctx, steps...)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v (page %s)", what, err, b.location())
+	}
+}
+
 // open navigates to the console path p and waits for the page to be ready.
 func (b *tab) open(t *testing.T, p string) {
 	t.Helper()
@@ -447,8 +468,9 @@ func signIn(t *testing.T, b *tab, sn *signedNode) {
 		b.shot(t, "login", w)
 	}
 	login := func(secret string) {
-		b.do(t, "fill the login form",
+		b.doFresh(t, "fill the login form",
 			chromedp.Clear(chromedp.CSS(`#login input[name=access_key_id]`)),
+			chromedp.Clear(chromedp.CSS(`#login input[name=secret_access_key]`)),
 			chromedp.SendKeys(chromedp.CSS(`#login input[name=access_key_id]`), sn.admin.AccessKeyID),
 			chromedp.SendKeys(chromedp.CSS(`#login input[name=secret_access_key]`), secret),
 			chromedp.Click(chromedp.CSS(`#login button[type=submit]`)),
