@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,8 +49,6 @@ type instance struct {
 	cgGone bool
 	// initCPU: the cgroup has one CPU's weight until InitDone.
 	initCPU bool
-	// served: Served was called.
-	served atomic.Bool
 }
 
 // start prepares the instance, gives it a pre-started helper (or starts
@@ -479,9 +476,11 @@ func (i *instance) InitDone() error {
 // Served has the pool refilled, if take deferred it, once an instance on
 // a pre-started helper has answered its first request
 // (sandbox.Initializer): the new helper's start no longer competes with
-// that request.
+// that request. The engine calls it once per instance; another call only
+// asks again for a refill, which does nothing while the pool is full or
+// filling.
 func (i *instance) Served() {
-	if i.h != nil && i.h.pooled && i.served.CompareAndSwap(false, true) {
+	if i.h != nil && i.h.pooled {
 		i.b.refill()
 	}
 }
