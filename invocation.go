@@ -66,7 +66,9 @@ type Report struct {
 	// that failed).
 	InstanceID string
 	// ColdStart says an instance was started for this request; Init is
-	// how long that start took (0 on a warm start).
+	// the function's init in that start, from its sandbox's start until
+	// its runtime was ready (0 on a warm start): the node's part before
+	// it (code fetched, sandbox made) is not billed.
 	ColdStart bool
 	Init      time.Duration
 	// Queued is how long the request waited for an instance (a cold

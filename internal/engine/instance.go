@@ -49,11 +49,11 @@ type instance struct {
 	ctx    context.Context // ends when the instance exits (watch)
 	cancel context.CancelFunc
 
-	initDuration time.Duration
-	initReported atomic.Bool // Init Duration goes on the first REPORT only
-	boot         boot        // the start's phases, for its "cold start" span (trace.go)
-	coldTraced   atomic.Bool // the first request recorded that span
-	servedOnce   atomic.Bool // the sandbox was told the first request was answered
+	initDuration time.Duration // the function's init (boot.functionInit)
+	initReported atomic.Bool   // Init Duration goes on the first REPORT only
+	boot         boot          // the start's phases, for its "cold start" span (trace.go)
+	coldTraced   atomic.Bool   // the first request recorded that span
+	servedOnce   atomic.Bool   // the sandbox was told the first request was answered
 
 	fz sandbox.Freezer // nil when the sandbox cannot freeze (freeze.go)
 
@@ -233,7 +233,7 @@ func (e *Engine) runInstance(ctx context.Context, inst *instance, spec sandbox.S
 		var fe *nimbus.FunctionError
 		if errors.As(err, &fe) {
 			inst.out.close()
-			err = &initFailure{fe: fe, tail: inst.out.takeTail(), sys: sys, took: time.Since(began), boot: b}
+			err = &initFailure{fe: fe, tail: inst.out.takeTail(), sys: sys, took: b.functionInit(), boot: b}
 		}
 		inst.close()
 		return nil, err
@@ -244,9 +244,9 @@ func (e *Engine) runInstance(ctx context.Context, inst *instance, spec sandbox.S
 			e.log.Warn("set the CPU weight of a started instance", nimbus.LogInstance, inst.id, nimbus.LogErr, err)
 		}
 	}
-	inst.initDuration = time.Since(began)
+	inst.initDuration = b.functionInit()
 	inst.boot = b
-	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "init", inst.initDuration,
+	e.log.Debug("instance started", nimbus.LogFunction, fn.Name, nimbus.LogInstance, inst.id, "took", b.ready.Sub(began),
 		"prepare", b.sandboxStarted.Sub(began), "sandbox_start", b.sandboxReady.Sub(b.sandboxStarted), "runtime_init", b.ready.Sub(b.sandboxReady))
 	return inst, nil
 }

@@ -31,11 +31,13 @@ func (b slowBackend) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Inst
 // TestSlowSandboxStartIsNotTheFunctions: the node's part of a start (here
 // a sandbox start longer than both the init and the queue timeouts) is
 // not the function's init and not a wait in the queue: the request that
-// started the instance is answered by it.
+// started the instance is answered by it, and its Init Duration (billed)
+// is the function's alone.
 func TestSlowSandboxStartIsNotTheFunctions(t *testing.T) {
+	const delay = 1500 * time.Millisecond
 	h := newHarness(t, func(c *Config) {
-		c.Sandbox = slowBackend{&execBackend{}, 600 * time.Millisecond}
-		c.InitTimeout, c.QueueTimeout = 300*time.Millisecond, 200*time.Millisecond
+		c.Sandbox = slowBackend{&execBackend{}, delay}
+		c.InitTimeout, c.QueueTimeout = time.Second, 200*time.Millisecond
 	})
 	res, err := h.invoke(t, h.fn, `{"echo":"cold"}`)
 	if err != nil {
@@ -46,6 +48,9 @@ func TestSlowSandboxStartIsNotTheFunctions(t *testing.T) {
 	}
 	if !strings.Contains(string(res.Payload), `"cold"`) {
 		t.Errorf("payload %s, want the echo", res.Payload)
+	}
+	if r := res.Report; !r.ColdStart || r.Init <= 0 || r.Init >= delay {
+		t.Errorf("report: cold start %v, Init Duration %s; want the function's init alone, without the sandbox's %s", r.ColdStart, r.Init, delay)
 	}
 }
 

@@ -45,6 +45,13 @@ type boot struct {
 	ready          time.Time // the runtime is ready (or failed)
 }
 
+// functionInit is the function's init, its Init Duration (reported and
+// billed, as Lambda's): from its sandbox's start, its process running,
+// until its runtime was ready or failed. The node's part before it (its
+// code fetched, its sandbox made: milliseconds, but seconds on a host
+// short of CPU) is not the function's.
+func (b boot) functionInit() time.Duration { return b.ready.Sub(b.sandboxReady) }
+
 // span starts a child of the recording span in ctx; nil when there is none.
 func (e *Engine) span(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	if !trace.SpanFromContext(ctx).IsRecording() {
