@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -207,6 +208,8 @@ func TestAliasCanary(t *testing.T) {
 
 	// The live traffic, throughout.
 	var failed, calls atomic.Int64
+	var firstFailure sync.Once
+	var why string // the first failure, for the report
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 2 {
@@ -221,6 +224,12 @@ func TestAliasCanary(t *testing.T) {
 				calls.Add(1)
 				if err != nil || out.FunctionError != nil {
 					failed.Add(1)
+					firstFailure.Do(func() {
+						if err == nil {
+							err = fmt.Errorf("%s: %s", aws.ToString(out.FunctionError), out.Payload)
+						}
+						why = err.Error()
+					})
 				}
 			}
 		})
@@ -290,7 +299,7 @@ func TestAliasCanary(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if failed.Load() > 0 {
-		t.Errorf("%d of %d requests failed during the shifts", failed.Load(), calls.Load())
+		t.Errorf("%d of %d requests failed during the shifts; the first: %s", failed.Load(), calls.Load(), why)
 	}
 	got, err := c.GetAlias(ctx, &lambda.GetAliasInput{FunctionName: aws.String(name), Name: aws.String("live")})
 	if err != nil || aws.ToString(got.FunctionVersion) != "2" || got.RoutingConfig != nil || aws.ToString(got.Description) != "production" {
