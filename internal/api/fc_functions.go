@@ -7,7 +7,6 @@ import (
 	"hash/crc64"
 	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
@@ -226,8 +226,8 @@ func (f *fcFunctionFields) fcUnsupported() error {
 // runtime that runs them; python3.x and nodejsNN are matched by pattern.
 var fcCustomRuntimes = []string{"custom", "custom.debian10", "custom.debian11", "custom.debian12"}
 
-var fcPython = regexp.MustCompile(`^python3\.(\d+)$`)
-var fcNode = regexp.MustCompile(`^nodejs(\d+)$`)
+var fcPython = lazyre.New(`^python3\.(\d+)$`)
+var fcNode = lazyre.New(`^nodejs(\d+)$`)
 
 // fcRuntime returns the Nimbus runtime of Function Compute's runtime
 // name fc, among the node's runtimes; Nimbus's own runtime IDs are taken as
@@ -237,7 +237,7 @@ func fcRuntime(fc string, have []string) (string, error) {
 	switch {
 	case slices.Contains(fcCustomRuntimes, fc) || fc == fcCustomContainer:
 		id = "http"
-	case fcNode.MatchString(fc):
+	case fcNode().MatchString(fc):
 		id = fc + ".x"
 	}
 	if slices.Contains(have, id) {
@@ -248,7 +248,7 @@ func fcRuntime(fc string, have []string) (string, error) {
 		switch {
 		case h == "http":
 			offered = append(offered, fcCustomRuntimes...)
-		case fcPython.MatchString(h):
+		case fcPython().MatchString(h):
 			offered = append(offered, h)
 		case strings.HasPrefix(h, "nodejs") && strings.HasSuffix(h, ".x"):
 			offered = append(offered, strings.TrimSuffix(h, ".x"))
@@ -269,7 +269,7 @@ func fcRuntimeName(fn *nimbus.Function) string {
 	if fn.Runtime == "http" {
 		return "custom"
 	}
-	if fcNode.MatchString(strings.TrimSuffix(fn.Runtime, ".x")) {
+	if fcNode().MatchString(strings.TrimSuffix(fn.Runtime, ".x")) {
 		return strings.TrimSuffix(fn.Runtime, ".x")
 	}
 	return fn.Runtime
@@ -342,7 +342,7 @@ func (f *fcFunctionFields) input(name string, cur *nimbus.Function, have []strin
 			return in, err
 		}
 		in.Runtime, fc.Runtime = &rt, *f.Runtime
-		fc.Conventions = fcPython.MatchString(*f.Runtime) || fcNode.MatchString(*f.Runtime) || slices.Contains(fcCustomRuntimes, *f.Runtime)
+		fc.Conventions = fcPython().MatchString(*f.Runtime) || fcNode().MatchString(*f.Runtime) || slices.Contains(fcCustomRuntimes, *f.Runtime)
 	}
 	if f.MemorySize != nil {
 		mem = *f.MemorySize

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/trigger/funcurl"
 )
 
@@ -54,14 +54,14 @@ type addPermissionRequest struct {
 
 // Lambda's patterns of AddPermission's members.
 var (
-	statementIDRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
-	actionRE      = regexp.MustCompile(`^(lambda:[*]|lambda:[a-zA-Z]+|[*])$`)
-	sourceArnRE   = regexp.MustCompile(`^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)$`)
-	accountRE     = regexp.MustCompile(`^\d{12}$`)
-	orgIDRE       = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
-	tokenRE       = regexp.MustCompile(`^[a-zA-Z0-9._\-]{0,256}$`)
-	keyIDRE       = regexp.MustCompile(`^[A-Z0-9]{16,128}$`)
-	serviceRE     = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com(\.cn)?$|^[a-z0-9-]+(\.[a-z0-9-]+)+$`)
+	statementIDRE = lazyre.New(`^[a-zA-Z0-9_-]{1,100}$`)
+	actionRE      = lazyre.New(`^(lambda:[*]|lambda:[a-zA-Z]+|[*])$`)
+	sourceArnRE   = lazyre.New(`^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)$`)
+	accountRE     = lazyre.New(`^\d{12}$`)
+	orgIDRE       = lazyre.New(`^o-[a-z0-9]{10,32}$`)
+	tokenRE       = lazyre.New(`^[a-zA-Z0-9._\-]{0,256}$`)
+	keyIDRE       = lazyre.New(`^[A-Z0-9]{16,128}$`)
+	serviceRE     = lazyre.New(`^[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com(\.cn)?$|^[a-z0-9-]+(\.[a-z0-9-]+)+$`)
 )
 
 // statement checks the request and returns its statement.
@@ -80,13 +80,13 @@ func (req *addPermissionRequest) statement() (nimbus.PolicyStatement, error) {
 		check(st.Sid != "", "statementId", "null", "Member must not be null"),
 		check(st.Action != "", "action", "null", "Member must not be null"),
 		check(st.Principal != "", "principal", "null", "Member must not be null"),
-		check(statementIDRE.MatchString(st.Sid), "statementId", st.Sid, "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+) and have length less than or equal to 100"),
-		check(actionRE.MatchString(st.Action), "action", st.Action, "Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])"),
+		check(statementIDRE().MatchString(st.Sid), "statementId", st.Sid, "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+) and have length less than or equal to 100"),
+		check(actionRE().MatchString(st.Action), "action", st.Action, "Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])"),
 		check(!strings.ContainsFunc(st.Principal, isSpace), "principal", st.Principal, `Member must satisfy regular expression pattern: [^\s]+`),
-		check(st.SourceArn == "" || sourceArnRE.MatchString(st.SourceArn), "sourceArn", st.SourceArn, `Member must satisfy regular expression pattern: arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)`),
-		check(st.SourceAccount == "" || accountRE.MatchString(st.SourceAccount), "sourceAccount", st.SourceAccount, `Member must satisfy regular expression pattern: \d{12}`),
-		check(st.PrincipalOrgID == "" || orgIDRE.MatchString(st.PrincipalOrgID), "principalOrgID", st.PrincipalOrgID, `Member must satisfy regular expression pattern: ^o-[a-z0-9]{10,32}$`),
-		check(tokenRE.MatchString(st.EventSourceToken), "eventSourceToken", st.EventSourceToken, `Member must satisfy regular expression pattern: [a-zA-Z0-9._\-]+ and have length less than or equal to 256`),
+		check(st.SourceArn == "" || sourceArnRE().MatchString(st.SourceArn), "sourceArn", st.SourceArn, `Member must satisfy regular expression pattern: arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)`),
+		check(st.SourceAccount == "" || accountRE().MatchString(st.SourceAccount), "sourceAccount", st.SourceAccount, `Member must satisfy regular expression pattern: \d{12}`),
+		check(st.PrincipalOrgID == "" || orgIDRE().MatchString(st.PrincipalOrgID), "principalOrgID", st.PrincipalOrgID, `Member must satisfy regular expression pattern: ^o-[a-z0-9]{10,32}$`),
+		check(tokenRE().MatchString(st.EventSourceToken), "eventSourceToken", st.EventSourceToken, `Member must satisfy regular expression pattern: [a-zA-Z0-9._\-]+ and have length less than or equal to 256`),
 		check(st.FunctionURLAuthType == "" || st.FunctionURLAuthType == "NONE" || st.FunctionURLAuthType == "AWS_IAM", "functionUrlAuthType", st.FunctionURLAuthType, "Member must satisfy enum value set: [NONE, AWS_IAM]"),
 	} {
 		if err != nil {
@@ -105,8 +105,8 @@ func isSpace(r rune) bool {
 
 // validPrincipal: *, an account id, an ARN, a service or an access key id.
 func validPrincipal(p string) bool {
-	return p == "*" || accountRE.MatchString(p) || strings.HasPrefix(p, "arn:") ||
-		keyIDRE.MatchString(p) || serviceRE.MatchString(p)
+	return p == "*" || accountRE().MatchString(p) || strings.HasPrefix(p, "arn:") ||
+		keyIDRE().MatchString(p) || serviceRE().MatchString(p)
 }
 
 // policyARN is the ARN a statement of qualifier q's policy names: the
@@ -153,7 +153,7 @@ func (s *Server) removePermission(w http.ResponseWriter, r *http.Request) error 
 	}
 	sid := r.PathValue("sid")
 	noteResource(r, sid)
-	if !statementIDRE.MatchString(sid) {
+	if !statementIDRE().MatchString(sid) {
 		return nimbus.Errorf(nimbus.ErrValidation, "1 validation error detected: Value '%s' at 'statementId' failed to satisfy constraint: Member must satisfy regular expression pattern: ([a-zA-Z0-9-_.]+)", sid)
 	}
 	if _, err := s.reg.RemovePermission(r.Context(), fn.Name, q, sid, r.URL.Query().Get("RevisionId")); err != nil {
@@ -225,9 +225,9 @@ func renderPrincipal(p string) any {
 	switch {
 	case p == "*":
 		return "*"
-	case accountRE.MatchString(p):
+	case accountRE().MatchString(p):
 		return map[string]string{"AWS": "arn:aws:iam::" + p + ":root"}
-	case strings.HasPrefix(p, "arn:"), keyIDRE.MatchString(p):
+	case strings.HasPrefix(p, "arn:"), keyIDRE().MatchString(p):
 		return map[string]string{"AWS": p}
 	}
 	return map[string]string{"Service": p}

@@ -3,11 +3,11 @@ package async
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // SubmitRequest is one asynchronous invocation.
@@ -24,10 +24,10 @@ type SubmitRequest struct {
 	Qualifier string
 }
 
-var validTaskID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+var validTaskID = lazyre.New(`^[A-Za-z0-9_-]{1,128}$`)
 
 // ValidTaskID reports whether id is a well-formed task id.
-func ValidTaskID(id string) bool { return validTaskID.MatchString(id) }
+func ValidTaskID(id string) bool { return validTaskID().MatchString(id) }
 
 // Submit stores an event durably and returns its task id once it is stored;
 // existing reports that the task id was already known (nothing new stored).

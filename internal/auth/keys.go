@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/seal"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
@@ -156,7 +156,7 @@ func (k *Keys) reloadMissing() bool {
 	return true
 }
 
-var keyName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var keyName = lazyre.New(`^[A-Za-z0-9_-]{1,64}$`)
 
 // OpenKeys loads the keys in kv and follows its changes until Close.
 func OpenKeys(ctx context.Context, kv store.KV, sealKey *seal.Key, log *slog.Logger) (*Keys, error) {
@@ -374,7 +374,7 @@ func (k *Keys) List() []Key {
 // Create issues a key. Errors: nimbus.ErrInvalid for a bad name, role or
 // glob; nimbus.ErrConflict when the name is taken.
 func (k *Keys) Create(ctx context.Context, name string, role Role, glob string) (Key, error) {
-	if !keyName.MatchString(name) {
+	if !keyName().MatchString(name) {
 		return Key{}, fmt.Errorf("%w: key name must be 1 to 64 letters, digits, '-' or '_', not %q", nimbus.ErrInvalid, name)
 	}
 	if _, err := ParseRole(string(role)); err != nil {

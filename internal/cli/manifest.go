@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
@@ -219,7 +219,7 @@ func entryLines(data []byte) []int {
 }
 
 var (
-	unknownFieldRE = regexp.MustCompile(`field (.*) not found in type \S+`)
+	unknownFieldRE = lazyre.New(`field (.*) not found in type \S+`)
 	typeNames      = strings.NewReplacer(
 		"[]cli.manifestFunction", "a list of functions",
 		"cli.manifestFunction", "a function (a mapping of name, runtime, ...)",
@@ -239,7 +239,7 @@ func yamlError(err error) error {
 	}
 	errs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {
-		e = unknownFieldRE.ReplaceAllString(e, `unknown field "$1"`)
+		e = unknownFieldRE().ReplaceAllString(e, `unknown field "$1"`)
 		errs = append(errs, errors.New(typeNames.Replace(e)))
 	}
 	return errors.Join(errs...)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // published names, in a manifest's aliases, the version the deploy
@@ -57,7 +57,7 @@ func (a *aliasSpec) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var manifestAliasName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+var manifestAliasName = lazyre.New(`^[a-zA-Z0-9_-]{1,128}$`)
 
 // versionProblems checks publish, aliases and layers.
 func (s *functionSpec) versionProblems() []error {
@@ -65,7 +65,7 @@ func (s *functionSpec) versionProblems() []error {
 	for _, name := range slices.Sorted(maps.Keys(s.Aliases)) {
 		a := s.Aliases[name]
 		_, numeric := strconv.Atoi(name)
-		if !manifestAliasName.MatchString(name) || numeric == nil {
+		if !manifestAliasName().MatchString(name) || numeric == nil {
 			errs = append(errs, fmt.Errorf("alias %q: a name is 1 to 128 letters, digits, - or _, and not a number", name))
 		}
 		switch v := a.Version; {

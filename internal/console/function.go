@@ -4,12 +4,12 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus/internal/api"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/records"
 	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
@@ -217,4 +217,4 @@ func logTail(h http.Header) string {
 }
 
 // reportDuration finds the Duration of a REPORT line.
-var reportDuration = regexp.MustCompile(`REPORT RequestId: \S+\s+Duration: ([0-9.]+) ms`)
+var reportDuration = lazyre.New(`REPORT RequestId: \S+\s+Duration: ([0-9.]+) ms`)

@@ -55,7 +55,7 @@ func (c *Console) functionInvoke(w http.ResponseWriter, r *http.Request, v *visi
 		view.RequestID = rep.Header.Get("X-Amzn-RequestId")
 		view.Result = string(rep.Body)
 		view.Log = logTail(rep.Header)
-		if m := reportDuration.FindStringSubmatch(view.Log); m != nil {
+		if m := reportDuration().FindStringSubmatch(view.Log); m != nil {
 			view.Duration, _ = strconv.ParseFloat(m[1], 64)
 		}
 	}

@@ -13,13 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Kind is the kind of a destination.
@@ -57,10 +56,8 @@ func (t Target) String() string {
 }
 
 var (
-	nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`) })
-	arnRE  = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^arn:aws[a-zA-Z-]*:lambda:([a-z]{2}(?:-gov)?-[a-z]+-\d):(\d{12}):function:(.*)$`)
-	})
+	nameRE = lazyre.New(`^[a-zA-Z0-9_-]{1,64}$`)
+	arnRE  = lazyre.New(`^arn:aws[a-zA-Z-]*:lambda:([a-z]{2}(?:-gov)?-[a-z]+-\d):(\d{12}):function:(.*)$`)
 )
 
 // Parse validates a destination and returns its target. Accepted forms:

@@ -2,17 +2,17 @@ package registry
 
 import (
 	"context"
-	"regexp"
 	"slices"
 	"strconv"
 
 	"github.com/google/uuid"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // aliasName is Lambda's alias name pattern: not all digits (a version).
-var aliasName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+var aliasName = lazyre.New(`^[a-zA-Z0-9_-]{1,128}$`)
 
 // AliasInput is what CreateAlias and UpdateAlias set: fields left nil
 // are kept (UpdateAlias).
@@ -113,7 +113,7 @@ func aliasNotFound(name, alias string) error {
 }
 
 func validAliasName(alias string) error {
-	if !aliasName.MatchString(alias) {
+	if !aliasName().MatchString(alias) {
 		return validationf("name", alias, "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)")
 	}
 	if _, err := strconv.Atoi(alias); err == nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Layers: a layer version is a zip package published under a layer name
@@ -89,14 +90,14 @@ type LayerInput struct {
 }
 
 var (
-	layerNameRE = lazyRE(`^[a-zA-Z0-9_-]{1,140}$`)
+	layerNameRE = lazyre.New(`^[a-zA-Z0-9_-]{1,140}$`)
 	// layerArnRE is a layer version's ARN: name and number.
-	layerArnRE = lazyRE(`^arn:[a-zA-Z0-9-]+:lambda:([a-zA-Z0-9-]+):(\d{12}):layer:([a-zA-Z0-9_-]+):([0-9]+)$`)
+	layerArnRE = lazyre.New(`^arn:[a-zA-Z0-9-]+:lambda:([a-zA-Z0-9-]+):(\d{12}):layer:([a-zA-Z0-9_-]+):([0-9]+)$`)
 	// layerNameArnRE is a layer's ARN, without a number.
-	layerNameArnRE = lazyRE(`^arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:([a-zA-Z0-9_-]+)$`)
-	runtimeIDRE    = lazyRE(`^[a-z0-9.]{1,32}$`)
-	accountRE      = lazyRE(`^\d{12}$`)
-	sidRE          = lazyRE(`^[a-zA-Z0-9_-]{1,100}$`)
+	layerNameArnRE = lazyre.New(`^arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:([a-zA-Z0-9_-]+)$`)
+	runtimeIDRE    = lazyre.New(`^[a-z0-9.]{1,32}$`)
+	accountRE      = lazyre.New(`^\d{12}$`)
+	sidRE          = lazyre.New(`^[a-zA-Z0-9_-]{1,100}$`)
 )
 
 // ParseLayerName returns the layer name of s, a name or a layer's ARN.

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Lambda's tag limits.
@@ -19,7 +20,7 @@ const (
 )
 
 // tagRE is the characters AWS allows in tag keys and values.
-var tagRE = lazyRE(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
+var tagRE = lazyre.New(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
 
 // errKeepRevision is what a change given to modify returns to be written
 // without a new RevisionID: it changes nothing of the configuration.

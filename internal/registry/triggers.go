@@ -109,7 +109,7 @@ func (in *TriggerInput) apply(t *nimbus.Trigger, types TriggerTypes) error {
 		if q == nimbus.Latest {
 			q = ""
 		}
-		if q != "" && !aliasName.MatchString(q) {
+		if q != "" && !aliasName().MatchString(q) {
 			return validationf("qualifier", q, "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]{1,128})")
 		}
 		t.Qualifier = q

@@ -3,15 +3,14 @@ package registry
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/destination"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 )
 
@@ -84,17 +83,12 @@ func DefaultLogGroup(name string) string { return "/aws/lambda/" + name }
 // maxIdleTimeout caps a function's own instance idle timeout (a day).
 const maxIdleTimeout = 86400
 
-// The patterns are compiled on first use: every process start (every
-// sandboxed instance re-executes the binary) would pay for them otherwise.
+// The patterns are compiled on first use (lazyre).
 var (
-	handlerRE = lazyRE(`^[^\s]{1,128}$`)
-	envKeyRE  = lazyRE(`^[a-zA-Z]([a-zA-Z0-9_])+$`)
-	arnRE     = lazyRE(`^(?:arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(?:-gov)?-[a-z]+-\d:)?(?:\d{12}:)?(?:function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$`)
+	handlerRE = lazyre.New(`^[^\s]{1,128}$`)
+	envKeyRE  = lazyre.New(`^[a-zA-Z]([a-zA-Z0-9_])+$`)
+	arnRE     = lazyre.New(`^(?:arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(?:-gov)?-[a-z]+-\d:)?(?:\d{12}:)?(?:function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$`)
 )
-
-func lazyRE(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
 
 // ValidName reports whether name is a valid bare function name.
 func ValidName(name string) bool {

@@ -18,13 +18,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Runtime kinds.
@@ -91,7 +91,7 @@ func discover(log *slog.Logger, pyDirs, nodes []string) []Runtime {
 	return rts
 }
 
-var pythonName = regexp.MustCompile(`^python3\.(\d+)$`)
+var pythonName = lazyre.New(`^python3\.(\d+)$`)
 
 func findPython(log *slog.Logger, dirs []string) []Runtime {
 	var rts []Runtime
@@ -102,7 +102,7 @@ func findPython(log *slog.Logger, dirs []string) []Runtime {
 			continue
 		}
 		for _, e := range entries {
-			m := pythonName.FindStringSubmatch(e.Name())
+			m := pythonName().FindStringSubmatch(e.Name())
 			if m == nil {
 				continue
 			}
@@ -123,7 +123,7 @@ func findPython(log *slog.Logger, dirs []string) []Runtime {
 	return rts
 }
 
-var nodeVersion = regexp.MustCompile(`^v(\d+)\.\d+\.\d+`)
+var nodeVersion = lazyre.New(`^v(\d+)\.\d+\.\d+`)
 
 func findNode(log *slog.Logger, paths []string) []Runtime {
 	var rts []Runtime
@@ -163,7 +163,7 @@ func nodeMajor(path string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s --version: %w", path, err)
 	}
-	m := nodeVersion.FindSubmatch(out)
+	m := nodeVersion().FindSubmatch(out)
 	if m == nil {
 		return 0, fmt.Errorf("%s --version: unexpected output %q", path, out)
 	}

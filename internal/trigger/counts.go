@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
 
@@ -49,12 +49,12 @@ func (c Counts) Add(d Counts) Counts {
 const CountsBucket = "trigger_status"
 
 // validCountsKey is what store.KV takes as a key, without ".".
-var validCountsKey = regexp.MustCompile(`^[-_=a-zA-Z0-9]+$`)
+var validCountsKey = lazyre.New(`^[-_=a-zA-Z0-9]+$`)
 
 // CountsKey is the store key of a trigger's counts: its ID (a UUID), or for
 // a trigger without a usable ID a digest of its function and name.
 func CountsKey(function string, t *nimbus.Trigger) string {
-	if validCountsKey.MatchString(t.ID) {
+	if validCountsKey().MatchString(t.ID) {
 		return t.ID
 	}
 	sum := sha256.Sum256([]byte(function + "/" + t.Name))

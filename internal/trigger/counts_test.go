@@ -41,7 +41,7 @@ func TestCountsKey(t *testing.T) {
 	k1 := CountsKey("a-b", &nimbus.Trigger{Name: "c"})
 	k2 := CountsKey("a", &nimbus.Trigger{Name: "b-c"})
 	k3 := CountsKey("a", &nimbus.Trigger{ID: "no/slashes", Name: "b-c"})
-	if k1 == k2 || k2 != k3 || !validCountsKey.MatchString(k1) {
+	if k1 == k2 || k2 != k3 || !validCountsKey().MatchString(k1) {
 		t.Errorf("keys without a usable ID: %q %q %q", k1, k2, k3)
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Redacted is what a secret of a trigger's Config is shown as: in API
@@ -60,7 +60,7 @@ func SecretsOf(f Factory, config json.RawMessage) (s Secrets) {
 }
 
 // secretName matches the names of members GuessSecrets takes for secrets.
-var secretName = regexp.MustCompile(`(?i)passw|secret|token|passphrase|credential`)
+var secretName = lazyre.New(`(?i)passw|secret|token|passphrase|credential`)
 
 // GuessSecrets returns the members of config that look secret: strings
 // holding URLs with credentials, and members named like a password, a
@@ -69,9 +69,9 @@ func GuessSecrets(config json.RawMessage) Secrets {
 	var s Secrets
 	walkStrings(decodeConfig(config), func(name string, v string) {
 		switch {
-		case secretName.MatchString(name):
+		case secretName().MatchString(name):
 			s.Values = append(s.Values, name)
-		case userinfo.MatchString(v):
+		case userinfo().MatchString(v):
 			s.URLs = append(s.URLs, name)
 		}
 	})
@@ -193,7 +193,7 @@ func restoreURLs(path, str, old string) (string, error) {
 }
 
 // userinfo finds the credentials of a URL in a text: scheme://USERINFO@.
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s@"'<>\[\]]+)@`)
+var userinfo = lazyre.New(`([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s@"'<>\[\]]+)@`)
 
 // RedactText returns s with the credentials of every URL in it replaced
 // by Redacted: the password (scheme://user:****@host), or a user given
@@ -202,7 +202,7 @@ func RedactText(s string) string {
 	if !strings.Contains(s, "@") {
 		return s
 	}
-	return userinfo.ReplaceAllStringFunc(s, func(m string) string {
+	return userinfo().ReplaceAllStringFunc(s, func(m string) string {
 		scheme, info, _ := strings.Cut(m, "://")
 		if user, _, ok := strings.Cut(strings.TrimSuffix(info, "@"), ":"); ok {
 			return scheme + "://" + user + ":" + Redacted + "@"
@@ -223,7 +223,7 @@ type urlParts struct {
 // splitURL splits s, which must hold scheme://userinfo@ at its start
 // (after spaces), or returns nil.
 func splitURL(s string) *urlParts {
-	m := userinfo.FindStringSubmatchIndex(s)
+	m := userinfo().FindStringSubmatchIndex(s)
 	if m == nil || strings.TrimSpace(s[:m[0]]) != "" {
 		return nil
 	}

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus"
 	"github.com/nimbus-serverless/nimbus/internal/audit"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	natsstore "github.com/nimbus-serverless/nimbus/internal/store/nats"
 )
 
@@ -87,13 +87,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 
 // token is s as a subject token: itself when it is one, else "~".
 func token(s string) string {
-	if s != "" && len(s) <= 256 && tokenChars.MatchString(s) {
+	if s != "" && len(s) <= 256 && tokenChars().MatchString(s) {
 		return s
 	}
 	return "~"
 }
 
-var tokenChars = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var tokenChars = lazyre.New(`^[A-Za-z0-9_-]+$`)
 
 // filterToken is a filter value as a subject token: a wildcard for "".
 func filterToken(s string) string {

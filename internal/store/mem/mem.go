@@ -9,13 +9,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
 
@@ -49,10 +49,10 @@ func (s *Store) Blobs() store.Blobs { return s.blobs }
 // Close does nothing.
 func (s *Store) Close(context.Context) error { return nil }
 
-var keyRE = regexp.MustCompile(`^[-_=\.a-zA-Z0-9]+$`)
+var keyRE = lazyre.New(`^[-_=\.a-zA-Z0-9]+$`)
 
 func checkKey(key string) error {
-	if !keyRE.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+	if !keyRE().MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
 		return nimbus.Errorf(nimbus.ErrInvalid, "invalid key %q", key)
 	}
 	return nil
@@ -235,7 +235,7 @@ func NewBlobs() *Blobs {
 	return &Blobs{data: make(map[string][]byte), mod: make(map[string]time.Time)}
 }
 
-var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var digestRE = lazyre.New(`^[0-9a-f]{64}$`)
 
 // Put implements store.Blobs.
 func (b *Blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
@@ -258,7 +258,7 @@ func (b *Blobs) Put(ctx context.Context, r io.Reader) (string, int64, error) {
 
 // Get implements store.Blobs.
 func (b *Blobs) Get(_ context.Context, digest string) (io.ReadCloser, error) {
-	if !digestRE.MatchString(digest) {
+	if !digestRE().MatchString(digest) {
 		return nil, nimbus.Errorf(nimbus.ErrInvalid, "invalid digest %q", digest)
 	}
 	b.mu.Lock()
@@ -272,7 +272,7 @@ func (b *Blobs) Get(_ context.Context, digest string) (io.ReadCloser, error) {
 
 // Delete implements store.Blobs.
 func (b *Blobs) Delete(_ context.Context, digest string) error {
-	if !digestRE.MatchString(digest) {
+	if !digestRE().MatchString(digest) {
 		return nimbus.Errorf(nimbus.ErrInvalid, "invalid digest %q", digest)
 	}
 	b.mu.Lock()

@@ -127,7 +127,7 @@ func (c Config) validateCluster() error {
 		return errors.New("--peers needs --cluster-listen (this member's route address)")
 	case cl.Name != "" && cl.Listen == "":
 		return errors.New("--cluster-name needs --cluster-listen (this member's route address)")
-	case cl.Name != "" && !validName.MatchString(cl.Name):
+	case cl.Name != "" && !validName().MatchString(cl.Name):
 		return fmt.Errorf("--cluster-name %q: only letters, digits, \"-\" and \"_\" are allowed", cl.Name)
 	case cl.Wait < 0:
 		return fmt.Errorf("--cluster-wait must not be negative, not %s", cl.Wait)

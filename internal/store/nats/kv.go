@@ -4,25 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
 
 // validKey matches the keys store.KV allows: the NATS KV key characters
 // without "/" (which store.KV does not promise).
-var validKey = regexp.MustCompile(`^[-_=.a-zA-Z0-9]+$`)
+var validKey = lazyre.New(`^[-_=.a-zA-Z0-9]+$`)
 
 // checkKey reports whether key is a valid key, with an error wrapping
 // nimbus.ErrInvalid. Keys are NATS subject tokens joined by ".", so a key
 // may not start or end with "." or hold "..".
 func checkKey(key string) error {
-	if !validKey.MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+	if !validKey().MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
 		return nimbus.Invalidf("invalid key %q: use letters, digits and \"-_=.\", with no leading, trailing or double \".\"", key)
 	}
 	return nil

@@ -38,7 +38,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +51,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
 
@@ -68,7 +68,7 @@ const (
 )
 
 // validName matches the bucket names (and prefixes) JetStream accepts.
-var validName = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+var validName = lazyre.New(`^[a-zA-Z0-9_-]+$`)
 
 // Config configures Open.
 type Config struct {
@@ -112,7 +112,7 @@ type Config struct {
 
 // Validate reports the first invalid field of c.
 func (c Config) Validate() error {
-	if c.Prefix != "" && !validName.MatchString(c.Prefix) {
+	if c.Prefix != "" && !validName().MatchString(c.Prefix) {
 		return fmt.Errorf("nats config: Prefix %q: only letters, digits, \"-\" and \"_\" are allowed", c.Prefix)
 	}
 	if err := c.validateCluster(); err != nil {
@@ -390,7 +390,7 @@ func (s *Store) KVWithTTL(ctx context.Context, bucket string, ttl time.Duration)
 }
 
 func (s *Store) openKV(ctx context.Context, bucket string, ttl time.Duration) (store.KV, error) {
-	if !validName.MatchString(bucket) {
+	if !validName().MatchString(bucket) {
 		return nil, nimbus.Invalidf("invalid bucket name %q: only letters, digits, \"-\" and \"_\" are allowed", bucket)
 	}
 	name := s.cfg.Prefix + "_" + bucket

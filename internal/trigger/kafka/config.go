@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
 
@@ -29,7 +29,7 @@ const (
 const maxGroupLen = 255
 
 // validTopic is Kafka's rule for topic names.
-var validTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+var validTopic = lazyre.New(`^[a-zA-Z0-9._-]{1,249}$`)
 
 // Config is a Kafka trigger's configuration. Lambda's
 // CreateEventSourceMapping for self-managed Kafka maps onto it.
@@ -113,7 +113,7 @@ func (c *Config) validate() (time.Duration, error) {
 	switch {
 	case c.Topic == "":
 		return 0, nimbus.Invalidf("kafka trigger config: topic is required")
-	case c.Topic == "." || c.Topic == ".." || !validTopic.MatchString(c.Topic):
+	case c.Topic == "." || c.Topic == ".." || !validTopic().MatchString(c.Topic):
 		return 0, nimbus.Invalidf("kafka trigger config: topic %q is not a valid Kafka topic name (1-249 letters, digits, '.', '_', '-')", c.Topic)
 	}
 	switch c.StartPosition {

@@ -112,7 +112,7 @@ func FuzzNew(f *testing.F) {
 			return
 		}
 		c := src.Config()
-		if len(c.Brokers) == 0 || !validTopic.MatchString(c.Topic) || (c.StartPosition != StartLatest && c.StartPosition != StartTrimHorizon) {
+		if len(c.Brokers) == 0 || !validTopic().MatchString(c.Topic) || (c.StartPosition != StartLatest && c.StartPosition != StartTrimHorizon) {
 			t.Fatalf("New(%q) accepted %+v", raw, c)
 		}
 	})

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Key encodings of Config.KeyEncoding.
@@ -50,7 +50,7 @@ type Config struct {
 }
 
 // eventPattern matches an event type or a wildcard pattern.
-var eventPattern = regexp.MustCompile(`^s3:(\*|[A-Za-z0-9]+(:[A-Za-z0-9]+)*(:\*)?)$`)
+var eventPattern = lazyre.New(`^s3:(\*|[A-Za-z0-9]+(:[A-Za-z0-9]+)*(:\*)?)$`)
 
 // ParseConfig decodes and validates an object-storage trigger's Config.
 // Errors are user errors (nimbus.ErrInvalid) naming the bad field.
@@ -96,7 +96,7 @@ func (c Config) validate() error {
 		if !strings.HasPrefix(full, "s3:") {
 			full = "s3:" + e
 		}
-		if !eventPattern.MatchString(full) {
+		if !eventPattern().MatchString(full) {
 			return nimbus.Invalidf("s3 config: events[%d] %q is not an event type such as s3:ObjectCreated:* or s3:ObjectRemoved:Delete", i, e)
 		}
 	}

@@ -34,11 +34,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 	"github.com/nimbus-serverless/nimbus/internal/trigger"
 )
@@ -170,12 +170,12 @@ func (s *Source) tickKey(tick time.Time) string {
 func (s *Source) aliveKey() string { return s.prefix + ".alive" }
 
 // safePart matches names usable as they are in a key.
-var safePart = regexp.MustCompile(`^[-_a-zA-Z0-9]+$`)
+var safePart = lazyre.New(`^[-_a-zA-Z0-9]+$`)
 
 // keyPart is name when it is safe in a KV key, else "=" and its hex (which
 // no safe name starts with, so the two never collide).
 func keyPart(name string) string {
-	if safePart.MatchString(name) {
+	if safePart().MatchString(name) {
 		return name
 	}
 	return "=" + hex.EncodeToString([]byte(name))
