@@ -7,7 +7,11 @@ package store
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 )
 
 // Entry is a value and the revision it was written at.
@@ -75,4 +79,19 @@ type Store interface {
 	// Close releases connections and, for an embedded server, shuts it
 	// down after flushing.
 	Close(ctx context.Context) error
+}
+
+// keyChars matches the characters of a key: the NATS KV key characters
+// without "/" (which KV does not promise).
+var keyChars = lazyre.New(`^[-_=.a-zA-Z0-9]+$`)
+
+// CheckKey reports whether key is a valid KV key, with an error wrapping
+// nimbus.ErrInvalid. Keys are NATS subject tokens joined by ".", so a key
+// may not start or end with "." or hold "..". Every KV implementation
+// checks its keys with it.
+func CheckKey(key string) error {
+	if !keyChars().MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return nimbus.Invalidf("invalid key %q: use letters, digits and \"-_=.\", with no leading, trailing or double \".\"", key)
+	}
+	return nil
 }

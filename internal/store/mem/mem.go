@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"io"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -48,15 +47,6 @@ func (s *Store) Blobs() store.Blobs { return s.blobs }
 
 // Close does nothing.
 func (s *Store) Close(context.Context) error { return nil }
-
-var keyRE = lazyre.New(`^[-_=\.a-zA-Z0-9]+$`)
-
-func checkKey(key string) error {
-	if !keyRE().MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
-		return nimbus.Errorf(nimbus.ErrInvalid, "invalid key %q", key)
-	}
-	return nil
-}
 
 // KV is an in-memory bucket.
 type KV struct {
@@ -136,7 +126,7 @@ func NewKV() *KV {
 
 // Get implements store.KV.
 func (kv *KV) Get(_ context.Context, key string) (store.Entry, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return store.Entry{}, err
 	}
 	kv.mu.Lock()
@@ -159,7 +149,7 @@ func (kv *KV) putLocked(key string, value []byte) uint64 {
 
 // Create implements store.KV.
 func (kv *KV) Create(_ context.Context, key string, value []byte) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
 	kv.mu.Lock()
@@ -172,7 +162,7 @@ func (kv *KV) Create(_ context.Context, key string, value []byte) (uint64, error
 
 // Update implements store.KV.
 func (kv *KV) Update(_ context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
 	kv.mu.Lock()
@@ -185,7 +175,7 @@ func (kv *KV) Update(_ context.Context, key string, value []byte, rev uint64) (u
 
 // Put implements store.KV.
 func (kv *KV) Put(_ context.Context, key string, value []byte) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
 	kv.mu.Lock()
@@ -195,7 +185,7 @@ func (kv *KV) Put(_ context.Context, key string, value []byte) (uint64, error) {
 
 // Delete implements store.KV.
 func (kv *KV) Delete(_ context.Context, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return err
 	}
 	kv.mu.Lock()

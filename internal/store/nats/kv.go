@@ -4,29 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/lazyre"
 	"github.com/nimbus-serverless/nimbus/internal/store"
 )
-
-// validKey matches the keys store.KV allows: the NATS KV key characters
-// without "/" (which store.KV does not promise).
-var validKey = lazyre.New(`^[-_=.a-zA-Z0-9]+$`)
-
-// checkKey reports whether key is a valid key, with an error wrapping
-// nimbus.ErrInvalid. Keys are NATS subject tokens joined by ".", so a key
-// may not start or end with "." or hold "..".
-func checkKey(key string) error {
-	if !validKey().MatchString(key) || key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
-		return nimbus.Invalidf("invalid key %q: use letters, digits and \"-_=.\", with no leading, trailing or double \".\"", key)
-	}
-	return nil
-}
 
 // kv is a store.KV on a JetStream key-value bucket with history 1. A delete
 // leaves a delete marker as the key's only message, so the value is gone,
@@ -51,7 +35,7 @@ var _ store.KV = (*kv)(nil)
 // Get returns the current entry. Errors: nimbus.ErrNotFound,
 // nimbus.ErrInvalid for a bad key.
 func (k *kv) Get(ctx context.Context, key string) (store.Entry, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return store.Entry{}, err
 	}
 	var e jetstream.KeyValueEntry
@@ -71,7 +55,7 @@ func (k *kv) Get(ctx context.Context, key string) (store.Entry, error) {
 // Create writes a key that must not exist (or was deleted). Errors:
 // nimbus.ErrConflict, nimbus.ErrInvalid for a bad key.
 func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
 	if err := k.health(); err != nil {
@@ -101,7 +85,7 @@ func (k *kv) Create(ctx context.Context, key string, value []byte) (uint64, erro
 // nimbus.ErrPreconditionFailed when it is not, or the key does not exist
 // (rev 0 always fails); nimbus.ErrInvalid for a bad key.
 func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
 	if err := k.health(); err != nil {
@@ -133,7 +117,7 @@ func (k *kv) Update(ctx context.Context, key string, value []byte, rev uint64) (
 
 // Put writes a key unconditionally. Errors: nimbus.ErrInvalid for a bad key.
 func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}
 	if err := k.health(); err != nil {
@@ -154,7 +138,7 @@ func (k *kv) Put(ctx context.Context, key string, value []byte) (uint64, error) 
 // Delete removes a key. Errors: nimbus.ErrNotFound, nimbus.ErrInvalid for a
 // bad key.
 func (k *kv) Delete(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return err
 	}
 	if err := k.health(); err != nil {
