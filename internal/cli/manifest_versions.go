@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nimbus-serverless/nimbus"
-	"github.com/nimbus-serverless/nimbus/internal/lazyre"
+	"github.com/nimbus-serverless/nimbus/internal/registry"
 )
 
 // published names, in a manifest's aliases, the version the deploy
@@ -57,15 +57,12 @@ func (a *aliasSpec) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var manifestAliasName = lazyre.New(`^[a-zA-Z0-9_-]{1,128}$`)
-
 // versionProblems checks publish, aliases and layers.
 func (s *functionSpec) versionProblems() []error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(s.Aliases)) {
 		a := s.Aliases[name]
-		_, numeric := strconv.Atoi(name)
-		if !manifestAliasName().MatchString(name) || numeric == nil {
+		if !registry.ValidAliasName(name) {
 			errs = append(errs, fmt.Errorf("alias %q: a name is 1 to 128 letters, digits, - or _, and not a number", name))
 		}
 		switch v := a.Version; {

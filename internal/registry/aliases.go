@@ -112,6 +112,10 @@ func aliasNotFound(name, alias string) error {
 	return nimbus.Errorf(nimbus.ErrNotFound, "Alias not found: %s:%s", name, alias)
 }
 
+// ValidAliasName reports whether alias is a valid alias name: Lambda's
+// pattern, and not a number (a version).
+func ValidAliasName(alias string) bool { return validAliasName(alias) == nil }
+
 func validAliasName(alias string) error {
 	if !aliasName().MatchString(alias) {
 		return validationf("name", alias, "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)")
