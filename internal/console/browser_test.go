@@ -302,14 +302,19 @@ func (b *tab) checkConsole(t *testing.T) {
 	}
 }
 
-// run runs steps within a minute, failing t on an error.
+// do runs steps within a minute, failing t on an error.
 func (b *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
+	if err := b.run(steps...); err != nil {
 		t.Fatalf("%s: %v (page %s)", what, err, b.location())
 	}
+}
+
+// run runs steps, within a minute.
+func (b *tab) run(steps ...chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	return chromedp.Do(ctx, steps...)
 }
 
 // doFresh is do for steps on a page that has just loaded, which can be
@@ -321,12 +326,10 @@ func (b *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Vo
 // not find node with given id" (CI, once: the login form).
 func (b *tab) doFresh(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
-	defer cancel()
-	err := chromedp.Do(ctx, steps...)
+	err := b.run(steps...)
 	if err != nil && strings.Contains(err.Error(), "Could not find node with given id") {
 		t.Logf("%s: %v; once more", what, err)
-		err = chromedp.Do(ctx, steps...)
+		err = b.run(steps...)
 	}
 	if err != nil {
 		t.Fatalf("%s: %v (page %s)", what, err, b.location())
