@@ -24,6 +24,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 // key is an access key as `nimbus keys create -o json` prints it.
@@ -80,6 +81,7 @@ func clientAs(s *server, c aws.Credentials) *lambda.Client {
 		p = credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")
 	}
 	return lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String("http://" + s.addr), Region: "us-east-1", Credentials: p,
 		RetryMaxAttempts: 1,
 	})
@@ -160,6 +162,7 @@ func TestAuthGoSDK(t *testing.T) {
 	_, err = clientAs(s, aws.Credentials{AccessKeyID: "AKIANOSUCHKEY0000000", SecretAccessKey: "x"}).ListFunctions(ctx, nil)
 	wantAPIError(t, "unknown key", err, 403, "UnrecognizedClientException", "security token")
 	skewed := lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String("http://" + s.addr), Region: "us-east-1", RetryMaxAttempts: 1,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.creds.AccessKeyID, s.creds.SecretAccessKey, ""),
 		HTTPSignerV4: skewedSigner{v4.NewSigner(), -10 * time.Minute},

@@ -22,6 +22,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 	"github.com/nimbus-serverless/nimbus/internal/version"
 )
 
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 // SigV4-signed with dummy credentials, as a real user's would be.
 func client(n *node.Node) *lambda.Client {
 	return lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String(nodetest.Endpoint(n)),
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),

@@ -18,6 +18,7 @@ import (
 	auditmem "github.com/nimbus-serverless/nimbus/internal/audit/mem"
 	"github.com/nimbus-serverless/nimbus/internal/auth"
 	"github.com/nimbus-serverless/nimbus/internal/codepkg"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 // The keys of the tags, policy and settings tests, with ids shaped as
@@ -51,6 +52,7 @@ func extServer(t *testing.T) (clients func(id string) *lambda.Client, log audit.
 	t.Cleanup(srv.Close)
 	return func(id string) *lambda.Client {
 		return lambda.New(lambda.Options{
+			HTTPClient:   sdkhttp.Client(),
 			BaseEndpoint: aws.String(srv.URL), Region: "us-east-1",
 			Credentials: credentials.NewStaticCredentialsProvider(id, secretOf(id), ""),
 			// Errors are answers here, not something to retry.

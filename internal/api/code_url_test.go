@@ -14,6 +14,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 // TestCodeLinkPresigned: on a node with authentication, GetFunction's
@@ -25,7 +26,7 @@ func TestCodeLinkPresigned(t *testing.T) {
 	var data string
 	n := nodetest.Start(t, func(c *node.Config) { c.Auth, data = node.AuthSigV4, c.DataDir })
 	id, secret := nodetest.Credentials(t, filepath.Join(data, "credentials"))
-	c := lambda.New(lambda.Options{BaseEndpoint: aws.String(nodetest.Endpoint(n)), Region: "us-east-1",
+	c := lambda.New(lambda.Options{HTTPClient: sdkhttp.Client(), BaseEndpoint: aws.String(nodetest.Endpoint(n)), Region: "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), RetryMaxAttempts: 1})
 	zip := pyZip(t)
 	createPy(t, c, "linked", zip)

@@ -30,6 +30,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 func TestMain(m *testing.M) {
@@ -104,6 +105,7 @@ func start(t *testing.T, mod func(*node.Config)) *env {
 		}
 	})
 	lc := lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String(nodetest.Endpoint(n)), Region: "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
 	})

@@ -19,6 +19,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 // client talks to one Nimbus node.
@@ -34,7 +36,7 @@ type client struct {
 }
 
 func newClient(endpoint, region string, creds aws.Credentials) *client {
-	tr := &progressTransport{base: http.DefaultTransport.(*http.Transport).Clone(), threshold: progressThreshold}
+	tr := &progressTransport{base: sdkhttp.Transport(http.DefaultTransport.(*http.Transport).Clone()), threshold: progressThreshold}
 	hc := &http.Client{Transport: tr}
 	var provider aws.CredentialsProvider = aws.AnonymousCredentials{}
 	if creds.HasKeys() {

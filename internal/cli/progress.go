@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"sync"
+
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 // progressThreshold is the request body size above which uploads show
@@ -38,6 +40,9 @@ func (t *progressTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	pr.finish()
 	return resp, err
 }
+
+// CloseIdleConnections closes base's idle connections, for http.Client's.
+func (t *progressTransport) CloseIdleConnections() { sdkhttp.CloseIdle(t.base) }
 
 // progressReader counts the bytes read from rc and reports each tenth of
 // total: on a terminal by rewriting one line, elsewhere one line per step.

@@ -33,6 +33,7 @@ import (
 
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
@@ -148,6 +149,7 @@ func startSigned(t *testing.T) *signedNode {
 	t.Cleanup(sn.stop)
 	sn.admin = credentialsIn(t, filepath.Join(cfg.DataDir, "credentials"))
 	sn.fn = lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String(sn.base()), Region: "us-east-1", RetryMaxAttempts: 1,
 		Credentials: credentials.NewStaticCredentialsProvider(sn.admin.AccessKeyID, sn.admin.SecretAccessKey, ""),
 	})

@@ -49,6 +49,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/runtimes"
 	"github.com/nimbus-serverless/nimbus/internal/sandbox/process"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 )
 
 // exitEnv makes the test binary exit as soon as it has started: the
@@ -134,6 +135,7 @@ func zipOf(b *testing.B, f function) []byte {
 
 func lambdaClient(n *node.Node) *lambda.Client {
 	return lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String(nodetest.Endpoint(n)),
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),

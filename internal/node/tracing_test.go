@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-serverless/nimbus/internal/node"
 	"github.com/nimbus-serverless/nimbus/internal/node/nodetest"
 	"github.com/nimbus-serverless/nimbus/internal/recursion"
+	"github.com/nimbus-serverless/nimbus/internal/sdkhttp"
 	"github.com/nimbus-serverless/nimbus/internal/testenv"
 	"github.com/nimbus-serverless/nimbus/internal/tracing/tracingtest"
 )
@@ -50,6 +51,7 @@ func TestTracingEndToEnd(t *testing.T) {
 		c.NATSListen = natsAddr
 	})
 	c := lambda.New(lambda.Options{
+		HTTPClient:   sdkhttp.Client(),
 		BaseEndpoint: aws.String(nodetest.Endpoint(n)), Region: "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
 	})
