@@ -456,15 +456,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.registry.OnChange(func(name string) {
-		fn, err := n.registry.Get(context.Background(), name)
-		if err != nil {
-			fn = nil
-		}
-		n.engine.Refresh(name, fn)
-		n.provisionVersions(name, fn)
-		n.forgetMetrics(name, fn)
-	})
+	bg, cancel := context.WithCancel(context.Background()) // the node's lifetime: closeParts ends it
+	n.cancel = cancel
+	n.registry.OnChange(func(name string) { n.functionChanged(bg, name) })
 	if err := n.openAuth(ctx); err != nil {
 		return nil, err
 	}
@@ -508,8 +502,6 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	n.http.RegisterOnShutdown(func() { n.stoppingOnce.Do(func() { close(n.stopping) }) })
-	bg, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
 	if err := n.registry.Resume(ctx); err != nil {
 		log.Warn("resume preparations", nimbus.LogErr, err)
 	}
