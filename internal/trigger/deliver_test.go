@@ -14,10 +14,12 @@ import (
 	"github.com/nimbus-serverless/nimbus"
 )
 
-// fakeFunctions serves one function, or none after delete.
+// fakeFunctions serves one function, or none after delete; its next fail
+// lookups fail (as a store out of reach would).
 type fakeFunctions struct {
-	mu  sync.Mutex
-	fns map[string]*nimbus.Function
+	mu   sync.Mutex
+	fns  map[string]*nimbus.Function
+	fail int
 }
 
 func newFakeFunctions(fns ...*nimbus.Function) *fakeFunctions {
@@ -31,6 +33,10 @@ func newFakeFunctions(fns ...*nimbus.Function) *fakeFunctions {
 func (f *fakeFunctions) Get(_ context.Context, name string) (*nimbus.Function, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fail > 0 {
+		f.fail--
+		return nil, errors.New("read function: nats: timeout")
+	}
 	fn := f.fns[name]
 	if fn == nil {
 		return nil, nimbus.Errorf(nimbus.ErrNotFound, "Function not found: %s", name)

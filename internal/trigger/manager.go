@@ -57,7 +57,14 @@ type ManagerConfig struct {
 	FlushEvery time.Duration
 	// Metrics is passed to each trigger's Sink (nil: nothing is told).
 	Metrics Metrics
+	// ChangeRetry spaces the lookups of a function whose change could not
+	// be read (default a second); the Manager tries changeRetries times.
+	ChangeRetry time.Duration
 }
+
+// changeRetries bounds the lookups of a function whose change could not be
+// read: a minute at the default ChangeRetry.
+const changeRetries = 60
 
 // NamedFactory makes the Factory of one trigger of one function.
 type NamedFactory func(function, trigger string) Factory
@@ -94,6 +101,9 @@ type Manager struct {
 	// leaving are deleted triggers whose broker state is being forgotten;
 	// a trigger created again under the same name waits for that.
 	leaving map[runKey]*run
+	// retrying are functions whose change could not be read and will be
+	// looked up again.
+	retrying map[string]bool
 
 	// flushMu orders flushes of the counts and deletions of a trigger's
 	// counts (manager_counts.go); cmu guards counts, the stored and
@@ -146,10 +156,13 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.FlushEvery <= 0 {
 		cfg.FlushEvery = DefaultFlushEvery
 	}
+	if cfg.ChangeRetry <= 0 {
+		cfg.ChangeRetry = time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, runs: make(map[runKey]*run),
 		byFunction: make(map[string]map[string]bool), leaving: make(map[runKey]*run),
-		counts: make(map[string]*countState)}
+		retrying: make(map[string]bool), counts: make(map[string]*countState)}
 }
 
 // Open starts the triggers of every function. Changes reported before Open
@@ -179,10 +192,18 @@ func (m *Manager) Open(ctx context.Context) error {
 // registry: it starts new and enabled ones, restarts changed ones and stops
 // disabled and deleted ones (all of them when the function is gone). It
 // does not wait for sources to stop, so it may be called from the
-// registry's change notifications.
-func (m *Manager) Changed(name string) {
+// registry's change notifications. A function that could not be read (not
+// "not found": the store out of reach for a moment) is not taken for
+// deleted: it is looked up again every ChangeRetry until it is read.
+func (m *Manager) Changed(name string) { m.changed(name, 0) }
+
+// changed is Changed's lookup number attempt+1 of a function.
+func (m *Manager) changed(name string, attempt int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if attempt > 0 {
+		delete(m.retrying, name) // this is the retry
+	}
 	if !m.open || m.closed {
 		return
 	}
@@ -190,7 +211,24 @@ func (m *Manager) Changed(name string) {
 	// so the last caller applies the newest one.
 	fn, err := m.cfg.Functions.Get(m.ctx, name)
 	if err != nil && !errors.Is(err, nimbus.ErrNotFound) {
-		m.log.Warn("trigger: look up function", nimbus.LogFunction, name, nimbus.LogErr, err)
+		switch {
+		case m.retrying[name]: // a retry is already waiting
+		case attempt >= changeRetries:
+			m.log.Error("trigger: look up function: its triggers stay as they were until its next change",
+				nimbus.LogFunction, name, nimbus.LogErr, err)
+		default:
+			if attempt == 0 {
+				m.log.Warn("trigger: look up function: trying again", nimbus.LogFunction, name, nimbus.LogErr, err)
+			}
+			m.retrying[name] = true
+			m.wg.Go(func() {
+				select {
+				case <-m.ctx.Done():
+				case <-time.After(m.cfg.ChangeRetry):
+					m.changed(name, attempt+1)
+				}
+			})
+		}
 		return
 	}
 	m.syncLocked(name, fn)

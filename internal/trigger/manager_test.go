@@ -172,7 +172,7 @@ func newManagerFixture(t *testing.T, fns ...*nimbus.Function) *managerFixture {
 			"push": func(json.RawMessage) (Source, error) { return nil, nil },
 			"bomb": func(json.RawMessage) (Source, error) { panic("factory bug") },
 		},
-		Sleep: f.h.sleep,
+		Sleep: f.h.sleep, ChangeRetry: 5 * time.Millisecond,
 	})
 	t.Cleanup(func() { closeManager(t, f.m) })
 	if err := f.m.Open(t.Context()); err != nil {
@@ -250,6 +250,52 @@ func TestManagerLifecycle(t *testing.T) {
 	f.h.expect(t, "stop nimbus-fn-b", "forget nimbus-fn-b v1")
 	if _, ok := f.m.Sink("fn", "b"); ok {
 		t.Error("the deleted function's trigger still has a sink")
+	}
+}
+
+// TestManagerChangeReadFails: a function whose change cannot be read is
+// not taken for deleted (its trigger keeps running) and is looked up again
+// until it is read: then the change applies.
+func TestManagerChangeReadFails(t *testing.T) {
+	a := fakeTrigger("a", fakeConfig{Tag: "v1"})
+	f := newManagerFixture(t, &nimbus.Function{Name: "fn", Triggers: []nimbus.Trigger{a}})
+	f.h.expect(t, "start nimbus-fn-a v1")
+
+	f.fns.mu.Lock()
+	f.fns.fail = 3
+	f.fns.mu.Unlock()
+	f.m.Changed("fn") // nothing changed, and the reads fail: nothing stops
+	f.m.Changed("fn") // a second failure while a retry waits adds none
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.fns.mu.Lock()
+		left := f.fns.fail
+		f.fns.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failing lookups left: the function was not looked up again", left)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.waitState(t, "fn", a, StateActive)
+	select {
+	case e := <-f.h.events:
+		t.Fatalf("a lookup that failed changed the trigger: %q", e)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	f.fns.mu.Lock()
+	f.fns.fail = 2
+	delete(f.fns.fns, "fn")
+	f.fns.mu.Unlock()
+	f.m.Changed("fn") // deleted, read at the third lookup
+	f.h.expect(t, "stop nimbus-fn-a", "forget nimbus-fn-a v1")
+	select {
+	case e := <-f.h.events:
+		t.Errorf("unexpected source event %q", e)
+	case <-time.After(50 * time.Millisecond):
 	}
 }
 
