@@ -78,7 +78,7 @@ func TestFollowChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			c := &changeReads{failures: tc.failures, fn: tc.fn, done: make(chan struct{})}
-			followChange(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), retry, "f", c.read, c.apply)
+			followChange(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), retry, "f", noLock, c.read, c.apply)
 			got := c.wait(t)
 			if len(got) != 1 || got[0] != tc.fn {
 				t.Errorf("applied %v, want [%v] once", got, tc.fn)
@@ -102,7 +102,7 @@ func TestFollowChange(t *testing.T) {
 func TestFollowChangeGivesUp(t *testing.T) {
 	var logs syncBuffer
 	c := &changeReads{failures: 1 << 30, done: make(chan struct{})}
-	followChange(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), changeRetry{every: 5 * time.Millisecond, times: 3}, "f", c.read, c.apply)
+	followChange(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), changeRetry{every: 5 * time.Millisecond, times: 3}, "f", noLock, c.read, c.apply)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "could not be read") {
 		if time.Now().After(deadline) {
@@ -118,13 +118,65 @@ func TestFollowChangeGivesUp(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	c = &changeReads{failures: 1 << 30, done: make(chan struct{})}
-	followChange(ctx, slog.New(slog.DiscardHandler), changeRetry{every: time.Millisecond, times: 1000}, "f", c.read, c.apply)
+	followChange(ctx, slog.New(slog.DiscardHandler), changeRetry{every: time.Millisecond, times: 1000}, "f", noLock, c.read, c.apply)
 	cancel() // the first read failed; the retries, every millisecond, stop
 	time.Sleep(100 * time.Millisecond)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.reads > 2 || len(c.applied) != 0 {
 		t.Errorf("after the context ended: %d reads, applied %v; want at most one read more, nothing applied", c.reads, c.applied)
+	}
+}
+
+func noLock() func() { return func() {} }
+
+// TestFollowChangeInOrder: of two changes of one function told at once,
+// the one read last is applied last. The first read is held until the
+// second change has been told; it reads the older function, the second the
+// newer: the newer must be what stays applied.
+func TestFollowChangeInOrder(t *testing.T) {
+	var locks nameLocks
+	lock := func() func() { return locks.lock("f") }
+	older, newer := &nimbus.Function{Name: "f", RevisionID: "1"}, &nimbus.Function{Name: "f", RevisionID: "2"}
+	var mu sync.Mutex
+	var applied []*nimbus.Function
+	apply := func(fn *nimbus.Function) {
+		mu.Lock()
+		applied = append(applied, fn)
+		mu.Unlock()
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	slowRead := func(context.Context, string) (*nimbus.Function, error) {
+		close(held)
+		<-release
+		return older, nil // read before the second change was written
+	}
+	fastRead := func(context.Context, string) (*nimbus.Function, error) { return newer, nil }
+	retry := changeRetry{every: time.Millisecond, times: 1}
+	first := make(chan struct{})
+	go func() {
+		followChange(t.Context(), slog.New(slog.DiscardHandler), retry, "f", lock, slowRead, apply)
+		close(first)
+	}()
+	<-held
+	second := make(chan struct{})
+	go func() {
+		followChange(t.Context(), slog.New(slog.DiscardHandler), retry, "f", lock, fastRead, apply)
+		close(second)
+	}()
+	time.Sleep(50 * time.Millisecond) // unordered, the second would apply now
+	close(release)
+	<-first
+	<-second
+	mu.Lock()
+	defer mu.Unlock()
+	if len(applied) != 2 || applied[1] != newer {
+		t.Errorf("applied %v, want the newer function last", applied)
+	}
+	locks.mu.Lock()
+	defer locks.mu.Unlock()
+	if len(locks.locks) != 0 {
+		t.Errorf("%d locks kept after use", len(locks.locks))
 	}
 }
 

@@ -319,6 +319,7 @@ type Node struct {
 	triggers    triggerParts        // triggers.go
 	metrics     metricsParts        // metrics.go
 	provisioned provisionedVersions // provisioned.go
+	changeLocks nameLocks           // changes.go: one function's changes apply in order
 	cluster     clusterParts        // cluster.go
 	http        *http.Server
 	ln          net.Listener
