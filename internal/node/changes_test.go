@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-serverless/nimbus"
+	"github.com/nimbus-serverless/nimbus/internal/testenv"
 )
 
 // changeReads is a registry read that fails (not "not found") failures
@@ -100,7 +101,7 @@ func TestFollowChange(t *testing.T) {
 // for deleted; after the retries an error is logged, and a context that
 // ends stops the retries at once.
 func TestFollowChangeGivesUp(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	c := &changeReads{failures: 1 << 30, done: make(chan struct{})}
 	followChange(t.Context(), slog.New(slog.NewTextHandler(&logs, nil)), changeRetry{every: 5 * time.Millisecond, times: 3}, "f", noLock, c.read, c.apply)
 	deadline := time.Now().Add(10 * time.Second)
@@ -178,22 +179,4 @@ func TestFollowChangeInOrder(t *testing.T) {
 	if len(locks.locks) != 0 {
 		t.Errorf("%d locks kept after use", len(locks.locks))
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
