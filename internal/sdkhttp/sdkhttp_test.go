@@ -42,6 +42,15 @@ func (b *closedBody) Close() error                     { b.closed = true; return
 func TestClosedBodyKeepsTheConnection(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		// The answer waits until the client has had time to fail its
+		// write (net/http then closes the connection, which ends r's
+		// context): whether the answer or the failure comes first is not
+		// left to the scheduler.
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
 		_, _ = w.Write([]byte("got " + string(body)))
