@@ -68,8 +68,8 @@ type Config struct {
 	Out             string // also write the tables here
 	// Nodes are the Nimbus nodes whose warm rows run, each with its own
 	// functions (an A/B of binaries or flags in one run); none: one node
-	// of the tree's build, unlabelled. The cold and async rows run on the
-	// first.
+	// of the tree's build, unlabelled. Each node has its warm and cold
+	// rows; the async rows run on the first.
 	Nodes []NodeSpec
 }
 

@@ -179,9 +179,9 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 	if len(nodes) == 0 {
 		nodes = []NodeSpec{{}}
 	}
-	var n *nimbusNode // the first: the cold and async rows'
-	var fns deployed
+	var n *nimbusNode // the first: the async rows'
 	var nimbusRows []*warmRow
+	var nimbusColds []*coldRow
 	for i, spec := range nodes {
 		bin := spec.Bin
 		if bin == "" {
@@ -197,7 +197,7 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 			return nil, nil, fmt.Errorf("node %q: %w", spec.Label, err)
 		}
 		if i == 0 {
-			n, fns = ni, d
+			n = ni
 		}
 		suffix := ""
 		if spec.Label != "" {
@@ -210,6 +210,7 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 				&warmRow{name: fmt.Sprintf("Nimbus Invoke API (SigV4) -> aws-lambda-go, %d MB%s", mb, suffix), launch: fixed(ni.proc, ni.invokeURL(noopName(mb))), request: signed},
 			)
 		}
+		nimbusColds = append(nimbusColds, b.nimbusColds(ni, d, suffix, i == 0)...)
 	}
 	signedBy := func(url string) Requester { return poster(url, body, n.creds) }
 	rows := []*warmRow{
@@ -228,7 +229,7 @@ func (b *bench) setUp(ctx context.Context) ([]*warmRow, []*coldRow, error) {
 	}
 	rows = append(rows, b.floorRows(direct, unsigned)...)
 	rows = append(rows, nimbusRows...)
-	colds = append(colds, b.nimbusColds(n, fns)...)
+	colds = append(colds, nimbusColds...)
 	if b.cfg.Async > 0 {
 		b.async = &asyncRows{n: n, fn: "async", count: b.cfg.Async, conns: slices.Max(b.cfg.Conns)}
 	}
@@ -427,8 +428,9 @@ func (b *bench) deploy(ctx context.Context, n *nimbusNode) (deployed, error) {
 	return d, nil
 }
 
-// nimbusColds are the node's cold rows, and the bare execs beside them.
-func (b *bench) nimbusColds(n *nimbusNode, d deployed) []*coldRow {
+// nimbusColds are the node's cold rows, their names ending in suffix, and
+// with bare, the bare execs beside them.
+func (b *bench) nimbusColds(n *nimbusNode, d deployed, suffix string, bare bool) []*coldRow {
 	hc := &http.Client{Timeout: time.Minute}
 	invoke := func(name string) func(ctx context.Context) (time.Duration, error) {
 		return func(ctx context.Context) (time.Duration, error) {
@@ -448,20 +450,25 @@ func (b *bench) nimbusColds(n *nimbusNode, d deployed) []*coldRow {
 			return took, err
 		}
 	}
-	rows := []*coldRow{
-		{name: fmt.Sprintf("Nimbus Go (provided.al2023), %d MB", b.cfg.Memory[0]), once: invoke("cold-go")},
-		{name: "`bootstrap -exit` (the Go no-op's exec)", once: timedExec(b.bins["noop"], "-exit")},
-		{name: "floor: Runtime API relay, aws-lambda-go cold", once: b.relayCold},
+	var rows []*coldRow
+	add := func(name string, once func(context.Context) (time.Duration, error), exec string, execOnce func(context.Context) (time.Duration, error)) {
+		rows = append(rows, &coldRow{name: name + suffix, once: once})
+		if bare {
+			rows = append(rows, &coldRow{name: exec, once: execOnce})
+		}
+	}
+	add(fmt.Sprintf("Nimbus Go (provided.al2023), %d MB", b.cfg.Memory[0]), invoke("cold-go"),
+		"`bootstrap -exit` (the Go no-op's exec)", timedExec(b.bins["noop"], "-exit"))
+	if bare {
+		rows = append(rows, &coldRow{name: "floor: Runtime API relay, aws-lambda-go cold", once: b.relayCold})
 	}
 	if rt, ok := d.rts[runtimes.KindPython]; ok {
-		rows = append(rows,
-			&coldRow{name: fmt.Sprintf("Nimbus Python (%s), %d MB", rt.ID, b.cfg.Memory[0]), once: invoke("cold-python")},
-			&coldRow{name: "`python3 -c pass`", once: timedExec(rt.Interp, "-c", "pass")})
+		add(fmt.Sprintf("Nimbus Python (%s), %d MB", rt.ID, b.cfg.Memory[0]), invoke("cold-python"),
+			"`python3 -c pass`", timedExec(rt.Interp, "-c", "pass"))
 	}
 	if rt, ok := d.rts[runtimes.KindNode]; ok {
-		rows = append(rows,
-			&coldRow{name: fmt.Sprintf("Nimbus Node (%s), %d MB", rt.ID, b.cfg.Memory[0]), once: invoke("cold-node")},
-			&coldRow{name: "`node -e 0`", once: timedExec(rt.Interp, "-e", "0")})
+		add(fmt.Sprintf("Nimbus Node (%s), %d MB", rt.ID, b.cfg.Memory[0]), invoke("cold-node"),
+			"`node -e 0`", timedExec(rt.Interp, "-e", "0"))
 	}
 	return rows
 }
