@@ -338,6 +338,37 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
+// TestEnvironment checks that a function's environment is its spec's and
+// nothing of its helper's (which runs with GOMAXPROCS=1, see spawn), from
+// a pooled helper and from one started for it.
+func TestEnvironment(t *testing.T) {
+	for _, size := range []int{1, -1} {
+		b := newBackend(t, Config{PoolSize: size})
+		var out testenv.Buffer
+		spec := sh(t, "", &out)
+		spec.Path, spec.Args = "/usr/bin/env", []string{"env"} // a shell would add PWD
+		spec.Env = append(slices.Clone(testEnv), "A=1", "EMPTY=")
+		var inst *instance
+		if size > 0 {
+			inst = startPooled(t, b, spec)
+		} else {
+			inst = start(t, b, spec)
+		}
+		wait(t, inst)
+		if err := inst.Err(); err != nil {
+			t.Fatalf("pool %d: Err() = %v; output %q", size, err, out.String())
+		}
+		got := strings.Fields(out.String())
+		// Without a mount namespace of its own, the instance is given a TMPDIR.
+		got = slices.DeleteFunc(got, func(kv string) bool { return !b.mountNS() && strings.HasPrefix(kv, "TMPDIR=") })
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(spec.Env))
+		if !slices.Equal(got, want) {
+			t.Errorf("pool %d: environment %q, want %q", size, got, want)
+		}
+	}
+}
+
 // TestCleanup checks that an instance killed, or exited with processes
 // left, leaves no process of its uid, no cgroup and no directory (that every
 // process dies is the conformance suite's KillAll).
