@@ -58,12 +58,13 @@ type Config struct {
 	Warmup          time.Duration
 	Duration        time.Duration
 	Conns           []int
-	Cold            int    // cold samples per row and round; 0: no cold rows
-	Async           int    // invokes of each kind of the async rows per round; 0: no async rows
-	OfWatchdog      string // of-watchdog binary; "" or missing: no row
-	RIE             string // aws-lambda-rie binary; "" or missing: no row
-	Memory          []int  // MemorySize of the Nimbus functions: two warm rows each; the cold rows take the first
-	HTTPConcurrency int    // of the Nimbus `http` function; 0: the node's default
+	Cold            int           // cold samples per row and round; 0: no cold rows
+	ColdGap         time.Duration // pause before each Nimbus cold start, once its configuration changed
+	Async           int           // invokes of each kind of the async rows per round; 0: no async rows
+	OfWatchdog      string        // of-watchdog binary; "" or missing: no row
+	RIE             string        // aws-lambda-rie binary; "" or missing: no row
+	Memory          []int         // MemorySize of the Nimbus functions: two warm rows each; the cold rows take the first
+	HTTPConcurrency int           // of the Nimbus `http` function; 0: the node's default
 	Rows            *regexp.Regexp
 	Out             string // also write the tables here
 	// Nodes are the Nimbus nodes whose warm rows run, each with its own
@@ -150,6 +151,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "counted time of each warm row")
 	conns := fs.String("conns", "1,16", "connection counts of the warm rows, comma-separated")
 	fs.IntVar(&cfg.Cold, "cold", 5, "cold starts per cold row and round (0: no cold rows)")
+	fs.DurationVar(&cfg.ColdGap, "cold-gap", 0, "pause before each Nimbus cold start, after the configuration change that makes it cold (0: none, starts back to back)")
 	fs.IntVar(&cfg.Async, "async", 1000, "synchronous and asynchronous invokes per round of the async rows, at the largest -conns (0: no async rows)")
 	fs.StringVar(&cfg.OfWatchdog, "of-watchdog", "/tmp/peers/bin/of-watchdog", "of-watchdog binary (its row is skipped when missing)")
 	fs.StringVar(&cfg.RIE, "rie", "/tmp/peers/bin/aws-lambda-rie", "aws-lambda-rie binary (its rows are skipped when missing)")

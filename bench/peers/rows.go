@@ -437,6 +437,11 @@ func (b *bench) nimbusColds(n *nimbusNode, d deployed, suffix string, bare bool)
 			if err := n.newInstance(ctx, name); err != nil {
 				return 0, err
 			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(b.cfg.ColdGap):
+			}
 			req, err := poster(n.invokeURL(name), body, n.creds)(ctx)
 			if err != nil {
 				return 0, err

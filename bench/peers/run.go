@@ -66,8 +66,12 @@ func run(ctx context.Context, cfg Config) error {
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "Run %s to %s UTC, commit %s, %d CPUs (GOMAXPROCS %d), load average %s at the start, %s at the end.\n",
 		began.Format("2006-01-02 15:04"), time.Now().UTC().Format("15:04"), commit(ctx), runtime.NumCPU(), runtime.GOMAXPROCS(0), load0, loadAverage())
-	fmt.Fprintf(&out, "%d rounds; warm rows %s counted after %s of warm-up; %d cold starts per cold row and round.\n",
+	fmt.Fprintf(&out, "%d rounds; warm rows %s counted after %s of warm-up; %d cold starts per cold row and round",
 		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Cold)
+	if cfg.ColdGap > 0 {
+		fmt.Fprintf(&out, ", Nimbus's %s apart", cfg.ColdGap)
+	}
+	fmt.Fprintln(&out, ".")
 	b.warm.WriteWarm(&out)
 	if cfg.Cold > 0 {
 		b.cold.WriteCold(&out)
