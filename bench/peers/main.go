@@ -151,7 +151,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "counted time of each warm row")
 	conns := fs.String("conns", "1,16", "connection counts of the warm rows, comma-separated")
 	fs.IntVar(&cfg.Cold, "cold", 5, "cold starts per cold row and round (0: no cold rows)")
-	fs.DurationVar(&cfg.ColdGap, "cold-gap", 0, "pause before each Nimbus cold start, after the configuration change that makes it cold (0: none, starts back to back)")
+	fs.DurationVar(&cfg.ColdGap, "cold-gap", 250*time.Millisecond, "pause before each Nimbus cold start, after the configuration change that makes it cold, so that each finds the node settled, its helper pool refilled (0: none, starts back to back, as in a burst)")
 	fs.IntVar(&cfg.Async, "async", 1000, "synchronous and asynchronous invokes per round of the async rows, at the largest -conns (0: no async rows)")
 	fs.StringVar(&cfg.OfWatchdog, "of-watchdog", "/tmp/peers/bin/of-watchdog", "of-watchdog binary (its row is skipped when missing)")
 	fs.StringVar(&cfg.RIE, "rie", "/tmp/peers/bin/aws-lambda-rie", "aws-lambda-rie binary (its rows are skipped when missing)")
