@@ -62,8 +62,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve", "--queue-timeout", "10"}, `nimbus: invalid --queue-timeout "10": want a duration such as 30s, 5m or 1h` + "\n"},
 		{[]string{"serve", "--cpu-queue", "lots"}, `nimbus: invalid --cpu-queue "lots": want a whole number` + "\n"},
 		{[]string{"serve", "--cpu-queue-wait", "20"}, `nimbus: invalid --cpu-queue-wait "20": want a duration such as 30s, 5m or 1h` + "\n"},
-		{[]string{"serve", "--cpu-queue-wait", "20ms"}, "nimbus: --cpu-queue-wait is the wait of the queue that --cpu-queue turns on: give --cpu-queue too\n"},
-		{[]string{"serve", "--cpu-queue", "0", "--cpu-queue-wait", "20ms"}, "nimbus: --cpu-queue-wait is the wait of the queue that --cpu-queue turns on: give --cpu-queue too\n"},
+		{[]string{"serve", "--cpu-queue", "0", "--cpu-queue-wait", "20ms"}, "nimbus: --cpu-queue-wait is the wait of the queue that --cpu-queue 0 turns off: give one or the other\n"},
 		{[]string{"serve", "--memory-overcommit", "lots"}, `nimbus: invalid --memory-overcommit "lots": want a number` + "\n"},
 		{[]string{"deploy", "x", "--memory", "abc"}, `nimbus: invalid --memory "abc": want a whole number` + "\n"},
 	} {

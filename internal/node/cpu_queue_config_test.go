@@ -1,17 +1,19 @@
 package node
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestCPUQueueConfig: the queue in front of scale-out is off by default;
+// TestCPUQueueConfig: the queue in front of scale-out is on by default,
+// from twice the node's CPUs;
 // a negative --cpu-queue, or a --cpu-queue-wait that is not positive with
 // the queue on, is refused with the flag named.
 func TestCPUQueueConfig(t *testing.T) {
-	if c := Defaults(); c.CPUQueue != 0 || c.CPUQueueWait <= 0 {
-		t.Errorf("defaults: --cpu-queue %d, --cpu-queue-wait %s; want 0 and a positive wait", c.CPUQueue, c.CPUQueueWait)
+	if c := Defaults(); c.CPUQueue != 2*runtime.NumCPU() || c.CPUQueueWait <= 0 {
+		t.Errorf("defaults: --cpu-queue %d, --cpu-queue-wait %s; want %d and a positive wait", c.CPUQueue, c.CPUQueueWait, 2*runtime.NumCPU())
 	}
 	for _, tc := range []struct {
 		queue int
