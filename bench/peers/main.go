@@ -111,6 +111,8 @@ func (c Config) Validate() error {
 		return errors.New("-memory must name at least one size")
 	case c.Cold < 0:
 		return fmt.Errorf("-cold must not be negative, not %d", c.Cold)
+	case c.ColdGap < 0:
+		return fmt.Errorf("-cold-gap must not be negative, not %s", c.ColdGap)
 	case c.Async < 0:
 		return fmt.Errorf("-async must not be negative, not %d", c.Async)
 	}

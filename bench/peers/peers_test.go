@@ -215,15 +215,18 @@ func TestFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Rounds != 3 || len(cfg.Conns) != 3 || cfg.Conns[1] != 8 || cfg.Duration != 3*time.Second {
+	if cfg.Rounds != 3 || len(cfg.Conns) != 3 || cfg.Conns[1] != 8 || cfg.Duration != 3*time.Second || cfg.ColdGap != 250*time.Millisecond {
 		t.Errorf("got %+v", cfg)
 	}
 	if len(cfg.Nodes) != 2 || cfg.Nodes[0].Label != "main" || cfg.Nodes[0].Bin != "/tmp/nimbus" || len(cfg.Nodes[0].Args) != 0 || cfg.Nodes[1].Bin != "" ||
 		strings.Join(cfg.Nodes[1].Args, " ") != "--cpu-queue 2" {
 		t.Errorf("nodes: %+v", cfg.Nodes)
 	}
+	if cfg, err := parseFlags([]string{"-cold-gap", "0"}); err != nil || cfg.ColdGap != 0 {
+		t.Errorf("-cold-gap 0: %v, %s", err, cfg.ColdGap)
+	}
 	for _, args := range [][]string{
-		{"-rounds", "0"}, {"-conns", "0"}, {"-memory", "64"}, {"-memory", ""}, {"-conns", "x"}, {"-duration", "0s"}, {"-cold", "-1"}, {"-rows", "("},
+		{"-rounds", "0"}, {"-conns", "0"}, {"-memory", "64"}, {"-memory", ""}, {"-conns", "x"}, {"-duration", "0s"}, {"-cold", "-1"}, {"-cold-gap", "-1ms"}, {"-rows", "("},
 		{"-node", "x"}, {"-node", "=bin"}, {"-node", "a= "}, {"-node", "a=x", "-node", "a=y"},
 	} {
 		if _, err := parseFlags(args); err == nil {
