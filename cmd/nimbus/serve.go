@@ -57,7 +57,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.FreezeAfter, "freeze-after", cfg.FreezeAfter, "how long an idle instance runs before it is frozen, so that what it left running burns no CPU (0: at once, as Lambda; each thaw costs about a millisecond on cgroup v1)")
 	f.IntVar(&cfg.QueueDepth, "queue-depth", cfg.QueueDepth, "most requests waiting for an instance, per function")
 	f.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "how long a request may wait for a busy instance to free before a 429 (one waiting for an instance started for it waits for that start)")
-	f.IntVar(&cfg.CPUQueue, "cpu-queue", cfg.CPUQueue, "busy instances of a function version from which a request waits briefly for a busy one rather than make another busy, when its expected wait (from the function's recent durations) is within --cpu-queue-wait (default: twice this machine's CPUs; 0: off; docs/scaling.md)")
+	f.IntVar(&cfg.CPUQueue, "cpu-queue", cfg.CPUQueue, "busy instances of a function version from which a request waits briefly for a busy one rather than make another busy, when its expected wait (from the function's recent durations) is within --cpu-queue-wait (twice this machine's CPUs unless given; 0: off; docs/scaling.md)")
 	f.DurationVar(&cfg.CPUQueueWait, "cpu-queue-wait", cfg.CPUQueueWait, "longest wait of a request held by --cpu-queue (never beyond the function's timeout); then it takes an idle instance or starts one")
 	f.IntVar(&cfg.AsyncMaxPayload, "async-max-payload", cfg.AsyncMaxPayload, "largest asynchronous event in bytes")
 	f.DurationVar(&cfg.AsyncRetention, "async-retention", cfg.AsyncRetention, "how long async task records and dead letters are kept")
